@@ -1,0 +1,70 @@
+"""The canonical leaf encoding: the exact bytes that are hashed into the log.
+
+A leaf is one JSON object: the event's fields (absent ones left out) plus ``"v": 1``, the format
+version. It is encoded deterministically:
+
+- object keys sorted (by code point), no insignificant whitespace, UTF-8 (no ``\\u`` escapes
+  except for the control characters U+0000-U+001F, which use the short forms \\b \\t \\n \\f \\r
+  or lowercase ``\\u00xx``), ``"`` and ``\\`` escaped;
+- integers in decimal; floats in the shortest text that reads back the same.
+
+On the domain where the two meet — strings, booleans, null, integers within ±(2**53 - 1), floats
+with magnitude in [1e-6, 1e21), and keys without characters above U+FFFF — this is byte-for-byte
+RFC 8785 (JCS); the property test ``tests/property/test_canonical.py`` checks it.
+
+Because every field name sorts before ``v``, the version is spliced in at the end: one encode
+per event on the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from sealtrail.core.errors import ValidationError
+from sealtrail.core.event import MAX_EVENT_BYTES, Event
+
+LEAF_VERSION: Final = 1
+MAX_LEAF_BYTES: Final = 65535  # entry bundles (tlog-tiles) use uint16 length prefixes
+_VERSION_SUFFIX: Final = b',"v":1}'
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class StoredEvent(Event, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+                  kw_only=True):
+    """An event as read back from a leaf: the event plus its format version."""
+
+    v: int
+
+
+_leaf_decoder = msgspec.json.Decoder(StoredEvent)
+
+
+def encode_leaf(event: Event) -> bytes:
+    """The leaf bytes of a sequenced event (``id`` and ``received_at`` must be set)."""
+    if event.id is None or event.received_at is None or event.time is None:
+        raise ValueError("only a sequenced event (id, time, received_at set) has a leaf")
+    try:
+        body = _encoder.encode(event)
+    except UnicodeEncodeError as exc:
+        raise ValidationError("event", "contains a lone surrogate (not valid Unicode)") from exc
+    leaf = body[:-1] + _VERSION_SUFFIX
+    if len(leaf) > MAX_EVENT_BYTES + 1024:
+        raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes once sequenced")
+    return leaf
+
+
+def decode_leaf(leaf: bytes) -> StoredEvent:
+    """Read a leaf back into an event; raises msgspec errors on bytes that are not a v1 leaf."""
+    ev = _leaf_decoder.decode(leaf)
+    if ev.v != LEAF_VERSION:
+        raise ValueError(f"leaf format version {ev.v} is not supported")
+    return ev
+
+
+def leaf_object(leaf: bytes) -> dict[str, Any]:
+    """A leaf as a plain JSON object (for output), without re-validating it."""
+    out: dict[str, Any] = msgspec.json.decode(leaf)
+    return out

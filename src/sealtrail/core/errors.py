@@ -1,0 +1,97 @@
+"""One rooted error tree for sealtrail.
+
+::
+
+    SealtrailError
+    ├── ValidationError        bad input; names the field (``field``) and, for files, the line
+    ├── ConfigError            bad configuration or arguments (data dir, log name, key files)
+    ├── StorageError           the store failed (disk full, locked, corrupt beyond reading)
+    └── VerificationError      something that should verify does not
+        ├── FormatError        malformed proof, note, checkpoint or key: a verification failure
+        ├── InclusionError     an inclusion proof does not lead to the root
+        ├── ConsistencyError   two tree heads are not consistent
+        ├── SignatureError     no trusted signature verifies on a note
+        └── TamperError        the stored log differs from what it committed to (carries index, kind)
+
+Verification functions return ``None`` or raise; they never return a bool. Malformed input to a
+verifier is a verification failure (``FormatError``), never a crash of another type.
+"""
+
+from __future__ import annotations
+
+
+class SealtrailError(Exception):
+    """Root of every error sealtrail raises on purpose."""
+
+    def diagnostics(self) -> str:
+        """A one-paragraph explanation suitable for CLI output."""
+        return str(self)
+
+
+class ValidationError(SealtrailError):
+    """Input rejected before anything was stored; ``field`` names where (``actor.id``, ``line 3``)."""
+
+    def __init__(self, field: str, message: str, *, line: int | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{field}: {message}")
+
+    def at_line(self, line: int) -> ValidationError:
+        """The same error, located at ``line`` of an input file."""
+        return ValidationError(self.field, self.message, line=line)
+
+
+class ConfigError(SealtrailError):
+    """Bad configuration or arguments: the message names the option or file."""
+
+
+class StorageError(SealtrailError):
+    """The store could not do what was asked; nothing of the failed request is acknowledged."""
+
+
+class VerificationError(SealtrailError):
+    """Something that must verify does not."""
+
+
+class FormatError(VerificationError):
+    """Malformed proof, note, checkpoint or key text."""
+
+
+class InclusionError(VerificationError):
+    """An inclusion proof does not lead to the expected root."""
+
+    def __init__(self, message: str, *, expected: bytes | None = None,
+                 calculated: bytes | None = None) -> None:
+        self.expected = expected
+        self.calculated = calculated
+        super().__init__(message)
+
+
+class ConsistencyError(VerificationError):
+    """A consistency proof does not link the two tree heads."""
+
+    def __init__(self, message: str, *, expected: bytes | None = None,
+                 calculated: bytes | None = None) -> None:
+        self.expected = expected
+        self.calculated = calculated
+        super().__init__(message)
+
+
+class SignatureError(VerificationError):
+    """No trusted key produced a valid signature on the note, or a known key's signature failed."""
+
+
+class TamperError(VerificationError):
+    """The stored log differs from what it committed to.
+
+    ``kind`` is one of ``changed``, ``missing``, ``reordered``, ``extra``, ``truncated``, ``forked``,
+    ``tree`` (a stored tree hash was edited) or ``checkpoint`` (a stored checkpoint is bad).
+    ``index`` is the first bad entry index (or the start of the first bad range).
+    """
+
+    def __init__(self, kind: str, index: int, message: str) -> None:
+        self.kind = kind
+        self.index = index
+        super().__init__(f"{kind} at index {index}: {message}")

@@ -1,0 +1,232 @@
+"""The audit event model (v1): who did what, to what, when, from where, with what outcome.
+
+An :class:`Event` is a frozen value object. It is validated when it is built from untrusted
+input (:func:`parse_event` for JSON text, :func:`validate_event` for Python mappings); every
+error names the field (``actor.id``, ``metadata.a.b``). Limits (documented in docs/events.md):
+
+- a JSON event is at most ``MAX_EVENT_BYTES`` bytes, before and after normalisation;
+- identifiers (``actor.id``, ``target.id``, ``request_id``...) at most 256 characters, other
+  strings at most 1024 except ``reason`` and ``purpose`` (4096);
+- ``metadata`` and ``changes`` nest at most ``MAX_DEPTH`` levels, keys at most 128 characters,
+  integers within ±(2**53 - 1) (I-JSON), floats finite.
+
+Control characters, CR and LF are allowed inside strings: they are data and are always
+JSON-escaped in the leaf and in every output, so they can never start a second record.
+The core never reads the clock: ``received_at`` (and ``time`` when absent) are given by the log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from sealtrail.core.errors import ValidationError
+from sealtrail.core.timefmt import normalize_time
+
+MAX_EVENT_BYTES: Final = 32 * 1024
+MAX_DEPTH: Final = 8
+MAX_KEY_CHARS: Final = 128
+MAX_INT: Final = 2**53 - 1
+
+CATEGORIES: Final = ("authentication", "authorization", "data_access", "data_change",
+                     "configuration", "admin", "system", "audit_access")
+OUTCOMES: Final = ("success", "failure", "denied", "error")
+
+Category = Literal["authentication", "authorization", "data_access", "data_change",
+                   "configuration", "admin", "system", "audit_access"]
+Outcome = Literal["success", "failure", "denied", "error"]
+
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+LongText = Annotated[str, msgspec.Meta(max_length=4096)]
+Action = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*$")]
+IP = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
+
+
+def _check_ip(value: str | None, field: str) -> None:
+    if value is None:
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"`{field}` is not an IP address") from exc
+
+
+class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Who acted: a user, service or system, possibly on behalf of another principal."""
+
+    id: Ident
+    type: Text | None = None
+    name: Text | None = None
+    ip: IP | None = None
+    user_agent: Text | None = None
+    on_behalf_of: Ident | None = None
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip, "ip")
+
+
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What was acted on."""
+
+    type: Text | None = None
+    id: Ident | None = None
+    name: Text | None = None
+
+
+class Source(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Where the event was produced."""
+
+    service: Text | None = None
+    host: Text | None = None
+    ip: IP | None = None
+
+    def __post_init__(self) -> None:
+        _check_ip(self.ip, "ip")
+
+
+class Changes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A data change: the values before and after (any JSON, within the nesting limits)."""
+
+    before: Any = None
+    after: Any = None
+
+
+class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+            kw_only=True):
+    """One audit event. Required: ``actor.id``, ``action``, ``outcome``."""
+
+    actor: Actor
+    action: Action
+    outcome: Outcome
+    id: str | None = None
+    time: str | None = None
+    received_at: str | None = None
+    category: Category | None = None
+    target: Target | None = None
+    source: Source | None = None
+    request_id: Ident | None = None
+    trace_id: Ident | None = None
+    purpose: LongText | None = None
+    reason: LongText | None = None
+    changes: Changes | None = None
+    metadata: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-compatible values (absent fields left out)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+def _field_path(msg: str) -> tuple[str, str]:
+    """Split msgspec's ``"<message> - at `$.a.b`"`` into ("a.b", message)."""
+    text, sep, where = msg.rpartition(" - at `")
+    if not sep:
+        text, where = msg, "$"
+    path = where.rstrip("`")
+    path = path[2:] if path.startswith("$.") else path.lstrip("$")
+    # Missing and unknown fields are named in the message: make them the path.
+    for marker in ("missing required field `", "unknown field `"):
+        if marker in text:
+            name = text[text.index(marker) + len(marker):].split("`", 1)[0]
+            return (f"{path}.{name}" if path else name), text
+    path = path or "event"
+    # Messages raised in __post_init__ name the sub-field in backticks; append it to the path.
+    if text.startswith("`") and "` is not" in text:
+        sub = text[1:text.index("`", 1)]
+        path = f"{path}.{sub}"
+    return path, text
+
+
+def _walk(value: Any, path: str, depth: int) -> None:
+    """Check free-form JSON (metadata, changes) against the nesting and number limits."""
+    if depth > MAX_DEPTH:
+        raise ValidationError(path, f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(path, "object keys must be strings")
+            if len(key) > MAX_KEY_CHARS:
+                raise ValidationError(f"{path}.{key[:32]}…", f"key longer than {MAX_KEY_CHARS}")
+            _walk(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise ValidationError(path, "integer outside ±(2**53 - 1); send it as a string")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(path, "number must be finite")
+    else:
+        raise ValidationError(path, f"unsupported value of type {type(value).__name__}")
+
+
+def _check(ev: Event) -> Event:
+    """Checks msgspec's declarative constraints cannot express; returns the normalised event."""
+    changes: dict[str, Any] = {}
+    if ev.id is not None:
+        try:
+            canon = str(uuid.UUID(ev.id))
+        except ValueError as exc:
+            raise ValidationError("id", "not a UUID (use UUIDv7, or leave it out)") from exc
+        if canon != ev.id:
+            changes["id"] = canon
+    if ev.time is not None:
+        try:
+            t = normalize_time(ev.time)
+        except ValueError as exc:
+            raise ValidationError("time", str(exc)) from exc
+        if t != ev.time:
+            changes["time"] = t
+    if ev.received_at is not None:
+        raise ValidationError("received_at", "is assigned by the log; leave it out")
+    if ev.metadata is not None:
+        _walk(ev.metadata, "metadata", 1)
+    if ev.changes is not None:
+        _walk(ev.changes.before, "changes.before", 1)
+        _walk(ev.changes.after, "changes.after", 1)
+    return msgspec.structs.replace(ev, **changes) if changes else ev
+
+
+_decoder = msgspec.json.Decoder(Event)
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Decode and validate one JSON event; raise ValidationError naming the field."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        ev = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        field, msg = _field_path(str(exc))
+        raise ValidationError(field, msg) from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationError("event", f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValidationError("event", "nested too deeply") from exc
+    return _check(ev)
+
+
+def validate_event(obj: Event | Mapping[str, Any]) -> Event:
+    """Validate an Event built in Python, or a mapping of its fields."""
+    if isinstance(obj, Event):
+        obj = obj.to_dict()
+    elif not isinstance(obj, Mapping):
+        raise ValidationError("event", f"must be an object, not {type(obj).__name__}")
+    try:
+        ev = msgspec.convert(obj, Event)
+    except msgspec.ValidationError as exc:
+        field, msg = _field_path(str(exc))
+        raise ValidationError(field, msg) from exc
+    except RecursionError as exc:
+        raise ValidationError("event", "nested too deeply") from exc
+    return _check(ev)

@@ -1,0 +1,46 @@
+"""RFC 3339 timestamps, normalised to UTC with microseconds: ``2026-11-28T08:21:16.123456Z``.
+
+One text per instant, so the same event always encodes to the same leaf bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+
+
+def format_time(dt: datetime) -> str:
+    """Format an aware datetime as canonical UTC RFC 3339 with microseconds."""
+    if dt.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339 (any offset, up to nanoseconds, truncated to microseconds) to aware UTC."""
+    m = _RFC3339.match(text)
+    if not m:
+        raise ValueError("not an RFC 3339 timestamp with a time zone (e.g. 2026-01-31T12:00:00Z)")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac = (m.group(7) or "").ljust(6, "0")[:6]
+    dt = datetime(year, month, day, hour, minute, second, int(frac), tzinfo=UTC)
+    if m.group(9):
+        sign = 1 if m.group(9) == "+" else -1
+        from datetime import timedelta
+        dt -= sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+    return dt
+
+
+def normalize_time(text: str) -> str:
+    """The canonical text of an RFC 3339 timestamp."""
+    return format_time(parse_time(text))
+
+
+def unix_micros(dt: datetime) -> int:
+    """Microseconds since the Unix epoch."""
+    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,1 @@
+"""The engine: sequencing, group commit, tree maintenance, checkpointing, proofs, verification."""

@@ -1,0 +1,476 @@
+"""``AuditLog``: the embedded, tamper-evident audit trail.
+
+Appends are validated in the caller's thread, then sequenced by a *group commit*: whichever
+caller finds no commit in progress becomes the leader, takes every queued request and commits
+them in one SQLite transaction (one fsync, one checkpoint signature); the others wait and get
+their receipts. Each request is atomic: all of its events are stored, or none.
+
+Commit, in order (markers in :meth:`AuditLog._commit`):
+1. take the write lock; if another process appended, reload the tree edge;
+2. drop events whose id is already in the log (their original receipt is returned);
+3. encode leaves, hash them, extend the tree, split entries into chunks;
+4. sign a checkpoint for the new size;
+5. write chunks, node blocks, id index, checkpoint and head; commit (fsync);
+6. only then adopt the new in-memory edge and hand out receipts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from sealtrail.core import canonical
+from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
+from sealtrail.core.errors import ConfigError, SealtrailError, StorageError, ValidationError
+from sealtrail.core.event import Event, validate_event
+from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.core.merkle.nodes import Node
+from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
+from sealtrail.core.note import Signer, Verifier
+from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.timefmt import format_time, unix_micros
+from sealtrail.core.uuid7 import make_uuid7
+from sealtrail.log import keys
+from sealtrail.log.tree import BLOCK, TreeEdge, range_hashes, read_nodes
+from sealtrail.log.verify import VerifyReport, verify_log
+from sealtrail.store.protocol import Chunk, State
+from sealtrail.store.sqlite import SQLiteStore
+
+Clock = Callable[[], datetime]
+
+LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+DB_FILE = "log.db"
+BUCKET_SHIFT = 16          # UUIDv7 milliseconds per id bucket: 2**16 ms, about 65 s
+ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
+MAX_BATCH = 100_000        # events in one append_many call
+
+
+def system_clock() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of acceptance: where the event is, its leaf hash, the checkpoint that holds it."""
+
+    id: str
+    index: int
+    leaf_hash: bytes
+    checkpoint_size: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored entry: its index and exact leaf bytes."""
+
+    index: int
+    leaf: bytes
+
+    def event(self) -> dict[str, Any]:
+        """The event as a JSON object (the leaf without its format version)."""
+        obj = canonical.leaf_object(self.leaf)
+        obj.pop("v", None)
+        return obj
+
+
+@dataclass(slots=True)
+class _Request:
+    events: list[Event]
+    ids: list[bytes]
+    receipts: list[Receipt] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+
+def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
+    """The directory of one log inside a data directory (validates the log name)."""
+    if not LOG_NAME.match(log):
+        raise ConfigError(f"log name {log!r}: use 1-63 of a-z 0-9 . _ - (starting with a letter "
+                          "or digit)")
+    return Path(data_dir) / log
+
+
+class AuditLog:
+    """A tamper-evident audit log in a data directory. Use :meth:`open`."""
+
+    def __init__(self, directory: Path, store: SQLiteStore, signer: Signer, origin: str,
+                 name: str, clock: Clock) -> None:
+        self.directory = directory
+        self.name = name
+        self.origin = origin
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._cv = threading.Condition()
+        self._queue: list[_Request] = []
+        self._leading = False
+        self._closed = False
+        state = store.state()
+        self._edge = TreeEdge.load(store, state.size)
+        self._hwm = state.id_hwm
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike[str], log: str = "default", *,
+             origin: str | None = None, create: bool = True,
+             clock: Clock | None = None) -> AuditLog:
+        """Open a log, creating it (database and signing key) when ``create`` and it is new.
+
+        ``origin`` names the log in its checkpoints (default ``sealtrail/<log>``); it is fixed
+        when the log is created.
+        """
+        directory = log_dir(data_dir, log)
+        db = directory / DB_FILE
+        if not db.exists():
+            if not create:
+                raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
+            return cls._create(directory, log, origin or f"sealtrail/{log}",
+                               clock or system_clock)
+        store = SQLiteStore(db)
+        meta = store.meta()
+        stored_origin = meta.get("origin")
+        if stored_origin is None:
+            store.close()
+            raise StorageError(f"{db} has no origin: it was not created by sealtrail")
+        if origin is not None and origin != stored_origin:
+            store.close()
+            raise ConfigError(f"origin {origin!r} differs from the log's origin "
+                              f"{stored_origin!r}, which cannot change")
+        signer = keys.load_signer(directory)
+        if signer.name != stored_origin:
+            store.close()
+            raise ConfigError("the signing key does not belong to this log's origin")
+        return cls(directory, store, signer, stored_origin, log, clock or system_clock)
+
+    @classmethod
+    def _create(cls, directory: Path, log: str, origin: str, clock: Clock) -> AuditLog:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        signer = (keys.load_signer(directory) if (directory / keys.SIGNING_KEY).exists()
+                  else keys.create_signer(directory, origin))
+        if signer.name != origin:
+            raise ConfigError("an existing signing key has another origin")
+        store = SQLiteStore(directory / DB_FILE)
+        with store.transaction():
+            store.set_meta({"origin": origin, "log": log, "leaf_version": "1"})
+            empty = TreeEdge(0, [], {})
+            note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
+            store.put_state(State(0, note, 0))
+            store.put_checkpoint(0, note)
+        return cls(directory, store, signer, origin, log, clock)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store. Everything acknowledged is already on disk."""
+        if not self._closed:
+            self._closed = True
+            self._store.close()
+
+    @property
+    def store(self) -> SQLiteStore:
+        """The underlying store (for the verifier and tools; never write to it directly)."""
+        return self._store
+
+    @property
+    def verifier(self) -> Verifier:
+        """The key that verifies this log's checkpoints."""
+        return self._signer.verifier()
+
+    def vkey(self) -> str:
+        """The verifier key text (``name+id+key``)."""
+        return self.verifier.format()
+
+    @property
+    def size(self) -> int:
+        """The committed tree size (re-read, so appends by other processes count)."""
+        return self._store.state().size
+
+    # -- appending -------------------------------------------------------------------------
+
+    def _prepare(self, raw: Event | Mapping[str, Any], now_ms: int) -> tuple[Event, bytes]:
+        ev = validate_event(raw)
+        if ev.id is None:
+            u = make_uuid7(now_ms, os.urandom(10))
+            ev = msgspec.structs.replace(ev, id=str(u))
+            return ev, u.bytes
+        return ev, bytes.fromhex(ev.id.replace("-", ""))
+
+    def append(self, event: Event | Mapping[str, Any]) -> Receipt:
+        """Append one event durably; return its receipt (the original one for a known id)."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Receipt]:
+        """Append events atomically (all or none) and durably; receipts in input order.
+
+        Raises ValidationError (its ``field`` names the event's position and field) before
+        anything is stored if any event is invalid.
+        """
+        if self._closed:
+            raise ConfigError("the log is closed")
+        now_ms = unix_micros(self._clock()) // 1000
+        prepared: list[Event] = []
+        ids: list[bytes] = []
+        for i, raw in enumerate(events):
+            if i >= MAX_BATCH:
+                raise ValidationError("events", f"more than {MAX_BATCH} events in one call")
+            try:
+                ev, ident = self._prepare(raw, now_ms)
+            except ValidationError as exc:
+                raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+            prepared.append(ev)
+            ids.append(ident)
+        if not prepared:
+            return []
+        return self._submit(_Request(prepared, ids))
+
+    def _submit(self, req: _Request) -> list[Receipt]:
+        with self._cv:
+            self._queue.append(req)
+            while not req.done:
+                if self._leading:
+                    self._cv.wait()
+                    continue
+                self._leading = True
+                batch, self._queue = self._queue, []
+                self._cv.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._cv.acquire()
+                    self._leading = False
+                    self._cv.notify_all()
+        if req.error is not None:
+            raise req.error
+        return req.receipts
+
+    def _commit(self, batch: list[_Request]) -> None:
+        try:
+            self._commit_batch(batch)
+        except BaseException as exc:
+            for req in batch:
+                if not req.done:
+                    req.error = exc
+                    req.done = True
+            if not isinstance(exc, SealtrailError | Exception):
+                raise
+
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        received = format_time(self._clock())
+        store = self._store
+        with store.transaction():
+            # 1. Another process may have appended since we last looked.
+            state = store.state()
+            if state.size != self._edge.size:
+                self._edge = TreeEdge.load(store, state.size)
+            hwm = max(self._hwm, state.id_hwm)
+            # 2. Known ids: look up those that may be old, then dedupe within the batch.
+            found = self._find_existing(batch, hwm)
+            # 3. Sequence.
+            edge = self._edge
+            index = edge.size
+            leaves: list[bytes] = []
+            hashes: list[bytes] = []
+            new_ids: list[bytes] = []
+            pending: dict[bytes, int] = {}
+            plan: list[tuple[_Request, list[tuple[str, int, bool]]]] = []
+            for req in batch:
+                mark = len(leaves)
+                slots: list[tuple[str, int, bool]] = []
+                try:
+                    for ev, ident in zip(req.events, req.ids, strict=True):
+                        if ident in found:
+                            slots.append((ev.id or "", -1, True))
+                            continue
+                        if ident in pending:
+                            slots.append((ev.id or "", pending[ident], True))
+                            continue
+                        sealed = msgspec.structs.replace(
+                            ev, received_at=received, time=ev.time or received)
+                        leaf = canonical.encode_leaf(sealed)
+                        pending[ident] = index + len(leaves)
+                        slots.append((ev.id or "", index + len(leaves), False))
+                        leaves.append(leaf)
+                        hashes.append(leaf_hash(leaf))
+                        new_ids.append(ident)
+                except ValidationError as exc:
+                    # This request alone fails; undo what it added to the batch.
+                    for ident in new_ids[mark:]:
+                        pending.pop(ident, None)
+                    del leaves[mark:], hashes[mark:], new_ids[mark:]
+                    req.error = exc
+                    req.done = True
+                    continue
+                plan.append((req, slots))
+            new_edge, blocks = edge.append(hashes) if hashes else (edge, {})
+            chunks, buckets, others, new_hwm = self._chunks(index, leaves, new_ids,
+                                                            new_edge.size, hwm)
+            # 4. Checkpoint.
+            note = (self._signer.sign(Checkpoint(self.origin, new_edge.size,
+                                                 new_edge.root()).format())
+                    if hashes else state.checkpoint)
+            # 5. Write; the commit at the end of the block fsyncs.
+            if hashes:
+                store.put_chunks(chunks)
+                store.put_node_blocks(blocks)
+                if buckets:
+                    store.put_buckets(buckets)
+                if others:
+                    store.put_other_ids(others)
+                if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
+                    store.put_checkpoint(new_edge.size, note or "")
+                store.put_state(State(new_edge.size, note, new_hwm))
+        # 6. Durable: adopt and answer.
+        self._edge = new_edge
+        self._hwm = new_hwm
+        by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
+        for req, slots in plan:
+            out: list[Receipt] = []
+            for (ident_text, idx, dup), ident in zip(slots, req.ids, strict=True):
+                if idx == -1:
+                    out.append(found[ident])
+                else:
+                    out.append(Receipt(ident_text, idx, by_index[idx], new_edge.size, dup))
+            req.receipts = out
+            req.done = True
+
+    def _chunks(self, start: int, leaves: list[bytes], ids: list[bytes], batch_end: int,
+                hwm: int) -> tuple[list[Chunk], list[tuple[int, int]], list[tuple[bytes, int]],
+                                   int]:
+        """Split new entries at bundle boundaries; collect the id index rows."""
+        chunks: list[Chunk] = []
+        buckets: set[tuple[int, int]] = set()
+        others: list[tuple[bytes, int]] = []
+        pos = 0
+        while pos < len(leaves):
+            cstart = start + pos
+            n = min(len(leaves) - pos, BLOCK - cstart % BLOCK)
+            part = leaves[pos:pos + n]
+            pids = ids[pos:pos + n]
+            data = struct.pack(f"<{n}I", *map(len, part)) + b"".join(part)
+            chunks.append(Chunk(cstart, n, batch_end, b"".join(pids), data))
+            for k, ident in enumerate(pids):
+                if ident[6] >> 4 == 7:
+                    ms = int.from_bytes(ident[:6], "big")
+                    hwm = max(hwm, ms)
+                    buckets.add((ms >> BUCKET_SHIFT, cstart))
+                else:
+                    others.append((ident, cstart + k))
+            pos += n
+        return chunks, sorted(buckets), others, hwm
+
+    def _find_existing(self, batch: list[_Request], hwm: int) -> dict[bytes, Receipt]:
+        """Receipts of events already in the log, for ids that could be there."""
+        v7: dict[int, set[bytes]] = {}
+        other: list[bytes] = []
+        for req in batch:
+            for ident in req.ids:
+                if ident[6] >> 4 == 7:
+                    ms = int.from_bytes(ident[:6], "big")
+                    if ms <= hwm:  # newer than every stored id: cannot be stored yet
+                        v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
+                else:
+                    other.append(ident)
+        hits: dict[bytes, tuple[int, int]] = {}
+        if v7:
+            wanted = set().union(*v7.values())
+            starts = self._store.chunk_starts_for_buckets(v7)
+            for chunk in self._store.chunks_at(starts):
+                for k in range(chunk.count):
+                    ident = chunk.ids[16 * k:16 * k + 16]
+                    if ident in wanted:
+                        hits[ident] = (chunk.start + k, chunk.batch_end)
+        if other:
+            for ident, idx in self._store.find_other_ids(other).items():
+                chunk = next(self._store.iter_chunks(idx, idx + 1))
+                hits[ident] = (idx, chunk.batch_end)
+        if not hits:
+            return {}
+        nodes = read_nodes(self._store, [Node(0, idx) for idx, _ in hits.values()])
+        out: dict[bytes, Receipt] = {}
+        for ident, (idx, batch_end) in hits.items():
+            text = str(uuid.UUID(bytes=ident))
+            out[ident] = Receipt(text, idx, nodes[Node(0, idx)], batch_end, True)
+        return out
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """The latest signed checkpoint."""
+        note = self._store.state().checkpoint
+        if note is None:
+            raise StorageError("the log has no checkpoint")
+        return SignedCheckpoint(Checkpoint.parse(note[: note.rfind("\n\n") + 1]), note)
+
+    def entries(self, start: int, end: int | None = None) -> Iterator[Entry]:
+        """Raw entries ``start <= i < end`` in order (``end`` defaults to the size)."""
+        size = self.size
+        end = size if end is None else end
+        if not 0 <= start <= end:
+            raise ConfigError(f"entries: need 0 <= start <= end, got start={start} end={end}")
+        if end > size:
+            raise ConfigError(f"entries: end {end} is past the log size {size}")
+        for chunk in self._store.iter_chunks(start, end):
+            lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
+            pos = 4 * chunk.count
+            for k, n in enumerate(lens):
+                i = chunk.start + k
+                if start <= i < end:
+                    yield Entry(i, chunk.data[pos:pos + n])
+                pos += n
+
+    def root_at(self, size: int) -> bytes:
+        """The root of the first ``size`` entries, from stored nodes."""
+        return range_hashes(self._store, [(0, size)])[0]
+
+    def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
+        """An audit path for entry ``index`` in the tree of ``size`` entries (default: latest).
+
+        At the latest size the proof carries the signed checkpoint, so it verifies offline.
+        """
+        cp = self.checkpoint()
+        size = cp.checkpoint.size if size is None else size
+        if not 0 < size <= cp.checkpoint.size:
+            raise ConfigError(f"size {size} must be in 1..{cp.checkpoint.size}")
+        if not 0 <= index < size:
+            raise ConfigError(f"index {index} must be in 0..{size - 1}")
+        ranges = plan_inclusion(index, size)
+        hashes = range_hashes(self._store, [(index, index + 1), *ranges, (0, size)])
+        note = cp.note if size == cp.checkpoint.size else None
+        return InclusionProof(index, size, hashes[0], tuple(hashes[1:-1]), hashes[-1], note)
+
+    def prove_consistency(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """A consistency proof from size ``first`` to ``second`` (default: latest)."""
+        latest = self.checkpoint().checkpoint.size
+        second = latest if second is None else second
+        if not 0 <= first <= second <= latest:
+            raise ConfigError(f"need 0 <= first <= second <= {latest}, got {first}, {second}")
+        ranges = plan_consistency(first, second)
+        hashes = range_hashes(self._store, [(0, first), (0, second), *ranges])
+        return ConsistencyProof(first, second, hashes[0], hashes[1], tuple(hashes[2:]))
+
+    def verify(self, trusted_checkpoint: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Verify the whole log (see :mod:`sealtrail.log.verify`); raises TamperError."""
+        return verify_log(self._store, self.verifier, self.origin,
+                          trusted_checkpoint=trusted_checkpoint, progress=progress)
+
+

@@ -1,0 +1,93 @@
+"""The stored Merkle tree: complete nodes in 256-hash blocks per level, plus the right edge.
+
+Reading a node ``(L, k)`` reads block ``(L, k // 256)``; a proof needs O(log n) nodes, hence
+O(log n) rows, and never rehashes the log. Appending writes the blocks that gained nodes (about
+two per commit for single appends, a few dozen for a batch of 1000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sealtrail.core.errors import StorageError
+from sealtrail.core.merkle import compact
+from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right
+from sealtrail.core.merkle.nodes import Node, range_nodes
+from sealtrail.store.protocol import Store
+
+BLOCK = 256
+BLOCK_BYTES = BLOCK * HASH_SIZE
+
+
+@dataclass(slots=True)
+class TreeEdge:
+    """The in-memory head of the stored tree: size, newest node per level, partial blocks."""
+
+    size: int
+    last: list[bytes]
+    partial: dict[int, bytes]  # level -> bytes of that level's last, not yet full block
+
+    @classmethod
+    def load(cls, store: Store, size: int) -> TreeEdge:
+        """Read the edge of a tree of ``size`` leaves: O(log n) block reads."""
+        want: set[tuple[int, int]] = set()
+        for level in range(size.bit_length()):
+            count = size >> level
+            want.add((level, (count - 1) // BLOCK))
+            want.add((level, count // BLOCK))
+        blocks = store.node_blocks(want)
+        last: list[bytes] = []
+        partial: dict[int, bytes] = {}
+        for level in range(size.bit_length()):
+            count = size >> level
+            k = count - 1
+            block = blocks.get((level, k // BLOCK))
+            off = (k % BLOCK) * HASH_SIZE
+            if block is None or len(block) < off + HASH_SIZE:
+                raise StorageError(f"tree node ({level}, {k}) is missing: run sealtrail verify")
+            last.append(block[off:off + HASH_SIZE])
+            fill = (count % BLOCK) * HASH_SIZE
+            partial[level] = blocks.get((level, count // BLOCK), b"")[:fill] if fill else b""
+        return cls(size, last, partial)
+
+    def root(self) -> bytes:
+        """The current root."""
+        return compact.root_from_edge(self.size, self.last)
+
+    def append(self, leaves: list[bytes]) -> tuple[TreeEdge, dict[tuple[int, int], bytes]]:
+        """The edge after adding leaf hashes, and the node blocks to write (not applied here)."""
+        levels, new_last = compact.extend(self.size, self.last, leaves)
+        partial = dict(self.partial)
+        dirty: dict[tuple[int, int], bytes] = {}
+        for level, (first, hashes) in enumerate(levels):
+            buf = partial.get(level, b"") + b"".join(hashes)
+            block = first // BLOCK
+            # ``buf`` starts at the beginning of ``block``: full blocks go out whole.
+            while len(buf) >= BLOCK_BYTES:
+                dirty[(level, block)] = buf[:BLOCK_BYTES]
+                buf = buf[BLOCK_BYTES:]
+                block += 1
+            if buf:
+                dirty[(level, block)] = buf
+            partial[level] = buf
+        return TreeEdge(self.size + len(leaves), new_last, partial), dirty
+
+
+def read_nodes(store: Store, nodes: list[Node]) -> dict[Node, bytes]:
+    """Fetch complete nodes from their blocks; raise StorageError when one is missing."""
+    blocks = store.node_blocks({(n.level, n.index // BLOCK) for n in nodes})
+    out: dict[Node, bytes] = {}
+    for n in nodes:
+        block = blocks.get((n.level, n.index // BLOCK))
+        off = (n.index % BLOCK) * HASH_SIZE
+        if block is None or len(block) < off + HASH_SIZE:
+            raise StorageError(f"tree node ({n.level}, {n.index}) is missing: run sealtrail verify")
+        out[n] = block[off:off + HASH_SIZE]
+    return out
+
+
+def range_hashes(store: Store, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The MTH of each leaf range, from stored complete nodes (one read per block touched)."""
+    plans = [range_nodes(a, b) for a, b in ranges]
+    fetched = read_nodes(store, [n for plan in plans for n in plan])
+    return [fold_right([fetched[n] for n in plan]) for plan in plans]

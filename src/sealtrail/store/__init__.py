@@ -1,0 +1,1 @@
+"""Storage: one narrow protocol, adapters that persist and fetch and hold no policy."""

@@ -1,0 +1,102 @@
+"""The storage contract the log engine relies on.
+
+Data model (what a store keeps, not how):
+
+- *chunks*: runs of consecutive entries ``[start, start + count)`` written by one commit, never
+  crossing a 256-entry bundle boundary; each carries the 16-byte ids of its events and the tree
+  size its commit reached (``batch_end``, for exact duplicate receipts).
+- *node blocks*: the hashes of complete subtrees, 256 per block: block ``b`` of level ``L`` holds
+  nodes ``(L, 256*b) .. (L, 256*b + 255)``. Level 0 holds leaf hashes.
+- *id buckets*: which chunks hold UUIDv7 ids of a given time bucket, so a retried event is found
+  without an index row per event; other ids live in an exact per-id table.
+- *checkpoints*: signed checkpoint notes kept as history, plus the latest one in the state row.
+- *state*: tree size, latest checkpoint, the highest UUIDv7 millisecond seen.
+
+Writes happen inside :meth:`Store.transaction`, which takes the store's write lock, so a reader
+of ``state()`` inside it sees the last committed size even when other processes append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive entries written by one commit."""
+
+    start: int
+    count: int
+    batch_end: int
+    ids: bytes
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The committed head of the log."""
+
+    size: int
+    checkpoint: str | None
+    id_hwm: int
+
+
+class Store(Protocol):
+    """Persistence for one log."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Exclusive write transaction; durable (fsync) when the block exits normally."""
+
+    def meta(self) -> dict[str, str]:
+        """Key/value settings written at creation (format version, origin...)."""
+
+    def set_meta(self, items: dict[str, str]) -> None:
+        """Write settings (inside a transaction)."""
+
+    def state(self) -> State:
+        """The committed head."""
+
+    def put_state(self, state: State) -> None:
+        """Replace the head (inside a transaction)."""
+
+    def node_blocks(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored node blocks among ``keys`` (level, block)."""
+
+    def iter_node_blocks(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """All blocks of one level in block order."""
+
+    def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
+        """Insert or replace node blocks (inside a transaction)."""
+
+    def put_chunks(self, chunks: list[Chunk]) -> None:
+        """Insert chunks (inside a transaction); a clash with an existing start fails."""
+
+    def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
+        """Chunks overlapping ``[start, end)`` in order of start."""
+
+    def chunk_starts_for_buckets(self, buckets: Iterable[int]) -> list[int]:
+        """Starts of chunks holding UUIDv7 ids in any of the time buckets."""
+
+    def chunks_at(self, starts: Iterable[int]) -> list[Chunk]:
+        """The chunks with these starts."""
+
+    def put_buckets(self, rows: list[tuple[int, int]]) -> None:
+        """Record (bucket, chunk start) pairs (inside a transaction)."""
+
+    def find_other_ids(self, ids: list[bytes]) -> dict[bytes, int]:
+        """Index of each non-UUIDv7 id already stored."""
+
+    def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
+        """Record non-UUIDv7 ids (inside a transaction)."""
+
+    def put_checkpoint(self, size: int, note: str) -> None:
+        """Keep a checkpoint in the history (inside a transaction)."""
+
+    def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
+        """The checkpoint history in order of size."""
+
+    def close(self) -> None:
+        """Release the store."""

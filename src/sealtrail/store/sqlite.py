@@ -1,0 +1,239 @@
+"""The embedded store: one SQLite database per log, WAL mode, ``synchronous=FULL``.
+
+``synchronous=FULL`` in WAL mode fsyncs the WAL on every commit, so a transaction that returned
+is on disk: the "durable before acknowledged" invariant rests on this. Writers take the lock
+with ``BEGIN IMMEDIATE`` so concurrent processes serialise instead of failing mid-transaction.
+Rows per event decide the speed, so entries are stored per chunk (one row per commit and
+bundle), tree hashes per 256-node block, and ids without a per-event index row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sealtrail.core.errors import StorageError
+from sealtrail.store.protocol import Chunk, State
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state(
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    size INTEGER NOT NULL,
+    checkpoint TEXT,
+    id_hwm INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+    start INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
+    batch_end INTEGER NOT NULL,
+    ids BLOB NOT NULL,
+    data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes(
+    level INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (level, block)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_buckets(
+    bucket INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    PRIMARY KEY (bucket, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS other_ids(id BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+"""
+
+_BUSY_TIMEOUT_S = 30.0
+_MAX_VARS = 500
+
+
+class SQLiteStore:
+    """A log's SQLite database. One connection, guarded by a lock for use from many threads."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            if readonly:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                           check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+            else:
+                self._db = sqlite3.connect(str(path), isolation_level=None,
+                                           check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+                with self.transaction():
+                    if self._db.execute("SELECT 1 FROM state").fetchone() is None:
+                        self._db.execute("INSERT INTO state VALUES (0, 0, NULL, 0)")
+                        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                                         (SCHEMA_VERSION,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the log database {path.name}: {exc}") from exc
+        self._in_tx = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (fsync); rolls back on any exception."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a write: {exc}") from exc
+            self._in_tx = True
+            try:
+                yield
+            except BaseException:
+                self._in_tx = False
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover - rollback after a failed commit
+                    pass
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._in_tx = False
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover
+                    pass
+                raise StorageError(f"commit failed, nothing was stored: {exc}") from exc
+            finally:
+                self._in_tx = False
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read inside sees one committed state (for verification)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def _q(self, sql: str, args: Iterable[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            with self._lock:
+                return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+
+    def _w(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        if not self._in_tx:
+            raise StorageError("write outside a transaction")
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
+
+    def meta(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self._q("SELECT key, value FROM meta")}
+
+    def set_meta(self, items: dict[str, str]) -> None:
+        self._w("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(items.items()))
+
+    def state(self) -> State:
+        rows = self._q("SELECT size, checkpoint, id_hwm FROM state WHERE id = 0")
+        if not rows:
+            raise StorageError("the state row is missing")
+        size, cp, hwm = rows[0]
+        if not isinstance(size, int) or not isinstance(hwm, int) or not (
+                cp is None or isinstance(cp, str)):
+            raise StorageError("the state row is malformed")
+        return State(size, cp, hwm)
+
+    def put_state(self, state: State) -> None:
+        self._w("UPDATE state SET size = ?, checkpoint = ?, id_hwm = ? WHERE id = 0",
+                [(state.size, state.checkpoint, state.id_hwm)])
+
+    def node_blocks(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        out: dict[tuple[int, int], bytes] = {}
+        for level, block in set(keys):
+            rows = self._q("SELECT data FROM nodes WHERE level = ? AND block = ?", (level, block))
+            if rows:
+                out[(level, block)] = bytes(rows[0][0])  # type: ignore[arg-type]
+        return out
+
+    def iter_node_blocks(self, level: int) -> Iterator[tuple[int, bytes]]:
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT block, data FROM nodes WHERE level = ? ORDER BY block", (level,))
+            while rows := cur.fetchmany(64):
+                for block, data in rows:
+                    yield int(block), bytes(data)
+
+    def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
+        self._w("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
+                [(lv, b, d) for (lv, b), d in blocks.items()])
+
+    def put_chunks(self, chunks: list[Chunk]) -> None:
+        self._w("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
+
+    def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
+        # The chunk holding ``start`` may begin before it.
+        first = self._q("SELECT max(start) FROM chunks WHERE start <= ?", (start,))
+        lo = first[0][0] if first and isinstance(first[0][0], int) else start
+        sql = "SELECT start, count, batch_end, ids, data FROM chunks WHERE start >= ?"
+        args: list[object] = [lo]
+        if end is not None:
+            sql += " AND start < ?"
+            args.append(end)
+        sql += " ORDER BY start"
+        with self._lock:
+            cur = self._db.execute(sql, args)
+            while rows := cur.fetchmany(32):
+                for s, n, be, ids, data in rows:
+                    yield Chunk(int(s), int(n), int(be), bytes(ids), bytes(data))
+
+    def chunk_starts_for_buckets(self, buckets: Iterable[int]) -> list[int]:
+        out: set[int] = set()
+        bl = sorted(set(buckets))
+        for i in range(0, len(bl), _MAX_VARS):
+            part = bl[i:i + _MAX_VARS]
+            rows = self._q(f"SELECT start FROM id_buckets WHERE bucket IN "  # noqa: S608
+                           f"({','.join('?' * len(part))})", part)
+            out.update(int(r[0]) for r in rows)  # type: ignore[call-overload]
+        return sorted(out)
+
+    def chunks_at(self, starts: Iterable[int]) -> list[Chunk]:
+        out: list[Chunk] = []
+        sl = sorted(set(starts))
+        for i in range(0, len(sl), _MAX_VARS):
+            part = sl[i:i + _MAX_VARS]
+            rows = self._q("SELECT start, count, batch_end, ids, data FROM chunks WHERE start IN "
+                           f"({','.join('?' * len(part))})", part)  # noqa: S608
+            out.extend(Chunk(int(s), int(n), int(be), bytes(ids), bytes(d))  # type: ignore[call-overload, arg-type]
+                       for s, n, be, ids, d in rows)
+        return out
+
+    def put_buckets(self, rows: list[tuple[int, int]]) -> None:
+        self._w("INSERT OR IGNORE INTO id_buckets VALUES (?, ?)", list(rows))
+
+    def find_other_ids(self, ids: list[bytes]) -> dict[bytes, int]:
+        out: dict[bytes, int] = {}
+        for i in range(0, len(ids), _MAX_VARS):
+            part = ids[i:i + _MAX_VARS]
+            rows = self._q("SELECT id, idx FROM other_ids WHERE id IN "
+                           f"({','.join('?' * len(part))})", part)  # noqa: S608
+            out.update((bytes(k), int(v)) for k, v in rows)  # type: ignore[arg-type, call-overload]
+        return out
+
+    def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
+        self._w("INSERT INTO other_ids VALUES (?, ?)", list(rows))
+
+    def put_checkpoint(self, size: int, note: str) -> None:
+        self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])
+
+    def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
+        for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
+            yield int(size), str(note)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
