@@ -3,7 +3,7 @@
 ::
 
     SealtrailError
-    ├── ValidationError        bad input; names the field (``field``) and, for files, the line
+    ├── ValidationError        bad input; ``field`` names the field, ``line`` the input line
     ├── ConfigError            bad configuration or arguments (data dir, log name, key files)
     ├── StorageError           the store failed (disk full, locked, corrupt beyond reading)
     └── VerificationError      something that should verify does not
@@ -11,7 +11,7 @@
         ├── InclusionError     an inclusion proof does not lead to the root
         ├── ConsistencyError   two tree heads are not consistent
         ├── SignatureError     no trusted signature verifies on a note
-        └── TamperError        the stored log differs from what it committed to (carries index, kind)
+        └── TamperError        the stored log differs from what it committed to (index, kind)
 
 Verification functions return ``None`` or raise; they never return a bool. Malformed input to a
 verifier is a verification failure (``FormatError``), never a crash of another type.
@@ -29,7 +29,7 @@ class SealtrailError(Exception):
 
 
 class ValidationError(SealtrailError):
-    """Input rejected before anything was stored; ``field`` names where (``actor.id``, ``line 3``)."""
+    """Input rejected before anything was stored; ``field`` names where (``actor.id``)."""
 
     def __init__(self, field: str, message: str, *, line: int | None = None) -> None:
         self.field = field
@@ -80,14 +80,15 @@ class ConsistencyError(VerificationError):
 
 
 class SignatureError(VerificationError):
-    """No trusted key produced a valid signature on the note, or a known key's signature failed."""
+    """No trusted key signed the note validly, or a known key's signature failed."""
 
 
 class TamperError(VerificationError):
     """The stored log differs from what it committed to.
 
-    ``kind`` is one of ``changed``, ``missing``, ``reordered``, ``extra``, ``truncated``, ``forked``,
-    ``tree`` (a stored tree hash was edited) or ``checkpoint`` (a stored checkpoint is bad).
+    ``kind`` is one of ``changed``, ``missing``, ``reordered``, ``extra``, ``truncated``,
+    ``forked``, ``tree`` (a stored tree hash was edited) or ``checkpoint`` (a stored
+    checkpoint is bad).
     ``index`` is the first bad entry index (or the start of the first bad range).
     """
 

@@ -12,7 +12,9 @@ signature fails rejects the note, and at least one known key must verify.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import re
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -70,15 +72,27 @@ class Verifier:
 
     def format(self) -> str:
         """The vkey text."""
-        return f"{self.name}+{self.key_id.hex()}+{b64.encode(bytes([ALG_ED25519]) + self.public_key)}"
+        key = b64.encode(bytes([ALG_ED25519]) + self.public_key)
+        return f"{self.name}+{self.key_id.hex()}+{key}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """True when the Ed25519 signature over ``message`` is valid (internal helper)."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+            _public_key(self.public_key).verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+@functools.lru_cache(maxsize=64)
+def _private_key(seed: bytes) -> Ed25519PrivateKey:
+    """Key objects are costly to build (~70 us); a log signs once per commit with one key."""
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +145,7 @@ class Signer:
     def sign(self, text: str) -> str:
         """A signed note of ``text`` (which must end in a newline) with this key's line."""
         _check_text(text)
-        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(text.encode())
+        sig = _private_key(self.seed).sign(text.encode())
         return f"{text}\n{SIG_PREFIX}{self.name} {b64.encode(self.key_id + sig)}\n"
 
 
@@ -152,12 +166,14 @@ class Note:
     signatures: tuple[SignatureLine, ...]
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
 def _check_text(text: str) -> None:
     if not text.endswith("\n"):
         raise FormatError("note text must end with a newline")
-    for ch in text:
-        if (ord(ch) < 0x20 and ch != "\n") or ord(ch) == 0x7F:
-            raise FormatError("note text has a control character")
+    if _CONTROL.search(text):
+        raise FormatError("note text has a control character")
 
 
 def parse(note: str | bytes) -> Note:

@@ -6,7 +6,7 @@ One text per instant, so the same event always encodes to the same leaf bytes.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -30,7 +30,6 @@ def parse_time(text: str) -> datetime:
     dt = datetime(year, month, day, hour, minute, second, int(frac), tzinfo=UTC)
     if m.group(9):
         sign = 1 if m.group(9) == "+" else -1
-        from datetime import timedelta
         dt -= sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
     return dt
 

@@ -24,3 +24,21 @@ def uuid7_millis(u: uuid.UUID) -> int | None:
     if u.version != 7:
         return None
     return u.int >> 80
+
+
+def uuid7_texts(unix_ms: int, rand: bytes) -> list[tuple[str, bytes]]:
+    """Many UUIDv7s at once from ``10 * n`` random bytes: (canonical text, 16 bytes) pairs.
+
+    The hot path of appending: about a microsecond each, against six for ``uuid.UUID``.
+    """
+    if len(rand) % 10:
+        raise ValueError("uuid7 needs 10 random bytes per id")
+    prefix = (unix_ms & ((1 << 48) - 1)).to_bytes(6, "big")
+    out = []
+    for k in range(0, len(rand), 10):
+        raw = bytearray(prefix + rand[k:k + 10])
+        raw[6] = 0x70 | (raw[6] & 0x0F)
+        raw[8] = 0x80 | (raw[8] & 0x3F)
+        h = raw.hex()
+        out.append((f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", bytes(raw)))
+    return out

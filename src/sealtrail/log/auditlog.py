@@ -40,9 +40,9 @@ from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import format_time, unix_micros
-from sealtrail.core.uuid7 import make_uuid7
+from sealtrail.core.uuid7 import uuid7_texts
 from sealtrail.log import keys
-from sealtrail.log.tree import BLOCK, TreeEdge, range_hashes, read_nodes
+from sealtrail.log.tree import BUNDLE, TreeEdge, range_hashes, read_nodes
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Chunk, State
 from sealtrail.store.sqlite import SQLiteStore
@@ -95,6 +95,43 @@ class _Request:
     done: bool = False
 
 
+def _surrogate_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a lone surrogate (failure path only)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found = _surrogate_path(key, sub) or _surrogate_path(item, sub)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _surrogate_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
+    """An error found while encoding event ``pos`` of a request, named like validation errors.
+
+    Encoding finds what validation cannot (lone surrogates, the sequenced size); its error says
+    only ``event``, so add the event's position and, for a surrogate, the field that holds it.
+    """
+    field = exc.field
+    if field == "event":
+        field = _surrogate_path(ev.to_dict(), "") or ""
+    located = ValidationError(f"events[{pos}].{field}" if field else f"events[{pos}]",
+                              exc.message)
+    located.__cause__ = exc
+    return located
+
+
 def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
     """The directory of one log inside a data directory (validates the log name)."""
     if not LOG_NAME.match(log):
@@ -106,7 +143,7 @@ def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
 class AuditLog:
     """A tamper-evident audit log in a data directory. Use :meth:`open`."""
 
-    def __init__(self, directory: Path, store: SQLiteStore, signer: Signer, origin: str,
+    def __init__(self, directory: Path, store: SQLiteStore, signer: Signer, *, origin: str,
                  name: str, clock: Clock) -> None:
         self.directory = directory
         self.name = name
@@ -154,7 +191,8 @@ class AuditLog:
         if signer.name != stored_origin:
             store.close()
             raise ConfigError("the signing key does not belong to this log's origin")
-        return cls(directory, store, signer, stored_origin, log, clock or system_clock)
+        return cls(directory, store, signer, origin=stored_origin, name=log,
+                   clock=clock or system_clock)
 
     @classmethod
     def _create(cls, directory: Path, log: str, origin: str, clock: Clock) -> AuditLog:
@@ -170,7 +208,7 @@ class AuditLog:
             note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
             store.put_state(State(0, note, 0))
             store.put_checkpoint(0, note)
-        return cls(directory, store, signer, origin, log, clock)
+        return cls(directory, store, signer, origin=origin, name=log, clock=clock)
 
     def __enter__(self) -> Self:
         return self
@@ -206,13 +244,6 @@ class AuditLog:
 
     # -- appending -------------------------------------------------------------------------
 
-    def _prepare(self, raw: Event | Mapping[str, Any], now_ms: int) -> tuple[Event, bytes]:
-        ev = validate_event(raw)
-        if ev.id is None:
-            u = make_uuid7(now_ms, os.urandom(10))
-            ev = msgspec.structs.replace(ev, id=str(u))
-            return ev, u.bytes
-        return ev, bytes.fromhex(ev.id.replace("-", ""))
 
     def append(self, event: Event | Mapping[str, Any]) -> Receipt:
         """Append one event durably; return its receipt (the original one for a known id)."""
@@ -226,20 +257,31 @@ class AuditLog:
         """
         if self._closed:
             raise ConfigError("the log is closed")
-        now_ms = unix_micros(self._clock()) // 1000
         prepared: list[Event] = []
         ids: list[bytes] = []
+        missing: list[int] = []
         for i, raw in enumerate(events):
             if i >= MAX_BATCH:
                 raise ValidationError("events", f"more than {MAX_BATCH} events in one call")
             try:
-                ev, ident = self._prepare(raw, now_ms)
+                ev = validate_event(raw)
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
             prepared.append(ev)
-            ids.append(ident)
+            if ev.id is None:
+                missing.append(i)
+                ids.append(b"")
+            else:
+                ids.append(bytes.fromhex(ev.id.replace("-", "")))
         if not prepared:
             return []
+        if missing:
+            # Ids are assigned here, before sequencing, so a receipt always names its event.
+            now_ms = unix_micros(self._clock()) // 1000
+            fresh = uuid7_texts(now_ms, os.urandom(10 * len(missing)))
+            for i, (text, raw_id) in zip(missing, fresh, strict=True):
+                prepared[i] = msgspec.structs.replace(prepared[i], id=text)
+                ids[i] = raw_id
         return self._submit(_Request(prepared, ids))
 
     def _submit(self, req: _Request) -> list[Receipt]:
@@ -295,8 +337,11 @@ class AuditLog:
             for req in batch:
                 mark = len(leaves)
                 slots: list[tuple[str, int, bool]] = []
+                pos = 0
                 try:
-                    for ev, ident in zip(req.events, req.ids, strict=True):
+                    # ``pos`` names the failing event in the except clause below.
+                    for pos, (ev, ident) in enumerate(  # noqa: B007
+                            zip(req.events, req.ids, strict=True)):
                         if ident in found:
                             slots.append((ev.id or "", -1, True))
                             continue
@@ -316,7 +361,7 @@ class AuditLog:
                     for ident in new_ids[mark:]:
                         pending.pop(ident, None)
                     del leaves[mark:], hashes[mark:], new_ids[mark:]
-                    req.error = exc
+                    req.error = _located(exc, pos, req.events[pos])
                     req.done = True
                     continue
                 plan.append((req, slots))
@@ -362,7 +407,7 @@ class AuditLog:
         pos = 0
         while pos < len(leaves):
             cstart = start + pos
-            n = min(len(leaves) - pos, BLOCK - cstart % BLOCK)
+            n = min(len(leaves) - pos, BUNDLE - cstart % BUNDLE)
             part = leaves[pos:pos + n]
             pids = ids[pos:pos + n]
             data = struct.pack(f"<{n}I", *map(len, part)) + b"".join(part)
@@ -436,6 +481,29 @@ class AuditLog:
                 if start <= i < end:
                     yield Entry(i, chunk.data[pos:pos + n])
                 pos += n
+
+    def entries_reversed(self) -> Iterator[Entry]:
+        """Every entry, newest first."""
+        size = self.size
+        for chunk in self._store.iter_chunks_desc(size):
+            lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
+            offsets = [4 * chunk.count]
+            for n in lens:
+                offsets.append(offsets[-1] + n)
+            for k in range(chunk.count - 1, -1, -1):
+                if chunk.start + k < size:
+                    yield Entry(chunk.start + k, chunk.data[offsets[k]:offsets[k + 1]])
+
+    def record_access(self, actor: Mapping[str, Any], action: str, *,
+                      details: Mapping[str, Any], results: int) -> Receipt:
+        """Record a read of event content (a search, an export, entries) as an audit event.
+
+        Every face that shows event content calls this: the trail audits its own readers.
+        """
+        return self.append({"actor": dict(actor), "action": action, "outcome": "success",
+                            "category": "audit_access",
+                            "target": {"type": "log", "id": self.name},
+                            "metadata": {"filter": dict(details), "results": results}})
 
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` entries, from stored nodes."""

@@ -1,8 +1,9 @@
-"""The stored Merkle tree: complete nodes in 256-hash blocks per level, plus the right edge.
+"""The stored Merkle tree: complete nodes in 64-hash blocks per level, plus the right edge.
 
-Reading a node ``(L, k)`` reads block ``(L, k // 256)``; a proof needs O(log n) nodes, hence
+Reading a node ``(L, k)`` reads block ``(L, k // 64)``; a proof needs O(log n) nodes, hence
 O(log n) rows, and never rehashes the log. Appending writes the blocks that gained nodes (about
-two per commit for single appends, a few dozen for a batch of 1000).
+two per commit for single appends, a few dozen for a batch of 1000). A 64-hash block (2 KiB)
+fits inline in one SQLite page, so a single append rewrites few pages.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right
 from sealtrail.core.merkle.nodes import Node, range_nodes
 from sealtrail.store.protocol import Store
 
-BLOCK = 256
+BLOCK = 64                  # hashes per stored node block
 BLOCK_BYTES = BLOCK * HASH_SIZE
+BUNDLE = 256                # entries per bundle: chunks never cross a bundle boundary
 
 
 @dataclass(slots=True)

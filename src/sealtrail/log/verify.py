@@ -1,4 +1,6 @@
-"""Full verification of a stored log: every leaf rehashed, the tree rebuilt, every checkpoint checked.
+"""Full verification of a stored log.
+
+Every leaf is rehashed, the tree rebuilt, every checkpoint checked.
 
 Streams the entries in order holding O(log n) hashes (plus one 8 KiB block per level), so memory
 stays flat in the log's size. The steps (markers below):
@@ -149,7 +151,10 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                     if not hmac.compare_digest(root, want):
                         prev = stops[stop_i - 1] if stop_i else 0
                         if label == "trusted":
-                            raise TamperError("forked", prev, f"the first {done} entries do not "
+                            # The signed checkpoints below ``done`` matched, but whoever forked
+                            # the log holds its key and re-signed them: they bound nothing, so
+                            # the rewrite may start anywhere below ``done``.
+                            raise TamperError("forked", 0, f"the first {done} entries do not "
                                               "match the trusted checkpoint: the log was "
                                               f"rewritten below index {done}")
                         raise TamperError("changed", prev, "entries and tree hashes were "
@@ -214,8 +219,12 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 5. No tree data past the size.
         for level in range(max(size.bit_length(), 1) + 1):
             count = size >> level
-            blk = store.node_blocks([(level, count // BLOCK)]).get((level, count // BLOCK))
-            if blk is not None and len(blk) > (count % BLOCK) * HASH_SIZE:
+            edge = count // BLOCK
+            blocks = store.node_blocks([(level, edge), (level, edge + 1)])
+            blk = blocks.get((level, edge))
+            # A block after the edge block is left over from a larger tree (a truncation).
+            if ((blk is not None and len(blk) > (count % BLOCK) * HASH_SIZE)
+                    or (level, edge + 1) in blocks):
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         if stop_i != len(stops):  # pragma: no cover - every stop is <= size
             raise StorageError("verification did not reach every checkpoint")

@@ -5,8 +5,8 @@ Data model (what a store keeps, not how):
 - *chunks*: runs of consecutive entries ``[start, start + count)`` written by one commit, never
   crossing a 256-entry bundle boundary; each carries the 16-byte ids of its events and the tree
   size its commit reached (``batch_end``, for exact duplicate receipts).
-- *node blocks*: the hashes of complete subtrees, 256 per block: block ``b`` of level ``L`` holds
-  nodes ``(L, 256*b) .. (L, 256*b + 255)``. Level 0 holds leaf hashes.
+- *node blocks*: the hashes of complete subtrees, 64 per block: block ``b`` of level ``L`` holds
+  nodes ``(L, 64*b) .. (L, 64*b + 63)``. Level 0 holds leaf hashes.
 - *id buckets*: which chunks hold UUIDv7 ids of a given time bucket, so a retried event is found
   without an index row per event; other ids live in an exact per-id table.
 - *checkpoints*: signed checkpoint notes kept as history, plus the latest one in the state row.
@@ -76,6 +76,9 @@ class Store(Protocol):
 
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
         """Chunks overlapping ``[start, end)`` in order of start."""
+
+    def iter_chunks_desc(self, before: int) -> Iterator[Chunk]:
+        """Chunks starting before ``before``, newest first."""
 
     def chunk_starts_for_buckets(self, buckets: Iterable[int]) -> list[int]:
         """Starts of chunks holding UUIDv7 ids in any of the time buckets."""

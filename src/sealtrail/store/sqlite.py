@@ -9,11 +9,13 @@ bundle), tree hashes per 256-node block, and ids without a per-event index row.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sealtrail.core.errors import StorageError
 from sealtrail.store.protocol import Chunk, State
@@ -33,11 +35,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     batch_end INTEGER NOT NULL,
     ids BLOB NOT NULL,
     data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS nodes(
-    level INTEGER NOT NULL,
-    block INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (level, block)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nodes(key INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS id_buckets(
     bucket INTEGER NOT NULL,
     start INTEGER NOT NULL,
@@ -47,6 +45,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 """
 
 _BUSY_TIMEOUT_S = 30.0
+_LEVEL_SHIFT = 40  # node block key = level << 40 | block: one rowid B-tree, blocks stored inline
 _MAX_VARS = 500
 
 
@@ -89,19 +88,15 @@ class SQLiteStore:
                 yield
             except BaseException:
                 self._in_tx = False
-                try:
+                with contextlib.suppress(sqlite3.Error):  # the transaction may be gone already
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:  # pragma: no cover - rollback after a failed commit
-                    pass
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._in_tx = False
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:  # pragma: no cover
-                    pass
                 raise StorageError(f"commit failed, nothing was stored: {exc}") from exc
             finally:
                 self._in_tx = False
@@ -116,7 +111,7 @@ class SQLiteStore:
             finally:
                 self._db.execute("COMMIT")
 
-    def _q(self, sql: str, args: Iterable[object] = ()) -> list[tuple[object, ...]]:
+    def _q(self, sql: str, args: Iterable[object] = ()) -> list[Any]:
         try:
             with self._lock:
                 return self._db.execute(sql, tuple(args)).fetchall()
@@ -153,23 +148,30 @@ class SQLiteStore:
 
     def node_blocks(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         out: dict[tuple[int, int], bytes] = {}
-        for level, block in set(keys):
-            rows = self._q("SELECT data FROM nodes WHERE level = ? AND block = ?", (level, block))
-            if rows:
-                out[(level, block)] = bytes(rows[0][0])  # type: ignore[arg-type]
+        wanted = sorted({(lv << _LEVEL_SHIFT) | b for lv, b in keys})
+        mask = (1 << _LEVEL_SHIFT) - 1
+        for i in range(0, len(wanted), _MAX_VARS):
+            part = wanted[i:i + _MAX_VARS]
+            rows = self._q("SELECT key, data FROM nodes WHERE key IN "
+                           f"({','.join('?' * len(part))})", part)
+            for key, data in rows:
+                k = int(key)
+                out[(k >> _LEVEL_SHIFT, k & mask)] = bytes(data)
         return out
 
     def iter_node_blocks(self, level: int) -> Iterator[tuple[int, bytes]]:
+        lo = level << _LEVEL_SHIFT
         with self._lock:
             cur = self._db.execute(
-                "SELECT block, data FROM nodes WHERE level = ? ORDER BY block", (level,))
+                "SELECT key, data FROM nodes WHERE key >= ? AND key < ? ORDER BY key",
+                (lo, lo + (1 << _LEVEL_SHIFT)))
             while rows := cur.fetchmany(64):
-                for block, data in rows:
-                    yield int(block), bytes(data)
+                for key, data in rows:
+                    yield int(key) - lo, bytes(data)
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
-        self._w("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
-                [(lv, b, d) for (lv, b), d in blocks.items()])
+        self._w("INSERT OR REPLACE INTO nodes VALUES (?, ?)",
+                [((lv << _LEVEL_SHIFT) | b, d) for (lv, b), d in blocks.items()])
 
     def put_chunks(self, chunks: list[Chunk]) -> None:
         self._w("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
@@ -191,14 +193,23 @@ class SQLiteStore:
                 for s, n, be, ids, data in rows:
                     yield Chunk(int(s), int(n), int(be), bytes(ids), bytes(data))
 
+    def iter_chunks_desc(self, before: int) -> Iterator[Chunk]:
+        """Chunks starting before ``before``, newest first (for newest-first searches)."""
+        with self._lock:
+            cur = self._db.execute("SELECT start, count, batch_end, ids, data FROM chunks "
+                                   "WHERE start < ? ORDER BY start DESC", (before,))
+            while rows := cur.fetchmany(32):
+                for s, n, be, ids, data in rows:
+                    yield Chunk(int(s), int(n), int(be), bytes(ids), bytes(data))
+
     def chunk_starts_for_buckets(self, buckets: Iterable[int]) -> list[int]:
         out: set[int] = set()
         bl = sorted(set(buckets))
         for i in range(0, len(bl), _MAX_VARS):
             part = bl[i:i + _MAX_VARS]
-            rows = self._q(f"SELECT start FROM id_buckets WHERE bucket IN "  # noqa: S608
+            rows = self._q(f"SELECT start FROM id_buckets WHERE bucket IN "
                            f"({','.join('?' * len(part))})", part)
-            out.update(int(r[0]) for r in rows)  # type: ignore[call-overload]
+            out.update(int(r[0]) for r in rows)
         return sorted(out)
 
     def chunks_at(self, starts: Iterable[int]) -> list[Chunk]:
@@ -207,8 +218,8 @@ class SQLiteStore:
         for i in range(0, len(sl), _MAX_VARS):
             part = sl[i:i + _MAX_VARS]
             rows = self._q("SELECT start, count, batch_end, ids, data FROM chunks WHERE start IN "
-                           f"({','.join('?' * len(part))})", part)  # noqa: S608
-            out.extend(Chunk(int(s), int(n), int(be), bytes(ids), bytes(d))  # type: ignore[call-overload, arg-type]
+                           f"({','.join('?' * len(part))})", part)
+            out.extend(Chunk(int(s), int(n), int(be), bytes(ids), bytes(d))
                        for s, n, be, ids, d in rows)
         return out
 
@@ -220,8 +231,8 @@ class SQLiteStore:
         for i in range(0, len(ids), _MAX_VARS):
             part = ids[i:i + _MAX_VARS]
             rows = self._q("SELECT id, idx FROM other_ids WHERE id IN "
-                           f"({','.join('?' * len(part))})", part)  # noqa: S608
-            out.update((bytes(k), int(v)) for k, v in rows)  # type: ignore[arg-type, call-overload]
+                           f"({','.join('?' * len(part))})", part)
+            out.update((bytes(k), int(v)) for k, v in rows)
         return out
 
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
@@ -232,7 +243,7 @@ class SQLiteStore:
 
     def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
         for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
-            yield int(size), str(note)  # type: ignore[call-overload]
+            yield int(size), str(note)
 
     def close(self) -> None:
         with self._lock:

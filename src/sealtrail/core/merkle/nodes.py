@@ -8,10 +8,11 @@ tree never changes once written and a proof reads O(log n) nodes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 
-class Node(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Node:
     """A complete subtree: ``level`` (height) and ``index`` among the nodes of that level."""
 
     level: int

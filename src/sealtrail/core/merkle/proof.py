@@ -1,4 +1,6 @@
-"""Planning RFC 6962 proofs as lists of leaf ranges (RFC 6962 §2.1.1-2.1.2 = RFC 9162 §2.1.3.1, §2.1.4.1).
+"""Planning RFC 6962 proofs as lists of leaf ranges.
+
+RFC 6962 §2.1.1-2.1.2, the same as RFC 9162 §2.1.3.1 and §2.1.4.1.
 
 Planning is pure arithmetic: a proof is a list of subtree ranges ``[a, b)`` whose MTHs the caller
 fetches (as complete stored nodes via :func:`~sealtrail.core.merkle.nodes.range_nodes`) and folds.

@@ -20,7 +20,7 @@ from sealtrail.core.merkle.hashing import HASH_SIZE, node_hash
 
 
 def _inner_border(index: int, size: int) -> tuple[int, int]:
-    """Split of an inclusion path into ``inner`` (below the right border) and ``border`` hashes."""
+    """Split an inclusion path into ``inner`` (below the right border) and ``border`` hashes."""
     inner = (index ^ (size - 1)).bit_length()
     border = bin(index >> inner).count("1")
     return inner, border
@@ -28,15 +28,15 @@ def _inner_border(index: int, size: int) -> tuple[int, int]:
 
 def root_from_inclusion_proof(index: int, size: int, leaf: bytes,
                               proof: Sequence[bytes]) -> bytes:
-    """The root implied by an audit path; raises InclusionError if the proof is malformed."""
+    """The root an audit path implies; raises InclusionError if the proof is malformed."""
     if size <= 0 or not 0 <= index < size:
         raise InclusionError(f"leaf index {index} is outside a tree of size {size}")
     if len(leaf) != HASH_SIZE:
         raise InclusionError(f"leaf hash has {len(leaf)} bytes, want {HASH_SIZE}")
     inner, border = _inner_border(index, size)
     if len(proof) != inner + border:
-        raise InclusionError(
-            f"proof for index {index} in size {size} needs {inner + border} hashes, has {len(proof)}")
+        raise InclusionError(f"proof for index {index} in size {size} needs {inner + border} "
+                             f"hashes, has {len(proof)}")
     for i, h in enumerate(proof):
         if len(h) != HASH_SIZE:
             raise InclusionError(f"proof hash {i} has {len(h)} bytes, want {HASH_SIZE}")
@@ -108,7 +108,7 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
     """Raise ConsistencyError unless ``proof`` shows tree ``second_root`` extends ``first_root``."""
     if first < 0 or second < first:
         raise ConsistencyError(f"no consistency proof exists for sizes {first} -> {second}")
-    if first == second or first == 0:
+    if first in (second, 0):
         if proof:
             raise ConsistencyError(f"sizes {first} -> {second} take an empty proof, got "
                                    f"{len(proof)} hashes")

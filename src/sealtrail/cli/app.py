@@ -1,0 +1,397 @@
+"""``sealtrail``: the command line over the embedded log.
+
+Exit codes: 0 success; 1 the log failed verification, or a runtime failure (storage); 2 usage or
+invalid input (nothing stored). ``--data DIR`` (env ``SEALTRAIL_DATA``, default
+``./sealtrail-data``) and ``--log NAME`` (default ``default``) may come before or after the
+command.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sealtrail.cli.output import dumps, printable
+from sealtrail.cli.query import Filter, search
+from sealtrail.core.errors import (
+    ConfigError,
+    SealtrailError,
+    StorageError,
+    TamperError,
+    ValidationError,
+    VerificationError,
+)
+from sealtrail.core.event import MAX_EVENT_BYTES, Event, parse_event
+from sealtrail.core.note import Verifier
+from sealtrail.core.timefmt import parse_time
+from sealtrail.log import keys
+from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
+from sealtrail.log.verify import VerifyReport, verify_log
+from sealtrail.store.sqlite import SQLiteStore
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="sealtrail: a tamper-evident audit trail (RFC 6962 log, signed "
+                       "C2SP checkpoints, offline-verifiable proofs).")
+prove_app = typer.Typer(no_args_is_help=True, help="Inclusion and consistency proofs (JSON).")
+app.add_typer(prove_app, name="prove")
+
+err = Console(stderr=True, highlight=False)
+DEFAULT_DATA = "./sealtrail-data"
+
+DataOpt = Annotated[str | None, typer.Option(
+    "--data", help="Data directory [env SEALTRAIL_DATA; default ./sealtrail-data].",
+    show_default=False)]
+LogOpt = Annotated[str | None, typer.Option("--log", help="Log (tenant) name [default: default].",
+                                            show_default=False)]
+
+
+class _Ctx:
+    data: str | None = None
+    log: str | None = None
+
+
+_ctx = _Ctx()
+
+
+@app.callback()
+def _main(data: DataOpt = None, log: LogOpt = None) -> None:
+    """Global --data and --log."""
+    _ctx.data = data
+    _ctx.log = log
+
+
+def _where(data: str | None, log: str | None) -> tuple[str, str]:
+    d = data or _ctx.data or os.environ.get("SEALTRAIL_DATA") or DEFAULT_DATA
+    return d, log or _ctx.log or "default"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error on stderr and exit."""
+    err.print(f"error: {printable(message)}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (ValidationError, ConfigError) as exc:
+        fail(str(exc), 2)
+    except VerificationError as exc:
+        fail(str(exc), 1)
+    except StorageError as exc:
+        fail(f"storage: {exc}", 1)
+    except SealtrailError as exc:  # pragma: no cover - every subclass is handled above
+        fail(str(exc), 1)
+    except BrokenPipeError:
+        # A reader such as `head` went away: stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+def _open(data: str | None, log: str | None, *, create: bool = False) -> AuditLog:
+    d, name = _where(data, log)
+    return AuditLog.open(d, name, create=create)
+
+
+def _operator() -> dict[str, str]:
+    """The operating-system user running the CLI: the actor of the CLI's own reads."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid:{os.getuid()}"
+    return {"id": user, "type": "os_user"}
+
+
+@app.command()
+def init(data: DataOpt = None, log: LogOpt = None,
+         origin: Annotated[str | None, typer.Option(
+             help="Checkpoint origin (log identity) [default: sealtrail/<log>].")] = None,
+         ) -> None:
+    """Create the log and its signing key (0600). Last line: the verifier key."""
+    with _errors():
+        d, name = _where(data, log)
+        existed = (log_dir(d, name) / "log.db").exists()
+        with AuditLog.open(d, name, origin=origin, create=True) as alog:
+            state = "exists" if existed else "created"
+            typer.echo(f"log {name!r} {state} in {log_dir(d, name)} "
+                       f"(origin {alog.origin}, size {alog.size})")
+            typer.echo(alog.vkey())
+
+
+def _read_events(source: Iterable[bytes]) -> list[Event]:
+    events: list[Event] = []
+    for lineno, raw in enumerate(source, start=1):
+        line = raw
+        if not line.strip():
+            continue
+        if len(line) > MAX_EVENT_BYTES + 2:
+            raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes", line=lineno)
+        if len(events) >= MAX_BATCH:
+            raise ValidationError("input", f"more than {MAX_BATCH} events: split the file "
+                                  "(each append is one atomic commit)", line=lineno)
+        try:
+            events.append(parse_event(line.rstrip(b"\r\n")))
+        except ValidationError as exc:
+            raise exc.at_line(lineno) from exc
+    return events
+
+
+@app.command()
+def append(file: Annotated[Path | None, typer.Argument(
+               help="JSON Lines file of events [default: standard input].")] = None,
+           data: DataOpt = None, log: LogOpt = None) -> None:
+    """Append JSON Lines events durably and atomically: one bad line stores nothing."""
+    with _errors():
+        if file is None or str(file) == "-":
+            events = _read_events(sys.stdin.buffer)
+        else:
+            try:
+                with file.open("rb") as fh:
+                    events = _read_events(fh)
+            except OSError as exc:
+                fail(f"cannot read {file}: {exc.strerror}")
+        with _open(data, log) as alog:
+            receipts = alog.append_many(events)
+            cp = alog.checkpoint().checkpoint
+        new = [r for r in receipts if not r.duplicate]
+        summary: dict[str, Any] = {
+            "appended": len(new), "duplicates": len(receipts) - len(new),
+            "first_index": min((r.index for r in new), default=None),
+            "last_index": max((r.index for r in new), default=None),
+            "tree_size": cp.size,
+            "root_hash": base64.b64encode(cp.root).decode()}
+        typer.echo(dumps(summary))
+
+
+@app.command()
+def checkpoint(data: DataOpt = None, log: LogOpt = None) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note)."""
+    with _errors(), _open(data, log) as alog:
+        typer.echo(alog.checkpoint().note, nl=False)
+
+
+@app.command()
+def vkey(data: DataOpt = None, log: LogOpt = None) -> None:
+    """Print the verifier key (name+id+key), for auditors and witnesses."""
+    with _errors():
+        d, name = _where(data, log)
+        path = log_dir(d, name) / keys.VERIFIER_KEY
+        if not path.exists():
+            fail(f"no log {name!r} in {d}: run 'sealtrail init' first")
+        typer.echo(keys.load_verifier(path).format())
+
+
+@app.command()
+def entries(start: Annotated[int, typer.Option(help="First index.", min=0)] = 0,
+            end: Annotated[int | None, typer.Option(help="One past the last index "
+                                                     "[default: size].", min=0)] = None,
+            data: DataOpt = None, log: LogOpt = None) -> None:
+    """Raw entries start <= i < end as JSON Lines: index, leaf (base64), event.
+
+    Reading entries shows event content, so it is recorded in the log as an audit_access event.
+    """
+    with _errors(), _open(data, log) as alog:
+        stop = alog.size if end is None else end
+        count = 0
+        out = sys.stdout
+        for entry in alog.entries(start, stop):
+            out.write(dumps({"index": entry.index,
+                             "leaf": base64.b64encode(entry.leaf).decode(),
+                             "event": entry.event()}) + "\n")
+            count += 1
+        out.flush()
+        alog.record_access(_operator(), "audit.entries.read",
+                           details={"start": str(start), "end": str(stop)}, results=count)
+
+
+@prove_app.command("inclusion")
+def prove_inclusion(index: Annotated[int, typer.Argument(min=0)],
+                    size: Annotated[int | None, typer.Option(
+                        help="Tree size [default: latest checkpoint].", min=1)] = None,
+                    data: DataOpt = None, log: LogOpt = None) -> None:
+    """Inclusion proof of entry INDEX (JSON; carries the signed checkpoint at the latest size)."""
+    with _errors(), _open(data, log) as alog:
+        typer.echo(dumps(alog.prove_inclusion(index, size).to_json(), indent=2))
+
+
+@prove_app.command("consistency")
+def prove_consistency(first: Annotated[int, typer.Argument(min=0)],
+                      second: Annotated[int, typer.Argument(min=0)],
+                      data: DataOpt = None, log: LogOpt = None) -> None:
+    """Consistency proof from tree size FIRST to SECOND (JSON)."""
+    with _errors(), _open(data, log) as alog:
+        typer.echo(dumps(alog.prove_consistency(first, second).to_json(), indent=2))
+
+
+def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    bar = Progress(TextColumn("verifying"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                   console=err, transient=True)
+    task = bar.add_task("verify", total=None)
+    bar.start()
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update, bar.stop
+
+
+@app.command()
+def verify(checkpoint: Annotated[Path | None, typer.Option(
+               "--checkpoint", help="A checkpoint note you kept earlier: the log must extend it.")
+           ] = None,
+           vkey: Annotated[str | None, typer.Option(
+               "--vkey", help="The verifier key you trust (text or file) [default: the key "
+                              "stored with the log, which an attacker with the files could "
+                              "replace].")] = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")
+                              ] = False,
+           data: DataOpt = None, log: LogOpt = None) -> None:
+    """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage."""
+    with _errors():
+        d, name = _where(data, log)
+        directory = log_dir(d, name)
+        db = directory / "log.db"
+        if not db.exists():
+            fail(f"no log {name!r} in {d}")
+        if vkey is None:
+            verifier = keys.load_verifier(directory / keys.VERIFIER_KEY)
+        elif Path(vkey).is_file():
+            verifier = keys.load_verifier(Path(vkey))
+        else:
+            verifier = Verifier.parse(vkey)
+        trusted = None
+        if checkpoint is not None:
+            try:
+                trusted = checkpoint.read_text()
+            except OSError as exc:
+                fail(f"--checkpoint {checkpoint}: {exc.strerror}")
+        store = SQLiteStore(db, readonly=True)
+        update, stop = _progress()
+        try:
+            report: VerifyReport = verify_log(store, verifier, verifier.name,
+                                              trusted_checkpoint=trusted, progress=update)
+        except TamperError as exc:
+            stop()
+            if as_json:
+                typer.echo(dumps({"ok": False, "kind": exc.kind, "index": exc.index,
+                                  "message": str(exc)}))
+            else:
+                typer.echo(f"TAMPERED: {printable(str(exc))}")
+            raise typer.Exit(1) from None
+        except VerificationError as exc:
+            stop()
+            if as_json:
+                typer.echo(dumps({"ok": False, "kind": "checkpoint", "index": None,
+                                  "message": str(exc)}))
+            else:
+                typer.echo(f"FAILED: {printable(str(exc))}")
+            raise typer.Exit(1) from None
+        finally:
+            store.close()
+        stop()
+        if as_json:
+            typer.echo(dumps({"ok": True, "size": report.size,
+                              "root_hash": base64.b64encode(report.root).decode(),
+                              "checkpoints": report.checkpoints,
+                              "trusted_size": report.trusted_size}))
+        else:
+            typer.echo(report.summary())
+
+
+def _time_opt(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        fail(f"{name}: {exc}")
+
+
+@app.command()
+def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = None,
+          action: Annotated[str | None, typer.Option(
+              help="Action, its dotted prefix (user matches user.login) or a glob (user.*).")
+          ] = None,
+          category: Annotated[str | None, typer.Option()] = None,
+          outcome: Annotated[str | None, typer.Option()] = None,
+          target: Annotated[str | None, typer.Option(help="target.id equals.")] = None,
+          source: Annotated[str | None, typer.Option(help="source.service equals.")] = None,
+          request_id: Annotated[str | None, typer.Option("--request-id")] = None,
+          trace_id: Annotated[str | None, typer.Option("--trace-id")] = None,
+          since: Annotated[str | None, typer.Option(help="RFC 3339: time >= since.")] = None,
+          until: Annotated[str | None, typer.Option(help="RFC 3339: time < until.")] = None,
+          text: Annotated[str | None, typer.Option(help="Case-insensitive text anywhere.")
+                          ] = None,
+          limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
+          oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+          fmt: Annotated[str, typer.Option("--format", help="table, jsonl or csv.")] = "table",
+          data: DataOpt = None, log: LogOpt = None) -> None:
+    """Search events (newest first). The search itself is recorded as an audit_access event."""
+    if fmt not in ("table", "jsonl", "csv"):
+        fail("--format: use table, jsonl or csv")
+    flt = Filter(actor=actor, action=action, category=category, outcome=outcome, target=target,
+                 source=source, request_id=request_id, trace_id=trace_id,
+                 since=_time_opt(since, "--since"), until=_time_opt(until, "--until"),
+                 text=text)
+    with _errors(), _open(data, log) as alog:
+        rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first))
+        alog.record_access(_operator(), "audit.query", details=flt.describe(),
+                           results=len(rows))
+        if fmt == "jsonl":
+            for entry, ev in rows:
+                typer.echo(dumps({"index": entry.index, "event": ev}))
+        elif fmt == "csv":
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            cols = ["index", "time", "actor", "action", "outcome", "category", "target",
+                    "source", "id"]
+            w.writerow(cols)
+            for entry, ev in rows:
+                w.writerow([printable(str(v)) for v in _row(entry.index, ev)])
+        else:
+            table = Table(show_lines=False, highlight=False)
+            for col in ("#", "time", "actor", "action", "outcome", "category", "target"):
+                table.add_column(col, overflow="fold")
+            for entry, ev in rows:
+                table.add_row(*[printable(str(v)) for v in _row(entry.index, ev)[:7]])
+            Console(highlight=False, soft_wrap=False).print(table)
+            err.print(f"{len(rows)} event(s)", markup=False)
+
+
+def _row(index: int, ev: dict[str, Any]) -> list[Any]:
+    target = ev.get("target") or {}
+    return [index, ev.get("time", ""), ev.get("actor", {}).get("id", ""), ev.get("action", ""),
+            ev.get("outcome", ""), ev.get("category", ""),
+            target.get("id") or target.get("name") or "",
+            (ev.get("source") or {}).get("service", ""), ev.get("id", "")]
+
+
+@app.command()
+def tour(keep: Annotated[Path | None, typer.Option(
+             help="Keep the tour's log in this directory instead of a temporary one.")
+         ] = None) -> None:
+    """A five-minute tour: create a log, append events, verify, prove, catch tampering."""
+    from sealtrail.cli.tour import run_tour  # noqa: PLC0415 - only the tour needs it
+    with _errors():
+        run_tour(keep)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

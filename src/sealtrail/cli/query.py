@@ -1,0 +1,88 @@
+"""Searching the log from the CLI: filters over a streamed scan, newest first by default.
+
+The embedded store keeps no per-field search index (rows per event decide append speed; see
+docs/performance.md), so a query reads entries in order and stops after ``limit`` matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sealtrail.cli.output import dumps
+from sealtrail.core.timefmt import parse_time
+from sealtrail.log.auditlog import AuditLog, Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """What to match; ``None`` matches anything. ``action`` accepts globs (``user.*``)."""
+
+    actor: str | None = None
+    action: str | None = None
+    category: str | None = None
+    outcome: str | None = None
+    target: str | None = None
+    source: str | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+
+    def describe(self) -> dict[str, str]:
+        """The non-empty filter fields, for the audit record of the query."""
+        out: dict[str, str] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+        return out
+
+    def matches(self, ev: dict[str, Any]) -> bool:
+        """Whether one event matches every given field."""
+        if self.actor is not None and ev.get("actor", {}).get("id") != self.actor:
+            return False
+        if self.action is not None:
+            action = ev.get("action", "")
+            if any(c in self.action for c in "*?["):
+                if not fnmatch.fnmatchcase(action, self.action):
+                    return False
+            elif action != self.action and not action.startswith(self.action + "."):
+                return False
+        if self.category is not None and ev.get("category") != self.category:
+            return False
+        if self.outcome is not None and ev.get("outcome") != self.outcome:
+            return False
+        if self.target is not None and ev.get("target", {}).get("id") != self.target:
+            return False
+        if self.source is not None and ev.get("source", {}).get("service") != self.source:
+            return False
+        if self.request_id is not None and ev.get("request_id") != self.request_id:
+            return False
+        if self.trace_id is not None and ev.get("trace_id") != self.trace_id:
+            return False
+        if self.since is not None or self.until is not None:
+            t = parse_time(ev["time"])
+            if self.since is not None and t < self.since:
+                return False
+            if self.until is not None and t >= self.until:
+                return False
+        return self.text is None or self.text.lower() in dumps(ev).lower()
+
+
+def search(log: AuditLog, flt: Filter, *, limit: int,
+           newest_first: bool = True) -> Iterator[tuple[Entry, dict[str, Any]]]:
+    """Matching entries with their events, at most ``limit``."""
+    found = 0
+    entries = log.entries_reversed() if newest_first else log.entries(0)
+    for entry in entries:
+        ev = entry.event()
+        if flt.matches(ev):
+            yield entry, ev
+            found += 1
+            if found >= limit:
+                return
