@@ -9,10 +9,10 @@ version. It is encoded deterministically:
 - integers in decimal; floats in the shortest text that reads back the same.
 
 On the domain where the two meet — strings, booleans, null, integers within ±(2**53 - 1), floats
-that are not whole numbers with magnitude in [1e-4, 1e16), and keys without characters above
+that are not whole numbers with magnitude in [1e-5, 1e16), and keys without characters above
 U+FFFF — this is byte-for-byte RFC 8785 (JCS); the property test
 ``tests/property/test_canonical.py`` checks it. Outside it floats differ: msgspec writes ``1.0``,
-``0.0``, ``1e-5`` and ``1e16`` where JCS writes ``1``, ``0``, ``0.00001`` and ``10000000000000000``.
+``0.0``, ``1e-6`` and ``1e16`` where JCS writes ``1``, ``0``, ``0.000001`` and ``10000000000000000``.
 
 Because every field name sorts before ``v``, the version is spliced in at the end: one encode
 per event on the hot path.

@@ -252,6 +252,8 @@ def parse_event(data: bytes | str) -> Event:
         raise ValidationError(field, msg) from exc
     except msgspec.DecodeError as exc:
         raise ValidationError("event", f"malformed JSON: {exc}") from exc
+    except UnicodeError as exc:  # msgspec raises it bare for invalid UTF-8 inside a string
+        raise ValidationError("event", "not valid UTF-8") from exc
     except RecursionError as exc:
         raise ValidationError("event", "nested too deeply") from exc
     return _check(ev)
