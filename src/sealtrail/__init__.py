@@ -1,6 +1,6 @@
 """sealtrail: a self-hosted, tamper-evident audit trail.
 
-The public surface is pinned by ``tests/unit/test_public_api.py``: change ``__all__`` on purpose.
+The public surface is pinned by ``tests/test_public_api.py``: change ``__all__`` on purpose.
 """
 
 from sealtrail.core.errors import (
@@ -11,16 +11,18 @@ from sealtrail.core.errors import (
     SealtrailError,
     SignatureError,
     StorageError,
+    TamperError,
     ValidationError,
     VerificationError,
 )
 from sealtrail.core.event import Event
-from sealtrail.log.auditlog import AuditLog, Receipt
+from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 
 __all__ = [
     "AuditLog",
     "ConfigError",
     "ConsistencyError",
+    "Entry",
     "Event",
     "FormatError",
     "InclusionError",
@@ -28,6 +30,7 @@ __all__ = [
     "SealtrailError",
     "SignatureError",
     "StorageError",
+    "TamperError",
     "ValidationError",
     "VerificationError",
 ]
