@@ -12,7 +12,8 @@ On the domain where the two meet — strings, booleans, null, integers within ±
 that are not whole numbers with magnitude in [1e-5, 1e16), and keys without characters above
 U+FFFF — this is byte-for-byte RFC 8785 (JCS); the property test
 ``tests/property/test_canonical.py`` checks it. Outside it floats differ: msgspec writes ``1.0``,
-``0.0``, ``1e-6`` and ``1e16`` where JCS writes ``1``, ``0``, ``0.000001`` and ``10000000000000000``.
+``0.0``, ``1e-6`` and ``1e16`` where JCS writes ``1``, ``0``, ``0.000001`` and
+``10000000000000000``.
 
 Because every field name sorts before ``v``, the version is spliced in at the end: one encode
 per event on the hot path.

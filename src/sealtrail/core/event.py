@@ -159,8 +159,12 @@ def _field_path(msg: str) -> tuple[str, str]:
 
 
 def _walk(value: Any, path: str, depth: int) -> None:
-    """Check free-form JSON (metadata, changes) against the nesting and number limits."""
-    if depth > MAX_DEPTH:
+    """Check free-form JSON (metadata, changes) against the nesting and number limits.
+
+    ``depth`` counts containers: the metadata object itself is level 1, and objects or arrays
+    may nest down to level ``MAX_DEPTH`` (their scalar members are fine at any level).
+    """
+    if depth > MAX_DEPTH and isinstance(value, dict | list):
         raise ValidationError(path, f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for key, item in value.items():
@@ -193,7 +197,7 @@ def _json_ok(value: Any, depth: int) -> bool:
         return bool(-MAX_INT <= value <= MAX_INT)
     if t is float:
         return math.isfinite(value)
-    if depth >= MAX_DEPTH:
+    if depth > MAX_DEPTH:
         return False
     if t is dict:
         for key, item in value.items():
@@ -206,7 +210,7 @@ def _json_ok(value: Any, depth: int) -> bool:
 
 
 def _check_json(value: Any, path: str) -> None:
-    if not _json_ok(value, 0):
+    if not _json_ok(value, 1):
         _walk(value, path, 1)
         raise ValidationError(path, "unsupported value")  # pragma: no cover - _walk raised
 

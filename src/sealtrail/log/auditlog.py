@@ -181,8 +181,15 @@ class AuditLog:
         meta = store.meta()
         stored_origin = meta.get("origin")
         if stored_origin is None:
+            unfinished = set(meta) <= {"schema"} and store.state() == State(0, None, 0)
             store.close()
-            raise StorageError(f"{db} has no origin: it was not created by sealtrail")
+            if not unfinished:
+                raise StorageError(f"{db} has no origin: it was not created by sealtrail")
+            # A crash cut the creation short before anything was stored: finish it.
+            if not create:
+                raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
+            return cls._create(directory, log, origin or f"sealtrail/{log}",
+                               clock or system_clock)
         if origin is not None and origin != stored_origin:
             store.close()
             raise ConfigError(f"origin {origin!r} differs from the log's origin "
@@ -203,11 +210,13 @@ class AuditLog:
             raise ConfigError("an existing signing key has another origin")
         store = SQLiteStore(directory / DB_FILE)
         with store.transaction():
-            store.set_meta({"origin": origin, "log": log, "leaf_version": "1"})
-            empty = TreeEdge(0, [], {})
-            note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
-            store.put_state(State(0, note, 0))
-            store.put_checkpoint(0, note)
+            # Another process creating the same log may have finished first (and appended).
+            if "origin" not in store.meta():
+                store.set_meta({"origin": origin, "log": log, "leaf_version": "1"})
+                empty = TreeEdge(0, [], {})
+                note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
+                store.put_state(State(0, note, 0))
+                store.put_checkpoint(0, note)
         return cls(directory, store, signer, origin=origin, name=log, clock=clock)
 
     def __enter__(self) -> Self:

@@ -22,12 +22,19 @@ def create_signer(log_dir: Path, name: str) -> Signer:
     """Create and store a new Ed25519 signing key named ``name`` (the checkpoint origin)."""
     signer = Signer.from_seed(name, os.urandom(32))
     path = log_dir / SIGNING_KEY
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Write a private temporary file, then link it into place: a crash never leaves an empty or
+    # partial key under the real name, and linking fails if a key already exists.
+    tmp = log_dir / f".{SIGNING_KEY}.{os.urandom(6).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, (signer.format() + "\n").encode())
-        os.fsync(fd)
+        try:
+            os.write(fd, (signer.format() + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
     finally:
-        os.close(fd)
+        tmp.unlink()
     (log_dir / VERIFIER_KEY).write_text(signer.verifier().format() + "\n")
     return signer
 
