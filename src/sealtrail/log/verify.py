@@ -123,7 +123,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Verify everything stored for one log; raise TamperError naming the first problem."""
-    with store.snapshot():  # type: ignore[attr-defined]
+    with store.snapshot():
         state = store.state()
         size = state.size
         # 1. Signed checkpoints.

@@ -50,6 +50,9 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Exclusive write transaction; durable (fsync) when the block exits normally."""
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A read transaction: every read inside sees one committed state."""
+
     def meta(self) -> dict[str, str]:
         """Key/value settings written at creation (format version, origin...)."""
 
