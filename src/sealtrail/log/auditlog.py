@@ -42,6 +42,7 @@ from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_texts
 from sealtrail.log import keys
+from sealtrail.log.recent_ids import CAPACITY, RecentIds, uuid7_ms
 from sealtrail.log.tree import BUNDLE, TreeEdge, range_hashes, read_nodes
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Chunk, State
@@ -51,7 +52,7 @@ Clock = Callable[[], datetime]
 
 LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DB_FILE = "log.db"
-BUCKET_SHIFT = 16          # UUIDv7 milliseconds per id bucket: 2**16 ms, about 65 s
+BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 4 s
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
 
@@ -90,6 +91,7 @@ class Entry:
 class _Request:
     events: list[Event]
     ids: list[bytes]
+    generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
     receipts: list[Receipt] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
@@ -158,6 +160,7 @@ class AuditLog:
         state = store.state()
         self._edge = TreeEdge.load(store, state.size)
         self._hwm = state.id_hwm
+        self._recent = RecentIds(state.size, state.id_hwm)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -284,6 +287,7 @@ class AuditLog:
                 ids.append(bytes.fromhex(ev.id.replace("-", "")))
         if not prepared:
             return []
+        generated: frozenset[bytes] = frozenset()
         if missing:
             # Ids are assigned here, before sequencing, so a receipt always names its event.
             now_ms = unix_micros(self._clock()) // 1000
@@ -291,7 +295,8 @@ class AuditLog:
             for i, (text, raw_id) in zip(missing, fresh, strict=True):
                 prepared[i] = msgspec.structs.replace(prepared[i], id=text)
                 ids[i] = raw_id
-        return self._submit(_Request(prepared, ids))
+            generated = frozenset(raw for _, raw in fresh)
+        return self._submit(_Request(prepared, ids, generated))
 
     def _submit(self, req: _Request) -> list[Receipt]:
         with self._cv:
@@ -331,10 +336,10 @@ class AuditLog:
             # 1. Another process may have appended since we last looked.
             state = store.state()
             if state.size != self._edge.size:
-                self._edge = TreeEdge.load(store, state.size)
+                self._catch_up(state)
             hwm = max(self._hwm, state.id_hwm)
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
-            found = self._find_existing(batch, hwm)
+            found = self._find_existing(batch)
             # 3. Sequence.
             edge = self._edge
             index = edge.size
@@ -395,6 +400,7 @@ class AuditLog:
         # 6. Durable: adopt and answer.
         self._edge = new_edge
         self._hwm = new_hwm
+        self._recent.extend(index, new_ids)
         by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
         for req, slots in plan:
             out: list[Receipt] = []
@@ -431,19 +437,37 @@ class AuditLog:
             pos += n
         return chunks, sorted(buckets), others, hwm
 
-    def _find_existing(self, batch: list[_Request], hwm: int) -> dict[bytes, Receipt]:
-        """Receipts of events already in the log, for ids that could be there."""
+    def _catch_up(self, state: State) -> None:
+        """Another process appended (or the head moved): reload the edge and recent ids."""
+        old = self._edge.size
+        self._edge = TreeEdge.load(self._store, state.size)
+        if old == self._recent.end and old < state.size <= old + CAPACITY:
+            for chunk in self._store.iter_chunks(old, state.size):
+                skip = max(0, old - chunk.start)
+                ids = [chunk.ids[16 * k:16 * k + 16] for k in range(skip, chunk.count)]
+                self._recent.extend(chunk.start + skip, ids)
+        else:
+            self._recent = RecentIds(state.size, state.id_hwm)
+
+    def _find_existing(self, batch: list[_Request]) -> dict[bytes, Receipt]:
+        """Receipts of events already in the log, reading the store only for ids that may be."""
+        recent = self._recent
         v7: dict[int, set[bytes]] = {}
         other: list[bytes] = []
+        hits: dict[bytes, tuple[int, int]] = {}
         for req in batch:
             for ident in req.ids:
-                if ident[6] >> 4 == 7:
-                    ms = int.from_bytes(ident[:6], "big")
-                    if ms <= hwm:  # newer than every stored id: cannot be stored yet
-                        v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
+                if ident in req.generated or recent.surely_absent(ident):
+                    continue
+                idx = recent.get(ident)
+                if idx is not None:
+                    hits[ident] = (idx, -1)
+                    continue
+                ms = uuid7_ms(ident)
+                if ms is not None:
+                    v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
                 else:
                     other.append(ident)
-        hits: dict[bytes, tuple[int, int]] = {}
         if v7:
             wanted = set().union(*v7.values())
             starts = self._store.chunk_starts_for_buckets(v7)
@@ -458,6 +482,10 @@ class AuditLog:
                 hits[ident] = (idx, chunk.batch_end)
         if not hits:
             return {}
+        for ident, (idx, batch_end) in list(hits.items()):
+            if batch_end == -1:  # remembered in memory: the receipt's checkpoint size is stored
+                chunk = next(self._store.iter_chunks(idx, idx + 1))
+                hits[ident] = (idx, chunk.batch_end)
         nodes = read_nodes(self._store, [Node(0, idx) for idx, _ in hits.values()])
         out: dict[bytes, Receipt] = {}
         for ident, (idx, batch_end) in hits.items():
