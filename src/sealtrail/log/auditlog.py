@@ -16,6 +16,7 @@ Commit, in order (markers in :meth:`AuditLog._commit`):
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import struct
@@ -31,8 +32,14 @@ from typing import Any, Self
 import msgspec
 
 from sealtrail.core import canonical
-from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint
-from sealtrail.core.errors import ConfigError, SealtrailError, StorageError, ValidationError
+from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
+from sealtrail.core.errors import (
+    ConfigError,
+    StorageError,
+    TamperError,
+    ValidationError,
+    VerificationError,
+)
 from sealtrail.core.event import Event, validate_event
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.merkle.nodes import Node
@@ -55,6 +62,7 @@ DB_FILE = "log.db"
 BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 4 s
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
+MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
 
 
 def system_clock() -> datetime:
@@ -134,6 +142,23 @@ def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
     return located
 
 
+def split_chunk(chunk: Chunk) -> list[bytes]:
+    """The leaves of a chunk: ``count`` little-endian uint32 lengths, then the leaf bytes."""
+    lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
+    out = []
+    pos = 4 * chunk.count
+    for n in lens:
+        out.append(chunk.data[pos:pos + n])
+        pos += n
+    return out
+
+
+def _entry_in(chunk: Chunk, index: int) -> Entry | None:
+    if not chunk.start <= index < chunk.start + chunk.count:
+        return None
+    return Entry(index, split_chunk(chunk)[index - chunk.start])
+
+
 def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
     """The directory of one log inside a data directory (validates the log name)."""
     if not LOG_NAME.match(log):
@@ -161,6 +186,9 @@ class AuditLog:
         self._edge = TreeEdge.load(store, state.size)
         self._hwm = state.id_hwm
         self._recent = RecentIds(state.size, state.id_hwm)
+        # The stored head is checked against its signature before the log first signs on top
+        # of it (reads need no check: verify is how a reader finds tampering).
+        self._head_checked = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -272,6 +300,7 @@ class AuditLog:
         prepared: list[Event] = []
         ids: list[bytes] = []
         missing: list[int] = []
+        now_ms = unix_micros(self._clock()) // 1000
         for i, raw in enumerate(events):
             if i >= MAX_BATCH:
                 raise ValidationError("events", f"more than {MAX_BATCH} events in one call")
@@ -284,13 +313,20 @@ class AuditLog:
                 missing.append(i)
                 ids.append(b"")
             else:
-                ids.append(bytes.fromhex(ev.id.replace("-", "")))
+                raw_id = bytes.fromhex(ev.id.replace("-", ""))
+                ms = uuid7_ms(raw_id)
+                if ms is not None and ms > now_ms + MAX_FUTURE_MS:
+                    # Retries are found fast by the ids' time; a far-future id would make every
+                    # later lookup slow (see recent_ids), and means a client clock is wrong.
+                    raise ValidationError(f"events[{i}].id", "UUIDv7 timestamp is more than 10 "
+                                          "minutes ahead of the log's clock (check the client "
+                                          "clock, or leave id out)")
+                ids.append(raw_id)
         if not prepared:
             return []
         generated: frozenset[bytes] = frozenset()
         if missing:
             # Ids are assigned here, before sequencing, so a receipt always names its event.
-            now_ms = unix_micros(self._clock()) // 1000
             fresh = uuid7_texts(now_ms, os.urandom(10 * len(missing)))
             for i, (text, raw_id) in zip(missing, fresh, strict=True):
                 prepared[i] = msgspec.structs.replace(prepared[i], id=text)
@@ -326,7 +362,7 @@ class AuditLog:
                 if not req.done:
                     req.error = exc
                     req.done = True
-            if not isinstance(exc, SealtrailError | Exception):
+            if not isinstance(exc, Exception):  # KeyboardInterrupt and the like go on up
                 raise
 
     def _commit_batch(self, batch: list[_Request]) -> None:
@@ -335,7 +371,7 @@ class AuditLog:
         with store.transaction():
             # 1. Another process may have appended since we last looked.
             state = store.state()
-            if state.size != self._edge.size:
+            if state.size != self._edge.size or not self._head_checked:
                 self._catch_up(state)
             hwm = max(self._hwm, state.id_hwm)
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
@@ -382,12 +418,11 @@ class AuditLog:
             new_edge, blocks = edge.append(hashes) if hashes else (edge, {})
             chunks, buckets, others, new_hwm = self._chunks(index, leaves, new_ids,
                                                             new_edge.size, hwm)
-            # 4. Checkpoint.
-            note = (self._signer.sign(Checkpoint(self.origin, new_edge.size,
-                                                 new_edge.root()).format())
-                    if hashes else state.checkpoint)
-            # 5. Write; the commit at the end of the block fsyncs.
             if hashes:
+                # 4. Checkpoint.
+                note = self._signer.sign(Checkpoint(self.origin, new_edge.size,
+                                                    new_edge.root()).format())
+                # 5. Write; the commit at the end of the block fsyncs.
                 store.put_chunks(chunks)
                 store.put_node_blocks(blocks)
                 if buckets:
@@ -395,12 +430,12 @@ class AuditLog:
                 if others:
                     store.put_other_ids(others)
                 if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
-                    store.put_checkpoint(new_edge.size, note or "")
+                    store.put_checkpoint(new_edge.size, note)
                 store.put_state(State(new_edge.size, note, new_hwm))
         # 6. Durable: adopt and answer.
+        self._recent.extend(index, new_ids)
         self._edge = new_edge
         self._hwm = new_hwm
-        self._recent.extend(index, new_ids)
         by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
         for req, slots in plan:
             out: list[Receipt] = []
@@ -437,10 +472,32 @@ class AuditLog:
             pos += n
         return chunks, sorted(buckets), others, hwm
 
+    def _trusted_edge(self, state: State) -> TreeEdge:
+        """The stored tree's edge, checked against the head checkpoint this log signed.
+
+        The log never signs on top of state it did not sign itself: an entry slipped into the
+        file, a rewritten tree or a head moved backwards make appends fail instead of being
+        laundered into a new signed checkpoint.
+        """
+        if state.size < self._edge.size:
+            raise TamperError("truncated", state.size, f"the log shrank from {self._edge.size} "
+                              "entries: refusing to append; run sealtrail verify")
+        edge = TreeEdge.load(self._store, state.size)
+        try:
+            cp = open_checkpoint(state.checkpoint or "", self.verifier, self.origin)
+        except VerificationError as exc:
+            raise TamperError("checkpoint", state.size, "the head checkpoint is not one this log "
+                              "signed: refusing to append; run sealtrail verify") from exc
+        if cp.size != state.size or not hmac.compare_digest(edge.root(), cp.root):
+            raise TamperError("changed", min(cp.size, state.size), "the stored tree does not "
+                              "match the signed head: refusing to append; run sealtrail verify")
+        return edge
+
     def _catch_up(self, state: State) -> None:
-        """Another process appended (or the head moved): reload the edge and recent ids."""
+        """Another process appended (or the head is new to us): check it, reload edge and ids."""
         old = self._edge.size
-        self._edge = TreeEdge.load(self._store, state.size)
+        self._edge = self._trusted_edge(state)
+        self._head_checked = True
         if old == self._recent.end and old < state.size <= old + CAPACITY:
             for chunk in self._store.iter_chunks(old, state.size):
                 skip = max(0, old - chunk.start)
@@ -478,14 +535,19 @@ class AuditLog:
                         hits[ident] = (chunk.start + k, chunk.batch_end)
         if other:
             for ident, idx in self._store.find_other_ids(other).items():
-                chunk = next(self._store.iter_chunks(idx, idx + 1))
-                hits[ident] = (idx, chunk.batch_end)
+                hits[ident] = (idx, -1)
         if not hits:
             return {}
-        for ident, (idx, batch_end) in list(hits.items()):
-            if batch_end == -1:  # remembered in memory: the receipt's checkpoint size is stored
-                chunk = next(self._store.iter_chunks(idx, idx + 1))
-                hits[ident] = (idx, chunk.batch_end)
+        for ident, (idx, _) in list(hits.items()):
+            # Confirm against the entry itself: a duplicate answer drops the event, so an id
+            # index edited behind the log's back must not be able to cause it.
+            found = next(self._store.iter_chunks(idx, idx + 1), None)
+            entry = _entry_in(found, idx) if found is not None else None
+            if (found is None or entry is None
+                    or entry.event().get("id") != str(uuid.UUID(bytes=ident))):
+                raise TamperError("changed", idx, "the id index disagrees with the entry: "
+                                  "refusing to append; run sealtrail verify")
+            hits[ident] = (idx, found.batch_end)
         nodes = read_nodes(self._store, [Node(0, idx) for idx, _ in hits.values()])
         out: dict[bytes, Receipt] = {}
         for ident, (idx, batch_end) in hits.items():
@@ -511,25 +573,18 @@ class AuditLog:
         if end > size:
             raise ConfigError(f"entries: end {end} is past the log size {size}")
         for chunk in self._store.iter_chunks(start, end):
-            lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
-            pos = 4 * chunk.count
-            for k, n in enumerate(lens):
-                i = chunk.start + k
-                if start <= i < end:
-                    yield Entry(i, chunk.data[pos:pos + n])
-                pos += n
+            for k, leaf in enumerate(split_chunk(chunk)):
+                if start <= chunk.start + k < end:
+                    yield Entry(chunk.start + k, leaf)
 
     def entries_reversed(self) -> Iterator[Entry]:
         """Every entry, newest first."""
         size = self.size
         for chunk in self._store.iter_chunks_desc(size):
-            lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
-            offsets = [4 * chunk.count]
-            for n in lens:
-                offsets.append(offsets[-1] + n)
+            leaves = split_chunk(chunk)
             for k in range(chunk.count - 1, -1, -1):
-                if chunk.start + k < size:
-                    yield Entry(chunk.start + k, chunk.data[offsets[k]:offsets[k + 1]])
+                if 0 <= chunk.start + k < size:
+                    yield Entry(chunk.start + k, leaves[k])
 
     def record_access(self, actor: Mapping[str, Any], action: str, *,
                       details: Mapping[str, Any], results: int) -> Receipt:
@@ -559,8 +614,17 @@ class AuditLog:
             raise ConfigError(f"index {index} must be in 0..{size - 1}")
         ranges = plan_inclusion(index, size)
         hashes = range_hashes(self._store, [(index, index + 1), *ranges, (0, size)])
-        note = cp.note if size == cp.checkpoint.size else None
+        note = None
+        if size == cp.checkpoint.size:
+            self._check_root(hashes[-1], cp.checkpoint)
+            note = cp.note
         return InclusionProof(index, size, hashes[0], tuple(hashes[1:-1]), hashes[-1], note)
+
+    def _check_root(self, root: bytes, cp: Checkpoint) -> None:
+        """Never hand out a proof whose root differs from the signed checkpoint it claims."""
+        if not hmac.compare_digest(root, cp.root):
+            raise TamperError("tree", 0, f"the stored tree's root at size {cp.size} differs from "
+                              "the signed checkpoint: run sealtrail verify")
 
     def prove_consistency(self, first: int, second: int | None = None) -> ConsistencyProof:
         """A consistency proof from size ``first`` to ``second`` (default: latest)."""
@@ -570,12 +634,19 @@ class AuditLog:
             raise ConfigError(f"need 0 <= first <= second <= {latest}, got {first}, {second}")
         ranges = plan_consistency(first, second)
         hashes = range_hashes(self._store, [(0, first), (0, second), *ranges])
+        if second == latest:
+            self._check_root(hashes[1], self.checkpoint().checkpoint)
         return ConsistencyProof(first, second, hashes[0], hashes[1], tuple(hashes[2:]))
 
     def verify(self, trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
         """Verify the whole log (see :mod:`sealtrail.log.verify`); raises TamperError."""
-        return verify_log(self._store, self.verifier, self.origin,
-                          trusted_checkpoint=trusted_checkpoint, progress=progress)
+        # A connection of its own: a long verification never holds up appends.
+        store = SQLiteStore(self._store.path, readonly=True)
+        try:
+            return verify_log(store, self.verifier, self.origin,
+                              trusted_checkpoint=trusted_checkpoint, progress=progress)
+        finally:
+            store.close()
 
 

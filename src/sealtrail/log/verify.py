@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 
+import msgspec
+
 from sealtrail.core import b64
 from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
 from sealtrail.core.errors import StorageError, TamperError, VerificationError
@@ -33,7 +35,7 @@ from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import HASH_SIZE
 from sealtrail.core.note import Verifier
 from sealtrail.log.tree import BLOCK
-from sealtrail.store.protocol import Store
+from sealtrail.store.protocol import Chunk, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,41 @@ def _find_leaf_hash(store: Store, wanted: bytes, size: int) -> int | None:
                 idx = block * BLOCK + k // HASH_SIZE
                 return idx if idx < size else None
     return None
+
+
+class _LeafId(msgspec.Struct):
+    id: str
+
+
+_ids_decoder = msgspec.json.Decoder(list[_LeafId])
+
+
+def _check_ids(chunk: Chunk, leaves: list[bytes], size: int) -> None:
+    """The id index stored with a chunk must name the events in it (it drives exactly-once).
+
+    One decode per chunk reads every leaf's top-level id; a leaf that is not an event with an
+    id is reported here only if its hash matched (otherwise step 3 names it as changed).
+    """
+    if not chunk.start + chunk.count <= chunk.batch_end <= size:
+        raise TamperError("extra", chunk.start, f"a row claims it was committed at size "
+                          f"{chunk.batch_end}")
+    try:
+        ids = _ids_decoder.decode(b"[" + b",".join(leaves) + b"]")
+        text = "".join(x.id for x in ids).replace("-", "")
+        ok = len(ids) == len(leaves) and text == chunk.ids.hex()
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        ok = False
+    if not ok:
+        # Name the first entry whose stored id differs (the leaf hashes are checked later).
+        for k, leaf in enumerate(leaves):
+            try:
+                ident = _ids_decoder.decode(b"[" + leaf + b"]")[0].id.replace("-", "")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                ident = ""
+            if ident != chunk.ids[16 * k:16 * k + 16].hex():
+                raise TamperError("changed", chunk.start + k, "the id index disagrees with the "
+                                  "entry (exactly-once depends on it)")
+        raise TamperError("changed", chunk.start, "the id index has the wrong length")
 
 
 def _signed_heads(store: Store, verifier: Verifier, origin: str,
@@ -165,7 +202,10 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
 
         check_stop()
         # 2-4. Stream the entries.
-        for chunk in store.iter_chunks(0, None):
+        for chunk in store.iter_all_chunks():
+            if chunk.start < 0:
+                raise TamperError("extra", 0, f"a row claims entries at negative index "
+                                  f"{chunk.start}")
             if chunk.start >= size:
                 raise TamperError("extra", chunk.start, f"entries past the log size {size}")
             if chunk.start > done:
@@ -184,10 +224,11 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             pos = 4 * chunk.count
             if pos + sum(lens) != len(data):
                 raise TamperError("changed", chunk.start, "entry framing is broken")
-            hashes: list[bytes] = []
+            leaves: list[bytes] = []
             for n in lens:
-                hashes.append(sha256(b"\x00" + data[pos:pos + n]).digest())
+                leaves.append(data[pos:pos + n])
                 pos += n
+            hashes = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
             k = 0
             while k < len(hashes):
                 # Feed up to the next checkpoint boundary, then check that root.
@@ -212,19 +253,17 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 done += len(part)
                 k += len(part)
                 check_stop()
+            _check_ids(chunk, leaves, size)
             if progress is not None:
                 progress(done, size)
         if done != size:
             raise TamperError("missing", done, f"entries {done}..{size - 1} are missing")
-        # 5. No tree data past the size.
-        for level in range(max(size.bit_length(), 1) + 1):
+        # 5. No tree data past the size: the last block of each level ends exactly where the
+        #    tree's complete nodes end, and no level beyond the tree's height has blocks.
+        for level, last_block, length in store.node_extent():
             count = size >> level
-            edge = count // BLOCK
-            blocks = store.node_blocks([(level, edge), (level, edge + 1)])
-            blk = blocks.get((level, edge))
-            # A block after the edge block is left over from a larger tree (a truncation).
-            if ((blk is not None and len(blk) > (count % BLOCK) * HASH_SIZE)
-                    or (level, edge + 1) in blocks):
+            want_block, want_len = ((count - 1) // BLOCK, ((count - 1) % BLOCK + 1) * HASH_SIZE)
+            if count == 0 or (last_block, length) != (want_block, want_len):
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         if stop_i != len(stops):  # pragma: no cover - every stop is <= size
             raise StorageError("verification did not reach every checkpoint")

@@ -71,6 +71,9 @@ class Store(Protocol):
     def iter_node_blocks(self, level: int) -> Iterator[tuple[int, bytes]]:
         """All blocks of one level in block order."""
 
+    def node_extent(self) -> list[tuple[int, int, int]]:
+        """(level, last block, its length in bytes) for every level that has blocks."""
+
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
         """Insert or replace node blocks (inside a transaction)."""
 
@@ -79,6 +82,9 @@ class Store(Protocol):
 
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
         """Chunks overlapping ``[start, end)`` in order of start."""
+
+    def iter_all_chunks(self) -> Iterator[Chunk]:
+        """Every chunk row in order of start, including rows outside ``[0, size)``."""
 
     def iter_chunks_desc(self, before: int) -> Iterator[Chunk]:
         """Chunks starting before ``before``, newest first."""

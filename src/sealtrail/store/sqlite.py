@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 _BUSY_TIMEOUT_S = 30.0
 _LEVEL_SHIFT = 40  # node block key = level << 40 | block: one rowid B-tree, blocks stored inline
 _MAX_VARS = 500
+_PAGE = 64  # rows read per lock hold by the iterators
 
 
 class SQLiteStore:
@@ -161,13 +162,27 @@ class SQLiteStore:
 
     def iter_node_blocks(self, level: int) -> Iterator[tuple[int, bytes]]:
         lo = level << _LEVEL_SHIFT
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT key, data FROM nodes WHERE key >= ? AND key < ? ORDER BY key",
-                (lo, lo + (1 << _LEVEL_SHIFT)))
-            while rows := cur.fetchmany(64):
-                for key, data in rows:
-                    yield int(key) - lo, bytes(data)
+        hi = lo + (1 << _LEVEL_SHIFT)
+        while True:
+            # One page at a time, the lock released between pages: a paused reader never
+            # blocks writers.
+            rows = self._q("SELECT key, data FROM nodes WHERE key >= ? AND key < ? "
+                           "ORDER BY key LIMIT ?", (lo, hi, _PAGE))
+            for key, data in rows:
+                yield int(key) - (level << _LEVEL_SHIFT), bytes(data)
+            if len(rows) < _PAGE:
+                return
+            lo = int(rows[-1][0]) + 1
+
+    def node_extent(self) -> list[tuple[int, int, int]]:
+        """(level, last block, its length in bytes) for every level that has blocks."""
+        rows = self._q(f"SELECT key >> {_LEVEL_SHIFT}, max(key) FROM nodes GROUP BY 1")
+        out = []
+        mask = (1 << _LEVEL_SHIFT) - 1
+        for level, key in rows:
+            length = self._q("SELECT length(data) FROM nodes WHERE key = ?", (key,))[0][0]
+            out.append((int(level), int(key) & mask, int(length)))
+        return out
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
         self._w("INSERT OR REPLACE INTO nodes VALUES (?, ?)",
@@ -177,30 +192,42 @@ class SQLiteStore:
         self._w("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
                 [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
 
+    def _chunk_page(self, where: str, args: tuple[object, ...], order: str) -> list[Chunk]:
+        rows = self._q("SELECT start, count, batch_end, ids, data FROM chunks "
+                       f"WHERE {where} ORDER BY start {order} LIMIT {_PAGE}", args)
+        return [Chunk(int(s), int(n), int(be), bytes(ids), bytes(d))
+                for s, n, be, ids, d in rows]
+
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
         # The chunk holding ``start`` may begin before it.
         first = self._q("SELECT max(start) FROM chunks WHERE start <= ?", (start,))
         lo = first[0][0] if first and isinstance(first[0][0], int) else start
-        sql = "SELECT start, count, batch_end, ids, data FROM chunks WHERE start >= ?"
-        args: list[object] = [lo]
-        if end is not None:
-            sql += " AND start < ?"
-            args.append(end)
-        sql += " ORDER BY start"
-        with self._lock:
-            cur = self._db.execute(sql, args)
-            while rows := cur.fetchmany(32):
-                for s, n, be, ids, data in rows:
-                    yield Chunk(int(s), int(n), int(be), bytes(ids), bytes(data))
+        stop = end if end is not None else 1 << 62
+        while True:
+            page = self._chunk_page("start >= ? AND start < ?", (lo, stop), "ASC")
+            yield from page
+            if len(page) < _PAGE:
+                return
+            lo = page[-1].start + 1
+
+    def iter_all_chunks(self) -> Iterator[Chunk]:
+        """Every chunk row, whatever its start (the verifier must see rows no index reaches)."""
+        page = self._chunk_page("1", (), "ASC")
+        while True:
+            yield from page
+            if len(page) < _PAGE:
+                return
+            page = self._chunk_page("start > ?", (page[-1].start,), "ASC")
 
     def iter_chunks_desc(self, before: int) -> Iterator[Chunk]:
-        """Chunks starting before ``before``, newest first (for newest-first searches)."""
-        with self._lock:
-            cur = self._db.execute("SELECT start, count, batch_end, ids, data FROM chunks "
-                                   "WHERE start < ? ORDER BY start DESC", (before,))
-            while rows := cur.fetchmany(32):
-                for s, n, be, ids, data in rows:
-                    yield Chunk(int(s), int(n), int(be), bytes(ids), bytes(data))
+        """Chunks starting in ``[0, before)``, newest first (for newest-first searches)."""
+        hi = before
+        while True:
+            page = self._chunk_page("start >= 0 AND start < ?", (hi,), "DESC")
+            yield from page
+            if len(page) < _PAGE:
+                return
+            hi = page[-1].start
 
     def chunk_starts_for_buckets(self, buckets: Iterable[int]) -> list[int]:
         out: set[int] = set()
