@@ -26,13 +26,23 @@ from typing import Any, Final
 import msgspec
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.event import MAX_EVENT_BYTES, Event
+from sealtrail.core.event import MAX_EVENT_BYTES, Actor, Changes, Event, Source, Target
 
 LEAF_VERSION: Final = 1
 MAX_LEAF_BYTES: Final = 65535  # entry bundles (tlog-tiles) use uint16 length prefixes
 _VERSION_SUFFIX: Final = b',"v":1}'
 
-_encoder = msgspec.json.Encoder(order="sorted")
+_encoder = msgspec.json.Encoder(order="deterministic")
+
+
+def _fields_sorted(cls: type[msgspec.Struct]) -> bool:
+    return list(cls.__struct_fields__) == sorted(cls.__struct_fields__)
+
+
+# ``deterministic`` order is the canonical (sorted) order only while every struct declares its
+# fields sorted: a field added out of order would change leaf bytes, so refuse to run.
+if not all(_fields_sorted(c) for c in (Event, Actor, Target, Source, Changes)):  # pragma: no cover
+    raise RuntimeError("event structs must declare their fields in sorted order")
 
 
 class StoredEvent(Event, frozen=True, forbid_unknown_fields=True, omit_defaults=True,

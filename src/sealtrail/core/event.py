@@ -72,65 +72,79 @@ def _check_ip(value: str | None, field: str) -> None:
     raise ValueError(f"`{field}` is not an IP address")
 
 
-class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class _Part(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True,
+            omit_defaults=True, kw_only=True):
+    """Base of the event's parts.
+
+    Fields are declared in sorted order, so msgspec's ``deterministic`` order (definition
+    order for fields, sorted dict keys) is the canonical sorted order, without sorting per
+    encode; ``canonical`` checks this at import.
+    """
+
+
+class Actor(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+        kw_only=True):
     """Who acted: a user, service or system, possibly on behalf of another principal."""
 
     id: Ident
-    type: Text | None = None
-    name: Text | None = None
     ip: IP | None = None
-    user_agent: Text | None = None
+    name: Text | None = None
     on_behalf_of: Ident | None = None
+    type: Text | None = None
+    user_agent: Text | None = None
 
     def __post_init__(self) -> None:
         _check_ip(self.ip, "ip")
 
 
-class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Target(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+        kw_only=True):
     """What was acted on."""
 
-    type: Text | None = None
     id: Ident | None = None
     name: Text | None = None
+    type: Text | None = None
 
 
-class Source(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Source(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+        kw_only=True):
     """Where the event was produced."""
 
-    service: Text | None = None
     host: Text | None = None
     ip: IP | None = None
+    service: Text | None = None
 
     def __post_init__(self) -> None:
         _check_ip(self.ip, "ip")
 
 
-class Changes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Changes(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+        kw_only=True):
     """A data change: the values before and after (any JSON, within the nesting limits)."""
 
-    before: Any = None
     after: Any = None
+    before: Any = None
 
 
-class Event(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
-            kw_only=True):
+class Event(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+        kw_only=True):
     """One audit event. Required: ``actor.id``, ``action``, ``outcome``."""
 
-    actor: Actor
     action: Action
-    outcome: Outcome
-    id: str | None = None
-    time: str | None = None
-    received_at: str | None = None
+    actor: Actor
     category: Category | None = None
-    target: Target | None = None
-    source: Source | None = None
-    request_id: Ident | None = None
-    trace_id: Ident | None = None
+    changes: Changes | None = None
+    id: str | None = None
+    metadata: dict[str, Any] | None = None
+    outcome: Outcome
     purpose: LongText | None = None
     reason: LongText | None = None
-    changes: Changes | None = None
-    metadata: dict[str, Any] | None = None
+    received_at: str | None = None
+    request_id: Ident | None = None
+    source: Source | None = None
+    target: Target | None = None
+    time: str | None = None
+    trace_id: Ident | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The event as plain JSON-compatible values (absent fields left out)."""
@@ -265,7 +279,9 @@ def parse_event(data: bytes | str) -> Event:
 
 def validate_event(obj: Event | Mapping[str, Any]) -> Event:
     """Validate an Event built in Python, or a mapping of its fields."""
-    if isinstance(obj, Event):
+    if type(obj) is dict:
+        pass
+    elif isinstance(obj, Event):
         obj = obj.to_dict()
     elif not isinstance(obj, Mapping):
         raise ValidationError("event", f"must be an object, not {type(obj).__name__}")

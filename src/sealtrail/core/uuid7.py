@@ -26,19 +26,25 @@ def uuid7_millis(u: uuid.UUID) -> int | None:
     return u.int >> 80
 
 
+_VERSION = bytes(0x70 | (b & 0x0F) for b in range(256))   # byte 6: version 7
+_VARIANT = bytes(0x80 | (b & 0x3F) for b in range(256))   # byte 8: variant 10
+
+
 def uuid7_texts(unix_ms: int, rand: bytes) -> list[tuple[str, bytes]]:
     """Many UUIDv7s at once from ``10 * n`` random bytes: (canonical text, 16 bytes) pairs.
 
-    The hot path of appending: about a microsecond each, against six for ``uuid.UUID``.
+    The hot path of appending: the version and variant bits of every id are set with two
+    slice translations, and the text cut from one hex string.
     """
     if len(rand) % 10:
         raise ValueError("uuid7 needs 10 random bytes per id")
     prefix = (unix_ms & ((1 << 48) - 1)).to_bytes(6, "big")
+    raw = bytearray(b"".join(prefix + rand[k:k + 10] for k in range(0, len(rand), 10)))
+    raw[6::16] = raw[6::16].translate(_VERSION)
+    raw[8::16] = raw[8::16].translate(_VARIANT)
+    h = raw.hex()
     out = []
-    for k in range(0, len(rand), 10):
-        raw = bytearray(prefix + rand[k:k + 10])
-        raw[6] = 0x70 | (raw[6] & 0x0F)
-        raw[8] = 0x80 | (raw[8] & 0x3F)
-        h = raw.hex()
-        out.append((f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", bytes(raw)))
+    for k in range(0, len(raw), 16):
+        x = h[2 * k:2 * k + 32]
+        out.append((f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}", bytes(raw[k:k + 16])))
     return out

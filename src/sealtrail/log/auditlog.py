@@ -70,9 +70,12 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Proof of acceptance: where the event is, its leaf hash, the checkpoint that holds it."""
+class Receipt(msgspec.Struct, frozen=True, gc=False):
+    """Proof of acceptance: where the event is, its leaf hash, the checkpoint that holds it.
+
+    (A msgspec struct: one is built per event on the hot path, ten times faster than a frozen
+    dataclass.)
+    """
 
     id: str
     index: int
@@ -97,12 +100,14 @@ class Entry:
 
 @dataclass(slots=True)
 class _Request:
-    events: list[Event]
-    ids: list[bytes]
+    events: list[Event]         # validated; ``id`` may still be None (see ``texts``)
+    ids: list[bytes]            # the 16 id bytes of each event
+    texts: list[str]            # the canonical id text of each event
     generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
     receipts: list[Receipt] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 def _surrogate_path(value: Any, path: str) -> str | None:
@@ -178,7 +183,7 @@ class AuditLog:
         self._store = store
         self._signer = signer
         self._clock = clock
-        self._cv = threading.Condition()
+        self._mutex = threading.Lock()
         self._queue: list[_Request] = []
         self._leading = False
         self._closed = False
@@ -299,6 +304,7 @@ class AuditLog:
             raise ConfigError("the log is closed")
         prepared: list[Event] = []
         ids: list[bytes] = []
+        texts: list[str] = []
         missing: list[int] = []
         now_ms = unix_micros(self._clock()) // 1000
         for i, raw in enumerate(events):
@@ -312,6 +318,7 @@ class AuditLog:
             if ev.id is None:
                 missing.append(i)
                 ids.append(b"")
+                texts.append("")
             else:
                 raw_id = bytes.fromhex(ev.id.replace("-", ""))
                 ms = uuid7_ms(raw_id)
@@ -322,6 +329,7 @@ class AuditLog:
                                           "minutes ahead of the log's clock (check the client "
                                           "clock, or leave id out)")
                 ids.append(raw_id)
+                texts.append(ev.id)
         if not prepared:
             return []
         generated: frozenset[bytes] = frozenset()
@@ -329,27 +337,38 @@ class AuditLog:
             # Ids are assigned here, before sequencing, so a receipt always names its event.
             fresh = uuid7_texts(now_ms, os.urandom(10 * len(missing)))
             for i, (text, raw_id) in zip(missing, fresh, strict=True):
-                prepared[i] = msgspec.structs.replace(prepared[i], id=text)
+                texts[i] = text
                 ids[i] = raw_id
             generated = frozenset(raw for _, raw in fresh)
-        return self._submit(_Request(prepared, ids, generated))
+        return self._submit(_Request(prepared, ids, texts, generated))
 
     def _submit(self, req: _Request) -> list[Receipt]:
-        with self._cv:
+        """Group commit: the first caller leads; the others sleep on their own event.
+
+        The leader commits everything queued, wakes exactly the callers it answered and, if
+        more requests arrived meanwhile, hands leadership to the oldest of them. Waking only
+        those who have work (not every waiter) keeps 64 threads from fighting over the GIL.
+        """
+        with self._mutex:
             self._queue.append(req)
-            while not req.done:
-                if self._leading:
-                    self._cv.wait()
-                    continue
-                self._leading = True
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            req.wake.wait()
+        if not req.done:  # we lead: commit the queue (ours included)
+            with self._mutex:
                 batch, self._queue = self._queue, []
-                self._cv.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cv.acquire()
-                    self._leading = False
-                    self._cv.notify_all()
+            try:
+                self._commit(batch)
+            finally:
+                for other in batch:
+                    if other is not req:
+                        other.wake.set()
+                with self._mutex:
+                    if self._queue:
+                        self._queue[0].wake.set()  # not done: it wakes as the next leader
+                    else:
+                        self._leading = False
         if req.error is not None:
             raise req.error
         return req.receipts
@@ -384,25 +403,25 @@ class AuditLog:
             new_ids: list[bytes] = []
             pending: dict[bytes, int] = {}
             plan: list[tuple[_Request, list[tuple[str, int, bool]]]] = []
+            replace, encode = msgspec.structs.replace, canonical.encode_leaf
             for req in batch:
                 mark = len(leaves)
                 slots: list[tuple[str, int, bool]] = []
                 pos = 0
                 try:
                     # ``pos`` names the failing event in the except clause below.
-                    for pos, (ev, ident) in enumerate(  # noqa: B007
-                            zip(req.events, req.ids, strict=True)):
+                    for pos, (ev, ident, text) in enumerate(  # noqa: B007
+                            zip(req.events, req.ids, req.texts, strict=True)):
                         if ident in found:
-                            slots.append((ev.id or "", -1, True))
+                            slots.append((text, -1, True))
                             continue
                         if ident in pending:
-                            slots.append((ev.id or "", pending[ident], True))
+                            slots.append((text, pending[ident], True))
                             continue
-                        sealed = msgspec.structs.replace(
-                            ev, received_at=received, time=ev.time or received)
-                        leaf = canonical.encode_leaf(sealed)
-                        pending[ident] = index + len(leaves)
-                        slots.append((ev.id or "", index + len(leaves), False))
+                        leaf = encode(replace(ev, id=text, received_at=received,
+                                              time=ev.time or received))
+                        pending[ident] = at = index + len(leaves)
+                        slots.append((text, at, False))
                         leaves.append(leaf)
                         hashes.append(leaf_hash(leaf))
                         new_ids.append(ident)
