@@ -1,9 +1,12 @@
-"""The stored Merkle tree: complete nodes in 64-hash blocks per level, plus the right edge.
+"""The stored Merkle tree: complete nodes in 63-hash blocks per level, plus the right edge.
 
-Reading a node ``(L, k)`` reads block ``(L, k // 64)``; a proof needs O(log n) nodes, hence
+Reading a node ``(L, k)`` reads block ``(L, k // 63)``; a proof needs O(log n) nodes, hence
 O(log n) rows, and never rehashes the log. Appending writes the blocks that gained nodes (about
-two per commit for single appends, a few dozen for a batch of 1000). A 64-hash block (2 KiB)
-fits inline in one SQLite page, so a single append rewrites few pages.
+two per commit for single appends, a few dozen for a batch of 1000).
+
+Why 63: a block row is 63 * 32 = 2016 bytes plus a few bytes of record header, so exactly two
+rows fill a 4 KiB SQLite page (64 hashes would leave room for only one and waste half the
+page), and a single append rewrites a small, inline row instead of an overflow chain.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right
 from sealtrail.core.merkle.nodes import Node, range_nodes
 from sealtrail.store.protocol import Store
 
-BLOCK = 64                  # hashes per stored node block
+BLOCK = 63                  # hashes per stored node block (two rows per 4 KiB page)
 BLOCK_BYTES = BLOCK * HASH_SIZE
 BUNDLE = 256                # entries per bundle: chunks never cross a bundle boundary
 

@@ -2,7 +2,7 @@
 
 Every leaf is rehashed, the tree rebuilt, every checkpoint checked.
 
-Streams the entries in order holding O(log n) hashes (plus one 8 KiB block per level), so memory
+Streams the entries in order holding O(log n) hashes (plus one 2 KiB block per level), so memory
 stays flat in the log's size. The steps (markers below):
 
 1. every stored checkpoint (history and head) must carry a valid signature by the log's key,

@@ -5,8 +5,8 @@ Data model (what a store keeps, not how):
 - *chunks*: runs of consecutive entries ``[start, start + count)`` written by one commit, never
   crossing a 256-entry bundle boundary; each carries the 16-byte ids of its events and the tree
   size its commit reached (``batch_end``, for exact duplicate receipts).
-- *node blocks*: the hashes of complete subtrees, 64 per block: block ``b`` of level ``L`` holds
-  nodes ``(L, 64*b) .. (L, 64*b + 63)``. Level 0 holds leaf hashes.
+- *node blocks*: the hashes of complete subtrees, 63 per block: block ``b`` of level ``L`` holds
+  nodes ``(L, 63*b) .. (L, 63*b + 62)``. Level 0 holds leaf hashes.
 - *id buckets*: which chunks hold UUIDv7 ids of a given time bucket, so a retried event is found
   without an index row per event; other ids live in an exact per-id table.
 - *checkpoints*: signed checkpoint notes kept as history, plus the latest one in the state row.

@@ -4,7 +4,7 @@
 is on disk: the "durable before acknowledged" invariant rests on this. Writers take the lock
 with ``BEGIN IMMEDIATE`` so concurrent processes serialise instead of failing mid-transaction.
 Rows per event decide the speed, so entries are stored per chunk (one row per commit and
-bundle), tree hashes per 256-node block, and ids without a per-event index row.
+bundle), tree hashes per 63-node block, and ids without a per-event index row.
 """
 
 from __future__ import annotations
