@@ -62,6 +62,7 @@ DB_FILE = "log.db"
 BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 4 s
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
+LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
 MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
 
 
@@ -355,20 +356,25 @@ class AuditLog:
             self._leading = True
         if not lead:
             req.wake.wait()
-        if not req.done:  # we lead: commit the queue (ours included)
-            with self._mutex:
-                batch, self._queue = self._queue, []
-            try:
-                self._commit(batch)
-            finally:
-                for other in batch:
-                    if other is not req:
-                        other.wake.set()
+        if not req.done:  # we lead: commit the queue (ours included), then what queued meanwhile
+            rounds = 0
+            while True:
                 with self._mutex:
-                    if self._queue:
-                        self._queue[0].wake.set()  # not done: it wakes as the next leader
-                    else:
-                        self._leading = False
+                    batch, self._queue = self._queue, []
+                    if not batch or rounds == LEAD_ROUNDS:
+                        if batch:  # hand the rest to the oldest waiter, who wakes as leader
+                            self._queue = batch
+                            batch[0].wake.set()
+                        else:
+                            self._leading = False
+                        break
+                rounds += 1
+                try:
+                    self._commit(batch)
+                finally:
+                    for other in batch:
+                        if other is not req:
+                            other.wake.set()
         if req.error is not None:
             raise req.error
         return req.receipts
