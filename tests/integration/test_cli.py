@@ -232,3 +232,14 @@ def test_tour_runs_and_catches_tampering(tmp_path: Path) -> None:
     out = res.stdout.decode()
     assert "inclusion proof verifies" in out
     assert "caught: changed at index 2" in out
+
+
+def test_oversized_line_is_refused_without_storing(data: Path) -> None:
+    """A line far over the event size limit (10 MiB) exits 2 naming the line; nothing stored."""
+    before = run(data, "checkpoint").stdout
+    huge = b'{"actor": {"id": "' + b"x" * (10 << 20) + b'"}}\n'
+    res = run(data, "append", stdin=events(1) + huge)
+    assert res.returncode == 2
+    assert b"line 2" in res.stderr
+    assert b"larger than" in res.stderr
+    assert run(data, "checkpoint").stdout == before

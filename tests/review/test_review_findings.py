@@ -1,4 +1,4 @@
-"""Review findings: each test demonstrates one problem and fails until it is fixed.
+"""Review findings, kept as regression tests: each once demonstrated a problem, now fixed.
 
 The attacker in these tests can write ``log.db`` but does not hold the signing key. Their tool
 is the store itself (or raw SQL), exactly what anyone with file access has.

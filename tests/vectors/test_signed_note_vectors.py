@@ -206,3 +206,17 @@ def test_checkpoint_format_parse_round_trip(origin: str, size: int, root: bytes,
     signer = Signer.from_seed("log", bytes(32))
     signed = sign(cp, signer)
     assert open_checkpoint(signed.note, signer.verifier(), origin=origin) == cp
+
+
+def test_checkpoint_size_must_fit_in_64_bits() -> None:
+    """A size of 2**64 or more is malformed (Go's note and tlog readers use uint64)."""
+    root = "mb8QLQIs0Z0yP5Cstq6guj87oXWeC9gEM8oVikmm9Wk="
+    assert Checkpoint.parse(f"o\n{2**64 - 1}\n{root}\n").size == 2**64 - 1
+    with pytest.raises(FormatError):
+        Checkpoint.parse(f"o\n{2**64}\n{root}\n")
+
+
+def test_uppercase_key_id_in_vkey_is_accepted() -> None:
+    """Go parses the vkey's key id as hex in either case; so does sealtrail."""
+    vkey = "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    assert Verifier.parse(vkey).key_id.hex() == "c74f20a3"

@@ -13,10 +13,10 @@ import csv
 import getpass
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, BinaryIO, NoReturn
 
 import typer
 from rich.console import Console
@@ -132,10 +132,16 @@ def init(data: DataOpt = None, log: LogOpt = None,
             typer.echo(alog.vkey())
 
 
-def _read_events(source: Iterable[bytes]) -> list[Event]:
+def _lines(source: BinaryIO) -> Iterator[bytes]:
+    """Lines of at most one event's size: a longer line is refused before it is read whole."""
+    limit = MAX_EVENT_BYTES + 2
+    while line := source.readline(limit + 1):
+        yield line
+
+
+def _read_events(source: BinaryIO) -> list[Event]:
     events: list[Event] = []
-    for lineno, raw in enumerate(source, start=1):
-        line = raw
+    for lineno, line in enumerate(_lines(source), start=1):
         if not line.strip():
             continue
         if len(line) > MAX_EVENT_BYTES + 2:

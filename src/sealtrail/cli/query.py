@@ -1,7 +1,7 @@
 """Searching the log from the CLI: filters over a streamed scan, newest first by default.
 
 The embedded store keeps no per-field search index (rows per event decide append speed; see
-docs/performance.md), so a query reads entries in order and stops after ``limit`` matches.
+docs/benchmarks.md), so a query reads entries in order and stops after ``limit`` matches.
 """
 
 from __future__ import annotations

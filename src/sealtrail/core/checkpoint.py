@@ -50,7 +50,10 @@ class Checkpoint:
         if not size_text.isascii() or not size_text.isdigit() or (
                 len(size_text) > 1 and size_text[0] == "0") or len(size_text) > 20:
             raise FormatError("checkpoint size is not a decimal number without leading zeros")
-        return cls(origin, int(size_text), b64.decode(root_text, "checkpoint root"), tuple(ext))
+        size = int(size_text)
+        if size >= 1 << 64:
+            raise FormatError("checkpoint size does not fit in 64 bits")
+        return cls(origin, size, b64.decode(root_text, "checkpoint root"), tuple(ext))
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,8 +57,8 @@ class Verifier:
             raise FormatError("verifier key: want name+keyid+key")
         name, hexid, keytext = parts
         _check_name(name)
-        if len(hexid) != 8 or hexid.lower() != hexid:
-            raise FormatError("verifier key: key id must be 8 lowercase hex digits")
+        if len(hexid) != 8:
+            raise FormatError("verifier key: key id must be 8 hex digits")
         try:
             kid = bytes.fromhex(hexid)
         except ValueError as exc:
