@@ -230,7 +230,7 @@ def test_tour_runs_and_catches_tampering(tmp_path: Path) -> None:
                          capture_output=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     out = res.stdout.decode()
-    assert "inclusion proof verifies" in out
+    assert "the signed checkpoint agree" in out
     assert "caught: changed at index 2" in out
 
 
@@ -243,3 +243,45 @@ def test_oversized_line_is_refused_without_storing(data: Path) -> None:
     assert b"line 2" in res.stderr
     assert b"larger than" in res.stderr
     assert run(data, "checkpoint").stdout == before
+
+
+def test_verify_proof_offline_with_only_the_key(data: Path, tmp_path: Path) -> None:
+    """verify-proof checks inclusion (with the entry) and consistency using only the vkey."""
+    run(data, "append", stdin=events(4))
+    first = tmp_path / "first.note"
+    first.write_bytes(run(data, "checkpoint").stdout)
+    run(data, "append", stdin=events(9, 4))
+    second = tmp_path / "second.note"
+    second.write_bytes(run(data, "checkpoint").stdout)
+    vkey = run(data, "vkey").stdout.decode().strip()
+    away = tmp_path / "nowhere"  # no data directory is needed
+    inc = tmp_path / "inc.json"
+    inc.write_bytes(run(data, "prove", "inclusion", "6").stdout)
+    entry = tmp_path / "entry.jsonl"
+    entry.write_bytes(run(data, "entries", "--start", "6", "--end", "7").stdout)
+    ok = run(away, "verify-proof", str(inc), "--vkey", vkey, "--entry", str(entry))
+    assert ok.returncode == 0, ok.stderr
+    assert b"entry 6 is in sealtrail/default at size 13" in ok.stdout
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(run(data, "entries", "--start", "5", "--end", "6").stdout)
+    assert run(away, "verify-proof", str(inc), "--vkey", vkey,
+               "--entry", str(other)).returncode == 1
+    doc = json.loads(inc.read_text())
+    path0 = bytearray(base64.b64decode(doc["audit_path"][0]))
+    path0[0] ^= 1
+    doc["audit_path"][0] = base64.b64encode(bytes(path0)).decode()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    res = run(away, "verify-proof", str(bad), "--vkey", vkey)
+    assert res.returncode == 1
+    other_key = run(tmp_path / "k", "init").stdout.decode().strip().splitlines()[-1]
+    assert run(away, "verify-proof", str(inc), "--vkey", other_key).returncode == 1
+    cons = tmp_path / "cons.json"
+    cons.write_bytes(run(data, "prove", "consistency", "4", "13").stdout)
+    good = run(away, "verify-proof", str(cons), "--vkey", vkey,
+               "--first", str(first), "--second", str(second))
+    assert good.returncode == 0, good.stderr
+    swapped = run(away, "verify-proof", str(cons), "--vkey", vkey,
+                  "--first", str(second), "--second", str(first))
+    assert swapped.returncode == 1
+    assert run(away, "verify-proof", str(cons), "--vkey", vkey).returncode == 2

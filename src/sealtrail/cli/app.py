@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import getpass
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, parse_event
 from sealtrail.core.note import Verifier
+from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log import keys
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
@@ -276,12 +278,8 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
         db = directory / "log.db"
         if not db.exists():
             fail(f"no log {name!r} in {d}")
-        if vkey is None:
-            verifier = keys.load_verifier(directory / keys.VERIFIER_KEY)
-        elif Path(vkey).is_file():
-            verifier = keys.load_verifier(Path(vkey))
-        else:
-            verifier = Verifier.parse(vkey)
+        verifier = (keys.load_verifier(directory / keys.VERIFIER_KEY) if vkey is None
+                    else _verifier(vkey))
         trusted = None
         if checkpoint is not None:
             try:
@@ -319,6 +317,65 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                               "trusted_size": report.trusted_size}))
         else:
             typer.echo(report.summary())
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{option} {path}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _verifier(vkey: str) -> Verifier:
+    return keys.load_verifier(Path(vkey)) if Path(vkey).is_file() else Verifier.parse(vkey)
+
+
+@app.command("verify-proof")
+def verify_proof(proof: Annotated[Path, typer.Argument(
+                     help="Proof JSON from 'sealtrail prove' ('-' for standard input).")],
+                 vkey: Annotated[str, typer.Option(
+                     "--vkey", help="The log's verifier key you trust (text or file).")],
+                 entry: Annotated[Path | None, typer.Option(
+                     help="Inclusion: the entry as a line of 'sealtrail entries'; its leaf "
+                          "must be the one proven.")] = None,
+                 first: Annotated[Path | None, typer.Option(
+                     help="Consistency: the older checkpoint note you kept.")] = None,
+                 second: Annotated[Path | None, typer.Option(
+                     help="Consistency: the newer checkpoint note.")] = None) -> None:
+    """Check a proof offline with only the verifier key: no data directory, no network.
+
+    Exit 0 when it holds, 1 when it does not (saying why), 2 on usage errors.
+    """
+    with _errors():
+        text = _read_text(proof, "PROOF")
+        verifier = _verifier(vkey)
+        doc = json.loads(text) if text.lstrip().startswith("{") else None
+        if isinstance(doc, dict) and "leaf_index" in doc:
+            inc = InclusionProof.parse(text)
+            leaf = None
+            if entry is not None:
+                try:
+                    line = json.loads(_read_text(entry, "--entry"))
+                    leaf = base64.b64decode(line["leaf"], validate=True)
+                    index = line["index"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
+                if index != inc.leaf_index:
+                    fail(f"--entry is index {index}, the proof is for {inc.leaf_index}", 1)
+            cp = inc.verify_signed(verifier, leaf)
+            what = "and the entry's bytes match" if leaf is not None else "(leaf hash only)"
+            typer.echo(f"OK: entry {inc.leaf_index} is in {cp.origin} at size {cp.size}, "
+                       f"signed by {verifier.name} {what}")
+        elif isinstance(doc, dict) and "consistency" in doc:
+            if first is None or second is None:
+                fail("a consistency proof needs --first and --second checkpoint notes")
+            cons = ConsistencyProof.parse(text)
+            cons.verify_signed(verifier, _read_text(first, "--first"),
+                               _read_text(second, "--second"))
+            typer.echo(f"OK: size {cons.second} extends size {cons.first}, both signed by "
+                       f"{verifier.name}")
+        else:
+            fail("PROOF is neither an inclusion nor a consistency proof")
 
 
 def _time_opt(value: str | None, name: str) -> Any:

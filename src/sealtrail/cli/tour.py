@@ -76,16 +76,14 @@ def run_tour(keep: Path | None) -> None:
             proof = log.prove_inclusion(2)
             typer.echo(dumps({"leaf_index": proof.leaf_index, "tree_size": proof.tree_size,
                               "audit_path": f"{len(proof.audit_path)} hashes"}))
-            cp = open_checkpoint(proof.checkpoint or "", Verifier.parse(vkey))
-            proof.verify()
-            if cp.root != proof.root_hash:
-                raise TamperError("changed", 2, "proof root differs from the checkpoint")
-            typer.echo("  inclusion proof verifies against the signed checkpoint ✓")
+            entry = next(log.entries(2, 3))
+            proof.verify_signed(Verifier.parse(vkey), entry.leaf)
+            typer.echo("  the entry's bytes, the audit path and the signed checkpoint agree ✓")
 
             _say("5. Prove the log only grew since the first checkpoint")
             old = open_checkpoint(first_note, Verifier.parse(vkey))
             cons = log.prove_consistency(old.size)
-            cons.verify()
+            cons.verify_signed(Verifier.parse(vkey), first_note, note)
             typer.echo(f"  size {old.size} -> {cons.second}: consistent ✓ "
                        f"({len(cons.consistency)} hashes)")
 
@@ -111,7 +109,8 @@ def run_tour(keep: Path | None) -> None:
         if keep is None:
             typer.echo("  This log was temporary; 'sealtrail tour --keep DIR' keeps it. Then:")
         typer.echo(f"  sealtrail --data {where} query --actor alice")
-        typer.echo(f"  sealtrail --data {where} prove inclusion 3")
+        typer.echo(f"  sealtrail --data {where} prove inclusion 3 > proof.json")
+        typer.echo(f"  sealtrail verify-proof proof.json --vkey '{vkey}'   # anywhere, offline")
         typer.echo(f"  sealtrail --data {where} verify --vkey '{vkey}'")
     finally:
         if keep is None:

@@ -7,13 +7,29 @@ commits to its root, so it can be checked offline with the log's verifier key al
 
 from __future__ import annotations
 
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from sealtrail.core import b64
-from sealtrail.core.errors import FormatError
+from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
+from sealtrail.core.errors import ConsistencyError, FormatError, InclusionError
 from sealtrail.core.merkle import verify as merkle_verify
+from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.core.note import Verifier
+
+
+def _signed(note: str, verifier: Verifier, size: int, root: bytes, *, what: str,
+            error: type[InclusionError] | type[ConsistencyError]) -> Checkpoint:
+    """Open a checkpoint note and require it to sign exactly (size, root)."""
+    cp = open_checkpoint(note, verifier)
+    if cp.size != size:
+        raise error(f"{what} is for size {size}, the checkpoint for size {cp.size}")
+    if not hmac.compare_digest(cp.root, root):
+        raise error(f"{what}'s root is not the root the checkpoint signs",
+                    expected=cp.root, calculated=root)
+    return cp
 
 
 def _int(doc: dict[str, Any], key: str) -> int:
@@ -68,6 +84,23 @@ class InclusionProof:
         merkle_verify.verify_inclusion(self.leaf_index, self.tree_size, self.leaf_hash,
                                        self.audit_path, self.root_hash)
 
+    def verify_signed(self, verifier: Verifier, leaf: bytes | None = None) -> Checkpoint:
+        """The offline check an auditor makes, trusting only the log's verifier key.
+
+        The carried checkpoint must be signed by ``verifier`` for this proof's size and root,
+        ``leaf`` (the entry's exact bytes, when given) must hash to ``leaf_hash``, and the path
+        must lead from the leaf to the root. Returns the verified checkpoint; raises otherwise.
+        """
+        if self.checkpoint is None:
+            raise InclusionError("the proof carries no checkpoint: ask for one at the latest "
+                                 "size, or check the root against a checkpoint you hold")
+        cp = _signed(self.checkpoint, verifier, self.tree_size, self.root_hash,
+                     what="the inclusion proof", error=InclusionError)
+        if leaf is not None and not hmac.compare_digest(leaf_hash(leaf), self.leaf_hash):
+            raise InclusionError("the entry's bytes do not hash to the proof's leaf hash")
+        self.verify()
+        return cp
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document."""
         doc: dict[str, Any] = {
@@ -104,6 +137,14 @@ class ConsistencyProof:
         """Check the proof links the two roots (raises ConsistencyError)."""
         merkle_verify.verify_consistency(self.first, self.second, self.first_root,
                                          self.second_root, self.consistency)
+
+    def verify_signed(self, verifier: Verifier, first_note: str, second_note: str) -> None:
+        """Check two signed checkpoints you hold are linked by this proof (the log only grew)."""
+        _signed(first_note, verifier, self.first, self.first_root, what="the first tree head",
+                error=ConsistencyError)
+        _signed(second_note, verifier, self.second, self.second_root,
+                what="the second tree head", error=ConsistencyError)
+        self.verify()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document."""
