@@ -160,7 +160,7 @@ def verify(data_dir: Path) -> Rate:
         with AuditLog.open(data_dir, create=False) as log:
             size = log.size
             t0 = time.perf_counter()
-            report = log.verify()
+            report = log.verify(workers=os.cpu_count() or 1)
             secs = time.perf_counter() - t0
             if report.size != size:
                 raise RuntimeError(f"verify covered {report.size} of {size} entries")

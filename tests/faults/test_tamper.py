@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partialmethod
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from sealtrail.core.errors import TamperError
 from sealtrail.core.merkle.hashing import HASH_SIZE, leaf_hash
 from sealtrail.core.note import Signer
 from sealtrail.log import keys
+from sealtrail.log import verify as verify_module
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.tree import BLOCK, TreeEdge
 from sealtrail.store.sqlite import SQLiteStore
@@ -55,6 +57,24 @@ class Template:
     size: int
     notes: dict[int, str]  # every checkpoint note seen after a commit, by size
     history: tuple[int, ...]  # sizes kept in the checkpoints table
+
+
+ORIGINAL_VERIFY = AuditLog.verify
+
+
+@pytest.fixture(autouse=True, params=["one-pass", "parallel"])
+def verify_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every tampering is caught the same way by one pass and by worker processes.
+
+    In parallel mode the log is cut into 256-leaf subtrees (bundles), verified by two spawned
+    worker processes.
+    """
+    mode: str = request.param
+    if mode == "parallel":
+        monkeypatch.setattr(verify_module, "RANGE_LEVEL", 8)
+        monkeypatch.setattr(verify_module, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(AuditLog, "verify", partialmethod(ORIGINAL_VERIFY, workers=2))
+    return mode
 
 
 @pytest.fixture(scope="module")

@@ -2,4 +2,5 @@
 
 from sealtrail.cli.app import main
 
-main()
+if __name__ == "__main__":  # verify's worker processes re-import this module
+    main()

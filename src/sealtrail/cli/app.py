@@ -270,6 +270,9 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                               "replace].")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")
                               ] = False,
+           workers: Annotated[int | None, typer.Option(
+               min=1, max=64, help="Processes for large logs [default: one per core].")
+           ] = None,
            data: DataOpt = None, log: LogOpt = None) -> None:
     """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage."""
     with _errors():
@@ -290,7 +293,8 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
         update, stop = _progress()
         try:
             report: VerifyReport = verify_log(store, verifier, verifier.name,
-                                              trusted_checkpoint=trusted, progress=update)
+                                              trusted_checkpoint=trusted, progress=update,
+                                              database=db, workers=workers)
         except TamperError as exc:
             stop()
             if as_json:

@@ -95,4 +95,5 @@ class TamperError(VerificationError):
     def __init__(self, kind: str, index: int, message: str) -> None:
         self.kind = kind
         self.index = index
+        self.detail = message
         super().__init__(f"{kind} at index {index}: {message}")

@@ -83,6 +83,9 @@ class Store(Protocol):
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
         """Chunks overlapping ``[start, end)`` in order of start."""
 
+    def stray_chunk(self, size: int) -> int | None:
+        """The start of a row outside ``[0, size)``, if there is one."""
+
     def iter_all_chunks(self) -> Iterator[Chunk]:
         """Every chunk row in order of start, including rows outside ``[0, size)``."""
 

@@ -210,6 +210,11 @@ class SQLiteStore:
                 return
             lo = page[-1].start + 1
 
+    def stray_chunk(self, size: int) -> int | None:
+        """The start of a row outside ``[0, size)``, if there is one."""
+        rows = self._q("SELECT start FROM chunks WHERE start < 0 OR start >= ? LIMIT 1", (size,))
+        return int(rows[0][0]) if rows else None
+
     def iter_all_chunks(self) -> Iterator[Chunk]:
         """Every chunk row, whatever its start (the verifier must see rows no index reaches)."""
         page = self._chunk_page("1", (), "ASC")
