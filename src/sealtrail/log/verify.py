@@ -33,7 +33,7 @@ import msgspec
 
 from sealtrail.core import b64
 from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
-from sealtrail.core.errors import TamperError, VerificationError
+from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
@@ -319,8 +319,11 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         root = EMPTY_ROOT
         prev_stop = 0
 
+        checked: set[int] = set()
+
         def check(s: int, got: bytes) -> None:
             nonlocal prev_stop
+            checked.add(s)
             for label, want in targets[s]:
                 if not hmac.compare_digest(got, want):
                     if label == "trusted":
@@ -352,7 +355,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 check(s, got)
                 if s == size:
                     root = got
-            if len(bounds) > 1 and result.root is not None:
+            if len(bounds) > 1 and result.end - result.start == span:
+                if result.root is None:  # pragma: no cover - a whole range always has a root
+                    raise StorageError(f"range {result.start} came back without its root")
                 new_levels, upper_last = compact.extend(upper_size, upper_last, [result.root])
                 upper_size += 1
                 for lv, (first, nodes) in enumerate(new_levels[1:], start=1):
@@ -364,6 +369,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                                           f"({level}, {first + j}) differs from the rebuilt tree")
             if progress is not None:
                 progress(result.end, size)
+        if checked != set(stops):  # never pass with a checkpoint left unchecked
+            missed = sorted(set(stops) - checked)
+            raise StorageError(f"verification did not reach the checkpoints at {missed[:5]}")
         # 5. No tree data past the size: the last block of each level ends exactly where the
         #    tree's complete nodes end, and no level beyond the tree's height has blocks.
         for level, last_block, length in store.node_extent():
