@@ -19,11 +19,14 @@ def make_uuid7(unix_ms: int, rand: bytes) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-def uuid7_millis(u: uuid.UUID) -> int | None:
-    """The timestamp of a UUIDv7 (None for other versions): used to find earlier copies fast."""
-    if u.version != 7:
+def uuid7_ms(ident: bytes) -> int | None:
+    """The millisecond timestamp of a 16-byte UUIDv7, None for other versions.
+
+    The log finds earlier copies of an id by this time (see ``log/recent_ids.py``).
+    """
+    if ident[6] >> 4 != 7:
         return None
-    return u.int >> 80
+    return int.from_bytes(ident[:6], "big")
 
 
 _VERSION = bytes(0x70 | (b & 0x0F) for b in range(256))   # byte 6: version 7

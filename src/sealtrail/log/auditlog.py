@@ -5,8 +5,9 @@ caller finds no commit in progress becomes the leader, takes every queued reques
 them in one SQLite transaction (one fsync, one checkpoint signature); the others wait and get
 their receipts. Each request is atomic: all of its events are stored, or none.
 
-Commit, in order (markers in :meth:`AuditLog._commit`):
-1. take the write lock; if another process appended, reload the tree edge;
+Commit, in order (markers in :meth:`AuditLog._commit_batch`):
+1. take the write lock; if the head is new to us (first commit, or another process appended),
+   check it is the one this log signed, then reload the tree edge and the recent ids;
 2. drop events whose id is already in the log (their original receipt is returned);
 3. encode leaves, hash them, extend the tree, split entries into chunks;
 4. sign a checkpoint for the new size;
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,9 +47,9 @@ from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import format_time, unix_micros
-from sealtrail.core.uuid7 import uuid7_texts
+from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
-from sealtrail.log.recent_ids import CAPACITY, RecentIds, uuid7_ms
+from sealtrail.log.recent_ids import CAPACITY, RecentIds
 from sealtrail.log.tree import BUNDLE, TreeEdge, range_hashes, read_nodes
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Chunk, State
@@ -148,21 +148,13 @@ def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
     return located
 
 
-def split_chunk(chunk: Chunk) -> list[bytes]:
-    """The leaves of a chunk: ``count`` little-endian uint32 lengths, then the leaf bytes."""
-    lens = struct.unpack_from(f"<{chunk.count}I", chunk.data)
-    out = []
-    pos = 4 * chunk.count
-    for n in lens:
-        out.append(chunk.data[pos:pos + n])
-        pos += n
-    return out
-
-
 def _entry_in(chunk: Chunk, index: int) -> Entry | None:
     if not chunk.start <= index < chunk.start + chunk.count:
         return None
-    return Entry(index, split_chunk(chunk)[index - chunk.start])
+    try:
+        return Entry(index, chunk.leaves()[index - chunk.start])
+    except ValueError:
+        return None
 
 
 def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
@@ -289,7 +281,6 @@ class AuditLog:
         return self._store.state().size
 
     # -- appending -------------------------------------------------------------------------
-
 
     def append(self, event: Event | Mapping[str, Any]) -> Receipt:
         """Append one event durably; return its receipt (the original one for a known id)."""
@@ -485,11 +476,10 @@ class AuditLog:
             n = min(len(leaves) - pos, BUNDLE - cstart % BUNDLE)
             part = leaves[pos:pos + n]
             pids = ids[pos:pos + n]
-            data = struct.pack(f"<{n}I", *map(len, part)) + b"".join(part)
-            chunks.append(Chunk(cstart, n, batch_end, b"".join(pids), data))
+            chunks.append(Chunk.pack(cstart, batch_end, pids, part))
             for k, ident in enumerate(pids):
-                if ident[6] >> 4 == 7:
-                    ms = int.from_bytes(ident[:6], "big")
+                ms = uuid7_ms(ident)
+                if ms is not None:
                     hwm = max(hwm, ms)
                     buckets.add((ms >> BUCKET_SHIFT, cstart))
                 else:
@@ -598,7 +588,7 @@ class AuditLog:
         if end > size:
             raise ConfigError(f"entries: end {end} is past the log size {size}")
         for chunk in self._store.iter_chunks(start, end):
-            for k, leaf in enumerate(split_chunk(chunk)):
+            for k, leaf in enumerate(chunk.leaves()):
                 if start <= chunk.start + k < end:
                     yield Entry(chunk.start + k, leaf)
 
@@ -606,7 +596,7 @@ class AuditLog:
         """Every entry, newest first."""
         size = self.size
         for chunk in self._store.iter_chunks_desc(size):
-            leaves = split_chunk(chunk)
+            leaves = chunk.leaves()
             for k in range(chunk.count - 1, -1, -1):
                 if 0 <= chunk.start + k < size:
                     yield Entry(chunk.start + k, leaves[k])

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 
+from sealtrail.core.uuid7 import uuid7_ms
+
 CAPACITY = 131_072  # about 12 MiB of ids; minutes of traffic at high rates
-
-
-def uuid7_ms(ident: bytes) -> int | None:
-    """The millisecond timestamp of a 16-byte UUIDv7, None for other versions."""
-    if ident[6] >> 4 != 7:
-        return None
-    return int.from_bytes(ident[:6], "big")
 
 
 class RecentIds:

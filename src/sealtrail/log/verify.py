@@ -23,7 +23,6 @@ from __future__ import annotations
 import hmac
 import multiprocessing
 import os
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -206,18 +205,10 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
         if chunk.count <= 0 or chunk.start + chunk.count > end:
             raise TamperError("extra", max(chunk.start, min(end, size) - 1),
                               "a row holds entries past its range or the log size")
-        data = chunk.data
         try:
-            lens = struct.unpack_from(f"<{chunk.count}I", data)
-        except struct.error as exc:
-            raise TamperError("changed", chunk.start, "entry framing is broken") from exc
-        pos = 4 * chunk.count
-        if pos + sum(lens) != len(data):
-            raise TamperError("changed", chunk.start, "entry framing is broken")
-        leaves: list[bytes] = []
-        for n in lens:
-            leaves.append(data[pos:pos + n])
-            pos += n
+            leaves = chunk.leaves()
+        except ValueError as exc:
+            raise TamperError("changed", chunk.start, str(exc)) from exc
         hashes = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
         k = 0
         while k < len(hashes):

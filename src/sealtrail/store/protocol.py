@@ -18,6 +18,7 @@ of ``state()`` inside it sees the last committed size even when other processes 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -26,13 +27,38 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Consecutive entries written by one commit."""
+    """Consecutive entries written by one commit.
+
+    ``data`` frames the leaves: ``count`` little-endian uint32 lengths, then the leaf bytes.
+    :meth:`pack` and :meth:`leaves` are the only code that writes or reads that framing.
+    """
 
     start: int
     count: int
     batch_end: int
     ids: bytes
     data: bytes
+
+    @classmethod
+    def pack(cls, start: int, batch_end: int, ids: list[bytes], leaves: list[bytes]) -> Chunk:
+        """A chunk of ``leaves`` starting at index ``start``."""
+        data = struct.pack(f"<{len(leaves)}I", *map(len, leaves)) + b"".join(leaves)
+        return cls(start, len(leaves), batch_end, b"".join(ids), data)
+
+    def leaves(self) -> list[bytes]:
+        """The leaf bytes; raises ValueError when the framing does not add up."""
+        try:
+            lens = struct.unpack_from(f"<{self.count}I", self.data)
+        except struct.error as exc:
+            raise ValueError("entry framing is broken") from exc
+        pos = 4 * self.count
+        if self.count < 0 or pos + sum(lens) != len(self.data):
+            raise ValueError("entry framing is broken")
+        out = []
+        for n in lens:
+            out.append(self.data[pos:pos + n])
+            pos += n
+        return out
 
 
 @dataclass(frozen=True, slots=True)
