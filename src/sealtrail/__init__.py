@@ -6,8 +6,11 @@ The public surface is pinned by ``tests/test_public_api.py``: change ``__all__``
 from sealtrail.core.errors import (
     ConfigError,
     ConsistencyError,
+    DecryptionError,
     FormatError,
     InclusionError,
+    KeyringError,
+    PolicyError,
     SealtrailError,
     SignatureError,
     StorageError,
@@ -16,16 +19,23 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import Event
+from sealtrail.core.policy import FieldPolicy
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
+from sealtrail.log.keyring import KeyEncryptionKey
 
 __all__ = [
     "AuditLog",
     "ConfigError",
     "ConsistencyError",
+    "DecryptionError",
     "Entry",
     "Event",
+    "FieldPolicy",
     "FormatError",
     "InclusionError",
+    "KeyEncryptionKey",
+    "KeyringError",
+    "PolicyError",
     "Receipt",
     "SealtrailError",
     "SignatureError",

@@ -90,7 +90,7 @@ def test_concurrent_single_appends_get_distinct_provable_indexes(tmp_path: Path)
             proof.verify()
             # And the receipt's own checkpoint size is consistent with the final one.
             log.prove_consistency(r.checkpoint_size).verify()
-        entries = {e.index: e.event() for e in log.entries(0)}
+        entries = {e.index: log.read(e) for e in log.entries(0)}
         for k, rs in enumerate(receipts):
             assert [entries[r.index]["metadata"]["n"] for r in rs] == list(range(PER_THREAD))
             assert all(entries[r.index]["actor"]["id"] == f"thread-{k}" for r in rs)

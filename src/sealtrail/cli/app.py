@@ -28,6 +28,8 @@ from sealtrail.cli.output import dumps, printable
 from sealtrail.cli.query import Filter, search
 from sealtrail.core.errors import (
     ConfigError,
+    DecryptionError,
+    PolicyError,
     SealtrailError,
     StorageError,
     TamperError,
@@ -36,10 +38,12 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, parse_event
 from sealtrail.core.note import Verifier
+from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log import keys
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
+from sealtrail.log.keyring import passphrase_kek
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.sqlite import SQLiteStore
 
@@ -48,6 +52,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "C2SP checkpoints, offline-verifiable proofs).")
 prove_app = typer.Typer(no_args_is_help=True, help="Inclusion and consistency proofs (JSON).")
 app.add_typer(prove_app, name="prove")
+keys_app = typer.Typer(no_args_is_help=True, help="The encryption keyring: rotate, inspect.")
+app.add_typer(keys_app, name="keys")
+hold_app = typer.Typer(no_args_is_help=True, help="Legal holds on data subjects (block erasure).")
+app.add_typer(hold_app, name="hold")
 
 err = Console(stderr=True, highlight=False)
 DEFAULT_DATA = "./sealtrail-data"
@@ -57,21 +65,51 @@ DataOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 LogOpt = Annotated[str | None, typer.Option("--log", help="Log (tenant) name [default: default].",
                                             show_default=False)]
+PassOpt = Annotated[Path | None, typer.Option(
+    "--passphrase-file", help="File holding the keyring passphrase [else env "
+    "SEALTRAIL_PASSPHRASE, else a prompt where one is needed].", show_default=False)]
 
 
 class _Ctx:
     data: str | None = None
     log: str | None = None
+    passphrase_file: Path | None = None
 
 
 _ctx = _Ctx()
 
 
 @app.callback()
-def _main(data: DataOpt = None, log: LogOpt = None) -> None:
-    """Global --data and --log."""
+def _main(data: DataOpt = None, log: LogOpt = None, passphrase_file: PassOpt = None) -> None:
+    """Global --data, --log and --passphrase-file."""
     _ctx.data = data
     _ctx.log = log
+    _ctx.passphrase_file = passphrase_file
+
+
+def _read_passphrase(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--passphrase-file {path}: {getattr(exc, 'strerror', None) or exc}")
+    return text.rstrip("\r\n")
+
+
+def _passphrase(passphrase_file: Path | None = None, *, prompt: bool = False,
+                confirm: bool = False) -> str | None:
+    """The keyring passphrase: --passphrase-file, else None (the library reads the env var),
+    else, where the command needs it and a terminal is there, a prompt."""
+    path = passphrase_file or _ctx.passphrase_file
+    if path is not None:
+        return _read_passphrase(path)
+    if os.environ.get("SEALTRAIL_PASSPHRASE") is not None or "SEALTRAIL_KEK" in os.environ:
+        return None
+    if prompt and sys.stdin.isatty():
+        first = getpass.getpass("keyring passphrase: ")
+        if confirm and getpass.getpass("again: ") != first:
+            fail("the passphrases differ")
+        return first
+    return None
 
 
 def _where(data: str | None, log: str | None) -> tuple[str, str]:
@@ -89,9 +127,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def _errors() -> Iterator[None]:
     try:
         yield
-    except (ValidationError, ConfigError) as exc:
+    except (ValidationError, ConfigError, PolicyError) as exc:
         fail(str(exc), 2)
-    except VerificationError as exc:
+    except (VerificationError, DecryptionError) as exc:
         fail(str(exc), 1)
     except StorageError as exc:
         fail(f"storage: {exc}", 1)
@@ -104,9 +142,17 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
-def _open(data: str | None, log: str | None, *, create: bool = False) -> AuditLog:
+def _open(data: str | None, log: str | None, *, create: bool = False,
+          need_keys: bool = False) -> AuditLog:
+    """Open the log; ``need_keys``: the command writes or must decrypt, so prompt if needed."""
     d, name = _where(data, log)
-    return AuditLog.open(d, name, create=create)
+    if not (log_dir(d, name) / "log.db").exists() and not create:
+        fail(f"no log {name!r} in {d}: run 'sealtrail init' first")
+    alog = AuditLog.open(d, name, create=create, passphrase=_passphrase(prompt=need_keys))
+    if need_keys and alog.locked_reason:
+        alog.close()
+        fail(alog.locked_reason)
+    return alog
 
 
 def _operator() -> dict[str, str]:
@@ -122,15 +168,28 @@ def _operator() -> dict[str, str]:
 def init(data: DataOpt = None, log: LogOpt = None,
          origin: Annotated[str | None, typer.Option(
              help="Checkpoint origin (log identity) [default: sealtrail/<log>].")] = None,
+         no_encryption: Annotated[bool, typer.Option(
+             "--no-encryption", help="Store every field in clear (no keyring).")] = False,
+         personal: Annotated[str | None, typer.Option(
+             help="Comma-separated fields to encrypt [default: actor.name, actor.ip, "
+                  "actor.user_agent, target.name, source.ip, changes, metadata].")] = None,
+         redaction: Annotated[str, typer.Option(
+             help="Secrets at ingest: mask, hash (keyed, comparable) or off.")] = "mask",
          ) -> None:
-    """Create the log and its signing key (0600). Last line: the verifier key."""
+    """Create the log, its signing key and keyring (0600). Last line: the verifier key."""
     with _errors():
         d, name = _where(data, log)
         existed = (log_dir(d, name) / "log.db").exists()
-        with AuditLog.open(d, name, origin=origin, create=True) as alog:
+        policy = FieldPolicy.parse(personal.split(",")) if personal is not None else None
+        phrase = None if (existed or no_encryption) else _passphrase(prompt=True, confirm=True)
+        with AuditLog.open(d, name, origin=origin, create=True, passphrase=phrase,
+                           encryption=not no_encryption, policy=policy,
+                           redaction=redaction) as alog:
             state = "exists" if existed else "created"
+            enc = "encrypted" if alog.encrypted else "not encrypted"
             typer.echo(f"log {name!r} {state} in {log_dir(d, name)} "
-                       f"(origin {alog.origin}, size {alog.size})")
+                       f"(origin {alog.origin}, size {alog.size}, {enc}, "
+                       f"redaction {alog.redaction})")
             typer.echo(alog.vkey())
 
 
@@ -172,7 +231,7 @@ def append(file: Annotated[Path | None, typer.Argument(
                     events = _read_events(fh)
             except OSError as exc:
                 fail(f"cannot read {file}: {exc.strerror}")
-        with _open(data, log) as alog:
+        with _open(data, log, need_keys=True) as alog:
             receipts = alog.append_many(events)
             cp = alog.checkpoint().checkpoint
         new = [r for r in receipts if not r.duplicate]
@@ -216,10 +275,11 @@ def entries(start: Annotated[int, typer.Option(help="First index.", min=0)] = 0,
         stop = alog.size if end is None else end
         count = 0
         out = sys.stdout
+        alog.refresh_keys()
         for entry in alog.entries(start, stop):
             out.write(dumps({"index": entry.index,
                              "leaf": base64.b64encode(entry.leaf).decode(),
-                             "event": entry.event()}) + "\n")
+                             "event": alog.read(entry)}) + "\n")
             count += 1
         out.flush()
         alog.record_access(_operator(), "audit.entries.read",
@@ -393,6 +453,9 @@ def _time_opt(value: str | None, name: str) -> Any:
 
 @app.command()
 def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = None,
+          ip: Annotated[str | None, typer.Option(help="actor.ip equals.")] = None,
+          subject: Annotated[str | None, typer.Option(
+              help="The event names this data subject.")] = None,
           action: Annotated[str | None, typer.Option(
               help="Action, its dotted prefix (user matches user.login) or a glob (user.*).")
           ] = None,
@@ -413,13 +476,17 @@ def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = 
     """Search events (newest first). The search itself is recorded as an audit_access event."""
     if fmt not in ("table", "jsonl", "csv"):
         fail("--format: use table, jsonl or csv")
-    flt = Filter(actor=actor, action=action, category=category, outcome=outcome, target=target,
-                 source=source, request_id=request_id, trace_id=trace_id,
+    flt = Filter(actor=actor, actor_ip=ip, subject=subject, action=action, category=category,
+                 outcome=outcome, target=target, source=source, request_id=request_id,
+                 trace_id=trace_id,
                  since=_time_opt(since, "--since"), until=_time_opt(until, "--until"),
                  text=text)
     with _errors(), _open(data, log) as alog:
+        if alog.encrypted and alog.locked_reason:
+            err.print("note: the keyring is locked; encrypted fields are shown sealed and "
+                      "searches cannot use them", markup=False)
         rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first))
-        alog.record_access(_operator(), "audit.query", details=flt.describe(),
+        alog.record_access(_operator(), "audit.query", details=flt.describe(alog.pseudonym),
                            results=len(rows))
         if fmt == "jsonl":
             for entry, ev in rows:
@@ -447,6 +514,111 @@ def _row(index: int, ev: dict[str, Any]) -> list[Any]:
             ev.get("outcome", ""), ev.get("category", ""),
             target.get("id") or target.get("name") or "",
             (ev.get("source") or {}).get("service", ""), ev.get("id", "")]
+
+
+SubjectOpt = Annotated[str, typer.Option("--subject", help="The data subject's id.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (request number, legal basis).")]
+
+
+@keys_app.command("rotate")
+def keys_rotate(new_passphrase_file: Annotated[Path | None, typer.Option(
+                    "--new-passphrase-file", help="Also rewrap the keyring under this new "
+                    "passphrase.")] = None,
+                data: DataOpt = None, log: LogOpt = None) -> None:
+    """Start a new data key (old entries stay readable; the tree is untouched)."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        new_kek = None
+        if new_passphrase_file is not None:
+            new_kek = passphrase_kek(_read_passphrase(new_passphrase_file))
+        kid = alog.rotate_keys(actor=_operator(), new_kek=new_kek)
+        typer.echo(dumps({"active": kid, "rewrapped": new_kek is not None}))
+
+
+@keys_app.command("info")
+def keys_info(data: DataOpt = None, log: LogOpt = None) -> None:
+    """The keyring's keys: ids, purposes, creation times (never key material)."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        for item in alog.keyring_info():
+            typer.echo(dumps(item))
+
+
+@app.command()
+def erase(subject: SubjectOpt, reason: ReasonOpt,
+          data: DataOpt = None, log: LogOpt = None) -> None:
+    """Erase a data subject by destroying its key (crypto-shredding); proofs stay valid.
+
+    Refused while a legal hold is open on the subject. The erasure is an audit event.
+    """
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = alog.erase_subject(subject, reason=reason, actor=_operator())
+        typer.echo(dumps({"erased": True, "event_index": receipt.index}))
+
+
+@hold_app.command("add")
+def hold_add(subject: SubjectOpt, reason: ReasonOpt,
+             data: DataOpt = None, log: LogOpt = None) -> None:
+    """Put a legal hold on a subject: its erasure is refused until released."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = alog.hold_subject(subject, reason=reason, actor=_operator())
+        typer.echo(dumps({"held": True, "event_index": receipt.index}))
+
+
+@hold_app.command("release")
+def hold_release(subject: SubjectOpt, reason: ReasonOpt,
+                 data: DataOpt = None, log: LogOpt = None) -> None:
+    """Release the legal holds on a subject."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = alog.release_subject(subject, reason=reason, actor=_operator())
+        typer.echo(dumps({"released": True, "event_index": receipt.index}))
+
+
+@hold_app.command("list")
+def hold_list(all_holds: Annotated[bool, typer.Option("--all", help="Released ones too.")
+                                   ] = False,
+              data: DataOpt = None, log: LogOpt = None) -> None:
+    """Legal holds as JSON Lines (subjects by pseudonym)."""
+    with _errors(), _open(data, log) as alog:
+        for item in alog.holds(open_only=not all_holds):
+            typer.echo(dumps(item))
+
+
+@app.command("subject-export")
+def subject_export(subject: Annotated[str, typer.Argument(help="The data subject's id.")],
+                   data: DataOpt = None, log: LogOpt = None) -> None:
+    """Every event about a data subject, with dates and purposes (GDPR Art. 15), JSON Lines.
+
+    The export reads event content, so it is itself recorded as an audit_access event.
+    """
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        count = 0
+        for entry, ev in alog.subject_events(subject):
+            typer.echo(dumps({"index": entry.index, "time": ev.get("time"),
+                              "action": ev.get("action"), "purpose": ev.get("purpose"),
+                              "event": ev}))
+            count += 1
+        alog.record_access(_operator(), "audit.subject_export",
+                           details={"subject": alog.pseudonym(subject)}, results=count)
+
+
+@app.command("redact-test")
+def redact_test(file: Annotated[Path | None, typer.Argument(
+                    help="JSON Lines events [default: standard input].")] = None,
+                data: DataOpt = None, log: LogOpt = None) -> None:
+    """Show what redaction would store for sample events (nothing is stored)."""
+    with _errors():
+        if file is None or str(file) == "-":
+            events = _read_events(sys.stdin.buffer)
+        else:
+            try:
+                with file.open("rb") as fh:
+                    events = _read_events(fh)
+            except OSError as exc:
+                fail(f"cannot read {file}: {exc.strerror}")
+        with _open(data, log, need_keys=True) as alog:
+            for ev in events:
+                out, findings = alog.redact_preview(ev)
+                typer.echo(dumps({"event": out, "redacted": [
+                    {"field": f.path, "kind": f.kind} for f in findings]}))
 
 
 @app.command()

@@ -1,13 +1,15 @@
-"""Searching the log from the CLI: filters over a streamed scan, newest first by default.
+"""Searching the log from the CLI: filters over the events, newest first by default.
 
-The embedded store keeps no per-field search index (rows per event decide append speed; see
-docs/benchmarks.md), so a query reads entries in order and stops after ``limit`` matches.
+In an encrypted log with its keyring open, equality on ``actor.id``, ``actor.ip``,
+``target.id`` or a subject goes through the blind index (keyed tokens: no plaintext index);
+the candidates are then opened and every filter checked on the opened event. Otherwise a
+query reads entries in order and stops after ``limit`` matches.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,8 @@ class Filter:
     """What to match; ``None`` matches anything. ``action`` accepts globs (``user.*``)."""
 
     actor: str | None = None
+    actor_ip: str | None = None
+    subject: str | None = None
     action: str | None = None
     category: str | None = None
     outcome: str | None = None
@@ -33,18 +37,32 @@ class Filter:
     until: datetime | None = None
     text: str | None = None
 
-    def describe(self) -> dict[str, str]:
-        """The non-empty filter fields, for the audit record of the query."""
+    def describe(self, pseudonym: Callable[[str], str]) -> dict[str, str]:
+        """The non-empty filter fields, for the audit record of the query.
+
+        A subject is named by pseudonym, and values that may be personal data (an address,
+        free text) are withheld: the record must not keep what erasure would remove.
+        """
         out: dict[str, str] = {}
         for name in self.__slots__:
             value = getattr(self, name)
-            if value is not None:
+            if value is None:
+                continue
+            if name == "subject":
+                out[name] = pseudonym(value)
+            elif name in ("actor_ip", "text"):
+                out[name] = "(withheld)"
+            else:
                 out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
         return out
 
     def matches(self, ev: dict[str, Any]) -> bool:
         """Whether one event matches every given field."""
         if self.actor is not None and ev.get("actor", {}).get("id") != self.actor:
+            return False
+        if self.actor_ip is not None and ev.get("actor", {}).get("ip") != self.actor_ip:
+            return False
+        if self.subject is not None and self.subject not in (ev.get("subjects") or ()):
             return False
         if self.action is not None:
             action = ev.get("action", "")
@@ -74,13 +92,35 @@ class Filter:
         return self.text is None or self.text.lower() in dumps(ev).lower()
 
 
+def _candidates(log: AuditLog, flt: Filter) -> list[int] | None:
+    """Indexes (newest first) the blind index allows, or None when it cannot narrow."""
+    if not log.encrypted or log.locked_reason:
+        return None
+    wanted = [(f, v) for f, v in (("actor.id", flt.actor), ("actor.ip", flt.actor_ip),
+                                  ("target.id", flt.target), ("subject", flt.subject))
+              if v is not None]
+    if not wanted:
+        return None
+    sets = [log.find(f, v) for f, v in wanted]
+    best = min(sets, key=len)
+    others = [set(s) for s in sets if s is not best]
+    return [i for i in best if all(i in o for o in others)]
+
+
 def search(log: AuditLog, flt: Filter, *, limit: int,
            newest_first: bool = True) -> Iterator[tuple[Entry, dict[str, Any]]]:
-    """Matching entries with their events, at most ``limit``."""
+    """Matching entries with their (opened) events, at most ``limit``."""
+    log.refresh_keys()
     found = 0
-    entries = log.entries_reversed() if newest_first else log.entries(0)
+    candidates = _candidates(log, flt)
+    entries: Iterator[Entry]
+    if candidates is not None:
+        order = candidates if newest_first else list(reversed(candidates))
+        entries = (log.entry(i) for i in order)
+    else:
+        entries = log.entries_reversed() if newest_first else log.entries(0)
     for entry in entries:
-        ev = entry.event()
+        ev = log.read(entry)
         if flt.matches(ev):
             yield entry, ev
             found += 1

@@ -69,7 +69,10 @@ def encode_leaf(event: Event) -> bytes:
     except UnicodeEncodeError as exc:
         raise ValidationError("event", "contains a lone surrogate (not valid Unicode)") from exc
     leaf = body[:-1] + _VERSION_SUFFIX
-    if len(leaf) > MAX_EVENT_BYTES + 1024:
+    # Sequencing adds ids and times (1 KiB of slack); sealing adds base64 (4/3) and key ids,
+    # which the tiles' uint16 entry length still bounds.
+    limit = MAX_LEAF_BYTES if event.sealed else MAX_EVENT_BYTES + 1024
+    if len(leaf) > limit:
         raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes once sequenced")
     return leaf
 

@@ -5,6 +5,9 @@
     SealtrailError
     ├── ValidationError        bad input; ``field`` names the field, ``line`` the input line
     ├── ConfigError            bad configuration or arguments (data dir, log name, key files)
+    │   └── KeyringError       keyring missing, locked (no passphrase) or the passphrase is wrong
+    ├── PolicyError            refused by policy (erasing a subject under legal hold)
+    ├── DecryptionError        a sealed field fails authentication (altered, or the wrong key)
     ├── StorageError           the store failed (disk full, locked, corrupt beyond reading)
     └── VerificationError      something that should verify does not
         ├── FormatError        malformed proof, note, checkpoint or key: a verification failure
@@ -45,6 +48,21 @@ class ValidationError(SealtrailError):
 
 class ConfigError(SealtrailError):
     """Bad configuration or arguments: the message names the option or file."""
+
+
+class KeyringError(ConfigError):
+    """The keyring is missing, locked (no passphrase given) or the passphrase is wrong."""
+
+
+class PolicyError(SealtrailError):
+    """The operation is refused by policy (for example erasing a subject under legal hold)."""
+
+
+class DecryptionError(SealtrailError):
+    """A sealed field failed authentication: it was altered, moved, or the key is wrong.
+
+    Deliberately opaque (which check failed is not said): no padding-oracle-style hints.
+    """
 
 
 class StorageError(SealtrailError):

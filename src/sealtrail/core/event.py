@@ -49,6 +49,9 @@ LongText = Annotated[str, msgspec.Meta(max_length=4096)]
 Action = Annotated[str, msgspec.Meta(
     min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*$")]
 IP = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
+MAX_SUBJECTS: Final = 16
+Subjects = Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_SUBJECTS)]
+Sealed = dict[str, str]
 
 
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
@@ -128,7 +131,12 @@ class Changes(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_def
 
 class Event(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
         kw_only=True):
-    """One audit event. Required: ``actor.id``, ``action``, ``outcome``."""
+    """One audit event. Required: ``actor.id``, ``action``, ``outcome``.
+
+    ``subjects`` names the data subjects the event is about (GDPR): their personal fields are
+    sealed under each subject's own key, so erasing a subject is destroying a key. ``sealed``
+    holds the sealed fields of a stored event (written by the log, never accepted as input).
+    """
 
     action: Action
     actor: Actor
@@ -141,7 +149,9 @@ class Event(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defau
     reason: LongText | None = None
     received_at: str | None = None
     request_id: Ident | None = None
+    sealed: Sealed | None = None
     source: Source | None = None
+    subjects: Subjects | None = None
     target: Target | None = None
     time: str | None = None
     trace_id: Ident | None = None
@@ -248,6 +258,8 @@ def _check(ev: Event) -> Event:
             changes["time"] = t
     if ev.received_at is not None:
         raise ValidationError("received_at", "is assigned by the log; leave it out")
+    if ev.sealed is not None:
+        raise ValidationError("sealed", "is written by the log (encrypted fields); leave it out")
     if ev.metadata is not None:
         _check_json(ev.metadata, "metadata")
     if ev.changes is not None:

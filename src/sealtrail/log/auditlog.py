@@ -17,6 +17,7 @@ Commit, in order (markers in :meth:`AuditLog._commit_batch`):
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import re
@@ -32,23 +33,31 @@ from typing import Any, Self
 import msgspec
 
 from sealtrail.core import canonical
+from sealtrail.core.blind import BLIND_FIELDS
 from sealtrail.core.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from sealtrail.core.errors import (
     ConfigError,
+    KeyringError,
+    PolicyError,
     StorageError,
     TamperError,
     ValidationError,
     VerificationError,
 )
-from sealtrail.core.event import Event, validate_event
+from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.merkle.nodes import Node
 from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
 from sealtrail.core.note import Signer, Verifier
+from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.redact import Finding, Redactor
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
+from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
+from sealtrail.log.protect import SEG_SHIFT, Batch, Protector
+from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
 from sealtrail.log.tree import BUNDLE, TreeEdge, range_hashes, read_nodes
 from sealtrail.log.verify import VerifyReport, verify_log
@@ -63,6 +72,7 @@ BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
 LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
+MAX_SEQUENCED = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
 MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
 
 
@@ -105,6 +115,9 @@ class _Request:
     ids: list[bytes]            # the 16 id bytes of each event
     texts: list[str]            # the canonical id text of each event
     generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
+    # Runs inside the commit transaction before sequencing; raising fails this request alone,
+    # so it must check before it writes (erasure and legal holds use it).
+    hook: Callable[[], None] | None = None
     receipts: list[Receipt] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
@@ -165,11 +178,47 @@ def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
     return Path(data_dir) / log
 
 
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    passphrase: str | None
+    kek: KeyEncryptionKey | None
+    encryption: bool
+    policy: FieldPolicy
+    redaction: str
+
+
+def _signer_of(directory: Path, origin: str) -> Signer:
+    signer = keys.load_signer(directory)
+    if signer.name != origin:
+        raise ConfigError("the signing key does not belong to this log's origin")
+    return signer
+
+
+def _open_keyring(directory: Path, origin: str, settings: _Settings
+                  ) -> tuple[Keyring | None, str]:
+    """The log's keyring, unlocked with what the caller or environment gives.
+
+    Returns (None, why) when it stays locked: no key given, or the file is missing (then the
+    log still verifies and proves; sealed fields stay sealed). A key that does not open the
+    keyring is an error, never a silent lock.
+    """
+    path = directory / KEYRING_FILE
+    if not path.exists():
+        return None, (f"the keyring {path} is missing: encrypted fields cannot be read or "
+                      "written without it (restore it from your backup)")
+    doc = Keyring.read(path)
+    kek = settings.kek or resolve_kek(doc.get("kek", {}), settings.passphrase)
+    if kek is None:
+        return None, ("the keyring is locked: set SEALTRAIL_PASSPHRASE (or pass passphrase=, "
+                      "or the CLI's --passphrase-file) to write or read encrypted fields")
+    return Keyring.load(path, origin, kek), ""
+
+
 class AuditLog:
     """A tamper-evident audit log in a data directory. Use :meth:`open`."""
 
     def __init__(self, directory: Path, store: SQLiteStore, signer: Signer, *, origin: str,
-                 name: str, clock: Clock) -> None:
+                 name: str, clock: Clock, keyring: Keyring | None = None) -> None:
         self.directory = directory
         self.name = name
         self.origin = origin
@@ -187,25 +236,49 @@ class AuditLog:
         # The stored head is checked against its signature before the log first signs on top
         # of it (reads need no check: verify is how a reader finds tampering).
         self._head_checked = False
+        meta = store.meta()
+        self.encrypted = meta.get("encryption") == "on"
+        self.redaction = meta.get("redaction", "off")
+        policy = FieldPolicy.parse(meta.get("policy", "").split(","))
+        self._protector = (Protector(origin, policy, keyring, store) if self.encrypted
+                           else None)
+        self.locked_reason = ""  # why an encrypted log's keyring is not open, if it is not
+        self._redactor: Redactor | None = None
+        if self.redaction == "mask":
+            self._redactor = Redactor("mask")
+        elif self.redaction == "hash" and keyring is not None:
+            self._redactor = Redactor("hash", keyring.redact_key)
 
     # -- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike[str], log: str = "default", *,
              origin: str | None = None, create: bool = True,
-             clock: Clock | None = None) -> AuditLog:
-        """Open a log, creating it (database and signing key) when ``create`` and it is new.
+             clock: Clock | None = None, passphrase: str | None = None,
+             kek: KeyEncryptionKey | None = None, encryption: bool = True,
+             policy: FieldPolicy | None = None, redaction: str = "mask") -> AuditLog:
+        """Open a log, creating it (database, signing key, keyring) when ``create`` and new.
 
         ``origin`` names the log in its checkpoints (default ``sealtrail/<log>``); it is fixed
-        when the log is created.
+        when the log is created, as are ``encryption`` (on by default), the field ``policy``
+        (default :meth:`FieldPolicy.default`) and ``redaction`` (``mask``, ``hash`` or ``off``).
+
+        The keyring opens with ``kek``, else ``passphrase``, else the environment
+        (``SEALTRAIL_PASSPHRASE``, or ``SEALTRAIL_KEK`` for a raw key). Without any, an
+        encrypted log still opens, locked: verify, proofs and checkpoints work; fields read
+        as sealed; appends raise KeyringError.
         """
+        settings = _Settings(passphrase, kek, encryption, policy or FieldPolicy.default(),
+                             redaction)
+        if redaction not in ("mask", "hash", "off"):
+            raise ConfigError(f"redaction {redaction!r}: use mask, hash or off")
         directory = log_dir(data_dir, log)
         db = directory / DB_FILE
         if not db.exists():
             if not create:
                 raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
             return cls._create(directory, log, origin or f"sealtrail/{log}",
-                               clock or system_clock)
+                               clock or system_clock, settings)
         store = SQLiteStore(db)
         meta = store.meta()
         stored_origin = meta.get("origin")
@@ -218,35 +291,64 @@ class AuditLog:
             if not create:
                 raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
             return cls._create(directory, log, origin or f"sealtrail/{log}",
-                               clock or system_clock)
+                               clock or system_clock, settings)
         if origin is not None and origin != stored_origin:
             store.close()
             raise ConfigError(f"origin {origin!r} differs from the log's origin "
                               f"{stored_origin!r}, which cannot change")
-        signer = keys.load_signer(directory)
-        if signer.name != stored_origin:
+        try:
+            signer = _signer_of(directory, stored_origin)
+            keyring, locked = None, ""
+            if meta.get("encryption") == "on":
+                keyring, locked = _open_keyring(directory, stored_origin, settings)
+        except BaseException:
             store.close()
-            raise ConfigError("the signing key does not belong to this log's origin")
-        return cls(directory, store, signer, origin=stored_origin, name=log,
-                   clock=clock or system_clock)
+            raise
+        alog = cls(directory, store, signer, origin=stored_origin, name=log,
+                   clock=clock or system_clock, keyring=keyring)
+        alog.locked_reason = locked
+        return alog
 
     @classmethod
-    def _create(cls, directory: Path, log: str, origin: str, clock: Clock) -> AuditLog:
+    def _create(cls, directory: Path, log: str, origin: str, clock: Clock,
+                settings: _Settings) -> AuditLog:
+        kek = None
+        if settings.encryption:
+            kek = settings.kek or new_kek(settings.passphrase)
+            if kek is None:
+                raise KeyringError("encryption is on by default and needs a key: pass "
+                                   "passphrase= (or set SEALTRAIL_PASSPHRASE, or SEALTRAIL_KEK "
+                                   "to a base64 256-bit key), or create the log with "
+                                   "encryption=False")
+        elif settings.redaction == "hash":
+            raise ConfigError("redaction 'hash' needs the keyring: it is only available when "
+                              "encryption is on")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         signer = (keys.load_signer(directory) if (directory / keys.SIGNING_KEY).exists()
                   else keys.create_signer(directory, origin))
         if signer.name != origin:
             raise ConfigError("an existing signing key has another origin")
+        keyring = None
+        if kek is not None:
+            path = directory / KEYRING_FILE
+            now = format_time(clock())
+            # A crash after the keyring was written but before the log: reuse it.
+            keyring = (Keyring.load(path, origin, kek) if path.exists()
+                       else Keyring.create(path, origin, kek, now))
         store = SQLiteStore(directory / DB_FILE)
         with store.transaction():
             # Another process creating the same log may have finished first (and appended).
             if "origin" not in store.meta():
-                store.set_meta({"origin": origin, "log": log, "leaf_version": "1"})
+                store.set_meta({"origin": origin, "log": log, "leaf_version": "1",
+                                "encryption": "on" if keyring is not None else "off",
+                                "policy": ",".join(settings.policy.paths),
+                                "redaction": settings.redaction})
                 empty = TreeEdge(0, [], {})
                 note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
                 store.put_state(State(0, note, 0))
                 store.put_checkpoint(0, note)
-        return cls(directory, store, signer, origin=origin, name=log, clock=clock)
+        return cls(directory, store, signer, origin=origin, name=log, clock=clock,
+                   keyring=keyring)
 
     def __enter__(self) -> Self:
         return self
@@ -292,8 +394,13 @@ class AuditLog:
         Raises ValidationError (its ``field`` names the event's position and field) before
         anything is stored if any event is invalid.
         """
+        return self._append(events)
+
+    def _append(self, events: Iterable[Event | Mapping[str, Any]],
+                hook: Callable[[], None] | None = None) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
+        redactor = self._redactor
         prepared: list[Event] = []
         ids: list[bytes] = []
         texts: list[str] = []
@@ -306,6 +413,10 @@ class AuditLog:
                 ev = validate_event(raw)
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+            if redactor is not None:
+                ev = redactor.redact(ev)[0]
+            if self._protector is not None and not self._protector.unlocked:
+                self._protector.check_sealable(ev, self.locked_reason)
             prepared.append(ev)
             if ev.id is None:
                 missing.append(i)
@@ -332,7 +443,20 @@ class AuditLog:
                 texts[i] = text
                 ids[i] = raw_id
             generated = frozenset(raw for _, raw in fresh)
-        return self._submit(_Request(prepared, ids, texts, generated))
+        return self._submit(_Request(prepared, ids, texts, generated, hook=hook))
+
+    def _require_unlocked(self) -> None:
+        if self._protector is not None and not self._protector.unlocked:
+            raise KeyringError(self.locked_reason or "the keyring is locked")
+
+    def redact_preview(self, event: Event | Mapping[str, Any]
+                       ) -> tuple[dict[str, Any], tuple[Finding, ...]]:
+        """What this log's redaction would store for ``event`` (nothing is stored)."""
+        ev = validate_event(event)
+        if self._redactor is None:
+            return ev.to_dict(), ()
+        out, findings = self._redactor.redact(ev)
+        return out.to_dict(), findings
 
     def _submit(self, req: _Request) -> list[Receipt]:
         """Group commit: the first caller leads; the others sleep on their own event.
@@ -390,6 +514,18 @@ class AuditLog:
             if state.size != self._edge.size or not self._head_checked:
                 self._catch_up(state)
             hwm = max(self._hwm, state.id_hwm)
+            protector = self._protector
+            sealing = Batch()
+            if protector is not None:
+                protector.refresh()
+            for req in batch:
+                if req.hook is not None:
+                    try:
+                        req.hook()
+                    except (PolicyError, ConfigError, ValidationError) as exc:
+                        req.error = exc
+                        req.done = True
+            batch = [req for req in batch if not req.done]
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
             found = self._find_existing(batch)
             # 3. Sequence.
@@ -415,9 +551,16 @@ class AuditLog:
                         if ident in pending:
                             slots.append((text, pending[ident], True))
                             continue
-                        leaf = encode(replace(ev, id=text, received_at=received,
-                                              time=ev.time or received))
-                        pending[ident] = at = index + len(leaves)
+                        at = index + len(leaves)
+                        seq = replace(ev, id=text, received_at=received, time=ev.time or received)
+                        if protector is not None:
+                            seq = protector.seal(seq, at, sealing)
+                        leaf = encode(seq)
+                        if seq.sealed and len(leaf) - sealing.growth > MAX_SEQUENCED:
+                            # The limit is on the event as sent, not on its sealed form.
+                            raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} "
+                                                  "bytes once sequenced")
+                        pending[ident] = at
                         slots.append((text, at, False))
                         leaves.append(leaf)
                         hashes.append(leaf_hash(leaf))
@@ -427,6 +570,8 @@ class AuditLog:
                     for ident in new_ids[mark:]:
                         pending.pop(ident, None)
                     del leaves[mark:], hashes[mark:], new_ids[mark:]
+                    drop = index + mark
+                    sealing.blind_rows = [r for r in sealing.blind_rows if r[2] < drop]
                     req.error = _located(exc, pos, req.events[pos])
                     req.done = True
                     continue
@@ -445,10 +590,14 @@ class AuditLog:
                     store.put_buckets(buckets)
                 if others:
                     store.put_other_ids(others)
+                if protector is not None:
+                    protector.write(sealing)
                 if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
                     store.put_checkpoint(new_edge.size, note)
                 store.put_state(State(new_edge.size, note, new_hwm))
         # 6. Durable: adopt and answer.
+        if protector is not None:
+            protector.adopt(sealing)
         self._recent.extend(index, new_ids)
         self._edge = new_edge
         self._hwm = new_hwm
@@ -607,10 +756,215 @@ class AuditLog:
 
         Every face that shows event content calls this: the trail audits its own readers.
         """
-        return self.append({"actor": dict(actor), "action": action, "outcome": "success",
-                            "category": "audit_access",
-                            "target": {"type": "log", "id": self.name},
-                            "metadata": {"filter": dict(details), "results": results}})
+        event: dict[str, Any] = {"actor": dict(actor), "action": action, "outcome": "success",
+                                 "category": "audit_access",
+                                 "target": {"type": "log", "id": self.name}}
+        if self._protector is not None and not self._protector.unlocked:
+            # Locked: the reader saw sealed fields only, and the details cannot be sealed;
+            # record the read with no personal field (the only kind a locked log can write).
+            event["reason"] = f"{results} result(s) read with the keyring locked"
+        else:
+            event["metadata"] = {"filter": dict(details), "results": results}
+        return self.append(event)
+
+    # -- personal data: reading, searching, subjects, keys -----------------------------------
+
+    def entry(self, index: int) -> Entry:
+        """One entry by index (reads only its bytes)."""
+        size = self.size
+        if not 0 <= index < size:
+            raise ConfigError(f"index {index} must be in 0..{size - 1}")
+        leaf = self._store.entry_at(index)
+        if leaf is None:
+            raise TamperError("missing", index, "the entry is not in the store; run sealtrail "
+                              "verify")
+        return Entry(index, leaf)
+
+    def read(self, entry: Entry) -> dict[str, Any]:
+        """The entry's event with its sealed fields opened where this log's keyring allows.
+
+        Fields whose subject key was erased are listed under ``erased``; a locked keyring
+        leaves them under ``sealed`` (encrypted). Raises DecryptionError for an altered
+        ciphertext (never returns garbage).
+        """
+        obj = entry.event()
+        if self._protector is None:
+            return obj
+        return self._protector.reveal(entry.index, obj)
+
+    def refresh_keys(self) -> None:
+        """Forget cached subject keys if another process erased one (call before reads)."""
+        if self._protector is not None:
+            self._protector.refresh()
+
+    def find(self, field: str, value: str, *, limit: int | None = None,
+             before: int | None = None) -> list[int]:
+        """Indexes of entries whose ``field`` equals ``value``, newest first (blind index).
+
+        ``field`` is one of ``actor.id``, ``actor.ip``, ``target.id``, ``subject``. Tokens are
+        64-bit, so a match is confirmed against the opened event by the caller (``read``).
+        """
+        if field not in BLIND_FIELDS:
+            raise ConfigError(f"field {field!r} has no blind index; use one of "
+                              f"{', '.join(BLIND_FIELDS)}")
+        if self._protector is None:
+            raise ConfigError("blind indexes exist only in encrypted logs; search by scanning")
+        token = self._protector.blind().token(field, value)
+        end = self.size if before is None else min(before, self.size)
+        out: list[int] = []
+        for seg in range((end - 1) >> SEG_SHIFT, -1, -1):
+            found = [i for i in self._store.blind_lookup(token, [seg]) if i < end]
+            out.extend(reversed(found))
+            if limit is not None and len(out) >= limit:
+                return out[:limit]
+        return out
+
+    def subject_events(self, subject: str) -> Iterator[tuple[Entry, dict[str, Any]]]:
+        """Every event naming ``subject`` (oldest first), opened (GDPR Art. 15 access)."""
+        self.refresh_keys()
+        for index in reversed(self.find("subject", subject)):
+            entry = self.entry(index)
+            ev = self.read(entry)
+            if subject in (ev.get("subjects") or ()) or "subjects" in ev.get("erased", ()):
+                yield entry, ev
+
+    def _subjects(self) -> Protector:
+        if self._protector is None:
+            raise ConfigError("subjects, erasure and holds need an encrypted log")
+        self._require_unlocked()
+        return self._protector
+
+    def pseudonym(self, subject: str) -> str:
+        """A subject's pseudonym (``ref:`` + keyed hash), or ``(withheld)`` without the key."""
+        if self._protector is None or not self._protector.unlocked:
+            return "(withheld)"
+        ref = self._protector.blind().subject_ref(subject)
+        return "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
+
+    def _subject_target(self, subject: str) -> tuple[bytes, dict[str, str]]:
+        ref = self._subjects().blind().subject_ref(subject)
+        ref_text = "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
+        return ref, {"type": "data_subject", "id": ref_text}
+
+    def erase_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
+        """Crypto-shred one data subject: destroy its key, append the erasure event.
+
+        Afterwards the subject's sealed fields read as erased; every leaf, checkpoint and proof
+        stays valid. Refused (PolicyError, naming the hold) while a legal hold is open. The key
+        deletion and the erasure event commit in one transaction, then the WAL is folded and
+        truncated and every cached copy of the key in this process dropped.
+        """
+        protector = self._subjects()
+        ref, target = self._subject_target(subject)
+        if not reason.strip():
+            raise ValidationError("reason", "say why (the request or legal basis)")
+        blind = protector.blind()
+        token = blind.token("subject", subject)
+        indexes = self.find("subject", subject)
+        kid_before = protector.subject_kids([subject])[subject]
+        store = self._store
+
+        def hook() -> None:
+            held = store.holds(ref)
+            if held:
+                number, _, why, since, _ = held[0]
+                raise PolicyError(f"the subject is under legal hold #{number} since {since} "
+                                  f"({why!r}): release it first (sealtrail hold release)")
+            row = store.subject_keys_by_ref([ref]).get(ref)
+            if row is None:
+                raise ConfigError("this subject has no key: it was never named in an event's "
+                                  "subjects, or it was already erased")
+            if row[0] != kid_before:
+                raise ConfigError("the subject's key changed meanwhile; try again")
+            rows: list[tuple[int, int, int]] = []
+            sealed_blind = [f for f in ("actor.ip", "target.id") if f in protector.policy.paths]
+            for index in indexes:
+                seg = index >> SEG_SHIFT
+                rows.append((seg, token, index))
+                if sealed_blind:
+                    # Open the entry while the key still exists, to find its other tokens.
+                    ev = self.read(self.entry(index))
+                    for f in sealed_blind:
+                        part, _, name = f.partition(".")
+                        value = (ev.get(part) or {}).get(name)
+                        if isinstance(value, str):
+                            rows.append((seg, blind.token(f, value), index))
+            store.delete_blind(rows)
+            store.delete_subject_key(row[0])
+            store.set_meta({"key_epoch": protector.next_epoch()})
+
+        event = {"actor": dict(actor), "action": "subject.erase", "outcome": "success",
+                 "category": "admin", "target": target, "reason": reason,
+                 "metadata": {"key_id": "" if kid_before is None else _kid(kid_before),
+                              "entries": len(indexes)}}
+        receipt = self._append([event], hook)[0]
+        protector.forget()
+        store.checkpoint_wal()
+        return receipt
+
+    def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
+        """Put a legal hold on a subject: erasure is refused until it is released."""
+        ref, target = self._subject_target(subject)
+        if not reason.strip():
+            raise ValidationError("reason", "say why (the matter or legal basis)")
+        created = format_time(self._clock())
+
+        def hook() -> None:
+            self._store.put_hold(ref, reason, created)
+
+        event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
+                 "category": "admin", "target": target, "reason": reason}
+        return self._append([event], hook)[0]
+
+    def release_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]
+                        ) -> Receipt:
+        """Release every open legal hold on a subject."""
+        ref, target = self._subject_target(subject)
+        released = format_time(self._clock())
+
+        def hook() -> None:
+            if not self._store.holds(ref):
+                raise ConfigError("this subject has no open legal hold")
+            self._store.release_holds(ref, released)
+
+        event = {"actor": dict(actor), "action": "subject.hold.release", "outcome": "success",
+                 "category": "admin", "target": target, "reason": reason}
+        return self._append([event], hook)[0]
+
+    def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Legal holds: number, subject pseudonym, reason, since, released."""
+        out = []
+        for number, ref, reason, created, released in self._store.holds(open_only=open_only):
+            out.append({"hold": number,
+                        "subject_ref": "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=")
+                        .decode(), "reason": reason, "since": created, "released": released})
+        return out
+
+    def rotate_keys(self, *, actor: Mapping[str, Any], new_kek: KeyEncryptionKey | None = None
+                    ) -> str:
+        """Start a new data key (optionally rewrapping the keyring under ``new_kek``).
+
+        Old keys stay, so old entries stay readable; the tree is untouched. The rotation is
+        recorded as an audit event. Returns the new active key id.
+        """
+        if self._protector is None:
+            raise ConfigError("this log is not encrypted: it has no keys to rotate")
+        keyring = self._protector.keyring
+        if keyring is None:
+            raise KeyringError(self.locked_reason or "the keyring is locked")
+        kid = keyring.rotate(format_time(self._clock()), new_kek)
+        self.append({"actor": dict(actor), "action": "keys.rotate", "outcome": "success",
+                     "category": "configuration", "target": {"type": "keyring", "id": kid},
+                     "reason": "rewrapped under a new key-encryption key" if new_kek
+                     else "new data key"})
+        return kid
+
+    def keyring_info(self) -> list[dict[str, Any]]:
+        """The keyring's key ids, purposes, dates (no key material)."""
+        if self._protector is None or self._protector.keyring is None:
+            self._require_unlocked()
+            return []
+        return self._protector.keyring.describe_keys()
 
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` entries, from stored nodes."""

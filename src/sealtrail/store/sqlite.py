@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,21 @@ CREATE TABLE IF NOT EXISTS id_buckets(
     PRIMARY KEY (bucket, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS other_ids(id BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subject_keys(
+    kid BLOB PRIMARY KEY,
+    ref BLOB NOT NULL UNIQUE,
+    wrapped BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blind(
+    seg INTEGER NOT NULL,
+    tok INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (seg, tok, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds(
+    id INTEGER PRIMARY KEY,
+    ref BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    created TEXT NOT NULL,
+    released TEXT);
 """
 
 _BUSY_TIMEOUT_S = 30.0
@@ -66,6 +82,9 @@ class SQLiteStore:
                                            check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                # Erasure deletes subject keys: overwrite freed content instead of leaving it
+                # in free pages (sealtrail deletes nothing else).
+                self._db.execute("PRAGMA secure_delete=ON")
                 self._db.executescript(_SCHEMA)
                 with self.transaction():
                     if self._db.execute("SELECT 1 FROM state").fetchone() is None:
@@ -119,7 +138,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
 
-    def _w(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    def _w(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         if not self._in_tx:
             raise StorageError("write outside a transaction")
         try:
@@ -276,6 +295,115 @@ class SQLiteStore:
     def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
         for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
             yield int(size), str(note)
+
+    # -- keys, blind index, holds (personal-data protection) ---------------------------------
+
+    def subject_keys_by_ref(self, refs: Iterable[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+        """(kid, wrapped key) of each subject pseudonym that has a key."""
+        out: dict[bytes, tuple[bytes, bytes]] = {}
+        rl = list(refs)
+        for i in range(0, len(rl), _MAX_VARS):
+            part = rl[i:i + _MAX_VARS]
+            rows = self._q("SELECT ref, kid, wrapped FROM subject_keys WHERE ref IN "
+                           f"({','.join('?' * len(part))})", part)
+            out.update((bytes(r), (bytes(k), bytes(w))) for r, k, w in rows)
+        return out
+
+    def subject_keys_by_kid(self, kids: Iterable[bytes]) -> dict[bytes, bytes]:
+        """The wrapped key of each key id still present (an erased key is absent)."""
+        out: dict[bytes, bytes] = {}
+        kl = list(kids)
+        for i in range(0, len(kl), _MAX_VARS):
+            part = kl[i:i + _MAX_VARS]
+            rows = self._q("SELECT kid, wrapped FROM subject_keys WHERE kid IN "
+                           f"({','.join('?' * len(part))})", part)
+            out.update((bytes(k), bytes(w)) for k, w in rows)
+        return out
+
+    def put_subject_keys(self, rows: list[tuple[bytes, bytes, bytes]]) -> None:
+        """Insert (kid, ref, wrapped) rows (inside a transaction)."""
+        self._w("INSERT INTO subject_keys(kid, ref, wrapped) VALUES (?, ?, ?)", rows)
+
+    def delete_subject_key(self, kid: bytes) -> None:
+        """Destroy a subject key (inside a transaction; secure_delete overwrites it)."""
+        self._w("DELETE FROM subject_keys WHERE kid = ?", [(kid,)])
+
+    def put_blind(self, rows: list[tuple[int, int, int]]) -> None:
+        """Insert (segment, token, index) rows (inside a transaction)."""
+        self._w("INSERT OR IGNORE INTO blind VALUES (?, ?, ?)", rows)
+
+    def delete_blind(self, rows: list[tuple[int, int, int]]) -> None:
+        """Delete (segment, token, index) rows (inside a transaction)."""
+        self._w("DELETE FROM blind WHERE seg = ? AND tok = ? AND idx = ?", rows)
+
+    def blind_lookup(self, token: int, segments: Iterable[int]) -> list[int]:
+        """Indexes carrying ``token`` in the given segments, in the order of the segments."""
+        out: list[int] = []
+        try:
+            with self._lock:
+                cur = self._db.cursor()
+                for seg in segments:
+                    rows = cur.execute("SELECT idx FROM blind WHERE seg = ? AND tok = ? "
+                                       "ORDER BY idx", (seg, token)).fetchall()
+                    out.extend(r[0] for r in rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return out
+
+    def put_hold(self, ref: bytes, reason: str, created: str) -> int:
+        """Record a legal hold (inside a transaction); returns its number."""
+        if not self._in_tx:
+            raise StorageError("write outside a transaction")
+        try:
+            cur = self._db.execute("INSERT INTO holds(ref, reason, created) VALUES (?, ?, ?)",
+                                   (ref, reason, created))
+        except sqlite3.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
+        return int(cur.lastrowid or 0)
+
+    def release_holds(self, ref: bytes, released: str) -> None:
+        """Release every open hold on ``ref`` (inside a transaction)."""
+        self._w("UPDATE holds SET released = ? WHERE ref = ? AND released IS NULL",
+                [(released, ref)])
+
+    def holds(self, ref: bytes | None = None, *, open_only: bool = True
+              ) -> list[tuple[int, bytes, str, str, str | None]]:
+        """(number, ref, reason, created, released) of holds, oldest first."""
+        where = ["1"]
+        args: list[object] = []
+        if ref is not None:
+            where.append("ref = ?")
+            args.append(ref)
+        if open_only:
+            where.append("released IS NULL")
+        rows = self._q("SELECT id, ref, reason, created, released FROM holds WHERE "
+                       f"{' AND '.join(where)} ORDER BY id", args)
+        return [(int(i), bytes(r), str(re), str(c), None if rl is None else str(rl))
+                for i, r, re, c, rl in rows]
+
+    def entry_at(self, index: int) -> bytes | None:
+        """One leaf, reading only its bytes from its chunk (not the whole bundle)."""
+        rows = self._q("SELECT start, count, substr(data, 1, 4 * count) FROM chunks "
+                       "WHERE start <= ? ORDER BY start DESC LIMIT 1", (index,))
+        if not rows:
+            return None
+        start, count, head = int(rows[0][0]), int(rows[0][1]), bytes(rows[0][2])
+        k = index - start
+        if not 0 <= k < count or len(head) != 4 * count:
+            return None
+        lens = struct.unpack(f"<{count}I", head)
+        offset = 4 * count + sum(lens[:k]) + 1
+        leaf = self._q("SELECT substr(data, ?, ?) FROM chunks WHERE start = ?",
+                       (offset, lens[k], start))
+        return bytes(leaf[0][0]) if leaf else None
+
+    def checkpoint_wal(self) -> None:
+        """Fold the WAL into the database and truncate it (after erasure: no old copies)."""
+        try:
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"WAL checkpoint failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

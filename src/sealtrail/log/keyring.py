@@ -1,0 +1,303 @@
+"""The keyring: a log's encryption keys, wrapped by a key-encryption key (envelope encryption).
+
+One JSON file per log, ``keyring.json`` (mode 0600), holding no secret in clear::
+
+    {"format": "sealtrail-keyring/1", "origin": ..., "kek": {provider parameters},
+     "active": "d2", "keys": [{"id", "purpose", "created", "wrapped"}, ...]}
+
+Purposes: ``data`` (sealing fields of events without a subject; versioned d1, d2... — the
+active one seals, all of them open), ``subject-wrap`` (wraps the per-subject keys kept in the
+log database), ``blind`` (blind-index tokens and subject pseudonyms) and ``redact`` (keyed
+hashes of redacted secrets). Every wrapped key's associated data names its log, id and purpose.
+
+KEK providers (:class:`KeyEncryptionKey`): a passphrase stretched with scrypt (from
+``passphrase=``, ``SEALTRAIL_PASSPHRASE`` or, in the CLI, ``--passphrase-file`` or a prompt),
+a raw 256-bit key in the environment (``SEALTRAIL_KEK``, base64), or anything implementing the
+protocol (an external KMS: wrap and unwrap 32-byte keys, describe itself without secrets).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from sealtrail.core import envelope
+from sealtrail.core.errors import DecryptionError, KeyringError
+
+KEYRING_FILE: Final = "keyring.json"
+FORMAT: Final = "sealtrail-keyring/1"
+PASSPHRASE_ENV: Final = "SEALTRAIL_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+KEK_ENV: Final = "SEALTRAIL_KEK"
+SCRYPT_N: Final = 2**15  # about 0.15 s and 32 MiB here; stored per keyring, so it can be raised
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+MIN_PASSPHRASE: Final = 8
+
+
+class KeyEncryptionKey(Protocol):
+    """Wraps the keyring's keys. Implement it to keep the KEK in an external KMS or HSM."""
+
+    def describe(self) -> dict[str, Any]:
+        """How to find this KEK again (stored in the keyring file): never a secret."""
+
+    def wrap(self, key: bytes, aad: bytes) -> bytes:
+        """``key`` encrypted and authenticated with ``aad``."""
+
+    def unwrap(self, blob: bytes, aad: bytes) -> bytes:
+        """The key in ``blob``; raises DecryptionError when the KEK or the blob is wrong."""
+
+
+@dataclass(frozen=True)
+class LocalKek:
+    """An AES-256 KEK held in memory (derived from a passphrase, or given raw)."""
+
+    key: bytes = field(repr=False)
+    description: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.description)
+
+    def wrap(self, key: bytes, aad: bytes) -> bytes:
+        return envelope.wrap(AESGCM(self.key), os.urandom(envelope.NONCE_BYTES), key, aad)
+
+    def unwrap(self, blob: bytes, aad: bytes) -> bytes:
+        return envelope.unwrap(AESGCM(self.key), blob, aad)
+
+
+@functools.lru_cache(maxsize=8)
+def _scrypt(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    # Cached per process: reopening a log must not pay the stretching again.
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+
+
+def passphrase_kek(passphrase: str, params: dict[str, Any] | None = None) -> LocalKek:
+    """A KEK stretched from a passphrase with scrypt (new random salt unless ``params``)."""
+    if params is None:
+        if len(passphrase) < MIN_PASSPHRASE:
+            raise KeyringError(f"the passphrase is shorter than {MIN_PASSPHRASE} characters")
+        params = {"provider": "passphrase", "kdf": "scrypt",
+                  "salt": base64.b64encode(os.urandom(16)).decode(),
+                  "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
+    try:
+        salt = base64.b64decode(params["salt"], validate=True)
+        n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise KeyringError("the keyring's scrypt parameters are malformed") from exc
+    if not (2**14 <= n <= 2**22 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        raise KeyringError("the keyring's scrypt parameters are out of range")
+    return LocalKek(_scrypt(passphrase, salt, n, r, p), params)
+
+
+def env_kek(variable: str = KEK_ENV) -> LocalKek:
+    """A raw 256-bit KEK from an environment variable (base64)."""
+    text = os.environ.get(variable)
+    if text is None:
+        raise KeyringError(f"{variable} is not set")
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyringError(f"{variable} is not base64") from exc
+    if len(key) != 32:
+        raise KeyringError(f"{variable} must hold 32 bytes (base64), not {len(key)}")
+    return LocalKek(key, {"provider": "env", "variable": variable})
+
+
+def resolve_kek(description: dict[str, Any], passphrase: str | None) -> KeyEncryptionKey | None:
+    """The KEK a keyring names, from what this process has; None when it has nothing."""
+    provider = description.get("provider")
+    if provider == "passphrase":
+        phrase = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+        return None if phrase is None else passphrase_kek(phrase, description)
+    if provider == "env":
+        variable = str(description.get("variable", KEK_ENV))
+        return env_kek(variable) if variable in os.environ else None
+    return None  # an external KMS: the caller passes its KEK object to AuditLog.open
+
+
+def new_kek(passphrase: str | None) -> KeyEncryptionKey | None:
+    """The KEK for a new keyring: the passphrase (argument or env), else a raw env key."""
+    phrase = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+    if phrase is not None:
+        return passphrase_kek(phrase)
+    if KEK_ENV in os.environ:
+        return env_kek()
+    return None
+
+
+@dataclass
+class Keyring:
+    """An opened keyring: every key unwrapped, ready to seal and open."""
+
+    path: Path
+    origin: str
+    kek: KeyEncryptionKey
+    doc: dict[str, Any]
+    data: dict[str, AESGCM]
+    active: str
+    wrap_key: AESGCM
+    blind_key: bytes = field(repr=False)
+    redact_key: bytes = field(repr=False)
+
+    # -- creating and loading ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, origin: str, kek: KeyEncryptionKey, now: str) -> Keyring:
+        """Write a new keyring with fresh keys (refuses to replace an existing one)."""
+        if path.exists():
+            raise KeyringError(f"a keyring already exists at {path}")
+        doc: dict[str, Any] = {"format": FORMAT, "origin": origin, "kek": kek.describe(),
+                               "active": "d1", "keys": []}
+        for kid, purpose in (("d1", "data"), ("w1", "subject-wrap"), ("b1", "blind"),
+                             ("r1", "redact")):
+            doc["keys"].append(_wrapped(kek, origin, kid, purpose, os.urandom(32), now))
+        _write(path, doc, exclusive=True)
+        return cls._unlock(path, doc, kek)
+
+    @staticmethod
+    def read(path: Path) -> dict[str, Any]:
+        """The keyring document (nothing unwrapped); KeyringError when missing or unsafe."""
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError as exc:
+            raise KeyringError(f"the keyring {path} is missing: encrypted fields cannot be "
+                               "read or written without it (restore it from your backup)") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyringError(f"the keyring {path} is readable by others (mode "
+                               f"{stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KeyringError(f"the keyring {path} cannot be read: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise KeyringError(f"{path} is not a {FORMAT} file")
+        return doc
+
+    @classmethod
+    def load(cls, path: Path, origin: str, kek: KeyEncryptionKey) -> Keyring:
+        """Open the keyring with ``kek``; KeyringError names a wrong passphrase or key."""
+        doc = cls.read(path)
+        if doc.get("origin") != origin:
+            raise KeyringError(f"the keyring {path} belongs to {doc.get('origin')!r}, "
+                               f"not {origin!r}")
+        return cls._unlock(path, doc, kek)
+
+    @classmethod
+    def _unlock(cls, path: Path, doc: dict[str, Any], kek: KeyEncryptionKey) -> Keyring:
+        origin = str(doc["origin"])
+        keys: dict[str, tuple[str, bytes]] = {}
+        try:
+            for item in doc["keys"]:
+                kid, purpose = str(item["id"]), str(item["purpose"])
+                blob = base64.b64decode(item["wrapped"], validate=True)
+                keys[kid] = (purpose, kek.unwrap(blob, envelope.key_aad(origin, kid, purpose)))
+        except DecryptionError as exc:
+            what = ("passphrase" if doc.get("kek", {}).get("provider") == "passphrase"
+                    else "key-encryption key")
+            raise KeyringError(f"the {what} does not open the keyring {path}") from exc
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise KeyringError(f"the keyring {path} is malformed") from exc
+
+        def one(purpose: str) -> bytes:
+            found = [k for p, k in keys.values() if p == purpose]
+            if len(found) != 1:
+                raise KeyringError(f"the keyring {path} needs exactly one {purpose} key")
+            return found[0]
+
+        data = {kid: AESGCM(k) for kid, (p, k) in keys.items() if p == "data"}
+        active = str(doc.get("active"))
+        if active not in data:
+            raise KeyringError(f"the keyring {path} names an active key it does not hold")
+        return cls(path, origin, kek, doc, data, active, AESGCM(one("subject-wrap")),
+                   one("blind"), one("redact"))
+
+    # -- rotating ---------------------------------------------------------------------------
+
+    def rotate(self, now: str, new_kek: KeyEncryptionKey | None = None) -> str:
+        """Start a new data key (and rewrap everything under ``new_kek`` if given).
+
+        Old data keys stay, so old entries stay readable; nothing in the tree changes.
+        Returns the new active key id.
+        """
+        with _locked(self.path):
+            doc = self.read(self.path)  # another process may have rotated meanwhile
+            self._unlock(self.path, doc, self.kek)  # the KEK still opens what is on disk
+            n = max(int(k["id"][1:]) for k in doc["keys"] if k["purpose"] == "data") + 1
+            kid = f"d{n}"
+            kek = new_kek or self.kek
+            keys = []
+            for item in doc["keys"]:
+                raw = self.kek.unwrap(base64.b64decode(item["wrapped"]),
+                                      envelope.key_aad(self.origin, item["id"], item["purpose"]))
+                keys.append(_wrapped(kek, self.origin, item["id"], item["purpose"], raw,
+                                     item["created"]) if new_kek is not None else item)
+            keys.append(_wrapped(kek, self.origin, kid, "data", os.urandom(32), now))
+            doc.update(keys=keys, active=kid, kek=kek.describe())
+            _write(self.path, doc, exclusive=False)
+        reloaded = self._unlock(self.path, doc, kek)
+        self.kek, self.doc, self.data, self.active = kek, doc, reloaded.data, kid
+        return kid
+
+    def reload(self) -> None:
+        """Re-read the file (another process rotated): learn the new data keys."""
+        fresh = self.load(self.path, self.origin, self.kek)
+        self.doc, self.data, self.active = fresh.doc, fresh.data, fresh.active
+
+    def describe_keys(self) -> list[dict[str, Any]]:
+        """Key ids, purposes and creation times (no key material)."""
+        return [{"id": k["id"], "purpose": k["purpose"], "created": k["created"],
+                 "active": k["id"] == self.active} for k in self.doc["keys"]]
+
+
+def _wrapped(kek: KeyEncryptionKey, origin: str, kid: str, purpose: str, key: bytes,  # noqa: PLR0917
+             created: str) -> dict[str, Any]:
+    blob = kek.wrap(key, envelope.key_aad(origin, kid, purpose))
+    return {"id": kid, "purpose": purpose, "created": created,
+            "wrapped": base64.b64encode(blob).decode()}
+
+
+def _write(path: Path, doc: dict[str, Any], *, exclusive: bool) -> None:
+    """Write the keyring atomically, 0600 from the first byte, fsynced with its directory."""
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, path)  # fails if a keyring appeared meanwhile
+        else:
+            os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock for read-modify-write of the keyring across processes."""
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
