@@ -225,7 +225,7 @@ def test_hold_erase_export_flow_and_exit_codes(data: Path) -> None:
     assert ALICE.encode() not in listed.stdout
 
     refused = run(data, "erase", "--subject", ALICE, "--reason", "request 4")
-    assert refused.returncode == 1  # PolicyError reaches the CLI's generic handler: 1
+    assert refused.returncode == 2  # refused by policy: nothing stored, like bad input
     assert b"hold #1" in refused.stderr
 
     released = run(data, "hold", "release", "--subject", ALICE, "--reason", "case closed")

@@ -7,6 +7,7 @@ verification, and an edit made behind sealtrail's back being caught.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import struct
@@ -38,7 +39,12 @@ SAMPLE: list[dict[str, Any]] = [
     {"actor": {"id": "deploy-bot", "type": "service"}, "action": "config.update",
      "outcome": "success", "category": "configuration",
      "metadata": {"key": "retention.days", "old": 365, "new": 400}},
+    {"actor": {"id": "nurse-7", "type": "user", "ip": "192.0.2.44"}, "action": "record.read",
+     "outcome": "success", "category": "data_access", "subjects": ["patient-4410"],
+     "purpose": "treatment", "target": {"type": "record", "id": "rec-9"},
+     "metadata": {"ward": "B", "note": "co-pay by card 4111 1111 1111 1111"}},
 ]
+DEMO_PASSPHRASE = "tour passphrase (demo only)"  # noqa: S105 - a throwaway log's demo key
 
 
 def _say(title: str) -> None:
@@ -50,8 +56,12 @@ def run_tour(keep: Path | None) -> None:
     base = keep if keep is not None else Path(tempfile.mkdtemp(prefix="sealtrail-tour-"))
     data = base / "data"
     try:
-        _say(f"1. Create a log in {data}")
-        with AuditLog.open(data, "default") as log:
+        _say(f"1. Create a log in {data} (encrypted by default)")
+        phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
+        if "SEALTRAIL_PASSPHRASE" not in os.environ:
+            typer.echo(f"  keyring passphrase for this tour: {phrase!r} "
+                       "(set SEALTRAIL_PASSPHRASE to choose one)")
+        with AuditLog.open(data, "default", passphrase=phrase) as log:
             vkey = log.vkey()
             typer.echo(f"verifier key (give this to auditors): {vkey}")
 
@@ -60,6 +70,14 @@ def run_tour(keep: Path | None) -> None:
                 r = log.append(ev)
                 typer.echo(f"  #{r.index} {ev['action']:<14} by {ev['actor']['id']:<10} "
                            f"leaf {r.leaf_hash.hex()[:16]}…")
+            last = len(SAMPLE) - 1
+            _say("2b. Personal fields are sealed inside the leaf; the card number never landed")
+            leaf = next(log.entries(last, last + 1)).leaf.decode()
+            typer.echo(f"  stored leaf: {leaf[:150]}…")
+            typer.echo("  opened with the keyring: "
+                       + dumps(log.read(next(log.entries(last, last + 1)))["metadata"]))
+            typer.echo(f"  blind-index search actor.ip = 192.0.2.44 -> entries "
+                       f"{log.find('actor.ip', '192.0.2.44')} (no IP stored in clear)")
             first_note = log.checkpoint().note
             receipts = log.append_many(
                 {"actor": {"id": f"user-{i % 50}"}, "action": "document.read",
@@ -90,13 +108,24 @@ def run_tour(keep: Path | None) -> None:
             _say("6. Verify everything: rehash every entry, rebuild the tree, check signatures")
             typer.echo("  " + log.verify().summary())
 
+            _say("6b. Erase patient-4410 (GDPR Art. 17) by destroying its key: proofs survive")
+            before = log.prove_inclusion(last)
+            log.erase_subject("patient-4410", reason="erasure request 2026-118",
+                              actor={"id": "dpo", "type": "user"})
+            erased = log.read(next(log.entries(last, last + 1)))
+            typer.echo(f"  #{last} now reads: action {erased['action']}, erased fields "
+                       f"{erased.get('erased')}")
+            before.verify_signed(Verifier.parse(vkey))
+            typer.echo("  the inclusion proof made before the erasure still verifies ✓")
+            typer.echo("  " + log.verify().summary())
+
         _say("7. An attacker with the database file edits event #2 …")
         forged = base / "tampered"
         if forged.exists():
             shutil.rmtree(forged)
         shutil.copytree(data, forged)
         _flip_entry(forged / "default" / "log.db", 2)
-        with AuditLog.open(forged, "default", create=False) as bad:
+        with AuditLog.open(forged, "default", create=False, passphrase=phrase) as bad:
             try:
                 bad.verify()
             except TamperError as exc:
@@ -108,6 +137,7 @@ def run_tour(keep: Path | None) -> None:
         where = data if keep is not None else Path("DIR/data")
         if keep is None:
             typer.echo("  This log was temporary; 'sealtrail tour --keep DIR' keeps it. Then:")
+        typer.echo(f"  export SEALTRAIL_PASSPHRASE='{phrase}'   # or --passphrase-file FILE")
         typer.echo(f"  sealtrail --data {where} query --actor alice")
         typer.echo(f"  sealtrail --data {where} prove inclusion 3 > proof.json")
         typer.echo(f"  sealtrail verify-proof proof.json --vkey '{vkey}'   # anywhere, offline")

@@ -187,6 +187,12 @@ class _Settings:
     redaction: str
 
 
+def _check_unsealed_size(size: int) -> None:
+    """The size limit holds for the event as sent, not for its (larger) sealed form."""
+    if size > MAX_SEQUENCED:
+        raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes once sequenced")
+
+
 def _signer_of(directory: Path, origin: str) -> Signer:
     signer = keys.load_signer(directory)
     if signer.name != origin:
@@ -556,10 +562,8 @@ class AuditLog:
                         if protector is not None:
                             seq = protector.seal(seq, at, sealing)
                         leaf = encode(seq)
-                        if seq.sealed and len(leaf) - sealing.growth > MAX_SEQUENCED:
-                            # The limit is on the event as sent, not on its sealed form.
-                            raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} "
-                                                  "bytes once sequenced")
+                        if seq.sealed:
+                            _check_unsealed_size(len(leaf) - sealing.growth)
                         pending[ident] = at
                         slots.append((text, at, False))
                         leaves.append(leaf)
