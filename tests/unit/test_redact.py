@@ -351,20 +351,34 @@ def test_event_outgrowing_the_size_limit_is_collapsed_or_refused() -> None:
 
 # -- the fast path against the slow walk ----------------------------------------------------------
 
-_PIECES = ["pass", "word", "wd", "phrase", "secret", "tok", "en", "api", "key", "auth",
-           "orization", "cookie", "private", "cred", "ential", "cvv", "cvc", "card", "number",
-           "credit", "pwd", "pin", "pan", "sid", "session", "id", "otp", "count", "_", "-", ".",
-           " ", "=", ":", '"', "'", "\t", "\\", "@", "://", "/", "?", "Bearer ", "BASIC ",
-           "eyJ", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "sk_live_", "sk-", "AIza",
-           "-----BEGIN ", "PRIVATE KEY-----", "-----END ", "4111", "1111", "0", "5", "7",
-           "ABCDEFGHIJ", "abcdefghij0123456789", BASIC, "+", "Ω", "K", "[redacted:card]"]
-# Whole names (secret only as the entire name), spelled with separators and in any case.
+# Random text is built from three kinds of pieces, a third of the time each: fragments of the
+# detectors' words and shapes, secret names with what may surround them, and whole secret shapes
+# (with near misses), so that short texts reach every detector and every edge of the quick check.
+_ATOMS = ["pass", "word", "wd", "phrase", "secret", "tok", "en", "api", "key", "auth",
+          "orization", "cookie", "private", "cred", "ential", "cvv", "cvc", "card", "number",
+          "credit", "pwd", "pin", "pan", "sid", "session", "id", "otp", "count", "_", "-", ".",
+          " ", "=", ":", '"', "'", "\t", "\\", "@", "://", "/", "?", "Bearer ", "BASIC ",
+          "eyJ", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "sk_live_", "sk-", "AIza",
+          "-----BEGIN ", "PRIVATE KEY-----", "-----END ", "4111", "1111", "0", "5", "7",
+          "ABCDEFGHIJ", "abcdefghij0123456789", BASIC, "+", "\u03a9", "\u212a",
+          "[redacted:card]"]
+# Names: secret only as a whole (pin) or when contained (password), and near misses.
 _NAMES = ["pwd", "PIN", "p-a-n", "Auth", "session", "Session_ID", "s.i.d", "OTP", "otp_",
-          " pin ", "pinned", "spin", "token_count", "x"]
-_PIECES += [f"{lead}{name}{end}" for name in _NAMES
-            for lead, end in [(" ", "="), ("", ": "), ('"', '": "'), ("\t", "\t=\t"),
-                              ("&", "='"), ('\\"', '\\": \\"')]]
-_texts = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
+          " pin ", "pinned", "spin", "token_count", "x", "Pass_Word", "client-secret",
+          "x-api-key", "authorization", "Private.Key", "cvv2", "card number", "credit_card",
+          "credentials", "set-cookie", "passphrase", "access_token", "secret_type"]
+_HEADS = [f"{lead}{name}{end}" for name in _NAMES
+          for lead, end in [(" ", "="), ("", ": "), ('"', '": "'), ("\t", "\t=\t"),
+                            ("&", "='"), ('\\"', '\\": \\"')]]
+_SHAPES = ["://u:p@", "://:pw@h", "://u@h", "http://h/p?u:p@", "eyJa.eyJb.c", "eyJa.eyJb.",
+           "eyJa.e", "Bearer abcdefgh1234", "bearer tok", "Basic " + BASIC, "basic plan",
+           "-----BEGIN EC PRIVATE KEY-----", "-----BEGIN PUBLIC KEY-----",
+           "AKIA" + "ABCDEFGHIJ012345", "ASIA" + "0" * 16, "ghp_" + "a1" * 18,
+           "github_pat_" + "b2" * 11, "xoxp-" + "c3" * 5, "rk_test_" + "d4" * 5,
+           "AIza" + "e5" * 17 + "f", "sk-" + "g6-" * 10, "4111111111111111",
+           "4111 1111 1111 1111", "5555-5555-5555-4444", "4111 1111 1111 1112", "+1 4111"]
+_piece = (st.sampled_from(_ATOMS) | st.sampled_from(_HEADS) | st.sampled_from(_SHAPES))
+_texts = st.lists(_piece, max_size=12).map("".join)
 _keys = st.sampled_from(_NAMES) | _texts.filter(lambda t: 0 < len(t) <= 128)
 _json = st.recursive(st.none() | st.integers(-9, 9) | _texts,
                      lambda inner: st.lists(inner, max_size=3)
@@ -372,7 +386,7 @@ _json = st.recursive(st.none() | st.integers(-9, 9) | _texts,
                      max_leaves=8)
 
 
-_short = st.lists(st.sampled_from(_PIECES), min_size=1, max_size=4).map("".join)
+_short = st.lists(_piece, min_size=1, max_size=4).map("".join)
 
 
 @settings(max_examples=1500, deadline=None)

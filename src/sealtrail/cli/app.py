@@ -551,7 +551,12 @@ def erase(subject: SubjectOpt, reason: ReasonOpt,
     """
     with _errors(), _open(data, log, need_keys=True) as alog:
         receipt = alog.erase_subject(subject, reason=reason, actor=_operator())
-        typer.echo(dumps({"erased": True, "event_index": receipt.index}))
+        typer.echo(dumps({"erased": True, "event_index": receipt.index,
+                          "wal_purged": alog.wal_purged}))
+        if not alog.wal_purged:
+            err.print("warning: a reader kept the WAL busy; the destroyed key's old pages "
+                      "stay in log.db-wal until the next WAL checkpoint after readers finish",
+                      markup=False)
 
 
 @hold_app.command("add")

@@ -137,7 +137,8 @@ def run_tour(keep: Path | None) -> None:
         where = data if keep is not None else Path("DIR/data")
         if keep is None:
             typer.echo("  This log was temporary; 'sealtrail tour --keep DIR' keeps it. Then:")
-        typer.echo(f"  export SEALTRAIL_PASSPHRASE='{phrase}'   # or --passphrase-file FILE")
+        if phrase == DEMO_PASSPHRASE:  # never echo a passphrase the user chose
+            typer.echo(f"  export SEALTRAIL_PASSPHRASE='{phrase}'   # or --passphrase-file FILE")
         typer.echo(f"  sealtrail --data {where} query --actor alice")
         typer.echo(f"  sealtrail --data {where} prove inclusion 3 > proof.json")
         typer.echo(f"  sealtrail verify-proof proof.json --vkey '{vkey}'   # anywhere, offline")

@@ -38,6 +38,7 @@ class ValidationError(SealtrailError):
         self.field = field
         self.message = message
         self.line = line
+        self.position: int = -1  # which event of a request, when the engine knows
         where = f"line {line}: " if line is not None else ""
         super().__init__(f"{where}{field}: {message}")
 

@@ -91,6 +91,31 @@ class FieldPolicy:
         return (replace(ev, **changes) if changes else ev), found
 
 
+    def take(self, obj: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Remove the personal values from an event *object* (in place); return them.
+
+        The same split as :meth:`extract`, on the plain-dict form the leaf is encoded from
+        (the hot path: no struct is rebuilt).
+        """
+        found: list[tuple[str, Any]] = []
+        for path in self.paths:
+            part, dot, name = path.partition(".")
+            if not dot:
+                value = obj.pop(path, None)
+            else:
+                sub = obj.get(part)
+                value = None if sub is None else sub.pop(name, None)
+            if value is not None:
+                found.append((path, value))
+        for part in ("target", "source"):
+            if obj.get(part) == {}:
+                del obj[part]
+        subjects = obj.pop(SUBJECTS, None)
+        if subjects is not None:
+            found.append((SUBJECTS, subjects))
+        return found
+
+
 def _nones(sub: msgspec.Struct) -> set[str]:
     return {k for k, v in msgspec.structs.asdict(sub).items() if v is None}
 

@@ -31,17 +31,19 @@ What is a secret, and why:
   its JSON text when not a string), and so does an object or array. ``null`` stays ``null``.
 - **``name=value`` / ``name: value`` in free text** where ``name`` is a secret field name by the
   rule above (kind ``password``, or ``api_key`` when the name contains ``apikey``): only the
-  value is replaced (``password=[redacted:password]``). Quoted values end at the closing quote;
-  bare ones at whitespace, a quote, ``&``, ``,`` or ``;`` (query strings, log lines, JSON in
-  text). An auth scheme after the name (``Authorization: Bearer x``) is kept in clear.
+  value is replaced (``password=[redacted:password]``). Quoted values end at the closing quote
+  (or the end of the line); bare ones at whitespace, a quote, ``&``, ``,`` or ``;`` (query
+  strings, log lines, JSON in text). An auth scheme after the name (``Authorization: Bearer x``)
+  is kept in clear.
 - **card numbers** (``card``): 13-19 digits, in groups separated by single spaces or dashes,
   that pass the Luhn check and are not glued to other letters or digits. Luhn rejects nine in
   ten random digit runs, so order numbers and compact timestamps usually stay; one in ten does
   not, which is the price of never storing a card number. No card starts right after ``+``
   (international phone numbers), and none lies inside a UUID. Every Luhn-valid window of a longer
   space-grouped run is replaced, so a card next to another number is still caught.
-- **``Bearer <token>``** (``bearer``, any case): the token, unless it is a short dictionary
-  word (``missing bearer token`` is prose: under 16 letters only is not a token).
+- **``Bearer <token>``** (``bearer``, any case): the token, unless it is a word of fewer than
+  16 letters and nothing else (``missing bearer token`` is prose; real tokens are longer or
+  hold digits and punctuation).
 - **``Basic <base64>``** (``basic``): the credentials, when they decode to ``user:password``
   (so ``basic plan`` is not one).
 - **JWTs** (``jwt``): three base64url parts, the first two starting ``eyJ`` (``{"``).
@@ -53,14 +55,15 @@ What is a secret, and why:
   (``sk-`` + 20). Vendors chose these prefixes so that scanners can find leaked keys.
 - **passwords in URLs** (``url_password``): ``scheme://user:pass@host`` loses ``pass`` only.
 
-Markers are never redacted again (running the redactor twice changes nothing), and overlapping
-finds in one string become one marker, of the most specific kind.
+Each marker is one :class:`Finding`. Overlapping finds in one string become one marker, of the
+most specific kind (``token=<jwt>`` is a ``jwt``). Markers are never redacted again: running the
+redactor twice changes nothing.
 
 Limits: a string that would outgrow its field's maximum length once markers are in (an
 ``actor.id`` holds 256 characters) becomes a single marker, hashed over the whole string. If the
-redacted event would exceed ``MAX_EVENT_BYTES`` (and the original did not), every string with a
-secret becomes a single marker; if even that does not fit, :class:`ValidationError` is raised
-and nothing is stored.
+redacted event would exceed ``MAX_EVENT_BYTES`` and be larger than the original, every string
+with a secret becomes a single marker; if even that does not fit, :class:`ValidationError` is
+raised and nothing is stored.
 
 The fast path (most events carry no secret): the event is encoded once, folded (ASCII
 lowercase, ``_ - .`` and spaces deleted, digits turned into ``0``) by one ``bytes.translate``,
@@ -70,16 +73,16 @@ returned as it is, the same object. The regex starts every alternative with a ra
 byte and checks the rest of the word behind it (folding makes the lookbehinds fixed-width), so
 the regex engine tries a match at a few bytes of an event instead of at all of them; the digit
 test is a substring search because digits are the commonest bytes of an event. The same check
-runs on each string of the structured walk before the detectors do. The detectors' patterns
-are written so that none can backtrack catastrophically: each starts at a boundary and every
-repetition is bounded by a class the next token cannot match.
+runs on each string of the structured walk before the detectors do. No detector can backtrack
+catastrophically: each starts at a boundary (a literal or a lookbehind), so a match is never
+retried inside a run it has already scanned, and where one repetition is nested in another
+(digit groups, key bodies) a run splits into rounds in only one way.
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
@@ -89,7 +92,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.event import MAX_EVENT_BYTES, Actor, Event, Source
+from sealtrail.core.event import MAX_EVENT_BYTES, MAX_KEY_CHARS, Actor, Event, Source
 
 __all__ = ["KINDS", "Finding", "Mode", "Redactor"]
 
@@ -100,7 +103,7 @@ KINDS: Final = ("private_key", "bearer", "basic", "jwt", "api_key", "url_passwor
                 "password")
 _PRIVATE_KEY, _BEARER, _BASIC, _JWT, _API_KEY, _URL_PASSWORD, _CARD, _PASSWORD = range(8)
 
-MIN_HASH_KEY_BYTES: Final = 32
+_MIN_HASH_KEY_BYTES: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +129,25 @@ _UPPER: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _KEY_FOLD: Final = str.maketrans(_UPPER, _UPPER.lower(), "_-. ")
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_secret_name(key: str) -> bool:
-    """True when ``key`` names a secret (rules in the module docstring); keys recur: cached."""
+def _names_a_secret(key: str) -> bool:
     name = key.translate(_KEY_FOLD)
     if name in _EQUALS:
         return True
     return any(word in name for word in _CONTAINS) and not name.endswith(_DESCRIBES)
+
+
+_names_a_secret_cached = functools.lru_cache(maxsize=4096)(_names_a_secret)
+
+
+def _is_secret_name(key: str) -> bool:
+    """True when ``key`` names a secret (rules in the module docstring).
+
+    Keys recur, so answers are cached, but only for names as long as a key may be: a name
+    found in free text can be 32 KiB long, and 4096 of those would pin 128 MiB.
+    """
+    if len(key) <= MAX_KEY_CHARS:
+        return _names_a_secret_cached(key)
+    return _names_a_secret(key)
 
 
 # -- the fast check ----------------------------------------------------------------------------
@@ -204,12 +219,15 @@ _DIGIT_RUN: Final = re.compile(r"(?<![0-9A-Za-z])[0-9]+(?:[ -][0-9]+)*(?![0-9A-Z
 _DIGIT_GROUP: Final = re.compile(r"[0-9]+", _A)
 _UUID: Final = re.compile(
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}", _A)
-# name, an optional closing quote, ':' or '=', then (looked at, not consumed, so that a name in
-# a value is still seen) an optional auth scheme and the value, quoted or bare.
-_KV: Final = re.compile(r"""
-    (?<![A-Za-z0-9_.-]) (?P<name>[A-Za-z0-9_.-]+) (?:\\?["'])? [ \t]* [:=] [ \t]*
-    (?= (?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?
-        (?: (?P<q>\\?["']) (?P<quoted>(?:(?!(?P=q))[^\r\n])*) | (?P<bare>[^\s"'&,;]+) ) )
+# A name, an optional closing quote, then ':' or '='. The value is matched only after a secret
+# name: matching one after every name would rescan a long value once per name inside it.
+_KV_NAME: Final = re.compile(
+    r"""(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]+)(?:\\?["'])?[ \t]*[:=][ \t]*""", _A)
+# An optional auth scheme (kept in clear), then a quoted value (to the closing quote or the end
+# of the line) or a bare one.
+_KV_VALUE: Final = re.compile(r"""
+    (?:(?:bearer|basic|token|digest|negotiate)[ \t]+)?
+    (?: (?P<q>\\?["']) (?P<quoted>(?:(?!(?P=q))[^\r\n])*) | (?P<bare>[^\s"'&,;]+) )
     """, _A | re.VERBOSE | re.IGNORECASE)
 _MARKER: Final = re.compile(
     r"\[redacted:(?:" + "|".join(KINDS) + r")(?::hmac-sha256:[0-9a-f]{64})?\]", _A)
@@ -289,16 +307,29 @@ def _find(text: str, prefilter: bool = True) -> list[Span]:
         for m in _BASIC_RX.finditer(text):
             if len(m[1]) % 4 == 0 and _is_basic_credential(m[1]):
                 spans.append((*m.span(1), _BASIC))
-        for m in _KV.finditer(text):
-            group = "quoted" if m["q"] is not None else "bare"
-            if m[group] and _is_secret_name(m["name"]):
-                kind = _API_KEY if "apikey" in m["name"].translate(_KEY_FOLD) else _PASSWORD
-                spans.append((*m.span(group), kind))
+        _values(text, spans)
     if not spans:
         return spans
     if "[redacted:" in text:
         spans = _outside_markers(text, spans)
     return _merge(spans)
+
+
+def _values(text: str, out: list[Span]) -> None:
+    """The values of ``name=value`` / ``name: value`` pairs whose name is a secret name."""
+    covered = 0  # the end of the last bare value replaced: names inside it are replaced too
+    for name in _KV_NAME.finditer(text):
+        if name.end() < covered or not _is_secret_name(name[1]):
+            continue
+        value = _KV_VALUE.match(text, name.end())
+        if value is None:
+            continue
+        group = "quoted" if value["q"] is not None else "bare"
+        if value[group]:
+            kind = _API_KEY if "apikey" in name[1].translate(_KEY_FOLD) else _PASSWORD
+            out.append((*value.span(group), kind))
+            if group == "bare":
+                covered = value.end()
 
 
 def _outside_markers(text: str, spans: list[Span]) -> list[Span]:
@@ -380,10 +411,10 @@ def _plan(cls: type[msgspec.Struct]) -> tuple[_Step, ...]:
 class _Pass:
     """One walk over an event, collecting findings; ``collapse`` makes each string one marker."""
 
-    __slots__ = ("collapse", "found", "marker", "prefilter")
+    __slots__ = ("collapse", "found", "prefilter", "redactor")
 
-    def __init__(self, marker: Redactor, *, collapse: bool, prefilter: bool) -> None:
-        self.marker = marker
+    def __init__(self, redactor: Redactor, *, collapse: bool, prefilter: bool) -> None:
+        self.redactor = redactor
         self.collapse = collapse
         self.prefilter = prefilter
         self.found: list[Finding] = []
@@ -416,7 +447,7 @@ class _Pass:
                         continue
                     self.found.append(Finding(where, KINDS[_PASSWORD]))
                     secret = item if type(item) is str else _canonical.encode(item).decode()
-                    new = self.marker._marker(_PASSWORD, secret)
+                    new = self.redactor._marker(_PASSWORD, secret)
                 else:
                     new = self.json(item, where, limit)
                 if new is not item:
@@ -445,14 +476,14 @@ class _Pass:
             at = 0
             for start, end, kind in spans:
                 pieces.append(text[at:start])
-                pieces.append(self.marker._marker(kind, text[start:end]))
+                pieces.append(self.redactor._marker(kind, text[start:end]))
                 at = end
             pieces.append(text[at:])
             out = "".join(pieces)
             if limit is None or len(out) <= limit:
                 return out
         # Too long for its field (or the event too large): one marker for the whole string.
-        return self.marker._marker(spans[0][2], text)
+        return self.redactor._marker(spans[0][2], text)
 
 
 class Redactor:
@@ -469,9 +500,9 @@ class Redactor:
             raise ValueError(f"redaction mode {mode!r}: use 'mask' or 'hash'")
         self._key: bytes | None = None
         if mode == "hash":
-            if hash_key is None or len(hash_key) < MIN_HASH_KEY_BYTES:
+            if hash_key is None or len(hash_key) < _MIN_HASH_KEY_BYTES:
                 raise ValueError(f"hash mode needs a hash_key of at least "
-                                 f"{MIN_HASH_KEY_BYTES} bytes")
+                                 f"{_MIN_HASH_KEY_BYTES} bytes")
             self._key = bytes(hash_key)
         self.mode: Mode = mode
 
@@ -481,7 +512,8 @@ class Redactor:
     def _marker(self, kind: int, secret: str) -> str:
         if self._key is None:
             return f"[redacted:{KINDS[kind]}]"
-        digest = hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        # By name, so that hmac takes OpenSSL's one-shot path rather than the Python one.
+        digest = hmac.digest(self._key, secret.encode("utf-8", "surrogatepass"), "sha256")
         return f"[redacted:{KINDS[kind]}:hmac-sha256:{digest.hex()}]"
 
     def redact(self, event: Event) -> tuple[Event, tuple[Finding, ...]]:
@@ -493,7 +525,7 @@ class Redactor:
             others, digits = _may_hold_secret(_encoder.encode(event))
         except UnicodeEncodeError:  # a lone surrogate: msgspec cannot encode it; look closer
             others = digits = True
-        if not others and not digits:
+        if not (others or digits):
             return event, ()
         return self._redact_walk(event)
 

@@ -187,6 +187,21 @@ class _Settings:
     redaction: str
 
 
+def _check_reason(reason: str, hint: str) -> None:
+    """A reason is required and must be valid Unicode (checked before any write)."""
+    if not reason.strip():
+        raise ValidationError("reason", hint)
+    try:
+        reason.encode()
+    except UnicodeEncodeError as exc:
+        raise ValidationError("reason", "contains a lone surrogate (not valid Unicode)") from exc
+
+
+def _purge_wal(store: SQLiteStore) -> bool:
+    """Fold and truncate the WAL after an erasure, waiting up to 2 s for readers."""
+    return store.checkpoint_wal(wait_s=2.0)
+
+
 def _check_unsealed_size(size: int) -> None:
     """The size limit holds for the event as sent, not for its (larger) sealed form."""
     if size > MAX_SEQUENCED:
@@ -249,11 +264,15 @@ class AuditLog:
         self._protector = (Protector(origin, policy, keyring, store) if self.encrypted
                            else None)
         self.locked_reason = ""  # why an encrypted log's keyring is not open, if it is not
+        # After erase_subject: whether the WAL (old pages with the key) was truncated; False
+        # when a reader held it past the wait (the next checkpoint overwrites them).
+        self.wal_purged = True
         self._redactor: Redactor | None = None
-        if self.redaction == "mask":
-            self._redactor = Redactor("mask")
-        elif self.redaction == "hash" and keyring is not None:
+        if self.redaction == "hash" and keyring is not None:
             self._redactor = Redactor("hash", keyring.redact_key)
+        elif self.redaction in ("mask", "hash"):
+            # Locked, a hash-mode log cannot hash: it masks rather than store a secret.
+            self._redactor = Redactor("mask")
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -524,14 +543,6 @@ class AuditLog:
             sealing = Batch()
             if protector is not None:
                 protector.refresh()
-            for req in batch:
-                if req.hook is not None:
-                    try:
-                        req.hook()
-                    except (PolicyError, ConfigError, ValidationError) as exc:
-                        req.error = exc
-                        req.done = True
-            batch = [req for req in batch if not req.done]
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
             found = self._find_existing(batch)
             # 3. Sequence.
@@ -542,45 +553,33 @@ class AuditLog:
             new_ids: list[bytes] = []
             pending: dict[bytes, int] = {}
             plan: list[tuple[_Request, list[tuple[str, int, bool]]]] = []
-            replace, encode = msgspec.structs.replace, canonical.encode_leaf
             for req in batch:
                 mark = len(leaves)
+                sealed_mark = sealing.mark()
                 slots: list[tuple[str, int, bool]] = []
-                pos = 0
+                pos = -1
                 try:
-                    # ``pos`` names the failing event in the except clause below.
-                    for pos, (ev, ident, text) in enumerate(  # noqa: B007
-                            zip(req.events, req.ids, req.texts, strict=True)):
-                        if ident in found:
-                            slots.append((text, -1, True))
-                            continue
-                        if ident in pending:
-                            slots.append((text, pending[ident], True))
-                            continue
-                        at = index + len(leaves)
-                        seq = replace(ev, id=text, received_at=received, time=ev.time or received)
-                        if protector is not None:
-                            seq = protector.seal(seq, at, sealing)
-                        leaf = encode(seq)
-                        if seq.sealed:
-                            _check_unsealed_size(len(leaf) - sealing.growth)
-                        pending[ident] = at
-                        slots.append((text, at, False))
-                        leaves.append(leaf)
-                        hashes.append(leaf_hash(leaf))
-                        new_ids.append(ident)
-                except ValidationError as exc:
+                    # One savepoint per request: a request that fails (its hook refuses, an
+                    # event does not encode) leaves no trace, whatever it wrote.
+                    with store.savepoint():
+                        if req.hook is not None:
+                            req.hook()
+                        self._sequence(req, found, pending, slots, leaves, hashes, new_ids,
+                                       index, received, sealing)
+                except (PolicyError, ConfigError, ValidationError) as exc:
                     # This request alone fails; undo what it added to the batch.
                     for ident in new_ids[mark:]:
                         pending.pop(ident, None)
                     del leaves[mark:], hashes[mark:], new_ids[mark:]
-                    drop = index + mark
-                    sealing.blind_rows = [r for r in sealing.blind_rows if r[2] < drop]
-                    req.error = _located(exc, pos, req.events[pos])
+                    sealing.undo(sealed_mark)
+                    pos = getattr(exc, "position", -1)
+                    req.error = (_located(exc, pos, req.events[pos])
+                                 if isinstance(exc, ValidationError) and pos >= 0 else exc)
                     req.done = True
                     continue
                 plan.append((req, slots))
             new_edge, blocks = edge.append(hashes) if hashes else (edge, {})
+
             chunks, buckets, others, new_hwm = self._chunks(index, leaves, new_ids,
                                                             new_edge.size, hwm)
             if hashes:
@@ -615,6 +614,42 @@ class AuditLog:
                     out.append(Receipt(ident_text, idx, by_index[idx], new_edge.size, dup))
             req.receipts = out
             req.done = True
+
+    def _sequence(self, req: _Request, found: dict[bytes, Receipt],  # noqa: PLR0917
+                  pending: dict[bytes, int], slots: list[tuple[str, int, bool]],
+                  leaves: list[bytes], hashes: list[bytes], new_ids: list[bytes],
+                  index: int, received: str, sealing: Batch) -> None:
+        """Encode one request's events into the batch (step 3 of the commit).
+
+        A ValidationError carries ``position``: the event it is about.
+        """
+        protector = self._protector
+        replace, encode = msgspec.structs.replace, canonical.encode_leaf
+        for pos, (ev, ident, text) in enumerate(zip(req.events, req.ids, req.texts,
+                                                    strict=True)):
+            if ident in found:
+                slots.append((text, -1, True))
+                continue
+            if ident in pending:
+                slots.append((text, pending[ident], True))
+                continue
+            at = index + len(leaves)
+            seq = replace(ev, id=text, received_at=received, time=ev.time or received)
+            try:
+                if protector is not None:
+                    leaf = protector.seal(seq, at, sealing)
+                    if sealing.growth:
+                        _check_unsealed_size(len(leaf) - sealing.growth)
+                else:
+                    leaf = encode(seq)
+            except ValidationError as exc:
+                exc.position = pos
+                raise
+            pending[ident] = at
+            slots.append((text, at, False))
+            leaves.append(leaf)
+            hashes.append(leaf_hash(leaf))
+            new_ids.append(ident)
 
     def _chunks(self, start: int, leaves: list[bytes], ids: list[bytes], batch_end: int,
                 hwm: int) -> tuple[list[Chunk], list[tuple[int, int]], list[tuple[bytes, int]],
@@ -814,6 +849,9 @@ class AuditLog:
         if self._protector is None:
             raise ConfigError("blind indexes exist only in encrypted logs; search by scanning")
         token = self._protector.blind().token(field, value)
+        if self._protector.needs_backfill():
+            with self._store.transaction():  # entries appended while locked: index them now
+                self._protector.refresh()
         end = self.size if before is None else min(before, self.size)
         out: list[int] = []
         for seg in range((end - 1) >> SEG_SHIFT, -1, -1):
@@ -860,11 +898,10 @@ class AuditLog:
         """
         protector = self._subjects()
         ref, target = self._subject_target(subject)
-        if not reason.strip():
-            raise ValidationError("reason", "say why (the request or legal basis)")
+        _check_reason(reason, "say why (the request or legal basis)")
         blind = protector.blind()
         token = blind.token("subject", subject)
-        indexes = self.find("subject", subject)
+        count = len(self.find("subject", subject))
         kid_before = protector.subject_kids([subject])[subject]
         store = self._store
 
@@ -873,7 +910,8 @@ class AuditLog:
             if held:
                 number, _, why, since, _ = held[0]
                 raise PolicyError(f"the subject is under legal hold #{number} since {since} "
-                                  f"({why!r}): release it first (sealtrail hold release)")
+                                  f"({protector.open_note(why, ref)!r}): release it first "
+                                  "(sealtrail hold release)")
             row = store.subject_keys_by_ref([ref]).get(ref)
             if row is None:
                 raise ConfigError("this subject has no key: it was never named in an event's "
@@ -882,7 +920,8 @@ class AuditLog:
                 raise ConfigError("the subject's key changed meanwhile; try again")
             rows: list[tuple[int, int, int]] = []
             sealed_blind = [f for f in ("actor.ip", "target.id") if f in protector.policy.paths]
-            for index in indexes:
+            # Found again under the write lock: no event of the subject can slip past.
+            for index in self.find("subject", subject):
                 seg = index >> SEG_SHIFT
                 rows.append((seg, token, index))
                 if sealed_blind:
@@ -896,25 +935,28 @@ class AuditLog:
             store.delete_blind(rows)
             store.delete_subject_key(row[0])
             store.set_meta({"key_epoch": protector.next_epoch()})
+            # Later requests of this commit must not seal with the destroyed key.
+            protector.forget()
 
         event = {"actor": dict(actor), "action": "subject.erase", "outcome": "success",
                  "category": "admin", "target": target, "reason": reason,
                  "metadata": {"key_id": "" if kid_before is None else _kid(kid_before),
-                              "entries": len(indexes)}}
+                              "entries": count}}
         receipt = self._append([event], hook)[0]
         protector.forget()
-        store.checkpoint_wal()
+        self.wal_purged = _purge_wal(store)
         return receipt
 
     def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
         """Put a legal hold on a subject: erasure is refused until it is released."""
         ref, target = self._subject_target(subject)
-        if not reason.strip():
-            raise ValidationError("reason", "say why (the matter or legal basis)")
+        _check_reason(reason, "say why (the matter or legal basis)")
         created = format_time(self._clock())
+        protector = self._subjects()
 
         def hook() -> None:
-            self._store.put_hold(ref, reason, created)
+            # The reason is sealed: it may say more about the person than it should.
+            self._store.put_hold(ref, protector.seal_note(reason, ref), created)
 
         event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
                  "category": "admin", "target": target, "reason": reason}
@@ -924,6 +966,7 @@ class AuditLog:
                         ) -> Receipt:
         """Release every open legal hold on a subject."""
         ref, target = self._subject_target(subject)
+        _check_reason(reason, "say why the hold ends")
         released = format_time(self._clock())
 
         def hook() -> None:
@@ -937,11 +980,13 @@ class AuditLog:
 
     def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
         """Legal holds: number, subject pseudonym, reason, since, released."""
+        protector = self._subjects()
         out = []
         for number, ref, reason, created, released in self._store.holds(open_only=open_only):
             out.append({"hold": number,
                         "subject_ref": "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=")
-                        .decode(), "reason": reason, "since": created, "released": released})
+                        .decode(), "reason": protector.open_note(reason, ref),
+                        "since": created, "released": released})
         return out
 
     def rotate_keys(self, *, actor: Mapping[str, Any], new_kek: KeyEncryptionKey | None = None

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sealtrail.core import envelope
+from sealtrail.core import canonical, envelope
 from sealtrail.core.blind import BlindIndexer
 from sealtrail.core.errors import (
     DecryptionError,
@@ -46,6 +46,7 @@ from sealtrail.store.sqlite import SQLiteStore
 
 SEG_SHIFT: Final = 12          # blind-index segment: 4096 entries
 EPOCH_KEY: Final = "key_epoch"
+UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with the keyring locked
 SUBJECT_PURPOSE: Final = "subject"
 _CACHE_MAX: Final = 100_000    # subject keys kept unwrapped in memory
 _enc = msgspec.json.Encoder(order="deterministic")
@@ -82,6 +83,18 @@ class Batch:
     key_rows: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
     blind_rows: list[tuple[int, int, int]] = field(default_factory=list)
     growth: int = 0  # bytes the last sealed event grew by (tokens minus plaintexts)
+    locked_from: int | None = None  # first entry appended locked (not blind-indexed yet)
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where one request's additions start, to undo them if the request fails."""
+        return len(self.key_rows), len(self.new_keys), len(self.blind_rows)
+
+    def undo(self, mark: tuple[int, int, int]) -> None:
+        """Drop what was added since ``mark`` (the request failed; its savepoint rolled back)."""
+        keys, new, blind = mark
+        del self.key_rows[keys:], self.blind_rows[blind:]
+        for ref in list(self.new_keys)[new:]:
+            del self.new_keys[ref]
 
 
 class Protector:
@@ -95,8 +108,10 @@ class Protector:
         self._store = store
         self._blind = BlindIndexer(keyring.blind_key) if keyring is not None else None
         self._by_ref: dict[bytes, tuple[bytes, bytes]] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
         self._aead: dict[str, AESGCM | None] = {}
         self._epoch = store.meta().get(EPOCH_KEY, "0")
+        self._version = store.data_version()
 
     @property
     def unlocked(self) -> bool:
@@ -113,15 +128,57 @@ class Protector:
     # -- caches -----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Drop cached subject keys if any process erased one since we looked."""
-        epoch = self._store.meta().get(EPOCH_KEY, "0")
+        """Drop cached subject keys if any process erased one since we looked.
+
+        Inside a commit (the write lock held) it also indexes entries that were appended while
+        the keyring was locked, so no event escapes ``find`` and ``query``.
+        """
+        meta = self._store.meta()
+        epoch = meta.get(EPOCH_KEY, "0")
         if epoch != self._epoch:
             self.forget()
             self._epoch = epoch
+        self._version = self._store.data_version()
+        start = meta.get(UNINDEXED_KEY)
+        if start is not None and self._blind is not None and self._store.in_transaction:
+            self._backfill(self._blind, int(start))
+
+    def needs_backfill(self) -> bool:
+        """Whether entries appended with the keyring locked still wait for blind indexing."""
+        return UNINDEXED_KEY in self._store.meta()
+
+    def _check_fresh(self) -> None:
+        """Cheap per-read check: another connection committed, so an erasure may have too."""
+        if self._store.data_version() != self._version:
+            self.refresh()
+
+    def _backfill(self, blind: BlindIndexer, start: int) -> None:
+        """Blind-index the clear fields of entries appended while the keyring was locked
+        (they carry no sealed field: a locked log cannot write one)."""
+        rows: list[tuple[int, int, int]] = []
+        for chunk in self._store.iter_chunks(start):
+            for k, leaf in enumerate(chunk.leaves()):
+                index = chunk.start + k
+                if index < start:
+                    continue
+                obj = _dec.decode(leaf)
+                if not isinstance(obj, dict) or "sealed" in obj:
+                    continue
+                seg = index >> SEG_SHIFT
+                actor = obj.get("actor") or {}
+                target = obj.get("target") or {}
+                for field_name, value in (("actor.id", actor.get("id")),
+                                          ("actor.ip", actor.get("ip")),
+                                          ("target.id", target.get("id"))):
+                    if isinstance(value, str):
+                        rows.append((seg, blind.token(field_name, value), index))
+        self._store.put_blind(rows)
+        self._store.delete_meta(UNINDEXED_KEY)
 
     def forget(self) -> None:
         """Drop every unwrapped subject key this process holds (erasure: no copy remains)."""
         self._by_ref.clear()
+        self._tokens.clear()
         self._aead = {k: v for k, v in self._aead.items() if not k.startswith("s")}
 
     def next_epoch(self) -> str:
@@ -136,8 +193,9 @@ class Protector:
         if self.policy.extract(ev)[1]:
             raise KeyringError(locked_reason or "the keyring is locked")
 
-    def seal(self, ev: Event, index: int, batch: Batch) -> Event:
-        """The stored form of a sequenced event (``id`` set); records its blind rows.
+    def seal(self, ev: Event, index: int, batch: Batch) -> bytes:
+        """The leaf of a sequenced event (``id`` set), personal fields sealed; records its
+        blind rows and, in ``batch.growth``, how much sealing grew it.
 
         Raises ValidationError for text that is not valid Unicode (a lone surrogate), like
         the leaf encoder does, so the request fails naming the event.
@@ -148,44 +206,64 @@ class Protector:
             raise ValidationError("event", "contains a lone surrogate (not valid Unicode)"
                                   ) from exc
 
-    def _seal(self, ev: Event, index: int, batch: Batch) -> Event:
+    def _token(self, blind: BlindIndexer, field: str, value: str) -> int:
+        """A blind token, cached: actors, addresses and targets recur (one HMAC each)."""
+        key = (field, value)
+        tok = self._tokens.get(key)
+        if tok is None:
+            if len(self._tokens) >= _CACHE_MAX:
+                self._tokens.clear()
+            tok = self._tokens[key] = blind.token(field, value)
+        return tok
+
+    def _seal(self, ev: Event, index: int, batch: Batch) -> bytes:
         keyring = self.keyring
         blind = self._blind
+        batch.growth = 0
         if keyring is None or blind is None:
-            # Locked: append_many let through only events with nothing to seal (and nothing
-            # can be indexed without the blind key).
+            # Locked: append_many let through only events with nothing to seal; they are
+            # blind-indexed by the next commit made with the keyring open.
             if self.policy.extract(ev)[1]:
                 raise KeyringError("the keyring is locked")
-            return ev
+            if batch.locked_from is None:
+                batch.locked_from = index
+            return canonical.encode_leaf(ev)
         seg = index >> SEG_SHIFT
         rows = batch.blind_rows
-        rows.append((seg, blind.token("actor.id", ev.actor.id), index))
+        token = self._token
+        rows.append((seg, token(blind, "actor.id", ev.actor.id), index))
         if ev.actor.ip is not None:
-            rows.append((seg, blind.token("actor.ip", ev.actor.ip), index))
+            rows.append((seg, token(blind, "actor.ip", ev.actor.ip), index))
         if ev.target is not None and ev.target.id is not None:
-            rows.append((seg, blind.token("target.id", ev.target.id), index))
-        clear, found = self.policy.extract(ev)
+            rows.append((seg, token(blind, "target.id", ev.target.id), index))
+        obj: dict[str, Any] = msgspec.to_builtins(ev)
+        found = self.policy.take(obj)
         if not found:
-            return ev
+            return canonical.encode_leaf(ev)
         if ev.subjects:
             for subject in set(ev.subjects):
-                rows.append((seg, blind.token("subject", subject), index))
+                rows.append((seg, token(blind, "subject", subject), index))
             kid, aead = self._subject_key(keyring, blind, ev.subjects, batch)
         else:
             kid = keyring.active
             aead = keyring.data[kid]
+        # 1. one random draw for every nonce; 2. one associated-data prefix per event.
         nonces = os.urandom(envelope.NONCE_BYTES * len(found))
-        event_id = ev.id or ""
+        prefix = envelope.field_aad(self.origin, ev.id or "", "")
         sealed: dict[str, str] = {}
         growth = 0
+        encrypt = aead.encrypt
+        head = kid + ":"
+        b64 = base64.b64encode
         for i, (path, value) in enumerate(found):
             plain = _enc.encode(value)
-            token = sealed[path] = envelope.seal(
-                aead, kid, nonces[12 * i:12 * i + 12],
-                envelope.field_aad(self.origin, event_id, path), plain)
-            growth += len(token) + 2 - len(plain)
+            nonce = nonces[12 * i:12 * i + 12]
+            text = sealed[path] = head + b64(nonce + encrypt(nonce, plain,
+                                                             prefix + path.encode())).decode()
+            growth += len(text) + 2 - len(plain)
         batch.growth = growth
-        return msgspec.structs.replace(clear, sealed=sealed)
+        obj["sealed"] = sealed
+        return canonical.encode_sealed_leaf(obj)
 
     def _subject_key(self, keyring: Keyring, blind: BlindIndexer, subjects: list[str],
                      batch: Batch) -> tuple[str, AESGCM]:
@@ -197,14 +275,14 @@ class Protector:
                 row = self._store.subject_keys_by_ref([ref]).get(ref)
                 if row is not None:
                     kid, wrapped = row
-                    got = (kid, self._unwrap(keyring, kid, wrapped))
+                    got = (kid, self._unwrap(keyring, kid, ref, wrapped))
                     self._remember(ref, got)
                 else:
                     kid, raw = os.urandom(16), os.urandom(32)
                     got = (kid, raw)
                     batch.new_keys[ref] = got
                     batch.key_rows.append((kid, ref, envelope.wrap(
-                        keyring.wrap_key, os.urandom(12), raw, self._key_aad(kid))))
+                        keyring.wrap_key, os.urandom(12), raw, self._key_aad(kid, ref))))
             parts.append(got)
         parts.sort()
         text = "+".join(kid_text(kid) for kid, _ in parts)
@@ -214,12 +292,13 @@ class Protector:
             aead = self._aead[text] = AESGCM(raw)
         return text, aead
 
-    def _key_aad(self, kid: bytes) -> bytes:
-        return envelope.key_aad(self.origin, kid_text(kid), SUBJECT_PURPOSE)
+    def _key_aad(self, kid: bytes, ref: bytes) -> bytes:
+        # Binds the key to its subject's pseudonym: rows swapped between subjects fail.
+        return envelope.key_aad(self.origin, kid_text(kid), f"{SUBJECT_PURPOSE}:{ref.hex()}")
 
-    def _unwrap(self, keyring: Keyring, kid: bytes, wrapped: bytes) -> bytes:
+    def _unwrap(self, keyring: Keyring, kid: bytes, ref: bytes, wrapped: bytes) -> bytes:
         try:
-            return envelope.unwrap(keyring.wrap_key, wrapped, self._key_aad(kid))
+            return envelope.unwrap(keyring.wrap_key, wrapped, self._key_aad(kid, ref))
         except DecryptionError as exc:
             raise StorageError(f"subject key {kid_text(kid)} does not unwrap: the key table "
                                "was altered") from exc
@@ -235,6 +314,8 @@ class Protector:
             self._store.put_subject_keys(batch.key_rows)
         if batch.blind_rows:
             self._store.put_blind(batch.blind_rows)
+        if batch.locked_from is not None and UNINDEXED_KEY not in self._store.meta():
+            self._store.set_meta({UNINDEXED_KEY: str(batch.locked_from)})
 
     def adopt(self, batch: Batch) -> None:
         """After the commit: the batch's new keys are stored, so they may be cached."""
@@ -253,6 +334,7 @@ class Protector:
         keyring = self.keyring
         if not sealed or keyring is None:
             return obj
+        self._check_fresh()
         del obj["sealed"]
         erased: list[str] = []
         event_id = str(obj.get("id", ""))
@@ -290,10 +372,30 @@ class Protector:
         if len(stored) != len(set(raws)):
             self._aead[kid] = None
             return None
-        keys = [self._unwrap(keyring, r, stored[r]) for r in raws]
+        keys = [self._unwrap(keyring, r, *stored[r]) for r in raws]
         aead = AESGCM(keys[0] if len(keys) == 1 else _combine(keys))
         self._aead[kid] = aead
         return aead
+
+    def seal_note(self, text: str, ref: bytes) -> str:
+        """A short text about a subject (a hold's reason) sealed under the active data key."""
+        keyring = self.keyring
+        if keyring is None:
+            raise KeyringError("the keyring is locked")
+        return envelope.seal(keyring.data[keyring.active], keyring.active, os.urandom(12),
+                             envelope.field_aad(self.origin, "note", ref.hex()), text.encode())
+
+    def open_note(self, token: str, ref: bytes) -> str:
+        """The text of :meth:`seal_note` (``(sealed)`` when the keyring is locked)."""
+        keyring = self.keyring
+        if keyring is None:
+            return "(sealed)"
+        kid, blob = envelope.split_token(token)
+        aead = self._opener(keyring, kid)
+        if aead is None:
+            return "(erased)"
+        return envelope.open_blob(aead, blob, envelope.field_aad(self.origin, "note",
+                                                                 ref.hex())).decode()
 
     def subject_kids(self, subjects: Iterable[str]) -> dict[str, bytes | None]:
         """The key id of each subject (None when it has none: never seen, or erased)."""

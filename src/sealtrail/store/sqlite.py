@@ -152,6 +152,15 @@ class SQLiteStore:
     def set_meta(self, items: dict[str, str]) -> None:
         self._w("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(items.items()))
 
+    def delete_meta(self, key: str) -> None:
+        """Remove a setting (inside a transaction)."""
+        self._w("DELETE FROM meta WHERE key = ?", [(key,)])
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this store is inside a write transaction (the write lock is held)."""
+        return self._in_tx
+
     def state(self) -> State:
         rows = self._q("SELECT size, checkpoint, id_hwm FROM state WHERE id = 0")
         if not rows:
@@ -309,15 +318,15 @@ class SQLiteStore:
             out.update((bytes(r), (bytes(k), bytes(w))) for r, k, w in rows)
         return out
 
-    def subject_keys_by_kid(self, kids: Iterable[bytes]) -> dict[bytes, bytes]:
-        """The wrapped key of each key id still present (an erased key is absent)."""
-        out: dict[bytes, bytes] = {}
+    def subject_keys_by_kid(self, kids: Iterable[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+        """(ref, wrapped key) of each key id still present (an erased key is absent)."""
+        out: dict[bytes, tuple[bytes, bytes]] = {}
         kl = list(kids)
         for i in range(0, len(kl), _MAX_VARS):
             part = kl[i:i + _MAX_VARS]
-            rows = self._q("SELECT kid, wrapped FROM subject_keys WHERE kid IN "
+            rows = self._q("SELECT kid, ref, wrapped FROM subject_keys WHERE kid IN "
                            f"({','.join('?' * len(part))})", part)
-            out.update((bytes(k), bytes(w)) for k, w in rows)
+            out.update((bytes(k), (bytes(r), bytes(w))) for k, r, w in rows)
         return out
 
     def put_subject_keys(self, rows: list[tuple[bytes, bytes, bytes]]) -> None:
@@ -397,13 +406,40 @@ class SQLiteStore:
                        (offset, lens[k], start))
         return bytes(leaf[0][0]) if leaf else None
 
-    def checkpoint_wal(self) -> None:
-        """Fold the WAL into the database and truncate it (after erasure: no old copies)."""
+    def checkpoint_wal(self, wait_s: float = 2.0) -> bool:
+        """Fold the WAL into the database and truncate it (after erasure: no old copies).
+
+        SQLite waits (busy handler) up to ``wait_s`` for readers of old snapshots, then
+        answers "busy" rather than failing: that is returned as False.
+        """
         try:
             with self._lock:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                self._db.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+                try:
+                    row = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
             raise StorageError(f"WAL checkpoint failed: {exc}") from exc
+        return row is not None and int(row[0]) == 0
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite ``PRAGMA data_version``)."""
+        return int(self._q("PRAGMA data_version")[0][0])
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested part of the current transaction, rolled back alone if the block raises."""
+        if not self._in_tx:
+            raise StorageError("a savepoint needs a transaction")
+        self._db.execute("SAVEPOINT request")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO request")
+            self._db.execute("RELEASE request")
+            raise
+        self._db.execute("RELEASE request")
 
     def close(self) -> None:
         with self._lock:
