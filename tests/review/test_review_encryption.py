@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from sealtrail import AuditLog, ConfigError, StorageError, ValidationError
-from sealtrail.cli.query import Filter, search
 from sealtrail.log.auditlog import _Request
+from sealtrail.log.search import Filter, search
 from tests.conftest import TEST_PASSPHRASE
 
 DPO = {"id": "dpo"}

@@ -389,14 +389,14 @@ _json = st.recursive(st.none() | st.integers(-9, 9) | _texts,
 _short = st.lists(_piece, min_size=1, max_size=4).map("".join)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(text=_short)
 def test_string_check_never_skips_a_secret(text: str) -> None:
     """The quick check on one string never hides what the detectors would find in it."""
     assert _find(text) == _find(text, prefilter=False)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(key=_keys, text=_short, where=st.sampled_from(["metadata", "reason", "user_agent"]))
 def test_event_check_never_skips_a_secret(key: str, text: str, where: str) -> None:
     """On a one-field event, the fast path agrees with the walk that runs every detector."""

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, NoReturn
 
@@ -25,7 +26,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sealtrail.cli.output import dumps, printable
-from sealtrail.cli.query import Filter, search
 from sealtrail.core.errors import (
     ConfigError,
     DecryptionError,
@@ -42,8 +42,10 @@ from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log import keys
+from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
 from sealtrail.log.keyring import passphrase_kek
+from sealtrail.log.search import Filter, search
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.sqlite import SQLiteStore
 
@@ -52,7 +54,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "C2SP checkpoints, offline-verifiable proofs).")
 prove_app = typer.Typer(no_args_is_help=True, help="Inclusion and consistency proofs (JSON).")
 app.add_typer(prove_app, name="prove")
-keys_app = typer.Typer(no_args_is_help=True, help="The encryption keyring: rotate, inspect.")
+keys_app = typer.Typer(no_args_is_help=True, help="Service API keys (create, list, revoke) and "
+                       "the encryption keyring (rotate, info).")
 app.add_typer(keys_app, name="keys")
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds on data subjects (block erasure).")
 app.add_typer(hold_app, name="hold")
@@ -624,6 +627,99 @@ def redact_test(file: Annotated[Path | None, typer.Argument(
                 out, findings = alog.redact_preview(ev)
                 typer.echo(dumps({"event": out, "redacted": [
                     {"field": f.path, "kind": f.kind} for f in findings]}))
+
+
+@keys_app.command("create")
+def keys_create(role: Annotated[str, typer.Option(
+                    help="ingest, reader, auditor or admin.")],
+                log: Annotated[str | None, typer.Option(
+                    "--log", help="Limit the key to this log [default: every log].")] = None,
+                name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+                expires: Annotated[str | None, typer.Option(
+                    help="RFC 3339 time the key stops working.")] = None,
+                data: DataOpt = None) -> None:
+    """Create an API key for the service. The token is the last line (shown only once)."""
+    with _errors():
+        d, _ = _where(data, None)
+        store = ApiKeys(d)
+        try:
+            now = datetime.now(UTC)
+            token = store.create(role, log=log, name=name, now=now,
+                                 expires=_time_opt(expires, "--expires"))
+        finally:
+            store.close()
+        err.print(f"created a {role} key" + (f" for log {log!r}" if log else "")
+                  + "; store the token now: it cannot be shown again", markup=False)
+        typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(data: DataOpt = None) -> None:
+    """The service's API keys as JSON Lines (never tokens)."""
+    with _errors():
+        d, _ = _where(data, None)
+        store = ApiKeys(d)
+        try:
+            for info in store.listing():
+                typer.echo(dumps({"id": info.id, "role": info.role, "log": info.log,
+                                  "name": info.name, "created": info.created,
+                                  "expires": info.expires, "revoked": info.revoked}))
+        finally:
+            store.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys list).")],
+                data: DataOpt = None) -> None:
+    """Revoke an API key at once."""
+    with _errors():
+        d, _ = _where(data, None)
+        store = ApiKeys(d)
+        try:
+            store.revoke(key_id, datetime.now(UTC))
+        finally:
+            store.close()
+        typer.echo(dumps({"revoked": key_id}))
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=0, max=65535)] = 8470,
+          tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
+          tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
+          client_ca: Annotated[Path | None, typer.Option(
+              "--client-ca", help="Ask clients for certificates signed by this CA (mTLS).")
+          ] = None,
+          allow_plain_http: Annotated[bool, typer.Option(
+              "--allow-plain-http", help="Serve plain HTTP on a non-loopback address.")
+          ] = False,
+          data: DataOpt = None) -> None:
+    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key)."""
+    import ssl  # noqa: PLC0415 - only the server needs these
+
+    import uvicorn  # noqa: PLC0415
+
+    from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
+    with _errors():
+        if (tls_cert is None) != (tls_key is None):
+            fail("--tls-cert and --tls-key go together")
+        if tls_cert is None and host not in LOOPBACK and not allow_plain_http:
+            fail(f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
+                 "--allow-plain-http if a TLS proxy in front does it")
+        d, _ = _where(data, None)
+        config = ServiceConfig(Path(d), passphrase=_passphrase(prompt=True))
+        application = create_app(config)
+        scheme = "https" if tls_cert else "http"
+        err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
+                  markup=False)
+        uvicorn.run(application, host=host, port=port, log_level="warning",
+                    ssl_certfile=str(tls_cert) if tls_cert else None,
+                    ssl_keyfile=str(tls_key) if tls_key else None,
+                    ssl_ca_certs=str(client_ca) if client_ca else None,
+                    ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
 
 
 @app.command()

@@ -163,22 +163,21 @@ _CARD_DIGITS: Final = b"0" * 13
 # word (pin, sid...) must be followed by what ends a name: a quote, a backslash (an escaped quote
 # or tab in JSON), a tab, ':' or '='. The category value "authorization" is not a name.
 _TRIGGER: Final = re.compile(rb"""
-      s (?: ecret | ia (?<=asia) [0a-z]{16} )                    # secret; ASIA key id
-    | n [\t\\"':=] (?: (?<=pin.|pan.) | (?<=session.) )
-    | d (?: e (?<=crede) ntial | i (?<=credi) tcard
-          | [\t\\"':=] (?: (?<=sid.|pwd.) | (?<=sessionid.) ) )
-    | p [\t\\"':=] (?<=otp.)
-    | h (?: r (?<=passphr) | [\t\\"':=] (?<=auth.)              # passphrase; auth
-          | [pousr] (?<=gh.) [0a-z]{36} | ubpat (?<=githubpat) )     # GitHub
+      s (?: ecret | ession (?:id)? [\t\\"':=] | id [\t\\"':=]   # secret; session, sid
+          | ia (?<=asia) [0a-z]{16} )                            # ASIA key id
+    | d (?: e (?<=crede) ntial | i (?<=credi) tcard )            # credential, creditcard
+    | p (?: [ia] n [\t\\"':=] | [\t\\"':=] (?<=otp.) )          # pin, pan; otp
     | b (?: earer | asic | er (?<=cardnumber) )
     | // (?<=://) [^/?\#"]* @                                    # user:password@ in a URL
-    | x [abprs] (?<=xox.)                                        # Slack
     | v [cv] (?<=cv.)                                            # cvv, cvc
+    | h (?: r (?<=passphr) | [\t\\"':=] (?<=auth.)              # passphrase; auth
+          | [pousr] (?<=gh.) [0a-z]{36} | ubpat (?<=githubpat) )     # GitHub
+    | x [abprs] (?<=xox.)                                        # Slack
     | k (?: en (?<=token) | ey (?: (?<=apikey) | (?<=privatekey) ) | ie (?<=cookie)
           | ia (?<=akia) [0a-z]{16} | (?:live|test) (?<=[rs]klive|[rs]ktest)
           | (?<=sk) [0a-z]{20} )
     | z (?: a (?<=aiza) | (?<=authoriz) ation (?!"[],}]) )       # Google key; authorization
-    | w (?<=passw)                                               # password, passwd
+    | w (?: (?<=passw) | d [\t\\"':=] (?<=pwd.) )                # password, passwd; pwd
     | j (?<=eyj)                                                 # JWT
     """, re.VERBOSE)
 

@@ -780,9 +780,9 @@ class AuditLog:
                 if start <= chunk.start + k < end:
                     yield Entry(chunk.start + k, leaf)
 
-    def entries_reversed(self) -> Iterator[Entry]:
-        """Every entry, newest first."""
-        size = self.size
+    def entries_reversed(self, before: int | None = None) -> Iterator[Entry]:
+        """Every entry (with index < ``before``, if given), newest first."""
+        size = self.size if before is None else min(before, self.size)
         for chunk in self._store.iter_chunks_desc(size):
             leaves = chunk.leaves()
             for k in range(chunk.count - 1, -1, -1):

@@ -1,4 +1,4 @@
-"""Searching the log from the CLI: filters over the events, newest first by default.
+"""Searching the log (CLI and API): filters over the events, newest first by default.
 
 In an encrypted log with its keyring open, equality on ``actor.id``, ``actor.ip``,
 ``target.id`` or a subject goes through the blind index (keyed tokens: no plaintext index);
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sealtrail.cli.output import dumps
+import msgspec
+
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry
 
@@ -89,7 +90,10 @@ class Filter:
                 return False
             if self.until is not None and t >= self.until:
                 return False
-        return self.text is None or self.text.lower() in dumps(ev).lower()
+        if self.text is None:
+            return True
+        # The event's JSON with non-ASCII kept (the text a person would search for).
+        return self.text.lower() in msgspec.json.encode(ev).decode().lower()
 
 
 def _candidates(log: AuditLog, flt: Filter) -> list[int] | None:
@@ -107,19 +111,31 @@ def _candidates(log: AuditLog, flt: Filter) -> list[int] | None:
     return [i for i in best if all(i in o for o in others)]
 
 
-def search(log: AuditLog, flt: Filter, *, limit: int,
-           newest_first: bool = True) -> Iterator[tuple[Entry, dict[str, Any]]]:
-    """Matching entries with their (opened) events, at most ``limit``."""
+def search(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool = True,
+           before: int | None = None, after: int | None = None
+           ) -> Iterator[tuple[Entry, dict[str, Any]]]:
+    """Matching entries with their (opened) events, at most ``limit``.
+
+    ``before`` / ``after`` are cursors: only entries with a smaller (larger) index.
+    """
     log.refresh_keys()
     found = 0
     candidates = _candidates(log, flt)
     entries: Iterator[Entry]
     if candidates is not None:
         order = candidates if newest_first else list(reversed(candidates))
+        order = [i for i in order if (before is None or i < before)
+                 and (after is None or i > after)]
         entries = (log.entry(i) for i in order)
+    elif newest_first:
+        entries = log.entries_reversed(before)
     else:
-        entries = log.entries_reversed() if newest_first else log.entries(0)
+        start = 0 if after is None else after + 1
+        entries = log.entries(min(start, log.size))
     for entry in entries:
+        if (after is not None and entry.index <= after) or (
+                before is not None and entry.index >= before):
+            continue
         ev = log.read(entry)
         if flt.matches(ev):
             yield entry, ev

@@ -1,0 +1,1 @@
+"""The HTTP service: API, roles, metrics (``sealtrail serve``)."""

@@ -1,0 +1,430 @@
+"""The HTTP API (FastAPI): ingest, search, entries, checkpoints, proofs, health, metrics.
+
+Every route names the roles that may call it (:data:`ROUTE_ROLES`, the table in
+docs/service.md, and a test that tries every route with every role). A log-scoped key may only
+touch its log. Requests that return event content are appended to the log they read as
+``audit_access`` events; checkpoint and proof reads are counted in /metrics instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import msgspec
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sealtrail.core.errors import (
+    ConfigError,
+    DecryptionError,
+    KeyringError,
+    PolicyError,
+    SealtrailError,
+    StorageError,
+    ValidationError,
+    VerificationError,
+)
+from sealtrail.core.event import Event, validate_event
+from sealtrail.core.timefmt import parse_time
+from sealtrail.log.apikeys import ApiKeys, Principal
+from sealtrail.log.auditlog import MAX_BATCH, AuditLog, Clock, system_clock
+from sealtrail.log.search import Filter, search
+from sealtrail.server.logs import Logs
+from sealtrail.server.metrics import Metrics
+from sealtrail.server.ratelimit import RateLimiter
+
+MAX_BODY: Final = 8 * 1024 * 1024
+MAX_EVENTS: Final = 10_000
+MAX_PAGE: Final = 1000
+MAX_ENTRIES: Final = 1000
+READERS: Final = frozenset({"reader", "auditor"})
+EVERYONE: Final = frozenset({"ingest", "reader", "auditor", "admin"})
+
+# The one table of who may call what (docs/service.md renders it; a test checks it).
+ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("POST", "/v1/logs/{log}/events"): frozenset({"ingest"}),
+    ("GET", "/v1/logs/{log}/events"): READERS,
+    ("GET", "/v1/logs/{log}/entries"): READERS,
+    ("GET", "/v1/logs/{log}/checkpoint"): EVERYONE,
+    ("GET", "/v1/logs/{log}/proof/inclusion"): EVERYONE,
+    ("GET", "/v1/logs/{log}/proof/consistency"): EVERYONE,
+    ("GET", "/v1/logs"): frozenset({"auditor", "admin"}),
+    ("POST", "/v1/logs"): frozenset({"admin"}),
+    ("GET", "/metrics"): frozenset({"auditor", "admin"}),
+}
+OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
+
+
+@dataclass
+class ServiceConfig:
+    """What a service node needs: where the data is, how to open keyrings, its limits."""
+
+    data_dir: Path
+    passphrase: str | None = None
+    clock: Clock = system_clock
+    rate: float = 200.0
+    burst: float = 400.0
+    max_body: int = MAX_BODY
+    max_events: int = MAX_EVENTS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Json(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def create_app(config: ServiceConfig) -> FastAPI:
+    """The service's ASGI app (``sealtrail serve`` runs it on uvicorn)."""
+    logs = Logs(config.data_dir, config.passphrase, config.clock)
+    keys = ApiKeys(config.data_dir)
+    metrics = Metrics(logs, config.clock)
+    limiter = RateLimiter(config.rate, config.burst)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        logs.close()
+        keys.close()
+
+    app = FastAPI(title="sealtrail", version="0.1.0", lifespan=lifespan,
+                  description="Tamper-evident audit trail: ingest, search, proofs.")
+    app.state.logs = logs
+    app.state.keys = keys
+    app.state.metrics = metrics
+
+    @app.exception_handler(SealtrailError)
+    async def _sealtrail_error(request: Request, exc: SealtrailError) -> JSONResponse:
+        if isinstance(exc, ValidationError):
+            metrics.rejected.labels("invalid").inc()
+            return _error(422, str(exc), field=exc.field)
+        if isinstance(exc, KeyringError):
+            return _error(503, "the log's keyring is not available to this service")
+        if isinstance(exc, ConfigError | PolicyError):
+            return _error(400, str(exc))
+        if isinstance(exc, VerificationError | DecryptionError):
+            return _error(500, f"integrity failure: {exc}")
+        if isinstance(exc, StorageError):
+            return _error(503, "storage unavailable; nothing was stored")
+        return _error(500, "internal error")
+
+    # -- who is calling ---------------------------------------------------------------------
+
+    def authenticate(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        principal = (keys.authenticate(token.strip(), config.clock())
+                     if scheme.lower() == "bearer" else None)
+        if principal is None:
+            metrics.rejected.labels("unauthenticated").inc()
+            raise HTTPException(401, "a valid API key is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        wait = limiter.take(principal.key_id)
+        if wait:
+            metrics.rejected.labels("rate_limited").inc()
+            raise HTTPException(429, "rate limit exceeded",
+                                headers={"Retry-After": RateLimiter.retry_after(wait)})
+        return principal
+
+    def role(method: str, path: str) -> Callable[..., Principal]:
+        allowed = ROUTE_ROLES[(method, path)]
+
+        def check(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+            log = request.path_params.get("log")
+            if principal.role not in allowed or (log is not None
+                                                 and not principal.may_use(log)):
+                metrics.rejected.labels("forbidden").inc()
+                raise HTTPException(403, f"role {principal.role!r} may not do this"
+                                    + (f" on log {log!r}" if log is not None else ""))
+            return principal
+        return check
+
+    as_ingest = Depends(role("POST", "/v1/logs/{log}/events"))
+    as_search = Depends(role("GET", "/v1/logs/{log}/events"))
+    as_entries = Depends(role("GET", "/v1/logs/{log}/entries"))
+    as_checkpoint = Depends(role("GET", "/v1/logs/{log}/checkpoint"))
+    as_inclusion = Depends(role("GET", "/v1/logs/{log}/proof/inclusion"))
+    as_consistency = Depends(role("GET", "/v1/logs/{log}/proof/consistency"))
+    as_list_logs = Depends(role("GET", "/v1/logs"))
+    as_create_log = Depends(role("POST", "/v1/logs"))
+    as_metrics = Depends(role("GET", "/metrics"))
+
+    def open_log(name: str) -> AuditLog:
+        if not logs.exists(name):
+            raise HTTPException(404, f"no log {name!r}")
+        return logs.get(name)
+
+    def reader_actor(principal: Principal) -> dict[str, str]:
+        return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    @app.post("/v1/logs/{log}/events", status_code=201)
+    async def post_events(log: str, request: Request,
+                          principal: Principal = as_ingest) -> Response:
+        """Append a JSON array (or JSON Lines) of events: all stored, or none."""
+        alog = open_log(log)
+        body = await _read_body(request, config.max_body)
+        if body is None:
+            metrics.rejected.labels("too_large").inc()
+            return _error(413, f"body larger than {config.max_body} bytes")
+        try:
+            raw = _parse_events(body, request.headers.get("content-type", ""))
+        except ValidationError as exc:
+            metrics.rejected.labels("invalid").inc()
+            return _error(422, str(exc), field=exc.field)
+        if len(raw) > min(config.max_events, MAX_BATCH):
+            metrics.rejected.labels("too_large").inc()
+            return _error(413, f"more than {config.max_events} events in one request")
+        events, errors = _validate_all(raw)
+        if errors:
+            metrics.rejected.labels("invalid").inc()
+            return _error(422, f"{len(errors)} invalid event(s); nothing was stored",
+                          errors=errors)
+        started = time.perf_counter()
+        receipts = await _in_thread(alog.append_many, events)
+        metrics.ingest_seconds.labels(log).observe(time.perf_counter() - started)
+        metrics.ingested.labels(log).inc(sum(1 for r in receipts if not r.duplicate))
+        return _Json({"receipts": [
+            {"id": r.id, "index": r.index, "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
+             "checkpoint_size": r.checkpoint_size, "duplicate": r.duplicate}
+            for r in receipts]}, status_code=201)
+
+    # -- reading event content (audited) ---------------------------------------------------
+
+    @app.get("/v1/logs/{log}/events")
+    async def get_events(  # noqa: PLR0917 - one parameter per documented query filter
+            log: str, principal: Principal = as_search,
+                         since: str | None = None, until: str | None = None,
+                         actor: str | None = None, ip: str | None = None,
+                         action: str | None = None, category: str | None = None,
+                         outcome: str | None = None, target: str | None = None,
+                         source: str | None = None, request_id: str | None = None,
+                         trace_id: str | None = None, subject: str | None = None,
+                         text: str | None = None,
+                         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+                         cursor: Annotated[int | None, Query(ge=0)] = None,
+                         order: str = "newest") -> Response:
+        """Search events; newest first by default; ``cursor`` continues a previous page."""
+        alog = open_log(log)
+        if order not in ("newest", "oldest"):
+            raise ValidationError("order", "use newest or oldest")
+        flt = Filter(actor=actor, actor_ip=ip, subject=subject, action=action,
+                     category=category, outcome=outcome, target=target, source=source,
+                     request_id=request_id, trace_id=trace_id,
+                     since=_time(since, "since"), until=_time(until, "until"), text=text)
+        newest = order == "newest"
+
+        def run() -> tuple[list[dict[str, Any]], int | None]:
+            rows = list(search(alog, flt, limit=limit + 1, newest_first=newest,
+                               before=cursor if newest else None,
+                               after=cursor if not newest else None))
+            page = rows[:limit]
+            nxt = page[-1][0].index if len(rows) > limit else None
+            alog.record_access(reader_actor(principal), "audit.search",
+                               details=flt.describe(alog.pseudonym), results=len(page))
+            return [{"index": e.index, "event": ev} for e, ev in page], nxt
+
+        events, nxt = await _in_thread(run)
+        return _Json({"events": events, "next_cursor": nxt})
+
+    @app.get("/v1/logs/{log}/entries")
+    async def get_entries(log: str, principal: Principal = as_entries,
+                          start: Annotated[int, Query(ge=0)] = 0,
+                          end: Annotated[int | None, Query(ge=0)] = None) -> Response:
+        """Raw entries ``start <= i < end`` as JSON Lines (at most 1000 per request)."""
+        alog = open_log(log)
+
+        def run() -> bytes:
+            stop = min(alog.size if end is None else end, start + MAX_ENTRIES)
+            alog.refresh_keys()
+            lines = [msgspec.json.encode({"index": e.index,
+                                          "leaf": base64.b64encode(e.leaf).decode(),
+                                          "event": alog.read(e)})
+                     for e in alog.entries(start, stop)]
+            alog.record_access(reader_actor(principal), "audit.entries.read",
+                               details={"start": str(start), "end": str(stop)},
+                               results=len(lines))
+            return b"".join(line + b"\n" for line in lines)
+
+        return Response(await _in_thread(run), media_type="application/x-ndjson")
+
+    # -- proof material (counted, not logged) ----------------------------------------------
+
+    @app.get("/v1/logs/{log}/checkpoint")
+    async def get_checkpoint(log: str, principal: Principal = as_checkpoint) -> Response:
+        """The latest signed checkpoint (C2SP signed note)."""
+        alog = open_log(log)
+        metrics.proof_reads.labels(log, "checkpoint").inc()
+        return PlainTextResponse(alog.checkpoint().note)
+
+    @app.get("/v1/logs/{log}/proof/inclusion")
+    async def get_inclusion(log: str, principal: Principal = as_inclusion,
+                            index: Annotated[int | None, Query(ge=0)] = None,
+                            leaf_hash: str | None = None,
+                            size: Annotated[int | None, Query(ge=1)] = None) -> Response:
+        """Inclusion proof by index (or by leaf hash, base64) in the tree of ``size``."""
+        alog = open_log(log)
+        metrics.proof_reads.labels(log, "inclusion").inc()
+        if index is None:
+            if leaf_hash is None:
+                raise ValidationError("index", "give index or leaf_hash")
+            index = await _in_thread(_find_leaf, alog, leaf_hash)
+        proof = await _in_thread(alog.prove_inclusion, index, size)
+        return _Json(proof.to_json())
+
+    @app.get("/v1/logs/{log}/proof/consistency")
+    async def get_consistency(log: str, first: Annotated[int, Query(ge=0)],
+                              principal: Principal = as_consistency,
+                              second: Annotated[int | None, Query(ge=0)] = None) -> Response:
+        """Consistency proof from tree size ``first`` to ``second`` (default: latest)."""
+        alog = open_log(log)
+        metrics.proof_reads.labels(log, "consistency").inc()
+        proof = await _in_thread(alog.prove_consistency, first, second)
+        return _Json(proof.to_json())
+
+    # -- administration --------------------------------------------------------------------
+
+    @app.get("/v1/logs")
+    async def list_logs(principal: Principal = as_list_logs
+                        ) -> Response:
+        """Every log with its size."""
+        return _Json({"logs": [{"name": n, "size": logs.get(n).size} for n in logs.names()]})
+
+    @app.post("/v1/logs", status_code=201)
+    async def create_log(request: Request, principal: Principal = as_create_log) -> Response:
+        """Create a log (tenant): ``{"name": "billing"}``."""
+        body = await _read_body(request, 4096)
+        try:
+            doc = msgspec.json.decode(body or b"")
+        except msgspec.DecodeError as exc:
+            raise ValidationError("body", "not JSON") from exc
+        name = doc.get("name") if isinstance(doc, dict) else None
+        if not isinstance(name, str):
+            raise ValidationError("name", "required: the log's name")
+        alog = await _in_thread(logs.create, name)
+        return _Json({"name": name, "origin": alog.origin, "vkey": alog.vkey()},
+                     status_code=201)
+
+    # -- operations ------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """The process is up (no authentication: load balancers call it)."""
+        return _Json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """Ready when every log opens and its keyring is available to append."""
+        problems = []
+        for name in logs.names():
+            try:
+                alog = logs.get(name)
+                if alog.locked_reason:
+                    problems.append(f"{name}: keyring locked")
+            except SealtrailError as exc:
+                problems.append(f"{name}: {type(exc).__name__}")
+        if problems:
+            return _Json({"status": "not ready", "problems": problems}, status_code=503)
+        return _Json({"status": "ready", "logs": len(logs.names())})
+
+    @app.get("/metrics")
+    async def get_metrics(principal: Principal = as_metrics
+                          ) -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking log work in a worker thread (group commit happens there)."""
+    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415 - fastapi's own dep
+    return await run_in_threadpool(fn, *args)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past ``limit`` (never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_events(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, or JSON Lines (``application/x-ndjson``), as a list of raw items."""
+    if "ndjson" in content_type or "jsonl" in content_type or "json-seq" in content_type:
+        items: list[Any] = []
+        for n, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(msgspec.json.decode(line))
+            except msgspec.DecodeError as exc:
+                raise ValidationError("event", f"malformed JSON: {exc}", line=n) from exc
+        return items
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValidationError("body", f"malformed JSON: {exc}") from exc
+    if not isinstance(doc, list):
+        raise ValidationError("body", "must be a JSON array of events (or JSON Lines)")
+    return doc
+
+
+def _validate_all(raw: list[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
+    """Every event validated; every invalid one reported (index and field)."""
+    events: list[Event] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(raw):
+        try:
+            events.append(validate_event(item))
+        except ValidationError as exc:
+            errors.append({"index": i, "field": f"events[{i}].{exc.field}",
+                           "message": exc.message})
+            if len(errors) >= 100:
+                break
+    return events, errors
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ValidationError(name, str(exc)) from exc
+
+
+def _find_leaf(alog: AuditLog, leaf_hash: str) -> int:
+    """The index of the entry with this leaf hash (base64), scanning newest first."""
+    from sealtrail.core.merkle.hashing import leaf_hash as hash_leaf  # noqa: PLC0415
+    try:
+        wanted = base64.b64decode(leaf_hash, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError("leaf_hash", "not base64") from exc
+    for entry in alog.entries_reversed():
+        if hash_leaf(entry.leaf) == wanted:
+            return entry.index
+    raise ConfigError("no entry has this leaf hash")

@@ -1,0 +1,62 @@
+"""Prometheus metrics of one service (its own registry, so tests can run several apps).
+
+Counted here rather than logged as events: checkpoint, proof and tile reads (monitors poll
+them), ingest volume and latency, rejected requests by reason. Tree size and checkpoint age are
+read from the logs at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sealtrail.core.timefmt import parse_time
+from sealtrail.server.logs import Logs
+
+
+class _LogState(Collector):
+    """Tree size and seconds since the newest entry, per opened log, at scrape time."""
+
+    def __init__(self, logs: Logs, now: Callable[[], datetime]) -> None:
+        self._logs = logs
+        self._now = now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size = GaugeMetricFamily("sealtrail_tree_size", "Entries in the log", labels=["log"])
+        age = GaugeMetricFamily("sealtrail_checkpoint_age_seconds",
+                                "Seconds since the newest entry was committed", labels=["log"])
+        for name in self._logs.names():
+            log = self._logs.get(name)
+            n = log.size
+            size.add_metric([name], n)
+            if n:
+                received = log.entry(n - 1).event().get("received_at")
+                if isinstance(received, str):
+                    delta = self._now() - parse_time(received)
+                    age.add_metric([name], delta.total_seconds())
+        yield size
+        yield age
+
+
+class Metrics:
+    """The service's metrics."""
+
+    def __init__(self, logs: Logs, now: Callable[[], datetime]) -> None:
+        self.registry = CollectorRegistry()
+        self.ingested = Counter("sealtrail_ingest_events", "Events appended",
+                                ["log"], registry=self.registry)
+        self.ingest_seconds = Histogram(
+            "sealtrail_ingest_seconds", "Time to make a batch durable, per request", ["log"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry)
+        self.rejected = Counter("sealtrail_rejected_requests",
+                                "Requests refused, by reason", ["reason"],
+                                registry=self.registry)
+        self.proof_reads = Counter("sealtrail_proof_reads",
+                                   "Checkpoint, proof and tile reads (not logged as events)",
+                                   ["log", "kind"], registry=self.registry)
+        self.registry.register(_LogState(logs, now))
