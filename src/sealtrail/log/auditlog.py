@@ -439,7 +439,10 @@ class AuditLog:
             except ValidationError as exc:
                 raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
             if redactor is not None:
-                ev = redactor.redact(ev)[0]
+                try:
+                    ev = redactor.redact(ev)[0]
+                except ValidationError as exc:
+                    raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
             if self._protector is not None and not self._protector.unlocked:
                 self._protector.check_sealable(ev, self.locked_reason)
             prepared.append(ev)
