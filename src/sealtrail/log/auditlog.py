@@ -52,6 +52,7 @@ from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.redact import Finding, Redactor
+from sealtrail.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
@@ -1017,6 +1018,25 @@ class AuditLog:
             self._require_unlocked()
             return []
         return self._protector.keyring.describe_keys()
+
+    def tile(self, ref: TileRef) -> bytes:
+        """The bytes of one C2SP tlog-tiles tile or entry bundle of the latest tree.
+
+        ConfigError when the tile reaches past the tree (a client asks again later).
+        """
+        size = self.checkpoint().checkpoint.size
+        start = ref.index * TILE_WIDTH
+        end = start + ref.width
+        if ref.level is None:
+            if end > size:
+                raise ConfigError(f"entry bundle {ref.format()} reaches past size {size}")
+            return b"".join(len(e.leaf).to_bytes(2, "big") + e.leaf
+                            for e in self.entries(start, end))
+        height = TILE_HEIGHT * ref.level
+        if end << height > size:
+            raise ConfigError(f"tile {ref.format()} reaches past size {size}")
+        nodes = read_nodes(self._store, [Node(height, i) for i in range(start, end)])
+        return b"".join(nodes[Node(height, i)] for i in range(start, end))
 
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` entries, from stored nodes."""

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sealtrail.core.errors import (
     ConfigError,
     DecryptionError,
+    FormatError,
     KeyringError,
     PolicyError,
     SealtrailError,
@@ -34,6 +35,7 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import Event, validate_event
+from sealtrail.core.tiles import TILE_WIDTH, parse_tile_path
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, Clock, system_clock
@@ -57,6 +59,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/logs/{log}/checkpoint"): EVERYONE,
     ("GET", "/v1/logs/{log}/proof/inclusion"): EVERYONE,
     ("GET", "/v1/logs/{log}/proof/consistency"): EVERYONE,
+    ("GET", "/tlog/{log}/checkpoint"): EVERYONE,
+    ("GET", "/tlog/{log}/tile/{path:path}"): EVERYONE,
     ("GET", "/v1/logs"): frozenset({"auditor", "admin"}),
     ("POST", "/v1/logs"): frozenset({"admin"}),
     ("GET", "/metrics"): frozenset({"auditor", "admin"}),
@@ -160,6 +164,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     as_inclusion = Depends(role("GET", "/v1/logs/{log}/proof/inclusion"))
     as_consistency = Depends(role("GET", "/v1/logs/{log}/proof/consistency"))
     as_list_logs = Depends(role("GET", "/v1/logs"))
+    as_tlog_checkpoint = Depends(role("GET", "/tlog/{log}/checkpoint"))
+    as_tile = Depends(role("GET", "/tlog/{log}/tile/{path:path}"))
     as_create_log = Depends(role("POST", "/v1/logs"))
     as_metrics = Depends(role("GET", "/metrics"))
 
@@ -296,6 +302,35 @@ def create_app(config: ServiceConfig) -> FastAPI:
         metrics.proof_reads.labels(log, "consistency").inc()
         proof = await _in_thread(alog.prove_consistency, first, second)
         return _Json(proof.to_json())
+
+    # -- C2SP tlog-tiles read paths, for standard tile clients and witnesses ---------------
+
+    @app.get("/tlog/{log}/checkpoint")
+    async def tlog_checkpoint(log: str, principal: Principal = as_tlog_checkpoint
+                              ) -> Response:
+        """The checkpoint at the tiles prefix (same note as /v1/.../checkpoint)."""
+        alog = open_log(log)
+        metrics.proof_reads.labels(log, "checkpoint").inc()
+        return PlainTextResponse(alog.checkpoint().note,
+                                 headers={"Cache-Control": "no-store"})
+
+    @app.get("/tlog/{log}/tile/{path:path}")
+    async def tlog_tile(log: str, path: str, principal: Principal = as_tile) -> Response:
+        """A hash tile or entry bundle; full tiles never change (cached for a year)."""
+        alog = open_log(log)
+        try:
+            ref = parse_tile_path(f"tile/{path}")
+        except FormatError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        metrics.proof_reads.labels(log, "tile").inc()
+        try:
+            body = await _in_thread(alog.tile, ref)
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        immutable = ref.width == TILE_WIDTH
+        return Response(body, media_type="application/octet-stream", headers={
+            "Cache-Control": "public, max-age=31536000, immutable" if immutable
+            else "no-store"})
 
     # -- administration --------------------------------------------------------------------
 
