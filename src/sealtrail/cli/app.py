@@ -723,6 +723,16 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
 
 
 @app.command()
+def demo(port: Annotated[int, typer.Option(min=1, max=65535)] = 8470,
+         data: Annotated[Path, typer.Option(
+             "--data", help="Demo data directory.")] = Path("./sealtrail-demo")) -> None:
+    """The service with sample data and a key per role, on loopback (the README's run)."""
+    from sealtrail.cli.demo import run_demo  # noqa: PLC0415 - only the demo needs it
+    with _errors():
+        run_demo(data, port)
+
+
+@app.command()
 def tour(keep: Annotated[Path | None, typer.Option(
              help="Keep the tour's log in this directory instead of a temporary one.")
          ] = None) -> None:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sealtrail.core.errors import (
@@ -128,11 +129,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- who is calling ---------------------------------------------------------------------
 
-    def authenticate(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        principal = (keys.authenticate(token.strip(), config.clock())
-                     if scheme.lower() == "bearer" else None)
+    bearer = HTTPBearer(auto_error=False, description="An API key: st_<id>_<secret>")
+
+    def authenticate(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+                     ) -> Principal:
+        principal = (keys.authenticate(credentials.credentials.strip(), config.clock())
+                     if credentials is not None else None)
         if principal is None:
             metrics.rejected.labels("unauthenticated").inc()
             raise HTTPException(401, "a valid API key is required",

@@ -1,0 +1,86 @@
+"""``sealtrail demo``: the service on the embedded default, with a little sample data.
+
+It makes (or reuses) a data directory with an encrypted log, appends sample events (a login
+burst, reads of records about a data subject, an admin change), creates one API key per role,
+prints them with ready-to-paste requests, and serves the API on loopback until interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sealtrail.log.apikeys import ApiKeys
+from sealtrail.log.auditlog import AuditLog
+
+DEMO_PASSPHRASE = "demo passphrase (not for production)"  # noqa: S105 - a demo log's key
+
+
+def _events() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(5):
+        out.append({"actor": {"id": "mallory", "ip": "198.51.100.23"}, "action": "user.login",
+                    "outcome": "failure", "category": "authentication",
+                    "reason": f"bad password (attempt {i + 1})"})
+    out.append({"actor": {"id": "alice", "ip": "203.0.113.7", "name": "Alice Martin"},
+                "action": "user.login", "outcome": "success", "category": "authentication"})
+    for k in range(3):
+        out.append({"actor": {"id": "alice", "ip": "203.0.113.7"}, "action": "record.read",
+                    "outcome": "success", "category": "data_access",
+                    "subjects": ["patient-4410"], "purpose": "treatment",
+                    "target": {"type": "record", "id": f"rec-{k}"}})
+    out.append({"actor": {"id": "bob"}, "action": "role.grant", "outcome": "success",
+                "category": "authorization", "target": {"type": "user", "id": "carol"},
+                "changes": {"before": {"roles": ["viewer"]}, "after": {"roles": ["admin"]}}})
+    return out
+
+
+def prepare(data: Path, passphrase: str) -> dict[str, str]:
+    """Create the demo log and keys (once); return a fresh token per role."""
+    new = not (data / "default" / "log.db").exists()
+    with AuditLog.open(data, "default", passphrase=passphrase) as log:
+        if new:
+            log.append_many(_events())
+        vkey = log.vkey()
+    keys = ApiKeys(data)
+    try:
+        now = datetime.now(UTC)
+        tokens = {role: keys.create(role, log=None, name=f"demo {role} {secrets.token_hex(2)}",
+                                    now=now)
+                  for role in ("ingest", "reader", "auditor", "admin")}
+    finally:
+        keys.close()
+    tokens["vkey"] = vkey
+    return tokens
+
+
+def run_demo(data: Path, port: int) -> None:
+    """Prepare the demo and serve it on 127.0.0.1:``port`` until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only the demo and serve need the server
+
+    from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
+    phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
+    tokens = prepare(data, phrase)
+    base = f"http://127.0.0.1:{port}"
+    typer.secho("sealtrail demo", bold=True)
+    typer.echo(f"  data: {data}   verifier key: {tokens['vkey']}")
+    typer.echo("  API keys (one per role, shown once):")
+    for role in ("ingest", "reader", "auditor", "admin"):
+        typer.echo(f"    {role:<8} {tokens[role]}")
+    typer.echo(f"\n  Point a browser at {base}/docs (the API, with 'Authorize' for a key).")
+    typer.echo("  Or try:")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
+               f"'{base}/v1/logs/default/events?actor=mallory'")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['ingest']}' -XPOST "
+               f"{base}/v1/logs/default/events -d "
+               "'[{\"actor\":{\"id\":\"you\"},\"action\":\"demo.try\",\"outcome\":\"success\"}]'")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
+               f"{base}/v1/logs/default/checkpoint")
+    typer.echo("  Ctrl-C stops the service; the data stays for next time.\n")
+    app = create_app(ServiceConfig(data, passphrase=phrase))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
