@@ -162,7 +162,7 @@ def test_locked_keyring_entries_shows_sealed_fields(data: Path) -> None:
     assert res.returncode == 0, res.stderr
     ents = jsonl(res.stdout)
     assert len(ents) >= 3
-    assert "actor.name" in ents[0]["event"]["sealed"]
+    assert "actor.name" in ents[0]["event"]["sealed"]["fields"]
     assert b"Alice Example" not in res.stdout
 
 

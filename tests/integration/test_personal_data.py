@@ -155,9 +155,9 @@ def stored_leaf(db: Path, index: int) -> bytes:
     return leaves[index - start]
 
 
-def token_of(leaf: bytes, path: str) -> str:
-    """The sealed token of field ``path`` in a stored leaf."""
-    token = json.loads(leaf)["sealed"][path]
+def token_of(leaf: bytes) -> str:
+    """The sealed token (all personal fields of the event) in a stored leaf."""
+    token = json.loads(leaf)["sealed"]["ct"]
     assert isinstance(token, str)
     return token
 
@@ -235,7 +235,7 @@ def test_altered_ciphertext_fails_verify_and_read(tmp_path: Path) -> None:
         log.append_many([person(f"u{i}", name=f"Name {i}") for i in range(4)])
     db = data / "default" / "log.db"
     leaf = stored_leaf(db, 2)
-    token = token_of(leaf, "actor.name")
+    token = token_of(leaf)
     kid, b64 = token.split(":", 1)
     mid = len(b64) // 2  # far from the last group, whose padding bits decoders may ignore
     changed = b64[:mid] + ("A" if b64[mid] != "A" else "B") + b64[mid + 1:]
@@ -250,18 +250,32 @@ def test_altered_ciphertext_fails_verify_and_read(tmp_path: Path) -> None:
         assert log.read(log.entry(1))["actor"]["name"] == "Name 1"
 
 
-@pytest.mark.parametrize(("src_index", "src_field"), [(1, "actor.name"), (2, "target.name")],
-                         ids=["from-another-event", "from-another-field"])
-def test_moved_ciphertext_fails_to_open(tmp_path: Path, src_index: int, src_field: str) -> None:
-    """A valid token copied into another event or field fails: its AAD names event and field."""
+def _swap_first_fields(leaf: bytes) -> bytes:
+    """The leaf with the first two sealed field paths swapped (a relabelled ciphertext)."""
+    fields = json.loads(leaf)["sealed"]["fields"]
+    listed = json.dumps(fields, separators=(",", ":")).encode()
+    swapped = json.dumps([fields[1], fields[0], *fields[2:]], separators=(",", ":")).encode()
+    assert listed in leaf
+    return leaf.replace(listed, swapped)
+
+
+@pytest.mark.parametrize("how", ["from-another-event", "fields-relabelled"])
+def test_moved_ciphertext_fails_to_open(tmp_path: Path, how: str) -> None:
+    """A valid token copied into another event, or its values pointed at other fields, fails:
+    the associated data names the event and every field path in order."""
     data = tmp_path / "data"
     with AuditLog.open(data) as log:
         log.append_many([person("u0", name="Ann"), person("u1", name="Bartholomew"),
                          person("u2", name="Cy")])
     db = data / "default" / "log.db"
     victim = stored_leaf(db, 2)
-    moved = token_of(stored_leaf(db, src_index), src_field)
-    put_leaf(db, 2, victim.replace(token_of(victim, "actor.name").encode(), moved.encode()))
+    if how == "from-another-event":
+        changed = victim.replace(token_of(victim).encode(),
+                                 token_of(stored_leaf(db, 1)).encode())
+    else:
+        changed = _swap_first_fields(victim)
+    assert changed != victim
+    put_leaf(db, 2, changed)
     with AuditLog.open(data) as log:
         with pytest.raises(TamperError) as info:
             log.verify()
@@ -373,7 +387,7 @@ def test_erased_key_leaves_no_copy_in_the_data_directory(tmp_path: Path) -> None
     db = data / "default" / "log.db"
 
     def wrapped_key(index: int) -> bytes:
-        kid = token_of(stored_leaf(db, index), "actor.name").split(":")[0]
+        kid = token_of(stored_leaf(db, index)).split(":")[0]
         assert kid.startswith("s")
         raw = base64.urlsafe_b64decode(kid[1:] + "==")
         con = sqlite3.connect(db)
@@ -457,7 +471,7 @@ def test_many_rotations_and_a_rewrap_keep_everything_readable(tmp_path: Path) ->
         for k in range(1, 6):
             assert log.rotate_keys(actor={"id": "ops"}) == f"d{k + 1}"
             log.append(person(f"u{k}", name=f"Name {k}"))
-        kids = [e.event()["sealed"]["actor.name"].split(":")[0]
+        kids = [e.event()["sealed"]["ct"].split(":")[0]
                 for e in log.entries(0) if e.event()["action"] == "customer.update"]
         assert kids[0] == "d1"
         assert kids[1].startswith("s")  # the subject's own key
@@ -503,7 +517,7 @@ def test_missing_keyring_opens_locked_and_still_verifies(tmp_path: Path) -> None
     with AuditLog.open(data) as log:
         assert "missing" in log.locked_reason
         ev = log.read(log.entry(0))
-        assert set(ev["sealed"]) == PERSONAL_FIELDS
+        assert set(ev["sealed"]["fields"]) == PERSONAL_FIELDS
         assert "name" not in ev["actor"]
         assert "Hidden Name" not in json.dumps(ev)
         with pytest.raises(KeyringError, match="missing"):

@@ -26,7 +26,15 @@ from typing import Any, Final
 import msgspec
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.event import MAX_EVENT_BYTES, Actor, Changes, Event, Source, Target
+from sealtrail.core.event import (
+    MAX_EVENT_BYTES,
+    Actor,
+    Changes,
+    Event,
+    Sealed,
+    Source,
+    Target,
+)
 
 LEAF_VERSION: Final = 1
 MAX_LEAF_BYTES: Final = 65535  # entry bundles (tlog-tiles) use uint16 length prefixes
@@ -41,7 +49,8 @@ def _fields_sorted(cls: type[msgspec.Struct]) -> bool:
 
 # ``deterministic`` order is the canonical (sorted) order only while every struct declares its
 # fields sorted: a field added out of order would change leaf bytes, so refuse to run.
-if not all(_fields_sorted(c) for c in (Event, Actor, Target, Source, Changes)):  # pragma: no cover
+_STRUCTS = (Event, Actor, Target, Source, Changes, Sealed)
+if not all(_fields_sorted(c) for c in _STRUCTS):  # pragma: no cover
     raise RuntimeError("event structs must declare their fields in sorted order")
 
 

@@ -1,13 +1,16 @@
 """Sealed fields and wrapped keys: AES-256-GCM envelopes (NIST SP 800-38D).
 
-A personal field is stored *inside the leaf* as a token::
+An event's personal fields are stored *inside the leaf*, sealed together under one key as
+one token (one AES-GCM operation per event, as the performance budget asks)::
 
-    <key id>:<base64(nonce[12] || ciphertext || tag[16])>
+    "sealed": {"ct": "<key id>:<base64(nonce[12] || ciphertext || tag[16])>",
+               "fields": ["actor.ip", "metadata", ...]}
 
-The plaintext is the field's value as canonical JSON. The associated data binds the ciphertext
-to where it belongs, so a token copied to another log, event or field fails to open::
+The plaintext is the fields' values as a canonical JSON array, in the order of ``fields``. The
+associated data binds the ciphertext to where it belongs, so a token copied to another log or
+event, or a field list edited, reordered or pointed at other fields, fails to open::
 
-    "sealtrail/field/v1" 0x00 origin 0x00 event id 0x00 field path
+    "sealtrail/field/v1" 0x00 origin 0x00 event id 0x00 field path (0x00 field path)...
 
 The leaf commits to the ciphertext, never to the plaintext, so integrity checks need no key, and
 destroying a key (erasure) leaves every hash, checkpoint and proof valid.
@@ -40,9 +43,17 @@ _KEY_AAD: Final = b"sealtrail/key/v1\x00"
 
 
 def field_aad(origin: str, event_id: str, path: str) -> bytes:
-    """The associated data of one sealed field: its log, event and place in the event."""
+    """The associated data of sealed fields: their log, event and places in the event.
+
+    ``path`` is one field path, or several joined by NUL (``fields_aad``).
+    """
     return b"".join((_FIELD_AAD, origin.encode(), b"\x00", event_id.encode(), b"\x00",
                      path.encode()))
+
+
+def fields_aad(origin: str, event_id: str, paths: list[str]) -> bytes:
+    """The associated data of an event's sealed fields (all of them, in order)."""
+    return field_aad(origin, event_id, "\x00".join(paths))
 
 
 def key_aad(origin: str, kid: str, purpose: str) -> bytes:

@@ -51,7 +51,6 @@ Action = Annotated[str, msgspec.Meta(
 IP = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
 MAX_SUBJECTS: Final = 16
 Subjects = Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_SUBJECTS)]
-Sealed = dict[str, str]
 
 
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
@@ -127,6 +126,18 @@ class Changes(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_def
 
     after: Any = None
     before: Any = None
+
+
+class Sealed(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,
+             kw_only=True):
+    """An event's personal fields, sealed together: which fields, and one AES-GCM token.
+
+    ``ct`` is ``<key id>:<base64(nonce || ciphertext || tag)>`` of the fields' values (a JSON
+    array, in the order of ``fields``); see :mod:`sealtrail.core.envelope`.
+    """
+
+    ct: str
+    fields: list[str]
 
 
 class Event(_Part, frozen=True, gc=False, forbid_unknown_fields=True, omit_defaults=True,

@@ -247,22 +247,14 @@ class Protector:
         else:
             kid = keyring.active
             aead = keyring.data[kid]
-        # 1. one random draw for every nonce; 2. one associated-data prefix per event.
-        nonces = os.urandom(envelope.NONCE_BYTES * len(found))
-        prefix = envelope.field_aad(self.origin, ev.id or "", "")
-        sealed: dict[str, str] = {}
-        growth = 0
-        encrypt = aead.encrypt
-        head = kid + ":"
-        b64 = base64.b64encode
-        for i, (path, value) in enumerate(found):
-            plain = _enc.encode(value)
-            nonce = nonces[12 * i:12 * i + 12]
-            text = sealed[path] = head + b64(nonce + encrypt(nonce, plain,
-                                                             prefix + path.encode())).decode()
-            growth += len(text) + 2 - len(plain)
-        batch.growth = growth
-        obj["sealed"] = sealed
+        # One seal per event: the values as one JSON array, bound to the list of paths.
+        paths = [path for path, _ in found]
+        plain = _enc.encode([value for _, value in found])
+        nonce = os.urandom(envelope.NONCE_BYTES)
+        ct = kid + ":" + base64.b64encode(nonce + aead.encrypt(
+            nonce, plain, envelope.fields_aad(self.origin, ev.id or "", paths))).decode()
+        obj["sealed"] = {"ct": ct, "fields": paths}
+        batch.growth = len(ct) + 24 + sum(len(p) + 3 for p in paths) - len(plain)
         return canonical.encode_sealed_leaf(obj)
 
     def _subject_key(self, keyring: Keyring, blind: BlindIndexer, subjects: list[str],
@@ -335,26 +327,36 @@ class Protector:
         if not sealed or keyring is None:
             return obj
         self._check_fresh()
+        try:
+            opened = self._open_sealed(keyring, sealed, str(obj.get("id", "")))
+        except (DecryptionError, FormatError, msgspec.DecodeError, KeyError,
+                TypeError) as exc:
+            raise DecryptionError(f"entry {index}: its sealed fields failed authentication "
+                                  "(altered, moved, or the wrong key); run sealtrail verify"
+                                  ) from exc
         del obj["sealed"]
-        erased: list[str] = []
-        event_id = str(obj.get("id", ""))
-        for path, token in sorted(sealed.items()):
-            try:
-                kid, blob = envelope.split_token(token)
-                aead = self._opener(keyring, kid)
-                if aead is None:
-                    erased.append(path)
-                    continue
-                plain = envelope.open_blob(aead, blob,
-                                           envelope.field_aad(self.origin, event_id, path))
-                restore(obj, path, _dec.decode(plain))
-            except (DecryptionError, FormatError, msgspec.DecodeError) as exc:
-                raise DecryptionError(f"entry {index}: sealed field {path!r} failed "
-                                      "authentication (altered, moved, or the wrong key); "
-                                      "run sealtrail verify") from exc
-        if erased:
-            obj["erased"] = erased
+        if opened is None:
+            obj["erased"] = list(sealed["fields"])
+            return obj
+        for path, value in opened:
+            restore(obj, path, value)
         return obj
+
+    def _open_sealed(self, keyring: Keyring, sealed: dict[str, Any], event_id: str
+                     ) -> list[tuple[str, Any]] | None:
+        """(path, value) of each sealed field; None when the key was erased."""
+        paths = sealed["fields"]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise FormatError("sealed fields are not a list of paths")
+        kid, blob = envelope.split_token(sealed["ct"])
+        aead = self._opener(keyring, kid)
+        if aead is None:
+            return None
+        plain = envelope.open_blob(aead, blob, envelope.fields_aad(self.origin, event_id, paths))
+        values = _dec.decode(plain)
+        if not isinstance(values, list) or len(values) != len(paths):
+            raise FormatError("sealed values do not match their fields")
+        return list(zip(paths, values, strict=True))
 
     def _opener(self, keyring: Keyring, kid: str) -> AESGCM | None:
         """The key for ``kid``; None when it was erased."""

@@ -1,0 +1,191 @@
+"""Delivery decisions: what an answer of the ingest endpoint means for the batch that was sent.
+
+Pure functions over status codes, headers and bodies; the clients do the I/O and apply the
+decision to their queue. The policy (docs in :mod:`sealtrail.client`):
+
+=============================================  ================================================
+answer                                          decision
+=============================================  ================================================
+2xx with one receipt per event, in order        :class:`Ack` — the events are durably stored
+connection error, timeout, 408, 425, 429, 5xx   :class:`Retry` — resend the same events (same ids)
+                                                after an exponential, jittered backoff, never
+                                                sooner than ``Retry-After``
+2xx with malformed receipts                     :class:`Retry` (resending is harmless: ids)
+413 (batch too large)                           :class:`Split` — resend in smaller batches
+422 naming events (``errors[].index`` or a      :class:`Reject` — those events can never be
+``field`` like ``events[3].id``)                stored: take them out of the queue (the spool
+                                                keeps them in its dead-letter table); resend
+                                                the rest at once
+422 naming no event, for a batch of several     :class:`Split` to single events, to find it
+422 naming no event, for a single event         :class:`Reject`
+401, 403, 404, other 4xx                        :class:`Stall` — a configuration problem (token,
+                                                role, log name), not the events' fault: keep
+                                                them and retry with backoff
+=============================================  ================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import msgspec
+
+from sealtrail.core.errors import FormatError
+from sealtrail.client.receipt import Receipt, parse_receipts
+
+MAX_RETRY_AFTER: Final = 300.0  # seconds: a hostile or broken header cannot park a client forever
+RETRY_STATUSES: Final = frozenset({408, 425, 429})
+_POSITION = re.compile(r"^events\[(\d+)\]\.?(.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Every event of the batch is stored; one receipt each, in order."""
+
+    receipts: tuple[Receipt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One event the service refused: its position in the batch, the field, the reason."""
+
+    position: int
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Some events can never be stored (nothing of the batch was); resend the others."""
+
+    rejected: tuple[Rejected, ...]
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Resend the same events in batches of at most ``limit``."""
+
+    limit: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: resend the same events later (not before ``retry_after`` seconds)."""
+
+    reason: str
+    status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """The service refuses the client itself (token, role, log): keep the events, back off."""
+
+    reason: str
+    status: int
+
+
+Outcome = Ack | Reject | Split | Retry | Stall
+
+
+class _Problem(msgspec.Struct, frozen=True):
+    index: int
+    field: str = "event"
+    message: str = ""
+
+
+class _ErrorDoc(msgspec.Struct, frozen=True):
+    error: str = ""
+    field: str | None = None
+    errors: list[_Problem] | None = None
+
+
+def _error_doc(body: bytes) -> _ErrorDoc:
+    try:
+        return msgspec.json.decode(body, type=_ErrorDoc)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _ErrorDoc(error=body[:200].decode("utf-8", "replace"))
+
+
+def classify(status: int, headers: Mapping[str, str], body: bytes, ids: Sequence[str], *,
+             now: datetime) -> Outcome:
+    """The decision for the answer ``status``/``headers``/``body`` to the batch ``ids``."""
+    if 200 <= status < 300:
+        try:
+            return Ack(parse_receipts(body, ids))
+        except FormatError as exc:
+            return Retry(f"malformed answer to a stored batch: {exc}", status)
+    if status >= 500 or status in RETRY_STATUSES:
+        return Retry(f"HTTP {status}: {_error_doc(body).error}", status,
+                     parse_retry_after(headers.get("retry-after"), now))
+    doc = _error_doc(body)
+    if status == 413:
+        if len(ids) > 1:
+            return Split(max(1, len(ids) // 2), f"HTTP 413: {doc.error}")
+        return Reject((Rejected(0, "event", doc.error or "too large"),), status)
+    if status == 422:
+        return _rejection(doc, len(ids))
+    return Stall(f"HTTP {status}: {doc.error}", status)
+
+
+def _rejection(doc: _ErrorDoc, count: int) -> Outcome:
+    """Which events a 422 names; a Split to single events when it names none of several."""
+    found: dict[int, Rejected] = {}
+    for problem in doc.errors or ():
+        if 0 <= problem.index < count:
+            found.setdefault(problem.index, Rejected(problem.index, _strip(problem.field),
+                                                     problem.message))
+    if not found and doc.field is not None:
+        match = _POSITION.match(doc.field)
+        if match is not None and int(match.group(1)) < count:
+            k = int(match.group(1))
+            found[k] = Rejected(k, match.group(2) or "event", doc.error)
+    if found:
+        return Reject(tuple(found[k] for k in sorted(found)), 422)
+    if count > 1:
+        return Split(1, f"HTTP 422 naming no event: {doc.error}")
+    return Reject((Rejected(0, doc.field or "event", doc.error),), 422)
+
+
+def _strip(field: str) -> str:
+    """``events[3].actor.id`` -> ``actor.id`` (the position is carried separately)."""
+    match = _POSITION.match(field)
+    return (match.group(2) or "event") if match is not None else field
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
+
+
+def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """The pause before retry number ``attempt`` (0-based): ``base * 2**attempt`` up to ``cap``,
+    of which a random half (``jitter`` in [0, 1)) is taken off, so clients that failed together
+    do not retry together ("equal jitter")."""
+    delay = min(cap, base * (2 ** min(attempt, 32)))
+    return delay / 2 + delay / 2 * jitter
+
+
+def describe(outcome: Outcome) -> dict[str, Any]:
+    """A small dict for log messages."""
+    return {"outcome": type(outcome).__name__, **{
+        k: getattr(outcome, k) for k in ("reason", "status", "retry_after")
+        if hasattr(outcome, k)}}
