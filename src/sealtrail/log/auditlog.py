@@ -56,8 +56,9 @@ from sealtrail.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
+from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
-from sealtrail.log.protect import SEG_SHIFT, Batch, Protector
+from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
 from sealtrail.log.tree import BUNDLE, TreeEdge, range_hashes, read_nodes
@@ -598,7 +599,7 @@ class AuditLog:
                 if others:
                     store.put_other_ids(others)
                 if protector is not None:
-                    protector.write(sealing)
+                    protector.write(sealing, new_edge.size)
                 if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
                     store.put_checkpoint(new_edge.size, note)
                 store.put_state(State(new_edge.size, note, new_hwm))
@@ -857,13 +858,7 @@ class AuditLog:
             with self._store.transaction():  # entries appended while locked: index them now
                 self._protector.refresh()
         end = self.size if before is None else min(before, self.size)
-        out: list[int] = []
-        for seg in range((end - 1) >> SEG_SHIFT, -1, -1):
-            found = [i for i in self._store.blind_lookup(token, [seg]) if i < end]
-            out.extend(reversed(found))
-            if limit is not None and len(out) >= limit:
-                return out[:limit]
-        return out
+        return self._protector.index.lookup(token, end, limit)
 
     def subject_events(self, subject: str) -> Iterator[tuple[Entry, dict[str, Any]]]:
         """Every event naming ``subject`` (oldest first), opened (GDPR Art. 15 access)."""
@@ -936,7 +931,7 @@ class AuditLog:
                         value = (ev.get(part) or {}).get(name)
                         if isinstance(value, str):
                             rows.append((seg, blind.token(f, value), index))
-            store.delete_blind(rows)
+            protector.index.delete(rows)
             store.delete_subject_key(row[0])
             store.set_meta({"key_epoch": protector.next_epoch()})
             # Later requests of this commit must not seal with the destroyed key.

@@ -41,10 +41,10 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy, restore
+from sealtrail.log.blindindex import SEG_SHIFT, BlindIndex
 from sealtrail.log.keyring import Keyring
 from sealtrail.store.sqlite import SQLiteStore
 
-SEG_SHIFT: Final = 12          # blind-index segment: 4096 entries
 EPOCH_KEY: Final = "key_epoch"
 UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with the keyring locked
 SUBJECT_PURPOSE: Final = "subject"
@@ -106,6 +106,7 @@ class Protector:
         self.policy = policy
         self.keyring = keyring
         self._store = store
+        self.index = BlindIndex(store)
         self._blind = BlindIndexer(keyring.blind_key) if keyring is not None else None
         self._by_ref: dict[bytes, tuple[bytes, bytes]] = {}
         self._tokens: dict[tuple[str, str], int] = {}
@@ -172,7 +173,7 @@ class Protector:
                                           ("target.id", target.get("id"))):
                     if isinstance(value, str):
                         rows.append((seg, blind.token(field_name, value), index))
-        self._store.put_blind(rows)
+        self.index.add_sorted(rows)
         self._store.delete_meta(UNINDEXED_KEY)
 
     def forget(self) -> None:
@@ -300,12 +301,12 @@ class Protector:
             self._by_ref.clear()
         self._by_ref[ref] = got
 
-    def write(self, batch: Batch) -> None:
-        """Write the batch's keys and blind rows (inside the commit transaction)."""
+    def write(self, batch: Batch, end: int) -> None:
+        """Write the batch's keys and blind rows (inside the commit transaction); ``end`` is
+        the tree size the commit reaches."""
         if batch.key_rows:
             self._store.put_subject_keys(batch.key_rows)
-        if batch.blind_rows:
-            self._store.put_blind(batch.blind_rows)
+        self.index.add(batch.blind_rows, end)
         if batch.locked_from is not None and UNINDEXED_KEY not in self._store.meta():
             self._store.set_meta({UNINDEXED_KEY: str(batch.locked_from)})
 

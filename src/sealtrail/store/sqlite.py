@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS blind(
     tok INTEGER NOT NULL,
     idx INTEGER NOT NULL,
     PRIMARY KEY (seg, tok, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blind_pending(start INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS holds(
     id INTEGER PRIMARY KEY,
     ref BLOB NOT NULL,
@@ -358,6 +359,19 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
         return out
+
+    def put_blind_pending(self, rows: list[tuple[int, bytes]]) -> None:
+        """Insert or replace (start, packed pairs) rows of the pending blind index."""
+        self._w("INSERT OR REPLACE INTO blind_pending VALUES (?, ?)", rows)
+
+    def blind_pending(self) -> list[tuple[int, bytes]]:
+        """Every pending blind-index row (the segment being filled), by start."""
+        return [(int(a), bytes(b)) for a, b in
+                self._q("SELECT start, data FROM blind_pending ORDER BY start")]
+
+    def delete_blind_pending(self, starts: list[int]) -> None:
+        """Remove pending rows (inside a transaction)."""
+        self._w("DELETE FROM blind_pending WHERE start = ?", [(s,) for s in starts])
 
     def put_hold(self, ref: bytes, reason: str, created: str) -> int:
         """Record a legal hold (inside a transaction); returns its number."""
