@@ -79,19 +79,19 @@ class Service:
 def make_data_dir(data_dir: Path) -> dict[str, str]:
     """Create the logs (one event each) and every key; return the tokens by caller name."""
     for name in LOGS:
-        with AuditLog.open(data_dir, name) as log:
-            log.append(seed_event())
+        with AuditLog.open(data_dir, name) as alog:
+            alog.append(seed_event())
     now = datetime.now(UTC)
     keys = ApiKeys(data_dir)
     try:
-        tokens = {caller: keys.create(role, log=log, name=caller, now=now)
-                  for caller, (role, log) in KEYS.items()}
+        tokens = {caller: keys.create(role, log=scope, name=caller, now=now)
+                  for caller, (role, scope) in KEYS.items()}
         past = now - timedelta(days=1)
-        role, log = DEAD_KEYS["expired"]
-        tokens["expired"] = keys.create(role, log=log, name="expired", now=past,
+        role, scope = DEAD_KEYS["expired"]
+        tokens["expired"] = keys.create(role, log=scope, name="expired", now=past,
                                         expires=past + timedelta(minutes=1))
-        role, log = DEAD_KEYS["revoked"]
-        tokens["revoked"] = keys.create(role, log=log, name="revoked", now=now)
+        role, scope = DEAD_KEYS["revoked"]
+        tokens["revoked"] = keys.create(role, log=scope, name="revoked", now=now)
         keys.revoke(key_id(tokens["revoked"]), now)
     finally:
         keys.close()

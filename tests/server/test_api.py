@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,6 +332,7 @@ FILTERS: dict[str, tuple[dict[str, str], Any]] = {
                     lambda ev: 10 <= _hour(ev) < 20),
     "subject": ({"subject": "patient-7"}, lambda ev: "patient-7" in ev.get("subjects", ())),
     "target": ({"target": "doc-4"}, lambda ev: ev["target"]["id"] == "doc-4"),
+    "text": ({"text": "DOC-2"}, lambda ev: ev["target"]["id"].startswith("doc-2")),
     "actor_and_outcome": ({"actor": "bob", "outcome": "success"},
                           lambda ev: ev["actor"]["id"] == "bob" and ev["outcome"] == "success"),
 }
@@ -342,7 +342,7 @@ FILTERS: dict[str, tuple[dict[str, str], Any]] = {
 def test_search_filter_matches_a_reference(
         service: Service, client: httpx.Client,
         corpus: tuple[str, dict[int, dict[str, Any]]], name: str) -> None:
-    """Each filter returns exactly the corpus events a plain Python predicate picks, newest first."""
+    """Each filter returns exactly the events a plain Python predicate picks, newest first."""
     log, events = corpus
     params, wanted = FILTERS[name]
     doc = search(service, client, log, **params)
@@ -640,3 +640,47 @@ def test_health_and_readiness(client: httpx.Client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready"
+
+
+def test_error_bodies_have_the_documented_shape(service: Service, client: httpx.Client) -> None:
+    """docs/service.md: errors are JSON ``{"error": "..."}``, whatever the status."""
+    responses = {
+        "401 no key": client.get("/v1/logs/default/checkpoint"),
+        "403 role": client.get("/v1/logs/default/entries", headers=service.auth("admin")),
+        "404 log": client.get("/v1/logs/no-such-log/checkpoint",
+                              headers=service.auth("auditor")),
+        "422 query": client.get("/v1/logs/default/events", params={"limit": 0},
+                                headers=service.auth("auditor")),
+        "422 event": client.post("/v1/logs/default/events", json=[{"action": "x"}],
+                                 headers=service.auth("ingest_default")),
+        "400 exists": client.post("/v1/logs", json={"name": "default"},
+                                  headers=service.auth("admin")),
+    }
+    for name, response in responses.items():
+        assert str(response.status_code) == name.split()[0], (name, response.text)
+    wrong = {name: response.text for name, response in responses.items()
+             if not isinstance(response.json(), dict) or "error" not in response.json()}
+    assert wrong == {}
+
+
+def test_wrong_passphrase_is_not_ready_and_stores_nothing(start_service: Any) -> None:
+    """A service that cannot open the keyrings says so on /readyz (503) and refuses ingest."""
+    svc: Service = start_service(passphrase="not the passphrase of these logs")
+    with svc.client() as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        # Unauthenticated: how many logs are not ready, never their names.
+        assert ready.json()["problems"] == 2
+        assert "default" not in ready.text
+        response = c.post("/v1/logs/default/events", json=[seed_event()],
+                          headers=svc.auth("ingest_default"))
+        assert response.status_code == 503, response.text
+    assert size_of(svc, "default") == 1
+
+
+def test_metrics_still_answer_when_a_keyring_is_unavailable(start_service: Any) -> None:
+    """/metrics, what an operator watches during an outage, answers even if keyrings do not open."""
+    svc: Service = start_service(passphrase="not the passphrase of these logs")
+    with svc.client() as c:
+        response = c.get("/metrics", headers=svc.auth("admin"))
+    assert response.status_code == 200, response.text

@@ -20,9 +20,11 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealtrail.core.errors import (
     ConfigError,
@@ -36,7 +38,7 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import Event, validate_event
-from sealtrail.core.tiles import TILE_WIDTH, parse_tile_path
+from sealtrail.core.tiles import TILE_WIDTH, TileRef, parse_tile_path
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, Clock, system_clock
@@ -61,6 +63,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/logs/{log}/proof/inclusion"): EVERYONE,
     ("GET", "/v1/logs/{log}/proof/consistency"): EVERYONE,
     ("GET", "/tlog/{log}/checkpoint"): EVERYONE,
+    ("GET", "/tlog/{log}/tile/entries/{path:path}"): READERS,
     ("GET", "/tlog/{log}/tile/{path:path}"): EVERYONE,
     ("GET", "/v1/logs"): frozenset({"auditor", "admin"}),
     ("POST", "/v1/logs"): frozenset({"admin"}),
@@ -111,6 +114,20 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.logs = logs
     app.state.keys = keys
     app.state.metrics = metrics
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("invalid").inc()
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]),
+                     "message": str(e.get("msg", ""))} for e in exc.errors()]
+        first = problems[0] if problems else {"field": "request", "message": "invalid"}
+        return JSONResponse({"error": f"{first['field']}: {first['message']}",
+                             "field": first["field"], "errors": problems}, status_code=422)
 
     @app.exception_handler(SealtrailError)
     async def _sealtrail_error(request: Request, exc: SealtrailError) -> JSONResponse:
@@ -168,6 +185,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     as_list_logs = Depends(role("GET", "/v1/logs"))
     as_tlog_checkpoint = Depends(role("GET", "/tlog/{log}/checkpoint"))
     as_tile = Depends(role("GET", "/tlog/{log}/tile/{path:path}"))
+    as_bundle = Depends(role("GET", "/tlog/{log}/tile/entries/{path:path}"))
     as_create_log = Depends(role("POST", "/v1/logs"))
     as_metrics = Depends(role("GET", "/metrics"))
 
@@ -258,7 +276,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         alog = open_log(log)
 
         def run() -> bytes:
-            stop = min(alog.size if end is None else end, start + MAX_ENTRIES)
+            size = alog.size
+            stop = min(size if end is None else min(end, size), start + MAX_ENTRIES)
+            if start > stop:
+                raise ValidationError("start", f"past the log size {size}")
             alog.refresh_keys()
             lines = [msgspec.json.encode({"index": e.index,
                                           "leaf": base64.b64encode(e.leaf).decode(),
@@ -316,23 +337,29 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return PlainTextResponse(alog.checkpoint().note,
                                  headers={"Cache-Control": "no-store"})
 
+    @app.get("/tlog/{log}/tile/entries/{path:path}")
+    async def tlog_bundle(log: str, path: str, principal: Principal = as_bundle) -> Response:
+        """An entry bundle: event content, so readers only, and the read is audited."""
+        alog = open_log(log)
+        ref = _tile_ref(f"tile/entries/{path}")
+
+        def run() -> bytes:
+            body = _tile_bytes(alog, ref)
+            alog.record_access(reader_actor(principal), "audit.tiles.read",
+                               details={"tile": ref.format()}, results=ref.width)
+            return body
+
+        return _tile_response(ref, await _in_thread(run))
+
     @app.get("/tlog/{log}/tile/{path:path}")
     async def tlog_tile(log: str, path: str, principal: Principal = as_tile) -> Response:
-        """A hash tile or entry bundle; full tiles never change (cached for a year)."""
+        """A hash tile (no event content); full tiles never change (cached for a year)."""
         alog = open_log(log)
-        try:
-            ref = parse_tile_path(f"tile/{path}")
-        except FormatError as exc:
-            raise HTTPException(404, str(exc)) from exc
+        ref = _tile_ref(f"tile/{path}")
+        if ref.level is None:
+            raise HTTPException(404, "entry bundles are under tile/entries/")
         metrics.proof_reads.labels(log, "tile").inc()
-        try:
-            body = await _in_thread(alog.tile, ref)
-        except ConfigError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        immutable = ref.width == TILE_WIDTH
-        return Response(body, media_type="application/octet-stream", headers={
-            "Cache-Control": "public, max-age=31536000, immutable" if immutable
-            else "no-store"})
+        return _tile_response(ref, await _in_thread(_tile_bytes, alog, ref))
 
     # -- administration --------------------------------------------------------------------
 
@@ -353,6 +380,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         name = doc.get("name") if isinstance(doc, dict) else None
         if not isinstance(name, str):
             raise ValidationError("name", "required: the log's name")
+        for existing in logs.names():
+            logs.get(existing)  # a wrong passphrase must not wrap a new keyring: KeyringError
         alog = await _in_thread(logs.create, name)
         return _Json({"name": name, "origin": alog.origin, "vkey": alog.vkey()},
                      status_code=201)
@@ -376,7 +405,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             except SealtrailError as exc:
                 problems.append(f"{name}: {type(exc).__name__}")
         if problems:
-            return _Json({"status": "not ready", "problems": problems}, status_code=503)
+            # Unauthenticated: say how many logs are not ready, not which (names are private).
+            return _Json({"status": "not ready", "problems": len(problems)}, status_code=503)
         return _Json({"status": "ready", "logs": len(logs.names())})
 
     @app.get("/metrics")
@@ -386,6 +416,26 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _tile_ref(path: str) -> TileRef:
+    try:
+        return parse_tile_path(path)
+    except FormatError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+def _tile_bytes(alog: AuditLog, ref: TileRef) -> bytes:
+    try:
+        return alog.tile(ref)
+    except ConfigError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+def _tile_response(ref: TileRef, body: bytes) -> Response:
+    immutable = ref.width == TILE_WIDTH
+    return Response(body, media_type="application/octet-stream", headers={
+        "Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-store"})
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.server.logs import Logs
 
@@ -30,7 +31,11 @@ class _LogState(Collector):
         age = GaugeMetricFamily("sealtrail_checkpoint_age_seconds",
                                 "Seconds since the newest entry was committed", labels=["log"])
         for name in self._logs.names():
-            log = self._logs.get(name)
+            try:
+                log = self._logs.get(name)
+                n = log.size
+            except SealtrailError:
+                continue  # a log that does not open has no gauge; /readyz says why
             n = log.size
             size.add_metric([name], n)
             if n:
