@@ -8,7 +8,8 @@ import sealtrail
 def test_exported_names_are_pinned() -> None:
     """``sealtrail.__all__`` is exactly the documented public API, and every name resolves."""
     assert sorted(sealtrail.__all__) == [
-        "AuditLog", "ConfigError", "ConsistencyError", "DecryptionError", "Entry", "Event",
+        "AsyncClient", "AuditLog", "Client", "ConfigError", "ConsistencyError",
+        "DecryptionError", "DeliveryError", "Entry", "Event",
         "FieldPolicy", "FormatError", "InclusionError", "KeyEncryptionKey", "KeyringError",
         "PolicyError", "Receipt", "SealtrailError", "SignatureError", "StorageError",
         "TamperError", "ValidationError", "VerificationError",

@@ -3,6 +3,7 @@
 The public surface is pinned by ``tests/test_public_api.py``: change ``__all__`` on purpose.
 """
 
+from sealtrail.client import AsyncClient, Client, DeliveryError
 from sealtrail.core.errors import (
     ConfigError,
     ConsistencyError,
@@ -24,10 +25,13 @@ from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.keyring import KeyEncryptionKey
 
 __all__ = [
+    "AsyncClient",
     "AuditLog",
+    "Client",
     "ConfigError",
     "ConsistencyError",
     "DecryptionError",
+    "DeliveryError",
     "Entry",
     "Event",
     "FieldPolicy",

@@ -31,12 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
-from sealtrail.core.errors import FormatError
 from sealtrail.client.receipt import Receipt, parse_receipts
+from sealtrail.core.errors import FormatError
 
 MAX_RETRY_AFTER: Final = 300.0  # seconds: a hostile or broken header cannot park a client forever
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
@@ -180,12 +180,6 @@ def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
     """The pause before retry number ``attempt`` (0-based): ``base * 2**attempt`` up to ``cap``,
     of which a random half (``jitter`` in [0, 1)) is taken off, so clients that failed together
     do not retry together ("equal jitter")."""
-    delay = min(cap, base * (2 ** min(attempt, 32)))
+    delay = min(cap, base * float(2 ** min(attempt, 32)))
     return delay / 2 + delay / 2 * jitter
 
-
-def describe(outcome: Outcome) -> dict[str, Any]:
-    """A small dict for log messages."""
-    return {"outcome": type(outcome).__name__, **{
-        k: getattr(outcome, k) for k in ("reason", "status", "retry_after")
-        if hasattr(outcome, k)}}

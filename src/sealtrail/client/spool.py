@@ -1,0 +1,247 @@
+"""Queues of events waiting for the service: the durable SQLite spool and a memory queue.
+
+The spool is one SQLite file (WAL, ``synchronous=FULL``, mode 0600). :meth:`Spool.put` returns
+only after the event is committed to it (fsync), and rows leave it only when the service has
+acknowledged them (:meth:`Spool.remove`) or refused them for good (:meth:`Spool.reject`, which
+keeps them in the ``rejected`` table with the reason). Rows are delivered by ``seq``, the order
+in which they were recorded. The file also keeps the newest checkpoint the client verified, so
+a restarted client still notices a log that was rolled back while it was down.
+
+Events wait here in clear text (the service seals personal fields when it stores them): the
+spool is as sensitive as the application's own data, hence 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections import deque
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from sealtrail.client.errors import ClientError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    log TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    recorded REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_log ON events(log, seq);
+CREATE TABLE IF NOT EXISTS rejected(
+    id TEXT PRIMARY KEY,
+    log TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    field TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(
+    log TEXT NOT NULL,
+    vkey TEXT NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY(log, vkey));
+"""
+
+
+class Row(NamedTuple):
+    """One queued event: its order, id, JSON bytes and when it was recorded (Unix seconds)."""
+
+    seq: int
+    id: str
+    body: bytes
+    recorded: float
+
+
+class Queue(Protocol):
+    """What the delivery loop needs from a queue (the spool, or memory for ``drop``)."""
+
+    def put(self, log: str, ident: str, body: bytes, recorded: float) -> int: ...
+    def peek(self, log: str, limit: int) -> list[Row]: ...
+    def remove(self, seqs: list[int]) -> None: ...
+    def reject(self, log: str, row: Row, *, status: int, field: str, reason: str,
+               at: float) -> None: ...
+    def first_seq(self, log: str) -> int | None: ...
+    def last_seq(self, log: str) -> int | None: ...
+    def count(self, log: str) -> int: ...
+    def kept_checkpoint(self, log: str, vkey: str) -> str | None: ...
+    def keep_checkpoint(self, log: str, vkey: str, note: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def default_spool_path(base_url: str, log: str) -> Path:
+    """``$XDG_STATE_HOME/sealtrail/spool-<hash of url and log>.db`` (~/.local/state by default)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    digest = hashlib.sha256(f"{base_url}\n{log}".encode()).hexdigest()[:16]
+    return Path(state) / "sealtrail" / f"spool-{digest}.db"
+
+
+class Spool:
+    """The durable queue: one SQLite file, safe for several threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ClientError(f"cannot open the spool {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the file (everything put is already on disk)."""
+        with self._lock:
+            self._db.close()
+
+    def put(self, log: str, ident: str, body: bytes, recorded: float) -> int:
+        """Append an event durably (committed with fsync); an id already queued is kept once."""
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO events(log, id, body, recorded) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT(id) DO NOTHING", (log, ident, body, recorded))
+                row = self._db.execute("SELECT seq FROM events WHERE id = ?", (ident,)).fetchone()
+            except sqlite3.Error as exc:
+                raise ClientError(f"cannot write to the spool {self.path}: {exc}") from exc
+        return int(row[0])
+
+    def peek(self, log: str, limit: int) -> list[Row]:
+        """The oldest ``limit`` events of ``log``, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, id, body, recorded FROM events WHERE log = ? "
+                                    "ORDER BY seq LIMIT ?", (log, limit)).fetchall()
+        return [Row(seq, ident, bytes(body), recorded) for seq, ident, body, recorded in rows]
+
+    def remove(self, seqs: list[int]) -> None:
+        """Forget acknowledged events (one transaction)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in seqs])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def reject(self, log: str, row: Row, *, status: int, field: str, reason: str,
+               at: float) -> None:
+        """Move an event the service refused for good to the ``rejected`` table."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (row.id, log, row.body, status, field, reason[:2000], at))
+                self._db.execute("DELETE FROM events WHERE seq = ?", (row.seq,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def first_seq(self, log: str) -> int | None:
+        """The ``seq`` of the oldest queued event of ``log``."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(seq) FROM events WHERE log = ?", (log,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def last_seq(self, log: str) -> int | None:
+        """The ``seq`` of the newest queued event of ``log``."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq) FROM events WHERE log = ?", (log,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def count(self, log: str) -> int:
+        """How many events of ``log`` wait."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM events WHERE log = ?", (log,)).fetchone()
+        return int(row[0])
+
+    def kept_checkpoint(self, log: str, vkey: str) -> str | None:
+        """The newest checkpoint note verified for ``log`` under ``vkey``."""
+        with self._lock:
+            row = self._db.execute("SELECT note FROM checkpoints WHERE log = ? AND vkey = ?",
+                                   (log, vkey)).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_checkpoint(self, log: str, vkey: str, note: str) -> None:
+        """Remember a newly verified checkpoint note (durably)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                             (log, vkey, note))
+
+
+class MemoryQueue:
+    """The ``drop`` mode's queue: bounded, in memory, gone with the process."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows: deque[tuple[str, Row]] = deque()
+        self._next = 1
+        self._lock = threading.Lock()
+        self._checkpoints: dict[tuple[str, str], str] = {}
+
+    def close(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._rows.clear()
+
+    def put(self, log: str, ident: str, body: bytes, recorded: float) -> int:
+        """Queue an event; ``-1`` (nothing queued) when the queue is full."""
+        with self._lock:
+            if len(self._rows) >= self.capacity:
+                return -1
+            seq, self._next = self._next, self._next + 1
+            self._rows.append((log, Row(seq, ident, body, recorded)))
+        return seq
+
+    def peek(self, log: str, limit: int) -> list[Row]:
+        """The oldest ``limit`` events of ``log``."""
+        with self._lock:
+            out = []
+            for name, row in self._rows:
+                if name == log:
+                    out.append(row)
+                    if len(out) == limit:
+                        break
+        return out
+
+    def remove(self, seqs: list[int]) -> None:
+        """Forget these events."""
+        gone = set(seqs)
+        with self._lock:
+            self._rows = deque(item for item in self._rows if item[1].seq not in gone)
+
+    def reject(self, log: str, row: Row, *, status: int, field: str, reason: str,
+               at: float) -> None:
+        """Forget a refused event (the client logs and reports it)."""
+        self.remove([row.seq])
+
+    def first_seq(self, log: str) -> int | None:
+        """The oldest queued ``seq`` of ``log``."""
+        with self._lock:
+            return next((row.seq for name, row in self._rows if name == log), None)
+
+    def last_seq(self, log: str) -> int | None:
+        """The newest queued ``seq`` of ``log``."""
+        with self._lock:
+            return next((row.seq for name, row in reversed(self._rows) if name == log), None)
+
+    def count(self, log: str) -> int:
+        """How many events of ``log`` wait."""
+        with self._lock:
+            return sum(1 for name, _ in self._rows if name == log)
+
+    def kept_checkpoint(self, log: str, vkey: str) -> str | None:
+        """The newest checkpoint verified in this process."""
+        return self._checkpoints.get((log, vkey))
+
+    def keep_checkpoint(self, log: str, vkey: str, note: str) -> None:
+        """Remember a verified checkpoint for this process's lifetime."""
+        self._checkpoints[(log, vkey)] = note
