@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import getpass
+import hashlib
 import json
 import os
 import sys
@@ -637,6 +638,9 @@ def keys_create(role: Annotated[str, typer.Option(
                 name: Annotated[str, typer.Option(help="What the key is for.")] = "",
                 expires: Annotated[str | None, typer.Option(
                     help="RFC 3339 time the key stops working.")] = None,
+                client_cert: Annotated[Path | None, typer.Option(
+                    "--client-cert", help="PEM certificate the key is bound to (mTLS): the "
+                    "token works only over a connection presenting it.")] = None,
                 data: DataOpt = None) -> None:
     """Create an API key for the service. The token is the last line (shown only once)."""
     with _errors():
@@ -645,12 +649,26 @@ def keys_create(role: Annotated[str, typer.Option(
         try:
             now = datetime.now(UTC)
             token = store.create(role, log=log, name=name, now=now,
-                                 expires=_time_opt(expires, "--expires"))
+                                 expires=_time_opt(expires, "--expires"),
+                                 client_cert_sha256=_cert_fingerprint(client_cert))
         finally:
             store.close()
         err.print(f"created a {role} key" + (f" for log {log!r}" if log else "")
                   + "; store the token now: it cannot be shown again", markup=False)
         typer.echo(token)
+
+
+def _cert_fingerprint(path: Path | None) -> str | None:
+    """SHA-256 (hex) of a PEM certificate's DER form, as the server sees it."""
+    if path is None:
+        return None
+    from cryptography import x509  # noqa: PLC0415 - only this option needs it
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        fail(f"--client-cert {path}: {getattr(exc, 'strerror', None) or exc}")
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 @keys_app.command("list")
@@ -663,7 +681,8 @@ def keys_list(data: DataOpt = None) -> None:
             for info in store.listing():
                 typer.echo(dumps({"id": info.id, "role": info.role, "log": info.log,
                                   "name": info.name, "created": info.created,
-                                  "expires": info.expires, "revoked": info.revoked}))
+                                  "expires": info.expires, "revoked": info.revoked,
+                                  "client_cert_sha256": info.client_cert_sha256}))
         finally:
             store.close()
 
@@ -715,7 +734,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
                   markup=False)
+        from sealtrail.server.tls import CertAwareH11Protocol  # noqa: PLC0415
         uvicorn.run(application, host=host, port=port, log_level="warning",
+                    http=CertAwareH11Protocol,
                     ssl_certfile=str(tls_cert) if tls_cert else None,
                     ssl_keyfile=str(tls_key) if tls_key else None,
                     ssl_ca_certs=str(client_ca) if client_ca else None,

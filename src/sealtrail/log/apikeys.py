@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS api_keys(
     name TEXT NOT NULL,
     created TEXT NOT NULL,
     expires TEXT,
-    revoked TEXT);
+    revoked TEXT,
+    cert_sha256 TEXT);
 """
 
 
@@ -75,6 +76,7 @@ class KeyInfo:
     created: str
     expires: str | None
     revoked: str | None
+    client_cert_sha256: str | None = None
 
 
 class ApiKeys:
@@ -92,6 +94,9 @@ class ApiKeys:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
+            if "cert_sha256" not in columns:  # a store made before keys could be bound
+                self._db.execute("ALTER TABLE api_keys ADD COLUMN cert_sha256 TEXT")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the API key store: {exc}") from exc
 
@@ -100,35 +105,49 @@ class ApiKeys:
         self._db.close()
 
     def create(self, role: str, *, log: str | None, name: str, now: datetime,
-               expires: datetime | None = None) -> str:
-        """Create a key; return its token (shown once: only its hash is kept)."""
+               expires: datetime | None = None, client_cert_sha256: str | None = None) -> str:
+        """Create a key; return its token (shown once: only its hash is kept).
+
+        ``client_cert_sha256`` binds the key to a client certificate (mTLS): the token then
+        only works on a connection that presented that certificate.
+        """
         if role not in ROLES:
             raise ConfigError(f"role {role!r}: use one of {', '.join(ROLES)}")
         if role == "auditor" and log is not None:
             raise ConfigError("auditor keys read every log: leave --log out")
         if expires is not None and expires <= now:
             raise ConfigError("--expires must be in the future")
+        if client_cert_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}",
+                                                                client_cert_sha256):
+            raise ConfigError("a client certificate fingerprint is 64 lowercase hex digits")
         key_id = secrets.token_hex(8)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-        self._db.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+        self._db.execute("INSERT INTO api_keys(id, hash, role, log, name, created, expires, "
+                         "cert_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (key_id, _hash(secret), role, log, name[:128], format_time(now),
-                          None if expires is None else format_time(expires)))
+                          None if expires is None else format_time(expires),
+                          client_cert_sha256))
         return f"st_{key_id}_{secret}"
 
-    def authenticate(self, token: str, now: datetime) -> Principal | None:
-        """The principal a bearer token stands for; None when unknown, expired or revoked."""
+    def authenticate(self, token: str, now: datetime, client_cert_sha256: str | None = None
+                     ) -> Principal | None:
+        """The principal a bearer token stands for; None when unknown, expired, revoked, or
+        bound to a client certificate this connection did not present."""
         match = _TOKEN.match(token)
         if match is None:
             return None
         key_id, secret = match.groups()
-        row = self._db.execute("SELECT hash, role, log, name, expires, revoked FROM api_keys "
-                               "WHERE id = ?", (key_id,)).fetchone()
+        row = self._db.execute("SELECT hash, role, log, name, expires, revoked, cert_sha256 "
+                               "FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         # Hash and compare even when the id is unknown: timing says nothing either way.
         stored = bytes(row[0]) if row is not None else b"\x00" * 32
         if not hmac.compare_digest(stored, _hash(secret)) or row is None:
             return None
-        _, role, log, name, expires, revoked = row
+        _, role, log, name, expires, revoked, bound = row
         if revoked is not None or (expires is not None and parse_time(expires) <= now):
+            return None
+        if bound is not None and not hmac.compare_digest(
+                bound.encode(), (client_cert_sha256 or "").encode()):
             return None
         return Principal(key_id, role, log, name)
 
@@ -141,8 +160,8 @@ class ApiKeys:
 
     def listing(self) -> list[KeyInfo]:
         """Every key, oldest first (no token, no hash)."""
-        rows = self._db.execute("SELECT id, role, log, name, created, expires, revoked "
-                                "FROM api_keys ORDER BY created, id").fetchall()
+        rows = self._db.execute("SELECT id, role, log, name, created, expires, revoked, "
+                                "cert_sha256 FROM api_keys ORDER BY created, id").fetchall()
         return [KeyInfo(*row) for row in rows]
 
 

@@ -46,6 +46,7 @@ from sealtrail.log.search import Filter, search
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics
 from sealtrail.server.ratelimit import RateLimiter
+from sealtrail.server.tls import client_cert_sha256
 
 MAX_BODY: Final = 8 * 1024 * 1024
 MAX_EVENTS: Final = 10_000
@@ -148,9 +149,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     bearer = HTTPBearer(auto_error=False, description="An API key: st_<id>_<secret>")
 
-    def authenticate(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    def authenticate(request: Request,
+                     credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
                      ) -> Principal:
-        principal = (keys.authenticate(credentials.credentials.strip(), config.clock())
+        principal = (keys.authenticate(credentials.credentials.strip(), config.clock(),
+                                       client_cert_sha256(request.scope))
                      if credentials is not None else None)
         if principal is None:
             metrics.rejected.labels("unauthenticated").inc()
