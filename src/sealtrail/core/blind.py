@@ -44,8 +44,11 @@ class BlindIndexer:
 
     def token(self, field: str, value: str) -> int:
         """The token of ``value`` in ``field`` (one of BLIND_FIELDS)."""
-        mac = self._mac(b"".join((_DOMAIN, field.encode(), b"\x00", value.encode())))
-        return int.from_bytes(mac[:8], "big", signed=True)
+        inner = self._inner.copy()  # _mac, inlined: this runs three times per event
+        inner.update(b"".join((_DOMAIN, field.encode(), b"\x00", value.encode())))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return int.from_bytes(outer.digest()[:8], "big", signed=True)
 
     def subject_ref(self, subject: str) -> bytes:
         """The 16-byte pseudonym of a data subject."""

@@ -16,6 +16,7 @@ the values is :mod:`sealtrail.core.envelope`'s job and deciding keys is the engi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -98,22 +99,32 @@ class FieldPolicy:
         (the hot path: no struct is rebuilt).
         """
         found: list[tuple[str, Any]] = []
-        for path in self.paths:
-            part, dot, name = path.partition(".")
-            if not dot:
+        for path, part, name in _plan(self.paths):
+            if name is None:
                 value = obj.pop(path, None)
             else:
                 sub = obj.get(part)
                 value = None if sub is None else sub.pop(name, None)
             if value is not None:
                 found.append((path, value))
-        for part in ("target", "source"):
-            if obj.get(part) == {}:
-                del obj[part]
+        if obj.get("target") == {}:
+            del obj["target"]
+        if obj.get("source") == {}:
+            del obj["source"]
         subjects = obj.pop(SUBJECTS, None)
         if subjects is not None:
             found.append((SUBJECTS, subjects))
         return found
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(paths: tuple[str, ...]) -> tuple[tuple[str, str, str | None], ...]:
+    """Each path split once: (path, part, name), name None for a top-level field."""
+    out = []
+    for path in paths:
+        part, dot, name = path.partition(".")
+        out.append((path, part, name if dot else None))
+    return tuple(out)
 
 
 def _nones(sub: msgspec.Struct) -> set[str]:

@@ -41,9 +41,9 @@ class BlindIndex:
             pairs = [(tok, idx) for _, tok, idx in rows]
             self._store.put_blind_pending([(min(idx for _, idx in pairs), _pack(pairs))])
         boundary = (end >> SEG_SHIFT) << SEG_SHIFT
-        pending = self._store.blind_pending()
-        if pending and pending[0][0] < boundary:
-            self._fold(pending, boundary)
+        first = self._store.blind_pending_start()
+        if first is not None and first < boundary:
+            self._fold(self._store.blind_pending(), boundary)
 
     def _fold(self, pending: list[tuple[int, bytes]], boundary: int) -> None:
         done: list[tuple[int, int, int]] = []

@@ -369,6 +369,11 @@ class SQLiteStore:
         return [(int(a), bytes(b)) for a, b in
                 self._q("SELECT start, data FROM blind_pending ORDER BY start")]
 
+    def blind_pending_start(self) -> int | None:
+        """The smallest start among pending rows (None when there are none)."""
+        value = self._q("SELECT min(start) FROM blind_pending")[0][0]
+        return None if value is None else int(value)
+
     def delete_blind_pending(self, starts: list[int]) -> None:
         """Remove pending rows (inside a transaction)."""
         self._w("DELETE FROM blind_pending WHERE start = ?", [(s,) for s in starts])
