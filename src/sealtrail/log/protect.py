@@ -49,6 +49,7 @@ EPOCH_KEY: Final = "key_epoch"
 UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with the keyring locked
 SUBJECT_PURPOSE: Final = "subject"
 _CACHE_MAX: Final = 100_000    # subject keys kept unwrapped in memory
+_TOKEN_CACHE_MAX: Final = 32_768  # recent (field, value) -> token: actors and addresses recur
 _enc = msgspec.json.Encoder(order="deterministic")
 _dec = msgspec.json.Decoder()
 
@@ -212,7 +213,7 @@ class Protector:
         key = (field, value)
         tok = self._tokens.get(key)
         if tok is None:
-            if len(self._tokens) >= _CACHE_MAX:
+            if len(self._tokens) >= _TOKEN_CACHE_MAX:
                 self._tokens.clear()
             tok = self._tokens[key] = blind.token(field, value)
         return tok
