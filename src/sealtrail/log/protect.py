@@ -283,7 +283,8 @@ class Protector:
         aead = self._aead.get(text)
         if aead is None:
             raw = parts[0][1] if len(parts) == 1 else _combine([r for _, r in parts])
-            aead = self._aead[text] = AESGCM(raw)
+            aead = AESGCM(raw)
+            self._cache_aead(text, aead)
         return text, aead
 
     def _key_aad(self, kid: bytes, ref: bytes) -> bytes:
@@ -296,6 +297,12 @@ class Protector:
         except DecryptionError as exc:
             raise StorageError(f"subject key {kid_text(kid)} does not unwrap: the key table "
                                "was altered") from exc
+
+    def _cache_aead(self, kid: str, aead: AESGCM | None) -> None:
+        """Keep a subject key's cipher, bounded (about 2.5 KiB each in OpenSSL)."""
+        if len(self._aead) >= _CACHE_MAX // 10:
+            self._aead = {k: v for k, v in self._aead.items() if not k.startswith("s")}
+        self._aead[kid] = aead
 
     def _remember(self, ref: bytes, got: tuple[bytes, bytes]) -> None:
         if len(self._by_ref) >= _CACHE_MAX:
@@ -374,11 +381,11 @@ class Protector:
         raws = [kid_bytes(part) for part in kid.split("+")]
         stored = self._store.subject_keys_by_kid(raws)
         if len(stored) != len(set(raws)):
-            self._aead[kid] = None
+            self._cache_aead(kid, None)
             return None
         keys = [self._unwrap(keyring, r, *stored[r]) for r in raws]
         aead = AESGCM(keys[0] if len(keys) == 1 else _combine(keys))
-        self._aead[kid] = aead
+        self._cache_aead(kid, aead)
         return aead
 
     def seal_note(self, text: str, ref: bytes) -> str:
