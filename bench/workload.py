@@ -1,4 +1,11 @@
-"""The benchmark workload: deterministic audit events of about 500 bytes of JSON each."""
+"""The benchmark workload: deterministic audit events of about 500 bytes of JSON each.
+
+Every event carries six of the seven personal fields a default (encrypted) log seals:
+``actor.name``, ``actor.ip``, ``actor.user_agent``, ``target.name``, ``source.ip`` and
+``metadata`` (not ``changes``). With ``subjects=True`` the same events are generated, and a
+second random stream adds ``subjects: ["patient-<k>"]`` (one of :data:`SUBJECTS` ids) to about
+:data:`SUBJECT_SHARE` of them; the base events, and so the plain rows' workload, are unchanged.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 SEED = 20240601
+SUBJECTS = 10_000          # distinct data subjects in the encrypted workload
+SUBJECT_SHARE = 0.3        # share of its events that name one
 
 _ACTIONS = [
     ("document.read", "data_access"),
@@ -30,15 +39,23 @@ _AGENTS = [
 ]
 
 
-def make_events(n: int, seed: int = SEED) -> list[dict[str, Any]]:
+def make_events(n: int, seed: int = SEED, *, subjects: bool = False) -> list[dict[str, Any]]:
     """``n`` valid sealtrail events (no ids: the log assigns them), the same for a given seed."""
-    return list(iter_events(n, seed))
+    return list(iter_events(n, seed, subjects=subjects))
 
 
-def iter_batches(n: int, size: int, seed: int = SEED) -> Iterator[list[dict[str, Any]]]:
+def with_subjects(events: list[dict[str, Any]], seed: int = SEED) -> list[dict[str, Any]]:
+    """The same events, about :data:`SUBJECT_SHARE` of them (copies) naming a subject; equal
+    to ``make_events(len(events), seed, subjects=True)`` for events made with ``seed``."""
+    srnd = _subject_rng(seed)
+    return [_add_subject(ev, srnd) for ev in events]
+
+
+def iter_batches(n: int, size: int, seed: int = SEED, *, subjects: bool = False
+                 ) -> Iterator[list[dict[str, Any]]]:
     """The events of :func:`make_events` in lists of ``size``, generated as they are consumed."""
     batch: list[dict[str, Any]] = []
-    for ev in iter_events(n, seed):
+    for ev in iter_events(n, seed, subjects=subjects):
         batch.append(ev)
         if len(batch) == size:
             yield batch
@@ -47,8 +64,24 @@ def iter_batches(n: int, size: int, seed: int = SEED) -> Iterator[list[dict[str,
         yield batch
 
 
-def iter_events(n: int, seed: int = SEED) -> Iterator[dict[str, Any]]:
+def _subject_rng(seed: int) -> random.Random:
+    return random.Random(seed * 7919 + 1)
+
+
+def _add_subject(ev: dict[str, Any], srnd: random.Random) -> dict[str, Any]:
+    # Two draws per event whatever the outcome, so event i's subject depends only on i.
+    share, k = srnd.random(), srnd.randrange(SUBJECTS)
+    return {**ev, "subjects": [f"patient-{k}"]} if share < SUBJECT_SHARE else ev
+
+
+def iter_events(n: int, seed: int = SEED, *, subjects: bool = False
+                ) -> Iterator[dict[str, Any]]:
     """Generate the events one by one (constant memory, for the million-event runs)."""
+    if subjects:
+        srnd = _subject_rng(seed)
+        for ev in iter_events(n, seed):
+            yield _add_subject(ev, srnd)
+        return
     rnd = random.Random(seed)
     for i in range(n):
         action, category = _ACTIONS[rnd.randrange(len(_ACTIONS))]
