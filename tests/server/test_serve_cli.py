@@ -146,7 +146,8 @@ def test_keys_list_shows_keys_but_never_a_token(data: Path) -> None:
     row = next(r for r in rows if r["id"] == key_id)
     assert (row["role"], row["log"], row["name"], row["revoked"]) == (
         "reader", "default", "listed-key", None)
-    assert set(row) == {"id", "role", "log", "name", "created", "expires", "revoked"}
+    assert set(row) == {"id", "role", "log", "name", "created", "expires", "revoked",
+                        "client_cert_sha256"}
     assert token not in res.stdout + res.stderr
     assert secret not in res.stdout + res.stderr
 

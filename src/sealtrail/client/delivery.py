@@ -40,7 +40,7 @@ from sealtrail.core.errors import FormatError
 
 MAX_RETRY_AFTER: Final = 300.0  # seconds: a hostile or broken header cannot park a client forever
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
-_POSITION = re.compile(r"^events\[(\d+)\]\.?(.*)$")
+_POSITION = re.compile(r"^events\[(\d+)\]\.?(.*)\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,13 +47,13 @@ Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 LongText = Annotated[str, msgspec.Meta(max_length=4096)]
 Action = Annotated[str, msgspec.Meta(
-    min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*$")]
+    min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_:\-]+(\.[A-Za-z0-9_:\-]+)*\Z")]
 IP = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
 MAX_SUBJECTS: Final = 16
 Subjects = Annotated[list[Ident], msgspec.Meta(min_length=1, max_length=MAX_SUBJECTS)]
 
 
-_IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
+_IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\Z")
 
 
 @functools.lru_cache(maxsize=4096)

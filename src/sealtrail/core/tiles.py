@@ -17,8 +17,8 @@ from sealtrail.core.errors import FormatError
 
 TILE_WIDTH: Final = 256
 TILE_HEIGHT: Final = 8
-_PART = re.compile(r"^x\d{3}$")
-_LAST = re.compile(r"^\d{3}$")
+_PART = re.compile(r"^x\d{3}\Z")
+_LAST = re.compile(r"^\d{3}\Z")
 
 
 @dataclass(frozen=True, slots=True)

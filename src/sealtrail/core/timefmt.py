@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$")
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z")
 
 
 def format_time(dt: datetime) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Final
 ID_CHARS: Final = 256
 TEXT_CHARS: Final = 1024
 ANONYMOUS: Final = {"id": "anonymous", "type": "anonymous"}
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 _METHOD_BAD = re.compile(r"[^A-Za-z0-9_:\-]")
 
 

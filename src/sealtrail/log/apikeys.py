@@ -35,7 +35,7 @@ Role = Literal["ingest", "reader", "auditor", "admin"]
 ROLES: Final = ("ingest", "reader", "auditor", "admin")
 SERVICE_DIR: Final = "_service"
 DB_FILE: Final = "service.db"
-_TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys(

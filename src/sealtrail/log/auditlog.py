@@ -68,7 +68,7 @@ from sealtrail.store.sqlite import SQLiteStore
 
 Clock = Callable[[], datetime]
 
-LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 DB_FILE = "log.db"
 BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 4 s
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
