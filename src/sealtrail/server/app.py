@@ -41,7 +41,7 @@ from sealtrail.core.event import Event, validate_event
 from sealtrail.core.tiles import TILE_WIDTH, TileRef, parse_tile_path
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
-from sealtrail.log.auditlog import MAX_BATCH, AuditLog, Clock, system_clock
+from sealtrail.log.auditlog import LOG_NAME, MAX_BATCH, AuditLog, Clock, system_clock
 from sealtrail.log.search import Filter, search
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics
@@ -71,6 +71,33 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/metrics"): frozenset({"auditor", "admin"}),
 }
 OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
+
+# -- what the OpenAPI document says about answers and bodies ---------------------------------
+_ERROR_SCHEMA: Final = {"type": "object", "required": ["error"],
+                        "properties": {"error": {"type": "string"}, "field": {"type": "string"},
+                                       "errors": {"type": "array"}}}
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    code: {"description": why, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    for code, why in ((400, "Refused (bad argument, policy)"), (401, "No valid API key"),
+                      (403, "The key's role or scope does not allow this"),
+                      (404, "No such log, tile or entry"), (413, "Body or batch too large"),
+                      (422, "Invalid input; the error names the field"),
+                      (429, "Rate limited; see Retry-After"),
+                      (503, "Storage or keyring unavailable; nothing was stored"))}
+
+
+def _answers(media: str, description: str, code: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a route answering ``media`` (plus every error)."""
+    body = {"schema": {"type": "string", **({"format": "binary"} if "octet" in media else {})}}
+    return {code: {"description": description, "content": {media: body}}, **_ERRORS}
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+_EVENTS_SCHEMA: Final = msgspec.json.schema(list[Event], ref_template="#/components/schemas/{name}")
 
 
 @dataclass
@@ -202,7 +229,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- ingest ----------------------------------------------------------------------------
 
-    @app.post("/v1/logs/{log}/events", status_code=201)
+    events_body = _json_body({"type": "array", "items": _EVENTS_SCHEMA["items"]},
+                             "A JSON array of events (or JSON Lines as application/x-ndjson)")
+
+    @app.post("/v1/logs/{log}/events", status_code=201, responses=_ERRORS,
+              openapi_extra=events_body)
     async def post_events(log: str, request: Request,
                           principal: Principal = as_ingest) -> Response:
         """Append a JSON array (or JSON Lines) of events: all stored, or none."""
@@ -235,7 +266,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- reading event content (audited) ---------------------------------------------------
 
-    @app.get("/v1/logs/{log}/events")
+    @app.get("/v1/logs/{log}/events", responses=_ERRORS)
     async def get_events(  # noqa: PLR0917 - one parameter per documented query filter
             log: str, principal: Principal = as_search,
                          since: str | None = None, until: str | None = None,
@@ -271,7 +302,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         events, nxt = await _in_thread(run)
         return _Json({"events": events, "next_cursor": nxt})
 
-    @app.get("/v1/logs/{log}/entries")
+    @app.get("/v1/logs/{log}/entries",
+             responses=_answers("application/x-ndjson", "Entries as JSON Lines"))
     async def get_entries(log: str, principal: Principal = as_entries,
                           start: Annotated[int, Query(ge=0)] = 0,
                           end: Annotated[int | None, Query(ge=0)] = None) -> Response:
@@ -297,14 +329,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- proof material (counted, not logged) ----------------------------------------------
 
-    @app.get("/v1/logs/{log}/checkpoint")
+    @app.get("/v1/logs/{log}/checkpoint",
+             responses=_answers("text/plain", "The signed checkpoint note"))
     async def get_checkpoint(log: str, principal: Principal = as_checkpoint) -> Response:
         """The latest signed checkpoint (C2SP signed note)."""
         alog = open_log(log)
         metrics.proof_reads.labels(log, "checkpoint").inc()
         return PlainTextResponse(alog.checkpoint().note)
 
-    @app.get("/v1/logs/{log}/proof/inclusion")
+    @app.get("/v1/logs/{log}/proof/inclusion", responses=_ERRORS)
     async def get_inclusion(log: str, principal: Principal = as_inclusion,
                             index: Annotated[int | None, Query(ge=0)] = None,
                             leaf_hash: str | None = None,
@@ -319,7 +352,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         proof = await _in_thread(alog.prove_inclusion, index, size)
         return _Json(proof.to_json())
 
-    @app.get("/v1/logs/{log}/proof/consistency")
+    @app.get("/v1/logs/{log}/proof/consistency", responses=_ERRORS)
     async def get_consistency(log: str, first: Annotated[int, Query(ge=0)],
                               principal: Principal = as_consistency,
                               second: Annotated[int | None, Query(ge=0)] = None) -> Response:
@@ -331,7 +364,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- C2SP tlog-tiles read paths, for standard tile clients and witnesses ---------------
 
-    @app.get("/tlog/{log}/checkpoint")
+    @app.get("/tlog/{log}/checkpoint",
+             responses=_answers("text/plain", "The signed checkpoint note"))
     async def tlog_checkpoint(log: str, principal: Principal = as_tlog_checkpoint
                               ) -> Response:
         """The checkpoint at the tiles prefix (same note as /v1/.../checkpoint)."""
@@ -340,7 +374,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return PlainTextResponse(alog.checkpoint().note,
                                  headers={"Cache-Control": "no-store"})
 
-    @app.get("/tlog/{log}/tile/entries/{path:path}")
+    @app.get("/tlog/{log}/tile/entries/{path:path}",
+             responses=_answers("application/octet-stream", "An entry bundle"))
     async def tlog_bundle(log: str, path: str, principal: Principal = as_bundle) -> Response:
         """An entry bundle: event content, so readers only, and the read is audited."""
         alog = open_log(log)
@@ -354,7 +389,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
         return _tile_response(ref, await _in_thread(run))
 
-    @app.get("/tlog/{log}/tile/{path:path}")
+    @app.get("/tlog/{log}/tile/{path:path}",
+             responses=_answers("application/octet-stream", "A hash tile"))
     async def tlog_tile(log: str, path: str, principal: Principal = as_tile) -> Response:
         """A hash tile (no event content); full tiles never change (cached for a year)."""
         alog = open_log(log)
@@ -366,13 +402,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     # -- administration --------------------------------------------------------------------
 
-    @app.get("/v1/logs")
+    @app.get("/v1/logs", responses=_ERRORS)
     async def list_logs(principal: Principal = as_list_logs
                         ) -> Response:
         """Every log with its size."""
         return _Json({"logs": [{"name": n, "size": logs.get(n).size} for n in logs.names()]})
 
-    @app.post("/v1/logs", status_code=201)
+    @app.post("/v1/logs", status_code=201, responses=_ERRORS, openapi_extra=_json_body(
+        {"type": "object", "required": ["name"], "properties": {"name": {
+            "type": "string", "pattern": LOG_NAME.pattern}}}, "The new log's name"))
     async def create_log(request: Request, principal: Principal = as_create_log) -> Response:
         """Create a log (tenant): ``{"name": "billing"}``."""
         body = await _read_body(request, 4096)
@@ -412,12 +450,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return _Json({"status": "not ready", "problems": len(problems)}, status_code=503)
         return _Json({"status": "ready", "logs": len(logs.names())})
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=_answers("text/plain", "Prometheus text format"))
     async def get_metrics(principal: Principal = as_metrics
                           ) -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the event model's schemas (from msgspec) it refers to."""
+        if app.openapi_schema is None:
+            doc = default_openapi()
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(_EVENTS_SCHEMA.get("$defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
