@@ -29,6 +29,7 @@ from pathlib import Path
 
 import alternatives as alt
 import st_bench as st
+from http_bench import run_http
 from harness import (
     REPEATS,
     Rate,
@@ -405,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     rows = run(sz)
+    say("the HTTP service and the SDK (bench/http_bench.py)")
+    rows.extend(run_http(args.quick))
     elapsed = time.perf_counter() - t0
     load = (f"load average (1 min) {load_before:.2f} at the start, "
             f"{os.getloadavg()[0]:.2f} at the end")
@@ -434,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
             f"default (encrypted, redaction `mask`), on the same events with `subjects: "
             f"[\"patient-<k>\"]` (one of {SUBJECTS:,}) added to {SUBJECT_SHARE:.0%} of them, "
             f"except where a row says otherwise; their search, erasure, verify, bytes and RSS "
-            f"rows use a second big log, built like the first but encrypted",
+            f"rows use a second big log, built like the first but encrypted; rows 36 on: the "
+            f"HTTP service (a child process, encrypted default log, events without subjects) "
+            f"and the SDK, from bench/http_bench.py",
             "",
         ])
         write_out(args.out, header + "\n" + markdown_table(rows) + "\n")

@@ -715,6 +715,11 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           allow_plain_http: Annotated[bool, typer.Option(
               "--allow-plain-http", help="Serve plain HTTP on a non-loopback address.")
           ] = False,
+          rate: Annotated[float, typer.Option(
+              min=0.1, help="Requests per second allowed per API key.")] = 200.0,
+          burst: Annotated[float, typer.Option(
+              min=1, help="Requests a key may send at once before the rate applies.")
+          ] = 400.0,
           data: DataOpt = None) -> None:
     """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key)."""
     import ssl  # noqa: PLC0415 - only the server needs these
@@ -729,7 +734,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             fail(f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
                  "--allow-plain-http if a TLS proxy in front does it")
         d, _ = _where(data, None)
-        config = ServiceConfig(Path(d), passphrase=_passphrase(prompt=True))
+        config = ServiceConfig(Path(d), passphrase=_passphrase(prompt=True), rate=rate,
+                               burst=burst)
         application = create_app(config)
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",

@@ -258,12 +258,14 @@ class Client:
             return
         self._closed = True
         flushed = self.flush(timeout)
+        # Counted before the sender stops: a stopping sender releases the queue it reads.
+        left_at_stop = self._pipe.pending()
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(self._cfg.timeout + 1.0)
-        left = self._pipe.pending() if not self._released else 0
+        left = self._pipe.pending() if not self._released else left_at_stop
         if not flushed and left:
             if self._cfg.mode == "drop":
                 self._pipe.dropped += left

@@ -423,8 +423,18 @@ class AuditLog:
         """
         return self._append(events)
 
+    def append_validated(self, events: list[Event]) -> list[Receipt]:
+        """``append_many`` for events that came from ``validate_event`` / ``parse_event``.
+
+        Skips the second validation (the service validates a request whole, to report every
+        bad event at once). Passing an Event built any other way bypasses the checks that
+        msgspec does not run at construction: do not.
+        """
+        return self._append(events, validated=True)
+
     def _append(self, events: Iterable[Event | Mapping[str, Any]],
-                hook: Callable[[], None] | None = None) -> list[Receipt]:
+                hook: Callable[[], None] | None = None, *,
+                validated: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
         redactor = self._redactor
@@ -436,10 +446,13 @@ class AuditLog:
         for i, raw in enumerate(events):
             if i >= MAX_BATCH:
                 raise ValidationError("events", f"more than {MAX_BATCH} events in one call")
-            try:
-                ev = validate_event(raw)
-            except ValidationError as exc:
-                raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+            if validated and type(raw) is Event:
+                ev = raw
+            else:
+                try:
+                    ev = validate_event(raw)
+                except ValidationError as exc:
+                    raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
             if redactor is not None:
                 try:
                     ev = redactor.redact(ev)[0]

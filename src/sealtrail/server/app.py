@@ -256,7 +256,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return _error(422, f"{len(errors)} invalid event(s); nothing was stored",
                           errors=errors)
         started = time.perf_counter()
-        receipts = await _in_thread(alog.append_many, events)
+        receipts = await _in_thread(alog.append_validated, events)
         metrics.ingest_seconds.labels(log).observe(time.perf_counter() - started)
         metrics.ingested.labels(log).inc(sum(1 for r in receipts if not r.duplicate))
         return _Json({"receipts": [
