@@ -29,7 +29,6 @@ from pathlib import Path
 
 import alternatives as alt
 import st_bench as st
-from http_bench import run_http
 from harness import (
     REPEATS,
     Rate,
@@ -41,6 +40,7 @@ from harness import (
     text_table,
     verdict,
 )
+from http_bench import run_http
 from workload import SEED, SUBJECT_SHARE, SUBJECTS, json_lines, make_events, with_subjects
 
 BATCH = 1000
