@@ -47,6 +47,7 @@ from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.tls import client_cert_sha256
+from sealtrail.server.verifier import Verifier
 
 MAX_BODY: Final = 8 * 1024 * 1024
 MAX_EVENTS: Final = 10_000
@@ -111,6 +112,8 @@ class ServiceConfig:
     burst: float = 400.0
     max_body: int = MAX_BODY
     max_events: int = MAX_EVENTS
+    verify_delay: float = 5.0        # seconds after start before the first full verification
+    verify_interval: float = 3600.0  # then every this many seconds; 0 turns it off
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,11 +132,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The service's ASGI app (``sealtrail serve`` runs it on uvicorn)."""
     logs = Logs(config.data_dir, config.passphrase, config.clock)
     keys = ApiKeys(config.data_dir)
-    metrics = Metrics(logs, config.clock)
+    verifier = Verifier(logs, config.clock, delay=config.verify_delay,
+                        interval=config.verify_interval)
+    metrics = Metrics(logs, config.clock, verifier.results)
     limiter = RateLimiter(config.rate, config.burst)
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        verifier.start()
         yield
+        verifier.stop()
         logs.close()
         keys.close()
 
@@ -142,6 +149,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.logs = logs
     app.state.keys = keys
     app.state.metrics = metrics
+    app.state.verifier = verifier
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -445,6 +453,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     problems.append(f"{name}: keyring locked")
             except SealtrailError as exc:
                 problems.append(f"{name}: {type(exc).__name__}")
+        problems.extend(f"{name}: failed verification" for name, result
+                        in list(verifier.results.items()) if not result.ok)
         if problems:
             # Unauthenticated: say how many logs are not ready, not which (names are private).
             return _Json({"status": "not ready", "problems": len(problems)}, status_code=503)

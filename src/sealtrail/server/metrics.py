@@ -7,7 +7,7 @@ read from the logs at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -17,14 +17,17 @@ from prometheus_client.registry import Collector
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.server.logs import Logs
+from sealtrail.server.verifier import Result
 
 
 class _LogState(Collector):
-    """Tree size and seconds since the newest entry, per opened log, at scrape time."""
+    """Tree size, seconds since the newest entry and the last verification, per log."""
 
-    def __init__(self, logs: Logs, now: Callable[[], datetime]) -> None:
+    def __init__(self, logs: Logs, now: Callable[[], datetime],
+                 verified: Mapping[str, Result]) -> None:
         self._logs = logs
         self._now = now
+        self._verified = verified
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         size = GaugeMetricFamily("sealtrail_tree_size", "Entries in the log", labels=["log"])
@@ -45,12 +48,28 @@ class _LogState(Collector):
                     age.add_metric([name], delta.total_seconds())
         yield size
         yield age
+        ok = GaugeMetricFamily("sealtrail_verification_ok",
+                               "1 when the last full verification passed, 0 when it failed",
+                               labels=["log"])
+        vsize = GaugeMetricFamily("sealtrail_verified_size",
+                                  "Tree size the last passing verification covered",
+                                  labels=["log"])
+        vage = GaugeMetricFamily("sealtrail_verification_age_seconds",
+                                 "Seconds since the last full verification", labels=["log"])
+        for name, result in list(self._verified.items()):
+            ok.add_metric([name], 1 if result.ok else 0)
+            vsize.add_metric([name], result.size)
+            vage.add_metric([name], (self._now() - result.at).total_seconds())
+        yield ok
+        yield vsize
+        yield vage
 
 
 class Metrics:
     """The service's metrics."""
 
-    def __init__(self, logs: Logs, now: Callable[[], datetime]) -> None:
+    def __init__(self, logs: Logs, now: Callable[[], datetime],
+                 verified: Mapping[str, Result] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.ingested = Counter("sealtrail_ingest_events", "Events appended",
                                 ["log"], registry=self.registry)
@@ -64,4 +83,4 @@ class Metrics:
         self.proof_reads = Counter("sealtrail_proof_reads",
                                    "Checkpoint, proof and tile reads (not logged as events)",
                                    ["log", "kind"], registry=self.registry)
-        self.registry.register(_LogState(logs, now))
+        self.registry.register(_LogState(logs, now, verified if verified is not None else {}))

@@ -1,0 +1,82 @@
+"""Scheduled full verification in the service, so /metrics and /readyz know the log's state.
+
+A daemon thread verifies every log (``AuditLog.verify``, one process: the service keeps its
+other core) a few seconds after start and then every ``interval`` seconds, and keeps the last
+result per log. A failure shows as ``sealtrail_verification_ok{log} 0`` and makes /readyz
+answer 503. (Continuous incremental checking and alerts are the monitor's job.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sealtrail.core.errors import SealtrailError, VerificationError
+from sealtrail.server.logs import Logs
+
+log = logging.getLogger("sealtrail.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One verification: whether the log was intact, at what size, when, and what failed."""
+
+    ok: bool
+    size: int
+    at: datetime
+    problem: str = ""
+
+
+class Verifier:
+    """Verifies every log on a schedule in a daemon thread; ``results`` holds the latest."""
+
+    def __init__(self, logs: Logs, now: Callable[[], datetime], *, delay: float,
+                 interval: float) -> None:
+        self._logs = logs
+        self._now = now
+        self._delay = delay
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.results: dict[str, Result] = {}
+
+    def start(self) -> None:
+        """Start the schedule (no-op when the interval is 0: disabled)."""
+        if self._interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sealtrail-verify",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current verification (waits at most a second for it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def verify_all(self) -> None:
+        """Verify every log now and record the results."""
+        for name in self._logs.names():
+            if self._stop.is_set():
+                return
+            try:
+                log = self._logs.get(name)
+                report = log.verify()
+                self.results[name] = Result(True, report.size, self._now())
+            except VerificationError as exc:
+                self.results[name] = Result(False, 0, self._now(), str(exc))
+            except SealtrailError:
+                continue  # a log that does not open: /readyz reports it already
+
+    def _run(self) -> None:
+        if self._stop.wait(self._delay):
+            return
+        while True:
+            try:
+                self.verify_all()
+            except Exception:  # the schedule must survive; the next run retries
+                log.exception("sealtrail: scheduled verification failed to run")
+            if self._stop.wait(self._interval):
+                return
