@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import quote
@@ -35,7 +35,7 @@ class Settings:
     flush_interval: float
     timeout: float
     verifier: Verifier | None
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # the bearer token: never in a repr
 
     @property
     def prefix(self) -> str:

@@ -27,10 +27,13 @@ def parse_time(text: str) -> datetime:
         raise ValueError("not an RFC 3339 timestamp with a time zone (e.g. 2026-01-31T12:00:00Z)")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     frac = (m.group(7) or "").ljust(6, "0")[:6]
-    dt = datetime(year, month, day, hour, minute, second, int(frac), tzinfo=UTC)
-    if m.group(9):
-        sign = 1 if m.group(9) == "+" else -1
-        dt -= sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+    try:
+        dt = datetime(year, month, day, hour, minute, second, int(frac), tzinfo=UTC)
+        if m.group(9):
+            sign = 1 if m.group(9) == "+" else -1
+            dt -= sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+    except OverflowError as exc:  # an offset that moves it out of years 1-9999
+        raise ValueError("timestamp is outside the years 1-9999 in UTC") from exc
     return dt
 
 

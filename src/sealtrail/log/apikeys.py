@@ -113,8 +113,8 @@ class ApiKeys:
         """
         if role not in ROLES:
             raise ConfigError(f"role {role!r}: use one of {', '.join(ROLES)}")
-        if role == "auditor" and log is not None:
-            raise ConfigError("auditor keys read every log: leave --log out")
+        if role in ("auditor", "admin") and log is not None:
+            raise ConfigError(f"{role} keys act on every log: leave --log out")
         if expires is not None and expires <= now:
             raise ConfigError("--expires must be in the future")
         if client_cert_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}",

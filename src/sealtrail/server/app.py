@@ -533,11 +533,15 @@ def _parse_events(body: bytes, content_type: str) -> list[Any]:
                 items.append(msgspec.json.decode(line))
             except msgspec.DecodeError as exc:
                 raise ValidationError("event", f"malformed JSON: {exc}", line=n) from exc
+            except RecursionError as exc:
+                raise ValidationError("event", "nested too deeply", line=n) from exc
         return items
     try:
         doc = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise ValidationError("body", f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValidationError("body", "nested too deeply") from exc
     if not isinstance(doc, list):
         raise ValidationError("body", "must be a JSON array of events (or JSON Lines)")
     return doc
@@ -568,13 +572,14 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 
 def _find_leaf(alog: AuditLog, leaf_hash: str) -> int:
-    """The index of the entry with this leaf hash (base64), scanning newest first."""
-    from sealtrail.core.merkle.hashing import leaf_hash as hash_leaf  # noqa: PLC0415
+    """The index of the entry with this leaf hash (base64)."""
     try:
         wanted = base64.b64decode(leaf_hash, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValidationError("leaf_hash", "not base64") from exc
-    for entry in alog.entries_reversed():
-        if hash_leaf(entry.leaf) == wanted:
-            return entry.index
-    raise ConfigError("no entry has this leaf hash")
+    if len(wanted) != 32:
+        raise ValidationError("leaf_hash", "a leaf hash is 32 bytes (SHA-256)")
+    index = alog.find_leaf(wanted)
+    if index is None:
+        raise ConfigError("no entry has this leaf hash")
+    return index
