@@ -221,20 +221,24 @@ def _read_events(source: BinaryIO) -> list[Event]:
     return events
 
 
+def _events_from(file: Path | None) -> list[Event]:
+    """Events of a JSON Lines file, or of standard input for None or ``-``."""
+    if file is None or str(file) == "-":
+        return _read_events(sys.stdin.buffer)
+    try:
+        with file.open("rb") as fh:
+            return _read_events(fh)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+
+
 @app.command()
 def append(file: Annotated[Path | None, typer.Argument(
                help="JSON Lines file of events [default: standard input].")] = None,
            data: DataOpt = None, log: LogOpt = None) -> None:
     """Append JSON Lines events durably and atomically: one bad line stores nothing."""
     with _errors():
-        if file is None or str(file) == "-":
-            events = _read_events(sys.stdin.buffer)
-        else:
-            try:
-                with file.open("rb") as fh:
-                    events = _read_events(fh)
-            except OSError as exc:
-                fail(f"cannot read {file}: {exc.strerror}")
+        events = _events_from(file)
         with _open(data, log, need_keys=True) as alog:
             receipts = alog.append_many(events)
             cp = alog.checkpoint().checkpoint
@@ -615,14 +619,7 @@ def redact_test(file: Annotated[Path | None, typer.Argument(
                 data: DataOpt = None, log: LogOpt = None) -> None:
     """Show what redaction would store for sample events (nothing is stored)."""
     with _errors():
-        if file is None or str(file) == "-":
-            events = _read_events(sys.stdin.buffer)
-        else:
-            try:
-                with file.open("rb") as fh:
-                    events = _read_events(fh)
-            except OSError as exc:
-                fail(f"cannot read {file}: {exc.strerror}")
+        events = _events_from(file)
         with _open(data, log, need_keys=True) as alog:
             for ev in events:
                 out, findings = alog.redact_preview(ev)
