@@ -6,10 +6,15 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from sealtrail import AuditLog
+from sealtrail.server.logs import Logs
+from sealtrail.server.verifier import Verifier
 from tests.server.conftest import Service
 
 
@@ -65,3 +70,21 @@ def test_scheduled_verification_reports_intact_then_tampered(
         ready = c.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["problems"] == 1
+
+
+def test_a_verification_that_cannot_read_the_store_is_a_failure(tmp_path: Path) -> None:
+    """A storage error during verification replaces an earlier pass with a failure: the
+    state never stays "ok" for a log that could not be checked."""
+    with AuditLog.open(tmp_path, "default") as log:
+        log.append({"actor": {"id": "a"}, "action": "a.b", "outcome": "success"})
+    logs = Logs(tmp_path)
+    verifier = Verifier(logs, lambda: datetime.now(UTC), delay=0, interval=0)
+    verifier.verify_all()
+    assert verifier.results["default"].ok
+    con = sqlite3.connect(tmp_path / "default" / "log.db")
+    with con:
+        con.execute("DROP TABLE nodes")
+    con.close()
+    verifier.verify_all()
+    assert not verifier.results["default"].ok
+    logs.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sealtrail.core.errors import SealtrailError, VerificationError
+from sealtrail.core.errors import SealtrailError
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -63,12 +63,16 @@ class Verifier:
                 return
             try:
                 log = self._logs.get(name)
-                report = log.verify()
-                self.results[name] = Result(True, report.size, self._now())
-            except VerificationError as exc:
-                self.results[name] = Result(False, 0, self._now(), str(exc))
             except SealtrailError:
                 continue  # a log that does not open: /readyz reports it already
+            try:
+                report = log.verify()
+            except SealtrailError as exc:
+                # Tampering, or storage that cannot be read through: either way the log is
+                # not known intact, so an earlier pass must not keep standing (fail closed).
+                self.results[name] = Result(False, 0, self._now(), str(exc))
+            else:
+                self.results[name] = Result(True, report.size, self._now())
 
     def _run(self) -> None:
         if self._stop.wait(self._delay):
