@@ -1,0 +1,1 @@
+"""Compliance: retention, evidence bundles, reports and SIEM exports."""

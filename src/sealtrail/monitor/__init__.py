@@ -1,0 +1,1 @@
+"""Monitoring: detection rules over the committed stream, alerts and their delivery."""
