@@ -104,8 +104,18 @@ class Entry:
     index: int
     leaf: bytes
 
+    @property
+    def retired(self) -> bool:
+        """True when retention removed the entry's body (its leaf hash stays in the tree)."""
+        return not self.leaf
+
     def event(self) -> dict[str, Any]:
-        """The event as a JSON object (the leaf without its format version)."""
+        """The event as a JSON object (the leaf without its format version).
+
+        A retired entry (purged or archived by retention) reads as ``{"retired": true}``.
+        """
+        if not self.leaf:
+            return {"retired": True}
         obj = canonical.leaf_object(self.leaf)
         obj.pop("v", None)
         return obj
@@ -117,9 +127,10 @@ class _Request:
     ids: list[bytes]            # the 16 id bytes of each event
     texts: list[str]            # the canonical id text of each event
     generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
-    # Runs inside the commit transaction before sequencing; raising fails this request alone,
-    # so it must check before it writes (erasure and legal holds use it).
-    hook: Callable[[], None] | None = None
+    # Runs inside the commit transaction before sequencing, given the index the request's
+    # first event will get; raising fails this request alone, so it must check before it
+    # writes (erasure, legal holds and retention use it).
+    hook: Callable[[int], None] | None = None
     receipts: list[Receipt] = field(default_factory=list)
     error: BaseException | None = None
     done: bool = False
@@ -433,7 +444,7 @@ class AuditLog:
         return self._append(events, validated=True)
 
     def _append(self, events: Iterable[Event | Mapping[str, Any]],
-                hook: Callable[[], None] | None = None, *,
+                hook: Callable[[int], None] | None = None, *,
                 validated: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
@@ -581,7 +592,7 @@ class AuditLog:
                     # event does not encode) leaves no trace, whatever it wrote.
                     with store.savepoint():
                         if req.hook is not None:
-                            req.hook()
+                            req.hook(index + len(leaves))
                         self._sequence(req, found, pending, slots, leaves, hashes, new_ids,
                                        index, received, sealing)
                 except (PolicyError, ConfigError, ValidationError) as exc:
@@ -764,6 +775,10 @@ class AuditLog:
             # index edited behind the log's back must not be able to cause it.
             found = next(self._store.iter_chunks(idx, idx + 1), None)
             entry = _entry_in(found, idx) if found is not None else None
+            if entry is not None and entry.retired and found is not None:
+                # Retention removed the body; the id index is all that is left of it.
+                hits[ident] = (idx, found.batch_end)
+                continue
             if (found is None or entry is None
                     or entry.event().get("id") != str(uuid.UUID(bytes=ident))):
                 raise TamperError("changed", idx, "the id index disagrees with the entry: "
@@ -845,7 +860,7 @@ class AuditLog:
         ciphertext (never returns garbage).
         """
         obj = entry.event()
-        if self._protector is None:
+        if self._protector is None or entry.retired:
             return obj
         return self._protector.reveal(entry.index, obj)
 
@@ -895,6 +910,27 @@ class AuditLog:
         ref = self._protector.blind().subject_ref(subject)
         return "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
 
+    def subject_ref(self, subject: str) -> bytes:
+        """The 16-byte reference of a subject (what holds and subject keys are filed under)."""
+        return self._subjects().blind().subject_ref(subject)
+
+    @property
+    def sealed_paths(self) -> tuple[str, ...]:
+        """The field paths this log seals (empty for an unencrypted log)."""
+        return self._protector.policy.paths if self._protector is not None else ()
+
+    def now(self) -> datetime:
+        """The log's clock (injected in tests, so retention can be moved through time)."""
+        return self._clock()
+
+    def commit_with(self, event: Mapping[str, Any], hook: Callable[[int], None]) -> Receipt:
+        """Append one event of the engine's own together with the store writes ``hook`` makes.
+
+        Both commit in one transaction or neither does; ``hook`` gets the index the event
+        will have and may refuse by raising PolicyError or ConfigError (retention uses it).
+        """
+        return self._append([event], hook)[0]
+
     def _subject_target(self, subject: str) -> tuple[bytes, dict[str, str]]:
         ref = self._subjects().blind().subject_ref(subject)
         ref_text = "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
@@ -917,7 +953,7 @@ class AuditLog:
         kid_before = protector.subject_kids([subject])[subject]
         store = self._store
 
-        def hook() -> None:
+        def hook(_at: int) -> None:
             held = store.holds(ref)
             if held:
                 number, _, why, since, _ = held[0]
@@ -966,7 +1002,7 @@ class AuditLog:
         created = format_time(self._clock())
         protector = self._subjects()
 
-        def hook() -> None:
+        def hook(_at: int) -> None:
             # The reason is sealed: it may say more about the person than it should.
             self._store.put_hold(ref, protector.seal_note(reason, ref), created)
 
@@ -981,7 +1017,7 @@ class AuditLog:
         _check_reason(reason, "say why the hold ends")
         released = format_time(self._clock())
 
-        def hook() -> None:
+        def hook(_at: int) -> None:
             if not self._store.holds(ref):
                 raise ConfigError("this subject has no open legal hold")
             self._store.release_holds(ref, released)

@@ -161,7 +161,7 @@ class Protector:
         for chunk in self._store.iter_chunks(start):
             for k, leaf in enumerate(chunk.leaves()):
                 index = chunk.start + k
-                if index < start:
+                if index < start or not leaf:
                     continue
                 obj = _dec.decode(leaf)
                 if not isinstance(obj, dict) or "sealed" in obj:

@@ -136,6 +136,8 @@ def search(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool = True,
         if (after is not None and entry.index <= after) or (
                 before is not None and entry.index >= before):
             continue
+        if entry.retired:
+            continue
         ev = log.read(entry)
         if flt.matches(ev):
             yield entry, ev

@@ -24,7 +24,7 @@ import hmac
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
+from sealtrail.log.receipts import check_retired
 from sealtrail.log.tree import BLOCK
 from sealtrail.store.protocol import Chunk, Store
 
@@ -48,13 +49,16 @@ class VerifyReport:
     root: bytes
     checkpoints: int
     trusted_size: int | None
+    retired: int = 0
 
     def summary(self) -> str:
         """One line for people."""
         trusted = (f"; extends the trusted checkpoint at size {self.trusted_size}"
                    if self.trusted_size is not None else "")
+        retired = (f"; {self.retired} entries retired by retention receipts (their leaf "
+                   "hashes verified)" if self.retired else "")
         return (f"OK: {self.size} entries, root {b64.encode(self.root)}, "
-                f"{self.checkpoints} signed checkpoints consistent{trusted}")
+                f"{self.checkpoints} signed checkpoints consistent{trusted}{retired}")
 
 
 class _StoredLevels:
@@ -115,6 +119,14 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int) -> None:
     if not chunk.start + chunk.count <= chunk.batch_end <= size:
         raise TamperError("extra", chunk.start, f"a row claims it was committed at size "
                           f"{chunk.batch_end}")
+    if not all(leaves):
+        # Retired entries keep their ids in the index but have no body to compare with.
+        kept = [k for k, leaf in enumerate(leaves) if leaf]
+        leaves = [leaves[k] for k in kept]
+        chunk = Chunk(chunk.start, chunk.count, chunk.batch_end,
+                      b"".join(chunk.ids[16 * k:16 * k + 16] for k in kept), chunk.data)
+        if not leaves:
+            return
     try:
         ids = _ids_decoder.decode(b"[" + b",".join(leaves) + b"]")
         text = "".join(x.id for x in ids).replace("-", "")
@@ -172,6 +184,7 @@ class _RangeResult:
     lows: dict[int, list[bytes]]
     root: bytes | None
     error: tuple[str, int, str] | None
+    retired: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _verify_range(store: Store, start: int, end: int, size: int,
@@ -191,6 +204,7 @@ def _verify_range(store: Store, start: int, end: int, size: int,
 def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                            stops: list[int]) -> _RangeResult:
     levels = _StoredLevels(store)
+    retired: list[tuple[int, int]] = []
     done, last = start, list[bytes]()
     lows: dict[int, list[bytes]] = {}
     pending = [s for s in stops if start < s <= end]
@@ -209,7 +223,15 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
             leaves = chunk.leaves()
         except ValueError as exc:
             raise TamperError("changed", chunk.start, str(exc)) from exc
-        hashes = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+        hashes = [sha256(b"\x00" + leaf).digest() if leaf else
+                  levels.slice(0, chunk.start + k, 1) for k, leaf in enumerate(leaves)]
+        for k, leaf in enumerate(leaves):
+            if not leaf:  # retired by retention: its stored leaf hash stands in (checked below)
+                idx = chunk.start + k
+                if retired and retired[-1][1] == idx:
+                    retired[-1] = (retired[-1][0], idx + 1)
+                else:
+                    retired.append((idx, idx + 1))
         k = 0
         while k < len(hashes):
             # Feed up to the next checkpoint size, then record the subtrees that make it up.
@@ -243,7 +265,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
         raise TamperError("missing", done, f"entries {done}..{end - 1} are missing")
     width = end - start
     whole = width & (width - 1) == 0 and start % width == 0
-    return _RangeResult(start, end, lows, last[-1] if whole and last else None, None)
+    return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired)
 
 
 def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
@@ -333,10 +355,12 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             check(0, EMPTY_ROOT)
         # 3-4. Leaves, ids and stored nodes per range; checkpoint roots across ranges.
         levels = _StoredLevels(store)
+        emptied: list[tuple[int, int]] = []
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
                                   workers=n_workers):
             if result.error is not None:
                 raise TamperError(*result.error)
+            emptied.extend(result.retired)
             a = result.start
             units = a >> RANGE_LEVEL if len(bounds) > 1 else 0
             ups = [upper_last[lv] for lv in range(units.bit_length() - 1, -1, -1)
@@ -370,7 +394,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             want_block, want_len = ((count - 1) // BLOCK, ((count - 1) % BLOCK + 1) * HASH_SIZE)
             if count == 0 or (last_block, length) != (want_block, want_len):
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
-        return VerifyReport(size, root, len(heads), trusted.size if trusted else None)
+        # 6. Every emptied entry was retired by a receipt the log itself recorded.
+        retired = check_retired(store, emptied, size)
+        return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
 
 
 def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int]], *,

@@ -139,5 +139,20 @@ class Store(Protocol):
     def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
         """The checkpoint history in order of size."""
 
+    def entry_at(self, index: int) -> bytes | None:
+        """One leaf by index (None when no row holds it; empty when retired)."""
+
+    def replace_chunk_data(self, rows: list[tuple[int, bytes]]) -> None:
+        """Rewrite the leaf framing of existing chunks (retention only)."""
+
+    def delete_blind_range(self, start: int, end: int) -> None:
+        """Delete blind-index rows of entries ``start <= idx < end``."""
+
+    def put_retired(self, rows: list[tuple[int, int, int, str]]) -> None:
+        """Record retired ranges (start, end, receipt index, kind)."""
+
+    def retired(self) -> list[tuple[int, int, int, str]]:
+        """Every retired range (start, end, receipt index, kind), by start."""
+
     def close(self) -> None:
         """Release the store."""

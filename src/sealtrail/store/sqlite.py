@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS holds(
     reason TEXT NOT NULL,
     created TEXT NOT NULL,
     released TEXT);
+CREATE TABLE IF NOT EXISTS retired(
+    start INTEGER PRIMARY KEY,
+    end INTEGER NOT NULL,
+    receipt INTEGER NOT NULL,
+    kind TEXT NOT NULL);
 """
 
 _BUSY_TIMEOUT_S = 30.0
@@ -408,6 +413,28 @@ class SQLiteStore:
                        f"{' AND '.join(where)} ORDER BY id", args)
         return [(int(i), bytes(r), str(re), str(c), None if rl is None else str(rl))
                 for i, r, re, c, rl in rows]
+
+    def replace_chunk_data(self, rows: list[tuple[int, bytes]]) -> None:
+        """Rewrite the leaf framing of existing chunks, by start (inside a transaction).
+
+        Only retention uses it: purged and archived entries become zero-length leaves, their
+        leaf hashes stay in the tree (see ``log/retention.py``).
+        """
+        self._w("UPDATE chunks SET data = ? WHERE start = ?", [(d, s) for s, d in rows])
+
+    def delete_blind_range(self, start: int, end: int) -> None:
+        """Delete blind-index rows of entries ``start <= idx < end`` (inside a transaction)."""
+        self._w("DELETE FROM blind WHERE seg >= ? AND seg <= ? AND idx >= ? AND idx < ?",
+                [(start >> 12, (end - 1) >> 12, start, end)])
+
+    def put_retired(self, rows: list[tuple[int, int, int, str]]) -> None:
+        """Record retired ranges (start, end, receipt index, kind) (inside a transaction)."""
+        self._w("INSERT INTO retired VALUES (?, ?, ?, ?)", rows)
+
+    def retired(self) -> list[tuple[int, int, int, str]]:
+        """Every retired range (start, end, receipt index, kind), by start."""
+        return [(int(a), int(b), int(r), str(k)) for a, b, r, k in
+                self._q("SELECT start, end, receipt, kind FROM retired ORDER BY start")]
 
     def entry_at(self, index: int) -> bytes | None:
         """One leaf, reading only its bytes from its chunk (not the whole bundle)."""

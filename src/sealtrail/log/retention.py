@@ -1,0 +1,340 @@
+"""Retention: how long entries are kept, and purging what is past its maximum.
+
+A policy gives, per event category (or ``default``), a minimum keep, a maximum keep and how long
+entries stay online (immediately available; older ones may be archived, ``log/archive.py``).
+Ages count from ``received_at``, the time the log committed the entry (the event's own ``time``
+is the source's claim and may be skewed).
+
+Purging removes entry bodies but keeps every leaf hash (see ``log/receipts.py``): old
+checkpoints and every proof for the remaining entries still verify, and ``verify`` still checks
+the purged leaves' hashes against the signed roots. Each purge appends a receipt in the same
+transaction. What is never purged: retention receipts themselves (``verify`` needs them), and
+entries about a data subject under an open legal hold. An entry younger than its category's
+minimum is never purged; a policy whose minimum exceeds its maximum is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+
+from sealtrail.core.errors import ConfigError, PolicyError, ValidationError
+from sealtrail.core.timefmt import format_time
+from sealtrail.log.auditlog import AuditLog, Entry, Receipt
+from sealtrail.log.receipts import ReceiptBody, range_root, ranges_digest
+from sealtrail.store.protocol import Chunk
+
+POLICY_META: Final = "retention_policy"
+CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_access",
+                        "data_change", "configuration", "admin", "system", "audit_access")
+PROTECTED_ACTIONS: Final = frozenset({"retention.purge", "retention.archive"})
+_DURATION = re.compile(r"([1-9]\d{0,5})([hdwy])\Z")
+_UNIT: Final = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
+                "y": timedelta(days=365)}
+# Presets: the standards' floors (see docs/retention.md; a year is 365 days, so presets that
+# must cover "12 months" use 366 days to hold across a leap day).
+PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "pci-dss": {"name": "pci-dss",
+                "default": {"min": "366d", "online": "92d"}},
+    "hipaa": {"name": "hipaa",
+              "default": {"min": "2192d", "online": "92d"}},
+    "gdpr": {"name": "gdpr",
+             "default": {"min": "366d", "max": "1096d", "online": "92d"}},
+    "soc2": {"name": "soc2", "default": {"min": "366d", "online": "92d"}},
+}
+
+
+def parse_duration(text: str, field_name: str) -> timedelta:
+    """``<n>h``, ``<n>d``, ``<n>w`` or ``<n>y`` (365 days); errors name the field."""
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValidationError(field_name, f"{text!r} is not a duration like 90d, 12w, 1y or 36h")
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _format_duration(value: timedelta) -> str:
+    if value % timedelta(days=1):
+        return f"{int(value / timedelta(hours=1))}h"
+    return f"{value.days}d"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Keep at least ``min``, at most ``max`` (None: forever), online for ``online``."""
+
+    min: timedelta | None = None
+    max: timedelta | None = None
+    online: timedelta | None = None
+
+    def to_json(self) -> dict[str, str]:
+        """The rule as written in a policy file."""
+        out = {}
+        for name in ("min", "max", "online"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = _format_duration(value)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Per-category retention rules; categories without a rule follow ``default``."""
+
+    name: str = "custom"
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    def rule_for(self, category: str | None) -> Rule:
+        """The rule that applies to one category (``default`` when it has none)."""
+        return self.rules.get(category or "default") or self.rules.get("default") or Rule()
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, Any]) -> RetentionPolicy:
+        """A policy from its JSON form; errors name the field (``authentication.max``)."""
+        if not isinstance(doc, Mapping):
+            raise ValidationError("policy", "a retention policy is a JSON object")
+        name = doc.get("name", "custom")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise ValidationError("name", "a policy name is 1-64 letters, digits, _ . -")
+        rules: dict[str, Rule] = {}
+        for key, value in doc.items():
+            if key == "name":
+                continue
+            if key not in CATEGORY_KEYS:
+                raise ValidationError(key, "unknown category; use one of "
+                                      f"{', '.join(CATEGORY_KEYS)}")
+            if not isinstance(value, Mapping):
+                raise ValidationError(key, "a rule is an object with min, max and online")
+            for item in value:
+                if item not in ("min", "max", "online"):
+                    raise ValidationError(f"{key}.{item}", "unknown setting; use min, max, online")
+            got = {k: parse_duration(v, f"{key}.{k}") for k, v in value.items()}
+            rule = Rule(got.get("min"), got.get("max"), got.get("online"))
+            if rule.min is not None and rule.max is not None and rule.min > rule.max:
+                raise ValidationError(f"{key}.min", f"the minimum ({value['min']}) exceeds the "
+                                      f"maximum ({value['max']}): no entry could satisfy both")
+            if rule.online is not None and rule.max is not None and rule.online > rule.max:
+                raise ValidationError(f"{key}.online", "entries cannot stay online longer than "
+                                      "they are kept")
+            rules[key] = rule
+        return cls(name, rules)
+
+    @classmethod
+    def preset(cls, name: str) -> RetentionPolicy:
+        """One of :data:`PRESETS`."""
+        if name not in PRESETS:
+            raise ValidationError("preset", f"unknown preset {name!r}; use one of "
+                                  f"{', '.join(PRESETS)}")
+        return cls.parse(PRESETS[name])
+
+    def to_json(self) -> dict[str, Any]:
+        """The policy as written in a policy file."""
+        return {"name": self.name, **{k: r.to_json() for k, r in self.rules.items()}}
+
+
+def load_policy(alog: AuditLog) -> RetentionPolicy | None:
+    """The log's stored policy (None when it has none: keep everything forever)."""
+    text = alog.store.meta().get(POLICY_META)
+    return RetentionPolicy.parse(json.loads(text)) if text else None
+
+
+def set_policy(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]) -> Receipt:
+    """Store a policy; the change is an event (``retention.policy.set``) in the same commit."""
+    text = json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def hook(_at: int) -> None:
+        alog.store.set_meta({POLICY_META: text})
+
+    event = {"actor": dict(actor), "action": "retention.policy.set", "outcome": "success",
+             "category": "configuration",
+             "target": {"type": "retention_policy", "id": policy.name},
+             "reason": f"retention policy {policy.name}: {text}"[:4096]}
+    return alog.commit_with(event, hook)
+
+
+class _Head(msgspec.Struct):
+    action: str = ""
+    category: str | None = None
+    received_at: str = ""
+    sealed: _Sealed | None = None
+
+
+class _Sealed(msgspec.Struct):
+    fields: list[str] = msgspec.field(default_factory=list)
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a purge would do: the ranges to empty and why others stay."""
+
+    now: str
+    policy: str
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    by_category: dict[str, int] = field(default_factory=dict)
+    held: int = 0
+    protected: int = 0
+    already: int = 0
+    holds: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Entries the purge empties."""
+        return sum(e - s for s, e in self.ranges)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan for people and scripts (``retention apply --dry-run``)."""
+        return {"now": self.now, "policy": self.policy, "purge": self.count,
+                "ranges": [[s, e] for s, e in self.ranges[:1000]],
+                "ranges_total": len(self.ranges), "by_category": self.by_category,
+                "kept_by_legal_hold": self.held, "receipts_kept": self.protected,
+                "already_retired": self.already}
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _due(rule: Rule, received: datetime, now: datetime) -> bool:
+    if rule.max is None:
+        return False
+    age = now - received
+    return age > rule.max and (rule.min is None or age > rule.min)
+
+
+def plan_purge(alog: AuditLog, policy: RetentionPolicy, *, end: int | None = None) -> Plan:
+    """The entries past their category's maximum, minus receipts and held subjects' entries."""
+    now = alog.now()
+    out = Plan(format_time(now), policy.name)
+    hold_rows = alog.store.holds(open_only=True)
+    held_refs = {bytes(r) for _, r, _, _, _ in hold_rows}
+    out.holds = tuple(int(n) for n, _, _, _, _ in hold_rows)
+    if not any(r.max is not None for r in policy.rules.values()):
+        return out
+    run: list[int] = []
+    for entry in alog.entries(0, alog.size if end is None else end):
+        if entry.retired:
+            out.already += 1
+            continue
+        head = _head.decode(entry.leaf)
+        rule = policy.rule_for(head.category)
+        if not _due(rule, _parse_time(head.received_at), now):
+            continue
+        if head.action in PROTECTED_ACTIONS:
+            out.protected += 1
+            continue
+        if held_refs and _is_held(alog, entry, head, held_refs):
+            out.held += 1
+            continue
+        cat = head.category or "default"
+        out.by_category[cat] = out.by_category.get(cat, 0) + 1
+        if run and run[1] == entry.index:
+            run[1] += 1
+        else:
+            if run:
+                out.ranges.append((run[0], run[1]))
+            run = [entry.index, entry.index + 1]
+    if run:
+        out.ranges.append((run[0], run[1]))
+    return out
+
+
+def _is_held(alog: AuditLog, entry: Entry, head: _Head, refs: set[bytes]) -> bool:
+    """Whether the entry names a subject under an open hold (opens only subject events)."""
+    if head.sealed is None or "subjects" not in head.sealed.fields:
+        return False
+    ev = alog.read(entry)
+    if "subjects" in ev.get("erased", ()):
+        return False  # the subject was erased: nothing left to hold
+    if "subjects" not in ev:
+        raise PolicyError("legal holds are open and this entry's subjects cannot be read "
+                          "(the keyring is locked): refusing to purge")
+    return any(alog.subject_ref(s) in refs for s in ev["subjects"])
+
+
+def _check_policy_fields(alog: AuditLog) -> None:
+    sealed = {"target.id", "target.type"} & set(alog.sealed_paths)
+    if sealed:
+        raise ConfigError(f"this log seals {', '.join(sorted(sealed))}: retention receipts "
+                          "must stay readable without keys, so retention cannot run here")
+
+
+def emptied_chunks(alog: AuditLog, ranges: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    """New framing for every chunk touched by ``ranges``: those leaves become empty."""
+    doomed: set[int] = set()
+    for s, e in ranges:
+        doomed.update(range(s, e))
+    out: list[tuple[int, bytes]] = []
+    if not ranges:
+        return out
+    for chunk in alog.store.iter_chunks(ranges[0][0], ranges[-1][1]):
+        leaves = chunk.leaves()
+        hit = [k for k in range(chunk.count) if chunk.start + k in doomed]
+        if not hit:
+            continue
+        for k in hit:
+            leaves[k] = b""
+        ids = [chunk.ids[16 * k:16 * k + 16] for k in range(chunk.count)]
+        out.append((chunk.start, Chunk.pack(chunk.start, chunk.batch_end, ids, leaves).data))
+    return out
+
+
+def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
+           actor: Mapping[str, Any], reason: str, holds: tuple[int, ...] = (),
+           hook_extra: Any = None) -> Receipt:
+    """Empty ``ranges`` and append their receipt, in one transaction."""
+    _check_policy_fields(alog)
+    if not ranges:
+        raise ConfigError("nothing to retire")
+    root = range_root(alog.store, ranges)
+    body = ReceiptBody(kind, sum(e - s for s, e in ranges), ranges_digest(ranges), root)
+    store = alog.store
+
+    def hook(at: int) -> None:
+        # Re-check at commit time: another purge or a new hold may have landed since planning.
+        taken = store.retired()
+        for s, e, _, _kind in taken:
+            for a, b in ranges:
+                if a < e and s < b:
+                    raise ConfigError(f"entries {max(a, s)}..{min(b, e) - 1} were retired "
+                                      "meanwhile; plan again")
+        current = tuple(int(n) for n, _, _, _, _ in store.holds(open_only=True))
+        if set(current) - set(holds):
+            raise PolicyError("a legal hold was added since the plan was made; plan again")
+        store.replace_chunk_data(emptied_chunks(alog, ranges))
+        store.put_retired([(s, e, at, kind) for s, e in ranges])
+        for s, e in ranges:
+            store.delete_blind_range(s, e)
+        if hook_extra is not None:
+            hook_extra(at)
+
+    event = {"actor": dict(actor), "action": f"retention.{kind}", "outcome": "success",
+             "category": "system", "target": {"type": "entries", "id": body.target_id()},
+             "reason": reason[:4096]}
+    return alog.commit_with(event, hook)
+
+
+def apply_purge(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any],
+                plan: Plan | None = None) -> tuple[Plan, Receipt | None]:
+    """Purge what the plan (made now when not given) says; None receipt when nothing is due."""
+    _check_policy_fields(alog)
+    plan = plan if plan is not None else plan_purge(alog, policy)
+    if not plan.ranges:
+        return plan, None
+    cats = ", ".join(f"{n} {c}" for c, n in sorted(plan.by_category.items()))
+    reason = (f"retention policy {policy.name} at {plan.now}: purged {plan.count} entries past "
+              f"their maximum keep ({cats}) in {len(plan.ranges)} ranges from index "
+              f"{plan.ranges[0][0]} to {plan.ranges[-1][1] - 1}; leaf hashes kept; "
+              f"{plan.held} kept by legal holds; leaf-range root "
+              f"{base64.b64encode(range_root(alog.store, plan.ranges)).decode()}")
+    receipt = retire(alog, plan.ranges, kind="purge", actor=actor, reason=reason,
+                     holds=plan.holds)
+    return plan, receipt
