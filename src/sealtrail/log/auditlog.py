@@ -923,6 +923,18 @@ class AuditLog:
         """The log's clock (injected in tests, so retention can be moved through time)."""
         return self._clock()
 
+    def sign_statement(self, text: str) -> str:
+        """A signed note by the log's key over a statement that is not a checkpoint.
+
+        Evidence bundles use it. The statement's first line must name what it is and must
+        not be the log's origin, so no checkpoint verifier can ever accept it as a tree head.
+        """
+        first = text.split("\n", 1)[0]
+        if first == self.origin or "/" not in first or "@" not in first:
+            raise ConfigError("a statement's first line names its format (like "
+                              "sealtrail.org/evidence-bundle@v1), never the log's origin")
+        return self._signer.sign(text)
+
     def commit_with(self, event: Mapping[str, Any], hook: Callable[[int], None]) -> Receipt:
         """Append one event of the engine's own together with the store writes ``hook`` makes.
 

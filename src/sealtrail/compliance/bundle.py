@@ -1,0 +1,268 @@
+"""Making evidence bundles (the format and the offline check are in ``core/bundle.py``).
+
+The export is itself an audited read: the ``audit.export`` event is appended first, so the
+bundle's checkpoint covers it, and an auditor can see in any later export who exported what.
+Entries are streamed: memory stays flat in the number of events (the archive writer spools
+each member to a temporary file).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import msgspec
+
+from sealtrail.core.bundle import (
+    FORMAT,
+    REQUIRED,
+    BundleReport,
+    events_digest,
+    statement,
+    verify_bundle,
+)
+from sealtrail.core.errors import ConfigError, FormatError
+from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.core.timefmt import format_time
+from sealtrail.log.auditlog import AuditLog, Entry
+from sealtrail.log.search import Filter, search
+
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _dumps(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+MAX_MEMBER_BYTES: Final = 4 << 30   # refuse archive members larger than 4 GiB when reading
+MAX_MEMBERS: Final = 100_000
+
+README = """# sealtrail evidence bundle
+
+This archive holds audit events of the log `{origin}` and the proofs that they are part of
+its tamper-evident record. You can check it on any machine, with no access to the system
+that produced it, using only the log's public verifier key (obtain that key from the
+organisation through a channel you trust, not from this archive):
+
+    pip install sealtrail
+    sealtrail verify-bundle THIS_FILE --vkey 'KEY'
+
+Exit status 0 means every check below passed; any failure is named (file, line, index).
+
+What is checked:
+
+1. `checkpoint.txt` is signed by the key you trust: the log committed to a tree of
+   {size} entries with that root hash.
+2. Every line of `events.jsonl` is an entry (`leaf`, base64 of its exact bytes) whose
+   inclusion proof (`proofs.jsonl`, RFC 6962 audit path) leads to that signed root: the
+   event is in the log, unaltered, at that index.
+3. `manifest.sig` is a statement signed by the same key naming exactly which entries
+   (index and leaf hash) this bundle holds, and the digest of `manifest.json`: an event
+   removed, added or swapped is detected.
+4. Each `checkpoints/<size>.txt` is an earlier signed checkpoint, and `consistency.jsonl`
+   proves the log only grew from it to `checkpoint.txt` (nothing was rewritten).
+
+What is not proven: fields listed under `opened` are personal data that the log stores
+encrypted; the exporter opened them for you. The proofs cover their ciphertext (in the leaf),
+not the opened values.
+
+Selection: {selection}
+Events: {count}. Exported at {created} by {exporter}.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSummary:
+    """What an export wrote."""
+
+    path: Path
+    events: int
+    size: int
+    checkpoints: int
+    bytes: int
+    receipt_index: int
+
+
+def _members_writer(path: Path) -> tuple[Any, str]:
+    name = path.name
+    if name.endswith(".zip"):
+        return zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6), "zip"
+    if name.endswith((".tar.gz", ".tgz")):
+        return tarfile.open(path, "w:gz"), "tar"
+    raise ConfigError(f"--bundle {name}: the file name must end in .zip, .tar.gz or .tgz")
+
+
+def _add(archive: Any, kind: str, name: str, data: bytes | IO[bytes], size: int) -> None:
+    if kind == "zip":
+        if isinstance(data, bytes):
+            archive.writestr(name, data)
+        else:
+            with archive.open(name, "w", force_zip64=True) as out:
+                while chunk := data.read(1 << 20):
+                    out.write(chunk)
+        return
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = int(time.time())
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data) if isinstance(data, bytes) else data)
+
+
+def _selected(alog: AuditLog, flt: Filter, end: int) -> Iterator[tuple[Entry, dict[str, Any]]]:
+    yield from search(alog, flt, limit=end + 1, newest_first=False, before=end)
+
+
+def _opened(ev: Mapping[str, Any], entry: Entry) -> dict[str, Any] | None:
+    obj = entry.event()
+    fields = (obj.get("sealed") or {}).get("fields") or []
+    out: dict[str, Any] = {}
+    for path in fields:
+        value: Any = ev
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None:
+            out[path] = value
+    return out or None
+
+
+def export_bundle(alog: AuditLog, path: Path, *, flt: Filter, actor: Mapping[str, Any],
+                  opened: bool = True) -> BundleSummary:
+    """Write an evidence bundle of the entries matching ``flt`` to ``path``."""
+    archive, kind = _members_writer(path)
+    tmp = Path(tempfile.mkdtemp(prefix="sealtrail-bundle-"))
+    try:
+        end = alog.size
+        # 1. Events: stream the selection to a spool file, remembering (index, leaf hash).
+        pairs: list[tuple[int, bytes]] = []
+        events_file = tmp / "events.jsonl"
+        with events_file.open("wb") as out:
+            for entry, ev in _selected(alog, flt, end):
+                if entry.retired:
+                    continue
+                line: dict[str, Any] = {"index": entry.index,
+                                        "leaf": base64.b64encode(entry.leaf).decode()}
+                if opened:
+                    got = _opened(ev, entry)
+                    if got is not None:
+                        line["opened"] = got
+                out.write(_dumps(line) + b"\n")
+                pairs.append((entry.index, leaf_hash(entry.leaf)))
+        # 2. The export is an audited read: record it before taking the checkpoint.
+        receipt = alog.record_access(actor, "audit.export",
+                                     details={**flt.describe(alog.pseudonym),
+                                              "bundle": path.name},
+                                     results=len(pairs))
+        head = alog.checkpoint()
+        size = head.checkpoint.size
+        # 3. Proofs against that one checkpoint.
+        proofs_file = tmp / "proofs.jsonl"
+        with proofs_file.open("wb") as out:
+            for index, _ in pairs:
+                p = alog.prove_inclusion(index, size)
+                out.write(_dumps({"leaf_index": index, "tree_size": size,
+                                           "audit_path": p.to_json()["audit_path"]}) + b"\n")
+        # 4. Earlier checkpoints from the first selected index on, each linked to the head.
+        first = pairs[0][0] if pairs else size
+        earlier = [(s, note) for s, note in alog.store.iter_checkpoints()
+                   if first < s < size][-64:]
+        consistency = b"".join(
+            _dumps(alog.prove_consistency(s, size).to_json()) + b"\n"
+            for s, _ in earlier)
+        created = format_time(alog.now())
+        selection = dict(flt.describe(alog.pseudonym).items())
+        manifest = _dumps({
+            "format": FORMAT, "log": alog.name, "origin": alog.origin, "created": created,
+            "selection": selection, "events": len(pairs), "checkpoint_size": size,
+            "earlier_checkpoints": [s for s, _ in earlier],
+            "export_event": receipt.index,
+            "files": {"events.jsonl": _sha256_file(events_file),
+                      "proofs.jsonl": _sha256_file(proofs_file)}})
+        sig = alog.sign_statement(statement(alog.origin, size, len(pairs),
+                                            events_digest(pairs), manifest))
+        readme = README.format(origin=alog.origin, size=size, count=len(pairs),
+                               created=created, exporter=actor.get("id", "?"),
+                               selection=json.dumps(selection) if selection else "all events")
+        for name, data in (("README.md", readme.encode()), ("manifest.json", manifest),
+                           ("manifest.sig", sig.encode()),
+                           ("vkey.txt", (alog.vkey() + "\n").encode()),
+                           ("checkpoint.txt", head.note.encode()),
+                           ("consistency.jsonl", consistency)):
+            _add(archive, kind, name, data, len(data))
+        for s, note in earlier:
+            _add(archive, kind, f"checkpoints/{s}.txt", note.encode(), len(note.encode()))
+        for f in (events_file, proofs_file):
+            with f.open("rb") as src:
+                _add(archive, kind, f.name, src, f.stat().st_size)
+        archive.close()
+    except BaseException:
+        archive.close()
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    return BundleSummary(path, len(pairs), size, len(earlier), path.stat().st_size, receipt.index)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_bundle(path: Path) -> dict[str, bytes]:
+    """The members of a bundle archive (zip or tar.gz), with limits on count and size."""
+    files: dict[str, bytes] = {}
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                infos = z.infolist()
+                if len(infos) > MAX_MEMBERS:
+                    raise FormatError(f"{path.name}: too many members")
+                for info in infos:
+                    if info.is_dir():
+                        continue
+                    if info.file_size > MAX_MEMBER_BYTES:
+                        raise FormatError(f"{path.name}: member {info.filename} is too large")
+                    files[info.filename] = z.read(info)
+        elif tarfile.is_tarfile(path):
+            with tarfile.open(path, "r:*") as t:
+                for n, member in enumerate(t):
+                    if n >= MAX_MEMBERS:
+                        raise FormatError(f"{path.name}: too many members")
+                    if not member.isfile():
+                        continue
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise FormatError(f"{path.name}: member {member.name} is too large")
+                    f = t.extractfile(member)
+                    if f is not None:
+                        files[member.name] = f.read()
+        else:
+            raise FormatError(f"{path.name} is neither a zip nor a tar.gz archive")
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise FormatError(f"{path.name}: cannot read the archive: {exc}") from exc
+    missing = [n for n in REQUIRED if n not in files]
+    if missing:
+        raise FormatError(f"{path.name}: not an evidence bundle (no {', '.join(missing)})")
+    return files
+
+
+def verify_bundle_file(path: Path, vkey: str) -> BundleReport:
+    """Read and verify a bundle file (see :func:`sealtrail.core.bundle.verify_bundle`)."""
+    return verify_bundle(read_bundle(path), vkey)
+
+
+__all__ = ["BundleSummary", "export_bundle", "read_bundle", "verify_bundle_file"]
