@@ -125,14 +125,14 @@ def test_checkpoint_resigned_by_another_key_is_caught(alog: AuditLog, bundle: Pa
         files["vkey.txt"] = other.verifier().format().encode()
 
     _rewrite(bundle, change)
-    with pytest.raises(VerificationError, match="vkey.txt in the bundle is not the key you trust"):
+    with pytest.raises(VerificationError, match=r"vkey.txt in the bundle is not the key you trust"):
         verify_bundle_file(bundle, alog.vkey())
     files = read_bundle(bundle)
     del files["vkey.txt"]
-    with pytest.raises(VerificationError, match="checkpoint.txt: not a checkpoint signed"):
+    with pytest.raises(VerificationError, match=r"checkpoint.txt: not a checkpoint signed"):
         verify_bundle(files, alog.vkey())
     # Verified with the forger's key, the bundle statement is still the real log's: caught.
-    with pytest.raises(VerificationError, match="manifest.sig"):
+    with pytest.raises(VerificationError, match=r"manifest.sig"):
         verify_bundle(files, other.verifier().format())
 
 
@@ -175,7 +175,7 @@ def test_edited_manifest_and_opened_values(alog: AuditLog, bundle: Path) -> None
         files["manifest.json"] = json.dumps(m).encode()
 
     _rewrite(bundle, change)
-    with pytest.raises(VerificationError, match="manifest.json was changed"):
+    with pytest.raises(VerificationError, match=r"manifest.json was changed"):
         verify_bundle_file(bundle, alog.vkey())
 
 
