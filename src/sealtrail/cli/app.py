@@ -42,6 +42,7 @@ from sealtrail.core.note import Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import parse_time
+from sealtrail.core.tlogproof import TlogProof
 from sealtrail.log import keys
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
@@ -298,10 +299,24 @@ def entries(start: Annotated[int, typer.Option(help="First index.", min=0)] = 0,
 def prove_inclusion(index: Annotated[int, typer.Argument(min=0)],
                     size: Annotated[int | None, typer.Option(
                         help="Tree size [default: latest checkpoint].", min=1)] = None,
+                    fmt: Annotated[str, typer.Option(
+                        "--format", help="json, or tlog-proof (C2SP: a self-contained receipt "
+                        "at the latest checkpoint).")] = "json",
                     data: DataOpt = None, log: LogOpt = None) -> None:
     """Inclusion proof of entry INDEX (JSON; carries the signed checkpoint at the latest size)."""
+    if fmt not in ("json", "tlog-proof"):
+        fail("--format: use json or tlog-proof")
+    if fmt == "tlog-proof" and size is not None:
+        fail("--format tlog-proof proves against the latest checkpoint: leave out --size")
     with _errors(), _open(data, log) as alog:
-        typer.echo(dumps(alog.prove_inclusion(index, size).to_json(), indent=2))
+        proof = alog.prove_inclusion(index, size)
+        if fmt == "json":
+            typer.echo(dumps(proof.to_json(), indent=2))
+            return
+        head = alog.checkpoint()
+        if head.checkpoint.size != proof.tree_size:  # pragma: no cover - an append raced
+            fail("the log grew while proving: try again", 1)
+        typer.echo(TlogProof(index, proof.audit_path, head.note).format(), nl=False)
 
 
 @prove_app.command("consistency")
@@ -769,3 +784,9 @@ def tour(keep: Annotated[Path | None, typer.Option(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# Command groups kept in modules of their own register themselves on ``app``; they use the
+# helpers above, so they are imported last.
+
+from sealtrail.cli import evidence as _evidence  # noqa: E402, F401

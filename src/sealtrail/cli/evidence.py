@@ -1,0 +1,177 @@
+"""CLI commands for auditors and retention: ``retention``, ``export``, ``verify-bundle``.
+
+Registered on the main app by ``cli/app.py`` (imported at its end, after the helpers this
+module uses are defined).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sealtrail.cli.app import (
+    DataOpt,
+    LogOpt,
+    _errors,
+    _open,
+    _operator,
+    _read_text,
+    _time_opt,
+    _verifier,
+    app,
+    err,
+    fail,
+)
+from sealtrail.cli.output import dumps
+from sealtrail.compliance.bundle import export_bundle, verify_bundle_file
+from sealtrail.core.errors import VerificationError
+from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.log.retention import (
+    RetentionPolicy,
+    apply_purge,
+    load_policy,
+    plan_purge,
+    set_policy,
+)
+from sealtrail.log.search import Filter
+
+retention_app = typer.Typer(no_args_is_help=True, help="Retention policy and purge (keeps every "
+                            "leaf hash: proofs stay valid).")
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("set")
+def retention_set(preset: Annotated[str | None, typer.Option(
+                      help="pci-dss, hipaa, gdpr or soc2.")] = None,
+                  file: Annotated[Path | None, typer.Option(
+                      "--file", help="A JSON policy: {\"name\": ..., \"default\": {\"min\": "
+                      "\"366d\", \"max\": ..., \"online\": \"92d\"}, \"authentication\": {...}}"
+                  )] = None,
+                  data: DataOpt = None, log: LogOpt = None) -> None:
+    """Set the log's retention policy (recorded as a configuration event)."""
+    if (preset is None) == (file is None):
+        fail("give exactly one of --preset and --file")
+    with _errors():
+        if preset is not None:
+            policy = RetentionPolicy.preset(preset)
+        else:
+            assert file is not None
+            try:
+                doc = json.loads(_read_text(file, "--file"))
+            except ValueError as exc:
+                fail(f"--file {file}: not JSON: {exc}")
+            policy = RetentionPolicy.parse(doc)
+        with _open(data, log, need_keys=True) as alog:
+            receipt = set_policy(alog, policy, actor=_operator())
+            typer.echo(dumps({"policy": policy.to_json(), "index": receipt.index}))
+
+
+@retention_app.command("show")
+def retention_show(data: DataOpt = None, log: LogOpt = None) -> None:
+    """The log's retention policy (none: everything is kept)."""
+    with _errors(), _open(data, log) as alog:
+        policy = load_policy(alog)
+        typer.echo(dumps(policy.to_json() if policy else {"policy": None}, indent=2))
+
+
+@retention_app.command("apply")
+def retention_apply(dry_run: Annotated[bool, typer.Option(
+                        "--dry-run", help="Show what would be purged; change nothing.")] = False,
+                    data: DataOpt = None, log: LogOpt = None) -> None:
+    """Purge entry bodies past their maximum keep; leaf hashes and proofs stay; a receipt is
+    appended. Entries of subjects under a legal hold, and retention receipts, are kept."""
+    with _errors(), _open(data, log, need_keys=not dry_run) as alog:
+        policy = load_policy(alog)
+        if policy is None:
+            fail("this log has no retention policy: set one with 'sealtrail retention set'")
+        plan = plan_purge(alog, policy)
+        if dry_run:
+            typer.echo(dumps({"dry_run": True, **plan.to_json()}))
+            return
+        plan, receipt = apply_purge(alog, policy, actor=_operator(), plan=plan)
+        typer.echo(dumps({"dry_run": False, **plan.to_json(),
+                          "receipt": None if receipt is None else receipt.index}))
+
+
+@app.command("export")
+def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI options
+               "--bundle", help="Write an evidence bundle (.zip, .tar.gz) for offline checks.")
+           ] = None,
+           fmt: Annotated[str | None, typer.Option(
+               "--format", help="SIEM format: ocsf, cef, ecs, csv, jsonl or syslog.")] = None,
+           out: Annotated[Path | None, typer.Option(
+               "--out", help="Write the SIEM export here [default: stdout].")] = None,
+           actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = None,
+           subject: Annotated[str | None, typer.Option(help="Names this data subject.")] = None,
+           action: Annotated[str | None, typer.Option(help="Action, prefix or glob.")] = None,
+           category: Annotated[str | None, typer.Option()] = None,
+           outcome: Annotated[str | None, typer.Option()] = None,
+           target: Annotated[str | None, typer.Option(help="target.id equals.")] = None,
+           source: Annotated[str | None, typer.Option(help="source.service equals.")] = None,
+           from_: Annotated[str | None, typer.Option(
+               "--from", help="RFC 3339: event time >= this.")] = None,
+           to: Annotated[str | None, typer.Option("--to", help="RFC 3339: time < this.")] = None,
+           no_open: Annotated[bool, typer.Option(
+               "--sealed", help="Leave personal fields sealed in the bundle.")] = False,
+           data: DataOpt = None, log: LogOpt = None) -> None:
+    """Export selected events: an evidence bundle, or a SIEM format. Audited as a read."""
+    if (bundle is None) == (fmt is None):
+        fail("give exactly one of --bundle FILE and --format FORMAT")
+    flt = Filter(actor=actor, subject=subject, action=action, category=category,
+                 outcome=outcome, target=target, source=source,
+                 since=_time_opt(from_, "--from"), until=_time_opt(to, "--to"))
+    with _errors(), _open(data, log) as alog:
+        if bundle is not None:
+            summary = export_bundle(alog, bundle, flt=flt, actor=_operator(),
+                                    opened=not no_open)
+            typer.echo(dumps({"bundle": str(bundle), "events": summary.events,
+                              "tree_size": summary.size, "checkpoints": summary.checkpoints,
+                              "bytes": summary.bytes, "export_event": summary.receipt_index}))
+            err.print(f"verify it anywhere with: sealtrail verify-bundle {bundle} --vkey "
+                      f"'{alog.vkey()}'", markup=False, soft_wrap=True)
+            return
+        assert fmt is not None
+        _siem(alog, fmt, flt, out)
+
+
+def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
+    from sealtrail.compliance import siem  # noqa: PLC0415 - only SIEM exports need it
+    from sealtrail.log.search import search  # noqa: PLC0415
+
+    if fmt not in siem.FORMATS:
+        fail(f"--format: use one of {', '.join(siem.FORMATS)}")
+    rows = ((e.index, ev, leaf_hash(e.leaf)) for e, ev in
+            search(alog, flt, limit=alog.size + 1, newest_first=False))
+    if out is None:
+        count = siem.write_export(fmt, rows, sys.stdout, log=alog.name)
+    else:
+        with out.open("w", encoding="utf-8", newline="") as f:
+            count = siem.write_export(fmt, rows, f, log=alog.name)
+    alog.record_access(_operator(), "audit.export", details={**flt.describe(alog.pseudonym),
+                                                             "format": fmt}, results=count)
+    err.print(f"{count} event(s) exported as {fmt}", markup=False)
+
+
+@app.command("verify-bundle")
+def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zip, .tar.gz).")],
+                      vkey: Annotated[str, typer.Option(
+                          "--vkey", help="The log's verifier key, obtained from a channel you "
+                          "trust (or @FILE).")]) -> None:
+    """Check an evidence bundle offline: exit 0 only when every proof and signature holds."""
+    if vkey.startswith("@"):
+        vkey = _read_text(Path(vkey[1:]), "--vkey").strip()
+    try:
+        _verifier(vkey.strip())
+    except VerificationError as exc:  # a malformed key is a usage error, not a failed check
+        fail(f"--vkey: {exc}", 2)
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    try:
+        report = verify_bundle_file(file, vkey)
+    except VerificationError as exc:
+        fail(f"FAILED: {exc}", 1)
+    typer.echo(report.summary())

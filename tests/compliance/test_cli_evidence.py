@@ -1,0 +1,126 @@
+"""``retention``, ``export --bundle``, ``verify-bundle`` and tlog-proof receipts through the CLI.
+
+Run as subprocesses of the real console script. The bundle is verified from another working
+directory with no data directory, as an auditor on another machine would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sealtrail import AuditLog
+from sealtrail.core.note import Verifier
+from sealtrail.core.tlogproof import TlogProof
+
+SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SEALTRAIL, *args], capture_output=True, text=True, timeout=120,
+                          check=False, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A log with events received 400 days ago and today."""
+    d = tmp_path / "data"
+    old = datetime.now(UTC) - timedelta(days=400)
+    log = AuditLog.open(d, clock=lambda: old)
+    log.append_many([{"action": "user.login", "actor": {"id": f"u{i}"}, "outcome": "failure",
+                      "category": "authentication"} for i in range(10)])
+    log.close()
+    log = AuditLog.open(d)
+    log.append_many([{"action": "doc.read", "actor": {"id": f"u{i}"}, "outcome": "success",
+                      "category": "data_access"} for i in range(10)])
+    log.close()
+    return d
+
+
+def test_retention_set_dry_run_apply_and_verify(data: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"name": "pci", "default": {"min": "366d"},
+                                  "authentication": {"min": "30d", "max": "365d"}}))
+    res = run("--data", str(data), "retention", "set", "--file", str(policy))
+    assert res.returncode == 0, res.stderr
+    res = run("--data", str(data), "retention", "apply", "--dry-run")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["purge"] == 10
+    assert plan["by_category"] == {"authentication": 10}
+    res = run("--data", str(data), "retention", "apply")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["receipt"] is not None
+    res = run("--data", str(data), "verify")
+    assert res.returncode == 0, res.stderr
+    assert "10 entries retired" in res.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"default": {"min": "400d", "max": "30d"}}))
+    res = run("--data", str(data), "retention", "set", "--file", str(bad))
+    assert res.returncode == 2
+    assert "default.min" in res.stderr
+
+
+def test_bundle_export_and_offline_verification(data: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "evidence.zip"
+    res = run("--data", str(data), "export", "--bundle", str(bundle), "--category",
+              "authentication")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["events"] == 10
+    vkey = run("--data", str(data), "vkey").stdout.strip()
+    elsewhere = tmp_path / "auditor"
+    elsewhere.mkdir()
+    res = run("verify-bundle", str(bundle), "--vkey", vkey, cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("OK: 10 events")
+    assert not (elsewhere / "sealtrail-data").exists()
+    # Tampered: one event removed from both files.
+    with zipfile.ZipFile(bundle) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    for name in ("events.jsonl", "proofs.jsonl"):
+        files[name] = b"\n".join(files[name].splitlines()[1:]) + b"\n"
+    with zipfile.ZipFile(bundle, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    res = run("verify-bundle", str(bundle), "--vkey", vkey, cwd=elsewhere)
+    assert res.returncode == 1
+    assert "FAILED" in res.stderr
+    assert "events were removed or added" in res.stderr
+    res = run("verify-bundle", str(bundle), "--vkey", "not-a-key", cwd=elsewhere)
+    assert res.returncode == 2
+    res = run("--data", str(data), "export")
+    assert res.returncode == 2
+
+
+def test_tlog_proof_receipt(data: Path) -> None:
+    res = run("--data", str(data), "prove", "inclusion", "3", "--format", "tlog-proof")
+    assert res.returncode == 0, res.stderr
+    proof = TlogProof.parse(res.stdout)
+    assert proof.index == 3
+    vkey = Verifier.parse(run("--data", str(data), "vkey").stdout.strip())
+    entry = json.loads(run("--data", str(data), "entries", "--start", "3", "--end", "4").stdout)
+    proof.verify(vkey, base64.b64decode(entry["leaf"]))
+
+
+@pytest.mark.parametrize("fmt", ["ocsf", "cef", "ecs", "csv", "jsonl", "syslog"])
+def test_siem_export_is_audited(data: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"export.{fmt}"
+    res = run("--data", str(data), "export", "--format", fmt, "--category", "data_access",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert sum(1 for line in text.splitlines() if "doc.read" in line) == 10
+    if fmt == "ocsf":
+        assert all(json.loads(line)["class_uid"] == 6003 for line in text.splitlines())
+    last = json.loads(run("--data", str(data), "entries", "--start", "20").stdout
+                      .splitlines()[-1])
+    assert last["event"]["action"] == "audit.export"
+    assert run("--data", str(data), "export", "--format", "xml").returncode == 2
