@@ -18,6 +18,7 @@ Commit, in order (markers in :meth:`AuditLog._commit_batch`):
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import os
 import re
@@ -1161,10 +1162,24 @@ class AuditLog:
         # A connection of its own: a long verification never holds up appends.
         store = SQLiteStore(self._store.path, readonly=True)
         try:
-            return verify_log(store, self.verifier, self.origin,
-                              trusted_checkpoint=trusted_checkpoint, progress=progress,
-                              database=self._store.path, workers=workers)
+            report = verify_log(store, self.verifier, self.origin,
+                                trusted_checkpoint=trusted_checkpoint, progress=progress,
+                                database=self._store.path, workers=workers)
+        except TamperError:
+            self._note_verification("verify_failed_at", None)
+            raise
         finally:
             store.close()
+        self._note_verification("verified_at", report.size)
+        return report
+
+    def _note_verification(self, key: str, size: int | None) -> None:
+        """Keep when the log was last verified (compliance reports show it; PCI DSS 10.7)."""
+        items = {key: format_time(self._clock())}
+        if size is not None:
+            items["verified_size"] = str(size)
+        # A read-only data directory cannot keep the note; the verification result stands.
+        with contextlib.suppress(StorageError), self._store.transaction():
+            self._store.set_meta(items)
 
 
