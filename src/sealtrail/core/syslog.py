@@ -78,9 +78,10 @@ def format_message(*, timestamp: str, message: str, facility: str = "auth",
             f"{_header(hostname, _HOST_MAX)} {_header(app_name, _APP_MAX)} "
             f"{_header(procid, _PROCID_MAX)} {_header(msgid, _MSGID_MAX)} "
             f"{structured_data(sd or {})}")
+    # Header fields are cleaned to ASCII above; structured-data values may be UTF-8 (§6.3.3).
     if not message:
-        return head.encode("ascii")
-    return head.encode("ascii") + b" " + _BOM + message.encode("utf-8")
+        return head.encode("utf-8")
+    return head.encode("utf-8") + b" " + _BOM + message.encode("utf-8")
 
 
 def frame(message: bytes) -> bytes:

@@ -916,6 +916,11 @@ class AuditLog:
         return self._subjects().blind().subject_ref(subject)
 
     @property
+    def keyring(self) -> Keyring | None:
+        """The open keyring (None for an unencrypted or locked log); archives use its keys."""
+        return self._protector.keyring if self._protector is not None else None
+
+    @property
     def sealed_paths(self) -> tuple[str, ...]:
         """The field paths this log seals (empty for an unencrypted log)."""
         return self._protector.policy.paths if self._protector is not None else ()

@@ -311,8 +311,11 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
             raise PolicyError("a legal hold was added since the plan was made; plan again")
         store.replace_chunk_data(emptied_chunks(alog, ranges))
         store.put_retired([(s, e, at, kind) for s, e in ranges])
-        for s, e in ranges:
-            store.delete_blind_range(s, e)
+        if kind == "purge":
+            # Purged entries are gone for good: so are their blind tokens. Archived ones keep
+            # them (search skips retired entries), so a restored segment is found again.
+            for s, e in ranges:
+                store.delete_blind_range(s, e)
         if hook_extra is not None:
             hook_extra(at)
 

@@ -151,6 +151,9 @@ class Store(Protocol):
     def put_retired(self, rows: list[tuple[int, int, int, str]]) -> None:
         """Record retired ranges (start, end, receipt index, kind)."""
 
+    def delete_retired(self, start: int, end: int) -> None:
+        """Forget retired ranges inside ``[start, end)`` (a restored archive segment)."""
+
     def retired(self) -> list[tuple[int, int, int, str]]:
         """Every retired range (start, end, receipt index, kind), by start."""
 

@@ -431,6 +431,10 @@ class SQLiteStore:
         """Record retired ranges (start, end, receipt index, kind) (inside a transaction)."""
         self._w("INSERT INTO retired VALUES (?, ?, ?, ?)", rows)
 
+    def delete_retired(self, start: int, end: int) -> None:
+        """Forget retired ranges inside ``[start, end)`` (a restored archive segment)."""
+        self._w("DELETE FROM retired WHERE start >= ? AND end <= ?", [(start, end)])
+
     def retired(self) -> list[tuple[int, int, int, str]]:
         """Every retired range (start, end, receipt index, kind), by start."""
         return [(int(a), int(b), int(r), str(k)) for a, b, r, k in
