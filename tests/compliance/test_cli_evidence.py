@@ -124,3 +124,23 @@ def test_siem_export_is_audited(data: Path, tmp_path: Path, fmt: str) -> None:
                       .splitlines()[-1])
     assert last["event"]["action"] == "audit.export"
     assert run("--data", str(data), "export", "--format", "xml").returncode == 2
+
+
+def test_archive_and_restore_through_the_cli(data: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"name": "p", "default": {"min": "366d", "online": "92d"}}))
+    assert run("--data", str(data), "retention", "set", "--file", str(policy)).returncode == 0
+    res = run("--data", str(data), "retention", "apply")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["purge"] == 0
+    assert [a["end"] - a["start"] for a in out["archived"]] == [10]
+    listed = run("--data", str(data), "archive", "list").stdout.splitlines()
+    assert len(listed) == 1
+    seg = json.loads(listed[0])["file"]
+    assert "10 entries retired" in run("--data", str(data), "verify").stdout
+    res = run("--data", str(data), "archive", "restore", seg)
+    assert res.returncode == 0, res.stderr
+    res = run("--data", str(data), "verify")
+    assert res.returncode == 0
+    assert "retired" not in res.stdout

@@ -30,6 +30,7 @@ from sealtrail.cli.output import dumps
 from sealtrail.compliance.bundle import export_bundle, verify_bundle_file
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.log.archive import archive, archive_dir, restore
 from sealtrail.log.retention import (
     RetentionPolicy,
     apply_purge,
@@ -42,6 +43,9 @@ from sealtrail.log.search import Filter
 retention_app = typer.Typer(no_args_is_help=True, help="Retention policy and purge (keeps every "
                             "leaf hash: proofs stay valid).")
 app.add_typer(retention_app, name="retention")
+archive_app = typer.Typer(no_args_is_help=True, help="Archived segments (offline, compressed, "
+                          "encrypted): list and restore.")
+app.add_typer(archive_app, name="archive")
 
 
 @retention_app.command("set")
@@ -82,8 +86,9 @@ def retention_show(data: DataOpt = None, log: LogOpt = None) -> None:
 def retention_apply(dry_run: Annotated[bool, typer.Option(
                         "--dry-run", help="Show what would be purged; change nothing.")] = False,
                     data: DataOpt = None, log: LogOpt = None) -> None:
-    """Purge entry bodies past their maximum keep; leaf hashes and proofs stay; a receipt is
-    appended. Entries of subjects under a legal hold, and retention receipts, are kept."""
+    """Purge entry bodies past their maximum keep, then archive what is past its online
+    period; leaf hashes and proofs stay; each step appends a receipt. Entries of subjects
+    under a legal hold are not purged; retention receipts are never purged or archived."""
     with _errors(), _open(data, log, need_keys=not dry_run) as alog:
         policy = load_policy(alog)
         if policy is None:
@@ -93,8 +98,32 @@ def retention_apply(dry_run: Annotated[bool, typer.Option(
             typer.echo(dumps({"dry_run": True, **plan.to_json()}))
             return
         plan, receipt = apply_purge(alog, policy, actor=_operator(), plan=plan)
+        segments = archive(alog, policy, actor=_operator())
         typer.echo(dumps({"dry_run": False, **plan.to_json(),
-                          "receipt": None if receipt is None else receipt.index}))
+                          "receipt": None if receipt is None else receipt.index,
+                          "archived": [{"start": s.start, "end": s.end, "file": s.name,
+                                        "receipt": r.index} for s, r in segments]}))
+
+
+@archive_app.command("restore")
+def archive_restore(file: Annotated[Path, typer.Argument(help="A segment file (.starc).")],
+                    data: DataOpt = None, log: LogOpt = None) -> None:
+    """Bring an archived segment back online (every leaf checked against the tree)."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = restore(alog, file, actor=_operator())
+        typer.echo(dumps({"restored": file.name, "receipt": receipt.index}))
+
+
+@archive_app.command("list")
+def archive_list(data: DataOpt = None, log: LogOpt = None) -> None:
+    """Archived segment files of the log."""
+    with _errors(), _open(data, log) as alog:
+        directory = archive_dir(alog)
+        files = sorted(directory.glob("seg-*.starc")) if directory.is_dir() else []
+        for f in files:
+            typer.echo(dumps({"file": str(f), "bytes": f.stat().st_size}))
 
 
 @app.command("export")

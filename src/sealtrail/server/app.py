@@ -46,6 +46,7 @@ from sealtrail.log.search import Filter, search
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics
 from sealtrail.server.ratelimit import RateLimiter
+from sealtrail.server.retention_job import RetentionJob
 from sealtrail.server.tls import client_cert_sha256
 from sealtrail.server.verifier import Verifier
 
@@ -114,6 +115,8 @@ class ServiceConfig:
     max_events: int = MAX_EVENTS
     verify_delay: float = 5.0        # seconds after start before the first full verification
     verify_interval: float = 3600.0  # then every this many seconds; 0 turns it off
+    retention_delay: float = 60.0    # seconds after start before the first retention run
+    retention_interval: float = 86400.0  # then daily; 0 turns scheduled retention off
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,12 +137,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
     keys = ApiKeys(config.data_dir)
     verifier = Verifier(logs, config.clock, delay=config.verify_delay,
                         interval=config.verify_interval)
+    retention = RetentionJob(logs, config.clock, delay=config.retention_delay,
+                             interval=config.retention_interval)
     metrics = Metrics(logs, config.clock, verifier.results)
     limiter = RateLimiter(config.rate, config.burst)
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         verifier.start()
+        retention.start()
         yield
+        retention.stop()
         verifier.stop()
         logs.close()
         keys.close()
@@ -150,6 +157,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.keys = keys
     app.state.metrics = metrics
     app.state.verifier = verifier
+    app.state.retention = retention
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
