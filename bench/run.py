@@ -29,6 +29,7 @@ from pathlib import Path
 
 import alternatives as alt
 import st_bench as st
+from compliance_bench import run_compliance
 from harness import (
     REPEATS,
     Rate,
@@ -399,15 +400,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="smaller sizes (under 3 minutes)")
     p.add_argument("--out", type=Path, help="also write the table as Markdown to this file")
+    p.add_argument("--only", choices=["core", "http", "compliance"], action="append",
+                   help="run only these sections (repeatable) [default: all]")
     args = p.parse_args(args_list)
+    sections = set(args.only or ["core", "http", "compliance"])
     sz = QUICK if args.quick else FULL
     started = datetime.now(UTC)
     rev, digest = revision(), src_digest()
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    rows = run(sz)
-    say("the HTTP service and the SDK (bench/http_bench.py)")
-    rows.extend(run_http(args.quick))
+    rows = run(sz) if "core" in sections else []
+    if "http" in sections:
+        say("the HTTP service and the SDK (bench/http_bench.py)")
+        rows.extend(run_http(args.quick))
+    if "compliance" in sections:
+        say("evidence bundles and retention (bench/compliance_bench.py)")
+        rows.extend(run_compliance(args.quick))
     elapsed = time.perf_counter() - t0
     load = (f"load average (1 min) {load_before:.2f} at the start, "
             f"{os.getloadavg()[0]:.2f} at the end")
