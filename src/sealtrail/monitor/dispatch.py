@@ -1,0 +1,425 @@
+"""The alert dispatcher: a durable outbox and one delivery thread per sink.
+
+:meth:`Dispatcher.submit` never waits for a sink. It records one row per (alert, sink) in a
+SQLite outbox (WAL, ``synchronous=FULL``, mode 0600) and returns; each sink's thread delivers
+its rows oldest first. Delivery is at least once: a row becomes ``delivered`` only after the sink
+accepted it, so a crash between the two sends it again after the restart (receivers deduplicate
+on the alert id; webhooks carry it as ``Sealtrail-Alert-Id``). Rows are keyed by
+(alert id, status, sink): the same alert submitted twice is delivered once per sink, and a
+status change (``open`` → ``resolved``) is a new notification.
+
+Failures (``SinkError.retryable``) are retried after an exponential, jittered backoff
+(:func:`backoff`, "equal jitter"; never sooner than a ``Retry-After``), until the row is older
+than ``max_age``, when it is marked ``failed``. Permanent failures are marked ``failed`` at once.
+While a sink fails, its thread also waits before trying the *next* row, so a dead receiver
+costs one attempt per backoff period rather than one per pending alert; other sinks are not
+affected (their own threads).
+
+After ``failure_threshold`` consecutive failures of one sink, ``on_failure(sink, error, n)`` is
+called once for that streak (a success ends it), so the service can raise a "sink failing"
+trail-failure alert through its *other* channels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sealtrail.core.errors import ConfigError, StorageError, ValidationError
+from sealtrail.monitor.sinks import Sink, SinkError
+
+__all__ = ["Dispatcher", "FailureCallback", "RetryPolicy", "SinkStats", "backoff"]
+
+log = logging.getLogger("sealtrail.monitor")
+
+FailureCallback = Callable[[str, str, int], None]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    next_at REAL NOT NULL,
+    finished REAL,
+    last_error TEXT,
+    UNIQUE(alert_id, status, sink));
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(sink, state, next_at);
+"""
+_PRUNE_EVERY = 3600.0  # seconds between removals of old finished rows
+_MAX_WAIT = 30.0  # a delivery thread re-checks at least this often (clock changes)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retry timing, in seconds. Tests use milliseconds.
+
+    ``keep`` is how long delivered and failed rows stay in the outbox: the window within which
+    a resubmitted alert is recognised as a duplicate.
+    """
+
+    base: float = 1.0
+    cap: float = 300.0
+    max_age: float = 86400.0
+    failure_threshold: int = 3
+    keep: float = 7 * 86400.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.base <= self.cap) or self.max_age <= 0 or self.keep <= 0:
+            raise ConfigError("retry policy: need 0 < base <= cap, max_age > 0, keep > 0")
+        if self.failure_threshold < 1:
+            raise ConfigError("retry policy: failure_threshold must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    """One sink's delivery counters. ``delivered`` and ``failed`` count since this dispatcher
+    started; ``pending`` is what the outbox holds now."""
+
+    delivered: int
+    failed: int
+    pending: int
+    consecutive_failures: int
+    last_error: str | None
+
+
+def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """The pause before retry ``attempt`` (0-based): ``base * 2**attempt`` up to ``cap``, of
+    which a random half (``jitter`` in [0, 1)) is taken off, so sinks that failed together do
+    not retry together ("equal jitter")."""
+    delay = min(cap, base * float(2 ** min(max(attempt, 0), 32)))
+    return delay / 2 + delay / 2 * jitter
+
+
+class _Row(NamedTuple):
+    seq: int
+    alert_id: str
+    body: bytes
+    attempts: int
+    created: float
+    next_at: float
+
+
+class _Outbox:
+    """The SQLite file; every method is one short transaction under one lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(str(path), isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the alert outbox {path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StorageError(f"cannot open the alert outbox {path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"alert outbox {self.path}: {exc}") from exc
+
+    def enqueue(self, alert_id: str, status: str, body: bytes, sinks: Sequence[str],
+                now: float) -> int:
+        """Queue the alert for each sink (one transaction); how many rows were new."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    added = 0
+                    for sink in sinks:
+                        cur = self._db.execute(
+                            "INSERT INTO deliveries(alert_id, status, sink, body, created, "
+                            "next_at) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT(alert_id, status, sink) DO NOTHING",
+                            (alert_id, status, sink, body, now, now))
+                        added += cur.rowcount
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot write to the alert outbox {self.path}: {exc}"
+                                   ) from exc
+        return added
+
+    def next_row(self, sink: str) -> _Row | None:
+        """The pending row of ``sink`` due first."""
+        rows = self._run("SELECT seq, alert_id, body, attempts, created, next_at FROM deliveries"
+                         " WHERE sink = ? AND state = 'pending' ORDER BY next_at, seq LIMIT 1",
+                         (sink,))
+        if not rows:
+            return None
+        seq, alert_id, body, attempts, created, next_at = rows[0]
+        return _Row(seq, alert_id, bytes(body), attempts, created, next_at)
+
+    def finish(self, seq: int, state: str, now: float, error: str | None) -> None:
+        self._run("UPDATE deliveries SET state = ?, finished = ?, last_error = ?, "
+                  "attempts = attempts + 1 WHERE seq = ?", (state, now, error, seq))
+
+    def expire(self, seq: int, now: float, error: str) -> None:
+        self._run("UPDATE deliveries SET state = 'failed', finished = ?, last_error = ? "
+                  "WHERE seq = ?", (now, error, seq))
+
+    def reschedule(self, seq: int, next_at: float, error: str) -> None:
+        self._run("UPDATE deliveries SET next_at = ?, last_error = ?, attempts = attempts + 1 "
+                  "WHERE seq = ?", (next_at, error, seq))
+
+    def pending(self) -> dict[str, int]:
+        rows = self._run("SELECT sink, COUNT(*) FROM deliveries WHERE state = 'pending' "
+                         "GROUP BY sink")
+        return {str(sink): int(n) for sink, n in rows}
+
+    def prune(self, before: float) -> None:
+        self._run("DELETE FROM deliveries WHERE state != 'pending' AND finished < ?", (before,))
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One sink's thread state (guarded by the dispatcher's condition)."""
+
+    sink: Sink
+    delivered: int = 0
+    failed: int = 0
+    consecutive: int = 0
+    last_error: str | None = None
+    gate: float = 0.0  # no attempt before this time (the sink is backing off)
+    thread: threading.Thread | None = None
+
+
+class Dispatcher:
+    """Delivers submitted alerts to every sink, durably, in the background.
+
+    The dispatcher owns the sinks it is given: :meth:`close` closes them.
+    """
+
+    def __init__(self, sinks: Sequence[Sink], outbox_path: Path, *,
+                 clock: Callable[[], float] = time.time,
+                 on_failure: FailureCallback | None = None,
+                 policy: RetryPolicy | None = None,
+                 jitter: Callable[[], float] = random.random) -> None:
+        names = [sink.name for sink in sinks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sink names must be unique: {sorted(names)}")
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._jitter = jitter
+        self._on_failure = on_failure
+        self._outbox = _Outbox(Path(outbox_path))
+        self._cond = threading.Condition()
+        self._closing = False
+        self._generation = 0  # bumped by submit: a thread about to sleep sees it missed one
+        self._lanes = {sink.name: _Lane(sink) for sink in sinks}
+        self._last_prune = clock()
+        try:
+            self._outbox.prune(self._last_prune - self._policy.keep)
+            orphans = {k: v for k, v in self._outbox.pending().items() if k not in self._lanes}
+        except StorageError:
+            self._outbox.close()
+            raise
+        if orphans:
+            log.warning("the alert outbox holds deliveries for sinks no longer configured: %s",
+                        ", ".join(f"{k} ({v})" for k, v in sorted(orphans.items())))
+        for lane in self._lanes.values():
+            lane.thread = threading.Thread(target=self._work, args=(lane,), daemon=True,
+                                           name=f"sealtrail-sink-{lane.sink.name}")
+            lane.thread.start()
+
+    def submit(self, alert: Mapping[str, Any]) -> int:
+        """Queue ``alert`` for every sink and return at once; how many deliveries are new
+        (0 when this alert id and status were submitted before).
+
+        Raises :class:`ValidationError` for an alert without an ``id`` or not JSON-serialisable,
+        :class:`StorageError` when the outbox cannot be written.
+        """
+        ident = alert.get("id")
+        if not isinstance(ident, str) or not ident:
+            raise ValidationError("alert.id", "must be a non-empty string")
+        try:
+            body = json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ValidationError("alert", f"is not JSON-serialisable: {exc}") from exc
+        with self._cond:
+            if self._closing:
+                raise StorageError("the alert dispatcher is closed")
+        now = self._clock()
+        added = self._outbox.enqueue(ident, str(alert.get("status") or ""), body,
+                                     list(self._lanes), now)
+        if now - self._last_prune > _PRUNE_EVERY:
+            self._last_prune = now
+            self._outbox.prune(now - self._policy.keep)
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        return added
+
+    def stats(self) -> dict[str, SinkStats]:
+        """Per sink: delivered, failed, pending, consecutive failures, last error."""
+        pending = self._outbox.pending()
+        with self._cond:
+            return {name: SinkStats(lane.delivered, lane.failed, pending.get(name, 0),
+                                    lane.consecutive, lane.last_error)
+                    for name, lane in self._lanes.items()}
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until no delivery is pending (each row delivered or failed); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = self._outbox.pending()
+            if not any(pending.get(name, 0) for name in self._lanes):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._cond:
+                self._cond.wait(min(remaining, 0.05))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the threads (a send in progress finishes), close the sinks and the outbox.
+        Undelivered rows stay in the outbox for the next dispatcher."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        for lane in self._lanes.values():
+            if lane.thread is not None:
+                lane.thread.join(timeout)
+        for lane in self._lanes.values():
+            try:
+                lane.sink.close()
+            except Exception:  # one sink failing to close must not keep the others open
+                log.exception("closing sink %s failed", lane.sink.name)
+        self._outbox.close()
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the delivery threads ------------------------------------------------------------------
+
+    def _sleep(self, seconds: float, generation: int) -> bool:
+        """Wait up to ``seconds`` or until woken (at once if an alert was submitted since
+        ``generation`` was read); False when the dispatcher is closing."""
+        with self._cond:
+            if not self._closing and self._generation == generation:
+                self._cond.wait(min(max(seconds, 0.0), _MAX_WAIT))
+            return not self._closing
+
+    def _work(self, lane: _Lane) -> None:
+        while True:
+            with self._cond:
+                generation = self._generation
+            try:
+                row = self._outbox.next_row(lane.sink.name)
+            except StorageError:
+                log.exception("sink %s: reading the outbox failed", lane.sink.name)
+                if not self._sleep(1.0, generation):
+                    return
+                continue
+            now = self._clock()
+            if row is None:
+                if not self._sleep(_MAX_WAIT, generation):
+                    return
+                continue
+            with self._cond:
+                due = max(row.next_at, lane.gate)
+            if due > now:
+                if not self._sleep(due - now, generation):
+                    return
+                continue
+            with self._cond:
+                if self._closing:
+                    return
+            try:
+                self._attempt(lane, row, now)
+            except StorageError:
+                log.exception("sink %s: recording a delivery failed", lane.sink.name)
+                if not self._sleep(1.0, generation):
+                    return
+            with self._cond:
+                self._cond.notify_all()  # flush() waits for rows to finish
+
+    def _attempt(self, lane: _Lane, row: _Row, now: float) -> None:
+        # 1. a row older than max_age fails without another try;
+        # 2. send; success ends the sink's failure streak;
+        # 3. a permanent failure finishes the row; a retryable one reschedules it and makes
+        #    the sink wait before its next row;
+        # 4. the N-th consecutive failure calls on_failure (outside any lock).
+        name, policy = lane.sink.name, self._policy
+        if now - row.created > policy.max_age:  # 1
+            error = f"not delivered within {policy.max_age:g} s: {lane.last_error or '?'}"
+            self._outbox.expire(row.seq, now, error)
+            with self._cond:
+                lane.failed += 1
+                lane.last_error = error
+            log.error("sink %s: alert %s given up: %s", name, row.alert_id, error)
+            return
+        try:  # 2
+            lane.sink.send(json.loads(row.body))
+        except SinkError as exc:
+            error, retryable, retry_after = str(exc), exc.retryable, exc.retry_after or 0.0
+        except Exception as exc:  # a bug in a sink must not stop its thread
+            log.exception("sink %s raised an unexpected error", name)
+            error, retryable, retry_after = f"{type(exc).__name__}: {exc}", True, 0.0
+        else:
+            self._outbox.finish(row.seq, "delivered", self._clock(), None)
+            with self._cond:
+                lane.delivered += 1
+                lane.consecutive = 0
+                lane.gate = 0.0
+            return
+        later = self._clock()  # 3
+        if retryable:
+            delay = max(retry_after, backoff(row.attempts, base=policy.base, cap=policy.cap,
+                                             jitter=self._jitter()))
+            self._outbox.reschedule(row.seq, later + delay, error)
+        else:
+            self._outbox.finish(row.seq, "failed", later, error)
+        with self._cond:
+            lane.consecutive += 1
+            lane.last_error = error
+            streak = lane.consecutive
+            if retryable:
+                lane.gate = later + max(retry_after, backoff(
+                    streak - 1, base=policy.base, cap=policy.cap, jitter=self._jitter()))
+            else:
+                lane.failed += 1
+        log.warning("sink %s: alert %s %s: %s", name, row.alert_id,
+                    "will be retried" if retryable else "failed for good", error)
+        if streak == policy.failure_threshold and self._on_failure is not None:  # 4
+            try:
+                self._on_failure(name, error, streak)
+            except Exception:
+                log.exception("the on_failure callback raised")
