@@ -790,3 +790,4 @@ def main() -> None:
 # helpers above, so they are imported last.
 
 from sealtrail.cli import evidence as _evidence  # noqa: E402, F401
+from sealtrail.cli import report as _report  # noqa: E402, F401

@@ -22,6 +22,7 @@ import contextlib
 import hmac
 import os
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -77,6 +78,9 @@ MAX_BATCH = 100_000        # events in one append_many call
 LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
 MAX_SEQUENCED = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
 MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
+
+
+_HOST = socket.gethostname()[:255] or "localhost"
 
 
 def system_clock() -> datetime:
@@ -830,7 +834,7 @@ class AuditLog:
         Every face that shows event content calls this: the trail audits its own readers.
         """
         event: dict[str, Any] = {"actor": dict(actor), "action": action, "outcome": "success",
-                                 "category": "audit_access",
+                                 "category": "audit_access", "source": self.own_source,
                                  "target": {"type": "log", "id": self.name}}
         if self._protector is not None and not self._protector.unlocked:
             # Locked: the reader saw sealed fields only, and the details cannot be sealed;
@@ -941,13 +945,19 @@ class AuditLog:
                               "sealtrail.org/evidence-bundle@v1), never the log's origin")
         return self._signer.sign(text)
 
+    @property
+    def own_source(self) -> dict[str, str]:
+        """The ``source`` of events sealtrail writes itself (its reads, erasures, receipts):
+        every security event names its origin (PCI DSS 10.2.2)."""
+        return {"service": "sealtrail", "host": _HOST}
+
     def commit_with(self, event: Mapping[str, Any], hook: Callable[[int], None]) -> Receipt:
         """Append one event of the engine's own together with the store writes ``hook`` makes.
 
         Both commit in one transaction or neither does; ``hook`` gets the index the event
         will have and may refuse by raising PolicyError or ConfigError (retention uses it).
         """
-        return self._append([event], hook)[0]
+        return self._append([{"source": self.own_source, **event}], hook)[0]
 
     def _subject_target(self, subject: str) -> tuple[bytes, dict[str, str]]:
         ref = self._subjects().blind().subject_ref(subject)
@@ -1006,6 +1016,7 @@ class AuditLog:
 
         event = {"actor": dict(actor), "action": "subject.erase", "outcome": "success",
                  "category": "admin", "target": target, "reason": reason,
+                 "source": self.own_source,
                  "metadata": {"key_id": "" if kid_before is None else _kid(kid_before),
                               "entries": count}}
         receipt = self._append([event], hook)[0]
@@ -1025,7 +1036,8 @@ class AuditLog:
             self._store.put_hold(ref, protector.seal_note(reason, ref), created)
 
         event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason}
+                 "category": "admin", "target": target, "reason": reason,
+                 "source": self.own_source}
         return self._append([event], hook)[0]
 
     def release_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]
@@ -1041,7 +1053,8 @@ class AuditLog:
             self._store.release_holds(ref, released)
 
         event = {"actor": dict(actor), "action": "subject.hold.release", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason}
+                 "category": "admin", "target": target, "reason": reason,
+                 "source": self.own_source}
         return self._append([event], hook)[0]
 
     def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
@@ -1069,6 +1082,7 @@ class AuditLog:
             raise KeyringError(self.locked_reason or "the keyring is locked")
         kid = keyring.rotate(format_time(self._clock()), new_kek)
         self.append({"actor": dict(actor), "action": "keys.rotate", "outcome": "success",
+                     "source": self.own_source,
                      "category": "configuration", "target": {"type": "keyring", "id": kid},
                      "reason": "rewrapped under a new key-encryption key" if new_kek
                      else "new data key"})

@@ -1,0 +1,72 @@
+"""CLI command ``report``: a compliance report for one standard, recorded in the trail.
+
+Registered on the main app by ``cli/app.py`` (imported at its end). Exit codes: 0 every check
+passed (or warned, or does not apply); 1 a check failed; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sealtrail.cli.app import (
+    DataOpt,
+    LogOpt,
+    _errors,
+    _open,
+    _operator,
+    _time_opt,
+    app,
+    fail,
+)
+from sealtrail.compliance.checks import STANDARDS
+from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
+
+
+@app.command("report")
+def report(  # noqa: PLR0917 - CLI options
+           standard: Annotated[str, typer.Option(
+               "--standard", help=f"One of {', '.join(STANDARDS)}.")],
+           fmt: Annotated[str, typer.Option(
+               "--format", help=f"One of {', '.join(FORMATS)}.")] = "html",
+           from_: Annotated[str | None, typer.Option(
+               "--from", help="RFC 3339: events with time >= this [default: the start].")
+           ] = None,
+           to: Annotated[str | None, typer.Option(
+               "--to", help="RFC 3339: events with time < this [default: now].")] = None,
+           out: Annotated[Path | None, typer.Option(
+               "--out", help="Write the report here [default: stdout].")] = None,
+           verify: Annotated[bool, typer.Option(
+               "--verify/--no-verify", help="Run a full verification first when the last "
+               "one is older than 24 h.")] = True,
+           data: DataOpt = None, log: LogOpt = None) -> None:
+    """Check the log against a standard; the report's hash is appended to the log."""
+    if standard not in STANDARDS:
+        fail(f"--standard: use one of {', '.join(STANDARDS)}")
+    if fmt not in FORMATS:
+        fail(f"--format: use one of {', '.join(FORMATS)}")
+    since, until = _time_opt(from_, "--from"), _time_opt(to, "--to")
+    if since is not None and until is not None and since >= until:
+        fail("--from must be before --to")
+    with _errors(), _open(data, log) as alog:
+        result = generate_report(alog, standard, actor=_operator(), since=since, until=until,
+                                 verify_now=verify, keys=load_keys(alog.directory.parent),
+                                 alerting=None)
+        body = render(result, fmt)
+        if out is None:
+            sys.stdout.buffer.write(body)
+            sys.stdout.flush()
+        else:
+            try:
+                out.write_bytes(body)
+            except OSError as exc:
+                fail(f"--out {out}: {exc.strerror or exc}", 1)
+        c = result.counts
+        receipt = result.receipt
+        typer.echo(f"{standard}: pass {c['pass']}, fail {c['fail']}, warn {c['warn']}, "
+                   f"n/a {c['not-applicable']}; {result.hash} recorded at entry "
+                   f"{receipt.index if receipt else '-'}", err=True)
+    raise typer.Exit(result.exit_code)
