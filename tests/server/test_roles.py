@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path, new_alert_id
 from sealtrail.server.app import OPEN_ROUTES, ROUTE_ROLES, ServiceConfig, create_app
 from tests.server.conftest import DEAD_KEYS, KEYS, Service, seed_event
 
@@ -36,33 +37,51 @@ LOG = "default"
 _names = itertools.count()
 
 
-def _request(method: str, path: str) -> Callable[[], dict[str, Any]]:
-    def build() -> dict[str, Any]:
+def _request(method: str, path: str) -> Callable[[Service], dict[str, Any]]:
+    def build(_s: Service) -> dict[str, Any]:
         return {"method": method, "url": path.replace("{log}", LOG)}
     return build
 
 
+def _new_alert(service: Service) -> str:
+    """An open alert in the running service's alert store (the monitor shares the file)."""
+    store = AlertStore(monitor_db_path(service.data_dir))
+    alert_id = new_alert_id()
+    store.put(Alert(alert_id, LOG, "test.rule", "k", "Test", "low", "open",
+                    "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", 1, updated_at="",
+                    updated_by="test"))
+    store.close()
+    return alert_id
+
+
 # A minimally valid request for each route (a route missing here fails its tests by name).
-REQUESTS: dict[Route, Callable[[], dict[str, Any]]] = {
-    ("POST", "/v1/logs/{log}/events"): lambda: {
+REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
+    ("POST", "/v1/logs/{log}/events"): lambda _s: {
         "method": "POST", "url": f"/v1/logs/{LOG}/events", "json": [seed_event(1)]},
     ("GET", "/v1/logs/{log}/events"): _request("GET", "/v1/logs/{log}/events"),
-    ("GET", "/v1/logs/{log}/entries"): lambda: {
+    ("GET", "/v1/logs/{log}/entries"): lambda _s: {
         "method": "GET", "url": f"/v1/logs/{LOG}/entries", "params": {"start": 0, "end": 1}},
     ("GET", "/v1/logs/{log}/checkpoint"): _request("GET", "/v1/logs/{log}/checkpoint"),
-    ("GET", "/v1/logs/{log}/proof/inclusion"): lambda: {
+    ("GET", "/v1/logs/{log}/proof/inclusion"): lambda _s: {
         "method": "GET", "url": f"/v1/logs/{LOG}/proof/inclusion", "params": {"index": 0}},
-    ("GET", "/v1/logs/{log}/proof/consistency"): lambda: {
+    ("GET", "/v1/logs/{log}/proof/consistency"): lambda _s: {
         "method": "GET", "url": f"/v1/logs/{LOG}/proof/consistency", "params": {"first": 0}},
     ("GET", "/tlog/{log}/checkpoint"): _request("GET", "/tlog/{log}/checkpoint"),
-    ("GET", "/tlog/{log}/tile/{path:path}"): lambda: {
+    ("GET", "/tlog/{log}/tile/{path:path}"): lambda _s: {
         "method": "GET", "url": f"/tlog/{LOG}/tile/0/000.p/1"},
-    ("GET", "/tlog/{log}/tile/entries/{path:path}"): lambda: {
+    ("GET", "/tlog/{log}/tile/entries/{path:path}"): lambda _s: {
         "method": "GET", "url": f"/tlog/{LOG}/tile/entries/000.p/1"},
     ("GET", "/v1/logs"): _request("GET", "/v1/logs"),
-    ("POST", "/v1/logs"): lambda: {
+    ("POST", "/v1/logs"): lambda _s: {
         "method": "POST", "url": "/v1/logs", "json": {"name": f"newlog-{next(_names)}"}},
     ("GET", "/metrics"): _request("GET", "/metrics"),
+    ("GET", "/v1/logs/{log}/alerts"): _request("GET", "/v1/logs/{log}/alerts"),
+    ("POST", "/v1/logs/{log}/alerts/{alert_id}/ack"): lambda s: {
+        "method": "POST", "url": f"/v1/logs/{LOG}/alerts/{_new_alert(s)}/ack",
+        "json": {"reason": "looking into it"}},
+    ("POST", "/v1/logs/{log}/alerts/{alert_id}/resolve"): lambda s: {
+        "method": "POST", "url": f"/v1/logs/{LOG}/alerts/{_new_alert(s)}/resolve",
+        "json": {"reason": "false positive: a load test"}},
     ("GET", "/healthz"): _request("GET", "/healthz"),
     ("GET", "/readyz"): _request("GET", "/readyz"),
 }
@@ -71,7 +90,7 @@ REQUESTS: dict[Route, Callable[[], dict[str, Any]]] = {
 def expected_status(route: Route, caller: str) -> int:
     """What the table implies for one caller on one route (log routes called on ``default``)."""
     method, path = route
-    success = 201 if method == "POST" else 200
+    success = 201 if method == "POST" and "/alerts/" not in path else 200
     if route in OPEN_ROUTES:
         return success
     if caller not in KEYS:
@@ -104,7 +123,7 @@ def test_route_status_matches_role_table(service: Service, client: httpx.Client,
                                          route: Route, caller: str) -> None:
     """The status of this caller on this route is exactly the one the role table implies."""
     assert route in REQUESTS, f"no test request for {route}: add one to REQUESTS"
-    response = client.request(**REQUESTS[route](), headers=headers_of(service, caller))
+    response = client.request(**REQUESTS[route](service), headers=headers_of(service, caller))
     want = expected_status(route, caller)
     assert response.status_code == want, (want, response.status_code, response.text)
     if want == 401:

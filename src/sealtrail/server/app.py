@@ -43,12 +43,19 @@ from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
 from sealtrail.log.auditlog import LOG_NAME, MAX_BATCH, AuditLog, Clock, system_clock
 from sealtrail.log.search import Filter, search
+from sealtrail.monitor.alerts import MONITOR_DIR, AlertStore, monitor_db_path
+from sealtrail.monitor.config import MonitorConfig
+from sealtrail.monitor.dispatch import Dispatcher
+from sealtrail.monitor.runner import Monitor
+from sealtrail.monitor.sinks import build_sinks
+from sealtrail.server.alerts_api import ROUTES as ALERT_ROUTES
+from sealtrail.server.alerts_api import add_alert_routes
 from sealtrail.server.logs import Logs
-from sealtrail.server.metrics import Metrics
+from sealtrail.server.metrics import Metrics, MonitorState
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
 from sealtrail.server.tls import client_cert_sha256
-from sealtrail.server.verifier import Verifier
+from sealtrail.server.verifier import Result, Verifier
 
 MAX_BODY: Final = 8 * 1024 * 1024
 MAX_EVENTS: Final = 10_000
@@ -71,6 +78,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/logs"): frozenset({"auditor", "admin"}),
     ("POST", "/v1/logs"): frozenset({"admin"}),
     ("GET", "/metrics"): frozenset({"auditor", "admin"}),
+    **ALERT_ROUTES,
 }
 OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
 
@@ -115,6 +123,8 @@ class ServiceConfig:
     max_events: int = MAX_EVENTS
     verify_delay: float = 5.0        # seconds after start before the first full verification
     verify_interval: float = 3600.0  # then every this many seconds; 0 turns it off
+    verify_min_interval: float = 10.0  # continuous watch: at least this long between runs
+    monitor: MonitorConfig | None = field(default_factory=MonitorConfig)  # None: no rules
     retention_delay: float = 60.0    # seconds after start before the first retention run
     retention_interval: float = 86400.0  # then daily; 0 turns scheduled retention off
     extra: dict[str, Any] = field(default_factory=dict)
@@ -135,17 +145,38 @@ def create_app(config: ServiceConfig) -> FastAPI:
     """The service's ASGI app (``sealtrail serve`` runs it on uvicorn)."""
     logs = Logs(config.data_dir, config.passphrase, config.clock)
     keys = ApiKeys(config.data_dir)
+    monitor, dispatcher, alert_store = _monitoring(config, logs)
+
+    def verified(name: str, result: Result) -> None:
+        if monitor is not None and not result.ok:
+            try:
+                alog: AuditLog | None = logs.get(name)
+            except SealtrailError:
+                alog = None
+            monitor.integrity_result(name, result.ok, result.problem, alog)
+
     verifier = Verifier(logs, config.clock, delay=config.verify_delay,
-                        interval=config.verify_interval)
+                        interval=config.verify_interval,
+                        min_interval=config.verify_min_interval, on_result=verified)
     retention = RetentionJob(logs, config.clock, delay=config.retention_delay,
                              interval=config.retention_interval)
     metrics = Metrics(logs, config.clock, verifier.results)
+    if monitor is not None:
+        metrics.registry.register(MonitorState(monitor, dispatcher))
     limiter = RateLimiter(config.rate, config.burst)
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         verifier.start()
         retention.start()
+        if monitor is not None:
+            monitor.start()
         yield
+        if monitor is not None:
+            monitor.stop()
+        if dispatcher is not None:
+            dispatcher.close(5.0)
+        if alert_store is not None:
+            alert_store.close()
         retention.stop()
         verifier.stop()
         logs.close()
@@ -185,6 +216,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if isinstance(exc, VerificationError | DecryptionError):
             return _error(500, f"integrity failure: {exc}")
         if isinstance(exc, StorageError):
+            if monitor is not None:  # a failure of the trail itself (PCI DSS 10.7.2)
+                monitor.trail_failure("builtin.storage_error", "Audit storage error",
+                                      request.url.path, f"storage failed: {exc}",
+                                      severity="critical")
             return _error(503, "storage unavailable; nothing was stored")
         return _error(500, "internal error")
 
@@ -239,6 +274,10 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if not logs.exists(name):
             raise HTTPException(404, f"no log {name!r}")
         return logs.get(name)
+
+    if monitor is not None:
+        add_alert_routes(app, monitor, role=role, open_log=open_log, in_thread=_in_thread,
+                         errors=_ERRORS, body_schema=_json_body)
 
     def reader_actor(principal: Principal) -> dict[str, str]:
         return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}
@@ -507,6 +546,37 @@ def _tile_response(ref: TileRef, body: bytes) -> Response:
     immutable = ref.width == TILE_WIDTH
     return Response(body, media_type="application/octet-stream", headers={
         "Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-store"})
+
+
+def _monitoring(config: ServiceConfig, logs: Logs
+                ) -> tuple[Monitor | None, Dispatcher | None, AlertStore | None]:
+    """The monitor, its dispatcher and alert store (all None when monitoring is off)."""
+    if config.monitor is None:
+        return None, None, None
+    cfg = config.monitor
+    store = AlertStore(monitor_db_path(config.data_dir))
+    holder: list[Monitor] = []
+
+    def sink_failed(name: str, error: str, consecutive: int) -> None:
+        if holder:
+            holder[0].sink_failed(name, error, consecutive)
+
+    dispatcher = (Dispatcher(build_sinks(cfg.sinks), config.data_dir / MONITOR_DIR /
+                             "outbox.db", on_failure=sink_failed) if cfg.sinks else None)
+
+    def every_log() -> list[tuple[str, AuditLog]]:
+        out = []
+        for name in logs.names():
+            try:
+                out.append((name, logs.get(name)))
+            except SealtrailError:
+                continue  # /readyz reports a log that does not open
+        return out
+
+    monitor = Monitor(config.data_dir, every_log, cfg.rules, store, dispatcher=dispatcher,
+                      settings=cfg.settings, clock=config.clock)
+    holder.append(monitor)
+    return monitor, dispatcher, store
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:

@@ -16,6 +16,8 @@ from prometheus_client.registry import Collector
 
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
+from sealtrail.monitor.dispatch import Dispatcher
+from sealtrail.monitor.runner import Monitor
 from sealtrail.server.logs import Logs
 from sealtrail.server.verifier import Result
 
@@ -84,3 +86,42 @@ class Metrics:
                                    "Checkpoint, proof and tile reads (not logged as events)",
                                    ["log", "kind"], registry=self.registry)
         self.registry.register(_LogState(logs, now, verified if verified is not None else {}))
+
+
+class MonitorState(Collector):
+    """Alerts by status and severity, the rule engine's lag, and each sink's deliveries."""
+
+    def __init__(self, monitor: Monitor, dispatcher: Dispatcher | None) -> None:
+        self._monitor = monitor
+        self._dispatcher = dispatcher
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        alerts = GaugeMetricFamily("sealtrail_alerts", "Alerts by log, status and severity",
+                                   labels=["log", "status", "severity"])
+        for (log, status, severity), n in self._monitor.store.counts().items():
+            alerts.add_metric([log, status, severity], n)
+        yield alerts
+        lag = GaugeMetricFamily("sealtrail_monitor_lag_entries",
+                                "Committed events the rule engine has not evaluated yet",
+                                labels=["log"])
+        for log, n in list(self._monitor.stats.lag.items()):
+            lag.add_metric([log], n)
+        yield lag
+        errors = GaugeMetricFamily("sealtrail_monitor_errors",
+                                   "Events or steps the monitor could not evaluate")
+        errors.add_metric([], self._monitor.stats.errors)
+        yield errors
+        if self._dispatcher is None:
+            return
+        delivered = GaugeMetricFamily("sealtrail_alert_deliveries",
+                                      "Alert deliveries by sink and state (since start; "
+                                      "pending from the outbox)", labels=["sink", "state"])
+        failing = GaugeMetricFamily("sealtrail_alert_sink_consecutive_failures",
+                                    "Failures in a row of each sink", labels=["sink"])
+        for name, s in self._dispatcher.stats().items():
+            delivered.add_metric([name, "delivered"], s.delivered)
+            delivered.add_metric([name, "failed"], s.failed)
+            delivered.add_metric([name, "pending"], s.pending)
+            failing.add_metric([name], s.consecutive_failures)
+        yield delivered
+        yield failing

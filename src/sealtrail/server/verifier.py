@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,11 +35,17 @@ class Verifier:
     """Verifies every log on a schedule in a daemon thread; ``results`` holds the latest."""
 
     def __init__(self, logs: Logs, now: Callable[[], datetime], *, delay: float,
-                 interval: float) -> None:
+                 interval: float, min_interval: float | None = None,
+                 on_result: Callable[[str, Result], None] | None = None) -> None:
         self._logs = logs
         self._now = now
         self._delay = delay
         self._interval = interval
+        # Continuous watch: the next run comes after 20x the last run's duration (a 5 % CPU
+        # budget), at least ``min_interval`` and at most ``interval`` seconds later.
+        self._min_interval = interval if min_interval is None else min(min_interval, interval)
+        self._on_result = on_result
+        self.last_duration = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.results: dict[str, Result] = {}
@@ -62,25 +69,34 @@ class Verifier:
             if self._stop.is_set():
                 return
             try:
-                log = self._logs.get(name)
+                alog = self._logs.get(name)
             except SealtrailError:
                 continue  # a log that does not open: /readyz reports it already
             try:
-                report = log.verify()
+                report = alog.verify()
             except SealtrailError as exc:
                 # Tampering, or storage that cannot be read through: either way the log is
                 # not known intact, so an earlier pass must not keep standing (fail closed).
-                self.results[name] = Result(False, 0, self._now(), str(exc))
+                result = Result(False, 0, self._now(), str(exc))
             else:
-                self.results[name] = Result(True, report.size, self._now())
+                result = Result(True, report.size, self._now())
+            self.results[name] = result
+            if self._on_result is not None:
+                try:
+                    self._on_result(name, result)
+                except Exception:  # the schedule must survive a failing callback
+                    log.exception("sealtrail: verification callback failed")
 
     def _run(self) -> None:
         if self._stop.wait(self._delay):
             return
         while True:
+            started = time.monotonic()
             try:
                 self.verify_all()
             except Exception:  # the schedule must survive; the next run retries
                 log.exception("sealtrail: scheduled verification failed to run")
-            if self._stop.wait(self._interval):
+            self.last_duration = time.monotonic() - started
+            wait = min(self._interval, max(self._min_interval, 20 * self.last_duration))
+            if self._stop.wait(wait):
                 return

@@ -1,0 +1,230 @@
+"""Alerts: what the monitor raised, their lifecycle, and the monitor's own state.
+
+An alert's authoritative record is the log itself: opening, acknowledging and resolving an
+alert each append an event (category ``system``; actions ``alert.open``, ``alert.acknowledge``,
+``alert.resolve``) naming who and why — PCI DSS 10.4.3 asks that anomalies be addressed and
+the handling recorded. This module keeps, beside the log, an index of alerts for listing and
+de-duplication, and the rule engine's cursor and state per log, in
+``<data dir>/_monitor/monitor.db`` (SQLite, WAL, 0600). Losing that file loses no record: the
+events are in the log.
+
+Grouping: while an alert for the same (log, rule, key) is open or acknowledged and was last
+seen within the de-duplication window, a new detection updates it (count, last seen, evidence)
+instead of opening another, and no one is notified again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from sealtrail.core.errors import ConfigError, StorageError
+
+STATUSES: Final = ("open", "acknowledged", "resolved")
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+MAX_EVIDENCE: Final = 100
+MONITOR_DIR: Final = "_monitor"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts(
+    id TEXT PRIMARY KEY,
+    log TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    entries TEXT NOT NULL,
+    clauses TEXT NOT NULL,
+    message TEXT NOT NULL,
+    opened_index INTEGER,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts(log, rule, key, status);
+CREATE INDEX IF NOT EXISTS alerts_list ON alerts(log, status, last_seen);
+CREATE TABLE IF NOT EXISTS cursors(
+    log TEXT PRIMARY KEY,
+    next_index INTEGER NOT NULL,
+    state TEXT NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert as listed (the shape sinks receive, see docs/alerts.md)."""
+
+    id: str
+    log: str
+    rule: str
+    key: str
+    title: str
+    severity: str
+    status: str
+    first_seen: str
+    last_seen: str
+    count: int
+    entries: list[int] = field(default_factory=list)
+    clauses: list[str] = field(default_factory=list)
+    message: str = ""
+    opened_index: int | None = None
+    updated_at: str = ""
+    updated_by: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (API, CLI, sinks)."""
+        return {"id": self.id, "log": self.log, "rule": self.rule, "key": self.key,
+                "title": self.title, "severity": self.severity, "status": self.status,
+                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "count": self.count, "entries": self.entries, "clauses": self.clauses,
+                "message": self.message, "opened_index": self.opened_index,
+                "updated_at": self.updated_at, "updated_by": self.updated_by,
+                "note": self.note}
+
+
+def new_alert_id() -> str:
+    """A random alert id (UUIDv4 text)."""
+    return str(uuid.uuid4())
+
+
+def monitor_db_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where the monitor keeps its index and state for a data directory."""
+    return Path(data_dir) / MONITOR_DIR / "monitor.db"
+
+
+def _row(r: tuple[Any, ...]) -> Alert:
+    return Alert(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], int(r[9]),
+                 json.loads(r[10]), json.loads(r[11]), r[12],
+                 None if r[13] is None else int(r[13]), r[14], r[15], r[16])
+
+
+_COLUMNS = ("id, log, rule, key, title, severity, status, first_seen, last_seen, count, "
+            "entries, clauses, message, opened_index, updated_at, updated_by, note")
+
+
+class AlertStore:
+    """The alert index and the engine's per-log state (thread-safe; several processes may
+    share the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            self._db = sqlite3.connect(str(path), isolation_level=None,
+                                       check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the monitor database {path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"monitor database: {exc}") from exc
+
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"monitor database: {exc}") from exc
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        """One alert by id."""
+        rows = self._q(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608
+                       (alert_id,))
+        return _row(rows[0]) if rows else None
+
+    def current(self, log: str, rule: str, key: str) -> Alert | None:
+        """The latest open or acknowledged alert of (log, rule, key), if any."""
+        rows = self._q(f"SELECT {_COLUMNS} FROM alerts "  # noqa: S608 - constant columns
+                       "WHERE log = ? AND rule = ? AND key = ? "
+                       "AND status != 'resolved' ORDER BY last_seen DESC LIMIT 1",
+                       (log, rule, key))
+        return _row(rows[0]) if rows else None
+
+    def put(self, alert: Alert) -> None:
+        """Insert or replace an alert (inside :meth:`transaction` or alone)."""
+        a = alert
+        self._q(f"INSERT OR REPLACE INTO alerts({_COLUMNS}) VALUES "  # noqa: S608
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (a.id, a.log, a.rule, a.key, a.title, a.severity, a.status, a.first_seen,
+                 a.last_seen, a.count, json.dumps(a.entries[-MAX_EVIDENCE:]),
+                 json.dumps(a.clauses), a.message, a.opened_index, a.updated_at, a.updated_by,
+                 a.note))
+
+    def list(self, log: str | None = None, *, status: str | None = None,
+             severity: str | None = None, rule: str | None = None, limit: int = 100,
+             before: str | None = None) -> list[Alert]:
+        """Alerts, newest first (by last seen), filtered; errors name the bad filter."""
+        if status is not None and status not in STATUSES:
+            raise ConfigError(f"status: use one of {', '.join(STATUSES)}")
+        if severity is not None and severity not in SEVERITIES:
+            raise ConfigError(f"severity: use one of {', '.join(SEVERITIES)}")
+        where, args = ["1"], list[Any]()
+        for col, value in (("log", log), ("status", status), ("severity", severity),
+                           ("rule", rule)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
+        if before is not None:
+            where.append("last_seen < ?")
+            args.append(before)
+        # Columns and clauses are constants of this module; every value is bound.
+        rows = self._q(f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "  # noqa: S608
+                       "ORDER BY last_seen DESC, id LIMIT ?", (*args, limit))
+        return [_row(r) for r in rows]
+
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """Alerts per (log, status, severity), for /metrics."""
+        return {(r[0], r[1], r[2]): int(r[3]) for r in
+                self._q("SELECT log, status, severity, count(*) FROM alerts "
+                        "GROUP BY log, status, severity")}
+
+    # -- engine state ---------------------------------------------------------------------------
+
+    def cursor(self, log: str) -> tuple[int, dict[str, Any] | None]:
+        """The next index to evaluate and the engine's saved state for a log."""
+        rows = self._q("SELECT next_index, state FROM cursors WHERE log = ?", (log,))
+        if not rows:
+            return 0, None
+        state = json.loads(rows[0][1])
+        return int(rows[0][0]), state if isinstance(state, dict) else None
+
+    def put_cursor(self, log: str, next_index: int, state: Mapping[str, Any]) -> None:
+        """Save where the engine is and its state, together."""
+        self._q("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                (log, next_index, json.dumps(state, separators=(",", ":"))))

@@ -1,0 +1,396 @@
+"""The monitor: evaluates every committed event against the rules and raises alerts.
+
+It runs beside ingest, never in its path: a thread reads each log from its cursor (only what is
+committed, so only what is durable), opens the events, feeds the rule engine, and turns
+detections into alerts. Delivery goes through the dispatcher's durable outbox, so a slow or
+dead sink never holds anything up. The cursor and the engine's state are saved together every
+few seconds; after a crash the monitor resumes from the last save, and the engine skips what it
+had already seen, so no event is judged twice and none is skipped.
+
+Besides rules, the monitor raises alerts about the trail itself (PCI DSS 10.7.2): a failed
+integrity verification (reported by the service's verifier), storage errors, the data
+directory's disk nearly full, a sink failing repeatedly, and the engine falling behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from sealtrail.core.errors import ConfigError, SealtrailError
+from sealtrail.core.timefmt import format_time, parse_time
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.monitor.alerts import Alert, AlertStore, new_alert_id
+from sealtrail.monitor.dispatch import Dispatcher
+from sealtrail.monitor.engine import Engine
+from sealtrail.monitor.rules import Detection, Rule, Severity
+
+log = logging.getLogger("sealtrail.monitor")
+
+MONITOR_ACTOR: Final = {"id": "sealtrail-monitor", "type": "service", "name": "monitor"}
+INTEGRITY_CLAUSES: Final = ("PCI DSS 10.3.4", "PCI DSS 10.7.2", "HIPAA 164.312(c)(1)",
+                            "HIPAA 164.312(c)(2)")
+TRAIL_CLAUSES: Final = ("PCI DSS 10.7.2", "PCI DSS 10.7.3", "HIPAA 164.312(b)")
+
+LogSource = Callable[[], Iterable[tuple[str, AuditLog]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Drop detections of ``rule`` (and ``key``, when given) until ``until`` (None: always)."""
+
+    rule: str
+    key: str | None = None
+    until: datetime | None = None
+    reason: str = ""
+
+    def applies(self, det: Detection, now: datetime) -> bool:
+        """Whether this suppression drops the detection now."""
+        if self.rule not in (det.rule, "*"):
+            return False
+        if self.key is not None and det.key != self.key:
+            return False
+        return self.until is None or now < self.until
+
+
+@dataclass(slots=True)
+class MonitorSettings:
+    """What the monitor does besides rules; every bound configurable (docs/alerts.md)."""
+
+    dedup_window: timedelta = timedelta(hours=1)
+    suppress: list[Suppression] = field(default_factory=list)
+    batch: int = 2000                   # events read per log per step
+    save_every: float = 5.0             # seconds between saves of cursor and engine state
+    tick_every: float = 10.0            # seconds between engine ticks (absence rules)
+    poll: float = 0.2                   # seconds to sleep when there is nothing new
+    disk_min_free_ratio: float = 0.05   # alert when free space falls below 5 % ...
+    disk_min_free_bytes: int = 512 << 20  # ... or below 512 MiB
+    lag_alert_entries: int = 50_000     # alert when this many committed events wait
+
+
+@dataclass(slots=True)
+class _LogState:
+    engine: Engine
+    next_index: int
+    saved_at: float = 0.0
+    dirty: bool = False
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    """Counters for /metrics."""
+
+    processed: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, int] = field(default_factory=dict)
+    detections: int = 0
+    suppressed: int = 0
+    grouped: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+
+class Monitor:
+    """Rules over every log of a data directory, alerts, and alerts about the trail itself."""
+
+    def __init__(self, data_dir: Path, logs: LogSource, rules: Sequence[Rule], store: AlertStore,
+                 *, dispatcher: Dispatcher | None = None,
+                 settings: MonitorSettings | None = None,
+                 clock: Callable[[], datetime]) -> None:
+        self._data_dir = data_dir
+        self._logs = logs
+        self._rules = list(rules)
+        self.store = store
+        self._dispatcher = dispatcher
+        self.settings = settings or MonitorSettings()
+        self._clock = clock
+        self._states: dict[str, _LogState] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ticked = 0.0
+        self._disk_checked = 0.0
+        self.stats = MonitorStats()
+
+    # -- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run :meth:`step` in a daemon thread until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sealtrail-monitor",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and save every log's cursor and state."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10.0)
+            self._thread = None
+        self.save(force=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.step()
+            except Exception as exc:  # the monitor must survive; the next step retries
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                log.exception("sealtrail: monitor step failed")
+                busy = 0
+            if not busy:
+                self._stop.wait(self.settings.poll)
+
+    def step(self) -> int:
+        """Evaluate what was committed since the last step; returns how many events."""
+        done = 0
+        with self._lock:
+            for name, alog in self._logs():
+                done += self._step_log(name, alog)
+            mono = time.monotonic()
+            if mono - self._ticked >= self.settings.tick_every:
+                self._ticked = mono
+                self._tick_all()
+            if mono - self._disk_checked >= 30.0:
+                self._disk_checked = mono
+                self._check_disk()
+            self.save()
+        return done
+
+    def _state(self, name: str) -> _LogState:
+        state = self._states.get(name)
+        if state is None:
+            next_index, saved = self.store.cursor(name)
+            try:
+                engine = Engine(self._rules, saved)
+            except ConfigError as exc:
+                log.warning("sealtrail: the monitor state of log %s is unusable (%s); "
+                            "starting fresh from index %d", name, exc, next_index)
+                engine = Engine(self._rules)
+            state = _LogState(engine, next_index)
+            self._states[name] = state
+        return state
+
+    def _step_log(self, name: str, alog: AuditLog) -> int:
+        state = self._state(name)
+        size = alog.size
+        if state.next_index > size:
+            # The log is shorter than what the monitor already read: truncated.
+            self.raise_alert(name, system_detection(
+                "builtin.integrity_failure", "Audit log integrity failure", "critical", name,
+                f"log {name} has {size} entries but the monitor had read {state.next_index}: "
+                "it was truncated", INTEGRITY_CLAUSES), alog=alog)
+            state.next_index = size
+            return 0
+        end = min(size, state.next_index + self.settings.batch)
+        count = 0
+        for entry in alog.entries(state.next_index, end):
+            state.next_index = entry.index + 1
+            state.dirty = True
+            if entry.retired:
+                continue
+            try:
+                ev = alog.read(entry)
+            except SealtrailError as exc:
+                self.stats.errors += 1
+                self.stats.last_error = f"log {name} entry {entry.index}: {exc}"
+                continue
+            if _own(ev):
+                continue
+            count += 1
+            for det in state.engine.process(entry.index, ev):
+                self._handle(name, alog, det)
+        state.next_index = max(state.next_index, end)
+        self.stats.processed[name] = self.stats.processed.get(name, 0) + count
+        lag = size - state.next_index
+        self.stats.lag[name] = lag
+        if lag >= self.settings.lag_alert_entries:
+            self.raise_alert(name, system_detection(
+                "builtin.monitor_lag", "Rule engine falling behind", "high", name,
+                f"{lag} committed events of log {name} wait for the rule engine",
+                TRAIL_CLAUSES), alog=alog)
+        return count
+
+    def _tick_all(self) -> None:
+        now = self._clock()
+        for name, alog in self._logs():
+            state = self._state(name)
+            for det in state.engine.tick(now):
+                self._handle(name, alog, det)
+            state.dirty = True
+
+    def save(self, *, force: bool = False) -> None:
+        """Save cursors and engine states that changed (at most every ``save_every`` s)."""
+        mono = time.monotonic()
+        with self._lock:
+            for name, state in self._states.items():
+                if state.dirty and (force or mono - state.saved_at >= self.settings.save_every):
+                    self.store.put_cursor(name, state.next_index, state.engine.snapshot())
+                    state.saved_at = mono
+                    state.dirty = False
+
+    # -- detections to alerts -------------------------------------------------------------------
+
+    def _handle(self, name: str, alog: AuditLog, det: Detection) -> None:
+        self.stats.detections += 1
+        now = self._clock()
+        if any(s.applies(det, now) for s in self.settings.suppress):
+            self.stats.suppressed += 1
+            return
+        self.raise_alert(name, det, alog=alog)
+
+    def raise_alert(self, log_name: str, det: Detection, *,
+                    alog: AuditLog | None = None) -> Alert:
+        """Open an alert, or fold the detection into the open one of the same rule and key.
+
+        A new alert is recorded in the log (``alert.open``, when the log takes appends) and
+        handed to the sinks; a folded one updates count, last seen and evidence silently.
+        """
+        now_text = format_time(self._clock())
+        seen = det.time or now_text
+        rule, key, entries = det.rule, det.key, det.entries
+        with self._lock:
+            current = self.store.current(log_name, rule, key)
+            if current is not None and _within(current.last_seen, seen,
+                                               self.settings.dedup_window):
+                current.count += 1
+                current.last_seen = max(current.last_seen, seen)
+                current.entries = [*current.entries, *entries][-100:]
+                self.store.put(current)
+                self.stats.grouped += 1
+                if current.opened_index is None and alog is not None:
+                    self._record_open(alog, current)
+                return current
+            alert = Alert(new_alert_id(), log_name, rule, key, det.title, det.severity, "open",
+                          seen, seen, 1, list(entries)[-100:], list(det.clauses), det.message,
+                          None, now_text, MONITOR_ACTOR["id"])
+            self.store.put(alert)  # first: a crash before the log event still groups on replay
+            if alog is not None:
+                self._record_open(alog, alert)
+            self._notify(alert, alog)
+            return alert
+
+    def _record_open(self, alog: AuditLog, alert: Alert) -> None:
+        try:
+            receipt = alog.append({
+                "actor": dict(MONITOR_ACTOR), "action": "alert.open", "category": "system",
+                "source": alog.own_source,
+                "outcome": "success", "target": {"type": "alert", "id": alert.id},
+                "reason": f"[{alert.severity}] {alert.title}: {alert.message}"[:4096],
+                "metadata": {"rule": alert.rule, "key": alert.key, "count": alert.count,
+                             "entries": alert.entries[:100], "clauses": alert.clauses}})
+        except SealtrailError as exc:
+            # A tampered or failing log may refuse appends: the alert must still go out.
+            self.stats.errors += 1
+            self.stats.last_error = f"recording alert {alert.id}: {exc}"
+            return
+        alert.opened_index = receipt.index
+        self.store.put(alert)
+
+    def _notify(self, alert: Alert, alog: AuditLog | None) -> None:
+        if self._dispatcher is None:
+            return
+        payload = alert.to_dict()
+        if alog is not None:
+            payload["origin"] = alog.origin
+        try:
+            self._dispatcher.submit(payload)
+        except SealtrailError as exc:
+            self.stats.errors += 1
+            self.stats.last_error = f"queueing alert {alert.id}: {exc}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def change_status(self, alog: AuditLog, alert_id: str, status: str, *,
+                      actor: Mapping[str, Any], reason: str) -> Alert:
+        """Acknowledge or resolve an alert: the change is an event naming who and why."""
+        if status not in ("acknowledged", "resolved"):
+            raise ConfigError("status: acknowledged or resolved")
+        if not reason.strip():
+            raise ConfigError("reason: say why (what was checked, what was done)")
+        with self._lock:
+            alert = self.store.get(alert_id)
+            if alert is None or alert.log != alog.name:
+                raise ConfigError(f"alert {alert_id!r}: no such alert in log {alog.name!r}")
+            if alert.status == "resolved":
+                raise ConfigError(f"alert {alert_id}: already resolved")
+            if alert.status == status:
+                raise ConfigError(f"alert {alert_id}: already {status}")
+            action = "alert.acknowledge" if status == "acknowledged" else "alert.resolve"
+            alog.append({"actor": dict(actor), "action": action, "category": "system",
+                         "source": alog.own_source,
+                         "outcome": "success", "target": {"type": "alert", "id": alert.id},
+                         "reason": reason[:4096],
+                         "metadata": {"rule": alert.rule, "key": alert.key,
+                                      "previous": alert.status}})
+            alert.status = status
+            alert.updated_at = format_time(self._clock())
+            alert.updated_by = str(actor.get("id", ""))
+            alert.note = reason[:4096]
+            self.store.put(alert)
+            self._notify(alert, alog)
+            return alert
+
+    # -- the trail itself -----------------------------------------------------------------------
+
+    def integrity_result(self, name: str, ok: bool, problem: str,
+                         alog: AuditLog | None = None) -> None:
+        """What the verifier found for a log; a failure raises a critical alert."""
+        if ok:
+            return
+        self.raise_alert(name, system_detection(
+            "builtin.integrity_failure", "Audit log integrity failure", "critical", name,
+            f"verification of log {name} failed: {problem}", INTEGRITY_CLAUSES), alog=alog)
+
+    def trail_failure(self, rule: str, title: str, key: str, message: str,
+                      severity: Severity = "high") -> None:
+        """A failure of the trail's machinery (storage, a sink); not tied to one log."""
+        self.raise_alert("", system_detection(rule, title, severity, key, message,
+                                              TRAIL_CLAUSES))
+
+    def sink_failed(self, sink: str, error: str, consecutive: int) -> None:
+        """The dispatcher's callback: a sink failed ``consecutive`` times in a row."""
+        self.trail_failure("builtin.sink_failing", "Alert sink failing", sink,
+                           f"alert sink {sink} failed {consecutive} times in a row: {error}")
+
+    def _check_disk(self) -> None:
+        try:
+            usage = shutil.disk_usage(self._data_dir)
+        except OSError as exc:
+            self.trail_failure("builtin.storage_error", "Audit storage error",
+                               str(self._data_dir), f"cannot read disk usage: {exc}")
+            return
+        low = (usage.free < self.settings.disk_min_free_bytes
+               or usage.free < usage.total * self.settings.disk_min_free_ratio)
+        if low:
+            self.trail_failure("builtin.disk_low", "Audit storage nearly full",
+                               str(self._data_dir),
+                               f"{usage.free >> 20} MiB free of {usage.total >> 20} MiB where "
+                               "the audit trail is stored: appends will fail when it is full",
+                               severity="critical")
+
+
+def system_detection(rule: str, title: str, severity: Severity, key: str, message: str,  # noqa: PLR0917 - the fields of a Detection, in its order
+                     clauses: Sequence[str]) -> Detection:
+    """A detection made by the monitor itself (not by a rule over events)."""
+    return Detection(rule, title, severity, key, [], "", tuple(clauses), message)
+
+
+def _own(ev: Mapping[str, Any]) -> bool:
+    """The monitor's own alert events are not judged again (no alert about alerts)."""
+    actor = ev.get("actor") or {}
+    return actor.get("id") == MONITOR_ACTOR["id"] and str(ev.get("action", "")).startswith(
+        "alert.")
+
+
+def _within(last: str, seen: str, window: timedelta) -> bool:
+    try:
+        return parse_time(seen) - parse_time(last) <= window
+    except ValueError:
+        return False
