@@ -732,8 +732,22 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           burst: Annotated[float, typer.Option(
               min=1, help="Requests a key may send at once before the rate applies.")
           ] = 400.0,
+          rules: Annotated[list[Path] | None, typer.Option(
+              "--rules", help="Rule files or directories (native and Sigma), beside the "
+              "built-in pack. Repeatable.")] = None,
+          alert_webhook: Annotated[str | None, typer.Option(
+              "--alert-webhook", help="Send alerts to this URL (signed: Sealtrail-Signature).")
+          ] = None,
+          alert_secret_file: Annotated[Path | None, typer.Option(
+              "--alert-webhook-secret-file", help="The webhook's signing secret [else env "
+              "SEALTRAIL_WEBHOOK_SECRET].")] = None,
+          monitor_config: Annotated[Path | None, typer.Option(
+              "--monitor-config", help="Monitor configuration (JSON or YAML): rules, sinks, "
+              "grouping, suppression; see docs/alerts.md.")] = None,
+          no_monitor: Annotated[bool, typer.Option(
+              "--no-monitor", help="Run no rules and raise no alerts.")] = False,
           data: DataOpt = None) -> None:
-    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key)."""
+    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor."""
     import ssl  # noqa: PLC0415 - only the server needs these
 
     import uvicorn  # noqa: PLC0415
@@ -746,8 +760,10 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             fail(f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
                  "--allow-plain-http if a TLS proxy in front does it")
         d, _ = _where(data, None)
+        monitor = None if no_monitor else _monitor_config(
+            rules or [], alert_webhook, alert_secret_file, monitor_config)
         config = ServiceConfig(Path(d), passphrase=_passphrase(prompt=True), rate=rate,
-                               burst=burst)
+                               burst=burst, monitor=monitor)
         application = create_app(config)
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
@@ -759,6 +775,27 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                     ssl_keyfile=str(tls_key) if tls_key else None,
                     ssl_ca_certs=str(client_ca) if client_ca else None,
                     ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
+
+
+def _monitor_config(rules: list[Path], webhook: str | None, secret_file: Path | None,
+                    config_file: Path | None) -> Any:
+    """The monitor's configuration from the serve options (errors name the option)."""
+    from sealtrail.monitor.config import load_config  # noqa: PLC0415 - serve only
+
+    sinks: list[dict[str, Any]] = []
+    if webhook is not None:
+        if secret_file is not None:
+            secret = _read_text(secret_file, "--alert-webhook-secret-file").strip()
+        else:
+            secret = os.environ.get("SEALTRAIL_WEBHOOK_SECRET", "")
+        if not secret:
+            fail("--alert-webhook needs a signing secret: --alert-webhook-secret-file FILE "
+                 "or env SEALTRAIL_WEBHOOK_SECRET")
+        sinks.append({"type": "webhook", "url": webhook, "secret": secret})
+    for path in rules:
+        if not path.exists():
+            fail(f"--rules {path}: no such file or directory")
+    return load_config(config_file, rules_paths=rules, sinks=sinks)
 
 
 @app.command()
@@ -790,4 +827,5 @@ def main() -> None:
 # helpers above, so they are imported last.
 
 from sealtrail.cli import evidence as _evidence  # noqa: E402, F401
+from sealtrail.cli import monitoring as _monitoring  # noqa: E402, F401
 from sealtrail.cli import report as _report  # noqa: E402, F401

@@ -1,0 +1,167 @@
+"""CLI commands for rule authors and responders: ``rules test|list``, ``alerts list|ack|resolve``.
+
+Registered on the main app by ``cli/app.py`` (imported at its end).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, _operator, _where, app, err, fail
+from sealtrail.cli.output import dumps, printable
+from sealtrail.core.timefmt import parse_time
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path
+from sealtrail.monitor.builtin import builtin_rules
+from sealtrail.monitor.engine import evaluate_events, load_rules
+from sealtrail.monitor.rules import Rule, RuleError
+from sealtrail.monitor.runner import Monitor
+
+rules_app = typer.Typer(no_args_is_help=True, help="Detection rules: try them on sample events, "
+                        "list them.")
+app.add_typer(rules_app, name="rules")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised by the monitor: list, "
+                         "acknowledge, resolve (each change is recorded in the log).")
+app.add_typer(alerts_app, name="alerts")
+
+_decoder = msgspec.json.Decoder()
+
+
+def _rules(paths: list[Path], builtin: bool) -> list[Rule]:
+    out = builtin_rules() if builtin else []
+    for path in paths:
+        if not path.exists():
+            fail(f"RULES {path}: no such file or directory")
+        try:
+            out.extend(load_rules(path))
+        except RuleError as exc:
+            fail(str(exc))
+    return out
+
+
+def _sample_events(file: Path) -> list[dict[str, Any]]:
+    """JSON Lines events; ``time``/``received_at`` default to now so windows work."""
+    try:
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        fail(f"--events {file}: {exc.strerror or exc}")
+    events = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            ev = _decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            fail(f"--events line {n}: not JSON: {exc}")
+        if not isinstance(ev, dict):
+            fail(f"--events line {n}: an event is a JSON object")
+        if "time" in ev:
+            try:
+                parse_time(str(ev["time"]))
+            except ValueError as exc:
+                fail(f"--events line {n}: time: {exc}")
+        ev.setdefault("received_at", ev.get("time"))
+        events.append(ev)
+    return events
+
+
+@rules_app.command("test")
+def rules_test(rules: Annotated[list[Path], typer.Argument(
+                   help="Rule files or directories (native YAML and Sigma).")],
+               events: Annotated[Path, typer.Option(
+                   "--events", help="JSON Lines events to run through the rules ('-': stdin).")],
+               builtin: Annotated[bool, typer.Option(
+                   "--builtin/--no-builtin", help="Also run the built-in pack.")] = False,
+               fmt: Annotated[str, typer.Option("--format", help="table or jsonl.")] = "table",
+               ) -> None:
+    """Show which events fire which rule (nothing is stored; for rule authors)."""
+    if fmt not in ("table", "jsonl"):
+        fail("--format: use table or jsonl")
+    chosen = _rules(rules, builtin)
+    sample = _sample_events(events)
+    last = max((str(e.get("time")) for e in sample if e.get("time")), default=None)
+    with _errors():
+        fired = evaluate_events(chosen, sample, now=parse_time(last) if last else None)
+    for index, det in fired:
+        if fmt == "jsonl":
+            typer.echo(dumps({"event": index, **det.to_dict()}))
+        else:
+            typer.echo(printable(f"event {index} (line {index + 1}): {det.rule} "
+                                 f"[{det.severity}] key={det.key!r} evidence={det.entries} "
+                                 f"— {det.message}"))
+    err.print(f"{len(fired)} detection(s) from {len(chosen)} rule(s) over {len(sample)} "
+              "event(s)", markup=False)
+
+
+@rules_app.command("list")
+def rules_list(rules: Annotated[list[Path] | None, typer.Argument(
+                   help="Rule files or directories besides the built-in pack.")] = None) -> None:
+    """The rules the monitor would run: id, kind, severity, clauses."""
+    for rule in _rules(rules or [], True):
+        typer.echo(dumps({"id": rule.id, "kind": rule.kind, "severity": rule.severity,
+                          "enabled": rule.enabled, "origin": rule.origin,
+                          "title": rule.title, "clauses": list(rule.clauses)}))
+
+
+def _store(data: str | None) -> AlertStore:
+    d, _ = _where(data, None)
+    path = monitor_db_path(d)
+    if not path.exists():
+        fail(f"no alerts in {d}: the monitor runs with 'sealtrail serve'")
+    return AlertStore(path)
+
+
+@alerts_app.command("list")
+def alerts_list(status: Annotated[str | None, typer.Option(  # noqa: PLR0917 - CLI options
+                    help="open, acknowledged or resolved.")] = None,
+                severity: Annotated[str | None, typer.Option(
+                    help="low, medium, high or critical.")] = None,
+                rule: Annotated[str | None, typer.Option()] = None,
+                limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+                data: DataOpt = None, log: LogOpt = None) -> None:
+    """Alerts of the log, newest first (JSON Lines)."""
+    _, name = _where(data, log)
+    with _errors():
+        store = _store(data)
+        try:
+            for alert in store.list(name, status=status, severity=severity, rule=rule,
+                                    limit=limit):
+                typer.echo(dumps(alert.to_dict()))
+        finally:
+            store.close()
+
+
+def _change(alert_id: str, status: str, reason: str, data: str | None, log: str | None
+            ) -> None:
+    d, _ = _where(data, None)
+    with _errors():
+        store = _store(data)
+        try:
+            with _open(data, log, need_keys=True) as alog:
+                monitor = Monitor(Path(d), lambda: [], [], store, clock=alog.now)
+                alert = monitor.change_status(alog, alert_id, status, actor=_operator(),
+                                              reason=reason)
+                typer.echo(dumps(alert.to_dict()))
+        finally:
+            store.close()
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="What was checked, what was done.")]
+
+
+@alerts_app.command("ack")
+def alerts_ack(alert_id: Annotated[str, typer.Argument(help="The alert's id.")],
+               reason: ReasonOpt, data: DataOpt = None, log: LogOpt = None) -> None:
+    """Acknowledge an alert (recorded in the log with who and why)."""
+    _change(alert_id, "acknowledged", reason, data, log)
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(alert_id: Annotated[str, typer.Argument(help="The alert's id.")],
+                   reason: ReasonOpt, data: DataOpt = None, log: LogOpt = None) -> None:
+    """Resolve an alert (recorded in the log with who and why)."""
+    _change(alert_id, "resolved", reason, data, log)
