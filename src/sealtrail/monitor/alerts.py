@@ -140,8 +140,11 @@ class AlertStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE)."""
+        """One write transaction (BEGIN IMMEDIATE); a nested one joins the outer."""
         with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:

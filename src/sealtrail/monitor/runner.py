@@ -115,6 +115,8 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ticked = 0.0
+        self._in_step = False
+        self._pending: list[tuple[AuditLog | None, Alert]] = []
         self._disk_checked = 0.0
         self.stats = MonitorStats()
 
@@ -152,7 +154,14 @@ class Monitor:
         done = 0
         with self._lock:
             for name, alog in self._logs():
-                done += self._step_log(name, alog)
+                self._in_step = True
+                try:
+                    # One monitor-db transaction per log and step: alert upserts share a fsync.
+                    with self.store.transaction():
+                        done += self._step_log(name, alog)
+                finally:
+                    self._in_step = False
+                self._flush_alerts()
             mono = time.monotonic()
             if mono - self._ticked >= self.settings.tick_every:
                 self._ticked = mono
@@ -224,6 +233,7 @@ class Monitor:
             for det in state.engine.tick(now):
                 self._handle(name, alog, det)
             state.dirty = True
+        self._flush_alerts()
 
     def save(self, *, force: bool = False) -> None:
         """Save cursors and engine states that changed (at most every ``save_every`` s)."""
@@ -265,33 +275,48 @@ class Monitor:
                 self.store.put(current)
                 self.stats.grouped += 1
                 if current.opened_index is None and alog is not None:
-                    self._record_open(alog, current)
+                    self._record_open(alog, [current])
                 return current
             alert = Alert(new_alert_id(), log_name, rule, key, det.title, det.severity, "open",
                           seen, seen, 1, list(entries)[-100:], list(det.clauses), det.message,
                           None, now_text, MONITOR_ACTOR["id"])
             self.store.put(alert)  # first: a crash before the log event still groups on replay
-            if alog is not None:
-                self._record_open(alog, alert)
-            self._notify(alert, alog)
+            self._pending.append((alog, alert))
+            if not self._in_step:
+                self._flush_alerts()
             return alert
 
-    def _record_open(self, alog: AuditLog, alert: Alert) -> None:
+    def _flush_alerts(self) -> None:
+        """Record the new alerts in their logs (one append per log) and hand them to sinks."""
+        pending, self._pending = self._pending, []
+        by_log: dict[int, tuple[AuditLog, list[Alert]]] = {}
+        for alog, alert in pending:
+            if alog is not None:
+                by_log.setdefault(id(alog), (alog, []))[1].append(alert)
+        for alog, alerts in by_log.values():
+            self._record_open(alog, alerts)
+        for alog, alert in pending:
+            self._notify(alert, alog)
+
+    def _record_open(self, alog: AuditLog, alerts: list[Alert]) -> None:
         try:
-            receipt = alog.append({
+            receipts = alog.append_many([{
                 "actor": dict(MONITOR_ACTOR), "action": "alert.open", "category": "system",
-                "source": alog.own_source,
-                "outcome": "success", "target": {"type": "alert", "id": alert.id},
+                "source": alog.own_source, "outcome": "success",
+                "target": {"type": "alert", "id": alert.id},
                 "reason": f"[{alert.severity}] {alert.title}: {alert.message}"[:4096],
                 "metadata": {"rule": alert.rule, "key": alert.key, "count": alert.count,
-                             "entries": alert.entries[:100], "clauses": alert.clauses}})
+                             "entries": alert.entries[:100], "clauses": alert.clauses}}
+                for alert in alerts])
         except SealtrailError as exc:
-            # A tampered or failing log may refuse appends: the alert must still go out.
+            # A tampered or failing log may refuse appends: the alerts must still go out.
             self.stats.errors += 1
-            self.stats.last_error = f"recording alert {alert.id}: {exc}"
+            self.stats.last_error = f"recording {len(alerts)} alert(s): {exc}"
             return
-        alert.opened_index = receipt.index
-        self.store.put(alert)
+        with self.store.transaction():
+            for alert, receipt in zip(alerts, receipts, strict=True):
+                alert.opened_index = receipt.index
+                self.store.put(alert)
 
     def _notify(self, alert: Alert, alog: AuditLog | None) -> None:
         if self._dispatcher is None:

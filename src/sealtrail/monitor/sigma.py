@@ -289,6 +289,9 @@ def _compile_node(node: Any, rule: str) -> Condition:
         if len(fns) == 2:
             f1, f2 = fns
             return Condition(lambda ev: f1(ev) and f2(ev), keys)
+        if len(fns) == 3:
+            g1, g2, g3 = fns
+            return Condition(lambda ev: g1(ev) and g2(ev) and g3(ev), keys)
         return Condition(lambda ev: all(f(ev) for f in fns), keys)
     if isinstance(node, ConditionOR):
         args = node.args
