@@ -126,7 +126,9 @@ def running(config: ServiceConfig) -> Iterator[str]:
 def service_at(data_dir: Path, **overrides: Any) -> Iterator[Service]:
     """A data directory with logs and keys, served with ``ServiceConfig(data_dir, **overrides)``."""
     tokens = make_data_dir(data_dir)
-    config = replace(ServiceConfig(data_dir), **overrides)
+    # No monitor unless asked for: its alert events would change what these tests count
+    # (tests/monitor runs the service with it).
+    config = replace(ServiceConfig(data_dir, monitor=None), **overrides)
     with running(config) as base_url:
         yield Service(base_url, tokens, data_dir, config)
 

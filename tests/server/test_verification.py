@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from sealtrail import AuditLog
+from sealtrail.monitor.watch import Verifier
 from sealtrail.server.logs import Logs
-from sealtrail.server.verifier import Verifier
 from tests.server.conftest import Service
 
 

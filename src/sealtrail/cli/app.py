@@ -746,6 +746,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
               "grouping, suppression; see docs/alerts.md.")] = None,
           no_monitor: Annotated[bool, typer.Option(
               "--no-monitor", help="Run no rules and raise no alerts.")] = False,
+          monitor_in_process: Annotated[bool, typer.Option(
+              "--monitor-in-process", help="Run the rules in a thread of the service instead "
+              "of a child process (one core).")] = False,
           data: DataOpt = None) -> None:
     """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor."""
     import ssl  # noqa: PLC0415 - only the server needs these
@@ -762,8 +765,24 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         d, _ = _where(data, None)
         monitor = None if no_monitor else _monitor_config(
             rules or [], alert_webhook, alert_secret_file, monitor_config)
-        config = ServiceConfig(Path(d), passphrase=_passphrase(prompt=True), rate=rate,
-                               burst=burst, monitor=monitor)
+        passphrase = _passphrase(prompt=True)
+        command = None
+        if monitor is not None and not monitor_in_process:
+            # The child re-reads the same options; secrets reach it through its environment.
+            if passphrase is not None:
+                os.environ["SEALTRAIL_PASSPHRASE"] = passphrase
+            if alert_webhook is not None and alert_secret_file is not None:
+                os.environ["SEALTRAIL_WEBHOOK_SECRET"] = _read_text(
+                    alert_secret_file, "--alert-webhook-secret-file").strip()
+            command = [sys.executable, "-m", "sealtrail.cli", "--data", d, "monitor"]
+            for path in rules or []:
+                command += ["--rules", str(path.resolve())]
+            if alert_webhook is not None:
+                command += ["--alert-webhook", alert_webhook]
+            if monitor_config is not None:
+                command += ["--monitor-config", str(monitor_config.resolve())]
+        config = ServiceConfig(Path(d), passphrase=passphrase, rate=rate, burst=burst,
+                               monitor=monitor, monitor_command=command)
         application = create_app(config)
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",

@@ -14,6 +14,7 @@ import typer
 
 from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, _operator, _where, app, err, fail
 from sealtrail.cli.output import dumps, printable
+from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
@@ -165,3 +166,64 @@ def alerts_resolve(alert_id: Annotated[str, typer.Argument(help="The alert's id.
                    reason: ReasonOpt, data: DataOpt = None, log: LogOpt = None) -> None:
     """Resolve an alert (recorded in the log with who and why)."""
     _change(alert_id, "resolved", reason, data, log)
+
+
+@app.command("monitor")
+def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
+                    "--rules", help="Rule files or directories beside the built-in pack.")
+                ] = None,
+                alert_webhook: Annotated[str | None, typer.Option(
+                    "--alert-webhook", help="Send alerts to this URL (signing secret from env "
+                    "SEALTRAIL_WEBHOOK_SECRET or --alert-webhook-secret-file).")] = None,
+                alert_secret_file: Annotated[Path | None, typer.Option(
+                    "--alert-webhook-secret-file")] = None,
+                monitor_config: Annotated[Path | None, typer.Option(
+                    "--monitor-config", help="Monitor configuration (JSON or YAML).")] = None,
+                data: DataOpt = None) -> None:
+    """Run the rules over every log of the data directory and deliver alerts, until stopped
+    (``sealtrail serve`` runs this as its child process)."""
+    import signal  # noqa: PLC0415 - only the long-running command needs these
+    import threading  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from sealtrail.cli.app import _monitor_config, _passphrase  # noqa: PLC0415
+    from sealtrail.monitor.alerts import MONITOR_DIR  # noqa: PLC0415
+    from sealtrail.monitor.dispatch import Dispatcher  # noqa: PLC0415
+    from sealtrail.monitor.sinks import build_sinks  # noqa: PLC0415
+    from sealtrail.server.logs import Logs  # noqa: PLC0415
+
+    d, _ = _where(data, None)
+    with _errors():
+        cfg = _monitor_config(rules or [], alert_webhook, alert_secret_file, monitor_config)
+        logs = Logs(Path(d), _passphrase(), lambda: datetime.now(UTC))
+        store = AlertStore(monitor_db_path(d))
+        holder: list[Monitor] = []
+        dispatcher = (Dispatcher(build_sinks(cfg.sinks), Path(d) / MONITOR_DIR / "outbox.db",
+                                 on_failure=lambda n, e, c: holder[0].sink_failed(n, e, c))  # noqa: PLW0108 - the monitor is made after
+                      if cfg.sinks else None)
+
+        def every_log() -> list[tuple[str, Any]]:
+            out = []
+            for name in logs.names():
+                try:
+                    out.append((name, logs.get(name)))
+                except SealtrailError:
+                    continue
+            return out
+
+        monitor = Monitor(Path(d), every_log, cfg.rules, store, dispatcher=dispatcher,
+                          settings=cfg.settings, clock=lambda: datetime.now(UTC))
+        holder.append(monitor)
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        monitor.start()
+        err.print(f"sealtrail monitor: {len(cfg.rules)} rules over {d}", markup=False)
+        try:
+            done.wait()
+        finally:
+            monitor.stop()
+            if dispatcher is not None:
+                dispatcher.close(10.0)
+            store.close()
+            logs.close()

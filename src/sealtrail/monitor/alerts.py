@@ -8,6 +8,11 @@ de-duplication, and the rule engine's cursor and state per log, in
 ``<data dir>/_monitor/monitor.db`` (SQLite, WAL, 0600). Losing that file loses no record: the
 events are in the log.
 
+Notification: opening, acknowledging and resolving an alert each queue a change (``changes``)
+in the same transaction; the monitor's loop hands the queued changes, in order, to the
+dispatcher, so a change made by another process — the service's API, the CLI — reaches the
+sinks too, and none is lost to a crash in between.
+
 Grouping: while an alert for the same (log, rule, key) is open or acknowledged and was last
 seen within the de-duplication window, a new detection updates it (count, last seen, evidence)
 instead of opening another, and no one is notified again.
@@ -15,6 +20,7 @@ instead of opening another, and no one is notified again.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -52,6 +58,10 @@ CREATE TABLE IF NOT EXISTS alerts(
     updated_at TEXT NOT NULL,
     updated_by TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS changes(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_group ON alerts(log, rule, key, status);
 CREATE INDEX IF NOT EXISTS alerts_list ON alerts(log, status, last_seen);
 CREATE TABLE IF NOT EXISTS cursors(
@@ -182,8 +192,13 @@ class AlertStore:
     def put(self, alert: Alert) -> None:
         """Insert or replace an alert (inside :meth:`transaction` or alone)."""
         a = alert
-        self._q(f"INSERT OR REPLACE INTO alerts({_COLUMNS}) VALUES "  # noqa: S608
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        # An upsert, not INSERT OR REPLACE: the row's ``notified`` mark must survive updates.
+        self._q(f"INSERT INTO alerts({_COLUMNS}) VALUES "  # noqa: S608
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                "SET status = excluded.status, last_seen = excluded.last_seen, "
+                "count = excluded.count, entries = excluded.entries, "
+                "opened_index = excluded.opened_index, updated_at = excluded.updated_at, "
+                "updated_by = excluded.updated_by, note = excluded.note",
                 (a.id, a.log, a.rule, a.key, a.title, a.severity, a.status, a.first_seen,
                  a.last_seen, a.count, json.dumps(a.entries[-MAX_EVIDENCE:]),
                  json.dumps(a.clauses), a.message, a.opened_index, a.updated_at, a.updated_by,
@@ -210,6 +225,20 @@ class AlertStore:
         rows = self._q(f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "  # noqa: S608
                        "ORDER BY last_seen DESC, id LIMIT ?", (*args, limit))
         return [_row(r) for r in rows]
+
+    def queue_change(self, alert_id: str, status: str) -> None:
+        """Queue a notification of the alert's new status (with the write that made it)."""
+        self._q("INSERT INTO changes(alert_id, status) VALUES (?, ?)", (alert_id, status))
+
+    def changes(self, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
+        """Queued notifications (seq, alert id, status), oldest first."""
+        return [(int(s), str(a), str(st)) for s, a, st in
+                self._q("SELECT seq, alert_id, status FROM changes ORDER BY seq LIMIT ?",
+                        (limit,))]
+
+    def change_sent(self, seq: int) -> None:
+        """Remove a notification the dispatcher has taken."""
+        self._q("DELETE FROM changes WHERE seq = ?", (seq,))
 
     def counts(self) -> dict[tuple[str, str, str], int]:
         """Alerts per (log, status, severity), for /metrics."""

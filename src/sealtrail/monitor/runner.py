@@ -116,6 +116,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._ticked = 0.0
         self._in_step = False
+        self._in_loop = False  # True in the monitor that runs the loop and owns delivery
         self._pending: list[tuple[AuditLog | None, Alert]] = []
         self._disk_checked = 0.0
         self.stats = MonitorStats()
@@ -138,6 +139,7 @@ class Monitor:
         self.save(force=True)
 
     def _run(self) -> None:
+        self._in_loop = True
         while not self._stop.is_set():
             try:
                 busy = self.step()
@@ -169,6 +171,7 @@ class Monitor:
             if mono - self._disk_checked >= 30.0:
                 self._disk_checked = mono
                 self._check_disk()
+            self._sweep()
             self.save()
         return done
 
@@ -280,7 +283,9 @@ class Monitor:
             alert = Alert(new_alert_id(), log_name, rule, key, det.title, det.severity, "open",
                           seen, seen, 1, list(entries)[-100:], list(det.clauses), det.message,
                           None, now_text, MONITOR_ACTOR["id"])
-            self.store.put(alert)  # first: a crash before the log event still groups on replay
+            with self.store.transaction():  # first: a crash before the log event still groups
+                self.store.put(alert)
+                self.store.queue_change(alert.id, "open")
             self._pending.append((alog, alert))
             if not self._in_step:
                 self._flush_alerts()
@@ -295,8 +300,9 @@ class Monitor:
                 by_log.setdefault(id(alog), (alog, []))[1].append(alert)
         for alog, alerts in by_log.values():
             self._record_open(alog, alerts)
-        for alog, alert in pending:
-            self._notify(alert, alog)
+        if not self._in_loop:
+            return
+        self._sweep()
 
     def _record_open(self, alog: AuditLog, alerts: list[Alert]) -> None:
         try:
@@ -318,17 +324,23 @@ class Monitor:
                 alert.opened_index = receipt.index
                 self.store.put(alert)
 
-    def _notify(self, alert: Alert, alog: AuditLog | None) -> None:
-        if self._dispatcher is None:
-            return
-        payload = alert.to_dict()
-        if alog is not None:
-            payload["origin"] = alog.origin
-        try:
-            self._dispatcher.submit(payload)
-        except SealtrailError as exc:
-            self.stats.errors += 1
-            self.stats.last_error = f"queueing alert {alert.id}: {exc}"
+    def _sweep(self) -> None:
+        """Hand the queued alert changes to the dispatcher, in order (see alerts.py)."""
+        origins = {name: alog.origin for name, alog in self._logs()}
+        for seq, alert_id, status in self.store.changes():
+            alert = self.store.get(alert_id)
+            if alert is not None and self._dispatcher is not None:
+                payload = alert.to_dict()
+                payload["status"] = status
+                if alert.log in origins:
+                    payload["origin"] = origins[alert.log]
+                try:
+                    self._dispatcher.submit(payload)
+                except SealtrailError as exc:
+                    self.stats.errors += 1
+                    self.stats.last_error = f"queueing alert {alert.id}: {exc}"
+                    return  # retried at the next step
+            self.store.change_sent(seq)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -358,8 +370,9 @@ class Monitor:
             alert.updated_at = format_time(self._clock())
             alert.updated_by = str(actor.get("id", ""))
             alert.note = reason[:4096]
-            self.store.put(alert)
-            self._notify(alert, alog)
+            with self.store.transaction():  # the monitor's loop notifies the sinks
+                self.store.put(alert)
+                self.store.queue_change(alert.id, status)
             return alert
 
     # -- the trail itself -----------------------------------------------------------------------

@@ -48,14 +48,15 @@ from sealtrail.monitor.config import MonitorConfig
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
 from sealtrail.monitor.sinks import build_sinks
+from sealtrail.monitor.watch import Result, Verifier
 from sealtrail.server.alerts_api import ROUTES as ALERT_ROUTES
 from sealtrail.server.alerts_api import add_alert_routes
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics, MonitorState
+from sealtrail.server.monitor_process import MonitorProcess
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
 from sealtrail.server.tls import client_cert_sha256
-from sealtrail.server.verifier import Result, Verifier
 
 MAX_BODY: Final = 8 * 1024 * 1024
 MAX_EVENTS: Final = 10_000
@@ -125,6 +126,9 @@ class ServiceConfig:
     verify_interval: float = 3600.0  # then every this many seconds; 0 turns it off
     verify_min_interval: float = 10.0  # continuous watch: at least this long between runs
     monitor: MonitorConfig | None = field(default_factory=MonitorConfig)  # None: no rules
+    # Run the monitor as this child process (``sealtrail monitor ...``) instead of a thread:
+    # its rules then use the second core, not this process's interpreter lock.
+    monitor_command: list[str] | None = None
     retention_delay: float = 60.0    # seconds after start before the first retention run
     retention_interval: float = 86400.0  # then daily; 0 turns scheduled retention off
     extra: dict[str, Any] = field(default_factory=dict)
@@ -146,9 +150,12 @@ def create_app(config: ServiceConfig) -> FastAPI:
     logs = Logs(config.data_dir, config.passphrase, config.clock)
     keys = ApiKeys(config.data_dir)
     monitor, dispatcher, alert_store = _monitoring(config, logs)
+    in_process = config.monitor is not None and config.monitor_command is None
+    child = (MonitorProcess(config.monitor_command, monitor)
+             if config.monitor_command is not None else None)
 
     def verified(name: str, result: Result) -> None:
-        if monitor is not None and not result.ok:
+        if not result.ok:
             try:
                 alog: AuditLog | None = logs.get(name)
             except SealtrailError:
@@ -161,22 +168,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
     retention = RetentionJob(logs, config.clock, delay=config.retention_delay,
                              interval=config.retention_interval)
     metrics = Metrics(logs, config.clock, verifier.results)
-    if monitor is not None:
-        metrics.registry.register(MonitorState(monitor, dispatcher))
+    metrics.registry.register(MonitorState(monitor, dispatcher))
     limiter = RateLimiter(config.rate, config.burst)
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         verifier.start()
         retention.start()
-        if monitor is not None:
+        if in_process:
             monitor.start()
+        if child is not None:
+            child.start()
         yield
-        if monitor is not None:
+        if child is not None:
+            child.stop()
+        if in_process:
             monitor.stop()
         if dispatcher is not None:
             dispatcher.close(5.0)
-        if alert_store is not None:
-            alert_store.close()
+        alert_store.close()
         retention.stop()
         verifier.stop()
         logs.close()
@@ -216,7 +225,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         if isinstance(exc, VerificationError | DecryptionError):
             return _error(500, f"integrity failure: {exc}")
         if isinstance(exc, StorageError):
-            if monitor is not None:  # a failure of the trail itself (PCI DSS 10.7.2)
+            # A failure of the trail itself (PCI DSS 10.7.2); recording it may fail too.
+            with contextlib.suppress(SealtrailError):
                 monitor.trail_failure("builtin.storage_error", "Audit storage error",
                                       request.url.path, f"storage failed: {exc}",
                                       severity="critical")
@@ -275,9 +285,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise HTTPException(404, f"no log {name!r}")
         return logs.get(name)
 
-    if monitor is not None:
-        add_alert_routes(app, monitor, role=role, open_log=open_log, in_thread=_in_thread,
-                         errors=_ERRORS, body_schema=_json_body)
+    add_alert_routes(app, monitor, role=role, open_log=open_log, in_thread=_in_thread,
+                     errors=_ERRORS, body_schema=_json_body)
 
     def reader_actor(principal: Principal) -> dict[str, str]:
         return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}
@@ -549,11 +558,10 @@ def _tile_response(ref: TileRef, body: bytes) -> Response:
 
 
 def _monitoring(config: ServiceConfig, logs: Logs
-                ) -> tuple[Monitor | None, Dispatcher | None, AlertStore | None]:
-    """The monitor, its dispatcher and alert store (all None when monitoring is off)."""
-    if config.monitor is None:
-        return None, None, None
-    cfg = config.monitor
+                ) -> tuple[Monitor, Dispatcher | None, AlertStore]:
+    """The alert store, and a monitor over it: with the rules and sinks when the monitor runs
+    in this process, without them (API and trail-failure alerts only) when it runs in a
+    child process (``monitor_command``) or not at all."""
     store = AlertStore(monitor_db_path(config.data_dir))
     holder: list[Monitor] = []
 
@@ -561,8 +569,10 @@ def _monitoring(config: ServiceConfig, logs: Logs
         if holder:
             holder[0].sink_failed(name, error, consecutive)
 
+    cfg = config.monitor if config.monitor_command is None else None
     dispatcher = (Dispatcher(build_sinks(cfg.sinks), config.data_dir / MONITOR_DIR /
-                             "outbox.db", on_failure=sink_failed) if cfg.sinks else None)
+                             "outbox.db", on_failure=sink_failed)
+                  if cfg is not None and cfg.sinks else None)
 
     def every_log() -> list[tuple[str, AuditLog]]:
         out = []
@@ -573,8 +583,9 @@ def _monitoring(config: ServiceConfig, logs: Logs
                 continue  # /readyz reports a log that does not open
         return out
 
-    monitor = Monitor(config.data_dir, every_log, cfg.rules, store, dispatcher=dispatcher,
-                      settings=cfg.settings, clock=config.clock)
+    monitor = Monitor(config.data_dir, every_log, cfg.rules if cfg is not None else [], store,
+                      dispatcher=dispatcher,
+                      settings=cfg.settings if cfg is not None else None, clock=config.clock)
     holder.append(monitor)
     return monitor, dispatcher, store
 

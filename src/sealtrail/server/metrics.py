@@ -18,8 +18,8 @@ from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
+from sealtrail.monitor.watch import Result
 from sealtrail.server.logs import Logs
-from sealtrail.server.verifier import Result
 
 
 class _LogState(Collector):

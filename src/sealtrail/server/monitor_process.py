@@ -1,0 +1,82 @@
+"""The monitor as a child process of the service, supervised.
+
+Rules evaluated in the service's own process would compete with ingest for its interpreter
+lock; in a child (``sealtrail monitor``) they run on the other core. The service starts the
+child with its lifespan, restarts it when it dies (with backoff, after raising a
+``builtin.monitor_down`` alert: a stopped review mechanism is a failure of a critical control,
+PCI DSS 10.7.2), and stops it on shutdown. The child shares the data directory: it reads the
+committed log, appends its alert events, and delivers through the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import threading
+
+from sealtrail.core.errors import SealtrailError
+from sealtrail.monitor.runner import Monitor
+
+log = logging.getLogger("sealtrail.server")
+
+
+class MonitorProcess:
+    """Start, watch and stop the monitor child process."""
+
+    def __init__(self, command: list[str], monitor: Monitor, *,
+                 env: dict[str, str] | None = None) -> None:
+        self._command = command
+        self._monitor = monitor
+        self._env = env
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start the child and the thread that restarts it."""
+        self._spawn()
+        self._thread = threading.Thread(target=self._watch, name="sealtrail-monitor-child",
+                                        daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(self._command, env=self._env,  # noqa: S603 - our own CLI
+                                      stdin=subprocess.DEVNULL)
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            proc = self._proc
+            if proc is None:
+                return
+            code = proc.wait()
+            if self._stop.is_set():
+                return
+            self.restarts += 1
+            log.error("sealtrail: the monitor process exited (%s); restarting in %.0f s",
+                      code, backoff)
+            with contextlib.suppress(SealtrailError):
+                self._monitor.trail_failure(
+                    "builtin.monitor_down", "Rule engine stopped", "monitor",
+                    f"the monitor process exited with status {code}; restarted "
+                    f"(restart {self.restarts})", severity="critical")
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, 30.0)
+            self._spawn()
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s)."""
+        self._stop.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._thread is not None:
+            self._thread.join(5)

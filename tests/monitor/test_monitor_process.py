@@ -1,0 +1,76 @@
+"""``sealtrail serve`` with the monitor in its child process, as an operator runs it.
+
+The real console command, a real webhook receiver: failed logins sent over HTTP come back as a
+signed alert; the monitor child killed with -9 is restarted and its death is itself alerted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path
+from sealtrail.monitor.sinks import verify_signature
+from tests.monitor.receivers import WebhookReceiver, wait_until
+from tests.server.test_serve_cli import create_key, run, serving
+
+SECRET = "whsec-process-test"
+
+
+def _monitor_children(pid: int) -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "monitor" in " ".join(
+                    child.cmdline()):
+                out.append(child)
+        except psutil.Error:
+            continue  # gone between listing and asking
+    return out
+
+
+@pytest.mark.slow
+def test_serve_runs_the_monitor_as_a_child_and_restarts_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(data, "init").returncode == 0
+    ingest = create_key(data, "--role", "ingest")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
+    with WebhookReceiver() as receiver, serving(
+            data, tmp_path, "--alert-webhook", receiver.url,
+            "--alert-webhook-secret-file", str(secret_file)) as served:
+        children = _monitor_children(served.proc.pid)
+        assert len(children) == 1
+        events = [{"action": "user.login", "actor": {"id": "mallory"}, "outcome": "failure",
+                   "category": "authentication"} for _ in range(6)]
+        r = httpx.post(f"{served.base_url}/v1/logs/default/events", json=events,
+                       headers={"Authorization": f"Bearer {ingest}"}, timeout=30)
+        assert r.status_code == 201, r.text
+
+        def rules() -> set[str]:
+            out = set()
+            for req in list(receiver.requests):
+                assert verify_signature(SECRET, req.headers["sealtrail-signature"], req.body,
+                                        time.time())
+                out.add(json.loads(req.body)["rule"])
+            return out
+
+        assert wait_until(lambda: "builtin.brute_force" in rules(), 30)
+        os.kill(children[0].pid, signal.SIGKILL)
+        assert wait_until(lambda: len(_monitor_children(served.proc.pid)) == 1
+                          and _monitor_children(served.proc.pid)[0].pid != children[0].pid, 30)
+        assert wait_until(lambda: "builtin.monitor_down" in rules(), 30)
+    store = AlertStore(monitor_db_path(data))
+    try:
+        assert {a.rule for a in store.list(None)} >= {"builtin.brute_force",
+                                                      "builtin.monitor_down"}
+    finally:
+        store.close()
