@@ -42,6 +42,7 @@ from harness import (
     verdict,
 )
 from http_bench import run_http
+from monitor_bench import run_monitor
 from workload import SEED, SUBJECT_SHARE, SUBJECTS, json_lines, make_events, with_subjects
 
 BATCH = 1000
@@ -400,10 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="smaller sizes (under 3 minutes)")
     p.add_argument("--out", type=Path, help="also write the table as Markdown to this file")
-    p.add_argument("--only", choices=["core", "http", "compliance"], action="append",
+    p.add_argument("--only", choices=["core", "http", "compliance", "monitor"], action="append",
                    help="run only these sections (repeatable) [default: all]")
     args = p.parse_args(args_list)
-    sections = set(args.only or ["core", "http", "compliance"])
+    sections = set(args.only or ["core", "http", "compliance", "monitor"])
     sz = QUICK if args.quick else FULL
     started = datetime.now(UTC)
     rev, digest = revision(), src_digest()
@@ -416,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     if "compliance" in sections:
         say("evidence bundles and retention (bench/compliance_bench.py)")
         rows.extend(run_compliance(args.quick))
+    if "monitor" in sections:
+        say("rules and alerts (bench/monitor_bench.py)")
+        rows.extend(run_monitor(args.quick))
     elapsed = time.perf_counter() - t0
     load = (f"load average (1 min) {load_before:.2f} at the start, "
             f"{os.getloadavg()[0]:.2f} at the end")

@@ -182,7 +182,8 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
                 data: DataOpt = None) -> None:
     """Run the rules over every log of the data directory and deliver alerts, until stopped
     (``sealtrail serve`` runs this as its child process)."""
-    import signal  # noqa: PLC0415 - only the long-running command needs these
+    import gc  # noqa: PLC0415 - only the long-running command needs these
+    import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
     from datetime import UTC, datetime  # noqa: PLC0415
 
@@ -217,6 +218,10 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
+        # The engine keeps many small long-lived objects (windows, first-seen values): fewer
+        # full collections keep its pauses short (the state is bounded by the key caps).
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         monitor.start()
         err.print(f"sealtrail monitor: {len(cfg.rules)} rules over {d}", markup=False)
         try:

@@ -66,10 +66,10 @@ class MonitorSettings:
 
     dedup_window: timedelta = timedelta(hours=1)
     suppress: list[Suppression] = field(default_factory=list)
-    batch: int = 2000                   # events read per log per step
+    batch: int = 500                    # events read per log per step (alerts go out after each)
     save_every: float = 5.0             # seconds between saves of cursor and engine state
     tick_every: float = 10.0            # seconds between engine ticks (absence rules)
-    poll: float = 0.2                   # seconds to sleep when there is nothing new
+    poll: float = 0.05                  # seconds to sleep when there is nothing new
     disk_min_free_ratio: float = 0.05   # alert when free space falls below 5 % ...
     disk_min_free_bytes: int = 512 << 20  # ... or below 512 MiB
     lag_alert_entries: int = 50_000     # alert when this many committed events wait
@@ -118,6 +118,10 @@ class Monitor:
         self._in_step = False
         self._in_loop = False  # True in the monitor that runs the loop and owns delivery
         self._pending: list[tuple[AuditLog | None, Alert]] = []
+        # The loop's view of the current alert per (log, rule, key) and grouped updates not
+        # yet written; changes made elsewhere reach it through the change queue (_sweep).
+        self._current: dict[tuple[str, str, str], Alert | None] = {}
+        self._dirty: dict[str, Alert] = {}
         self._disk_checked = 0.0
         self.stats = MonitorStats()
 
@@ -161,6 +165,9 @@ class Monitor:
                     # One monitor-db transaction per log and step: alert upserts share a fsync.
                     with self.store.transaction():
                         done += self._step_log(name, alog)
+                        for alert in self._dirty.values():
+                            self.store.put(alert)
+                        self._dirty.clear()
                 finally:
                     self._in_step = False
                 self._flush_alerts()
@@ -269,13 +276,22 @@ class Monitor:
         seen = det.time or now_text
         rule, key, entries = det.rule, det.key, det.entries
         with self._lock:
-            current = self.store.current(log_name, rule, key)
+            group = (log_name, rule, key)
+            if self._in_loop and group in self._current:
+                current = self._current[group]
+            else:
+                current = self.store.current(log_name, rule, key)
+                if self._in_loop:
+                    self._current[group] = current
             if current is not None and _within(current.last_seen, seen,
                                                self.settings.dedup_window):
                 current.count += 1
                 current.last_seen = max(current.last_seen, seen)
                 current.entries = [*current.entries, *entries][-100:]
-                self.store.put(current)
+                if self._in_step:
+                    self._dirty[current.id] = current  # written once, at the end of the step
+                else:
+                    self.store.put(current)
                 self.stats.grouped += 1
                 if current.opened_index is None and alog is not None:
                     self._record_open(alog, [current])
@@ -286,6 +302,8 @@ class Monitor:
             with self.store.transaction():  # first: a crash before the log event still groups
                 self.store.put(alert)
                 self.store.queue_change(alert.id, "open")
+            if self._in_loop:
+                self._current[group] = alert
             self._pending.append((alog, alert))
             if not self._in_step:
                 self._flush_alerts()
@@ -329,6 +347,14 @@ class Monitor:
         origins = {name: alog.origin for name, alog in self._logs()}
         for seq, alert_id, status in self.store.changes():
             alert = self.store.get(alert_id)
+            if alert is not None:
+                group = (alert.log, alert.rule, alert.key)
+                cached = self._current.get(group)
+                if alert.status == "resolved":
+                    if cached is not None and cached.id == alert.id:
+                        self._current[group] = None
+                elif cached is None or cached.id == alert.id:
+                    self._current[group] = alert
             if alert is not None and self._dispatcher is not None:
                 payload = alert.to_dict()
                 payload["status"] = status
