@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -144,3 +145,20 @@ def test_archive_and_restore_through_the_cli(data: Path, tmp_path: Path) -> None
     res = run("--data", str(data), "verify")
     assert res.returncode == 0
     assert "retired" not in res.stdout
+
+
+def test_forwarding_to_a_syslog_collector(data: Path) -> None:
+    from tests.monitor.receivers import StreamListener, wait_until
+
+    with StreamListener() as listener:
+        res = run("--data", str(data), "export", "--format", "syslog", "--category",
+                  "data_access", "--syslog", f"127.0.0.1:{listener.port}")
+        assert res.returncode == 0, res.stderr
+        assert wait_until(lambda: len(listener.messages) == 10, 10)
+        assert all(re.match(rb"<\d{1,3}>1 ", m) for m in listener.messages)
+        assert not listener.errors
+    res = run("--data", str(data), "export", "--format", "syslog", "--syslog", "127.0.0.1:1")
+    assert res.returncode == 1
+    assert "--syslog 127.0.0.1:1" in res.stderr
+    res = run("--data", str(data), "export", "--format", "csv", "--syslog", "127.0.0.1:514")
+    assert res.returncode == 2

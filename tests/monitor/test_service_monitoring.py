@@ -201,3 +201,25 @@ def test_suppression_and_restart_resume(receiver: WebhookReceiver, tmp_path: Pat
             assert c.get("/healthz").status_code == 200
         time.sleep(2.0)
     assert len(receiver.requests) == before
+
+
+def test_alert_test_reaches_sinks_and_the_report_counts_it(receiver: WebhookReceiver,
+                                                           tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = _config(receiver, tmp_path)
+    data = tmp_path / "data"
+    cli = [sys.executable, "-m", "sealtrail.cli", "--data", str(data)]
+    with service_at(data, monitor=cfg):
+        res = subprocess.run([*cli, "alerts", "test", "--reason", "monthly test"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode == 0, res.stderr
+        assert wait_until(lambda: any(a["rule"] == "builtin.alert_test"
+                                      for a in _alerts(receiver)), 15)
+        res = subprocess.run([*cli, "report", "--standard", "pci-dss", "--format", "json"],
+                             capture_output=True, text=True, timeout=120, check=False)
+    report = json.loads(res.stdout)
+    alerting = next(c for c in report["checks"] if c["id"] == "alerting")
+    assert alerting["status"] == "pass", alerting
+    assert alerting["evidence"]["sinks"] == 1

@@ -146,10 +146,22 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
            to: Annotated[str | None, typer.Option("--to", help="RFC 3339: time < this.")] = None,
            no_open: Annotated[bool, typer.Option(
                "--sealed", help="Leave personal fields sealed in the bundle.")] = False,
+           syslog: Annotated[str | None, typer.Option(
+               "--syslog", help="Forward as RFC 5424 syslog to HOST:PORT (with --format "
+               "syslog).")] = None,
+           syslog_transport: Annotated[str, typer.Option(
+               "--syslog-transport", help="udp, tcp or tls (octet-counted).")] = "tcp",
+           syslog_ca: Annotated[Path | None, typer.Option(
+               "--syslog-ca", help="CA file to trust for --syslog-transport tls.")] = None,
            data: DataOpt = None, log: LogOpt = None) -> None:
-    """Export selected events: an evidence bundle, or a SIEM format. Audited as a read."""
+    """Export selected events: an evidence bundle, or a SIEM format (to a file, stdout or a
+    syslog collector). Audited as a read."""
     if (bundle is None) == (fmt is None):
         fail("give exactly one of --bundle FILE and --format FORMAT")
+    if syslog is not None and (fmt != "syslog" or out is not None):
+        fail("--syslog forwards --format syslog records; leave out --out")
+    if syslog_transport not in ("udp", "tcp", "tls"):
+        fail("--syslog-transport: use udp, tcp or tls")
     flt = Filter(actor=actor, subject=subject, action=action, category=category,
                  outcome=outcome, target=target, source=source,
                  since=_time_opt(from_, "--from"), until=_time_opt(to, "--to"))
@@ -164,6 +176,9 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
                       f"'{alog.vkey()}'", markup=False, soft_wrap=True)
             return
         assert fmt is not None
+        if syslog is not None:
+            _forward(alog, flt, syslog, syslog_transport, syslog_ca)
+            return
         _siem(alog, fmt, flt, out)
 
 
@@ -183,6 +198,37 @@ def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
     alog.record_access(_operator(), "audit.export", details={**flt.describe(alog.pseudonym),
                                                              "format": fmt}, results=count)
     err.print(f"{count} event(s) exported as {fmt}", markup=False)
+
+
+def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | None) -> None:
+    import ssl  # noqa: PLC0415 - forwarding only
+
+    from sealtrail.compliance import siem  # noqa: PLC0415
+    from sealtrail.log.search import search  # noqa: PLC0415
+
+    host, _, port_text = target.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        fail("--syslog: give HOST:PORT")
+    context = None
+    if transport == "tls":
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    elif ca is not None:
+        fail("--syslog-ca goes with --syslog-transport tls")
+    messages = (siem.to_syslog(e.index, ev, leaf_hash(e.leaf), log=alog.name)
+                for e, ev in search(alog, flt, limit=alog.size + 1, newest_first=False)
+                if not e.retired)
+    try:
+        with siem.SyslogForwarder(host.strip("[]"), int(port_text),
+                                  transport,  # type: ignore[arg-type]
+                                  ssl_context=context) as forwarder:
+            count = forwarder.send(messages)
+    except OSError as exc:  # nothing is recorded as exported when the collector fails
+        fail(f"--syslog {target}: {exc}", 1)
+    alog.record_access(_operator(), "audit.export", details={**flt.describe(alog.pseudonym),
+                                                             "format": "syslog",
+                                                             "forwarded_to": target},
+                       results=count)
+    err.print(f"{count} event(s) forwarded to {target} over {transport}", markup=False)
 
 
 @app.command("verify-bundle")

@@ -232,3 +232,30 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
                 dispatcher.close(10.0)
             store.close()
             logs.close()
+
+
+@alerts_app.command("test")
+def alerts_test(reason: Annotated[str, typer.Option(
+                    "--reason", help="Why (e.g. the monthly alerting test).")
+                ] = "scheduled test of alert delivery",
+                data: DataOpt = None, log: LogOpt = None) -> None:
+    """Raise a test alert: the running monitor delivers it to every sink (compliance reports
+    count it as the alerting test)."""
+    from sealtrail.monitor.runner import TEST_RULE, system_detection  # noqa: PLC0415
+
+    d, _ = _where(data, None)
+    with _errors():
+        store = AlertStore(monitor_db_path(d))
+        try:
+            with _open(data, log, need_keys=True) as alog:
+                monitor = Monitor(Path(d), lambda: [], [], store, clock=alog.now)
+                who = _operator()["id"]
+                alert = monitor.raise_alert(alog.name, system_detection(
+                    TEST_RULE, "Alerting test", "low", f"test:{who}",
+                    f"test alert raised by {who}: {reason}"[:1024],
+                    ("PCI DSS 10.7.2", "PCI DSS 10.4.1.1")), alog=alog)
+                typer.echo(dumps(alert.to_dict()))
+                err.print("queued: the running service's monitor delivers it to every sink",
+                          markup=False)
+        finally:
+            store.close()

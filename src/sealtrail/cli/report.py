@@ -24,6 +24,7 @@ from sealtrail.cli.app import (
 )
 from sealtrail.compliance.checks import STANDARDS
 from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
+from sealtrail.monitor.alerts import alerting_evidence
 
 
 @app.command("report")
@@ -54,7 +55,7 @@ def report(  # noqa: PLR0917 - CLI options
     with _errors(), _open(data, log) as alog:
         result = generate_report(alog, standard, actor=_operator(), since=since, until=until,
                                  verify_now=verify, keys=load_keys(alog.directory.parent),
-                                 alerting=None)
+                                 alerting=alerting_evidence(alog.directory.parent))
         body = render(result, fmt)
         if out is None:
             sys.stdout.buffer.write(body)

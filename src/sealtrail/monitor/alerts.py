@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,6 +113,22 @@ def new_alert_id() -> str:
 def monitor_db_path(data_dir: str | os.PathLike[str]) -> Path:
     """Where the monitor keeps its index and state for a data directory."""
     return Path(data_dir) / MONITOR_DIR / "monitor.db"
+
+
+def alerting_evidence(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What a compliance report can show of alerting, from the monitor's own files: how many
+    sinks delivered a test alert (``sealtrail alerts test``), when the last one arrived, and
+    whether the service's monitor and integrity watch have run. None: never monitored."""
+    from sealtrail.core.timefmt import format_time  # noqa: PLC0415 - reports only
+    from sealtrail.monitor.dispatch import delivered_of_rule  # noqa: PLC0415
+
+    if not monitor_db_path(data_dir).exists():
+        return None
+    tested, last, known = delivered_of_rule(Path(data_dir) / MONITOR_DIR / "outbox.db",
+                                            "builtin.alert_test")
+    when = (format_time(datetime.fromtimestamp(last, UTC)) if last is not None else None)
+    return {"sinks": len(known), "integrity_watch": True, "last_test_alert": when,
+            "tested_sinks": sorted(tested)}
 
 
 def _row(r: tuple[Any, ...]) -> Alert:

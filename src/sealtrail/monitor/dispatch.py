@@ -37,7 +37,8 @@ from typing import Any, NamedTuple
 from sealtrail.core.errors import ConfigError, StorageError, ValidationError
 from sealtrail.monitor.sinks import Sink, SinkError
 
-__all__ = ["Dispatcher", "FailureCallback", "RetryPolicy", "SinkStats", "backoff"]
+__all__ = ["Dispatcher", "FailureCallback", "RetryPolicy", "SinkStats", "backoff",
+           "delivered_of_rule"]
 
 log = logging.getLogger("sealtrail.monitor")
 
@@ -423,3 +424,34 @@ class Dispatcher:
                 self._on_failure(name, error, streak)
             except Exception:
                 log.exception("the on_failure callback raised")
+
+
+def delivered_of_rule(outbox_path: Path, rule: str
+                      ) -> tuple[set[str], float | None, set[str]]:
+    """Which sinks delivered alerts of ``rule``, when the last one was delivered (Unix
+    seconds), and every sink the outbox knows; reads the outbox only (compliance reports use
+    it for test alerts)."""
+    if not outbox_path.exists():
+        return set(), None, set()
+    try:
+        db = sqlite3.connect(f"{outbox_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT sink, body, finished FROM deliveries "
+                              "WHERE state = 'delivered'").fetchall()
+            known = {str(r[0]) for r in db.execute("SELECT DISTINCT sink FROM deliveries")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read the alert outbox {outbox_path}: {exc}") from exc
+    sinks: set[str] = set()
+    last: float | None = None
+    for sink, body, finished in rows:
+        try:
+            if json.loads(body).get("rule") != rule:
+                continue
+        except ValueError:
+            continue
+        sinks.add(str(sink))
+        if finished is not None:
+            last = max(last or 0.0, float(finished))
+    return sinks, last, known

@@ -37,6 +37,7 @@ log = logging.getLogger("sealtrail.monitor")
 MONITOR_ACTOR: Final = {"id": "sealtrail-monitor", "type": "service", "name": "monitor"}
 INTEGRITY_CLAUSES: Final = ("PCI DSS 10.3.4", "PCI DSS 10.7.2", "HIPAA 164.312(c)(1)",
                             "HIPAA 164.312(c)(2)")
+TEST_RULE: Final = "builtin.alert_test"  # ``sealtrail alerts test``: proves delivery works
 TRAIL_CLAUSES: Final = ("PCI DSS 10.7.2", "PCI DSS 10.7.3", "HIPAA 164.312(b)")
 
 LogSource = Callable[[], Iterable[tuple[str, AuditLog]]]
