@@ -3,6 +3,8 @@
 It makes (or reuses) a data directory with an encrypted log, appends sample events (a login
 burst, reads of records about a data subject, an admin change), creates one API key per role,
 prints them with ready-to-paste requests, and serves the API on loopback until interrupted.
+The monitor runs the built-in rules, so the sample's login burst and role grant show up as
+alerts.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def run_demo(data: Path, port: int) -> None:
                "'[{\"actor\":{\"id\":\"you\"},\"action\":\"demo.try\",\"outcome\":\"success\"}]'")
     typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
                f"{base}/v1/logs/default/checkpoint")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
+               f"'{base}/v1/logs/default/alerts?status=open'   "
+               "# the monitor's alerts on the sample")
     typer.echo("  Ctrl-C stops the service; the data stays for next time.\n")
     app = create_app(ServiceConfig(data, passphrase=phrase))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
