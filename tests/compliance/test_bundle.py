@@ -229,3 +229,12 @@ def test_bundle_time_range(alog: AuditLog, tmp_path: Path) -> None:
     for line in _jsonl(read_bundle(path)["events.jsonl"]):
         ev = json.loads(base64.b64decode(str(line["leaf"])))
         assert "2026-01-10" <= ev["time"] < "2026-01-12"
+
+
+def test_bulk_paths_equal_single_proofs(alog: AuditLog) -> None:
+    """The bundle's cached audit paths are exactly the ones prove_inclusion gives."""
+    for size in (1, 2, 7, 64, 333, alog.size):
+        indexes = sorted({0, size - 1, size // 2, size // 3})
+        bulk = dict(alog.inclusion_paths(indexes, size))
+        for i in indexes:
+            assert bulk[i] == alog.prove_inclusion(i, size).audit_path

@@ -23,6 +23,7 @@ from typing import IO, Any, Final
 
 import msgspec
 
+from sealtrail.core import b64
 from sealtrail.core.bundle import (
     FORMAT,
     REQUIRED,
@@ -167,10 +168,9 @@ def export_bundle(alog: AuditLog, path: Path, *, flt: Filter, actor: Mapping[str
         # 3. Proofs against that one checkpoint.
         proofs_file = tmp / "proofs.jsonl"
         with proofs_file.open("wb") as out:
-            for index, _ in pairs:
-                p = alog.prove_inclusion(index, size)
+            for index, audit in alog.inclusion_paths((i for i, _ in pairs), size):
                 out.write(_dumps({"leaf_index": index, "tree_size": size,
-                                           "audit_path": p.to_json()["audit_path"]}) + b"\n")
+                                  "audit_path": [b64.encode(h) for h in audit]}) + b"\n")
         # 4. Earlier checkpoints from the first selected index on, each linked to the head.
         first = pairs[0][0] if pairs else size
         earlier = [(s, note) for s, note in alog.store.iter_checkpoints()

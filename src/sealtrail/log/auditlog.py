@@ -47,8 +47,8 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
-from sealtrail.core.merkle.hashing import leaf_hash
-from sealtrail.core.merkle.nodes import Node
+from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right, leaf_hash
+from sealtrail.core.merkle.nodes import Node, range_nodes
 from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
@@ -1149,6 +1149,40 @@ class AuditLog:
             self._check_root(hashes[-1], cp.checkpoint)
             note = cp.note
         return InclusionProof(index, size, hashes[0], tuple(hashes[1:-1]), hashes[-1], note)
+
+    def inclusion_paths(self, indexes: Iterable[int], size: int
+                        ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+        """Audit paths of many entries in the tree of ``size`` entries, the latest checkpoint's
+        size or smaller, reading each stored node block once (bulk exports; a bundle of 100k
+        proofs shares most of its nodes). The tree's root at ``size`` is checked against the
+        signed checkpoint when ``size`` is the latest."""
+        cp = self.checkpoint()
+        if not 0 < size <= cp.checkpoint.size:
+            raise ConfigError(f"size {size} must be in 1..{cp.checkpoint.size}")
+        if size == cp.checkpoint.size:
+            self._check_root(range_hashes(self._store, [(0, size)])[0], cp.checkpoint)
+        cache: dict[tuple[int, int], bytes] = {}
+        for index in indexes:
+            if not 0 <= index < size:
+                raise ConfigError(f"index {index} must be in 0..{size - 1}")
+            plans = [range_nodes(a, b) for a, b in plan_inclusion(index, size)]
+            need = {(n.level, n.index // BLOCK) for plan in plans for n in plan} - cache.keys()
+            if need:
+                if len(cache) > 65536:  # about 130 MB at most; a sorted export rarely refills
+                    cache.clear()
+                cache.update(self._store.node_blocks(need))
+            path = []
+            for plan in plans:
+                nodes = []
+                for n in plan:
+                    block = cache.get((n.level, n.index // BLOCK), b"")
+                    off = (n.index % BLOCK) * HASH_SIZE
+                    if len(block) < off + HASH_SIZE:
+                        raise StorageError(f"tree node ({n.level}, {n.index}) is missing: run "
+                                           "sealtrail verify")
+                    nodes.append(block[off:off + HASH_SIZE])
+                path.append(fold_right(nodes))
+            yield index, tuple(path)
 
     def _check_root(self, root: bytes, cp: Checkpoint) -> None:
         """Never hand out a proof whose root differs from the signed checkpoint it claims."""
