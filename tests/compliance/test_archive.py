@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,23 +17,10 @@ from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError, DecryptionError, SealtrailError
 from sealtrail.log.archive import archive, archive_dir, plan_archive, restore
 from sealtrail.log.retention import RetentionPolicy, apply_purge
+from tests.compliance.conftest import T0, Clock
 
 OPS = {"id": "ops-1"}
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 POLICY = RetentionPolicy.parse({"name": "t", "default": {"min": "300d", "online": "60d"}})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

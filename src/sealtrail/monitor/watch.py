@@ -12,8 +12,6 @@ hands it to the monitor, which raises a critical alert.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +19,7 @@ from typing import Protocol
 
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.schedule import Schedule
 
 log = logging.getLogger("sealtrail.monitor")
 
@@ -53,34 +52,32 @@ class Verifier:
                  on_result: Callable[[str, Result], None] | None = None) -> None:
         self._logs = logs
         self._now = now
-        self._delay = delay
-        self._interval = interval
         # Continuous watch: the next run comes after 20x the last run's duration (a 5 % CPU
         # budget), at least ``min_interval`` and at most ``interval`` seconds later.
-        self._min_interval = interval if min_interval is None else min(min_interval, interval)
+        low = interval if min_interval is None else min(min_interval, interval)
+        self._schedule = Schedule(
+            "sealtrail-verify", self.verify_all, delay=delay, enabled=interval > 0,
+            next_wait=lambda took: min(interval, max(low, 20 * took)))
         self._on_result = on_result
-        self.last_duration = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.results: dict[str, Result] = {}
+
+    @property
+    def last_duration(self) -> float:
+        """Seconds the last scheduled run took."""
+        return self._schedule.last_duration
 
     def start(self) -> None:
         """Start the schedule (no-op when the interval is 0: disabled)."""
-        if self._interval > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sealtrail-verify",
-                                            daemon=True)
-            self._thread.start()
+        self._schedule.start()
 
     def stop(self) -> None:
         """Stop after the current verification (waits at most a second for it)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
+        self._schedule.stop()
 
     def verify_all(self) -> None:
         """Verify every log now and record the results."""
         for name in self._logs.names():
-            if self._stop.is_set():
+            if self._schedule.stopping.is_set():
                 return
             try:
                 alog = self._logs.get(name)
@@ -100,17 +97,3 @@ class Verifier:
                     self._on_result(name, result)
                 except Exception:  # the schedule must survive a failing callback
                     log.exception("sealtrail: verification callback failed")
-
-    def _run(self) -> None:
-        if self._stop.wait(self._delay):
-            return
-        while True:
-            started = time.monotonic()
-            try:
-                self.verify_all()
-            except Exception:  # the schedule must survive; the next run retries
-                log.exception("sealtrail: scheduled verification failed to run")
-            self.last_duration = time.monotonic() - started
-            wait = min(self._interval, max(self._min_interval, 20 * self.last_duration))
-            if self._stop.wait(wait):
-                return

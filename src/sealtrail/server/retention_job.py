@@ -11,7 +11,6 @@ commits atomically with its receipt.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from datetime import datetime
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.archive import archive
 from sealtrail.log.retention import apply_purge, load_policy
+from sealtrail.log.schedule import Schedule
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -43,29 +43,22 @@ class RetentionJob:
                  interval: float) -> None:
         self._logs = logs
         self._now = now
-        self._delay = delay
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._schedule = Schedule("sealtrail-retention", self.run_all, delay=delay,
+                                  next_wait=lambda _: interval, enabled=interval > 0)
         self.results: dict[str, RetentionRun] = {}
 
     def start(self) -> None:
         """Start the schedule (no-op when the interval is 0)."""
-        if self._interval > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sealtrail-retention",
-                                            daemon=True)
-            self._thread.start()
+        self._schedule.start()
 
     def stop(self) -> None:
         """Stop after the current step (waits at most a second)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
+        self._schedule.stop()
 
     def run_all(self) -> None:
         """Apply retention to every log now."""
         for name in self._logs.names():
-            if self._stop.is_set():
+            if self._schedule.stopping.is_set():
                 return
             try:
                 alog = self._logs.get(name)
@@ -81,14 +74,3 @@ class RetentionJob:
             else:
                 archived = sum(seg.end - seg.start for seg, _ in segments)
                 self.results[name] = RetentionRun(True, self._now(), archived, plan.count)
-
-    def _run(self) -> None:
-        if self._stop.wait(self._delay):
-            return
-        while True:
-            try:
-                self.run_all()
-            except Exception:  # the schedule must survive; the next run retries
-                log.exception("sealtrail: scheduled retention failed to run")
-            if self._stop.wait(self._interval):
-                return

@@ -1,0 +1,56 @@
+"""A job that runs in a daemon thread on a schedule and survives its own failures.
+
+The service's background work (the integrity watch, retention) is the same loop: wait
+``delay``, run, wait the next interval, run again, until stopped; an exception is logged and
+retried at the next run, never allowed to end the schedule (a background check that dies
+silently would fail open).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("sealtrail")
+
+
+class Schedule:
+    """Run ``job`` after ``delay`` seconds and then after each ``next_wait(duration)``."""
+
+    def __init__(self, name: str, job: Callable[[], None], *, delay: float,
+                 next_wait: Callable[[float], float], enabled: bool = True) -> None:
+        self.name = name
+        self._job = job
+        self._delay = delay
+        self._next_wait = next_wait
+        self._enabled = enabled
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_duration = 0.0
+
+    def start(self) -> None:
+        """Start the thread (no-op when disabled or already started)."""
+        if self._enabled and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current run (waits at most a second for it)."""
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def _run(self) -> None:
+        if self.stopping.wait(self._delay):
+            return
+        while True:
+            started = time.monotonic()
+            try:
+                self._job()
+            except Exception:  # the schedule must survive; the next run retries
+                log.exception("sealtrail: scheduled %s failed to run", self.name)
+            self.last_duration = time.monotonic() - started
+            if self.stopping.wait(self._next_wait(self.last_duration)):
+                return
