@@ -64,7 +64,13 @@ from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
 from sealtrail.log.tree import BLOCK, BUNDLE, TreeEdge, range_hashes, read_nodes
-from sealtrail.log.verify import VerifyReport, verify_log
+from sealtrail.log.verify import (
+    Increment,
+    VerifyReport,
+    increment_at,
+    verify_increment,
+    verify_log,
+)
 from sealtrail.store.protocol import Chunk, State
 from sealtrail.store.sqlite import SQLiteStore
 
@@ -1225,6 +1231,15 @@ class AuditLog:
             store.close()
         self._note_verification("verified_at", report.size)
         return report
+
+    def increment_at(self, size: int) -> Increment:
+        """Where an incremental check starts after a full verification of ``size`` entries."""
+        return increment_at(self._store, size)
+
+    def verify_increment(self, since: Increment) -> Increment:
+        """Check the entries appended since ``since`` against the signed head (see
+        :func:`sealtrail.log.verify.verify_increment`); raises TamperError."""
+        return verify_increment(self._store, self.verifier, self.origin, since)
 
     def _note_verification(self, key: str, size: int | None) -> None:
         """Keep when the log was last verified (compliance reports show it; PCI DSS 10.7)."""

@@ -37,7 +37,7 @@ from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
 from sealtrail.log.receipts import check_retired
-from sealtrail.log.tree import BLOCK
+from sealtrail.log.tree import BLOCK, TreeEdge
 from sealtrail.store.protocol import Chunk, Store
 
 
@@ -410,3 +410,71 @@ def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int
     # spawn, not fork: the caller may be a threaded service, and forking threads is unsafe.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(_range_job, jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class Increment:
+    """Where an incremental check starts: a verified tree size and the tree's edge there."""
+
+    size: int
+    last: tuple[bytes, ...]
+
+
+def increment_at(store: Store, size: int) -> Increment:
+    """The edge of the stored tree at ``size`` (taken right after a full verification)."""
+    edge = TreeEdge.load(store, size)
+    return Increment(size, tuple(edge.last))
+
+
+def verify_increment(store: Store, verifier: Verifier, origin: str,
+                     since: Increment) -> Increment:
+    """Check only what was appended since ``since``: the new leaves, folded onto the verified
+    edge, must give the root the head checkpoint signs. O(new entries), so the service runs it
+    every few seconds between full verifications (which re-check everything older)."""
+    with store.snapshot():
+        state = store.state()
+        if state.size < since.size:
+            raise TamperError("truncated", state.size, f"the log shrank from {since.size} "
+                              f"verified entries to {state.size}")
+        try:
+            head = open_checkpoint(state.checkpoint or "", verifier, origin)
+        except VerificationError as exc:
+            raise TamperError("checkpoint", state.size, f"the head checkpoint is bad: {exc}"
+                              ) from exc
+        if head.size != state.size:
+            raise TamperError("checkpoint", state.size, f"the head checkpoint is for size "
+                              f"{head.size}, the log has {state.size} entries")
+        hashes: list[bytes] = []
+        levels = _StoredLevels(store)
+        for chunk in store.iter_chunks(since.size, state.size):
+            try:
+                leaves = chunk.leaves()
+            except ValueError as exc:
+                raise TamperError("changed", chunk.start, str(exc)) from exc
+            for k, leaf in enumerate(leaves):
+                idx = chunk.start + k
+                if since.size + len(hashes) != idx:
+                    if idx < since.size + len(hashes):
+                        continue  # the row that holds ``since.size`` starts before it
+                    raise TamperError("missing", since.size + len(hashes),
+                                      f"entries {since.size + len(hashes)}..{idx - 1} are "
+                                      "missing")
+                # A retired leaf stands in with its stored hash (its receipt is checked by
+                # the next full verification).
+                hashes.append(sha256(b"\x00" + leaf).digest() if leaf
+                              else levels.slice(0, idx, 1))
+        if since.size + len(hashes) != state.size:
+            raise TamperError("missing", since.size + len(hashes), "entries appended since the "
+                              "last verification are missing")
+        if not hashes:
+            root = compact.root_from_edge(since.size, list(since.last)) if since.size \
+                else EMPTY_ROOT
+            last = list(since.last)
+        else:
+            _, last = compact.extend(since.size, list(since.last), hashes)
+            root = compact.root_from_edge(state.size, last)
+        if not hmac.compare_digest(root, head.root):
+            raise TamperError("changed", since.size, "the entries appended since the last "
+                              f"verification (from index {since.size}) do not give the root "
+                              f"the checkpoint for size {state.size} signs")
+        return Increment(state.size, tuple(last))

@@ -12,6 +12,7 @@ hands it to the monitor, which raises a critical alert.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from typing import Protocol
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.schedule import Schedule
+from sealtrail.log.verify import Increment
 
 log = logging.getLogger("sealtrail.monitor")
 
@@ -49,9 +51,18 @@ class Verifier:
 
     def __init__(self, logs: LogRegistry, now: Callable[[], datetime], *, delay: float,
                  interval: float, min_interval: float | None = None,
+                 increment_interval: float = 2.0,
                  on_result: Callable[[str, Result], None] | None = None) -> None:
         self._logs = logs
         self._now = now
+        self._lock = threading.Lock()  # one check of a log at a time
+        self._increments: dict[str, Increment] = {}
+        # Between full runs: only what was appended, against the signed head, every few
+        # seconds (verify_increment), so a new entry is checked soon after it lands.
+        self._incremental = Schedule(
+            "sealtrail-verify-new", self.verify_new, delay=delay + increment_interval,
+            enabled=interval > 0 and increment_interval > 0,
+            next_wait=lambda _: increment_interval)
         # Continuous watch: the next run comes after 20x the last run's duration (a 5 % CPU
         # budget), at least ``min_interval`` and at most ``interval`` seconds later.
         low = interval if min_interval is None else min(min_interval, interval)
@@ -67,12 +78,29 @@ class Verifier:
         return self._schedule.last_duration
 
     def start(self) -> None:
-        """Start the schedule (no-op when the interval is 0: disabled)."""
+        """Start the schedules (no-op when the interval is 0: disabled)."""
         self._schedule.start()
+        self._incremental.start()
 
     def stop(self) -> None:
         """Stop after the current verification (waits at most a second for it)."""
+        self._incremental.stop()
         self._schedule.stop()
+
+    def verify_new(self) -> None:
+        """Check each log's entries appended since its last check (after a full run passed)."""
+        for name, since in list(self._increments.items()):
+            if self._schedule.stopping.is_set():
+                return
+            with self._lock:
+                if self._increments.get(name) is not since:
+                    continue  # a full run replaced it meanwhile
+                try:
+                    self._increments[name] = self._logs.get(name).verify_increment(since)
+                except SealtrailError as exc:
+                    del self._increments[name]  # the next full run starts over
+                    self._record(name, Result(False, 0, self._now(),
+                                              f"new entries: {exc}"))
 
     def verify_all(self) -> None:
         """Verify every log now and record the results."""
@@ -83,17 +111,23 @@ class Verifier:
                 alog = self._logs.get(name)
             except SealtrailError:
                 continue  # a log that does not open: /readyz reports it already
-            try:
-                report = alog.verify()
-            except SealtrailError as exc:
-                # Tampering, or storage that cannot be read through: either way the log is
-                # not known intact, so an earlier pass must not keep standing (fail closed).
-                result = Result(False, 0, self._now(), str(exc))
-            else:
-                result = Result(True, report.size, self._now())
-            self.results[name] = result
-            if self._on_result is not None:
+            with self._lock:
                 try:
-                    self._on_result(name, result)
-                except Exception:  # the schedule must survive a failing callback
-                    log.exception("sealtrail: verification callback failed")
+                    report = alog.verify()
+                    self._increments[name] = alog.increment_at(report.size)
+                except SealtrailError as exc:
+                    # Tampering, or storage that cannot be read through: either way the log
+                    # is not known intact, so an earlier pass must not keep standing.
+                    self._increments.pop(name, None)
+                    result = Result(False, 0, self._now(), str(exc))
+                else:
+                    result = Result(True, report.size, self._now())
+            self._record(name, result)
+
+    def _record(self, name: str, result: Result) -> None:
+        self.results[name] = result
+        if self._on_result is not None:
+            try:
+                self._on_result(name, result)
+            except Exception:  # the schedule must survive a failing callback
+                log.exception("sealtrail: verification callback failed")

@@ -125,6 +125,7 @@ class ServiceConfig:
     verify_delay: float = 5.0        # seconds after start before the first full verification
     verify_interval: float = 3600.0  # then every this many seconds; 0 turns it off
     verify_min_interval: float = 10.0  # continuous watch: at least this long between runs
+    verify_increment_interval: float = 2.0  # new entries against the signed head, this often
     monitor: MonitorConfig | None = field(default_factory=MonitorConfig)  # None: no rules
     # Run the monitor as this child process (``sealtrail monitor ...``) instead of a thread:
     # its rules then use the second core, not this process's interpreter lock.
@@ -164,7 +165,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     verifier = Verifier(logs, config.clock, delay=config.verify_delay,
                         interval=config.verify_interval,
-                        min_interval=config.verify_min_interval, on_result=verified)
+                        min_interval=config.verify_min_interval,
+                        increment_interval=config.verify_increment_interval,
+                        on_result=verified)
     retention = RetentionJob(logs, config.clock, delay=config.retention_delay,
                              interval=config.retention_interval)
     metrics = Metrics(logs, config.clock, verifier.results)
