@@ -238,3 +238,17 @@ def test_bulk_paths_equal_single_proofs(alog: AuditLog) -> None:
         bulk = dict(alog.inclusion_paths(indexes, size))
         for i in indexes:
             assert bulk[i] == alog.prove_inclusion(i, size).audit_path
+
+
+def test_an_edited_opened_value_is_caught(alog: AuditLog, bundle: Path) -> None:
+    """Opened values are not in the proofs, but the signed manifest covers the file."""
+    def change(files: dict[str, bytes]) -> None:
+        lines = _jsonl(files["events.jsonl"])
+        opened = dict(lines[0]["opened"])  # type: ignore[call-overload]
+        opened["subjects"] = ["mallory"]
+        lines[0]["opened"] = opened
+        files["events.jsonl"] = _dump(lines)
+
+    _rewrite(bundle, change)
+    with pytest.raises(VerificationError, match=r"events.jsonl is not the file the log signed"):
+        verify_bundle_file(bundle, alog.vkey())

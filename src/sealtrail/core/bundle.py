@@ -17,8 +17,9 @@ A bundle is an archive (zip or tar.gz, read by the caller) of these files:
   accept any subset;
 - ``checkpoint.txt`` — the signed checkpoint every inclusion proof leads to;
 - ``events.jsonl`` — ``{"index": i, "leaf": base64(leaf bytes)[, "opened": {...}]}``; the event
-  is the leaf itself. ``opened`` holds sealed fields as the exporter opened them: the exporter's
-  statement, not proven (the proof covers the ciphertext);
+  is the leaf itself. ``opened`` holds sealed fields as the exporter opened them: covered by the
+  log's signature (through the file digests in the signed manifest), but not by the Merkle
+  proofs, which cover the ciphertext;
 - ``proofs.jsonl`` — one RFC 6962 inclusion proof per event, same order
   (``leaf_index``, ``tree_size``, ``audit_path``);
 - ``checkpoints/<size>.txt`` and ``consistency.jsonl`` — earlier signed checkpoints of the
@@ -225,6 +226,18 @@ def verify_bundle(files: Mapping[str, bytes], vkey: str) -> BundleReport:
     if not hmac.compare_digest(parts[4], digest):
         raise VerificationError("the events are not the ones the log signed for this bundle "
                                 "(an event was removed, added or replaced)")
+    # Last (the checks above name the line at fault): the signed manifest names the digest of each data file: this is what covers what the
+    # proofs cannot (the ``opened`` values, the lines' order and form).
+    try:
+        digests = json.loads(files["manifest.json"]).get("files")
+    except (ValueError, AttributeError) as exc:
+        raise FormatError("manifest.json is not a JSON object") from exc
+    for name in ("events.jsonl", "proofs.jsonl"):
+        want = digests.get(name) if isinstance(digests, dict) else None
+        if not isinstance(want, str) or not hmac.compare_digest(
+                want, hashlib.sha256(files[name]).hexdigest()):
+            raise VerificationError(f"{name} is not the file the log signed for this bundle "
+                                    "(its digest in manifest.json differs)")
     # Earlier checkpoints: each must be consistent with the head.
     consistency = {(_int_field(d, "first", f"consistency.jsonl line {n}"),
                     _int_field(d, "second", f"consistency.jsonl line {n}")): (n, d)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import msgspec
 
@@ -87,6 +87,11 @@ MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after
 
 
 _HOST = socket.gethostname()[:255] or "localhost"
+# Actions only the engine writes: ``verify`` trusts a retention receipt because no client can
+# append one, and the monitor skips its own alert events. Clients asking for them get 422.
+RESERVED_ACTIONS: Final = frozenset({
+    "retention.purge", "retention.archive", "retention.restore", "retention.policy.set",
+    "alert.open", "alert.acknowledge", "alert.resolve"})
 
 
 def system_clock() -> datetime:
@@ -445,6 +450,11 @@ class AuditLog:
         """
         return self._append(events)
 
+    def append_own(self, events: Iterable[Mapping[str, Any]]) -> list[Receipt]:
+        """Append events sealtrail writes itself (the monitor's ``alert.*``): the only way,
+        with :meth:`commit_with`, to write an action of :data:`RESERVED_ACTIONS`."""
+        return self._append([{"source": self.own_source, **e} for e in events], own=True)
+
     def append_validated(self, events: list[Event]) -> list[Receipt]:
         """``append_many`` for events that came from ``validate_event`` / ``parse_event``.
 
@@ -456,7 +466,7 @@ class AuditLog:
 
     def _append(self, events: Iterable[Event | Mapping[str, Any]],
                 hook: Callable[[int], None] | None = None, *,
-                validated: bool = False) -> list[Receipt]:
+                validated: bool = False, own: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
         redactor = self._redactor
@@ -475,6 +485,10 @@ class AuditLog:
                     ev = validate_event(raw)
                 except ValidationError as exc:
                     raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+            if not own and ev.action in RESERVED_ACTIONS:
+                raise ValidationError(f"events[{i}].action", f"{ev.action!r} is reserved for "
+                                      "events sealtrail writes itself (retention receipts, "
+                                      "alerts)")
             if redactor is not None:
                 try:
                     ev = redactor.redact(ev)[0]
@@ -963,7 +977,7 @@ class AuditLog:
         Both commit in one transaction or neither does; ``hook`` gets the index the event
         will have and may refuse by raising PolicyError or ConfigError (retention uses it).
         """
-        return self._append([{"source": self.own_source, **event}], hook)[0]
+        return self._append([{"source": self.own_source, **event}], hook, own=True)[0]
 
     def _subject_target(self, subject: str) -> tuple[bytes, dict[str, str]]:
         ref = self._subjects().blind().subject_ref(subject)

@@ -176,10 +176,11 @@ class AlertStore:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # also when COMMIT itself failed
+                        self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StorageError(f"monitor database: {exc}") from exc
 
@@ -220,6 +221,32 @@ class AlertStore:
                  a.last_seen, a.count, json.dumps(a.entries[-MAX_EVIDENCE:]),
                  json.dumps(a.clauses), a.message, a.opened_index, a.updated_at, a.updated_by,
                  a.note))
+
+    def update_group(self, alert: Alert) -> bool:
+        """Fold a detection into a stored alert: count, last seen and evidence only (never its
+        status or who changed it, which another process may have just set). False when the
+        alert was resolved meanwhile: the caller opens a new one."""
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    "UPDATE alerts SET count = ?, last_seen = ?, entries = ? "
+                    "WHERE id = ? AND status != 'resolved'",
+                    (alert.count, alert.last_seen, json.dumps(alert.entries[-MAX_EVIDENCE:]),
+                     alert.id))
+            except sqlite3.Error as exc:
+                raise StorageError(f"monitor database: {exc}") from exc
+            return cur.rowcount == 1
+
+    def unrecorded(self, limit: int = 500) -> builtins.list[Alert]:
+        """Alerts of a log whose ``alert.open`` event is not in the log yet (a crash came
+        between the alert's commit here and its append there)."""
+        rows = self._q(f"SELECT {_COLUMNS} FROM alerts "  # noqa: S608 - constant columns
+                       "WHERE opened_index IS NULL AND log != '' LIMIT ?", (limit,))
+        return [_row(r) for r in rows]
+
+    def set_opened(self, alert_id: str, index: int) -> None:
+        """Note the index of the alert's ``alert.open`` event in its log."""
+        self._q("UPDATE alerts SET opened_index = ? WHERE id = ?", (index, alert_id))
 
     def list(self, log: str | None = None, *, status: str | None = None,
              severity: str | None = None, rule: str | None = None, limit: int = 100,

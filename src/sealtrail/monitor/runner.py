@@ -4,8 +4,9 @@ It runs beside ingest, never in its path: a thread reads each log from its curso
 committed, so only what is durable), opens the events, feeds the rule engine, and turns
 detections into alerts. Delivery goes through the dispatcher's durable outbox, so a slow or
 dead sink never holds anything up. The cursor and the engine's state are saved together every
-few seconds; after a crash the monitor resumes from the last save, and the engine skips what it
-had already seen, so no event is judged twice and none is skipped.
+few seconds, and in the same transaction as any alert a step raised; after a crash the monitor
+resumes from the last save: it judges again at most a few seconds of events, which raised
+nothing (the engine is deterministic), so no alert is raised twice and no event is skipped.
 
 Besides rules, the monitor raises alerts about the trail itself (PCI DSS 10.7.2): a failed
 integrity verification (reported by the service's verifier), storage errors, the data
@@ -119,10 +120,9 @@ class Monitor:
         self._in_step = False
         self._in_loop = False  # True in the monitor that runs the loop and owns delivery
         self._pending: list[tuple[AuditLog | None, Alert]] = []
-        # The loop's view of the current alert per (log, rule, key) and grouped updates not
-        # yet written; changes made elsewhere reach it through the change queue (_sweep).
+        # The loop's view of the current alert per (log, rule, key); changes made elsewhere
+        # reach it through the change queue (_sweep, at the start of every step).
         self._current: dict[tuple[str, str, str], Alert | None] = {}
-        self._dirty: dict[str, Alert] = {}
         self._disk_checked = 0.0
         self.stats = MonitorStats()
 
@@ -145,6 +145,10 @@ class Monitor:
 
     def _run(self) -> None:
         self._in_loop = True
+        try:
+            self._record_unrecorded()
+        except Exception:  # retried at the next start; the alerts themselves are delivered
+            log.exception("sealtrail: recording earlier alerts in their logs failed")
         while not self._stop.is_set():
             try:
                 busy = self.step()
@@ -160,18 +164,10 @@ class Monitor:
         """Evaluate what was committed since the last step; returns how many events."""
         done = 0
         with self._lock:
+            if self._in_loop:
+                self._sweep()  # see status changes made elsewhere before grouping into them
             for name, alog in self._logs():
-                self._in_step = True
-                try:
-                    # One monitor-db transaction per log and step: alert upserts share a fsync.
-                    with self.store.transaction():
-                        done += self._step_log(name, alog)
-                        for alert in self._dirty.values():
-                            self.store.put(alert)
-                        self._dirty.clear()
-                finally:
-                    self._in_step = False
-                self._flush_alerts()
+                done += self._step_one(name, alog)
             mono = time.monotonic()
             if mono - self._ticked >= self.settings.tick_every:
                 self._ticked = mono
@@ -179,8 +175,36 @@ class Monitor:
             if mono - self._disk_checked >= 30.0:
                 self._disk_checked = mono
                 self._check_disk()
-            self._sweep()
+            if self._in_loop:
+                self._sweep()
             self.save()
+        return done
+
+    def _step_one(self, name: str, alog: AuditLog) -> int:
+        """One log's step in one monitor-db transaction (alert writes share a fsync). When a
+        step raised alerts, the cursor and engine state are saved in the same transaction, so
+        a crash never judges those events again; when it fails, the in-memory state it moved
+        is dropped and reloaded from the last save (nothing half-done survives)."""
+        self._in_step = True
+        pending_before = len(self._pending)
+        raised_before = self.stats.detections
+        try:
+            with self.store.transaction():
+                done = self._step_log(name, alog)
+                state = self._states[name]
+                if self.stats.detections != raised_before and state.dirty:
+                    self.store.put_cursor(name, state.next_index, state.engine.snapshot())
+                    state.saved_at = time.monotonic()
+                    state.dirty = False
+        except BaseException:
+            self._states.pop(name, None)
+            for group in [g for g in self._current if g[0] == name]:
+                del self._current[group]
+            del self._pending[pending_before:]
+            raise
+        finally:
+            self._in_step = False
+        self._flush_alerts()
         return done
 
     def _state(self, name: str) -> _LogState:
@@ -237,6 +261,16 @@ class Monitor:
                 TRAIL_CLAUSES), alog=alog)
         return count
 
+    def _record_unrecorded(self) -> None:
+        """Append the ``alert.open`` events a crash kept out of their logs."""
+        logs = dict(self._logs())
+        by_log: dict[str, list[Alert]] = {}
+        for alert in self.store.unrecorded():
+            by_log.setdefault(alert.log, []).append(alert)
+        for name, alerts in by_log.items():
+            if name in logs:
+                self._record_open(logs[name], alerts)
+
     def _tick_all(self) -> None:
         now = self._clock()
         for name, alog in self._logs():
@@ -289,14 +323,13 @@ class Monitor:
                 current.count += 1
                 current.last_seen = max(current.last_seen, seen)
                 current.entries = [*current.entries, *entries][-100:]
-                if self._in_step:
-                    self._dirty[current.id] = current  # written once, at the end of the step
-                else:
-                    self.store.put(current)
-                self.stats.grouped += 1
-                if current.opened_index is None and alog is not None:
-                    self._record_open(alog, [current])
-                return current
+                if self.store.update_group(current):
+                    self.stats.grouped += 1
+                    if current.opened_index is None and alog is not None:
+                        self._record_open(alog, [current])
+                    return current
+                # Resolved by someone else since the loop last looked: a new alert it is.
+            current = None
             alert = Alert(new_alert_id(), log_name, rule, key, det.title, det.severity, "open",
                           seen, seen, 1, list(entries)[-100:], list(det.clauses), det.message,
                           None, now_text, MONITOR_ACTOR["id"])
@@ -325,7 +358,7 @@ class Monitor:
 
     def _record_open(self, alog: AuditLog, alerts: list[Alert]) -> None:
         try:
-            receipts = alog.append_many([{
+            receipts = alog.append_own([{
                 "actor": dict(MONITOR_ACTOR), "action": "alert.open", "category": "system",
                 "source": alog.own_source, "outcome": "success",
                 "target": {"type": "alert", "id": alert.id},
@@ -341,7 +374,7 @@ class Monitor:
         with self.store.transaction():
             for alert, receipt in zip(alerts, receipts, strict=True):
                 alert.opened_index = receipt.index
-                self.store.put(alert)
+                self.store.set_opened(alert.id, receipt.index)
 
     def _sweep(self) -> None:
         """Hand the queued alert changes to the dispatcher, in order (see alerts.py)."""
@@ -387,12 +420,11 @@ class Monitor:
             if alert.status == status:
                 raise ConfigError(f"alert {alert_id}: already {status}")
             action = "alert.acknowledge" if status == "acknowledged" else "alert.resolve"
-            alog.append({"actor": dict(actor), "action": action, "category": "system",
-                         "source": alog.own_source,
+            alog.append_own([{"actor": dict(actor), "action": action, "category": "system",
                          "outcome": "success", "target": {"type": "alert", "id": alert.id},
                          "reason": reason[:4096],
                          "metadata": {"rule": alert.rule, "key": alert.key,
-                                      "previous": alert.status}})
+                                      "previous": alert.status}}])
             alert.status = status
             alert.updated_at = format_time(self._clock())
             alert.updated_by = str(actor.get("id", ""))
