@@ -15,8 +15,14 @@ import pytest
 
 from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError, DecryptionError, SealtrailError
-from sealtrail.log.archive import archive, archive_dir, plan_archive, restore
-from sealtrail.log.retention import RetentionPolicy, apply_purge
+from sealtrail.log.archive import (
+    apply_retention,
+    archive,
+    archive_dir,
+    plan_archive,
+    restore,
+)
+from sealtrail.log.retention import RetentionPolicy
 from tests.compliance.conftest import T0, Clock
 
 OPS = {"id": "ops-1"}
@@ -86,10 +92,33 @@ def test_a_segment_moved_or_altered_does_not_restore(alog: AuditLog, clock: Cloc
 def test_purge_after_archive_keeps_verifying(alog: AuditLog, clock: Clock) -> None:
     clock.now = T0 + timedelta(days=130)
     archive(alog, POLICY, actor=OPS)
+    files = sorted(archive_dir(alog).iterdir())
+    assert len(files) == 3
     clock.now = T0 + timedelta(days=500)
-    policy = RetentionPolicy.parse({"default": {"min": "300d", "max": "400d"}})
-    plan, receipt = apply_purge(alog, policy, actor=OPS)
-    # Archived entries are not online: the purge takes the online ones past the maximum.
-    assert plan.already == 280
-    assert receipt is not None
+    policy = RetentionPolicy.parse({"default": {"min": "300d", "max": "400d", "online": "60d"}})
+    result = apply_retention(alog, policy, actor=OPS)
+    # Online entries past the maximum are purged; so are the archived segments (files gone).
+    assert result.purged == 120
+    assert [(s, e) for s, e, _ in result.archived_purged] == [
+        (int(f.name[4:16]), int(f.name[17:29])) for f in files]
+    assert not any(archive_dir(alog).glob("seg-*.starc"))
     assert alog.verify().retired == 400
+    assert {k for _, _, _, k in alog.store.retired()} == {"purge"}
+
+
+def test_holds_keep_archived_segments_and_do_not_stop_archiving(alog: AuditLog,
+                                                                clock: Clock) -> None:
+    alog.append({"action": "chart.read", "actor": {"id": "dr-who"}, "outcome": "success",
+                 "category": "data_access", "subjects": ["patient-7"]})
+    alog.hold_subject("unrelated-person", reason="matter 1", actor=OPS)
+    clock.now = T0 + timedelta(days=130)
+    assert archive(alog, POLICY, actor=OPS)  # an unrelated hold does not stop archiving
+    alog.hold_subject("patient-7", reason="matter 2", actor=OPS)
+    clock.now = T0 + timedelta(days=900)
+    policy = RetentionPolicy.parse({"default": {"min": "300d", "max": "400d", "online": "60d"}})
+    result = apply_retention(alog, policy, actor=OPS)
+    held = list(archive_dir(alog).glob("seg-*.starc"))
+    # The segment holding patient-7's event stays archived; the others are purged.
+    assert len(held) == 1
+    assert result.archived_purged
+    alog.verify()

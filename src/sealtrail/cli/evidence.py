@@ -30,10 +30,9 @@ from sealtrail.cli.output import dumps
 from sealtrail.compliance.bundle import export_bundle, verify_bundle_file
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.merkle.hashing import leaf_hash
-from sealtrail.log.archive import archive, archive_dir, restore
+from sealtrail.log.archive import apply_retention, archive_dir, restore
 from sealtrail.log.retention import (
     RetentionPolicy,
-    apply_purge,
     load_policy,
     plan_purge,
     set_policy,
@@ -97,12 +96,13 @@ def retention_apply(dry_run: Annotated[bool, typer.Option(
         if dry_run:
             typer.echo(dumps({"dry_run": True, **plan.to_json()}))
             return
-        plan, receipt = apply_purge(alog, policy, actor=_operator(), plan=plan)
-        segments = archive(alog, policy, actor=_operator())
-        typer.echo(dumps({"dry_run": False, **plan.to_json(),
-                          "receipt": None if receipt is None else receipt.index,
+        result = apply_retention(alog, policy, actor=_operator())
+        typer.echo(dumps({"dry_run": False, **result.plan.to_json(),
+                          "receipt": result.purge_receipt,
+                          "archived_purged": [{"start": s, "end": e, "receipt": r.index}
+                                              for s, e, r in result.archived_purged],
                           "archived": [{"start": s.start, "end": s.end, "file": s.name,
-                                        "receipt": r.index} for s, r in segments]}))
+                                        "receipt": r.index} for s, r in result.archived]}))
 
 
 @archive_app.command("restore")

@@ -226,8 +226,9 @@ def verify_bundle(files: Mapping[str, bytes], vkey: str) -> BundleReport:
     if not hmac.compare_digest(parts[4], digest):
         raise VerificationError("the events are not the ones the log signed for this bundle "
                                 "(an event was removed, added or replaced)")
-    # Last (the checks above name the line at fault): the signed manifest names the digest of each data file: this is what covers what the
-    # proofs cannot (the ``opened`` values, the lines' order and form).
+    # Last (the checks above name the line at fault): the signed manifest names the digest
+    # of each data file, which covers what the proofs cannot (the ``opened`` values, the
+    # lines' order and form).
     try:
         digests = json.loads(files["manifest.json"]).get("files")
     except (ValueError, AttributeError) as exc:

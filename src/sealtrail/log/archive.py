@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import struct
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,15 +41,23 @@ import msgspec
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealtrail.core.errors import ConfigError, DecryptionError, TamperError
+from sealtrail.core.canonical import MAX_LEAF_BYTES
+from sealtrail.core.errors import (
+    ConfigError,
+    DecryptionError,
+    PolicyError,
+    StorageError,
+    TamperError,
+)
 from sealtrail.core.merkle.hashing import leaf_hash
-from sealtrail.log.auditlog import AuditLog, Receipt
+from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.receipts import leaf_hashes, range_root
-from sealtrail.log.retention import PROTECTED_ACTIONS, RetentionPolicy, retire
+from sealtrail.log.retention import PROTECTED_ACTIONS, RetentionPolicy, apply_purge, retire
 from sealtrail.store.protocol import Chunk
 
 MAGIC: Final = b"sealtrail-archive/1\n"
-SEGMENT_MAX: Final = 65536
+SEGMENT_MAX: Final = 65536            # entries per segment file at most
+SEGMENT_MAX_BYTES: Final = 256 << 20  # and about this many bytes of leaves
 SUFFIX: Final = ".starc"
 
 
@@ -84,7 +93,7 @@ def plan_archive(alog: AuditLog, policy: RetentionPolicy) -> list[Segment]:
     """Segments of entries past their category's online period (receipts stay online)."""
     now = alog.now()
     out: list[Segment] = []
-    run: list[Any] = []  # [start, end, month]
+    run: list[Any] = []  # [start, end, month, bytes]
     for entry in alog.entries(0, alog.size):
         ok = False
         month = ""
@@ -95,14 +104,15 @@ def plan_archive(alog: AuditLog, policy: RetentionPolicy) -> list[Segment]:
             if rule.online is not None and head.action not in PROTECTED_ACTIONS:
                 ok = now - _parse(head.received_at) > rule.online
         if ok and run and run[1] == entry.index and run[2] == month \
-                and run[1] - run[0] < SEGMENT_MAX:
+                and run[1] - run[0] < SEGMENT_MAX and run[3] < SEGMENT_MAX_BYTES:
             run[1] += 1
+            run[3] += len(entry.leaf)
             continue
         if run:
             out.append(Segment(run[0], run[1], run[2]))
             run = []
         if ok:
-            run = [entry.index, entry.index + 1, month]
+            run = [entry.index, entry.index + 1, month, len(entry.leaf)]
     if run:
         out.append(Segment(run[0], run[1], run[2]))
     return out
@@ -117,16 +127,31 @@ def _aad(origin: str, start: int, end: int) -> bytes:
 
 
 def write_segment(alog: AuditLog, seg: Segment) -> tuple[Path, str]:
-    """Write one segment file durably (0600, fsync, atomic rename); returns (path, sha256)."""
-    leaves = [e.leaf for e in alog.entries(seg.start, seg.end)]
-    if len(leaves) != seg.end - seg.start or not all(leaves):
+    """Write one segment file durably (0600, fsync, atomic rename) and read it back through
+    :func:`restore`'s checks before anything is emptied; returns (path, sha256)."""
+    leaves: list[bytes] = []
+    newest = ""
+    categories: set[str] = set()
+    for entry in alog.entries(seg.start, seg.end):
+        if not entry.leaf:
+            raise ConfigError(f"entries {seg.start}..{seg.end - 1} are not all online")
+        head = _head.decode(entry.leaf)
+        newest = max(newest, head.received_at)
+        categories.add(head.category or "default")
+        leaves.append(entry.leaf)
+    if len(leaves) != seg.end - seg.start:
         raise ConfigError(f"entries {seg.start}..{seg.end - 1} are not all online")
     body = struct.pack(f"<{len(leaves)}I", *map(len, leaves)) + b"".join(leaves)
+    del leaves
     root = range_root(alog.store, [(seg.start, seg.end)])
+    # In clear in the header (no personal data): what a later purge of the segment needs to
+    # decide without opening it.
     header: dict[str, Any] = {"origin": alog.origin, "start": seg.start, "end": seg.end,
-                              "count": len(leaves), "root": root.hex(),
+                              "count": seg.end - seg.start, "root": root.hex(),
+                              "newest_received": newest, "categories": sorted(categories),
                               "body_sha256": hashlib.sha256(body).hexdigest()}
     compressed = zstandard.ZstdCompressor(level=10).compress(body)
+    del body
     keyring = alog.keyring
     if keyring is not None:
         file_key = AESGCM.generate_key(bit_length=256)
@@ -145,21 +170,33 @@ def write_segment(alog: AuditLog, seg: Segment) -> tuple[Path, str]:
     directory = archive_dir(alog)
     directory.mkdir(mode=0o700, exist_ok=True)
     path = directory / seg.name
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A temporary name of its own (mkstemp: O_EXCL, 0600): a CLI run beside the service's
+    # job never writes into the other's file.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{seg.name}.", suffix=".tmp", dir=directory)
+    digest = hashlib.sha256()
     try:
-        data = MAGIC + line + payload
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as f:
+            for part in (MAGIC, line, payload):
+                f.write(part)  # a buffered file writes every byte (os.write may not)
+                digest.update(part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
     dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-    return path, hashlib.sha256(data).hexdigest()
+    # Read back what is on disk, as a restore would, before the database lets go.
+    start, end, back = read_segment(alog, path)
+    stored = list(leaf_hashes(alog.store, [(start, end)]))
+    if (start, end) != (seg.start, seg.end) or [leaf_hash(b) for b in back] != stored:
+        path.unlink(missing_ok=True)
+        raise StorageError(f"{path.name}: the segment read back differs from the log")
+    return path, digest.hexdigest()
 
 
 def archive(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]
@@ -208,7 +245,8 @@ def read_segment(alog: AuditLog, path: Path) -> tuple[int, int, list[bytes]]:
             raise DecryptionError(f"{path.name}: the archive does not open (altered, or "
                                   "not this log's)") from exc
     try:
-        body = zstandard.ZstdDecompressor().decompress(payload, max_output_size=1 << 34)
+        limit = (end - start) * (MAX_LEAF_BYTES + 4)  # what ``count`` leaves can weigh at most
+        body = zstandard.ZstdDecompressor().decompress(payload, max_output_size=limit)
     except zstandard.ZstdError as exc:
         raise DecryptionError(f"{path.name}: the archive body is corrupt") from exc
     if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), str(header["body_sha256"])):
@@ -254,3 +292,106 @@ def restore(alog: AuditLog, path: Path, *, actor: Mapping[str, Any]) -> Receipt:
              "category": "system", "target": {"type": "entries", "id": f"{start}-{end}"},
              "reason": f"archive/{path.name} restored: entries {start}..{end - 1} back online"}
     return alog.commit_with(event, hook)
+
+
+def _segment_header(path: Path) -> dict[str, Any] | None:
+    """The clear header of a segment file (None when unreadable or of another format)."""
+    try:
+        with path.open("rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            doc = json.loads(f.readline(64 * 1024))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def plan_archived_purge(alog: AuditLog, policy: RetentionPolicy
+                        ) -> list[tuple[int, int, Path]]:
+    """Archived segments wholly past their maximum keep: (start, end, file). A segment under a
+    legal hold (one of its events names a held subject) stays; with holds open, the segments
+    are opened to look, which needs the keyring."""
+    now = alog.now()
+    out = []
+    held = {bytes(r) for _, r, _, _, _ in alog.store.holds(open_only=True)}
+    for start, end, _, kind in alog.store.retired():
+        if kind != "archive":
+            continue
+        path = archive_dir(alog) / Segment(start, end, "").name
+        header = _segment_header(path)
+        if header is None or not header.get("newest_received"):
+            continue  # no file, or written before segments said their age: kept
+        age = now - _parse(str(header["newest_received"]))
+        rules = [policy.rule_for(c if c != "default" else None)
+                 for c in header.get("categories") or ["default"]]
+        if not all(r.max is not None and age > r.max and (r.min is None or age > r.min)
+                   for r in rules):
+            continue
+        if held and _segment_held(alog, path, held):
+            continue
+        out.append((start, end, path))
+    return out
+
+
+def _segment_held(alog: AuditLog, path: Path, refs: set[bytes]) -> bool:
+    start, _, leaves = read_segment(alog, path)
+    for k, leaf in enumerate(leaves):
+        ev = alog.read(Entry(start + k, leaf))
+        if "subjects" in ev.get("erased", ()):
+            continue
+        if "sealed" in ev and "subjects" in (ev["sealed"].get("fields") or ()):
+            raise PolicyError("legal holds are open and archived segments cannot be opened "
+                              "(the keyring is locked): refusing to purge them")
+        if any(alog.subject_ref(s) in refs for s in ev.get("subjects") or ()):
+            return True
+    return False
+
+
+def purge_archived(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]
+                   ) -> list[tuple[int, int, Receipt]]:
+    """Purge archived segments past their maximum: a purge receipt each, then the file goes.
+    (A crash between the two leaves a file whose range is purged: the next run deletes it.)"""
+    done = []
+    holds = tuple(int(n) for n, _, _, _, _ in alog.store.holds(open_only=True))
+    for start, end, path in plan_archived_purge(alog, policy):
+        reason = (f"retention policy {policy.name}: archived entries {start}..{end - 1} "
+                  f"(archive/{path.name}) past their maximum keep: purged, file deleted; "
+                  "leaf hashes kept")
+        receipt = retire(alog, [(start, end)], kind="purge", actor=actor, reason=reason,
+                         holds=holds, replaces_archive=True)
+        path.unlink(missing_ok=True)
+        done.append((start, end, receipt))
+    _remove_purged_files(alog)
+    return done
+
+
+def _remove_purged_files(alog: AuditLog) -> None:
+    """Delete segment files whose ranges are purged (a crash came before their deletion)."""
+    directory = archive_dir(alog)
+    if not directory.is_dir():
+        return
+    purged = {(s, e) for s, e, _, k in alog.store.retired() if k == "purge"}
+    for s, e in purged:
+        (directory / Segment(s, e, "").name).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    """What one retention run did."""
+
+    purged: int
+    purge_receipt: int | None
+    archived: list[tuple[Segment, Receipt]]
+    archived_purged: list[tuple[int, int, Receipt]]
+    plan: Any
+
+
+def apply_retention(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]
+                    ) -> RetentionResult:
+    """The whole run: purge online entries past their maximum, purge archived segments past
+    theirs (files deleted), then archive what is past its online period."""
+    plan, receipt = apply_purge(alog, policy, actor=actor)
+    gone = purge_archived(alog, policy, actor=actor)
+    segments = archive(alog, policy, actor=actor)
+    return RetentionResult(plan.count, None if receipt is None else receipt.index, segments,
+                           gone, plan)

@@ -289,8 +289,12 @@ def emptied_chunks(alog: AuditLog, ranges: list[tuple[int, int]]) -> list[tuple[
 
 def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
            actor: Mapping[str, Any], reason: str, holds: tuple[int, ...] = (),
-           hook_extra: Any = None) -> Receipt:
-    """Empty ``ranges`` and append their receipt, in one transaction."""
+           hook_extra: Any = None, replaces_archive: bool = False) -> Receipt:
+    """Empty ``ranges`` and append their receipt, in one transaction.
+
+    ``replaces_archive``: the ranges are archived segments being purged (their files are
+    deleted by the caller after the commit); their archive rows give way to purge rows.
+    """
     _check_policy_fields(alog)
     if not ranges:
         raise ConfigError("nothing to retire")
@@ -301,13 +305,24 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
     def hook(at: int) -> None:
         # Re-check at commit time: another purge or a new hold may have landed since planning.
         taken = store.retired()
-        for s, e, _, _kind in taken:
+        for s, e, _, taken_kind in taken:
             for a, b in ranges:
-                if a < e and s < b:
-                    raise ConfigError(f"entries {max(a, s)}..{min(b, e) - 1} were retired "
-                                      "meanwhile; plan again")
+                if not (a < e and s < b):
+                    continue
+                if replaces_archive and taken_kind == "archive" and (s, e) == (a, b):
+                    continue
+                raise ConfigError(f"entries {max(a, s)}..{min(b, e) - 1} were retired "
+                                  "meanwhile; plan again")
+        if replaces_archive:
+            archived = {(s, e) for s, e, _, k in taken if k == "archive"}
+            if not set(ranges) <= archived:
+                raise ConfigError("the segments to purge are no longer archived; plan again")
+            for s, e in ranges:
+                store.delete_retired(s, e)
         current = tuple(int(n) for n, _, _, _, _ in store.holds(open_only=True))
-        if set(current) - set(holds):
+        if kind == "purge" and set(current) - set(holds):
+            # Archiving destroys nothing (restore brings it back): only a purge must respect
+            # a hold that appeared after its plan.
             raise PolicyError("a legal hold was added since the plan was made; plan again")
         store.replace_chunk_data(emptied_chunks(alog, ranges))
         store.put_retired([(s, e, at, kind) for s, e in ranges])

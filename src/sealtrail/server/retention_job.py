@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sealtrail.core.errors import SealtrailError
-from sealtrail.log.archive import archive
-from sealtrail.log.retention import apply_purge, load_policy
+from sealtrail.log.archive import apply_retention
+from sealtrail.log.retention import load_policy
 from sealtrail.log.schedule import Schedule
 from sealtrail.server.logs import Logs
 
@@ -66,11 +66,11 @@ class RetentionJob:
                 if policy is None:
                     continue
                 # Purge first: what is past its maximum goes for good instead of to an archive.
-                plan, _ = apply_purge(alog, policy, actor=SERVICE_ACTOR)
-                segments = archive(alog, policy, actor=SERVICE_ACTOR)
+                result = apply_retention(alog, policy, actor=SERVICE_ACTOR)
             except SealtrailError as exc:
                 log.warning("sealtrail: retention for log %s did not run: %s", name, exc)
                 self.results[name] = RetentionRun(False, self._now(), problem=str(exc))
             else:
-                archived = sum(seg.end - seg.start for seg, _ in segments)
-                self.results[name] = RetentionRun(True, self._now(), archived, plan.count)
+                archived = sum(seg.end - seg.start for seg, _ in result.archived)
+                purged = result.purged + sum(e - s for s, e, _ in result.archived_purged)
+                self.results[name] = RetentionRun(True, self._now(), archived, purged)
