@@ -252,3 +252,13 @@ def test_an_edited_opened_value_is_caught(alog: AuditLog, bundle: Path) -> None:
     _rewrite(bundle, change)
     with pytest.raises(VerificationError, match=r"events.jsonl is not the file the log signed"):
         verify_bundle_file(bundle, alog.vkey())
+
+
+def test_a_member_twice_is_refused(alog: AuditLog, bundle: Path) -> None:
+    """A viewer and the verifier must not see two different events.jsonl."""
+    files = read_bundle(bundle)
+    with zipfile.ZipFile(bundle, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("events.jsonl", b"")
+    with pytest.raises(VerificationError, match="appears twice"):
+        read_bundle(bundle)
+    assert files

@@ -57,3 +57,14 @@ def test_a_file_with_rules_suppression_and_overrides(tmp_path: Path) -> None:
     bad.write_text("sinks: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("sinks", "field"), [
+    (["webhook"], "monitor.sinks[0]"),
+    ([{"type": "webhook", "url": "ftp://x", "secret": "s"}], "monitor.sinks[0].url"),
+    ([{"type": "webhook", "url": "https://hooks.example.com/x"}], "monitor.sinks[0].secret"),
+])
+def test_bad_sinks_stop_the_start(sinks: list[object], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config({"sinks": sinks})
+    assert str(err.value).startswith(field), str(err.value)

@@ -74,3 +74,39 @@ def test_serve_runs_the_monitor_as_a_child_and_restarts_it(tmp_path: Path) -> No
                                                       "builtin.monitor_down"}
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_the_monitor_child_does_not_outlive_a_killed_service(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run(data, "init").returncode == 0
+    with serving(data, tmp_path) as served:
+        (child,) = _monitor_children(served.proc.pid)
+        os.kill(served.proc.pid, signal.SIGKILL)
+        served.proc.wait(10)
+        # Its stdin pipe closed with the service: it stops by itself, releasing its lock.
+        assert wait_until(lambda: not child.is_running() or child.status() ==
+                          psutil.STATUS_ZOMBIE, 15)
+
+
+def test_one_monitor_loop_per_data_directory(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from sealtrail.core.errors import ConfigError
+    from sealtrail.monitor.runner import Monitor
+
+    def loop() -> Monitor:
+        return Monitor(tmp_path, lambda: [], [], AlertStore(monitor_db_path(tmp_path)),
+                       clock=lambda: datetime.now(UTC))
+
+    first, second = loop(), loop()
+    first.start()
+    try:
+        with pytest.raises(ConfigError, match="another monitor already runs"):
+            second.start()
+    finally:
+        first.stop()
+        first.store.close()
+    second.start()  # free again once the first stopped
+    second.stop()
+    second.store.close()

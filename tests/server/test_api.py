@@ -684,3 +684,16 @@ def test_metrics_still_answer_when_a_keyring_is_unavailable(start_service: Any) 
     with svc.client() as c:
         response = c.get("/metrics", headers=svc.auth("admin"))
     assert response.status_code == 200, response.text
+
+
+def test_full_hash_tiles_are_cached_entry_bundles_never(service: Service,
+                                                        client: httpx.Client) -> None:
+    """Hash tiles never change; entry bundles hold content and change under retention."""
+    log = new_log(service, client)
+    ingest(service, client, log, [seed_event(i) for i in range(256)])
+    hashes = client.get(f"/tlog/{log}/tile/0/000", headers=service.auth("reader_all"))
+    assert hashes.status_code == 200
+    assert hashes.headers["cache-control"] == "public, max-age=31536000, immutable"
+    bundle = client.get(f"/tlog/{log}/tile/entries/000", headers=service.auth("reader_all"))
+    assert bundle.status_code == 200
+    assert bundle.headers["cache-control"] == "private, no-store"

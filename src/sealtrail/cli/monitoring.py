@@ -169,7 +169,7 @@ def alerts_resolve(alert_id: Annotated[str, typer.Argument(help="The alert's id.
 
 
 @app.command("monitor")
-def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
+def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR0917 - CLI options
                     "--rules", help="Rule files or directories beside the built-in pack.")
                 ] = None,
                 alert_webhook: Annotated[str | None, typer.Option(
@@ -179,6 +179,9 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
                     "--alert-webhook-secret-file")] = None,
                 monitor_config: Annotated[Path | None, typer.Option(
                     "--monitor-config", help="Monitor configuration (JSON or YAML).")] = None,
+                exit_on_eof: Annotated[bool, typer.Option(
+                    "--exit-on-eof", hidden=True,
+                    help="Stop when stdin closes (the service's child process).")] = False,
                 data: DataOpt = None) -> None:
     """Run the rules over every log of the data directory and deliver alerts, until stopped
     (``sealtrail serve`` runs this as its child process)."""
@@ -218,6 +221,12 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
+        if exit_on_eof:
+            def parent_gone() -> None:
+                while sys.stdin.buffer.read(4096):
+                    pass
+                done.set()
+            threading.Thread(target=parent_gone, daemon=True).start()
         # The engine keeps many small long-lived objects (windows, first-seen values): fewer
         # full collections keep its pauses short (the state is bounded by the key caps).
         gc.freeze()

@@ -46,6 +46,7 @@ def _dumps(obj: Any) -> bytes:
 
 
 MAX_MEMBER_BYTES: Final = 4 << 30   # refuse archive members larger than 4 GiB when reading
+MAX_TOTAL_BYTES: Final = 8 << 30    # and archives that unpack to more than 8 GiB in all
 MAX_MEMBERS: Final = 100_000
 
 README = """# sealtrail evidence bundle
@@ -224,8 +225,26 @@ def _sha256_file(path: Path) -> str:
 
 
 def read_bundle(path: Path) -> dict[str, bytes]:
-    """The members of a bundle archive (zip or tar.gz), with limits on count and size."""
+    """The members of a bundle archive (zip or tar.gz), with limits on count and size.
+
+    A name that appears twice is refused: a viewer and the verifier must not be able to see
+    two different ``events.jsonl``.
+    """
     files: dict[str, bytes] = {}
+    total = 0
+
+    def take(name: str, size: int, read: Any) -> None:
+        nonlocal total
+        if name in files:
+            raise FormatError(f"{path.name}: member {name} appears twice")
+        if size > MAX_MEMBER_BYTES or total + size > MAX_TOTAL_BYTES:
+            raise FormatError(f"{path.name}: member {name} is too large")
+        data = read()
+        if len(data) != size:
+            raise FormatError(f"{path.name}: member {name} is not the size it declares")
+        total += size
+        files[name] = data
+
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
@@ -233,11 +252,9 @@ def read_bundle(path: Path) -> dict[str, bytes]:
                 if len(infos) > MAX_MEMBERS:
                     raise FormatError(f"{path.name}: too many members")
                 for info in infos:
-                    if info.is_dir():
-                        continue
-                    if info.file_size > MAX_MEMBER_BYTES:
-                        raise FormatError(f"{path.name}: member {info.filename} is too large")
-                    files[info.filename] = z.read(info)
+                    if not info.is_dir():
+                        take(info.filename, info.file_size,
+                             lambda info=info: z.read(info))
         elif tarfile.is_tarfile(path):
             with tarfile.open(path, "r:*") as t:
                 for n, member in enumerate(t):
@@ -245,14 +262,12 @@ def read_bundle(path: Path) -> dict[str, bytes]:
                         raise FormatError(f"{path.name}: too many members")
                     if not member.isfile():
                         continue
-                    if member.size > MAX_MEMBER_BYTES:
-                        raise FormatError(f"{path.name}: member {member.name} is too large")
                     f = t.extractfile(member)
                     if f is not None:
-                        files[member.name] = f.read()
+                        take(member.name, member.size, f.read)
         else:
             raise FormatError(f"{path.name} is neither a zip nor a tar.gz archive")
-    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise FormatError(f"{path.name}: cannot read the archive: {exc}") from exc
     missing = [n for n in REQUIRED if n not in files]
     if missing:

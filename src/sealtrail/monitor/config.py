@@ -33,6 +33,7 @@ from sealtrail.monitor.builtin import builtin_rules, configure_builtin
 from sealtrail.monitor.engine import load_rules
 from sealtrail.monitor.rules import Rule, RuleError, check_unique, parse_duration
 from sealtrail.monitor.runner import MonitorSettings, Suppression
+from sealtrail.monitor.sinks import build_sinks
 
 _KEYS: Final = frozenset({"rules", "builtin", "sinks", "dedup_window", "suppress",
                           "disk_min_free", "lag_alert_entries"})
@@ -160,7 +161,15 @@ def build_config(doc: Mapping[str, Any] | None = None, *, base: Path | None = No
         if not isinstance(lag, int) or lag < 1:
             raise _err(f"{where}.lag_alert_entries", "a positive integer")
         settings.lag_alert_entries = lag
-    return MonitorConfig(rules, [dict(s) for s in [*sink_docs, *sinks]], settings)
+    all_sinks = [*sink_docs, *sinks]
+    for i, item in enumerate(all_sinks):
+        if not isinstance(item, Mapping):
+            raise _err(f"{where}.sinks[{i}]", "a sink is a mapping with a type")
+    # Build them once now, so a bad sink stops the start instead of a monitor process
+    # failing later, unseen; connections are made only when an alert is sent.
+    for sink in build_sinks(all_sinks, where=f"{where}.sinks"):
+        sink.close()
+    return MonitorConfig(rules, [dict(s) for s in all_sinks], settings)
 
 
 def load_config(path: Path | None, *, rules_paths: Sequence[Path] = (),

@@ -15,7 +15,9 @@ directory's disk nearly full, a sink failing repeatedly, and the engine falling 
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import threading
 import time
@@ -118,6 +120,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._ticked = 0.0
         self._in_step = False
+        self._loop_fd: int | None = None
         self._in_loop = False  # True in the monitor that runs the loop and owns delivery
         self._pending: list[tuple[AuditLog | None, Alert]] = []
         # The loop's view of the current alert per (log, rule, key); changes made elsewhere
@@ -129,8 +132,14 @@ class Monitor:
     # -- running ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run :meth:`step` in a daemon thread until :meth:`stop`."""
+        """Run :meth:`step` in a daemon thread until :meth:`stop`.
+
+        One loop per data directory: a second one (a monitor left behind by a killed
+        service, a CLI run beside the service) would raise every alert twice, so it is
+        refused with ConfigError (an exclusive lock on ``_monitor/loop.lock``).
+        """
         if self._thread is None:
+            self._lock_loop()
             self._thread = threading.Thread(target=self._run, name="sealtrail-monitor",
                                             daemon=True)
             self._thread.start()
@@ -142,6 +151,20 @@ class Monitor:
             self._thread.join(10.0)
             self._thread = None
         self.save(force=True)
+        if self._loop_fd is not None:
+            os.close(self._loop_fd)  # releases the lock
+            self._loop_fd = None
+
+    def _lock_loop(self) -> None:
+        path = self.store.path.parent / "loop.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise ConfigError(f"another monitor already runs on {self._data_dir} (it holds "
+                              f"{path}); one loop per data directory") from exc
+        self._loop_fd = fd
 
     def _run(self) -> None:
         self._in_loop = True

@@ -87,7 +87,7 @@ def add_alert_routes(app: FastAPI, monitor: Monitor, *,
                                   "done)")
         if len(reason) > MAX_REASON:
             raise ValidationError("reason", f"at most {MAX_REASON} characters")
-        current = monitor.store.get(alert_id)
+        current = await in_thread(monitor.store.get, alert_id)
         if current is None or current.log != log:
             raise HTTPException(404, f"no alert {alert_id!r} in log {log!r}")
         actor = {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}

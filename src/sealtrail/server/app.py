@@ -555,9 +555,12 @@ def _tile_bytes(alog: AuditLog, ref: TileRef) -> bytes:
 
 
 def _tile_response(ref: TileRef, body: bytes) -> Response:
-    immutable = ref.width == TILE_WIDTH
+    # Full hash tiles never change: cache them anywhere. Entry bundles hold event content
+    # (readers only) and change when retention retires their entries: never cached.
+    immutable = ref.width == TILE_WIDTH and ref.level is not None
     return Response(body, media_type="application/octet-stream", headers={
-        "Cache-Control": "public, max-age=31536000, immutable" if immutable else "no-store"})
+        "Cache-Control": "public, max-age=31536000, immutable" if immutable
+        else "private, no-store"})
 
 
 def _monitoring(config: ServiceConfig, logs: Logs

@@ -31,6 +31,7 @@ class MonitorProcess:
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
+        self._spawning = threading.Lock()
         self._thread: threading.Thread | None = None
         self.restarts = 0
 
@@ -42,8 +43,14 @@ class MonitorProcess:
         self._thread.start()
 
     def _spawn(self) -> None:
-        self._proc = subprocess.Popen(self._command, env=self._env,  # noqa: S603 - our own CLI
-                                      stdin=subprocess.DEVNULL)
+        # The child reads its stdin until EOF and then stops: when this process dies, even by
+        # SIGKILL, the pipe closes and no orphaned monitor keeps running (its loop lock would
+        # keep the next service's monitor out).
+        with self._spawning:
+            if self._stop.is_set():
+                return
+            self._proc = subprocess.Popen(  # noqa: S603 - our own CLI
+                [*self._command, "--exit-on-eof"], env=self._env, stdin=subprocess.PIPE)
 
     def _watch(self) -> None:
         backoff = 1.0
@@ -69,7 +76,8 @@ class MonitorProcess:
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after 10 s)."""
-        self._stop.set()
+        with self._spawning:
+            self._stop.set()
         proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -78,5 +86,7 @@ class MonitorProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()
         if self._thread is not None:
             self._thread.join(5)
