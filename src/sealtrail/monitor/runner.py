@@ -4,9 +4,10 @@ It runs beside ingest, never in its path: a thread reads each log from its curso
 committed, so only what is durable), opens the events, feeds the rule engine, and turns
 detections into alerts. Delivery goes through the dispatcher's durable outbox, so a slow or
 dead sink never holds anything up. The cursor and the engine's state are saved together every
-few seconds, and in the same transaction as any alert a step raised; after a crash the monitor
-resumes from the last save: it judges again at most a few seconds of events, which raised
-nothing (the engine is deterministic), so no alert is raised twice and no event is skipped.
+few seconds, and with the alerts a step raised (at most once a second); after a crash the
+monitor resumes from the last save and judges again what came after it: the engine is
+deterministic, so it finds the same detections, and grouping ignores evidence an alert already
+holds; no alert is raised twice and no event is skipped.
 
 Besides rules, the monitor raises alerts about the trail itself (PCI DSS 10.7.2): a failed
 integrity verification (reported by the service's verifier), storage errors, the data
@@ -205,9 +206,10 @@ class Monitor:
 
     def _step_one(self, name: str, alog: AuditLog) -> int:
         """One log's step in one monitor-db transaction (alert writes share a fsync). When a
-        step raised alerts, the cursor and engine state are saved in the same transaction, so
-        a crash never judges those events again; when it fails, the in-memory state it moved
-        is dropped and reloaded from the last save (nothing half-done survives)."""
+        step raised alerts, the cursor and engine state are saved in the same transaction (at
+        most once a second), so a crash judges again at most a second of them, and grouping
+        ignores evidence an alert already holds; when a step fails, the in-memory state it
+        moved is dropped and reloaded from the last save (nothing half-done survives)."""
         self._in_step = True
         pending_before = len(self._pending)
         raised_before = self.stats.detections
@@ -215,7 +217,8 @@ class Monitor:
             with self.store.transaction():
                 done = self._step_log(name, alog)
                 state = self._states[name]
-                if self.stats.detections != raised_before and state.dirty:
+                if (self.stats.detections != raised_before and state.dirty
+                        and time.monotonic() - state.saved_at >= 1.0):
                     self.store.put_cursor(name, state.next_index, state.engine.snapshot())
                     state.saved_at = time.monotonic()
                     state.dirty = False
@@ -343,6 +346,8 @@ class Monitor:
                     self._current[group] = current
             if current is not None and _within(current.last_seen, seen,
                                                self.settings.dedup_window):
+                if entries and current.entries and max(entries) <= max(current.entries):
+                    return current  # evidence it already holds: a replay after a restart
                 current.count += 1
                 current.last_seen = max(current.last_seen, seen)
                 current.entries = [*current.entries, *entries][-100:]
