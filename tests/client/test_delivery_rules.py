@@ -8,16 +8,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 from sealtrail.client.delivery import (
-    MAX_RETRY_AFTER,
     Ack,
     Reject,
     Retry,
     Split,
     Stall,
-    backoff,
     classify,
-    parse_retry_after,
 )
+from sealtrail.core.retry import MAX_RETRY_AFTER, backoff, parse_retry_after
 from sealtrail.integrations.http import action_for_method, outcome_for_status, trace_id
 
 NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

@@ -20,13 +20,14 @@ import httpx
 
 from sealtrail.client import _config
 from sealtrail.client._pipeline import Pipeline, Rejection, Settled
-from sealtrail.client.delivery import Ack, Outcome, Reject, Retry, Stall, backoff, classify
+from sealtrail.client.delivery import Ack, Outcome, Reject, Retry, Stall, classify
 from sealtrail.client.errors import ClientError, DeliveryError
 from sealtrail.client.prepare import merge_fields, prepare_event
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row, Spool
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import Event
+from sealtrail.core.retry import backoff
 
 log = logging.getLogger("sealtrail.client")
 

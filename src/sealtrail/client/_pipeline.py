@@ -26,9 +26,10 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from sealtrail.client.delivery import Ack, Outcome, Reject, Retry, Split, Stall, backoff
+from sealtrail.client.delivery import Ack, Outcome, Reject, Retry, Split, Stall
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Queue, Row
+from sealtrail.core.retry import backoff
 
 FailureMode = Literal["spool", "fail_closed", "drop"]
 FAILURE_MODES: Final = ("spool", "fail_closed", "drop")

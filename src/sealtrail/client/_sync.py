@@ -21,7 +21,6 @@ from sealtrail.client.delivery import (
     Reject,
     Retry,
     Stall,
-    backoff,
     classify,
 )
 from sealtrail.client.errors import ClientError, DeliveryError
@@ -30,6 +29,7 @@ from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import Event
+from sealtrail.core.retry import backoff
 
 log = logging.getLogger("sealtrail.client")
 

@@ -29,16 +29,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Final
 
 import msgspec
 
 from sealtrail.client.receipt import Receipt, parse_receipts
 from sealtrail.core.errors import FormatError
+from sealtrail.core.retry import parse_retry_after
 
-MAX_RETRY_AFTER: Final = 300.0  # seconds: a hostile or broken header cannot park a client forever
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
 _POSITION = re.compile(r"^events\[(\d+)\]\.?(.*)\Z")
 
@@ -159,27 +158,4 @@ def _strip(field: str) -> str:
     match = _POSITION.match(field)
     return (match.group(2) or "event") if match is not None else field
 
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
-
-
-def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
-    """The pause before retry number ``attempt`` (0-based): ``base * 2**attempt`` up to ``cap``,
-    of which a random half (``jitter`` in [0, 1)) is taken off, so clients that failed together
-    do not retry together ("equal jitter")."""
-    delay = min(cap, base * float(2 ** min(attempt, 32)))
-    return delay / 2 + delay / 2 * jitter
 

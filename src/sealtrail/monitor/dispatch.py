@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sealtrail.core.errors import ConfigError, StorageError, ValidationError
+from sealtrail.core.retry import backoff
 from sealtrail.monitor.sinks import Sink, SinkError
 
 __all__ = ["Dispatcher", "FailureCallback", "RetryPolicy", "SinkStats", "backoff",
@@ -96,14 +97,6 @@ class SinkStats:
     pending: int
     consecutive_failures: int
     last_error: str | None
-
-
-def backoff(attempt: int, *, base: float, cap: float, jitter: float) -> float:
-    """The pause before retry ``attempt`` (0-based): ``base * 2**attempt`` up to ``cap``, of
-    which a random half (``jitter`` in [0, 1)) is taken off, so sinks that failed together do
-    not retry together ("equal jitter")."""
-    delay = min(cap, base * float(2 ** min(max(attempt, 0), 32)))
-    return delay / 2 + delay / 2 * jitter
 
 
 class _Row(NamedTuple):

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from enum import Enum
 from importlib import metadata
 from typing import Any, Final, Protocol
@@ -44,6 +44,7 @@ import httpx
 
 from sealtrail.core import syslog
 from sealtrail.core.errors import ConfigError, SealtrailError
+from sealtrail.core.retry import parse_retry_after
 from sealtrail.core.timefmt import format_time, parse_time
 
 __all__ = [
@@ -76,7 +77,6 @@ SD_ID: Final = "sealtrail@32473"
 SEVERITY_TO_SYSLOG: Final = {
     "critical": "critical", "high": "error", "medium": "warning", "low": "notice",
 }
-MAX_RETRY_AFTER: Final = 300.0  # seconds: a hostile Retry-After cannot park a sink forever
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _ERROR_BODY_MAX: Final = 512  # bytes of a refusal's body kept for the error message
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -316,22 +316,6 @@ def http_outcome(status: int) -> HttpOutcome:
     return HttpOutcome.PERMANENT
 
 
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
-
-
 # --- adapters ----------------------------------------------------------------------------------
 
 
@@ -384,7 +368,7 @@ class _HttpSink:
         text = _one_line(detail[:_ERROR_BODY_MAX].decode("utf-8", "replace"), 200)
         raise SinkError(f"sink {self._name}: HTTP {status}" + (f": {text}" if text else ""),
                         retryable=outcome is HttpOutcome.RETRY, status=status,
-                        retry_after=_retry_after(retry_after, datetime.now(UTC)))
+                        retry_after=parse_retry_after(retry_after, datetime.now(UTC)))
 
 
 class WebhookSink(_HttpSink):
