@@ -97,7 +97,7 @@ class Verifier:
                     continue  # a full run replaced it meanwhile
                 try:
                     self._increments[name] = self._logs.get(name).verify_increment(since)
-                except SealtrailError as exc:
+                except Exception as exc:  # any failure to check is a failed check (closed)
                     del self._increments[name]  # the next full run starts over
                     self._record(name, Result(False, 0, self._now(),
                                               f"new entries: {exc}"))
@@ -115,7 +115,7 @@ class Verifier:
                 try:
                     report = alog.verify()
                     self._increments[name] = alog.increment_at(report.size)
-                except SealtrailError as exc:
+                except Exception as exc:  # any failure to check is a failed check (closed)
                     # Tampering, or storage that cannot be read through: either way the log
                     # is not known intact, so an earlier pass must not keep standing.
                     self._increments.pop(name, None)
