@@ -12,8 +12,8 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 class Clock:
     """A clock the test moves (``clock.now = ...``); logs opened with it read it."""
 
-    def __init__(self) -> None:
-        self.now = T0
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
 
     def __call__(self) -> datetime:
         return self.now

@@ -18,24 +18,16 @@ from sealtrail.compliance.checks import CHECKS, CLAUSES, STANDARDS, CheckResult
 from sealtrail.compliance.report import Report, generate_report, render, report_hash
 from sealtrail.log.apikeys import KeyInfo
 from sealtrail.log.retention import RetentionPolicy, set_policy
+from tests.compliance.conftest import Clock
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 ME = {"id": "auditor-1", "type": "user"}
 
 
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """These tests start on T0 of their own (a later date than the shared clock's)."""
+    return Clock(T0)
 
 
 @pytest.fixture

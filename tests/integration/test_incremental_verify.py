@@ -94,3 +94,21 @@ def test_the_watch_checks_new_entries_between_full_runs(tmp_path: Path) -> None:
     finally:
         watch.stop()
         logs.close()
+
+
+def test_an_inserted_overlapping_row_is_caught(tmp_path: Path) -> None:
+    db = tmp_path / "default" / "log.db"
+    with AuditLog.open(tmp_path) as log:
+        log.append_many(_events(300))
+        inc = log.increment_at(log.verify().size)
+        log.append_many(_events(10, start=300))
+        leaf = log.entry(305).leaf
+    con = sqlite3.connect(db)
+    batch_end = con.execute("SELECT batch_end FROM chunks WHERE start = 300").fetchone()[0]
+    con.execute("INSERT INTO chunks VALUES (305, 1, ?, ?, ?)",
+                (batch_end, b"\x00" * 16, struct.pack("<I", len(leaf)) + leaf))
+    con.commit()
+    con.close()
+    with AuditLog.open(tmp_path) as log, pytest.raises(TamperError) as err:
+        log.verify_increment(inc)
+    assert err.value.kind == "extra"

@@ -453,12 +453,14 @@ def verify_increment(store: Store, verifier: Verifier, origin: str,
                 raise TamperError("changed", chunk.start, str(exc)) from exc
             for k, leaf in enumerate(leaves):
                 idx = chunk.start + k
-                if since.size + len(hashes) != idx:
-                    if idx < since.size + len(hashes):
-                        continue  # the row that holds ``since.size`` starts before it
-                    raise TamperError("missing", since.size + len(hashes),
-                                      f"entries {since.size + len(hashes)}..{idx - 1} are "
-                                      "missing")
+                if idx < since.size:
+                    continue  # the row that holds ``since.size`` starts before it
+                expected = since.size + len(hashes)
+                if idx < expected:
+                    raise TamperError("extra", idx, "an entry overlaps another (inserted row)")
+                if idx > expected:
+                    raise TamperError("missing", expected, f"entries {expected}..{idx - 1} "
+                                      "are missing")
                 # A retired leaf stands in with its stored hash (its receipt is checked by
                 # the next full verification).
                 hashes.append(sha256(b"\x00" + leaf).digest() if leaf
