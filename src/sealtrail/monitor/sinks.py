@@ -24,6 +24,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
 import select
 import smtplib
@@ -160,14 +161,29 @@ def signature_header(secret: str | bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_mac(_secret_bytes(secret), timestamp, body)}"
 
 
+_MAX_SIGNATURE_HEADER: Final = 4096   # t= and a few v1= (rotation) fit many times over
+_MAX_SIGNATURES: Final = 16
+_STAMP: Final = re.compile(r"[0-9]{1,15}")  # unix seconds: anything longer is no time
+_HEX_MAC: Final = re.compile(r"[0-9a-f]{64}")
+
+
 def verify_signature(secret: str | bytes, header: str, body: bytes, now: float,
                      tolerance: float = 300) -> bool:
     """Whether ``header`` is a valid ``Sealtrail-Signature`` of ``body`` made within
     ``tolerance`` seconds of ``now`` (either side).
 
-    Several ``v1=`` entries are allowed (one per secret while a secret is being rotated); any
-    one matching is enough. Comparison is constant-time. A malformed header is False.
+    Several ``v1=`` entries are allowed (one per secret while a secret is being rotated, at
+    most 16); any one matching is enough. Comparison is constant-time. Any malformed header is
+    False, never an exception: not text, longer than 4096 characters, not ASCII, a part
+    without ``=``, no ``t`` or more than one, a ``t`` that is not 1-15 ASCII digits, no
+    ``v1``, too many ``v1``; so is a ``now`` or ``tolerance`` that is not a finite number.
     """
+    if not isinstance(header, str) or len(header) > _MAX_SIGNATURE_HEADER \
+            or not header.isascii():
+        return False
+    if not isinstance(now, int | float) or not isinstance(tolerance, int | float) \
+            or not math.isfinite(now) or not math.isfinite(tolerance):
+        return False
     stamps: list[str] = []
     macs: list[str] = []
     for part in header.split(","):
@@ -178,16 +194,23 @@ def verify_signature(secret: str | bytes, header: str, body: bytes, now: float,
             stamps.append(value)
         elif label == "v1":
             macs.append(value)
-    if len(stamps) != 1 or not stamps[0].isascii() or not stamps[0].isdigit() or not macs:
+    if len(stamps) != 1 or _STAMP.fullmatch(stamps[0]) is None \
+            or not macs or len(macs) > _MAX_SIGNATURES:
         return False
-    timestamp = int(stamps[0])
+    timestamp = int(stamps[0])  # at most 15 digits: exact as a float too
     if abs(now - timestamp) > tolerance:
         return False
-    expected = _mac(_secret_bytes(secret), timestamp, body).encode("ascii")
+    try:
+        key = _secret_bytes(secret)
+        expected = _mac(key, timestamp, body).encode("ascii")
+    except (TypeError, ValueError):  # not a secret or not a body: nothing verifies
+        return False
     found = False
     for candidate in macs:
-        # compare every candidate (no early exit): the time taken does not say which matched
-        found |= hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
+        # compare every candidate (no early exit): the time taken does not say which matched;
+        # a candidate that is not 64 lowercase hex digits is compared against nothing valid
+        well_formed = _HEX_MAC.fullmatch(candidate) is not None
+        found |= hmac.compare_digest(expected, candidate.encode("ascii")) and well_formed
     return found
 
 

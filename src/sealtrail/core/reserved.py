@@ -1,0 +1,40 @@
+"""The namespace of sealtrail's own records, which no client may write.
+
+sealtrail appends records of its own: reads of the trail (``audit.*``), erasures and legal
+holds, key rotations, retention receipts, alert lifecycle, settings, integrity failures,
+compliance reports. ``verify`` and the monitor trust them *because* only the engine can write
+them: a forged ``subject.erase`` would explain away a deleted subject key, a forged
+``integrity.failure`` would raise a critical alert, a forged ``audit.search`` would pin a read
+on another key. So every such action is reserved here, once, and the engine refuses any event
+from a client that uses one (or claims sealtrail as its ``source.service``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Whole families: anything under these prefixes is sealtrail's.
+RESERVED_PREFIXES: Final = ("sealtrail.", "audit.", "retention.", "alert.", "integrity.")
+# Single actions outside those families that the engine writes.
+RESERVED_EXACT: Final = frozenset({
+    "subject.erase", "subject.hold.add", "subject.hold.release", "keys.rotate",
+    "report.generate"})
+# The ``source.service`` of every record the engine writes.
+OWN_SERVICE: Final = "sealtrail"
+
+
+def is_reserved_action(action: str) -> bool:
+    """Whether ``action`` names one of sealtrail's own records."""
+    return action in RESERVED_EXACT or action.startswith(RESERVED_PREFIXES)
+
+
+def reserved_field(action: str, source_service: str | None) -> tuple[str, str] | None:
+    """(field, message) when a client's event claims to be sealtrail's own; else None."""
+    if is_reserved_action(action):
+        return ("action", f"{action!r} is reserved for records sealtrail writes itself "
+                f"(the prefixes {', '.join(RESERVED_PREFIXES)} and "
+                f"{', '.join(sorted(RESERVED_EXACT))}): choose another action name")
+    if source_service == OWN_SERVICE:
+        return ("source.service", f"{OWN_SERVICE!r} is reserved for records sealtrail writes "
+                "itself: name your own service")
+    return None
