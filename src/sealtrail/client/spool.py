@@ -8,7 +8,11 @@ in which they were recorded. The file also keeps the newest checkpoint the clien
 a restarted client still notices a log that was rolled back while it was down.
 
 Events wait here in clear text (the service seals personal fields when it stores them): the
-spool is as sensitive as the application's own data, hence 0600 in a 0700 directory.
+spool is as sensitive as the application's own data, hence 0600 in a 0700 directory. Delivered
+events are deleted for real while the client runs: ``secure_delete`` zeroes their bytes in the
+database pages, and after each delivered batch the WAL is checkpointed and truncated to zero
+bytes (:meth:`Spool.remove`), so an acknowledged event is neither in the file nor in its ``-wal``
+(the ``-shm`` holds page numbers only). Refused events stay in the ``rejected`` table on purpose.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sqlite3
 import threading
 from collections import deque
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from sealtrail.client.errors import ClientError
 
@@ -45,6 +49,12 @@ CREATE TABLE IF NOT EXISTS checkpoints(
     note TEXT NOT NULL,
     PRIMARY KEY(log, vkey));
 """
+
+
+BUSY_TIMEOUT_S: Final = 30
+"""How long a spool write waits for another process's transaction."""
+SCRUB_WAIT_MS: Final = 200
+"""How long the WAL truncation after a delivered batch waits for other connections."""
 
 
 class Row(NamedTuple):
@@ -90,9 +100,10 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None,
-                                       check_same_thread=False, timeout=30)
+                                       check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise ClientError(f"cannot open the spool {self.path}: {exc}") from exc
@@ -121,7 +132,12 @@ class Spool:
         return [Row(seq, ident, bytes(body), recorded) for seq, ident, body, recorded in rows]
 
     def remove(self, seqs: list[int]) -> None:
-        """Forget acknowledged events (one transaction)."""
+        """Forget acknowledged events (one transaction), then scrub them from the files.
+
+        ``secure_delete`` zeroed the rows in the pages this transaction wrote; the older copies
+        of those pages sit in the WAL, so the WAL is checkpointed into the database and
+        truncated (one checkpoint per delivered batch, not per event).
+        """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -130,6 +146,29 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._scrub()
+
+    def _scrub(self) -> bool:
+        """Checkpoint the WAL into the database and truncate it to zero bytes.
+
+        Waits at most :data:`SCRUB_WAIT_MS` for another connection's transaction (a second
+        process on the same spool); when one is still open the WAL is left as it is and the
+        next delivered batch tries again. Returns whether the WAL was emptied.
+        """
+        try:
+            self._db.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+            try:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        except sqlite3.Error:
+            return False  # the rows are deleted; their old page copies go at the next batch
+        return not busy
+
+    def scrub(self) -> bool:
+        """Empty the WAL now (see :meth:`remove`); whether it worked."""
+        with self._lock:
+            return self._scrub()
 
     def reject(self, log: str, row: Row, *, status: int, field: str, reason: str,
                at: float) -> None:
