@@ -186,10 +186,11 @@ def test_query_filters_formats_and_audits_itself(data: Path) -> None:
     assert [r["index"] for r in rows] == [7, 4, 1]  # newest first
     assert all(r["event"]["actor"]["id"] == "user-1" for r in rows)
     last = json.loads(run(data, "entries", "--start", "9", "--end", "10").stdout)
-    assert last["event"]["action"] == "audit.query"
+    assert last["event"]["action"] == "audit.search"
     assert last["event"]["category"] == "audit_access"
     assert last["event"]["actor"]["type"] == "os_user"
-    assert last["event"]["metadata"] == {"filter": {"actor": "user-1"}, "results": 3}
+    assert last["event"]["metadata"] == {"role": "operator", "filter": {"actor": "user-1"},
+                                          "results": 3}
     csv_out = run(data, "query", "--action", "doc.*", "--limit", "2", "--oldest-first",
                   "--format", "csv").stdout.decode().splitlines()
     assert csv_out[0].startswith("index,time,actor")

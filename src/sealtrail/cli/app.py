@@ -160,6 +160,9 @@ def _open(data: str | None, log: str | None, *, create: bool = False,
     return alog
 
 
+OPERATOR_ROLE = "operator"  # the role the CLI's reads are recorded with (file access)
+
+
 def _operator() -> dict[str, str]:
     """The operating-system user running the CLI: the actor of the CLI's own reads."""
     try:
@@ -282,17 +285,19 @@ def entries(start: Annotated[int, typer.Option(help="First index.", min=0)] = 0,
     """
     with _errors(), _open(data, log) as alog:
         stop = alog.size if end is None else end
-        count = 0
-        out = sys.stdout
         alog.refresh_keys()
-        for entry in alog.entries(start, stop):
+        entries = alog.entries(start, stop)  # checks the range before the read is recorded
+        # Recorded before any content leaves: a read that cannot be recorded is not served,
+        # and a reader who stops reading (a closed pipe) is still on record.
+        alog.record_access(_operator(), "audit.entries.read", role=OPERATOR_ROLE,
+                           details={"start": str(start), "end": str(stop)},
+                           results=max(0, stop - start))
+        out = sys.stdout
+        for entry in entries:
             out.write(dumps({"index": entry.index,
                              "leaf": base64.b64encode(entry.leaf).decode(),
                              "event": alog.read(entry)}) + "\n")
-            count += 1
         out.flush()
-        alog.record_access(_operator(), "audit.entries.read",
-                           details={"start": str(start), "end": str(stop)}, results=count)
 
 
 @prove_app.command("inclusion")
@@ -509,8 +514,8 @@ def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = 
             err.print("note: the keyring is locked; encrypted fields are shown sealed and "
                       "searches cannot use them", markup=False)
         rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first))
-        alog.record_access(_operator(), "audit.query", details=flt.describe(alog.pseudonym),
-                           results=len(rows))
+        alog.record_access(_operator(), "audit.search", role=OPERATOR_ROLE,
+                           details=flt.describe(alog.pseudonym), results=len(rows))
         if fmt == "jsonl":
             for entry, ev in rows:
                 typer.echo(dumps({"index": entry.index, "event": ev}))
@@ -618,14 +623,14 @@ def subject_export(subject: Annotated[str, typer.Argument(help="The data subject
     The export reads event content, so it is itself recorded as an audit_access event.
     """
     with _errors(), _open(data, log, need_keys=True) as alog:
-        count = 0
-        for entry, ev in alog.subject_events(subject):
+        found = list(alog.subject_events(subject))
+        # Recorded before any content leaves (a read that cannot be recorded is not served).
+        alog.record_access(_operator(), "audit.subject_export", role=OPERATOR_ROLE,
+                           details={"subject": alog.pseudonym(subject)}, results=len(found))
+        for entry, ev in found:
             typer.echo(dumps({"index": entry.index, "time": ev.get("time"),
                               "action": ev.get("action"), "purpose": ev.get("purpose"),
                               "event": ev}))
-            count += 1
-        alog.record_access(_operator(), "audit.subject_export",
-                           details={"subject": alog.pseudonym(subject)}, results=count)
 
 
 @app.command("redact-test")
@@ -657,6 +662,9 @@ def keys_create(role: Annotated[str, typer.Option(
     """Create an API key for the service. The token is the last line (shown only once)."""
     with _errors():
         d, _ = _where(data, None)
+        # The global ``sealtrail --log NAME keys create`` limits the key too: never widen a
+        # key's scope because the option came before the command.
+        log = log if log is not None else _ctx.log
         store = ApiKeys(d)
         try:
             now = datetime.now(UTC)

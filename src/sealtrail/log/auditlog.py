@@ -54,6 +54,7 @@ from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.redact import Finding, Redactor
+from sealtrail.core.reserved import OWN_SERVICE, reserved_field
 from sealtrail.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
@@ -87,11 +88,24 @@ MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after
 
 
 _HOST = socket.gethostname()[:255] or "localhost"
-# Actions only the engine writes: ``verify`` trusts a retention receipt because no client can
-# append one, and the monitor skips its own alert events. Clients asking for them get 422.
-RESERVED_ACTIONS: Final = frozenset({
-    "retention.purge", "retention.archive", "retention.restore", "retention.policy.set",
-    "alert.open", "alert.acknowledge", "alert.resolve"})
+# The kinds of read that are recorded (one name each, whichever face serves the read) and
+# the roles a reader can have (API key roles, and the CLI's operating-system user).
+READ_ACTIONS: Final = ("audit.search", "audit.entries.read", "audit.export",
+                       "audit.subject_export")
+READ_ROLES: Final = ("reader", "auditor", "admin", "ingest", "operator")
+
+
+ACTIVE_KEY_META: Final = "active_key"  # the data key the last recorded rotation made active
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime) of a file, None when it is missing: a replaced or
+    rewritten file has another identity."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def system_clock() -> datetime:
@@ -296,6 +310,8 @@ class AuditLog:
         # After erase_subject: whether the WAL (old pages with the key) was truncated; False
         # when a reader held it past the wait (the next checkpoint overwrites them).
         self.wal_purged = True
+        self._readonly = False
+        self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor: Redactor | None = None
         if self.redaction == "hash" and keyring is not None:
             self._redactor = Redactor("hash", keyring.redact_key)
@@ -361,6 +377,15 @@ class AuditLog:
         alog = cls(directory, store, signer, origin=stored_origin, name=log,
                    clock=clock or system_clock, keyring=keyring)
         alog.locked_reason = locked
+        try:
+            alog._record_interrupted_rotation()
+        except (StorageError, VerificationError):
+            # A read-only copy, or a log that fails its checks: nothing can be recorded now,
+            # and reads and verify must still work (the next writable open records it).
+            pass
+        except BaseException:
+            alog.close()
+            raise
         return alog
 
     @classmethod
@@ -452,7 +477,7 @@ class AuditLog:
 
     def append_own(self, events: Iterable[Mapping[str, Any]]) -> list[Receipt]:
         """Append events sealtrail writes itself (the monitor's ``alert.*``): the only way,
-        with :meth:`commit_with`, to write an action of :data:`RESERVED_ACTIONS`."""
+        with :meth:`commit_with`, to write a reserved action (:mod:`sealtrail.core.reserved`)."""
         return self._append([{"source": self.own_source, **e} for e in events], own=True)
 
     def append_validated(self, events: list[Event]) -> list[Receipt]:
@@ -485,10 +510,11 @@ class AuditLog:
                     ev = validate_event(raw)
                 except ValidationError as exc:
                     raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
-            if not own and ev.action in RESERVED_ACTIONS:
-                raise ValidationError(f"events[{i}].action", f"{ev.action!r} is reserved for "
-                                      "events sealtrail writes itself (retention receipts, "
-                                      "alerts)")
+            if not own:
+                claimed = reserved_field(ev.action,
+                                         ev.source.service if ev.source is not None else None)
+                if claimed is not None:
+                    raise ValidationError(f"events[{i}].{claimed[0]}", claimed[1])
             if redactor is not None:
                 try:
                     ev = redactor.redact(ev)[0]
@@ -596,6 +622,7 @@ class AuditLog:
             protector = self._protector
             sealing = Batch()
             if protector is not None:
+                self._follow_keyring()
                 protector.refresh()
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
             found = self._find_existing(batch)
@@ -826,13 +853,20 @@ class AuditLog:
         return SignedCheckpoint(Checkpoint.parse(note[: note.rfind("\n\n") + 1]), note)
 
     def entries(self, start: int, end: int | None = None) -> Iterator[Entry]:
-        """Raw entries ``start <= i < end`` in order (``end`` defaults to the size)."""
+        """Raw entries ``start <= i < end`` in order (``end`` defaults to the size).
+
+        The range is checked at the call (ConfigError), before the first entry is read, so a
+        caller can record the read between asking and reading.
+        """
         size = self.size
         end = size if end is None else end
         if not 0 <= start <= end:
             raise ConfigError(f"entries: need 0 <= start <= end, got start={start} end={end}")
         if end > size:
             raise ConfigError(f"entries: end {end} is past the log size {size}")
+        return self._entries(start, end)
+
+    def _entries(self, start: int, end: int) -> Iterator[Entry]:
         for chunk in self._store.iter_chunks(start, end):
             for k, leaf in enumerate(chunk.leaves()):
                 if start <= chunk.start + k < end:
@@ -847,22 +881,31 @@ class AuditLog:
                 if 0 <= chunk.start + k < size:
                     yield Entry(chunk.start + k, leaves[k])
 
-    def record_access(self, actor: Mapping[str, Any], action: str, *,
+    def record_access(self, actor: Mapping[str, Any], action: str, *, role: str,
                       details: Mapping[str, Any], results: int) -> Receipt:
         """Record a read of event content (a search, an export, entries) as an audit event.
 
-        Every face that shows event content calls this: the trail audits its own readers.
+        Every face that shows event content calls this *before* the content leaves: a read
+        that cannot be recorded is not served. ``action`` is one of :data:`READ_ACTIONS` (one
+        name per kind of read, whichever face serves it) and ``role`` the reader's role (an
+        API key's role, ``operator`` for the CLI's operating-system user), which the built-in
+        ``audit_access`` rule matches.
         """
+        if action not in READ_ACTIONS:
+            raise ConfigError(f"read action {action!r}: use one of {', '.join(READ_ACTIONS)}")
+        if role not in READ_ROLES:
+            raise ConfigError(f"reader role {role!r}: use one of {', '.join(READ_ROLES)}")
         event: dict[str, Any] = {"actor": dict(actor), "action": action, "outcome": "success",
                                  "category": "audit_access", "source": self.own_source,
                                  "target": {"type": "log", "id": self.name}}
         if self._protector is not None and not self._protector.unlocked:
             # Locked: the reader saw sealed fields only, and the details cannot be sealed;
             # record the read with no personal field (the only kind a locked log can write).
-            event["reason"] = f"{results} result(s) read with the keyring locked"
+            event["reason"] = (f"{results} result(s) read by role {role} with the keyring "
+                               "locked")
         else:
-            event["metadata"] = {"filter": dict(details), "results": results}
-        return self.append(event)
+            event["metadata"] = {"role": role, "filter": dict(details), "results": results}
+        return self._append([event], own=True)[0]
 
     # -- personal data: reading, searching, subjects, keys -----------------------------------
 
@@ -969,7 +1012,7 @@ class AuditLog:
     def own_source(self) -> dict[str, str]:
         """The ``source`` of events sealtrail writes itself (its reads, erasures, receipts):
         every security event names its origin (PCI DSS 10.2.2)."""
-        return {"service": "sealtrail", "host": _HOST}
+        return {"service": OWN_SERVICE, "host": _HOST}
 
     def commit_with(self, event: Mapping[str, Any], hook: Callable[[int], None]) -> Receipt:
         """Append one event of the engine's own together with the store writes ``hook`` makes.
@@ -1039,7 +1082,7 @@ class AuditLog:
                  "source": self.own_source,
                  "metadata": {"key_id": "" if kid_before is None else _kid(kid_before),
                               "entries": count}}
-        receipt = self._append([event], hook)[0]
+        receipt = self._append([event], hook, own=True)[0]
         protector.forget()
         self.wal_purged = _purge_wal(store)
         return receipt
@@ -1058,7 +1101,7 @@ class AuditLog:
         event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
                  "category": "admin", "target": target, "reason": reason,
                  "source": self.own_source}
-        return self._append([event], hook)[0]
+        return self._append([event], hook, own=True)[0]
 
     def release_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]
                         ) -> Receipt:
@@ -1075,7 +1118,7 @@ class AuditLog:
         event = {"actor": dict(actor), "action": "subject.hold.release", "outcome": "success",
                  "category": "admin", "target": target, "reason": reason,
                  "source": self.own_source}
-        return self._append([event], hook)[0]
+        return self._append([event], hook, own=True)[0]
 
     def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
         """Legal holds: number, subject pseudonym, reason, since, released."""
@@ -1092,21 +1135,67 @@ class AuditLog:
                     ) -> str:
         """Start a new data key (optionally rewrapping the keyring under ``new_kek``).
 
-        Old keys stay, so old entries stay readable; the tree is untouched. The rotation is
-        recorded as an audit event. Returns the new active key id.
+        Old keys stay, so old entries stay readable; the tree is untouched. The rotation and
+        its ``keys.rotate`` record commit together: the keyring file is replaced inside the
+        transaction that appends the record, and a rotation cut short between the two (the
+        file replaced, the transaction lost) is found and recorded when the log next opens
+        (:meth:`_record_interrupted_rotation`). Returns the new active key id.
         """
         if self._protector is None:
             raise ConfigError("this log is not encrypted: it has no keys to rotate")
         keyring = self._protector.keyring
         if keyring is None:
             raise KeyringError(self.locked_reason or "the keyring is locked")
-        kid = keyring.rotate(format_time(self._clock()), new_kek)
-        self.append({"actor": dict(actor), "action": "keys.rotate", "outcome": "success",
-                     "source": self.own_source,
-                     "category": "configuration", "target": {"type": "keyring", "id": kid},
-                     "reason": "rewrapped under a new key-encryption key" if new_kek
-                     else "new data key"})
+        now = format_time(self._clock())
+        keyring.reload()  # another process may have rotated: name the key this one will make
+        kid = keyring.next_data_kid()
+
+        def hook(_at: int) -> None:
+            made = keyring.rotate(now, new_kek)
+            if made != kid:
+                raise ConfigError("the keyring was rotated by another process meanwhile; "
+                                  "try again")
+            self._store.set_meta({ACTIVE_KEY_META: made})
+
+        self.commit_with({"actor": dict(actor), "action": "keys.rotate", "outcome": "success",
+                          "category": "configuration", "target": {"type": "keyring", "id": kid},
+                          "reason": "rewrapped under a new key-encryption key" if new_kek
+                          else "new data key"}, hook)
+        self._keyring_stat = _file_identity(keyring.path)
         return kid
+
+    def _record_interrupted_rotation(self) -> None:
+        """Record a rotation whose ``keys.rotate`` entry was lost (a crash between the keyring
+        write and the commit): the keyring's active key differs from the last recorded one."""
+        keyring = self.keyring
+        if keyring is None or self._readonly:
+            return
+        recorded = self._store.meta().get(ACTIVE_KEY_META, "d1")
+        if keyring.active == recorded:
+            return
+
+        def hook(_at: int) -> None:
+            self._store.set_meta({ACTIVE_KEY_META: keyring.active})
+
+        self.commit_with({"actor": {"id": "sealtrail", "type": "service"},
+                          "action": "keys.rotate", "outcome": "success",
+                          "category": "configuration",
+                          "target": {"type": "keyring", "id": keyring.active},
+                          "reason": f"recorded at open: the keyring's active key is "
+                          f"{keyring.active}, the last recorded rotation {recorded} (a rotation "
+                          "was cut short before its record, or the keyring file was replaced)"},
+                         hook)
+
+    def _follow_keyring(self) -> None:
+        """Re-read the keyring when another process rotated it (called at each commit), so a
+        running service never keeps sealing under a retired data key."""
+        keyring = self.keyring
+        if keyring is None:
+            return
+        now = _file_identity(keyring.path)
+        if now != self._keyring_stat:
+            keyring.reload()
+            self._keyring_stat = now
 
     def keyring_info(self) -> list[dict[str, Any]]:
         """The keyring's key ids, purposes, dates (no key material)."""

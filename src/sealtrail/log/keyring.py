@@ -250,6 +250,10 @@ class Keyring:
         self.kek, self.doc, self.data, self.active = kek, doc, reloaded.data, kid
         return kid
 
+    def next_data_kid(self) -> str:
+        """The id the next :meth:`rotate` will give (as of the document last read)."""
+        return f"d{max(int(k['id'][1:]) for k in self.doc['keys'] if k['purpose'] == 'data') + 1}"
+
     def reload(self) -> None:
         """Re-read the file (another process rotated): learn the new data keys."""
         fresh = self.load(self.path, self.origin, self.kek)

@@ -362,7 +362,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                after=cursor if not newest else None))
             page = rows[:limit]
             nxt = page[-1][0].index if len(rows) > limit else None
-            alog.record_access(reader_actor(principal), "audit.search",
+            alog.record_access(reader_actor(principal), "audit.search", role=principal.role,
                                details=flt.describe(alog.pseudonym), results=len(page))
             return [{"index": e.index, "event": ev} for e, ev in page], nxt
 
@@ -388,6 +388,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                           "event": alog.read(e)})
                      for e in alog.entries(start, stop)]
             alog.record_access(reader_actor(principal), "audit.entries.read",
+                               role=principal.role,
                                details={"start": str(start), "end": str(stop)},
                                results=len(lines))
             return b"".join(line + b"\n" for line in lines)
@@ -450,8 +451,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
         def run() -> bytes:
             body = _tile_bytes(alog, ref)
-            alog.record_access(reader_actor(principal), "audit.tiles.read",
-                               details={"tile": ref.format()}, results=ref.width)
+            first = ref.index * TILE_WIDTH
+            alog.record_access(reader_actor(principal), "audit.entries.read",
+                               role=principal.role,
+                               details={"start": str(first), "end": str(first + ref.width),
+                                        "tile": ref.format()}, results=ref.width)
             return body
 
         return _tile_response(ref, await _in_thread(run))
