@@ -26,7 +26,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sealtrail.core.errors import ConfigError, StorageError
+from sealtrail.monitor.privacy import scrub
 
 STATUSES: Final = ("open", "acknowledged", "resolved")
 SEVERITIES: Final = ("low", "medium", "high", "critical")
@@ -65,6 +66,10 @@ CREATE TABLE IF NOT EXISTS changes(
     status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_group ON alerts(log, rule, key, status);
 CREATE INDEX IF NOT EXISTS alerts_list ON alerts(log, status, last_seen);
+CREATE TABLE IF NOT EXISTS alert_subjects(
+    alert_id TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    PRIMARY KEY(ref, alert_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors(
     log TEXT PRIMARY KEY,
     next_index INTEGER NOT NULL,
@@ -155,6 +160,9 @@ class AlertStore:
                                        check_same_thread=False, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # Deleted and rewritten rows (subject erasure) are overwritten, not left in free
+            # pages for anyone with the file to read.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the monitor database {path}: {exc}") from exc
@@ -236,6 +244,46 @@ class AlertStore:
             except sqlite3.Error as exc:
                 raise StorageError(f"monitor database: {exc}") from exc
             return cur.rowcount == 1
+
+    def link_subjects(self, alert_id: str, refs: Iterable[str]) -> None:
+        """Note that the alert's evidence names these data subjects (their ``ref:``
+        pseudonyms), so erasing one of them finds the alert."""
+        rows = [(alert_id, ref) for ref in set(refs)]
+        if rows:
+            with self._lock:
+                try:
+                    self._db.executemany("INSERT OR IGNORE INTO alert_subjects(alert_id, ref) "
+                                         "VALUES (?, ?)", rows)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"monitor database: {exc}") from exc
+
+    def subject_alerts(self, ref: str) -> builtins.list[Alert]:
+        """The alerts whose evidence names the data subject ``ref``."""
+        rows = self._q(f"SELECT {', '.join('a.' + c for c in _COLUMNS.split(', '))} "  # noqa: S608
+                       "FROM alerts a JOIN alert_subjects s ON s.alert_id = a.id "
+                       "WHERE s.ref = ?", (ref,))
+        return [_row(r) for r in rows]
+
+    def erase_subject(self, ref: str) -> builtins.list[tuple[Alert, str]]:
+        """A data subject was erased: in every alert whose evidence names it, each
+        pseudonym in the key and message becomes ``(erased)``, and the link to the subject is
+        deleted (inside :meth:`transaction` or alone). Returns the changed alerts with their
+        former keys. Evidence (log indexes) is kept: the entries now read as erased."""
+        changed: list[tuple[Alert, str]] = []
+        with self.transaction():
+            for alert in self.subject_alerts(ref):
+                old = alert.key
+                alert.key, alert.message = scrub(alert.key), scrub(alert.message)
+                self._q("UPDATE alerts SET key = ?, message = ? WHERE id = ?",
+                        (alert.key, alert.message, alert.id))
+                changed.append((alert, old))
+            self._q("DELETE FROM alert_subjects WHERE ref = ?", (ref,))
+        return changed
+
+    def purge_files(self) -> None:
+        """Fold the write-ahead log into the database and truncate it, so the pages of
+        rows rewritten by an erasure survive in neither file."""
+        self._q("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def unrecorded(self, limit: int = 500) -> builtins.list[Alert]:
         """Alerts of a log whose ``alert.open`` event is not in the log yet (a crash came

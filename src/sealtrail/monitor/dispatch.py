@@ -124,6 +124,7 @@ class _Outbox:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")  # rewritten bodies leave no copy
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
@@ -195,6 +196,31 @@ class _Outbox:
     def prune(self, before: float) -> None:
         self._run("DELETE FROM deliveries WHERE state != 'pending' AND finished < ?", (before,))
 
+    def rewrite(self, alert_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+                ) -> int:
+        """Rewrite the stored body of every delivery of one alert; how many rows."""
+        rows = self._run("SELECT seq, body FROM deliveries WHERE alert_id = ?", (alert_id,))
+        done = 0
+        for seq, body in rows:
+            try:
+                doc = json.loads(bytes(body))
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                new = _encode(change(doc))
+                self._run("UPDATE deliveries SET body = ? WHERE seq = ?", (new, seq))
+                done += 1
+        return done
+
+    def purge_files(self) -> None:
+        """Fold the write-ahead log into the file and truncate it (after a rewrite)."""
+        self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _encode(alert: Mapping[str, Any]) -> bytes:
+    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
 
 @dataclass(slots=True)
 class _Lane:
@@ -258,8 +284,7 @@ class Dispatcher:
         if not isinstance(ident, str) or not ident:
             raise ValidationError("alert.id", "must be a non-empty string")
         try:
-            body = json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode("utf-8")
+            body = _encode(alert)
         except (TypeError, ValueError) as exc:
             raise ValidationError("alert", f"is not JSON-serialisable: {exc}") from exc
         with self._cond:
@@ -275,6 +300,15 @@ class Dispatcher:
             self._generation += 1
             self._cond.notify_all()
         return added
+
+    def rewrite(self, alert_ids: Sequence[str],
+                change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+        """Rewrite the queued and kept deliveries of these alerts (subject erasure: their
+        pseudonyms go); a delivery not yet made sends the rewritten body. How many rows."""
+        done = sum(self._outbox.rewrite(a, change) for a in alert_ids)
+        if done:
+            self._outbox.purge_files()
+        return done
 
     def stats(self) -> dict[str, SinkStats]:
         """Per sink: delivered, failed, pending, consecutive failures, last error."""

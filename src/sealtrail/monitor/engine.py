@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from sealtrail.core.errors import ConfigError
@@ -52,9 +52,12 @@ from sealtrail.monitor.rules import (
     parse_rule,
 )
 
+if TYPE_CHECKING:
+    from sealtrail.monitor.privacy import Pseudonyms
+
 __all__ = ["SNAPSHOT_VERSION", "Engine", "evaluate_events", "fingerprint", "load_rules"]
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2  # 2: group keys and values of sealed paths are pseudonyms
 MAX_KEYS: Final = 100_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
@@ -105,10 +108,11 @@ def _params(rule: Rule, kind: type[_P]) -> _P:
 class _Eval:
     """Base of the per-kind evaluators: the rule, its grouping, its keyed state."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
         self.rule = rule
         self.test = rule.condition.test
-        self.key_of = group_key([field_getter(p) for p in rule.group_by])
+        self.getter = field_getter if pseudonyms is None else pseudonyms.getter
+        self.key_of = group_key([self.getter(p) for p in rule.group_by])
         self.max_keys = max_keys
         self.state: dict[str, Any] = {}
 
@@ -134,6 +138,10 @@ class _Eval:
         if s is not None and self.expired(s, wm):
             return None
         return s
+
+    def forget(self, key: str) -> None:
+        """Drop a key's state (its data subject was erased)."""
+        self.state.pop(key, None)
 
     def put(self, key: str, s: Any) -> None:
         self.state[key] = s
@@ -162,8 +170,8 @@ def _who(key: str) -> str:
 class _Single(_Eval):
     """Kind ``match``: every matching event, or once per key per ``dedup`` period."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = rule.params
         if not isinstance(p, Single | TimeOfDay | ClockSkew):
             raise TypeError(f"rule {rule.id!r}: no dedup for a {rule.kind} rule")
@@ -201,12 +209,12 @@ class _Threshold(_Eval):
     entries are kept: the oldest leave the window first, so they never decide a detection.
     """
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, Threshold)
         self.p = p
         self.window = p.window_us
-        self.value_of = group_key([field_getter(p.distinct)]) if p.distinct else None
+        self.value_of = group_key([self.getter(p.distinct)]) if p.distinct else None
 
     def expired(self, s: Any, wm: int) -> bool:
         if self.p.op != "gte":
@@ -300,8 +308,8 @@ class _Sequence(_Eval):
     of ``[t, index]`` per step (log order).
     """
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, StepSequence)
         self.p = p
         self.window = p.window_us
@@ -364,11 +372,11 @@ class _Sequence(_Eval):
 class _FirstSeen(_Eval):
     """Kind ``first_seen``: state per key ``n`` events, ``f`` first time, ``v`` values (LRU)."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, FirstSeen)
         self.p = p
-        self.value_of = group_key([field_getter(p.field)])
+        self.value_of = group_key([self.getter(p.field)])
 
     def load(self, data: Mapping[str, Any]) -> None:
         self.state = {k: {"n": s["n"], "f": s["f"], "v": dict.fromkeys(s["v"])}
@@ -401,8 +409,8 @@ class _FirstSeen(_Eval):
 class _TimeOfDay(_Single):
     """Kind ``time_of_day``: matching events outside the allowed hours and days."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, TimeOfDay)
         self.p = p
         self.tz = ZoneInfo(p.timezone)
@@ -429,8 +437,8 @@ class _TimeOfDay(_Single):
 class _ClockSkew(_Single):
     """Kind ``clock_skew``: ``|received_at - time|`` beyond the bound, deduplicated per key."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, ClockSkew)
         self.max_skew = p.max_skew_us
 
@@ -449,8 +457,8 @@ class _RateAnomaly(_Eval):
     """Kind ``rate_anomaly``: per key ``b`` bucket, ``n`` count, ``m`` EWMA baseline (or None),
     ``k`` buckets closed, ``x`` fired in this bucket, ``e`` evidence of this bucket."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, RateAnomaly)
         self.p = p
 
@@ -482,8 +490,8 @@ class _RateAnomaly(_Eval):
 class _Absence(_Eval):
     """Kind ``absence``: per key ``[last time, last index, alerted]``; judged on ``tick``."""
 
-    def __init__(self, rule: Rule, max_keys: int) -> None:
-        super().__init__(rule, max_keys)
+    def __init__(self, rule: Rule, max_keys: int, pseudonyms: Pseudonyms | None) -> None:
+        super().__init__(rule, max_keys, pseudonyms)
         p = _params(rule, Absence)
         self.interval = p.interval_us
 
@@ -516,10 +524,10 @@ class Engine:
     """Runs rules over committed events in log order; see the module docstring."""
 
     def __init__(self, rules: Sequence[Rule], state: Mapping[str, Any] | None = None, *,
-                 max_keys: int = MAX_KEYS) -> None:
+                 max_keys: int = MAX_KEYS, pseudonyms: Pseudonyms | None = None) -> None:
         check_unique(rules)
         self.rules = [r for r in rules if r.enabled]
-        self._evals = [_EVALUATORS[r.kind](r, max_keys) for r in self.rules]
+        self._evals = [_EVALUATORS[r.kind](r, max_keys, pseudonyms) for r in self.rules]
         self.fingerprint = fingerprint(self.rules)
         self.last_index = -1
         self.watermark = 0
@@ -564,6 +572,22 @@ class Engine:
                     e.load(entry["state"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"engine state is malformed: {exc!r}") from exc
+
+    def forget(self, rule: str, key: str) -> None:
+        """Drop what a rule keeps for one key (a data subject it was about was erased)."""
+        for e in self._evals:
+            if e.rule.id == rule:
+                e.forget(key)
+
+    def forget_containing(self, text: str) -> int:
+        """Drop every key, of any rule, whose text contains ``text`` (a subject's pseudonym);
+        returns how many."""
+        gone = 0
+        for e in self._evals:
+            for key in [k for k in e.state if text in k]:
+                e.forget(key)
+                gone += 1
+        return gone
 
     # -- evaluation -------------------------------------------------------------------------
 

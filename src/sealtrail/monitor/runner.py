@@ -34,6 +34,7 @@ from sealtrail.log.auditlog import AuditLog
 from sealtrail.monitor.alerts import Alert, AlertStore, new_alert_id
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.engine import Engine
+from sealtrail.monitor.privacy import Pseudonyms, scrub
 from sealtrail.monitor.rules import Detection, Rule, Severity
 
 log = logging.getLogger("sealtrail.monitor")
@@ -80,12 +81,30 @@ class MonitorSettings:
     lag_alert_entries: int = 50_000     # alert when this many committed events wait
 
 
+_SUBJECT_MEMO: Final = 65_536  # entries whose subjects a log's state remembers
+
+
 @dataclass(slots=True)
 class _LogState:
     engine: Engine
     next_index: int
     saved_at: float = 0.0
     dirty: bool = False
+    pseudonyms: Pseudonyms | None = None
+    # Subject pseudonyms of the entries this process judged, from ``memo_from`` on (an entry
+    # absent here names no subject); older evidence is read again from the log.
+    memo: dict[int, list[str]] = field(default_factory=dict)
+    memo_from: int | None = None
+
+    def remember(self, index: int, refs: list[str]) -> None:
+        if self.memo_from is None:
+            self.memo_from = index
+        if refs:
+            self.memo[index] = refs
+            if len(self.memo) > _SUBJECT_MEMO:
+                oldest = next(iter(self.memo))
+                del self.memo[oldest]
+                self.memo_from = oldest + 1
 
 
 @dataclass(slots=True)
@@ -128,6 +147,7 @@ class Monitor:
         # reach it through the change queue (_sweep, at the start of every step).
         self._current: dict[tuple[str, str, str], Alert | None] = {}
         self._disk_checked = 0.0
+        self._erasures: list[str] = []  # logs whose step erased a subject: files to purge
         self.stats = MonitorStats()
 
     # -- running ------------------------------------------------------------------------------
@@ -230,25 +250,29 @@ class Monitor:
             raise
         finally:
             self._in_step = False
+        if self._erasures:
+            self._erasures.clear()
+            self.store.purge_files()  # the erased pseudonyms' old pages leave the WAL too
         self._flush_alerts()
         return done
 
-    def _state(self, name: str) -> _LogState:
+    def _state(self, name: str, alog: AuditLog) -> _LogState:
         state = self._states.get(name)
         if state is None:
             next_index, saved = self.store.cursor(name)
+            pseudonyms = Pseudonyms.of_log(alog)
             try:
-                engine = Engine(self._rules, saved)
+                engine = Engine(self._rules, saved, pseudonyms=pseudonyms)
             except ConfigError as exc:
                 log.warning("sealtrail: the monitor state of log %s is unusable (%s); "
                             "starting fresh from index %d", name, exc, next_index)
-                engine = Engine(self._rules)
-            state = _LogState(engine, next_index)
+                engine = Engine(self._rules, pseudonyms=pseudonyms)
+            state = _LogState(engine, next_index, pseudonyms=pseudonyms)
             self._states[name] = state
         return state
 
     def _step_log(self, name: str, alog: AuditLog) -> int:
-        state = self._state(name)
+        state = self._state(name, alog)
         size = alog.size
         if state.next_index > size:
             # The log is shorter than what the monitor already read: truncated.
@@ -274,8 +298,13 @@ class Monitor:
             if _own(ev):
                 continue
             count += 1
+            if state.pseudonyms is not None:
+                state.remember(entry.index, state.pseudonyms.subject_refs(ev))
             for det in state.engine.process(entry.index, ev):
                 self._handle(name, alog, det)
+            erased = _erased_subject(ev)
+            if erased is not None:
+                self._erase_subject(name, state, erased)
         state.next_index = max(state.next_index, end)
         self.stats.processed[name] = self.stats.processed.get(name, 0) + count
         lag = size - state.next_index
@@ -300,7 +329,7 @@ class Monitor:
     def _tick_all(self) -> None:
         now = self._clock()
         for name, alog in self._logs():
-            state = self._state(name)
+            state = self._state(name, alog)
             for det in state.engine.tick(now):
                 self._handle(name, alog, det)
             state.dirty = True
@@ -324,10 +353,46 @@ class Monitor:
         if any(s.applies(det, now) for s in self.settings.suppress):
             self.stats.suppressed += 1
             return
-        self.raise_alert(name, det, alog=alog)
+        self.raise_alert(name, det, alog=alog, subjects=self._evidence_subjects(name, alog,
+                                                                                 det.entries))
+
+    def _evidence_subjects(self, name: str, alog: AuditLog, entries: Sequence[int]
+                           ) -> list[str]:
+        """The pseudonyms of the data subjects the evidence entries name."""
+        state = self._states.get(name)
+        if state is None or state.pseudonyms is None:
+            return []
+        refs: set[str] = set()
+        for index in entries:
+            if state.memo_from is not None and index >= state.memo_from:
+                refs.update(state.memo.get(index, ()))
+                continue
+            try:  # evidence judged before this process started: ask the log
+                refs.update(state.pseudonyms.subject_refs(alog.read(alog.entry(index))))
+            except SealtrailError:
+                continue  # retired or unreadable: it names no subject we could erase
+        return sorted(refs)
+
+    def _erase_subject(self, name: str, state: _LogState, ref: str) -> None:
+        """A ``subject.erase`` event: what the monitor keeps about that subject goes — the
+        pseudonyms in the keys and messages of the alerts whose evidence names it (also in
+        the outbox), the link to it, and the engine's state under its keys."""
+        changed = self.store.erase_subject(ref)
+        for alert, old_key in changed:
+            state.engine.forget(alert.rule, old_key)
+            cached = self._current.pop((alert.log, alert.rule, old_key), None)
+            if cached is not None and alert.status != "resolved":
+                self._current[(alert.log, alert.rule, alert.key)] = alert
+        state.engine.forget_containing(ref)
+        state.dirty = True
+        self.store.put_cursor(name, state.next_index, state.engine.snapshot())
+        state.saved_at = time.monotonic()
+        if changed and self._dispatcher is not None:
+            self._dispatcher.rewrite([a.id for a, _ in changed], _scrub_alert)
+        self._erasures.append(name)
 
     def raise_alert(self, log_name: str, det: Detection, *,
-                    alog: AuditLog | None = None) -> Alert:
+                    alog: AuditLog | None = None, subjects: Sequence[str] = ()) -> Alert:
         """Open an alert, or fold the detection into the open one of the same rule and key.
 
         A new alert is recorded in the log (``alert.open``, when the log takes appends) and
@@ -352,6 +417,7 @@ class Monitor:
                 current.last_seen = max(current.last_seen, seen)
                 current.entries = [*current.entries, *entries][-100:]
                 if self.store.update_group(current):
+                    self.store.link_subjects(current.id, subjects)
                     self.stats.grouped += 1
                     if current.opened_index is None and alog is not None:
                         self._record_open(alog, [current])
@@ -363,6 +429,7 @@ class Monitor:
                           None, now_text, MONITOR_ACTOR["id"])
             with self.store.transaction():  # first: a crash before the log event still groups
                 self.store.put(alert)
+                self.store.link_subjects(alert.id, subjects)
                 self.store.queue_change(alert.id, "open")
             if self._in_loop:
                 self._current[group] = alert
@@ -508,6 +575,24 @@ def system_detection(rule: str, title: str, severity: Severity, key: str, messag
                      clauses: Sequence[str]) -> Detection:
     """A detection made by the monitor itself (not by a rule over events)."""
     return Detection(rule, title, severity, key, [], "", tuple(clauses), message)
+
+
+def _erased_subject(ev: Mapping[str, Any]) -> str | None:
+    """The pseudonym a ``subject.erase`` event names (its target), else None."""
+    if ev.get("action") != "subject.erase":
+        return None
+    target = ev.get("target")
+    if not isinstance(target, dict) or target.get("type") != "data_subject":
+        return None
+    ref = target.get("id")
+    return ref if isinstance(ref, str) and ref.startswith("ref:") else None
+
+
+def _scrub_alert(doc: dict[str, Any]) -> dict[str, Any]:
+    for k in ("key", "message"):
+        if isinstance(doc.get(k), str):
+            doc[k] = scrub(doc[k])
+    return doc
 
 
 def _own(ev: Mapping[str, Any]) -> bool:
