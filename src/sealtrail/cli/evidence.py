@@ -2,12 +2,20 @@
 
 Registered on the main app by ``cli/app.py`` (imported at its end, after the helpers this
 module uses are defined).
+
+Exports are audited reads recorded *before* the content leaves: the ``audit.export`` event
+(filter, format, destination, the tree size the selection is taken from, the number of events)
+is appended first, and when it cannot be appended nothing is written or sent. A broken pipe or
+a failing syslog collector therefore still leaves the record. Files written here hold personal
+data and are created mode 0600 whatever the umask (``open_private``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +35,7 @@ from sealtrail.cli.app import (
     fail,
 )
 from sealtrail.cli.output import dumps
-from sealtrail.compliance.bundle import export_bundle, verify_bundle_file
+from sealtrail.compliance.bundle import export_bundle, open_private, verify_bundle_file
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.log.archive import apply_retention, archive_dir, restore
@@ -39,6 +47,7 @@ from sealtrail.log.retention import (
 )
 from sealtrail.log.search import Filter
 
+OPERATOR = "operator"  # the role the CLI's reads are recorded with (file access)
 retention_app = typer.Typer(no_args_is_help=True, help="Retention policy and purge (keeps every "
                             "leaf hash: proofs stay valid).")
 app.add_typer(retention_app, name="retention")
@@ -167,7 +176,7 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
                  since=_time_opt(from_, "--from"), until=_time_opt(to, "--to"))
     with _errors(), _open(data, log) as alog:
         if bundle is not None:
-            summary = export_bundle(alog, bundle, flt=flt, actor=_operator(),
+            summary = export_bundle(alog, bundle, flt=flt, actor=_operator(), role=OPERATOR,
                                     opened=not no_open)
             typer.echo(dumps({"bundle": str(bundle), "events": summary.events,
                               "tree_size": summary.size, "checkpoints": summary.checkpoints,
@@ -182,29 +191,65 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
         _siem(alog, fmt, flt, out)
 
 
+Selection = Callable[[], Iterator[tuple[Any, dict[str, Any]]]]
+
+
+def _selection(alog: Any, flt: Filter) -> tuple[int, Selection]:
+    """The entries below the current size matching ``flt``: (that size, a fresh iterator).
+
+    Fixing the end keeps both passes (counting, then writing) on the same entries, and keeps
+    the export's own ``audit.export`` event out of it.
+    """
+    from sealtrail.log.search import search  # noqa: PLC0415 - only exports need it
+
+    end = alog.size
+    return end, lambda: search(alog, flt, limit=end + 1, newest_first=False, before=end)
+
+
+def _record_export(alog: Any, flt: Filter, end: int, count: int, **what: str) -> int:
+    """Append the ``audit.export`` read (before anything leaves); its index."""
+    receipt = alog.record_access(_operator(), "audit.export", role=OPERATOR,
+                                 details={**flt.describe(alog.pseudonym), **what,
+                                          "tree_size": end},
+                                 results=count)
+    return int(receipt.index)
+
+
 def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
     from sealtrail.compliance import siem  # noqa: PLC0415 - only SIEM exports need it
-    from sealtrail.log.search import search  # noqa: PLC0415
 
     if fmt not in siem.FORMATS:
         fail(f"--format: use one of {', '.join(siem.FORMATS)}")
-    rows = ((e.index, ev, leaf_hash(e.leaf)) for e, ev in
-            search(alog, flt, limit=alog.size + 1, newest_first=False))
-    if out is None:
-        count = siem.write_export(fmt, rows, sys.stdout, log=alog.name)
+    end, selected = _selection(alog, flt)
+    count = sum(1 for _ in selected())  # counted first: the record says how many will leave
+
+    def rows() -> Iterator[siem.ExportEntry]:
+        return ((e.index, ev, leaf_hash(e.leaf)) for e, ev in selected())
+
+    if out is not None:
+        with open_private(out) as f:  # 0600, renamed into place only when complete
+            _record_export(alog, flt, end, count, format=fmt, out=out.name)
+            written = siem.write_export(fmt, rows(), f, log=alog.name)
     else:
-        with out.open("w", encoding="utf-8", newline="") as f:
-            count = siem.write_export(fmt, rows, f, log=alog.name)
-    alog.record_access(_operator(), "audit.export", details={**flt.describe(alog.pseudonym),
-                                                             "format": fmt}, results=count)
-    err.print(f"{count} event(s) exported as {fmt}", markup=False)
+        _record_export(alog, flt, end, count, format=fmt, out="stdout")
+        sys.stdout.flush()
+        stdout = sys.stdout.buffer
+        try:
+            written = siem.write_export(fmt, rows(), stdout, log=alog.name)
+            stdout.flush()
+        except BrokenPipeError:
+            # The reader went away; the read was recorded before the first byte. Point stdout
+            # at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            fail(f"the output was closed before the export ended ({count} event(s) "
+                 "recorded as exported)", 1)
+    err.print(f"{written} event(s) exported as {fmt}", markup=False)
 
 
 def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | None) -> None:
     import ssl  # noqa: PLC0415 - forwarding only
 
     from sealtrail.compliance import siem  # noqa: PLC0415
-    from sealtrail.log.search import search  # noqa: PLC0415
 
     host, _, port_text = target.rpartition(":")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -214,21 +259,23 @@ def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | Non
         context = ssl.create_default_context(cafile=str(ca) if ca else None)
     elif ca is not None:
         fail("--syslog-ca goes with --syslog-transport tls")
+    end, selected = _selection(alog, flt)
+    count = sum(1 for _ in selected())
+    # Recorded before the first message leaves; a collector that refuses or fails midway
+    # leaves the record (the read was attempted), never an unrecorded export.
+    index = _record_export(alog, flt, end, count, format="syslog", forwarded_to=target,
+                           transport=transport)
     messages = (siem.to_syslog(e.index, ev, leaf_hash(e.leaf), log=alog.name)
-                for e, ev in search(alog, flt, limit=alog.size + 1, newest_first=False)
-                if not e.retired)
+                for e, ev in selected())
     try:
         with siem.SyslogForwarder(host.strip("[]"), int(port_text),
                                   transport,  # type: ignore[arg-type]
                                   ssl_context=context) as forwarder:
-            count = forwarder.send(messages)
-    except OSError as exc:  # nothing is recorded as exported when the collector fails
-        fail(f"--syslog {target}: {exc}", 1)
-    alog.record_access(_operator(), "audit.export", details={**flt.describe(alog.pseudonym),
-                                                             "format": "syslog",
-                                                             "forwarded_to": target},
-                       results=count)
-    err.print(f"{count} event(s) forwarded to {target} over {transport}", markup=False)
+            sent = forwarder.send(messages)
+    except OSError as exc:
+        fail(f"--syslog {target}: {exc} (the export of {count} event(s) is recorded at "
+             f"index {index})", 1)
+    err.print(f"{sent} event(s) forwarded to {target} over {transport}", markup=False)
 
 
 @app.command("verify-bundle")

@@ -1,17 +1,26 @@
 """Making evidence bundles (the format and the offline check are in ``core/bundle.py``).
 
-The export is itself an audited read: the ``audit.export`` event is appended first, so the
-bundle's checkpoint covers it, and an auditor can see in any later export who exported what.
-Entries are streamed: memory stays flat in the number of events (the archive writer spools
-each member to a temporary file).
+The export is itself an audited read: the ``audit.export`` event is appended before a byte
+of the bundle is written, so the bundle's checkpoint covers it, an auditor can see in any later
+export who exported what, and an export that cannot be recorded writes nothing. Entries are
+streamed: memory stays flat in the number of events (the selection is spooled to private
+temporary files first).
+
+Bundles and exports hold personal data: they are created mode 0600 whatever the umask
+(:func:`open_private`), under a temporary name renamed into place only when complete, and the
+archive's members carry mode 0600 too.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import os
+import secrets
+import stat
 import tarfile
 import tempfile
 import time
@@ -19,7 +28,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, BinaryIO, Final
 
 import msgspec
 
@@ -95,29 +104,84 @@ class BundleSummary:
     receipt_index: int
 
 
-def _members_writer(path: Path) -> tuple[Any, str]:
-    name = path.name
-    if name.endswith(".zip"):
-        return zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6), "zip"
-    if name.endswith((".tar.gz", ".tgz")):
-        return tarfile.open(path, "w:gz"), "tar"
-    raise ConfigError(f"--bundle {name}: the file name must end in .zip, .tar.gz or .tgz")
+PRIVATE_MODE: Final = 0o600
+"""The mode of every file sealtrail writes that holds event content (and of archive members)."""
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file at ``path`` (it must not exist), mode 0600 whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                 PRIVATE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_MODE)  # the umask may have taken bits away; set exactly 0600
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def open_private(path: Path) -> Iterator[BinaryIO]:
+    """Write a file that holds personal data: mode 0600, complete or absent.
+
+    A regular file (or a new name) is written under a temporary name in the same directory,
+    created 0600 whatever the umask, and renamed over ``path`` only when the ``with`` block ends
+    without an exception (after an fsync); on an exception it is removed and ``path`` is left
+    as it was. A path that exists and is not a regular file (a FIFO, a terminal,
+    ``/dev/stdout``) is written directly and its mode left alone.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with path.open("wb") as direct:
+            yield direct
+        return
+    part = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    f = _create_private(part)
+    try:
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _kind(path: Path) -> str:
+    if path.name.endswith(".zip"):
+        return "zip"
+    if path.name.endswith((".tar.gz", ".tgz")):
+        return "tar"
+    raise ConfigError(f"--bundle {path.name}: the file name must end in .zip, .tar.gz or .tgz")
+
+
+def _members_writer(dest: BinaryIO, kind: str) -> Any:
+    if kind == "zip":
+        return zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return tarfile.open(fileobj=dest, mode="w:gz")
 
 
 def _add(archive: Any, kind: str, name: str, data: bytes | IO[bytes], size: int) -> None:
     if kind == "zip":
+        info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.external_attr = (stat.S_IFREG | PRIVATE_MODE) << 16
         if isinstance(data, bytes):
-            archive.writestr(name, data)
+            archive.writestr(info, data, compresslevel=6)
         else:
-            with archive.open(name, "w", force_zip64=True) as out:
+            with archive.open(info, "w", force_zip64=True) as out:
                 while chunk := data.read(1 << 20):
                     out.write(chunk)
         return
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = int(time.time())
-    info.mode = 0o644
-    archive.addfile(info, io.BytesIO(data) if isinstance(data, bytes) else data)
+    info_t = tarfile.TarInfo(name)
+    info_t.size = size
+    info_t.mtime = int(time.time())
+    info_t.mode = PRIVATE_MODE
+    archive.addfile(info_t, io.BytesIO(data) if isinstance(data, bytes) else data)
 
 
 def _selected(alog: AuditLog, flt: Filter, end: int) -> Iterator[tuple[Entry, dict[str, Any]]]:
@@ -138,82 +202,97 @@ def _opened(ev: Mapping[str, Any], entry: Entry) -> dict[str, Any] | None:
 
 
 def export_bundle(alog: AuditLog, path: Path, *, flt: Filter, actor: Mapping[str, Any],
-                  opened: bool = True) -> BundleSummary:
-    """Write an evidence bundle of the entries matching ``flt`` to ``path``."""
-    archive, kind = _members_writer(path)
+                  role: str = "operator", opened: bool = True) -> BundleSummary:
+    """Write an evidence bundle of the entries matching ``flt`` to ``path`` (mode 0600).
+
+    The read is recorded (``audit.export`` by ``actor`` in ``role``) before any byte of the
+    bundle is written; when it cannot be recorded the exception propagates and ``path`` is
+    left as it was.
+    """
+    kind = _kind(path)
     tmp = Path(tempfile.mkdtemp(prefix="sealtrail-bundle-"))
     try:
-        end = alog.size
-        # 1. Events: stream the selection to a spool file, remembering (index, leaf hash).
-        pairs: list[tuple[int, bytes]] = []
-        events_file = tmp / "events.jsonl"
-        with events_file.open("wb") as out:
-            for entry, ev in _selected(alog, flt, end):
-                if entry.retired:
-                    continue
-                line: dict[str, Any] = {"index": entry.index,
-                                        "leaf": base64.b64encode(entry.leaf).decode()}
-                if opened:
-                    got = _opened(ev, entry)
-                    if got is not None:
-                        line["opened"] = got
-                out.write(_dumps(line) + b"\n")
-                pairs.append((entry.index, leaf_hash(entry.leaf)))
-        # 2. The export is an audited read: record it before taking the checkpoint.
-        receipt = alog.record_access(actor, "audit.export",
-                                     details={**flt.describe(alog.pseudonym),
-                                              "bundle": path.name},
-                                     results=len(pairs))
-        head = alog.checkpoint()
-        size = head.checkpoint.size
-        # 3. Proofs against that one checkpoint.
-        proofs_file = tmp / "proofs.jsonl"
-        with proofs_file.open("wb") as out:
-            for index, audit in alog.inclusion_paths((i for i, _ in pairs), size):
-                out.write(_dumps({"leaf_index": index, "tree_size": size,
-                                  "audit_path": [b64.encode(h) for h in audit]}) + b"\n")
-        # 4. Earlier checkpoints from the first selected index on, each linked to the head.
-        first = pairs[0][0] if pairs else size
-        earlier = [(s, note) for s, note in alog.store.iter_checkpoints()
-                   if first < s < size][-64:]
-        consistency = b"".join(
-            _dumps(alog.prove_consistency(s, size).to_json()) + b"\n"
-            for s, _ in earlier)
-        created = format_time(alog.now())
-        selection = dict(flt.describe(alog.pseudonym).items())
-        manifest = _dumps({
-            "format": FORMAT, "log": alog.name, "origin": alog.origin, "created": created,
-            "selection": selection, "events": len(pairs), "checkpoint_size": size,
-            "earlier_checkpoints": [s for s, _ in earlier],
-            "export_event": receipt.index,
-            "files": {"events.jsonl": _sha256_file(events_file),
-                      "proofs.jsonl": _sha256_file(proofs_file)}})
-        sig = alog.sign_statement(statement(alog.origin, size, len(pairs),
-                                            events_digest(pairs), manifest))
-        readme = README.format(origin=alog.origin, size=size, count=len(pairs),
-                               created=created, exporter=actor.get("id", "?"),
-                               selection=json.dumps(selection) if selection else "all events")
-        for name, data in (("README.md", readme.encode()), ("manifest.json", manifest),
-                           ("manifest.sig", sig.encode()),
-                           ("vkey.txt", (alog.vkey() + "\n").encode()),
-                           ("checkpoint.txt", head.note.encode()),
-                           ("consistency.jsonl", consistency)):
-            _add(archive, kind, name, data, len(data))
-        for s, note in earlier:
-            _add(archive, kind, f"checkpoints/{s}.txt", note.encode(), len(note.encode()))
-        for f in (events_file, proofs_file):
-            with f.open("rb") as src:
-                _add(archive, kind, f.name, src, f.stat().st_size)
-        archive.close()
-    except BaseException:
-        archive.close()
-        path.unlink(missing_ok=True)
-        raise
+        with open_private(path) as dest:
+            archive = _members_writer(dest, kind)
+            try:
+                receipt, pairs, size, earlier = _write_bundle(
+                    alog, archive, kind, tmp, path=path, flt=flt, actor=actor, role=role,
+                    opened=opened)
+            finally:
+                archive.close()
     finally:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
     return BundleSummary(path, len(pairs), size, len(earlier), path.stat().st_size, receipt.index)
+
+
+def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: Path,
+                  flt: Filter, actor: Mapping[str, Any], role: str, opened: bool
+                  ) -> tuple[Any, list[tuple[int, bytes]], int, list[tuple[int, str]]]:
+    end = alog.size
+    # 1. Events: stream the selection to a private spool file, remembering (index, leaf hash).
+    pairs: list[tuple[int, bytes]] = []
+    events_file = tmp / "events.jsonl"
+    with _create_private(events_file) as out:
+        for entry, ev in _selected(alog, flt, end):
+            if entry.retired:
+                continue
+            line: dict[str, Any] = {"index": entry.index,
+                                    "leaf": base64.b64encode(entry.leaf).decode()}
+            if opened:
+                got = _opened(ev, entry)
+                if got is not None:
+                    line["opened"] = got
+            out.write(_dumps(line) + b"\n")
+            pairs.append((entry.index, leaf_hash(entry.leaf)))
+    # 2. The export is an audited read: record it before anything is written to the bundle,
+    #    and before taking the checkpoint (which then covers it).
+    receipt = alog.record_access(actor, "audit.export", role=role,
+                                 details={**flt.describe(alog.pseudonym), "bundle": path.name,
+                                          "tree_size": end},
+                                 results=len(pairs))
+    head = alog.checkpoint()
+    size = head.checkpoint.size
+    # 3. Proofs against that one checkpoint.
+    proofs_file = tmp / "proofs.jsonl"
+    with _create_private(proofs_file) as out:
+        for index, audit in alog.inclusion_paths((i for i, _ in pairs), size):
+            out.write(_dumps({"leaf_index": index, "tree_size": size,
+                              "audit_path": [b64.encode(h) for h in audit]}) + b"\n")
+    # 4. Earlier checkpoints from the first selected index on, each linked to the head.
+    first = pairs[0][0] if pairs else size
+    earlier = [(s, note) for s, note in alog.store.iter_checkpoints()
+               if first < s < size][-64:]
+    consistency = b"".join(
+        _dumps(alog.prove_consistency(s, size).to_json()) + b"\n"
+        for s, _ in earlier)
+    created = format_time(alog.now())
+    selection = dict(flt.describe(alog.pseudonym).items())
+    manifest = _dumps({
+        "format": FORMAT, "log": alog.name, "origin": alog.origin, "created": created,
+        "selection": selection, "events": len(pairs), "checkpoint_size": size,
+        "earlier_checkpoints": [s for s, _ in earlier],
+        "export_event": receipt.index,
+        "files": {"events.jsonl": _sha256_file(events_file),
+                  "proofs.jsonl": _sha256_file(proofs_file)}})
+    sig = alog.sign_statement(statement(alog.origin, size, len(pairs),
+                                        events_digest(pairs), manifest))
+    readme = README.format(origin=alog.origin, size=size, count=len(pairs),
+                           created=created, exporter=actor.get("id", "?"),
+                           selection=json.dumps(selection) if selection else "all events")
+    for name, data in (("README.md", readme.encode()), ("manifest.json", manifest),
+                       ("manifest.sig", sig.encode()),
+                       ("vkey.txt", (alog.vkey() + "\n").encode()),
+                       ("checkpoint.txt", head.note.encode()),
+                       ("consistency.jsonl", consistency)):
+        _add(archive, kind, name, data, len(data))
+    for s, note in earlier:
+        _add(archive, kind, f"checkpoints/{s}.txt", note.encode(), len(note.encode()))
+    for f in (events_file, proofs_file):
+        with f.open("rb") as src:
+            _add(archive, kind, f.name, src, f.stat().st_size)
+    return receipt, pairs, size, earlier
 
 
 def _sha256_file(path: Path) -> str:
@@ -280,4 +359,5 @@ def verify_bundle_file(path: Path, vkey: str) -> BundleReport:
     return verify_bundle(read_bundle(path), vkey)
 
 
-__all__ = ["BundleSummary", "export_bundle", "read_bundle", "verify_bundle_file"]
+__all__ = ["PRIVATE_MODE", "BundleSummary", "export_bundle", "open_private", "read_bundle",
+           "verify_bundle_file"]
