@@ -120,6 +120,7 @@ class _State:
     missing: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # kid -> first, last
     erased_by: dict[str, int] = field(default_factory=dict)  # kid text -> erasure entry
     pending: dict[int, set[tuple[int, int]]] = field(default_factory=dict)  # seg -> rows
+    error: TamperError | None = None  # the first blind-index mismatch (keys explain first)
     unindexed: int | None = None  # entries from here without sealed fields: not indexed yet
     entries: int = 0
     rows: int = 0
@@ -165,14 +166,19 @@ def _run(alog: AuditLog, reader: _Reader, protector: Protector) -> DerivedReport
     for index, leaf in _leaves(alog, reader, size, state):
         if index >> SEG_SHIFT != seg:
             if seg >= 0:
-                _flush(reader, seg, batch, skipped, state)
+                _flush_noting(reader, seg, batch, skipped, state)
             seg, batch, skipped = index >> SEG_SHIFT, [], set()
         if leaf is None:
             skipped.add(index)
             continue
         batch.append(_expect(protector, blind, index, leaf, state))
     if seg >= 0:
-        _flush(reader, seg, batch, skipped, state)
+        _flush_noting(reader, seg, batch, skipped, state)
+    # A subject key deleted or put back makes its entries' rows disagree too: the keys are
+    # reported first, as the cause.
+    report = _keys_report(reader, size, state)
+    if state.error is not None:
+        raise state.error
     last_seg = (size - 1) >> SEG_SHIFT if size else -1
     stray = reader.blind_outside(last_seg)
     if stray:
@@ -184,7 +190,7 @@ def _run(alog: AuditLog, reader: _Reader, protector: Protector) -> DerivedReport
             idx = min(i for _, i in pending[s])
             raise TamperError("extra", idx, f"a pending blind-index row names entry {idx}, "
                               f"outside the log's {size} entries")
-    return _keys_report(reader, size, state)
+    return report
 
 
 def _pairs(data: bytes) -> Iterator[tuple[int, int]]:
@@ -278,6 +284,16 @@ def _expect(protector: Protector, blind: BlindIndexer, index: int, leaf: bytes,
             state.erased_by.setdefault(key_id, index)
     return _Expect(index, tokens, kids, erased,
                    sum(1 for f in _SEALED_BLIND if f in sealed_fields))
+
+
+def _flush_noting(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[int],
+                  state: _State) -> None:
+    """:func:`_flush`, keeping the first mismatch for later and going on."""
+    try:
+        _flush(reader, seg, batch, skipped, state)
+    except TamperError as exc:
+        if state.error is None:
+            state.error = exc
 
 
 def _flush(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[int],
