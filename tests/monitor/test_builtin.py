@@ -3,14 +3,18 @@ loading rule files of both formats; ``rules test``."""
 
 from __future__ import annotations
 
+import copy
 import re
+import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
+from sealtrail import AuditLog
+from sealtrail.log.auditlog import READ_ROLES
 from sealtrail.monitor.builtin import BUILTIN_IDS, builtin_rules, configure_builtin
 from sealtrail.monitor.engine import Engine, evaluate_events, load_rules
 from sealtrail.monitor.rules import Rule, RuleError
@@ -38,10 +42,26 @@ def login(at: float, outcome: str, actor: str = "alice") -> dict[str, Any]:
               actor={"id": actor})
 
 
+def _produced_reads() -> dict[str, dict[str, Any]]:
+    """One audited read per reader role, as the real producer records it
+    (``AuditLog.record_access``) and the monitor reads it back (opened): rules are tested
+    against what the log actually holds, not against a hand-made event of the same name."""
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp, AuditLog.open(tmp) as log:
+        for role in READ_ROLES:
+            receipt = log.record_access({"id": f"key:{role}", "type": "api_key",
+                                         "name": "dashboard"}, "audit.search", role=role,
+                                        details={"actor": "alice"}, results=1)
+            out[role] = log.read(log.entry(receipt.index))
+    return out
+
+
+_READS: Final = _produced_reads()
+
+
 def audit_read(role: str) -> dict[str, Any]:
-    return ev(action="log.search", category="audit_access", outcome="success",
-              actor={"id": "key:k1", "type": "api_key", "name": "dashboard"},
-              metadata={"role": role})
+    """A read of the audit trail by ``role`` (see :func:`_produced_reads`)."""
+    return copy.deepcopy(_READS[role])
 
 
 def fired(events: list[dict[str, Any]], rules: list[Rule] | None = None, *,
@@ -87,8 +107,7 @@ QUIET: list[tuple[str, list[dict[str, Any]]]] = [
     ("builtin.audit_access", [audit_read("auditor")]),
     ("builtin.privilege_change", [ev(action="doc.update", category="data_change")]),
     ("builtin.privilege_change", [ev(action="acl.check", category="authorization")]),
-    ("builtin.sealtrail_config", [ev(action="log.search", category="audit_access",
-                                     metadata={"role": "auditor"})]),
+    ("builtin.sealtrail_config", [audit_read("auditor")]),
     ("builtin.mass_access", [ev(i) for i in range(99)]),
     ("builtin.mass_access", [ev(i * 4) for i in range(100)]),
     ("builtin.mass_export", [ev(action="report.export", metadata={"count": 999})]),
@@ -155,6 +174,14 @@ def test_disable_builtin_rule() -> None:
     rules = configure_builtin({"builtin.integrity_failure": False})
     assert not next(r for r in rules if r.id == "builtin.integrity_failure").enabled
     assert fired([ev(action="integrity.failure", category="system")], rules) == []
+
+
+@pytest.mark.parametrize("role", READ_ROLES)
+def test_audit_access_judges_every_role_the_producer_records(role: str) -> None:
+    """Each role ``record_access`` can record: only an auditor's read is quiet by default
+    (an admin, an ingest key or the CLI operator reading the trail is worth a look)."""
+    expected = [] if role == "auditor" else [(0, "builtin.audit_access")]
+    assert fired([audit_read(role)]) == expected
 
 
 def test_allowed_roles_override() -> None:
