@@ -14,12 +14,29 @@ The receipt is an ordinary event, covered by the next signed checkpoint like any
   ``start, end`` and ``root`` the hex RFC 6962 root of the retired leaf hashes in index order
   (the *leaf-range root*: it commits to exactly which entries were retired).
 
-``verify`` checks (:func:`check_retired`) that every empty leaf lies in a recorded range, that
-each recorded range belongs to a receipt entry that says so (same count, same ranges digest,
-same leaf-range root, recorded after the range), and that purged ranges are really empty.
-An operator who empties entries by hand, or edits the table, is named by ``verify``.
-These fields (``action``, ``target.type``, ``target.id``) must stay readable without keys, so
-retention refuses to run on a log whose policy seals ``target.id`` or ``target.type``.
+``archive restore`` (``log/archive.py``) appends a ``retention.restore`` receipt whose
+``target.id`` is the range brought back, ``<start>-<end>``, in clear.
+
+``verify`` (step 6, :func:`check_retired`) *replays* every receipt in log order — purges and
+archives retire ranges, restores bring archived ones back, a purge of an archived segment
+replaces it — and requires:
+
+- that each row of the ``retired`` table belongs to a receipt entry that says so (same count,
+  same ranges digest, same leaf-range root, recorded after the range);
+- that the replay leaves exactly the ``retired`` table: a purge or archive whose rows were
+  deleted (the bodies put back by hand) is named, and so is a restored range recorded as
+  retired again. The ranges of a receipt are its rows, checked against its digest; an archive
+  that was later restored or purged has no rows left, and its range is the one the restore
+  receipt or the purge row names, again checked against its digest;
+- that every empty leaf lies in a retired range and every retired range is wholly empty.
+
+Receipts are found by verification itself (:func:`receipt_indexes` on every chunk it reads),
+or by one more read of the log when it did not collect them. Only the engine can append them
+(``core/reserved.py``), and the tree binds them, so the replay rests on authentic records.
+An operator who empties entries by hand, puts them back, or edits the table, is named by
+``verify``. These fields (``action``, ``target.type``, ``target.id``) must stay readable
+without keys, so retention refuses to run on a log whose policy seals ``target.id`` or
+``target.type``.
 """
 
 from __future__ import annotations
