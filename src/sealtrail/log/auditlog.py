@@ -64,6 +64,13 @@ from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_k
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
+from sealtrail.log.settings import (
+    ACTIVE_KEY_META,
+    SETTINGS_META,
+    Fixed,
+    fixed_from_meta,
+    signed_fixed,
+)
 from sealtrail.log.tree import BLOCK, BUNDLE, TreeEdge, range_hashes, read_nodes
 from sealtrail.log.verify import (
     Increment,
@@ -93,9 +100,6 @@ _HOST = socket.gethostname()[:255] or "localhost"
 READ_ACTIONS: Final = ("audit.search", "audit.entries.read", "audit.export",
                        "audit.subject_export")
 READ_ROLES: Final = ("reader", "auditor", "admin", "ingest", "operator")
-
-
-ACTIVE_KEY_META: Final = "active_key"  # the data key the last recorded rotation made active
 
 
 def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -301,9 +305,17 @@ class AuditLog:
         # of it (reads need no check: verify is how a reader finds tampering).
         self._head_checked = False
         meta = store.meta()
-        self.encrypted = meta.get("encryption") == "on"
-        self.redaction = meta.get("redaction", "off")
-        policy = FieldPolicy.parse(meta.get("policy", "").split(","))
+        # The settings this log runs with are the ones its key signed; when they cannot be
+        # trusted the log still opens (to be verified and read) but refuses to append.
+        self.settings_problem = ""
+        try:
+            fixed = signed_fixed(meta, signer.verifier(), origin)
+        except TamperError as exc:
+            self.settings_problem = exc.detail
+            fixed = fixed_from_meta(meta)
+        self.encrypted = fixed.encryption == "on"
+        self.redaction = fixed.redaction
+        policy = FieldPolicy.parse(fixed.policy.split(","))
         self._protector = (Protector(origin, policy, keyring, store) if self.encrypted
                            else None)
         self.locked_reason = ""  # why an encrypted log's keyring is not open, if it is not
@@ -369,7 +381,11 @@ class AuditLog:
         try:
             signer = _signer_of(directory, stored_origin)
             keyring, locked = None, ""
-            if meta.get("encryption") == "on":
+            try:
+                fixed = signed_fixed(meta, signer.verifier(), stored_origin)
+            except TamperError:
+                fixed = fixed_from_meta(meta)  # the log opens to be verified; appends refuse
+            if fixed.encryption == "on":
                 keyring, locked = _open_keyring(directory, stored_origin, settings)
         except BaseException:
             store.close()
@@ -418,10 +434,11 @@ class AuditLog:
         with store.transaction():
             # Another process creating the same log may have finished first (and appended).
             if "origin" not in store.meta():
-                store.set_meta({"origin": origin, "log": log, "leaf_version": "1",
-                                "encryption": "on" if keyring is not None else "off",
-                                "policy": ",".join(settings.policy.paths),
-                                "redaction": settings.redaction})
+                fixed = Fixed(origin, log, "1", "on" if keyring is not None else "off",
+                              ",".join(settings.policy.paths), settings.redaction)
+                # The settings are signed: a log opens with what its key signed, never with
+                # an edited table (see log/settings.py).
+                store.set_meta({**fixed.as_meta(), SETTINGS_META: fixed.sign(signer)})
                 empty = TreeEdge(0, [], {})
                 note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
                 store.put_state(State(0, note, 0))
@@ -494,6 +511,8 @@ class AuditLog:
                 validated: bool = False, own: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
+        if self.settings_problem:
+            raise TamperError("settings", 0, f"{self.settings_problem}: refusing to append")
         redactor = self._redactor
         prepared: list[Event] = []
         ids: list[bytes] = []

@@ -25,16 +25,25 @@ from typing import Any, Final
 
 import msgspec
 
-from sealtrail.core.errors import ConfigError, PolicyError, ValidationError
+from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.receipts import ReceiptBody, range_root, ranges_digest
+from sealtrail.log.settings import (
+    POLICY_AT_META,
+    POLICY_META,
+    SETTING_ACTIONS,
+    digest,
+    policy_target,
+)
 from sealtrail.store.protocol import Chunk
 
-POLICY_META: Final = "retention_policy"
 CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_access",
                         "data_change", "configuration", "admin", "system", "audit_access")
-PROTECTED_ACTIONS: Final = frozenset({"retention.purge", "retention.archive"})
+# Never purged or archived: the receipts and setting changes verify replays, and erasures
+# (the record that explains a destroyed subject key).
+PROTECTED_ACTIONS: Final = frozenset({"retention.purge", "retention.archive",
+                                      "retention.restore", "subject.erase"}) | SETTING_ACTIONS
 _DURATION = re.compile(r"([1-9]\d{0,5})([hdwy])\Z")
 _UNIT: Final = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
                 "y": timedelta(days=365)}
@@ -139,21 +148,41 @@ class RetentionPolicy:
 
 
 def load_policy(alog: AuditLog) -> RetentionPolicy | None:
-    """The log's stored policy (None when it has none: keep everything forever)."""
-    text = alog.store.meta().get(POLICY_META)
-    return RetentionPolicy.parse(json.loads(text)) if text else None
+    """The log's stored policy (None when it has none: keep everything forever).
+
+    The stored copy is used only if the log's own ``retention.policy.set`` entry (whose index
+    is kept beside it) names its digest: a policy written into the settings table by hand
+    would purge evidence under a genuine-looking receipt, so it raises TamperError instead.
+    """
+    meta = alog.store.meta()
+    text = meta.get(POLICY_META)
+    if text is None:
+        return None
+    try:
+        at = int(meta.get(POLICY_AT_META, ""))
+        event = alog.entry(at).event()
+    except (ValueError, ConfigError, TamperError):
+        event = {}
+    target = event.get("target") or {}
+    if (event.get("action") != "retention.policy.set"
+            or target.get("id", "").rpartition("@")[2] != digest(text)):
+        raise TamperError("settings", 0, "the stored retention policy was not set by an entry "
+                          "of the log (the settings table was edited): refusing to use it; "
+                          "run sealtrail verify")
+    return RetentionPolicy.parse(json.loads(text))
 
 
 def set_policy(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]) -> Receipt:
-    """Store a policy; the change is an event (``retention.policy.set``) in the same commit."""
+    """Store a policy; the change is an event (``retention.policy.set``) in the same commit,
+    naming the stored text's digest (``verify`` and :func:`load_policy` check it)."""
     text = json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
 
-    def hook(_at: int) -> None:
-        alog.store.set_meta({POLICY_META: text})
+    def hook(at: int) -> None:
+        alog.store.set_meta({POLICY_META: text, POLICY_AT_META: str(at)})
 
     event = {"actor": dict(actor), "action": "retention.policy.set", "outcome": "success",
              "category": "configuration",
-             "target": {"type": "retention_policy", "id": policy.name},
+             "target": {"type": "retention_policy", "id": policy_target(policy.name, text)},
              "reason": f"retention policy {policy.name}: {text}"[:4096]}
     return alog.commit_with(event, hook)
 

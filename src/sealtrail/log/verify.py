@@ -15,7 +15,10 @@ stays flat in the log's size. The steps (markers below):
 4. at each checkpoint's size the rebuilt root must equal the signed root: this is what makes
    rewriting entries *and* tree hashes together detectable, and checks that each checkpoint is
    consistent with the next (both are roots of one sequence of leaves);
-5. no stored tree data may extend past the size.
+5. no stored tree data may extend past the size;
+6. every emptied entry was retired by a receipt the log recorded (log/receipts.py);
+7. every stored setting equals what the log's key signed at creation and what the log's own
+   entries set since (log/settings.py): editing the settings table is tampering.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
 from sealtrail.log.receipts import check_retired
+from sealtrail.log.settings import SETTING_ACTIONS, SettingRecord, check_stored
 from sealtrail.log.tree import BLOCK, TreeEdge
 from sealtrail.store.protocol import Chunk, Store
 
@@ -103,14 +107,21 @@ def _find_leaf_hash(store: Store, wanted: bytes, size: int) -> int | None:
     return None
 
 
+class _LeafTarget(msgspec.Struct):
+    id: str = ""
+
+
 class _LeafId(msgspec.Struct):
     id: str
+    action: str = ""
+    target: _LeafTarget | None = None
 
 
 _ids_decoder = msgspec.json.Decoder(list[_LeafId])
 
 
-def _check_ids(chunk: Chunk, leaves: list[bytes], size: int) -> None:
+def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
+               records: list[SettingRecord] | None = None) -> None:
     """The id index stored with a chunk must name the events in it (it drives exactly-once).
 
     One decode per chunk reads every leaf's top-level id; a leaf that is not an event with an
@@ -119,12 +130,13 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int) -> None:
     if not chunk.start + chunk.count <= chunk.batch_end <= size:
         raise TamperError("extra", chunk.start, f"a row claims it was committed at size "
                           f"{chunk.batch_end}")
+    positions = list(range(chunk.count))
     if not all(leaves):
         # Retired entries keep their ids in the index but have no body to compare with.
-        kept = [k for k, leaf in enumerate(leaves) if leaf]
-        leaves = [leaves[k] for k in kept]
+        positions = [k for k, leaf in enumerate(leaves) if leaf]
+        leaves = [leaves[k] for k in positions]
         chunk = Chunk(chunk.start, chunk.count, chunk.batch_end,
-                      b"".join(chunk.ids[16 * k:16 * k + 16] for k in kept), chunk.data)
+                      b"".join(chunk.ids[16 * k:16 * k + 16] for k in positions), chunk.data)
         if not leaves:
             return
     try:
@@ -133,6 +145,12 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int) -> None:
         ok = len(ids) == len(leaves) and text == chunk.ids.hex()
     except (msgspec.DecodeError, msgspec.ValidationError):
         ok = False
+    if ok and records is not None:
+        # Entries that changed a stored setting, for the settings check (step 7).
+        for k, x in zip(positions, ids, strict=True):
+            if x.action in SETTING_ACTIONS:
+                records.append(SettingRecord(chunk.start + k, x.action,
+                                             x.target.id if x.target is not None else ""))
     if not ok:
         # Name the first entry whose stored id differs (the leaf hashes are checked later).
         for k, leaf in enumerate(leaves):
@@ -185,6 +203,7 @@ class _RangeResult:
     root: bytes | None
     error: tuple[str, int, str] | None
     retired: list[tuple[int, int]] = field(default_factory=list)
+    settings: list[SettingRecord] = field(default_factory=list)
 
 
 def _verify_range(store: Store, start: int, end: int, size: int,
@@ -205,6 +224,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                            stops: list[int]) -> _RangeResult:
     levels = _StoredLevels(store)
     retired: list[tuple[int, int]] = []
+    settings: list[SettingRecord] = []
     done, last = start, list[bytes]()
     lows: dict[int, list[bytes]] = {}
     pending = [s for s in stops if start < s <= end]
@@ -260,12 +280,13 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                 lows[done] = [last[lv] for lv in range(local.bit_length() - 1, -1, -1)
                               if (local >> lv) & 1]
                 stop_i += 1
-        _check_ids(chunk, leaves, size)
+        _check_ids(chunk, leaves, size, settings)
     if done != end:
         raise TamperError("missing", done, f"entries {done}..{end - 1} are missing")
     width = end - start
     whole = width & (width - 1) == 0 and start % width == 0
-    return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired)
+    return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired,
+                        settings)
 
 
 def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
@@ -356,11 +377,13 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 3-4. Leaves, ids and stored nodes per range; checkpoint roots across ranges.
         levels = _StoredLevels(store)
         emptied: list[tuple[int, int]] = []
+        settings: list[SettingRecord] = []
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
                                   workers=n_workers):
             if result.error is not None:
                 raise TamperError(*result.error)
             emptied.extend(result.retired)
+            settings.extend(result.settings)
             a = result.start
             units = a >> RANGE_LEVEL if len(bounds) > 1 else 0
             ups = [upper_last[lv] for lv in range(units.bit_length() - 1, -1, -1)
@@ -396,6 +419,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         # 6. Every emptied entry was retired by a receipt the log itself recorded.
         retired = check_retired(store, emptied, size)
+        # 7. Every stored setting is what the log's key signed and its entries set.
+        check_stored(store.meta(), [(n, ref, released) for n, ref, _, _, released in
+                                   store.holds(open_only=False)], settings, verifier, origin)
         return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
 
 

@@ -157,5 +157,9 @@ class Store(Protocol):
     def retired(self) -> list[tuple[int, int, int, str]]:
         """Every retired range (start, end, receipt index, kind), by start."""
 
+    def holds(self, ref: bytes | None = None, *, open_only: bool = True
+              ) -> list[tuple[int, bytes, str, str, str | None]]:
+        """(number, ref, sealed reason, created, released) of legal holds, oldest first."""
+
     def close(self) -> None:
         """Release the store."""

@@ -1,0 +1,210 @@
+"""A log's settings, bound to its signing key and its entries so that editing them is caught.
+
+Two kinds of setting decide what sealtrail does with a log:
+
+* **fixed at creation** — ``encryption``, the sealed field ``policy``, ``redaction``, the leaf
+  version, origin and log name. They are written once, as a *settings statement*: a C2SP
+  signed note by the log's own key whose first line is ``sealtrail.org/log-settings@v1`` (never
+  an origin, so no checkpoint verifier accepts it as a tree head) and whose body is the
+  canonical JSON of the settings. A log opens with the settings the statement signs; the
+  copies in the ``meta`` table are what other tools read, and :func:`check_stored` names any
+  difference. Editing ``meta`` therefore changes nothing but the verification result.
+* **changed later** — the retention policy, legal holds, the active data key. Each change is an
+  entry sealtrail appends itself (``retention.policy.set``, ``subject.hold.add`` /
+  ``.release``, ``keys.rotate``) in the same transaction as the stored copy, with what
+  ``verify`` needs in clear in the entry's ``target`` (a digest, a pseudonym, a key id).
+  :func:`check_stored` replays those entries, in log order, against the stored copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from sealtrail.core.errors import FormatError, TamperError, VerificationError
+from sealtrail.core.note import Signer, Verifier, open_note
+
+STATEMENT: Final = "sealtrail.org/log-settings@v1"
+SETTINGS_META: Final = "settings"          # the signed statement
+POLICY_META: Final = "retention_policy"    # the stored retention policy (compact JSON)
+POLICY_AT_META: Final = "retention_policy_at"  # the index of the entry that set it
+ACTIVE_KEY_META: Final = "active_key"      # the data key the last recorded rotation made active
+FIXED: Final = ("origin", "log", "leaf_version", "encryption", "policy", "redaction")
+
+# The entries that change a stored setting (verify collects them while it streams the log).
+SETTING_ACTIONS: Final = frozenset({"retention.policy.set", "subject.hold.add",
+                                    "subject.hold.release", "keys.rotate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """The settings a log is created with; they never change."""
+
+    origin: str
+    log: str
+    leaf_version: str
+    encryption: str      # "on" or "off"
+    policy: str          # sealed field paths, comma-separated
+    redaction: str       # "mask", "hash" or "off"
+
+    def as_meta(self) -> dict[str, str]:
+        """The settings as the ``meta`` rows that mirror them."""
+        return {name: getattr(self, name) for name in FIXED}
+
+    def statement(self) -> str:
+        """The text the log's key signs: the statement's name, then canonical JSON."""
+        body = json.dumps(self.as_meta(), sort_keys=True, separators=(",", ":"))
+        return f"{STATEMENT}\n{body}\n"
+
+    def sign(self, signer: Signer) -> str:
+        """The signed settings statement (a C2SP signed note)."""
+        return signer.sign(self.statement())
+
+    @classmethod
+    def open(cls, note: str, verifier: Verifier, origin: str) -> Fixed:
+        """Verify a signed settings statement and parse it; raises VerificationError."""
+        text = open_note(note, [verifier]).text
+        first, _, rest = text.partition("\n")
+        if first != STATEMENT or not rest.endswith("\n") or "\n" in rest[:-1]:
+            raise FormatError(f"not a {STATEMENT} statement")
+        try:
+            doc = json.loads(rest)
+        except ValueError as exc:
+            raise FormatError("the settings statement is not JSON") from exc
+        if not isinstance(doc, dict) or set(doc) != set(FIXED) or not all(
+                isinstance(v, str) for v in doc.values()):
+            raise FormatError(f"the settings statement must hold exactly {', '.join(FIXED)}")
+        fixed = cls(**doc)
+        if fixed.origin != origin:
+            raise FormatError(f"the settings statement is for {fixed.origin!r}, not {origin!r}")
+        if fixed.statement() != text:
+            raise FormatError("the settings statement is not in canonical form")
+        return fixed
+
+
+def fixed_from_meta(meta: Mapping[str, str]) -> Fixed:
+    """The fixed settings as the ``meta`` table states them (legacy logs, and new ones)."""
+    return Fixed(meta.get("origin", ""), meta.get("log", ""), meta.get("leaf_version", "1"),
+                 meta.get("encryption", "off"), meta.get("policy", ""),
+                 meta.get("redaction", "off"))
+
+
+def signed_fixed(meta: Mapping[str, str], verifier: Verifier, origin: str) -> Fixed:
+    """The fixed settings the log's key signed; TamperError when missing or not genuine."""
+    note = meta.get(SETTINGS_META)
+    if note is None:
+        raise TamperError("settings", 0, "the log's signed settings statement is missing (the "
+                          "settings table was edited, or the log predates signed settings: "
+                          "run 'sealtrail settings adopt --reason TEXT' after checking them)")
+    try:
+        return Fixed.open(note, verifier, origin)
+    except VerificationError as exc:
+        raise TamperError("settings", 0, f"the log's settings statement is not one its key "
+                          f"signed: {exc}") from exc
+
+
+def digest(text: str) -> str:
+    """The digest that names a stored setting's value in the entry that set it."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def policy_target(name: str, text: str) -> str:
+    """The ``target.id`` of a ``retention.policy.set`` entry: the policy's name and digest."""
+    return f"{name[:180]}@{digest(text)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRecord:
+    """One entry that changed a stored setting, as verify reads it (clear fields only)."""
+
+    index: int
+    action: str
+    target_id: str
+
+
+def check_stored(meta: Mapping[str, str], holds: Iterable[tuple[int, bytes, str | None]],
+                 records: Iterable[SettingRecord], verifier: Verifier, origin: str) -> None:
+    """Compare every stored setting with what the log's key and entries say; raise
+    TamperError naming the setting (and the entry, when one is involved).
+
+    ``holds`` are the stored legal holds as (number, subject ref, released-at or None);
+    ``records`` the setting entries in log order.
+    """
+    # 1. Fixed settings: the meta rows must equal the signed statement.
+    fixed = signed_fixed(meta, verifier, origin)
+    for name, want in fixed.as_meta().items():
+        if meta.get(name) != want:
+            raise TamperError("settings", 0, f"the stored setting {name!r} is "
+                              f"{meta.get(name)!r} but the log was created with {want!r} "
+                              "(the settings table was edited)")
+    ordered = sorted(records, key=lambda r: r.index)
+    # 2. Retention policy: the stored policy is the one the latest policy entry names.
+    policies = [r for r in ordered if r.action == "retention.policy.set"]
+    stored = meta.get(POLICY_META)
+    if policies:
+        last = policies[-1]
+        _, _, want_digest = last.target_id.rpartition("@")
+        if stored is None:
+            raise TamperError("settings", last.index, "the retention policy set by entry "
+                              f"{last.index} is missing from the settings table")
+        if not want_digest.startswith("sha256:"):
+            raise TamperError("settings", last.index, f"entry {last.index} does not name the "
+                              "digest of the policy it set")
+        if meta.get(POLICY_AT_META) != str(last.index):
+            raise TamperError("settings", last.index, "the stored retention policy does not "
+                              f"point at entry {last.index}, the latest that set one")
+        if not hmac.compare_digest(digest(stored), want_digest):
+            raise TamperError("settings", last.index, "the stored retention policy differs "
+                              f"from the one entry {last.index} set (the settings table was "
+                              "edited)")
+    elif stored is not None:
+        raise TamperError("settings", 0, "a retention policy is stored but no entry of the "
+                          "log set it (the settings table was edited)")
+    # 3. Legal holds: the stored holds are exactly the replay of hold entries.
+    _check_holds(list(holds), [r for r in ordered if r.action.startswith("subject.hold.")])
+    # 4. The active data key is the one the latest rotation entry made active.
+    rotations = [r for r in ordered if r.action == "keys.rotate"]
+    want_key = rotations[-1].target_id if rotations else "d1"
+    have_key = meta.get(ACTIVE_KEY_META, "d1")
+    if fixed.encryption == "on" and have_key != want_key:
+        where = rotations[-1].index if rotations else 0
+        raise TamperError("settings", where, f"the recorded active data key is {have_key!r}; "
+                          f"the log's last rotation entry says {want_key!r}")
+
+
+def _check_holds(stored: list[tuple[int, bytes, str | None]],
+                 records: list[SettingRecord]) -> None:
+    """Replay ``subject.hold.add`` / ``.release`` (target: the subject's ``ref:`` pseudonym)
+    and compare with the stored holds, hold by hold in creation order."""
+    expected: list[tuple[bytes, bool]] = []   # (ref, released), in the order holds were made
+    for rec in records:
+        if not rec.target_id.startswith("ref:"):
+            raise TamperError("settings", rec.index, f"hold entry {rec.index} does not name a "
+                              "subject pseudonym")
+        try:
+            ref = base64.urlsafe_b64decode(rec.target_id[4:] + "=" * (-len(rec.target_id) % 4))
+        except ValueError as exc:
+            raise TamperError("settings", rec.index, f"hold entry {rec.index} has a malformed "
+                              "pseudonym") from exc
+        if rec.action == "subject.hold.add":
+            expected.append((ref, False))
+        else:
+            expected = [(r, True) if r == ref else (r, done) for r, done in expected]
+    have = [(bytes(ref), released is not None) for _, ref, released in sorted(stored)]
+    if have != expected:
+        first = next((i for i, (a, b) in enumerate(zip(have, expected, strict=False))
+                      if a != b), min(len(have), len(expected)))
+        where = records[0].index if records else 0
+        raise TamperError("settings", where, f"the stored legal holds differ from the log's "
+                          f"hold entries (from hold #{first + 1}: {len(have)} stored, "
+                          f"{len(expected)} recorded; the holds table was edited)")
+
+
+__all__ = ["ACTIVE_KEY_META", "FIXED", "POLICY_AT_META", "POLICY_META", "SETTINGS_META",
+           "SETTING_ACTIONS", "STATEMENT", "Fixed", "SettingRecord", "check_stored", "digest",
+           "fixed_from_meta", "policy_target", "signed_fixed"]
