@@ -20,12 +20,14 @@ import pytest
 
 from sealtrail import AuditLog
 from sealtrail.monitor.alerts import MONITOR_DIR, AlertStore, monitor_db_path
+from sealtrail.monitor.config import build_config
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.privacy import pseudonym
 from sealtrail.monitor.rules import parse_rule
 from sealtrail.monitor.runner import Monitor
 from sealtrail.monitor.sinks import WebhookSink
 from tests.monitor.receivers import WebhookReceiver, wait_until
+from tests.server.conftest import service_at
 
 IP = "203.0.113.77"
 AGENT = "Mozilla/5.0 (X11; Linux) sprayer/9.9 unique-agent-7f3a"
@@ -142,3 +144,35 @@ def test_an_unencrypted_log_keeps_its_clear_values(tmp_path: Path) -> None:
         (alert,) = store.list("default")
         assert alert.key == IP
         store.close()
+
+
+def test_an_admin_key_listing_alerts_sees_no_sealed_value(tmp_path: Path) -> None:
+    """The attack as an admin would make it: a running service, a rule grouping by the
+    sealed ``actor.ip``, and the alert list (open to admin keys, which may read no event
+    content) shows the alert under the address's pseudonym only."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "spray.yml").write_text(
+        "id: local.spray_by_ip\nkind: threshold\nmatch: {action: user.login, outcome: failure}\n"
+        "group_by: actor.ip\ncount: 3\nwindow: 5m\nseverity: high\n")
+    cfg = build_config({"builtin": False}, rules_paths=[rules], sinks=[])
+    with service_at(tmp_path / "data", monitor=cfg) as svc, svc.client() as c:
+        r = c.post("/v1/logs/default/events", json=[_login(a) for a in ("a", "b", "c")],
+                   headers=svc.auth("ingest_default"))
+        assert r.status_code == 201, r.text
+
+        def listed() -> list[dict[str, Any]]:
+            got = c.get("/v1/logs/default/alerts", headers=svc.auth("admin"))
+            assert got.status_code == 200, got.text
+            alerts: list[dict[str, Any]] = got.json()["alerts"]
+            return alerts
+
+        assert wait_until(lambda: bool(listed()), 20)
+        (alert,) = listed()
+        raw = c.get("/v1/logs/default/alerts", headers=svc.auth("admin")).text
+    assert alert["rule"] == "local.spray_by_ip"
+    assert alert["key"].startswith("ps:")
+    for s in (IP, AGENT, NAME):
+        assert s not in raw
+    with AuditLog.open(tmp_path / "data") as log:
+        assert alert["key"] == pseudonym(log, "actor.ip", IP)
