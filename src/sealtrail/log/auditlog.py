@@ -1065,6 +1065,10 @@ class AuditLog:
 
         def hook(_at: int) -> None:
             held = store.holds(ref)
+            if not held and self._held_in_log(target["id"]):
+                raise TamperError("settings", 0, "the log records a legal hold on this subject "
+                                  "that the holds table no longer has (it was edited): "
+                                  "refusing to erase; run sealtrail verify")
             if held:
                 number, _, why, since, _ = held[0]
                 raise PolicyError(f"the subject is under legal hold #{number} since {since} "
@@ -1105,6 +1109,20 @@ class AuditLog:
         protector.forget()
         self.wal_purged = _purge_wal(store)
         return receipt
+
+    def _held_in_log(self, ref_text: str) -> bool:
+        """Whether the log's own hold entries leave a hold open on the subject ``ref_text``
+        (found through the blind index of ``target.id``; the holds table is only a copy)."""
+        open_holds = 0
+        for index in reversed(self.find("target.id", ref_text)):
+            ev = self.entry(index).event()
+            if (ev.get("target") or {}).get("id") != ref_text:
+                continue
+            if ev.get("action") == "subject.hold.add":
+                open_holds += 1
+            elif ev.get("action") == "subject.hold.release":
+                open_holds = 0
+        return open_holds > 0
 
     def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
         """Put a legal hold on a subject: erasure is refused until it is released."""
