@@ -8,6 +8,7 @@ checks the :class:`TamperError` that verification raises.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -28,6 +29,7 @@ from sealtrail.core.note import Signer
 from sealtrail.log import keys
 from sealtrail.log import verify as verify_module
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.headmemory import FILE, FORMAT
 from sealtrail.log.tree import BLOCK, TreeEdge
 from sealtrail.store.sqlite import SQLiteStore
 
@@ -222,6 +224,10 @@ def truncate(data_dir: Path, k: int, *, keep_history: bool) -> None:
     note = signer.sign(Checkpoint(str(origin), k, root).format())
     with edit(data_dir) as db:
         db.execute("UPDATE state SET size = ?, checkpoint = ?", (k, note))
+    # Holding the key, the attacker also rewrites this machine's head memory (it is only as
+    # strong as the key): what is left to catch them is a checkpoint kept elsewhere.
+    (data_dir / LOG / FILE).write_text(json.dumps({"format": FORMAT, "origin": str(origin),
+                                                   "note": note}))
 
 
 def chunk_start_near(data_dir: Path, target: int) -> int:

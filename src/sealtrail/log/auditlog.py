@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import logging
 import os
 import re
 import socket
@@ -60,6 +61,7 @@ from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
 from sealtrail.log.blindindex import SEG_SHIFT
+from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
@@ -110,6 +112,20 @@ def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_log = logging.getLogger("sealtrail")
+_memory_warned: set[str] = set()
+
+
+def _warn_memory(exc: StorageError) -> None:
+    """The head memory could not be written (a read-only directory, a full disk): say so once
+    per problem; the entries themselves are committed."""
+    text = str(exc)
+    if text not in _memory_warned:
+        _memory_warned.add(text)
+        _log.warning("sealtrail: %s (rollback detection relies on an older head until it can "
+                     "be written)", text)
 
 
 def system_clock() -> datetime:
@@ -293,6 +309,13 @@ class AuditLog:
         self._store = store
         self._signer = signer
         self._clock = clock
+        # The newest head this machine saw the log sign, kept outside the database: a log
+        # moved backwards or forked is refused (log/headmemory.py).
+        self.head_memory = HeadMemory(memory_path(directory, origin), signer.verifier(),
+                                      origin)
+        # The database file this log opened: a file replaced under a running process (an
+        # older copy put in its place) must not swallow the appends that follow.
+        self._db_identity = _file_identity(store.path)
         self._mutex = threading.Lock()
         self._queue: list[_Request] = []
         self._leading = False
@@ -457,7 +480,12 @@ class AuditLog:
         """Close the store. Everything acknowledged is already on disk."""
         if not self._closed:
             self._closed = True
-            self._store.close()
+            try:
+                self.head_memory.flush()
+            except StorageError as exc:
+                _warn_memory(exc)
+            finally:
+                self._store.close()
 
     @property
     def store(self) -> SQLiteStore:
@@ -633,7 +661,9 @@ class AuditLog:
         received = format_time(self._clock())
         store = self._store
         with store.transaction():
-            # 1. Another process may have appended since we last looked.
+            # 1. The file is still the one we opened, and another process may have appended
+            #    since we last looked.
+            self.check_identity()
             state = store.state()
             if state.size != self._edge.size or not self._head_checked:
                 self._catch_up(state)
@@ -698,9 +728,14 @@ class AuditLog:
                 if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
                     store.put_checkpoint(new_edge.size, note)
                 store.put_state(State(new_edge.size, note, new_hwm))
-        # 6. Durable: adopt and answer.
+        # 6. Durable: adopt, remember the head outside the database, and answer.
         if protector is not None:
             protector.adopt(sealing)
+        if hashes:
+            try:
+                self.head_memory.remember(note, new_edge.size)
+            except StorageError as exc:  # the entries are committed; only the memory lags
+                _warn_memory(exc)
         self._recent.extend(index, new_ids)
         self._edge = new_edge
         self._hwm = new_hwm
@@ -794,6 +829,7 @@ class AuditLog:
         if cp.size != state.size or not hmac.compare_digest(edge.root(), cp.root):
             raise TamperError("changed", min(cp.size, state.size), "the stored tree does not "
                               "match the signed head: refusing to append; run sealtrail verify")
+        self.head_memory.check(self._store)  # not rolled back or forked behind our back
         return edge
 
     def _catch_up(self, state: State) -> None:
@@ -1361,16 +1397,69 @@ class AuditLog:
         # A connection of its own: a long verification never holds up appends.
         store = SQLiteStore(self._store.path, readonly=True)
         try:
+            self.check_identity()
+            remembered = self.head_memory.load()
             report = verify_log(store, self.verifier, self.origin,
                                 trusted_checkpoint=trusted_checkpoint, progress=progress,
-                                database=self._store.path, workers=workers)
+                                database=self._store.path, workers=workers,
+                                remembered=remembered.note if remembered is not None else None)
+            note = store.state().checkpoint
         except TamperError:
             self._note_verification("verify_failed_at", None)
             raise
         finally:
             store.close()
+        if note is not None:
+            try:  # verified: this head is now the one to remember
+                self.head_memory.remember(note, report.size, now=True)
+            except StorageError as exc:
+                _warn_memory(exc)
         self._note_verification("verified_at", report.size)
         return report
+
+    def check_identity(self) -> None:
+        """Raise TamperError when the database file was replaced since the log opened it
+        (an older copy moved into place under a running process, whose appends would then
+        go to the unlinked file and vanish)."""
+        now = _file_identity(self._store.path)
+        if now is None or self._db_identity is None or now[:2] != self._db_identity[:2]:
+            raise TamperError("replaced", self.size_opened, f"the database file "
+                              f"{self._store.path} was replaced or removed while the log was "
+                              "open: refusing to go on; run sealtrail verify")
+
+    @property
+    def size_opened(self) -> int:
+        """The tree size this process last committed or loaded (not re-read from the file)."""
+        return self._edge.size
+
+    def accept_head(self, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
+        """An operator accepts the stored head after a rollback or fork was reported (a
+        restore from backup, say): the head memory is reset to it and the acceptance is
+        recorded in the log, with the head it replaces. The stored head must still carry
+        the log's signature and match its tree."""
+        _check_reason(reason, "say why the current head is accepted (e.g. the backup restored)")
+        state = self._store.state()
+        edge = TreeEdge.load(self._store, state.size)
+        try:
+            cp = open_checkpoint(state.checkpoint or "", self.verifier, self.origin)
+        except VerificationError as exc:
+            raise TamperError("checkpoint", state.size, "the head checkpoint is not one this "
+                              "log signed: it cannot be accepted") from exc
+        if cp.size != state.size or not hmac.compare_digest(edge.root(), cp.root):
+            raise TamperError("changed", state.size, "the stored tree does not match the "
+                              "signed head: it cannot be accepted")
+        try:
+            old = self.head_memory.load()
+            was = str(old.checkpoint.size) if old is not None else "none"
+        except TamperError:
+            was = "unreadable"
+        self.head_memory.reset(state.checkpoint or "")
+        self._edge = TreeEdge(0, [], {})  # reload everything on the next commit
+        self._head_checked = False
+        return self.append_own([{
+            "actor": dict(actor), "action": "sealtrail.head.accept", "outcome": "success",
+            "category": "admin", "target": {"type": "log_head", "id": f"{was}->{cp.size}"},
+            "reason": reason}])[0]
 
     def increment_at(self, size: int) -> Increment:
         """Where an incremental check starts after a full verification of ``size`` entries."""

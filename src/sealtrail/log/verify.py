@@ -19,6 +19,10 @@ stays flat in the log's size. The steps (markers below):
 6. every emptied entry was retired by a receipt the log recorded (log/receipts.py);
 7. every stored setting equals what the log's key signed at creation and what the log's own
    entries set since (log/settings.py): editing the settings table is tampering.
+
+Steps 1-4 also take the head memory (log/headmemory.py), the newest head this machine saw the
+log sign, as a target: a log smaller than it was *rolled back*; one whose first entries do
+not give its root was *forked*.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
-from sealtrail.log.receipts import check_retired
+from sealtrail.log.receipts import check_retired, receipt_indexes
 from sealtrail.log.settings import SETTING_ACTIONS, SettingRecord, check_stored
 from sealtrail.log.tree import BLOCK, TreeEdge
 from sealtrail.store.protocol import Chunk, Store
@@ -204,6 +208,7 @@ class _RangeResult:
     error: tuple[str, int, str] | None
     retired: list[tuple[int, int]] = field(default_factory=list)
     settings: list[SettingRecord] = field(default_factory=list)
+    receipts: list[int] = field(default_factory=list)
 
 
 def _verify_range(store: Store, start: int, end: int, size: int,
@@ -225,6 +230,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
     levels = _StoredLevels(store)
     retired: list[tuple[int, int]] = []
     settings: list[SettingRecord] = []
+    receipts: list[int] = []
     done, last = start, list[bytes]()
     lows: dict[int, list[bytes]] = {}
     pending = [s for s in stops if start < s <= end]
@@ -281,12 +287,13 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                               if (local >> lv) & 1]
                 stop_i += 1
         _check_ids(chunk, leaves, size, settings)
+        receipts.extend(receipt_indexes(chunk))
     if done != end:
         raise TamperError("missing", done, f"entries {done}..{end - 1} are missing")
     width = end - start
     whole = width & (width - 1) == 0 and start % width == 0
     return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired,
-                        settings)
+                        settings, receipts)
 
 
 def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
@@ -312,7 +319,8 @@ def _default_workers() -> int:
 def verify_log(store: Store, verifier: Verifier, origin: str, *,
                trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None,
-               database: Path | None = None, workers: int | None = None) -> VerifyReport:
+               database: Path | None = None, workers: int | None = None,
+               remembered: str | None = None) -> VerifyReport:
     """Verify everything stored for one log; raise TamperError naming the first problem.
 
     With ``database`` (the SQLite file) and more than one worker, logs of at least
@@ -335,6 +343,14 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 raise TamperError("truncated", size, f"the log has {size} entries; the trusted "
                                   f"checkpoint shows {trusted.size}")
             targets.setdefault(trusted.size, []).append(("trusted", trusted.root))
+        if remembered is not None:
+            # The head memory (log/headmemory.py): the newest head this machine saw signed.
+            mem = open_checkpoint(remembered, verifier, origin)
+            if mem.size > size:
+                raise TamperError("rolled back", size, f"the log has {size} entries but this "
+                                  f"machine saw it sign a head of {mem.size} entries: entries "
+                                  "were removed and an older head put back")
+            targets.setdefault(mem.size, []).append(("remembered", mem.root))
         targets.setdefault(size, [])
         stops = sorted(targets)
         # 2. Rows no range reaches: before 0 or past the size.
@@ -360,6 +376,10 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             checked.add(s)
             for label, want in targets[s]:
                 if not hmac.compare_digest(got, want):
+                    if label == "remembered":
+                        raise TamperError("forked", 0, f"the first {s} entries do not give the "
+                                          "root this machine saw the log sign for that size: "
+                                          f"the log was rewritten below index {s}")
                     if label == "trusted":
                         # The signed checkpoints below ``s`` matched, but whoever forked the log
                         # holds its key and re-signed them: they bound nothing, so the rewrite
@@ -378,12 +398,14 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         levels = _StoredLevels(store)
         emptied: list[tuple[int, int]] = []
         settings: list[SettingRecord] = []
+        found: list[int] = []
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
                                   workers=n_workers):
             if result.error is not None:
                 raise TamperError(*result.error)
             emptied.extend(result.retired)
             settings.extend(result.settings)
+            found.extend(result.receipts)
             a = result.start
             units = a >> RANGE_LEVEL if len(bounds) > 1 else 0
             ups = [upper_last[lv] for lv in range(units.bit_length() - 1, -1, -1)
@@ -418,7 +440,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             if count == 0 or (last_block, length) != (want_block, want_len):
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         # 6. Every emptied entry was retired by a receipt the log itself recorded.
-        retired = check_retired(store, emptied, size)
+        retired = check_retired(store, emptied, size, found)
         # 7. Every stored setting is what the log's key signed and its entries set.
         check_stored(store.meta(), [(n, ref, released) for n, ref, _, _, released in
                                    store.holds(open_only=False)], settings, verifier, origin)
