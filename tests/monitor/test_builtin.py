@@ -286,3 +286,16 @@ def test_engine_with_everything_enabled_runs_a_mixed_stream() -> None:
     events = [login(i, "failure") for i in range(6)] + [audit_read("reader")]
     out = [d.to_dict() for i, e in enumerate(events) for d in engine.process(i, e)]
     assert {d["rule"] for d in out} == {"builtin.brute_force", "builtin.audit_access"}
+
+
+def test_mass_export_fires_on_sealtrail_own_large_export() -> None:
+    """``builtin.mass_export`` sees the size of sealtrail's own exports, which the producer
+    records as ``metadata.results`` (an application's export says ``metadata.count``)."""
+    with tempfile.TemporaryDirectory() as tmp, AuditLog.open(tmp) as log:
+        big = log.record_access({"id": "ops", "type": "os_user"}, "audit.export",
+                                role="operator", details={"format": "ocsf"}, results=5000)
+        small = log.record_access({"id": "ops", "type": "os_user"}, "audit.export",
+                                  role="operator", details={"format": "ocsf"}, results=10)
+        events = [log.read(log.entry(big.index)), log.read(log.entry(small.index))]
+    hits = [rule for _, rule in fired(events)]
+    assert hits.count("builtin.mass_export") == 1

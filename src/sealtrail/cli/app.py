@@ -9,6 +9,7 @@ command.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import getpass
 import hashlib
@@ -46,6 +47,8 @@ from sealtrail.core.tlogproof import TlogProof
 from sealtrail.log import keys
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
+from sealtrail.log.derived import DerivedReport
+from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.keyring import passphrase_kek
 from sealtrail.log.search import Filter, search
 from sealtrail.log.verify import VerifyReport, verify_log
@@ -59,6 +62,9 @@ app.add_typer(prove_app, name="prove")
 keys_app = typer.Typer(no_args_is_help=True, help="Service API keys (create, list, revoke) and "
                        "the encryption keyring (rotate, info).")
 app.add_typer(keys_app, name="keys")
+head_app = typer.Typer(no_args_is_help=True, help="The head memory: the newest head this "
+                       "machine saw the log sign (rollback and fork detection).")
+app.add_typer(head_app, name="head")
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds on data subjects (block erasure).")
 app.add_typer(hold_app, name="hold")
 
@@ -361,8 +367,17 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
            workers: Annotated[int | None, typer.Option(
                min=1, max=64, help="Processes for large logs [default: one per core].")
            ] = None,
+           derived: Annotated[bool | None, typer.Option(
+               "--derived/--no-derived", help="Also rebuild and compare the blind indexes and "
+               "subject keys (needs the keyring; about 50 us per entry) [default: when the "
+               "keyring opens without a prompt].")] = None,
            data: DataOpt = None, log: LogOpt = None) -> None:
-    """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage."""
+    """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage.
+
+    Besides the tree, checkpoints, id index, retention receipts and settings, the log must not
+    be smaller than, or forked from, the newest head this machine saw it sign (its head
+    memory); a verified head becomes the one remembered.
+    """
     with _errors():
         d, name = _where(data, log)
         directory = log_dir(d, name)
@@ -378,11 +393,20 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
             except OSError as exc:
                 fail(f"--checkpoint {checkpoint}: {exc.strerror}")
         store = SQLiteStore(db, readonly=True)
+        memory = HeadMemory(memory_path(directory, verifier.name), verifier, verifier.name)
         update, stop = _progress()
+        derived_report: DerivedReport | None = None
         try:
-            report: VerifyReport = verify_log(store, verifier, verifier.name,
-                                              trusted_checkpoint=trusted, progress=update,
-                                              database=db, workers=workers)
+            remembered = memory.load()
+            report: VerifyReport = verify_log(
+                store, verifier, verifier.name, trusted_checkpoint=trusted, progress=update,
+                database=db, workers=workers,
+                remembered=remembered.note if remembered is not None else None)
+            head = store.state().checkpoint
+            if head is not None:
+                with contextlib.suppress(StorageError):  # a read-only copy remembers nothing
+                    memory.remember(head, report.size, now=True)
+            derived_report = _verify_derived(d, name, derived)
         except TamperError as exc:
             stop()
             if as_json:
@@ -406,9 +430,53 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
             typer.echo(dumps({"ok": True, "size": report.size,
                               "root_hash": base64.b64encode(report.root).decode(),
                               "checkpoints": report.checkpoints,
-                              "trusted_size": report.trusted_size}))
+                              "trusted_size": report.trusted_size,
+                              "derived": derived_report.summary() if derived_report else None}))
         else:
             typer.echo(report.summary())
+            if derived_report is not None:
+                typer.echo(derived_report.summary())
+            elif derived is None:
+                err.print("note: blind indexes and subject keys were not checked (the keyring "
+                          "is locked); give the passphrase or --derived to check them",
+                          markup=False)
+
+
+def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport | None:
+    """The keyed check of derived data (blind indexes, subject keys), when wanted or when the
+    keyring opens without a prompt; None when skipped."""
+    if wanted is False:
+        return None
+    with AuditLog.open(data, name, create=False,
+                       passphrase=_passphrase(prompt=bool(wanted))) as alog:
+        if not alog.encrypted:
+            return None
+        if alog.locked_reason:
+            if wanted:
+                fail(f"--derived: {alog.locked_reason}")
+            return None
+        return alog.verify_derived()
+
+
+@head_app.command("show")
+def head_show(data: DataOpt = None, log: LogOpt = None) -> None:
+    """The head this machine remembers the log signing, and the log's head now (JSON)."""
+    with _errors(), _open(data, log) as alog:
+        mem = alog.head_memory.load()
+        typer.echo(dumps({"memory": str(alog.head_memory.path),
+                          "remembered_size": mem.checkpoint.size if mem else None,
+                          "log_size": alog.size}))
+
+
+@head_app.command("accept")
+def head_accept(reason: Annotated[str, typer.Option(help="Why the current head is right "
+                                                    "(e.g. the backup it was restored from).")],
+                data: DataOpt = None, log: LogOpt = None) -> None:
+    """After a reported rollback or fork you have investigated: accept the log's current head
+    as the one to remember. The acceptance is recorded in the log."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = alog.accept_head(reason=reason, actor=_operator())
+        typer.echo(dumps({"accepted_size": alog.size, "event_index": receipt.index}))
 
 
 def _read_text(path: Path, option: str) -> str:
@@ -761,8 +829,6 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor."""
     import ssl  # noqa: PLC0415 - only the server needs these
 
-    import uvicorn  # noqa: PLC0415
-
     from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
     with _errors():
         if (tls_cert is None) != (tls_key is None):
@@ -795,13 +861,13 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
                   markup=False)
-        from sealtrail.server.tls import CertAwareH11Protocol  # noqa: PLC0415
-        uvicorn.run(application, host=host, port=port, log_level="warning",
-                    http=CertAwareH11Protocol,
-                    ssl_certfile=str(tls_cert) if tls_cert else None,
-                    ssl_keyfile=str(tls_key) if tls_key else None,
-                    ssl_ca_certs=str(client_ca) if client_ca else None,
-                    ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
+        # Header, body and keep-alive timeouts against slow clients (server/serving.py).
+        from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
+        serve_http(application, host=host, port=port, log_level="warning",
+                   ssl_certfile=str(tls_cert) if tls_cert else None,
+                   ssl_keyfile=str(tls_key) if tls_key else None,
+                   ssl_ca_certs=str(client_ca) if client_ca else None,
+                   ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
 
 
 def _monitor_config(rules: list[Path], webhook: str | None, secret_file: Path | None,

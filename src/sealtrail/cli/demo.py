@@ -63,9 +63,8 @@ def prepare(data: Path, passphrase: str) -> dict[str, str]:
 
 def run_demo(data: Path, port: int) -> None:
     """Prepare the demo and serve it on 127.0.0.1:``port`` until interrupted."""
-    import uvicorn  # noqa: PLC0415 - only the demo and serve need the server
-
     from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
+    from sealtrail.server.serving import serve  # noqa: PLC0415 - only the demo and serve run it
     phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
     tokens = prepare(data, phrase)
     base = f"http://127.0.0.1:{port}"
@@ -88,4 +87,4 @@ def run_demo(data: Path, port: int) -> None:
                "# the monitor's alerts on the sample")
     typer.echo("  Ctrl-C stops the service; the data stays for next time.\n")
     app = create_app(ServiceConfig(data, passphrase=phrase))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    serve(app, host="127.0.0.1", port=port, log_level="warning")

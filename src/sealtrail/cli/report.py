@@ -22,6 +22,7 @@ from sealtrail.cli.app import (
     app,
     fail,
 )
+from sealtrail.compliance.bundle import open_private
 from sealtrail.compliance.checks import STANDARDS
 from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
 from sealtrail.monitor.alerts import alerting_evidence
@@ -61,8 +62,9 @@ def report(  # noqa: PLR0917 - CLI options
             sys.stdout.buffer.write(body)
             sys.stdout.flush()
         else:
-            try:
-                out.write_bytes(body)
+            try:  # 0600 whatever the umask: a report names people and systems
+                with open_private(out) as dest:
+                    dest.write(body)
             except OSError as exc:
                 fail(f"--out {out}: {exc.strerror or exc}", 1)
         c = result.counts

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import msgspec
 
@@ -83,6 +83,9 @@ from sealtrail.log.verify import (
 )
 from sealtrail.store.protocol import Chunk, State
 from sealtrail.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from sealtrail.log.derived import DerivedReport
 
 Clock = Callable[[], datetime]
 
@@ -1416,6 +1419,13 @@ class AuditLog:
                 _warn_memory(exc)
         self._note_verification("verified_at", report.size)
         return report
+
+    def verify_derived(self) -> DerivedReport:
+        """Rebuild the blind indexes and check the subject keys against the events (needs
+        the keyring; see :mod:`sealtrail.log.derived`); raises TamperError."""
+        from sealtrail.log.derived import verify_derived  # noqa: PLC0415 - derived imports us
+
+        return verify_derived(self)
 
     def check_identity(self) -> None:
         """Raise TamperError when the database file was replaced since the log opened it

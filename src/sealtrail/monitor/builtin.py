@@ -57,7 +57,10 @@ _DEFINITIONS: Final[list[dict[str, Any]]] = [
      "clauses": ["PCI DSS 10.2.1.1", _AUDIT_CONTROLS, _REVIEW]},
     {"id": "builtin.mass_export", "kind": "match", "severity": "high",
      "title": "Large data export",
-     "match": {"action": "*export*", "metadata.count": {"gte": 1000}},
+     # An application's export names its size in metadata.count; sealtrail's own reads
+     # (audit.export, audit.entries.read, ...) record it as metadata.results.
+     "match": {"action": "*export*", "any": [{"metadata.count": {"gte": 1000}},
+                                            {"metadata.results": {"gte": 1000}}]},
      "clauses": ["PCI DSS 10.2.1.1", _AUDIT_CONTROLS, _REVIEW]},
     {"id": "builtin.subject_erasure", "kind": "match", "severity": "medium",
      "title": "Data subject key erased",
