@@ -1401,7 +1401,7 @@ class AuditLog:
         store = SQLiteStore(self._store.path, readonly=True)
         try:
             self.check_identity()
-            remembered = self.head_memory.load()
+            remembered = self.head_memory.newest()
             report = verify_log(store, self.verifier, self.origin,
                                 trusted_checkpoint=trusted_checkpoint, progress=progress,
                                 database=self._store.path, workers=workers,

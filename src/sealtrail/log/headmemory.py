@@ -82,6 +82,7 @@ class HeadMemory:
         self._size = -1          # the size last read or written (-1: not yet read)
         self._pending: str | None = None
         self._written_at = 0.0
+        self._newest: tuple[int, str] | None = None  # the newest head this process knows
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -108,10 +109,19 @@ class HeadMemory:
         self._size = max(self._size, cp.size)
         return Remembered(note, cp)
 
+    def newest(self) -> Remembered | None:
+        """The newest head known: the file's, or a newer one this process signed or verified
+        that is not written yet (writes are throttled; the process's memory is not)."""
+        mem = self.load()
+        if self._newest is not None and (mem is None or self._newest[0] > mem.checkpoint.size):
+            note = self._newest[1]
+            return Remembered(note, open_checkpoint(note, self._verifier, self._origin))
+        return mem
+
     def check(self, store: Store) -> None:
         """Compare the stored head with the memory: raise TamperError when the log is
         smaller (rolled back) or its first ``m`` entries give another root (forked)."""
-        mem = self.load()
+        mem = self.newest()
         if mem is None:
             return
         m = mem.checkpoint.size
@@ -136,6 +146,8 @@ class HeadMemory:
         waits in memory and :meth:`flush` writes it): the memory may lag the log by a
         fraction of a second, never lead it.
         """
+        if self._newest is None or size > self._newest[0]:
+            self._newest = (size, note)
         if size <= self._size and self._pending is None:
             return
         self._pending = note

@@ -7,6 +7,12 @@ seconds, so a byte changed in its files is found within seconds (PCI DSS 10.3.4)
 one as often as the budget allows. The last result per log is kept; in the service a failure
 shows as ``sealtrail_verification_ok{log} 0``, makes /readyz answer 503, and ``on_result``
 hands it to the monitor, which raises a critical alert.
+
+The watch also remembers, in memory, the newest head it verified per log and holds each next
+verification to it (besides the head memory file every process keeps, log/headmemory.py): a
+log moved backwards or forked while the service runs fails, and keeps failing, even if the
+memory file was deleted too. A database file replaced under the running service fails at
+once (``AuditLog.check_identity``), checked with every incremental round.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class Verifier:
             next_wait=lambda took: min(interval, max(low, 20 * took)))
         self._on_result = on_result
         self.results: dict[str, Result] = {}
+        # The newest signed head verified per log: the next full run must extend it.
+        self._verified: dict[str, str] = {}
 
     @property
     def last_duration(self) -> float:
@@ -96,7 +104,9 @@ class Verifier:
                 if self._increments.get(name) is not since:
                     continue  # a full run replaced it meanwhile
                 try:
-                    self._increments[name] = self._logs.get(name).verify_increment(since)
+                    alog = self._logs.get(name)
+                    alog.check_identity()
+                    self._increments[name] = alog.verify_increment(since)
                 except Exception as exc:  # any failure to check is a failed check (closed)
                     del self._increments[name]  # the next full run starts over
                     self._record(name, Result(False, 0, self._now(),
@@ -113,8 +123,10 @@ class Verifier:
                 continue  # a log that does not open: /readyz reports it already
             with self._lock:
                 try:
-                    report = alog.verify()
+                    head = alog.checkpoint().note  # read first: verify proves it is extended
+                    report = alog.verify(trusted_checkpoint=self._verified.get(name))
                     self._increments[name] = alog.increment_at(report.size)
+                    self._verified[name] = head
                 except Exception as exc:  # any failure to check is a failed check (closed)
                     # Tampering, or storage that cannot be read through: either way the log
                     # is not known intact, so an earlier pass must not keep standing.
