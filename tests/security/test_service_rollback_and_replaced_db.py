@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
 import httpx
 
 from tests.faults.test_rollback_to_older_signed_head import _roll_back
 from tests.server.conftest import Service, running, seed_event, service_at
-from tests.server.conftest import start_service as start_service  # the fixture
 
 LOG = "default"
 
@@ -71,9 +67,12 @@ def test_rollback_under_running_service_stays_failed(tmp_path: Path) -> None:
         assert int(_head_note(again).splitlines()[1]) == old_size  # nothing signed on top
 
 
-def test_database_replaced_by_an_older_copy_is_refused(start_service: Callable[..., Any],
-                                                        tmp_path: Path) -> None:
-    svc: Service = start_service(verify_delay=0.1, verify_interval=0.3)
+def test_database_replaced_by_an_older_copy_is_refused(tmp_path: Path) -> None:
+    with service_at(tmp_path / "svc", verify_delay=0.1, verify_interval=0.3) as svc:
+        _replace_under(svc, tmp_path)
+
+
+def _replace_under(svc: Service, tmp_path: Path) -> None:
     assert _post(svc, 1).status_code == 201
     db = svc.data_dir / LOG / "log.db"
     backup = tmp_path / "old"
