@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+
 import httpx
 
 from tests.faults.test_rollback_to_older_signed_head import _roll_back
