@@ -14,11 +14,16 @@ a config file (JSON or YAML), validated with errors that name the field::
          reason: "NTP fix scheduled (CHG-1234)"}
     disk_min_free: {ratio: 0.05, bytes: 536870912}
     lag_alert_entries: 50000
+    publish: {interval: 1h}  # checkpoints to every sink, now and hourly; 0/off: never
+    # publish: {interval: 6h, sinks: [siem]}
+    hooks:                   # a command given each log's checkpoint note on stdin
+      checkpoint.publish: {command: [/usr/local/bin/keep-checkpoint], timeout: 30s}
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,12 +36,15 @@ from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.builtin import builtin_rules, configure_builtin
 from sealtrail.monitor.engine import load_rules
+from sealtrail.monitor.publish import HOOK_NAME, HookSettings, PublishSettings
 from sealtrail.monitor.rules import Rule, RuleError, check_unique, parse_duration
 from sealtrail.monitor.runner import MonitorSettings, Suppression
 from sealtrail.monitor.sinks import build_sinks
 
 _KEYS: Final = frozenset({"rules", "builtin", "sinks", "dedup_window", "suppress",
-                          "disk_min_free", "lag_alert_entries"})
+                          "disk_min_free", "lag_alert_entries", "publish", "hooks"})
+_PUBLISH_MIN: Final = 60.0  # seconds: each publication posts to every sink
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(slots=True)
@@ -103,6 +111,90 @@ def _suppressions(value: Any, where: str) -> list[Suppression]:
     return out
 
 
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _err(where, "a duration like 30s, 1h or 2d")
+    try:
+        return parse_duration(value, "config", where) / 1_000_000
+    except (RuleError, ValidationError) as exc:
+        raise _err(where, f"{value!r} is not a duration like 30s, 1h or 2d") from exc
+
+
+def _hook(value: Any, where: str) -> HookSettings:
+    if not isinstance(value, Mapping):
+        raise _err(where, "a mapping with command (a list of arguments) and timeout")
+    unknown = set(value) - {"command", "timeout", "env"}
+    if unknown:
+        raise _err(f"{where}.{sorted(unknown)[0]}", "unknown setting; use command, timeout, env")
+    command = value.get("command")
+    if isinstance(command, str):
+        raise _err(f"{where}.command", "a list of arguments (no shell), e.g. [/usr/local/bin/"
+                   "keep-checkpoint, --bucket, audit]")
+    if (not isinstance(command, list) or not command
+            or not all(isinstance(a, str) and a and "\0" not in a for a in command)):
+        raise _err(f"{where}.command", "required: a non-empty list of non-empty arguments")
+    timeout = 30.0
+    if "timeout" in value:
+        timeout = _seconds(value["timeout"], f"{where}.timeout")
+        if timeout > 3600:
+            raise _err(f"{where}.timeout", "at most 1h")
+    env = value.get("env", {})
+    if not isinstance(env, Mapping):
+        raise _err(f"{where}.env", "a mapping of variable names to strings")
+    for name, text in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name) \
+                or name.startswith("SEALTRAIL_"):
+            raise _err(f"{where}.env.{name}", "a variable name (letters, digits, _), not "
+                       "SEALTRAIL_*")
+        if not isinstance(text, str) or "\0" in text:
+            raise _err(f"{where}.env.{name}", "a string")
+    return HookSettings(tuple(command), timeout, tuple((str(k), str(v)) for k, v in
+                                                       env.items()))
+
+
+def _publish(doc: Mapping[str, Any], where: str, sinks: Sequence[Mapping[str, Any]],
+             names: Sequence[str]) -> PublishSettings:
+    """``publish`` (interval, which sinks) and ``hooks`` (checkpoint.publish)."""
+    publish = doc.get("publish", {})
+    if publish is None:
+        publish = {}
+    if not isinstance(publish, Mapping):
+        raise _err(f"{where}.publish", "a mapping with interval and/or sinks")
+    unknown = set(publish) - {"interval", "sinks"}
+    if unknown:
+        raise _err(f"{where}.publish.{sorted(unknown)[0]}", "unknown setting; use interval, "
+                   "sinks")
+    interval = 3600.0
+    value = publish.get("interval", "1h")
+    if value is False or value == 0 or value in ("0", "off"):
+        interval = 0.0
+    else:
+        interval = _seconds(value, f"{where}.publish.interval")
+        if interval < _PUBLISH_MIN:
+            raise _err(f"{where}.publish.interval", "at least 1m (or 0/off to publish nothing)")
+    chosen = list(sinks)
+    if "sinks" in publish:
+        wanted = publish["sinks"]
+        if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+            raise _err(f"{where}.publish.sinks", "a list of sink names ([] for none)")
+        for i, name in enumerate(wanted):
+            if name not in names:
+                raise _err(f"{where}.publish.sinks[{i}]", f"no sink is named {name!r} "
+                           f"(sinks: {', '.join(names) or 'none'})")
+        chosen = [s for s, n in zip(sinks, names, strict=True) if n in wanted]
+    hooks = doc.get("hooks", {})
+    if hooks is None:
+        hooks = {}
+    if not isinstance(hooks, Mapping):
+        raise _err(f"{where}.hooks", f"a mapping of hook names ({HOOK_NAME}) to commands")
+    unknown = set(hooks) - {HOOK_NAME}
+    if unknown:
+        raise _err(f"{where}.hooks.{sorted(unknown)[0]}", f"unknown hook; use {HOOK_NAME}")
+    hook = _hook(hooks[HOOK_NAME], f"{where}.hooks.{HOOK_NAME}") if HOOK_NAME in hooks \
+        else None
+    return PublishSettings(interval, tuple(dict(s) for s in chosen), hook)
+
+
 def build_config(doc: Mapping[str, Any] | None = None, *, base: Path | None = None,
                  rules_paths: Sequence[Path] = (), sinks: Sequence[Mapping[str, Any]] = (),
                  where: str = "monitor") -> MonitorConfig:
@@ -167,8 +259,11 @@ def build_config(doc: Mapping[str, Any] | None = None, *, base: Path | None = No
             raise _err(f"{where}.sinks[{i}]", "a sink is a mapping with a type")
     # Build them once now, so a bad sink stops the start instead of a monitor process
     # failing later, unseen; connections are made only when an alert is sent.
+    names = []
     for sink in build_sinks(all_sinks, where=f"{where}.sinks"):
+        names.append(sink.name)
         sink.close()
+    settings.publish = _publish(doc, where, all_sinks, names)
     return MonitorConfig(rules, [dict(s) for s in all_sinks], settings)
 
 

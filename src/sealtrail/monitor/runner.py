@@ -35,6 +35,7 @@ from sealtrail.monitor.alerts import Alert, AlertStore, new_alert_id
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.engine import Engine
 from sealtrail.monitor.privacy import Pseudonyms, scrub
+from sealtrail.monitor.publish import Publisher, PublishSettings, PublishStats
 from sealtrail.monitor.rules import Detection, Rule, Severity
 
 log = logging.getLogger("sealtrail.monitor")
@@ -79,6 +80,9 @@ class MonitorSettings:
     disk_min_free_ratio: float = 0.05   # alert when free space falls below 5 % ...
     disk_min_free_bytes: int = 512 << 20  # ... or below 512 MiB
     lag_alert_entries: int = 50_000     # alert when this many committed events wait
+    # Checkpoints published outward while the loop runs (monitor/publish.py); the
+    # configuration fills in the sinks (by default every alert sink) and the hook.
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
 
 _SUBJECT_MEMO: Final = 65_536  # entries whose subjects a log's state remembers
@@ -149,6 +153,7 @@ class Monitor:
         self._disk_checked = 0.0
         self._erasures: list[str] = []  # logs whose step erased a subject: files to purge
         self.stats = MonitorStats()
+        self._publisher: Publisher | None = None
 
     # -- running ------------------------------------------------------------------------------
 
@@ -164,10 +169,32 @@ class Monitor:
             self._thread = threading.Thread(target=self._run, name="sealtrail-monitor",
                                             daemon=True)
             self._thread.start()
+            self._start_publisher()
+
+    def _start_publisher(self) -> None:
+        """The loop's owner publishes checkpoints outward (one publisher per data
+        directory, like the loop); a publisher that cannot start is reported, never fatal."""
+        if not self.settings.publish.enabled:
+            return
+        try:
+            self._publisher = Publisher(self.settings.publish, self._logs,
+                                        on_failure=self.publish_failed)
+        except (SealtrailError, ValueError) as exc:
+            self.publish_failed("publisher", f"cannot publish checkpoints: {exc}")
+            return
+        self._publisher.start()
+
+    @property
+    def publish_stats(self) -> PublishStats | None:
+        """Counters of the checkpoint publisher (None when this monitor publishes nothing)."""
+        return self._publisher.stats if self._publisher is not None else None
 
     def stop(self) -> None:
         """Stop the thread and save every log's cursor and state."""
         self._stop.set()
+        if self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None
         if self._thread is not None:
             self._thread.join(10.0)
             self._thread = None
@@ -553,6 +580,12 @@ class Monitor:
         """The dispatcher's callback: a sink failed ``consecutive`` times in a row."""
         self.trail_failure("builtin.sink_failing", "Alert sink failing", sink,
                            f"alert sink {sink} failed {consecutive} times in a row: {error}")
+
+    def publish_failed(self, what: str, error: str) -> None:
+        """The publisher's callback: a destination (or a log's checkpoint) failed; called on
+        the first failure of a streak."""
+        self.trail_failure("builtin.publish_failing", "Checkpoint publication failing", what,
+                           error)
 
     def _check_disk(self) -> None:
         try:

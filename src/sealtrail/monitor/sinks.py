@@ -58,12 +58,17 @@ __all__ = [
     "SyslogSink",
     "WebhookSink",
     "build_sinks",
+    "checkpoint_email_message",
+    "checkpoint_slack_payload",
+    "checkpoint_syslog_message",
     "email_message",
     "email_subject",
+    "escape_note",
     "http_outcome",
     "signature_header",
     "slack_payload",
     "syslog_message",
+    "unescape_note",
     "verify_signature",
     "webhook_body",
 ]
@@ -73,6 +78,10 @@ log = logging.getLogger("sealtrail.monitor")
 SIGNATURE_HEADER: Final = "Sealtrail-Signature"
 ALERT_ID_HEADER: Final = "Sealtrail-Alert-Id"
 ALERT_STATUS_HEADER: Final = "Sealtrail-Alert-Status"
+# Published checkpoints (monitor/publish.py) are not alerts: their documents say so in
+# ``type`` and webhooks carry this header instead of the alert id and status.
+CHECKPOINT_TYPE: Final = "sealtrail.checkpoint"
+TYPE_HEADER: Final = "Sealtrail-Type"
 # The SD-ID of RFC 5424 §7.2.2: name@<IANA private enterprise number>.
 SD_ID: Final = "sealtrail@32473"
 SEVERITY_TO_SYSLOG: Final = {
@@ -322,6 +331,85 @@ def syslog_message(alert: Mapping[str, Any], *, facility: str, hostname: str | N
                                  app_name=app_name, msgid="alert", sd={SD_ID: params})
 
 
+# --- pure: published checkpoints (not alerts; see monitor/publish.py) ---------------------------
+
+_NOTE_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f]")
+_NOTE_UNESCAPE = re.compile(r"\\(?:(\\)|(n)|x([0-9a-f]{2}))")
+
+
+def escape_note(note: str) -> str:
+    """A note on one line: ``\\`` for a backslash, ``\\n`` for a newline, ``\\xHH`` for any
+    other control character; :func:`unescape_note` gives the exact note back."""
+    def one(m: re.Match[str]) -> str:
+        c = m.group(0)
+        return "\\\\" if c == "\\" else "\\n" if c == "\n" else f"\\x{ord(c):02x}"
+    return _NOTE_ESCAPE.sub(one, note)
+
+
+def unescape_note(text: str) -> str:
+    """The note :func:`escape_note` put on one line."""
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "\\"
+        if m.group(2):
+            return "\n"
+        return chr(int(m.group(3), 16))
+    return _NOTE_UNESCAPE.sub(one, text)
+
+
+def _checkpoint_summary(doc: Mapping[str, Any]) -> str:
+    return _one_line(f"sealtrail checkpoint of log {_text(doc, 'log', '?')}: "
+                     f"{_text(doc, 'size', '?')} entries ({_text(doc, 'origin', '?')})", 250)
+
+
+def checkpoint_slack_payload(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A published checkpoint as a Slack message: a one-line summary, then the note in a code
+    block (escaped like alert values; a copy for people, the webhook and syslog carry it
+    byte for byte)."""
+    return {"text": _slack_escape(_checkpoint_summary(doc)) + "\n```"
+            + _slack_escape(_text(doc, "note")) + "```"}
+
+
+def checkpoint_email_message(doc: Mapping[str, Any], *, sender: str,
+                             recipients: Sequence[str], now: datetime) -> EmailMessage:
+    """A published checkpoint as a plain-text e-mail: the note between two marker lines and
+    how to check a log against it. The Message-ID is derived from the origin and size."""
+    msg = EmailMessage()
+    msg["Subject"] = f"[sealtrail] {_checkpoint_summary(doc)}"
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = format_datetime(now)
+    domain = re.sub(r"[^A-Za-z0-9.-]", "", sender.rpartition("@")[2]) or "sealtrail.invalid"
+    ident = re.sub(r"[^A-Za-z0-9.-]", "", f"checkpoint.{_text(doc, 'origin')}."
+                   f"{_text(doc, 'size')}")
+    msg["Message-ID"] = f"<{ident}@{domain}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg[TYPE_HEADER] = CHECKPOINT_TYPE
+    msg.set_content(
+        "The latest signed checkpoint of this audit log, published so that a copy exists\n"
+        "outside the machine. Keep it. Save the lines between the markers to a file (the\n"
+        "last line ends with a newline) and check the log against it later:\n\n"
+        "    sealtrail verify --vkey \"$(cat trusted.vkey)\" --checkpoint FILE\n\n"
+        "A log that no longer extends this checkpoint was rolled back or rewritten.\n\n"
+        "-----BEGIN SEALTRAIL CHECKPOINT-----\n" + _text(doc, "note")
+        + "-----END SEALTRAIL CHECKPOINT-----\n")
+    return msg
+
+
+def checkpoint_syslog_message(doc: Mapping[str, Any], *, facility: str, hostname: str | None,
+                              app_name: str, now: datetime) -> bytes:
+    """One RFC 5424 message for one log's checkpoint (without framing): severity
+    informational, MSGID ``checkpoint``, SD ``[sealtrail@32473 type log origin size]``, MSG
+    the note escaped onto one line (:func:`escape_note`; :func:`unescape_note` reverses it)."""
+    params = [("type", "checkpoint"), ("log", _sd_ascii(_text(doc, "log", "-"))),
+              ("origin", _sd_ascii(_text(doc, "origin", "-"))),
+              ("size", _sd_ascii(_text(doc, "size", "-")))]
+    return syslog.format_message(timestamp=format_time(now),
+                                 message=escape_note(_text(doc, "note")), facility=facility,
+                                 severity="informational", hostname=hostname,
+                                 app_name=app_name, msgid="checkpoint", sd={SD_ID: params})
+
+
 class HttpOutcome(Enum):
     """What an HTTP status means for a delivery."""
 
@@ -417,6 +505,16 @@ class WebhookSink(_HttpSink):
         }
         self._post(body, headers)
 
+    def publish_checkpoint(self, doc: Mapping[str, Any]) -> None:
+        """POST a published checkpoint (``type: sealtrail.checkpoint``), signed like alerts,
+        with ``Sealtrail-Type`` instead of the alert headers."""
+        body = webhook_body(doc)
+        self._post(body, {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature_header(self._secret, body, int(self._clock())),
+            TYPE_HEADER: CHECKPOINT_TYPE,
+        })
+
 
 class SlackSink(_HttpSink):
     """POSTs a Slack-compatible message (``text`` + ``blocks``) to an incoming-webhook URL."""
@@ -428,6 +526,12 @@ class SlackSink(_HttpSink):
     def send(self, alert: Mapping[str, Any]) -> None:
         """POST the message; raises :class:`SinkError` unless the receiver answered 2xx."""
         body = json.dumps(slack_payload(alert), separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        self._post(body, {"Content-Type": "application/json"})
+
+    def publish_checkpoint(self, doc: Mapping[str, Any]) -> None:
+        """POST a published checkpoint as a short message with the note."""
+        body = json.dumps(checkpoint_slack_payload(doc), separators=(",", ":"),
                           ensure_ascii=False).encode("utf-8")
         self._post(body, {"Content-Type": "application/json"})
 
@@ -475,8 +579,16 @@ class EmailSink:
 
     def send(self, alert: Mapping[str, Any]) -> None:
         """Send the e-mail; SMTP 4xx and connection failures are retryable, 5xx are not."""
-        msg = email_message(alert, sender=self._sender, recipients=self._recipients,
-                            now=datetime.now(UTC))
+        self._deliver(email_message(alert, sender=self._sender, recipients=self._recipients,
+                                    now=datetime.now(UTC)))
+
+    def publish_checkpoint(self, doc: Mapping[str, Any]) -> None:
+        """Send a published checkpoint as a short plain-text e-mail with the note."""
+        self._deliver(checkpoint_email_message(doc, sender=self._sender,
+                                               recipients=self._recipients,
+                                               now=datetime.now(UTC)))
+
+    def _deliver(self, msg: EmailMessage) -> None:
         try:
             if self._implicit:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(self._host, self._port,
@@ -566,6 +678,22 @@ class SyslogSink:
         with self._lock:
             if self._transport == "udp":
                 self._send_udp(self._fit_datagram(alert, data))
+            else:
+                self._send_stream(syslog.frame(data))
+
+    def publish_checkpoint(self, doc: Mapping[str, Any]) -> None:
+        """Send one message carrying a published checkpoint's note. A note is never cut: one
+        that does not fit a UDP datagram is a permanent failure (use tcp or tls)."""
+        data = checkpoint_syslog_message(doc, facility=self._facility,
+                                         hostname=self._hostname, app_name=self._app_name,
+                                         now=self._clock())
+        with self._lock:
+            if self._transport == "udp":
+                if len(data) > self._max_datagram:
+                    raise SinkError(f"sink {self._name}: the checkpoint message is {len(data)} "
+                                    f"octets, more than a datagram ({self._max_datagram}); "
+                                    "use the tcp or tls transport", retryable=False)
+                self._send_udp(data)
             else:
                 self._send_stream(syslog.frame(data))
 
