@@ -62,6 +62,7 @@ from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
 from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.headmemory import HeadMemory, memory_path
+from sealtrail.log.idindex import BUCKET_SHIFT, rows_of
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
@@ -91,7 +92,6 @@ Clock = Callable[[], datetime]
 
 LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 DB_FILE = "log.db"
-BUCKET_SHIFT = 12          # UUIDv7 milliseconds per id bucket: 2**12 ms, about 4 s
 ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
 LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
@@ -803,13 +803,10 @@ class AuditLog:
             part = leaves[pos:pos + n]
             pids = ids[pos:pos + n]
             chunks.append(Chunk.pack(cstart, batch_end, pids, part))
-            for k, ident in enumerate(pids):
-                ms = uuid7_ms(ident)
-                if ms is not None:
-                    hwm = max(hwm, ms)
-                    buckets.add((ms >> BUCKET_SHIFT, cstart))
-                else:
-                    others.append((ident, cstart + k))
+            rows, other_rows, latest = rows_of(cstart, b"".join(pids))
+            buckets |= rows
+            others.extend(other_rows)
+            hwm = max(hwm, latest)
             pos += n
         return chunks, sorted(buckets), others, hwm
 

@@ -16,7 +16,8 @@ stays flat in the log's size. The steps (markers below):
    rewriting entries *and* tree hashes together detectable, and checks that each checkpoint is
    consistent with the next (both are roots of one sequence of leaves);
 5. no stored tree data may extend past the size;
-6. every emptied entry was retired by a receipt the log recorded (log/receipts.py);
+6. every emptied entry was retired by a receipt the log recorded (log/receipts.py), and the id
+   index holds exactly the rows the entries' ids make (log/idindex.py);
 7. every stored setting equals what the log's key signed at creation and what the log's own
    entries set since (log/settings.py): editing the settings table is tampering.
 
@@ -43,6 +44,7 @@ from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
+from sealtrail.log.idindex import RowDigest, rows_of
 from sealtrail.log.receipts import check_retired, receipt_indexes
 from sealtrail.log.settings import SETTING_ACTIONS, SettingRecord, check_stored
 from sealtrail.log.tree import BLOCK, TreeEdge
@@ -209,6 +211,7 @@ class _RangeResult:
     retired: list[tuple[int, int]] = field(default_factory=list)
     settings: list[SettingRecord] = field(default_factory=list)
     receipts: list[int] = field(default_factory=list)
+    ids: RowDigest = field(default_factory=RowDigest)
 
 
 def _verify_range(store: Store, start: int, end: int, size: int,
@@ -231,6 +234,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
     retired: list[tuple[int, int]] = []
     settings: list[SettingRecord] = []
     receipts: list[int] = []
+    ids = RowDigest()
     done, last = start, list[bytes]()
     lows: dict[int, list[bytes]] = {}
     pending = [s for s in stops if start < s <= end]
@@ -288,12 +292,13 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                 stop_i += 1
         _check_ids(chunk, leaves, size, settings)
         receipts.extend(receipt_indexes(chunk))
+        ids.add_chunk(chunk.start, chunk.ids)
     if done != end:
         raise TamperError("missing", done, f"entries {done}..{end - 1} are missing")
     width = end - start
     whole = width & (width - 1) == 0 and start % width == 0
     return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired,
-                        settings, receipts)
+                        settings, receipts, ids)
 
 
 def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
@@ -399,6 +404,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         emptied: list[tuple[int, int]] = []
         settings: list[SettingRecord] = []
         found: list[int] = []
+        ids = RowDigest()
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
                                   workers=n_workers):
             if result.error is not None:
@@ -406,6 +412,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             emptied.extend(result.retired)
             settings.extend(result.settings)
             found.extend(result.receipts)
+            ids.merge(result.ids)
             a = result.start
             units = a >> RANGE_LEVEL if len(bounds) > 1 else 0
             ups = [upper_last[lv] for lv in range(units.bit_length() - 1, -1, -1)
@@ -441,10 +448,47 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         # 6. Every emptied entry was retired by a receipt the log itself recorded.
         retired = check_retired(store, emptied, size, found)
+        # 6b. The id index is exactly what the entries' ids make (exactly-once rests on it).
+        check_id_index(store, ids, size)
         # 7. Every stored setting is what the log's key signed and its entries set.
         check_stored(store.meta(), [(n, ref, released) for n, ref, _, _, released in
                                    store.holds(open_only=False)], settings, verifier, origin)
         return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
+
+
+def check_id_index(store: Store, expected: RowDigest, size: int) -> None:
+    """Compare the stored id index with its rebuild (``expected``, from every chunk); on a
+    difference, find the first chunk whose rows differ and raise TamperError naming it."""
+    hwm = store.state().id_hwm
+    if hwm != expected.latest:
+        raise TamperError("id index", size, f"the id index's high-water mark is {hwm}, the "
+                          f"latest id time in the log {expected.latest} (exactly-once takes "
+                          "later ids as new without looking)")
+    stored = RowDigest(latest=expected.latest)
+    for bucket, start in store.iter_id_buckets():
+        stored.add_bucket(bucket, start)
+    for ident, index in store.iter_other_ids():
+        stored.add_other(ident, index)
+    if stored == expected:
+        return
+    # Failure path: group the stored rows by chunk and walk the chunks in order.
+    by_start: dict[int, set[tuple[int, int]]] = {}
+    for bucket, start in store.iter_id_buckets():
+        by_start.setdefault(start, set()).add((bucket, start))
+    others = dict(store.iter_other_ids())
+    for chunk in store.iter_chunks(0, size):
+        buckets, other_rows, _ = rows_of(chunk.start, chunk.ids)
+        if by_start.pop(chunk.start, set()) != buckets:
+            raise TamperError("id index", chunk.start, "the id index rows of the entries from "
+                              f"{chunk.start} were deleted, added or edited (exactly-once "
+                              "depends on them: a retried event could be stored twice)")
+        for ident, index in other_rows:
+            if others.pop(ident, None) != index:
+                raise TamperError("id index", index, "the id index row of this entry's id "
+                                  "was deleted or edited (exactly-once depends on it)")
+    where = min([*by_start, *others.values(), size])
+    raise TamperError("id index", where, "the id index has rows for entries the log does not "
+                      "hold")
 
 
 def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int]], *,

@@ -133,6 +133,12 @@ class Store(Protocol):
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
         """Record non-UUIDv7 ids (inside a transaction)."""
 
+    def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
+        """Every (bucket, chunk start) row of the UUIDv7 id index."""
+
+    def iter_other_ids(self) -> Iterator[tuple[bytes, int]]:
+        """Every (id, index) row of the exact index of other ids."""
+
     def put_checkpoint(self, size: int, note: str) -> None:
         """Keep a checkpoint in the history (inside a transaction)."""
 

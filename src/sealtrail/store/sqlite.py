@@ -304,6 +304,30 @@ class SQLiteStore:
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
         self._w("INSERT INTO other_ids VALUES (?, ?)", list(rows))
 
+    def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
+        """Every (bucket, chunk start) row of the UUIDv7 id index, in key order (paged)."""
+        last: tuple[int, int] = (-(1 << 63), -1)
+        while True:
+            rows = self._q("SELECT bucket, start FROM id_buckets WHERE (bucket, start) > (?, ?) "
+                           "ORDER BY bucket, start LIMIT 4096", last)
+            if not rows:
+                return
+            for bucket, start in rows:
+                yield int(bucket), int(start)
+            last = (int(rows[-1][0]), int(rows[-1][1]))
+
+    def iter_other_ids(self) -> Iterator[tuple[bytes, int]]:
+        """Every (id, index) row of the exact index of non-UUIDv7 ids, in id order (paged)."""
+        last = b""
+        while True:
+            rows = self._q("SELECT id, idx FROM other_ids WHERE id > ? ORDER BY id LIMIT 4096",
+                           (last,))
+            if not rows:
+                return
+            for ident, idx in rows:
+                yield bytes(ident), int(idx)
+            last = bytes(rows[-1][0])
+
     def put_checkpoint(self, size: int, note: str) -> None:
         self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])
 
