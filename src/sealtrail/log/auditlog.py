@@ -1230,10 +1230,19 @@ class AuditLog:
                                   "try again")
             self._store.set_meta({ACTIVE_KEY_META: made})
 
-        self.commit_with({"actor": dict(actor), "action": "keys.rotate", "outcome": "success",
-                          "category": "configuration", "target": {"type": "keyring", "id": kid},
-                          "reason": "rewrapped under a new key-encryption key" if new_kek
-                          else "new data key"}, hook)
+        before, kek_before = keyring.path.read_bytes(), keyring.kek
+        try:
+            self.commit_with({"actor": dict(actor), "action": "keys.rotate",
+                              "outcome": "success", "category": "configuration",
+                              "target": {"type": "keyring", "id": kid},
+                              "reason": "rewrapped under a new key-encryption key" if new_kek
+                              else "new data key"}, hook)
+        except Exception:
+            # Not committed: put the keyring back as it was (a crash here instead is found
+            # and recorded at the next open, see _record_interrupted_rotation).
+            if keyring.path.read_bytes() != before:
+                keyring.restore(before, kek_before)
+            raise
         self._keyring_stat = _file_identity(keyring.path)
         return kid
 

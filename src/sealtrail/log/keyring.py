@@ -254,6 +254,15 @@ class Keyring:
         """The id the next :meth:`rotate` will give (as of the document last read)."""
         return f"d{max(int(k['id'][1:]) for k in self.doc['keys'] if k['purpose'] == 'data') + 1}"
 
+    def restore(self, content: bytes, kek: KeyEncryptionKey) -> None:
+        """Put back an earlier keyring file, opened by ``kek`` (a rotation whose record did
+        not commit)."""
+        doc = json.loads(content)
+        with _locked(self.path):
+            _write(self.path, doc, exclusive=False)
+        self.kek = kek
+        self.reload()
+
     def reload(self) -> None:
         """Re-read the file (another process rotated): learn the new data keys."""
         fresh = self.load(self.path, self.origin, self.kek)
