@@ -361,7 +361,7 @@ class Publisher:
             except RuntimeError:  # the pool is shut down: stopping
                 break
             self._busy[dest.name] = futures[dest.name] = fut
-        limit = timeout if timeout is not None else self._round_limit()
+        limit = timeout if timeout is not None else self._round_limit(len(pubs))
         wait_futures(list(futures.values()), timeout=limit)
         for name, fut in futures.items():
             if not fut.done():
@@ -372,10 +372,12 @@ class Publisher:
                 failures[name] = str(exc)
         return failures
 
-    def _round_limit(self) -> float:
+    def _round_limit(self, logs: int) -> float:
+        """How long a round waits for its destinations: a sink's requests time out within
+        seconds (30 s is generous), the hook within its timeout; per log, plus slack."""
         hook = self.settings.hook
-        per_log = max([hook.timeout if hook is not None else 0.0, 30.0])
-        return per_log * max(1, len(list(self._logs()))) + 5.0
+        per_log = max(hook.timeout if hook is not None else 0.0, 30.0)
+        return per_log * max(1, logs) + 5.0
 
     def _publish_to(self, dest: Destination, pubs: list[Publication]) -> None:
         """Send ``pubs`` to one destination, each log's failure counted; raises SinkError with
