@@ -10,10 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from sealtrail import AuditLog
 from sealtrail.core.checkpoint import open_checkpoint
@@ -25,6 +29,7 @@ from sealtrail.monitor.publish import HOOK_NAME, HookSettings, Publisher, Publis
 from sealtrail.monitor.runner import Monitor, MonitorSettings
 from sealtrail.monitor.sinks import verify_signature
 from tests.monitor.receivers import (
+    Mailbox,
     StreamListener,
     UdpListener,
     WebhookReceiver,
@@ -141,6 +146,42 @@ def test_syslog_carries_the_exact_note(alog: AuditLog, transport: str) -> None:
     note = _unescape(msg.msg)
     assert note == alog.checkpoint().note
     open_checkpoint(note, alog.verifier, alog.origin)
+
+
+def test_slack_and_email_get_a_short_text_with_the_note(alog: AuditLog) -> None:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with WebhookReceiver() as chat:
+            sinks = ({"type": "slack", "url": chat.url},
+                     {"type": "email", "host": "127.0.0.1", "port": port,
+                      "from": "sealtrail@example.test", "to": ["soc@example.test"],
+                      "allow_plaintext": True, "starttls": False})
+            pub = Publisher(PublishSettings(sinks=sinks), lambda: [("default", alog)])
+            try:
+                assert pub.publish_once() == {}
+            finally:
+                pub.stop()
+            (req,) = chat.requests
+    finally:
+        controller.stop()
+    note = alog.checkpoint().note
+    text = json.loads(req.body)["text"]
+    assert text.startswith("sealtrail checkpoint of log default: 5 entries")
+    assert note in text  # nothing in a note needs Slack's escaping here
+    ((_, rcpts, raw),) = box.messages
+    assert rcpts == ["soc@example.test"]
+    mail = message_from_bytes(raw, policy=default_policy)
+    assert isinstance(mail, EmailMessage)
+    assert mail["Sealtrail-Type"] == "sealtrail.checkpoint"
+    assert "checkpoint of log default" in str(mail["Subject"])
+    body = mail.get_content().replace("\r\n", "\n")
+    kept = body.split("-----BEGIN SEALTRAIL CHECKPOINT-----\n", 1)[1].split(
+        "-----END SEALTRAIL CHECKPOINT-----", 1)[0]
+    assert kept == note
+    open_checkpoint(kept, alog.verifier, alog.origin)
 
 
 def _hook_script(tmp_path: Path, body: str) -> list[str]:
