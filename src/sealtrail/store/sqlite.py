@@ -10,7 +10,9 @@ bundle), tree hashes per 63-node block, and ids without a per-event index row.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import struct
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -72,6 +74,23 @@ _MAX_VARS = 500
 _PAGE = 64  # rows read per lock hold by the iterators
 
 
+def _private(path: Path) -> None:
+    """Create the database file 0600 whatever the umask (SQLite gives its -wal and -shm files
+    the database file's mode), and take group and other bits off an existing one: the file
+    holds sealed personal data, tokens and the id index, readable by its owner only."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        mode = os.stat(path).st_mode
+        if mode & 0o077 and os.stat(path).st_uid == os.geteuid():
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, stat.S_IMODE(side.stat().st_mode) & 0o700)
+    except OSError as exc:
+        raise StorageError(f"cannot create the log database {path.name}: {exc}") from exc
+
+
 class SQLiteStore:
     """A log's SQLite database. One connection, guarded by a lock for use from many threads."""
 
@@ -84,6 +103,7 @@ class SQLiteStore:
                 self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
                                            check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
             else:
+                _private(path)
                 self._db = sqlite3.connect(str(path), isolation_level=None,
                                            check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
                 self._db.execute("PRAGMA journal_mode=WAL")
