@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sealtrail.core.errors import TamperError
+from sealtrail.core.errors import ConfigError, TamperError
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.retention import RetentionPolicy, apply_purge, load_policy, set_policy
 
@@ -187,3 +187,24 @@ def test_active_key_row_edited_fails_verify(data: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("SEALTRAIL_PASSPHRASE", raising=False)
     with AuditLog.open(data, create=False) as log, pytest.raises(TamperError, match="d2"):
         log.verify()  # no keyring needed to see it
+
+
+def test_a_log_made_before_signed_settings_is_adopted_on_the_record(data: Path) -> None:
+    """A log without a statement (an older version's) opens for reading; its operator checks
+    the settings and adopts them, which is recorded; then it appends and verifies."""
+    _sql(data, "DELETE FROM meta WHERE key = 'settings'")
+    with _reopen(data) as log:
+        assert log.settings()["signed"] == "no"
+        receipt = log.adopt_settings(reason="checked against the deployment", actor=OPS)
+        assert log.read(log.entry(receipt.index))["action"] == "sealtrail.settings.adopt"
+        assert log.settings()["signed"] == "yes"
+        log.append({"actor": {"id": "x"}, "action": "doc.read", "outcome": "success"})
+        log.verify()
+
+
+def test_adopt_is_refused_over_a_forged_statement(data: Path) -> None:
+    with closing(_db(data)) as db:
+        note = db.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()[0]
+    _sql(data, "UPDATE meta SET value = ? WHERE key = 'settings'", note + "x")
+    with _reopen(data) as log, pytest.raises(ConfigError, match="tampering"):
+        log.adopt_settings(reason="make it go away", actor=OPS)

@@ -65,6 +65,9 @@ app.add_typer(keys_app, name="keys")
 head_app = typer.Typer(no_args_is_help=True, help="The head memory: the newest head this "
                        "machine saw the log sign (rollback and fork detection).")
 app.add_typer(head_app, name="head")
+settings_app = typer.Typer(no_args_is_help=True, help="The log's settings, signed at creation "
+                           "(show; adopt for logs made before settings were signed).")
+app.add_typer(settings_app, name="settings")
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds on data subjects (block erasure).")
 app.add_typer(hold_app, name="hold")
 
@@ -456,6 +459,23 @@ def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport 
                 fail(f"--derived: {alog.locked_reason}")
             return None
         return alog.verify_derived()
+
+
+@settings_app.command("show")
+def settings_show(data: DataOpt = None, log: LogOpt = None) -> None:
+    """The settings the log runs with (signed by its key at creation), as JSON."""
+    with _errors(), _open(data, log) as alog:
+        typer.echo(dumps(alog.settings()))
+
+
+@settings_app.command("adopt")
+def settings_adopt(reason: Annotated[str, typer.Option(help="Why these settings are right.")],
+                   data: DataOpt = None, log: LogOpt = None) -> None:
+    """Sign the settings of a log made before settings were signed (check them first with
+    'settings show'); recorded in the log. Refused when a statement exists."""
+    with _errors(), _open(data, log, need_keys=True) as alog:
+        receipt = alog.adopt_settings(reason=reason, actor=_operator())
+        typer.echo(dumps({"adopted": alog.settings(), "event_index": receipt.index}))
 
 
 @head_app.command("show")

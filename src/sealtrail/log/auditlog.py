@@ -71,6 +71,7 @@ from sealtrail.log.settings import (
     ACTIVE_KEY_META,
     SETTINGS_META,
     Fixed,
+    digest,
     fixed_from_meta,
     signed_fixed,
 )
@@ -539,10 +540,11 @@ class AuditLog:
 
     def _append(self, events: Iterable[Event | Mapping[str, Any]],
                 hook: Callable[[int], None] | None = None, *,
-                validated: bool = False, own: bool = False) -> list[Receipt]:
+                validated: bool = False, own: bool = False,
+                adopting: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
-        if self.settings_problem:
+        if self.settings_problem and not adopting:
             raise TamperError("settings", 0, f"{self.settings_problem}: refusing to append")
         redactor = self._redactor
         prepared: list[Event] = []
@@ -1425,6 +1427,45 @@ class AuditLog:
                 _warn_memory(exc)
         self._note_verification("verified_at", report.size)
         return report
+
+    def adopt_settings(self, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
+        """Sign the settings of a log created before settings were signed (its statement is
+        missing), as the settings table states them now, and record that in the log
+        (``sealtrail.settings.adopt``, target the statement's digest). Check the settings
+        first (``sealtrail settings show``): this trusts them. Refused when a statement
+        exists, even one that does not verify: that is tampering, not an old log."""
+        _check_reason(reason, "say why these settings are right (e.g. checked against the "
+                      "deployment's configuration)")
+        meta = self._store.meta()
+        if SETTINGS_META in meta:
+            raise ConfigError("this log already has a settings statement; one that does not "
+                              "verify is tampering (run sealtrail verify), not something to "
+                              "adopt")
+        fixed = fixed_from_meta(meta)
+        if fixed.origin != self.origin:
+            raise ConfigError("the settings table names another origin; it cannot be adopted")
+        note = fixed.sign(self._signer)
+
+        def hook(_at: int) -> None:
+            self._store.set_meta({**fixed.as_meta(), SETTINGS_META: note})
+
+        receipt = self._append([{"source": self.own_source, "actor": dict(actor),
+                                 "action": "sealtrail.settings.adopt", "outcome": "success",
+                                 "category": "configuration",
+                                 "target": {"type": "log_settings",
+                                            "id": digest(fixed.statement())},
+                                 "reason": reason}], hook, own=True, adopting=True)[0]
+        self.settings_problem = ""
+        return receipt
+
+    def settings(self) -> dict[str, str]:
+        """The settings this log runs with (what its key signed), and any problem with them."""
+        try:
+            fixed = signed_fixed(self._store.meta(), self.verifier, self.origin)
+            return {**fixed.as_meta(), "signed": "yes"}
+        except TamperError as exc:
+            return {**fixed_from_meta(self._store.meta()).as_meta(), "signed": "no",
+                    "problem": exc.detail}
 
     def verify_derived(self) -> DerivedReport:
         """Rebuild the blind indexes and check the subject keys against the events (needs
