@@ -12,13 +12,16 @@ The watch also remembers, in memory, the newest head it verified per log and hol
 verification to it (besides the head memory file every process keeps, log/headmemory.py): a
 log moved backwards or forked while the service runs fails, and keeps failing, even if the
 memory file was deleted too. A database file replaced under the running service fails at
-once (``AuditLog.check_identity``), checked with every incremental round.
+once (``AuditLog.check_identity``), checked with every incremental round. With the keyring,
+the derived tables (blind indexes, subject keys) are rebuilt and compared after the first
+full run and then every few hours (``derived_interval``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +61,7 @@ class Verifier:
     def __init__(self, logs: LogRegistry, now: Callable[[], datetime], *, delay: float,
                  interval: float, min_interval: float | None = None,
                  increment_interval: float = 2.0,
+                 derived_interval: float = 6 * 3600.0,
                  on_result: Callable[[str, Result], None] | None = None) -> None:
         self._logs = logs
         self._now = now
@@ -79,6 +83,10 @@ class Verifier:
         self.results: dict[str, Result] = {}
         # The newest signed head verified per log: the next full run must extend it.
         self._verified: dict[str, str] = {}
+        # The keyed check of derived data (blind indexes, subject keys: about 50 us an entry)
+        # runs after the first full run of an unlocked log, then every ``derived_interval`` s.
+        self._derived_interval = derived_interval
+        self._derived_at: dict[str, float] = {}
 
     @property
     def last_duration(self) -> float:
@@ -127,6 +135,7 @@ class Verifier:
                     report = alog.verify(trusted_checkpoint=self._verified.get(name))
                     self._increments[name] = alog.increment_at(report.size)
                     self._verified[name] = head
+                    self._check_derived(name, alog)
                 except Exception as exc:  # any failure to check is a failed check (closed)
                     # Tampering, or storage that cannot be read through: either way the log
                     # is not known intact, so an earlier pass must not keep standing.
@@ -135,6 +144,17 @@ class Verifier:
                 else:
                     result = Result(True, report.size, self._now())
             self._record(name, result)
+
+    def _check_derived(self, name: str, alog: AuditLog) -> None:
+        """Rebuild the blind indexes and check the subject keys when due (raises on a
+        difference, which the caller records as a failed verification)."""
+        if self._derived_interval <= 0 or not alog.encrypted or alog.keyring is None:
+            return
+        last = self._derived_at.get(name)
+        if last is not None and time.monotonic() - last < self._derived_interval:
+            return
+        alog.verify_derived()
+        self._derived_at[name] = time.monotonic()
 
     def _record(self, name: str, result: Result) -> None:
         self.results[name] = result
