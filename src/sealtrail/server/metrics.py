@@ -111,6 +111,16 @@ class MonitorState(Collector):
                                    "Events or steps the monitor could not evaluate")
         errors.add_metric([], self._monitor.stats.errors)
         yield errors
+        stats = self._monitor.publish_stats
+        if stats is not None:  # published checkpoints (monitor in this process only)
+            pubs = GaugeMetricFamily("sealtrail_checkpoint_publications",
+                                     "Checkpoint publications by destination and outcome "
+                                     "(since start)", labels=["destination", "state"])
+            for name, n in stats.published.items():
+                pubs.add_metric([name, "published"], n)
+            for name, n in stats.failed.items():
+                pubs.add_metric([name, "failed"], n)
+            yield pubs
         if self._dispatcher is None:
             return
         delivered = GaugeMetricFamily("sealtrail_alert_deliveries",
