@@ -501,10 +501,7 @@ CASES = [
     Case("other_ids", "row-repointed-at-a-purged-entry",
          other_ids_row_repointed_at_a_purged_entry),
     Case("checkpoints", "rolled-back-to-a-kept-anchor", checkpoints_rolled_back_to_a_kept_anchor),
-    Case("checkpoints", "anchor-deleted", checkpoints_anchor_deleted,
-         gap="verify checks the kept checkpoints that are there; nothing requires one at each "
-         "size the log keeps one for (the first commit and every commit that crosses a "
-         "multiple of 1024, readable from the chunks' batch_end)"),
+    Case("checkpoints", "anchor-deleted", checkpoints_anchor_deleted),
     Case("checkpoints", "anchor-note-edited", checkpoints_anchor_note_edited),
     Case("checkpoints", "anchor-note-moved", checkpoints_anchor_note_moved),
     Case("subject_keys", "key-deleted-without-erasure", subject_keys_key_deleted, "derived"),
@@ -520,10 +517,7 @@ CASES = [
     Case("holds", "open-hold-marked-released", holds_open_hold_marked_released),
     Case("holds", "released-hold-reopened", holds_released_hold_reopened),
     Case("holds", "hold-inserted", holds_hold_inserted),
-    Case("holds", "open-hold-backdated", holds_open_hold_backdated,
-         gap="verify replays hold entries against each row's subject and released flag "
-         "only; the created (and released) times are not compared with the received_at of "
-         "the entries that made them"),
+    Case("holds", "open-hold-backdated", holds_open_hold_backdated),
     Case("retired", "purge-rows-deleted", retired_purge_rows_deleted),
     Case("retired", "range-shortened", retired_range_shortened),
     Case("retired", "purge-relabelled-archive", retired_range_relabelled_archive),

@@ -75,7 +75,14 @@ from sealtrail.log.settings import (
     fixed_from_meta,
     signed_fixed,
 )
-from sealtrail.log.tree import BLOCK, BUNDLE, TreeEdge, range_hashes, read_nodes
+from sealtrail.log.tree import (
+    BLOCK,
+    BUNDLE,
+    TreeEdge,
+    crosses_anchor,
+    range_hashes,
+    read_nodes,
+)
 from sealtrail.log.verify import (
     Increment,
     VerifyReport,
@@ -93,7 +100,6 @@ Clock = Callable[[], datetime]
 
 LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 DB_FILE = "log.db"
-ANCHOR_EVERY = 1024        # keep a checkpoint in the history each time the log passes k*1024
 MAX_BATCH = 100_000        # events in one append_many call
 LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
 MAX_SEQUENCED = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
@@ -730,7 +736,7 @@ class AuditLog:
                     store.put_other_ids(others)
                 if protector is not None:
                     protector.write(sealing, new_edge.size)
-                if edge.size == 0 or edge.size // ANCHOR_EVERY != new_edge.size // ANCHOR_EVERY:
+                if crosses_anchor(edge.size, new_edge.size):
                     store.put_checkpoint(new_edge.size, note)
                 store.put_state(State(new_edge.size, note, new_hwm))
         # 6. Durable: adopt, remember the head outside the database, and answer.
@@ -1173,8 +1179,9 @@ class AuditLog:
             # The reason is sealed: it may say more about the person than it should.
             self._store.put_hold(ref, protector.seal_note(reason, ref), created)
 
+        # The entry's time is the hold's: verify holds the stored row to it.
         event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason,
+                 "category": "admin", "target": target, "reason": reason, "time": created,
                  "source": self.own_source}
         return self._append([event], hook, own=True)[0]
 
@@ -1191,7 +1198,7 @@ class AuditLog:
             self._store.release_holds(ref, released)
 
         event = {"actor": dict(actor), "action": "subject.hold.release", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason,
+                 "category": "admin", "target": target, "reason": reason, "time": released,
                  "source": self.own_source}
         return self._append([event], hook, own=True)[0]
 

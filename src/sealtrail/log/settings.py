@@ -125,14 +125,17 @@ class SettingRecord:
     index: int
     action: str
     target_id: str
+    time: str = ""
 
 
-def check_stored(meta: Mapping[str, str], holds: Iterable[tuple[int, bytes, str | None]],
+def check_stored(meta: Mapping[str, str],
+                 holds: Iterable[tuple[int, bytes, str, str | None]],
                  records: Iterable[SettingRecord], verifier: Verifier, origin: str) -> None:
     """Compare every stored setting with what the log's key and entries say; raise
     TamperError naming the setting (and the entry, when one is involved).
 
-    ``holds`` are the stored legal holds as (number, subject ref, released-at or None);
+    ``holds`` are the stored legal holds as (number, subject ref, created-at, released-at or
+    None);
     ``records`` the setting entries in log order.
     """
     # 1. Fixed settings: the meta rows must equal the signed statement.
@@ -177,11 +180,12 @@ def check_stored(meta: Mapping[str, str], holds: Iterable[tuple[int, bytes, str 
                           f"the log's last rotation entry says {want_key!r}")
 
 
-def _check_holds(stored: list[tuple[int, bytes, str | None]],
+def _check_holds(stored: list[tuple[int, bytes, str, str | None]],
                  records: list[SettingRecord]) -> None:
-    """Replay ``subject.hold.add`` / ``.release`` (target: the subject's ``ref:`` pseudonym)
-    and compare with the stored holds, hold by hold in creation order."""
-    expected: list[tuple[bytes, bool]] = []   # (ref, released), in the order holds were made
+    """Replay ``subject.hold.add`` / ``.release`` (target: the subject's ``ref:`` pseudonym,
+    time: when the hold was made or released) and compare with the stored holds, hold by hold
+    in creation order: the subject, and the dates a listing or a refused erasure shows."""
+    expected: list[tuple[bytes, str, str | None]] = []   # (ref, created, released)
     for rec in records:
         if not rec.target_id.startswith("ref:"):
             raise TamperError("settings", rec.index, f"hold entry {rec.index} does not name a "
@@ -192,17 +196,28 @@ def _check_holds(stored: list[tuple[int, bytes, str | None]],
             raise TamperError("settings", rec.index, f"hold entry {rec.index} has a malformed "
                               "pseudonym") from exc
         if rec.action == "subject.hold.add":
-            expected.append((ref, False))
+            expected.append((ref, rec.time, None))
         else:
-            expected = [(r, True) if r == ref else (r, done) for r, done in expected]
-    have = [(bytes(ref), released is not None) for _, ref, released in sorted(stored)]
-    if have != expected:
-        first = next((i for i, (a, b) in enumerate(zip(have, expected, strict=False))
-                      if a != b), min(len(have), len(expected)))
-        where = records[0].index if records else 0
-        raise TamperError("settings", where, f"the stored legal holds differ from the log's "
-                          f"hold entries (from hold #{first + 1}: {len(have)} stored, "
-                          f"{len(expected)} recorded; the holds table was edited)")
+            expected = [(r, made, rec.time) if r == ref and done is None else (r, made, done)
+                        for r, made, done in expected]
+    have = [(bytes(ref), created, released) for _, ref, created, released in sorted(stored)]
+    if len(have) == len(expected) and all(
+            h[0] == e[0] and _same_time(h[1], e[1]) and (h[2] is None) == (e[2] is None)
+            and (h[2] is None or _same_time(h[2], e[2] or "")) for h, e in zip(
+                have, expected, strict=True)):
+        return
+    first = next((i for i, (a, b) in enumerate(zip(have, expected, strict=False))
+                  if a != b), min(len(have), len(expected)))
+    where = records[min(first, len(records) - 1)].index if records else 0
+    raise TamperError("settings", where, f"the stored legal holds differ from the log's hold "
+                      f"entries (from hold #{first + 1}: {len(have)} stored, {len(expected)} "
+                      "recorded, subjects and dates compared; the holds table was edited)")
+
+
+def _same_time(stored: str, recorded: str) -> bool:
+    """A stored hold time agrees with its entry's time (entries written before hold times
+    were recorded carry the commit time instead: any time then passes)."""
+    return not recorded or stored == recorded
 
 
 __all__ = ["ACTIVE_KEY_META", "FIXED", "POLICY_AT_META", "POLICY_META", "SETTINGS_META",

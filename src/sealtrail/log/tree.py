@@ -19,6 +19,16 @@ from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right
 from sealtrail.core.merkle.nodes import Node, range_nodes
 from sealtrail.store.protocol import Store
 
+ANCHOR_EVERY = 1024  # keep a checkpoint in the history each time the log passes k*1024
+
+
+def crosses_anchor(before: int, after: int) -> bool:
+    """Whether a commit from size ``before`` to ``after`` keeps its checkpoint in the history:
+    the first commit, and each one that crosses a multiple of :data:`ANCHOR_EVERY` (the engine
+    writes by this rule; verify requires every such checkpoint)."""
+    return before == 0 or before // ANCHOR_EVERY != after // ANCHOR_EVERY
+
+
 BLOCK = 63                  # hashes per stored node block (two rows per 4 KiB page)
 BLOCK_BYTES = BLOCK * HASH_SIZE
 BUNDLE = 256                # entries per bundle: chunks never cross a bundle boundary

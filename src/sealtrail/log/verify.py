@@ -47,7 +47,7 @@ from sealtrail.core.note import Verifier
 from sealtrail.log.idindex import RowDigest, rows_of
 from sealtrail.log.receipts import check_retired, receipt_indexes
 from sealtrail.log.settings import SETTING_ACTIONS, SettingRecord, check_stored
-from sealtrail.log.tree import BLOCK, TreeEdge
+from sealtrail.log.tree import BLOCK, TreeEdge, crosses_anchor
 from sealtrail.store.protocol import Chunk, Store
 
 
@@ -121,6 +121,7 @@ class _LeafId(msgspec.Struct):
     id: str
     action: str = ""
     target: _LeafTarget | None = None
+    time: str = ""
 
 
 _ids_decoder = msgspec.json.Decoder(list[_LeafId])
@@ -156,7 +157,8 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
         for k, x in zip(positions, ids, strict=True):
             if x.action in SETTING_ACTIONS:
                 records.append(SettingRecord(chunk.start + k, x.action,
-                                             x.target.id if x.target is not None else ""))
+                                             x.target.id if x.target is not None else "",
+                                             x.time))
     if not ok:
         # Name the first entry whose stored id differs (the leaf hashes are checked later).
         for k, leaf in enumerate(leaves):
@@ -212,6 +214,12 @@ class _RangeResult:
     settings: list[SettingRecord] = field(default_factory=list)
     receipts: list[int] = field(default_factory=list)
     ids: RowDigest = field(default_factory=RowDigest)
+    # Commit sizes (the chunks' batch_end) at the range's first chunk and last chunk, and
+    # those inside it where the log crossed a multiple of ANCHOR_EVERY: where it kept a
+    # checkpoint in its history.
+    first_commit: int = -1
+    last_commit: int = -1
+    anchors: list[int] = field(default_factory=list)
 
 
 def _verify_range(store: Store, start: int, end: int, size: int,
@@ -235,6 +243,8 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
     settings: list[SettingRecord] = []
     receipts: list[int] = []
     ids = RowDigest()
+    commits: list[int] = []     # first commit, then each new commit size that is an anchor
+    prev_commit = -1
     done, last = start, list[bytes]()
     lows: dict[int, list[bytes]] = {}
     pending = [s for s in stops if start < s <= end]
@@ -293,12 +303,17 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
         _check_ids(chunk, leaves, size, settings)
         receipts.extend(receipt_indexes(chunk))
         ids.add_chunk(chunk.start, chunk.ids)
+        if chunk.batch_end != prev_commit:
+            if prev_commit < 0 or crosses_anchor(prev_commit, chunk.batch_end):
+                commits.append(chunk.batch_end)
+            prev_commit = chunk.batch_end
     if done != end:
         raise TamperError("missing", done, f"entries {done}..{end - 1} are missing")
     width = end - start
     whole = width & (width - 1) == 0 and start % width == 0
     return _RangeResult(start, end, lows, last[-1] if whole and last else None, None, retired,
-                        settings, receipts, ids)
+                        settings, receipts, ids, commits[0] if commits else -1, prev_commit,
+                        commits[1:])
 
 
 def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
@@ -405,6 +420,8 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         settings: list[SettingRecord] = []
         found: list[int] = []
         ids = RowDigest()
+        anchors: list[int] = []
+        last_commit = 0 if size else -1
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
                                   workers=n_workers):
             if result.error is not None:
@@ -413,6 +430,11 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             settings.extend(result.settings)
             found.extend(result.receipts)
             ids.merge(result.ids)
+            if result.first_commit >= 0:
+                if last_commit == 0 or crosses_anchor(last_commit, result.first_commit):
+                    anchors.append(result.first_commit)
+                anchors.extend(result.anchors)
+                last_commit = result.last_commit
             a = result.start
             units = a >> RANGE_LEVEL if len(bounds) > 1 else 0
             ups = [upper_last[lv] for lv in range(units.bit_length() - 1, -1, -1)
@@ -448,11 +470,17 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                 raise TamperError("extra", size, f"tree hashes past the log size at level {level}")
         # 6. Every emptied entry was retired by a receipt the log itself recorded.
         retired = check_retired(store, emptied, size, found)
+        # 5b. The history keeps a checkpoint at every size where the log kept one.
+        kept = {s for s, _ in store.iter_checkpoints()}
+        missing_anchor = next((s for s in [0, *anchors] if s <= size and s not in kept), None)
+        if missing_anchor is not None:
+            raise TamperError("checkpoint", missing_anchor, "the signed checkpoint the log "
+                              f"kept for size {missing_anchor} is missing from its history")
         # 6b. The id index is exactly what the entries' ids make (exactly-once rests on it).
         check_id_index(store, ids, size)
         # 7. Every stored setting is what the log's key signed and its entries set.
-        check_stored(store.meta(), [(n, ref, released) for n, ref, _, _, released in
-                                   store.holds(open_only=False)], settings, verifier, origin)
+        check_stored(store.meta(), [(n, ref, created, released) for n, ref, _, created, released
+                                   in store.holds(open_only=False)], settings, verifier, origin)
         return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
 
 
