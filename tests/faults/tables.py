@@ -21,10 +21,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.compliance.conftest import T0, Clock
 from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
@@ -32,7 +33,6 @@ from sealtrail.core.uuid7 import make_uuid7
 from sealtrail.log.retention import RetentionPolicy, apply_purge, set_policy
 
 LOG = "default"
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OPS = {"id": "ops-1"}
 POLICY = RetentionPolicy.parse({"name": "t", "authentication": {"max": "30d"}})
 HELD = "patient-3"        # under an open legal hold: its old logins survive the purge
@@ -41,16 +41,6 @@ ERASED = "patient-8"      # crypto-shredded
 NODE_BLOCK = 63           # hashes per stored node block (log/tree.py)
 LEVEL_SHIFT = 40          # nodes.key = level << 40 | block (store/sqlite.py)
 HASH = 32
-
-
-class Clock:
-    """A clock the template moves forward by hand (retention ages count from it)."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,11 @@ this one can fail only because of their attack.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.compliance.conftest import T0, Clock
 from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
@@ -21,16 +22,9 @@ from sealtrail.log.derived import verify_derived
 from sealtrail.log.receipts import check_retired, receipt_indexes
 from sealtrail.log.retention import RetentionPolicy
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OPS = {"id": "ops-1"}
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _events(day: int) -> list[dict[str, object]]:
@@ -53,7 +47,7 @@ def _check(log: AuditLog) -> None:
 
 def test_everything_the_api_does_verifies(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in range(0, 120, 6):
             clock.now = T0 + timedelta(days=day)

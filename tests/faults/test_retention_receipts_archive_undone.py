@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.compliance.conftest import T0, Clock
 from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
@@ -20,17 +21,10 @@ from sealtrail.core.errors import TamperError
 from sealtrail.log.archive import archive
 from sealtrail.log.retention import RetentionPolicy
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OPS = {"id": "ops-1"}
 POLICY = RetentionPolicy.parse({"name": "t", "default": {"min": "300d", "online": "60d"}})
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _chunks(db: Path) -> dict[int, bytes]:
@@ -40,7 +34,7 @@ def _chunks(db: Path) -> dict[int, bytes]:
 
 def test_an_archive_undone_by_hand_is_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in range(0, 100, 5):
             clock.now = T0 + timedelta(days=day)

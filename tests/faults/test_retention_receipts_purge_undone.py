@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.compliance.conftest import T0, Clock
 from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
@@ -20,17 +21,10 @@ from sealtrail.core.errors import TamperError
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log.retention import RetentionPolicy, apply_purge
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OPS = {"id": "ops-1"}
 PURGE = RetentionPolicy.parse({"name": "t", "authentication": {"max": "20d"}})
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _undo(data: Path, backup: dict[int, bytes]) -> None:
@@ -50,7 +44,7 @@ def _chunks(data: Path) -> dict[int, bytes]:
 
 def test_a_purge_undone_by_hand_is_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in range(0, 40, 4):
             clock.now = T0 + timedelta(days=day)
@@ -81,7 +75,7 @@ def test_a_purge_undone_is_named_even_when_the_receipt_reason_is_sealed(
     """With ``reason`` sealed the receipt's prose is unreadable without keys: the receipt
     itself is named (its target, in clear, still says it purged entries)."""
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     sealed = FieldPolicy.parse(["actor.ip", "reason"])
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock, policy=sealed) as log:
         for day in (0, 4, 30):
@@ -107,7 +101,7 @@ def test_a_purge_undone_is_named_even_when_the_receipt_reason_is_sealed(
 def test_deleting_only_the_rows_of_a_purge_is_named(tmp_path: Path) -> None:
     """The bodies stay empty, the rows go: the emptied entries are named."""
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in (0, 30):
             clock.now = T0 + timedelta(days=day)

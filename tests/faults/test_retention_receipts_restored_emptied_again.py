@@ -10,10 +10,11 @@ from __future__ import annotations
 import sqlite3
 import struct
 from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.compliance.conftest import T0, Clock
 from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
@@ -21,17 +22,10 @@ from sealtrail.core.errors import TamperError
 from sealtrail.log.archive import archive, archive_dir, restore
 from sealtrail.log.retention import RetentionPolicy
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 OPS = {"id": "ops-1"}
 POLICY = RetentionPolicy.parse({"name": "t", "default": {"min": "300d", "online": "60d"}})
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _empty(db: Path, start: int, end: int) -> None:
@@ -56,7 +50,7 @@ def _empty(db: Path, start: int, end: int) -> None:
 
 def test_a_restored_segment_emptied_again_is_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in range(0, 100, 5):
             clock.now = T0 + timedelta(days=day)
@@ -85,7 +79,7 @@ def test_a_restored_segment_emptied_again_is_named(tmp_path: Path) -> None:
 
 def test_a_restored_segment_emptied_without_a_row_is_named(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    clock = _Clock()
+    clock = Clock()
     with AuditLog.open(data, passphrase=TEST_PASSPHRASE, clock=clock) as log:
         for day in range(0, 100, 5):
             clock.now = T0 + timedelta(days=day)

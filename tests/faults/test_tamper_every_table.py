@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from tests.compliance.conftest import T0
 from tests.conftest import TEST_PASSPHRASE
 from tests.faults.tables import (
     LOG,
-    T0,
     Template,
     build,
     cut_tail,
