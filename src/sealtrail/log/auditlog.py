@@ -828,17 +828,23 @@ class AuditLog:
         if state.size < self._edge.size:
             raise TamperError("truncated", state.size, f"the log shrank from {self._edge.size} "
                               "entries: refusing to append; run sealtrail verify")
+        edge, _ = self._signed_head(state, "refusing to append; run sealtrail verify")
+        self.head_memory.check(self._store)  # not rolled back or forked behind our back
+        return edge
+
+    def _signed_head(self, state: State, then: str) -> tuple[TreeEdge, Checkpoint]:
+        """The stored tree's edge and head checkpoint, checked: the head carries this log's
+        signature and the stored tree has its root (TamperError ending with ``then``)."""
         edge = TreeEdge.load(self._store, state.size)
         try:
             cp = open_checkpoint(state.checkpoint or "", self.verifier, self.origin)
         except VerificationError as exc:
             raise TamperError("checkpoint", state.size, "the head checkpoint is not one this log "
-                              "signed: refusing to append; run sealtrail verify") from exc
+                              f"signed: {then}") from exc
         if cp.size != state.size or not hmac.compare_digest(edge.root(), cp.root):
             raise TamperError("changed", min(cp.size, state.size), "the stored tree does not "
-                              "match the signed head: refusing to append; run sealtrail verify")
-        self.head_memory.check(self._store)  # not rolled back or forked behind our back
-        return edge
+                              f"match the signed head: {then}")
+        return edge, cp
 
     def _catch_up(self, state: State) -> None:
         """Another process appended (or the head is new to us): check it, reload edge and ids."""
@@ -1503,15 +1509,7 @@ class AuditLog:
         the log's signature and match its tree."""
         _check_reason(reason, "say why the current head is accepted (e.g. the backup restored)")
         state = self._store.state()
-        edge = TreeEdge.load(self._store, state.size)
-        try:
-            cp = open_checkpoint(state.checkpoint or "", self.verifier, self.origin)
-        except VerificationError as exc:
-            raise TamperError("checkpoint", state.size, "the head checkpoint is not one this "
-                              "log signed: it cannot be accepted") from exc
-        if cp.size != state.size or not hmac.compare_digest(edge.root(), cp.root):
-            raise TamperError("changed", state.size, "the stored tree does not match the "
-                              "signed head: it cannot be accepted")
+        _, cp = self._signed_head(state, "it cannot be accepted")
         try:
             old = self.head_memory.load()
             was = str(old.checkpoint.size) if old is not None else "none"
