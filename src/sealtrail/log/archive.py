@@ -313,6 +313,7 @@ def plan_archived_purge(alog: AuditLog, policy: RetentionPolicy
     are opened to look, which needs the keyring."""
     now = alog.now()
     out = []
+    alog.check_settings()  # the holds below are what the log's hold entries say
     held = {bytes(r) for _, r, _, _, _ in alog.store.holds(open_only=True)}
     for start, end, _, kind in alog.store.retired():
         if kind != "archive":

@@ -71,6 +71,7 @@ from sealtrail.log.settings import (
     ACTIVE_KEY_META,
     SETTINGS_META,
     Fixed,
+    check_stored,
     digest,
     fixed_from_meta,
     signed_fixed,
@@ -87,6 +88,7 @@ from sealtrail.log.verify import (
     Increment,
     VerifyReport,
     increment_at,
+    setting_records,
     verify_increment,
     verify_log,
 )
@@ -136,6 +138,11 @@ def _warn_memory(exc: StorageError) -> None:
         _memory_warned.add(text)
         _log.warning("sealtrail: %s (rollback detection relies on an older head until it can "
                      "be written)", text)
+
+
+def _kid_number(kid: str) -> int:
+    """The number of a data key id (``d7`` -> 7); -1 for anything else."""
+    return int(kid[1:]) if kid[:1] == "d" and kid[1:].isdigit() else -1
 
 
 def system_clock() -> datetime:
@@ -356,6 +363,7 @@ class AuditLog:
         # when a reader held it past the wait (the next checkpoint overwrites them).
         self.wal_purged = True
         self._readonly = False
+        self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor: Redactor | None = None
         if self.redaction == "hash" and keyring is not None:
@@ -1113,12 +1121,12 @@ class AuditLog:
         kid_before = protector.subject_kids([subject])[subject]
         store = self._store
 
+        # Erasure cannot be undone: the holds table it consults must be what the log's own
+        # hold entries say (an edited table would unblock it).
+        self.check_settings()
+
         def hook(_at: int) -> None:
             held = store.holds(ref)
-            if not held and self._held_in_log(target["id"]):
-                raise TamperError("settings", 0, "the log records a legal hold on this subject "
-                                  "that the holds table no longer has (it was edited): "
-                                  "refusing to erase; run sealtrail verify")
             if held:
                 number, _, why, since, _ = held[0]
                 raise PolicyError(f"the subject is under legal hold #{number} since {since} "
@@ -1160,19 +1168,27 @@ class AuditLog:
         self.wal_purged = _purge_wal(store)
         return receipt
 
-    def _held_in_log(self, ref_text: str) -> bool:
-        """Whether the log's own hold entries leave a hold open on the subject ``ref_text``
-        (found through the blind index of ``target.id``; the holds table is only a copy)."""
-        open_holds = 0
-        for index in reversed(self.find("target.id", ref_text)):
-            ev = self.entry(index).event()
-            if (ev.get("target") or {}).get("id") != ref_text:
-                continue
-            if ev.get("action") == "subject.hold.add":
-                open_holds += 1
-            elif ev.get("action") == "subject.hold.release":
-                open_holds = 0
-        return open_holds > 0
+    def check_settings(self) -> None:
+        """Raise TamperError unless every stored setting (signed statement, retention policy,
+        legal holds, active key) is what the log's key signed and its own entries set.
+
+        Irreversible steps (a purge, an archive, an erasure) call this before they trust a
+        stored copy: ``verify`` would find the edit, but only after the evidence is gone. It
+        reads the entries (a byte search skips chunks without setting entries; about a
+        second per million entries) and remembers a pass until the log or a setting changes.
+        """
+        store = self._store
+        with store.snapshot():
+            state = store.state()
+            meta = store.meta()
+            holds = [(n, r, created, released)
+                     for n, r, _, created, released in store.holds(open_only=False)]
+            key = (state.size, state.checkpoint, tuple(sorted(meta.items())), tuple(holds))
+            if key == self._settings_checked:
+                return
+            check_stored(meta, holds, setting_records(store, state.size), self.verifier,
+                         self.origin)
+        self._settings_checked = key
 
     def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
         """Put a legal hold on a subject: erasure is refused until it is released."""
@@ -1270,6 +1286,14 @@ class AuditLog:
         recorded = self._store.meta().get(ACTIVE_KEY_META, "d1")
         if keyring.active == recorded:
             return
+        if _kid_number(keyring.active) < _kid_number(recorded) or recorded not in keyring.data:
+            # Only a forward move is a rotation cut short; an older keyring put back would
+            # bring a retired (perhaps compromised) data key back into use.
+            self.settings_problem = (f"the keyring's active data key is {keyring.active} but "
+                                     f"the log's last rotation made {recorded} active: "
+                                     "keyring.json was replaced by an older copy (restore "
+                                     "the current one)")
+            return
 
         def hook(_at: int) -> None:
             self._store.set_meta({ACTIVE_KEY_META: keyring.active})
@@ -1291,8 +1315,14 @@ class AuditLog:
             return
         now = _file_identity(keyring.path)
         if now != self._keyring_stat:
+            before = keyring.active
             keyring.reload()
             self._keyring_stat = now
+            if _kid_number(keyring.active) < _kid_number(before):
+                self.settings_problem = (f"the keyring's active data key went back from "
+                                         f"{before} to {keyring.active}: keyring.json was "
+                                         "replaced by an older copy")
+                raise TamperError("settings", 0, f"{self.settings_problem}: refusing to seal")
 
     def keyring_info(self) -> list[dict[str, Any]]:
         """The keyring's key ids, purposes, dates (no key material)."""
@@ -1457,6 +1487,7 @@ class AuditLog:
         fixed = fixed_from_meta(meta)
         if fixed.origin != self.origin:
             raise ConfigError("the settings table names another origin; it cannot be adopted")
+        self._check_adoptable(fixed)
         note = fixed.sign(self._signer)
 
         def hook(_at: int) -> None:
@@ -1470,6 +1501,30 @@ class AuditLog:
                                  "reason": reason}], hook, own=True, adopting=True)[0]
         self.settings_problem = ""
         return receipt
+
+    def _check_adoptable(self, fixed: Fixed) -> None:
+        """Refuse to adopt settings weaker than the log shows it ran with: a log with a
+        keyring or sealed entries was encrypted, and every path it sealed stays sealed (the
+        table may have been edited before the statement was deleted)."""
+        sealed_paths: set[str] = set()
+        sealed_any = False
+        for chunk in self._store.iter_chunks(0, self.size):
+            if b'"sealed":' not in chunk.data:
+                continue
+            for leaf in chunk.leaves():
+                if leaf and b'"sealed":' in leaf:
+                    sealed_any = True
+                    sealed_paths.update(canonical.leaf_object(leaf).get("sealed", {})
+                                        .get("fields", []))
+        if fixed.encryption != "on" and (sealed_any or (self.directory / KEYRING_FILE).exists()):
+            raise ConfigError("the log has sealed entries or a keyring, so it was encrypted, "
+                              "but the settings table says encryption off: it was edited; "
+                              "restore it from a backup before adopting")
+        missing = sorted(sealed_paths - set(fixed.policy.split(",")) - {"subjects"})
+        if missing:
+            raise ConfigError(f"the log sealed {', '.join(missing)}, which the settings table's "
+                              "policy no longer names: it was edited; restore it before "
+                              "adopting")
 
     def settings(self) -> dict[str, str]:
         """The settings this log runs with (what its key signed), and any problem with them."""
@@ -1511,17 +1566,24 @@ class AuditLog:
         state = self._store.state()
         _, cp = self._signed_head(state, "it cannot be accepted")
         try:
-            old = self.head_memory.load()
+            old = self.head_memory.newest()
             was = str(old.checkpoint.size) if old is not None else "none"
         except TamperError:
             was = "unreadable"
-        self.head_memory.reset(state.checkpoint or "")
-        self._edge = TreeEdge(0, [], {})  # reload everything on the next commit
+        # The acceptance is appended on top of the accepted head, and only once it is
+        # committed does the memory move (to the head that includes the acceptance).
+        self.head_memory.accepting(state.checkpoint or "")
+        self._edge = TreeEdge(0, [], {})  # reload everything at this commit
         self._head_checked = False
-        return self.append_own([{
-            "actor": dict(actor), "action": "sealtrail.head.accept", "outcome": "success",
-            "category": "admin", "target": {"type": "log_head", "id": f"{was}->{cp.size}"},
-            "reason": reason}])[0]
+        try:
+            receipt = self.append_own([{
+                "actor": dict(actor), "action": "sealtrail.head.accept", "outcome": "success",
+                "category": "admin", "target": {"type": "log_head", "id": f"{was}->{cp.size}"},
+                "reason": reason}])[0]
+        finally:
+            self.head_memory.accepting(None)
+        self.head_memory.reset(self.checkpoint().note)
+        return receipt
 
     def increment_at(self, size: int) -> Increment:
         """Where an incremental check starts after a full verification of ``size`` entries."""

@@ -83,6 +83,7 @@ class HeadMemory:
         self._pending: str | None = None
         self._written_at = 0.0
         self._newest: tuple[int, str] | None = None  # the newest head this process knows
+        self._accepting: str | None = None  # a head an operator is accepting (see accepting)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class HeadMemory:
     def check(self, store: Store) -> None:
         """Compare the stored head with the memory: raise TamperError when the log is
         smaller (rolled back) or its first ``m`` entries give another root (forked)."""
+        if self._accepting is not None and store.state().checkpoint == self._accepting:
+            return  # the head being accepted: the acceptance is appended on top of it
         mem = self.newest()
         if mem is None:
             return
@@ -172,13 +175,20 @@ class HeadMemory:
             self._write(note)
             self._size = cp.size
 
+    def accepting(self, note: str | None) -> None:
+        """While an operator's acceptance of the stored head ``note`` is being appended,
+        :meth:`check` lets that head pass (None ends it)."""
+        self._accepting = note
+
     def reset(self, note: str) -> None:
-        """Replace the memory with ``note`` even if smaller (an operator accepted it)."""
+        """Replace the memory with ``note`` even if smaller (an operator accepted it, and the
+        acceptance is committed); this process forgets the larger heads it knew."""
         cp = open_checkpoint(note, self._verifier, self._origin)
         with self._locked():
             self._write(note)
         self._size = cp.size
         self._pending = None
+        self._newest = (cp.size, note)
 
     def _write(self, note: str) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -157,6 +157,7 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
     meta = alog.store.meta()
     text = meta.get(POLICY_META)
     if text is None:
+        alog.check_settings()  # no row may have been deleted either
         return None
     try:
         at = int(meta.get(POLICY_AT_META, ""))
@@ -167,8 +168,12 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
     if (event.get("action") != "retention.policy.set"
             or target.get("id", "").rpartition("@")[2] != digest(text)):
         raise TamperError("settings", 0, "the stored retention policy was not set by an entry "
-                          "of the log (the settings table was edited): refusing to use it; "
-                          "run sealtrail verify")
+                          "of the log (the settings table was edited, or it was set by a version "
+                          "that did not record its digest: set it again with sealtrail "
+                          "retention set): refusing to use it; run sealtrail verify")
+    # The latest policy entry, holds and keys must all agree with the log (a policy pointed
+    # back at an older genuine entry would purge under it).
+    alog.check_settings()
     return RetentionPolicy.parse(json.loads(text))
 
 
@@ -243,6 +248,7 @@ def plan_purge(alog: AuditLog, policy: RetentionPolicy, *, end: int | None = Non
     """The entries past their category's maximum, minus receipts and held subjects' entries."""
     now = alog.now()
     out = Plan(format_time(now), policy.name)
+    alog.check_settings()  # the holds below are what the log's hold entries say
     hold_rows = alog.store.holds(open_only=True)
     held_refs = {bytes(r) for _, r, _, _, _ in hold_rows}
     out.holds = tuple(int(n) for n, _, _, _, _ in hold_rows)

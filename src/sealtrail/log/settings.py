@@ -28,12 +28,14 @@ from typing import Final
 
 from sealtrail.core.errors import FormatError, TamperError, VerificationError
 from sealtrail.core.note import Signer, Verifier, open_note
+from sealtrail.core.timefmt import parse_time
 
 STATEMENT: Final = "sealtrail.org/log-settings@v1"
 SETTINGS_META: Final = "settings"          # the signed statement
 POLICY_META: Final = "retention_policy"    # the stored retention policy (compact JSON)
 POLICY_AT_META: Final = "retention_policy_at"  # the index of the entry that set it
 ACTIVE_KEY_META: Final = "active_key"      # the data key the last recorded rotation made active
+MAX_HOLD_LAG_S: Final = 60.0              # see _same_time
 FIXED: Final = ("origin", "log", "leaf_version", "encryption", "policy", "redaction")
 
 # The entries that change a stored setting (verify collects them while it streams the log).
@@ -215,9 +217,16 @@ def _check_holds(stored: list[tuple[int, bytes, str, str | None]],
 
 
 def _same_time(stored: str, recorded: str) -> bool:
-    """A stored hold time agrees with its entry's time (entries written before hold times
-    were recorded carry the commit time instead: any time then passes)."""
-    return not recorded or stored == recorded
+    """A stored hold time agrees with its entry's time: equal (this version writes the hold's
+    time into its entry), or at most a minute before it (entries of earlier versions carry
+    their commit time, a moment after the row's). A date moved by hand is further off."""
+    if stored == recorded:
+        return True
+    try:
+        lag = (parse_time(recorded) - parse_time(stored)).total_seconds()
+    except ValueError:
+        return False
+    return 0 <= lag <= MAX_HOLD_LAG_S
 
 
 __all__ = ["ACTIVE_KEY_META", "FIXED", "POLICY_AT_META", "POLICY_META", "SETTINGS_META",

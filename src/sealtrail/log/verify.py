@@ -484,6 +484,35 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
 
 
+_SETTING_MARKS = (b'"subject.hold.', b'"retention.policy.set"', b'"keys.rotate"')
+_one_decoder = msgspec.json.Decoder(_LeafId)
+
+
+def setting_records(store: Store, size: int) -> list[SettingRecord]:
+    """The entries that changed a stored setting, in log order, read from the entries alone
+    (a byte search skips every chunk that holds none): what :func:`check_stored` replays
+    before an irreversible step (a purge, an erasure) trusts a stored copy."""
+    out: list[SettingRecord] = []
+    for chunk in store.iter_chunks(0, size):
+        if not any(mark in chunk.data for mark in _SETTING_MARKS):
+            continue
+        try:
+            leaves = chunk.leaves()
+        except ValueError as exc:
+            raise TamperError("changed", chunk.start, str(exc)) from exc
+        for k, leaf in enumerate(leaves):
+            if not leaf or not any(mark in leaf for mark in _SETTING_MARKS):
+                continue
+            try:
+                x = _one_decoder.decode(leaf)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise TamperError("changed", chunk.start + k, "an entry is not an event") from exc
+            if x.action in SETTING_ACTIONS:
+                out.append(SettingRecord(chunk.start + k, x.action,
+                                         x.target.id if x.target is not None else "", x.time))
+    return out
+
+
 def check_id_index(store: Store, expected: RowDigest, size: int) -> None:
     """Compare the stored id index with its rebuild (``expected``, from every chunk); on a
     difference, find the first chunk whose rows differ and raise TamperError naming it."""
