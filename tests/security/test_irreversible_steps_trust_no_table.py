@@ -130,7 +130,7 @@ def test_adopt_refuses_a_downgraded_table(tmp_path: Path) -> None:
     _sql(tmp_path, "UPDATE meta SET value = 'on' WHERE key = 'encryption'",
          "UPDATE meta SET value = 'metadata' WHERE key = 'policy'")
     with AuditLog.open(tmp_path, create=False) as log, pytest.raises(ConfigError,
-                                                                      match="actor.ip"):
+                                                                      match=r"actor\.ip"):
         log.adopt_settings(reason="looks fine", actor=OPS)
 
 
