@@ -27,7 +27,7 @@ FORGED = ["subject.erase", "subject.hold.add", "subject.hold.release", "keys.rot
 
 
 def _forged(action: str, **extra: Any) -> dict[str, Any]:
-    return {"actor": {"id": "key:someone-else", "type": "api_key"}, "action": action,
+    return {"actor": {"id": "mallory", "type": "user"}, "action": action,
             "outcome": "success", "category": "audit_access", **extra}
 
 
@@ -48,6 +48,18 @@ def test_ingest_key_cannot_forge_an_own_record(svc: Service, action: str) -> Non
         assert "events[1].action" in resp.text
         after = c.get("/v1/logs/default/checkpoint", headers=svc.auth("auditor")).text
     assert before == after  # nothing of the request was stored
+
+
+def test_a_read_cannot_be_pinned_on_another_key(svc: Service) -> None:
+    """A client-made 'read of the trail' acted by ``key:<id>`` (how sealtrail names API keys
+    in its read records) would fire the audit-access rule against that key."""
+    with svc.client() as c:
+        resp = c.post("/v1/logs/default/events",
+                      json=[_forged("trail.read", actor={"id": f"key:{svc.key_id('auditor')}"},
+                                    metadata={"role": "reader"})],
+                      headers=svc.auth("ingest_all"))
+    assert resp.status_code == 422
+    assert "events[0].actor.id" in resp.text
 
 
 def test_source_service_sealtrail_is_reserved(svc: Service) -> None:

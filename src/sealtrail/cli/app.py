@@ -437,6 +437,11 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                               "derived": derived_report.summary() if derived_report else None}))
         else:
             typer.echo(report.summary())
+            if remembered is None and report.size:
+                err.print(f"note: no head memory was found ({memory.path}): this machine "
+                          "had not seen the log sign a head, so a rollback before now cannot "
+                          "be told from here; it is remembered from now on (compare with a "
+                          "checkpoint kept elsewhere: --checkpoint)", markup=False)
             if derived_report is not None:
                 typer.echo(derived_report.summary())
             elif derived is None:

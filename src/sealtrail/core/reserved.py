@@ -28,7 +28,13 @@ def is_reserved_action(action: str) -> bool:
     return action in RESERVED_EXACT or action.startswith(RESERVED_PREFIXES)
 
 
-def reserved_field(action: str, source_service: str | None) -> tuple[str, str] | None:
+# The actor ids sealtrail gives API keys in its read records (``key:<id>``): a client naming
+# one would pin a read of the trail on another key.
+KEY_ACTOR_PREFIX: Final = "key:"
+
+
+def reserved_field(action: str, source_service: str | None, actor_id: str = ""
+                   ) -> tuple[str, str] | None:
     """(field, message) when a client's event claims to be sealtrail's own; else None."""
     if is_reserved_action(action):
         return ("action", f"{action!r} is reserved for records sealtrail writes itself "
@@ -37,4 +43,7 @@ def reserved_field(action: str, source_service: str | None) -> tuple[str, str] |
     if source_service == OWN_SERVICE:
         return ("source.service", f"{OWN_SERVICE!r} is reserved for records sealtrail writes "
                 "itself: name your own service")
+    if actor_id.startswith(KEY_ACTOR_PREFIX):
+        return ("actor.id", f"ids starting {KEY_ACTOR_PREFIX!r} name sealtrail's API keys in "
+                "its own records: name the actor another way")
     return None

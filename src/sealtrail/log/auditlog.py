@@ -578,7 +578,8 @@ class AuditLog:
                     raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
             if not own:
                 claimed = reserved_field(ev.action,
-                                         ev.source.service if ev.source is not None else None)
+                                         ev.source.service if ev.source is not None else None,
+                                         ev.actor.id)
                 if claimed is not None:
                     raise ValidationError(f"events[{i}].{claimed[0]}", claimed[1])
             if redactor is not None:

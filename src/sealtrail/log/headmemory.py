@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import hmac
 import json
 import os
@@ -58,8 +59,9 @@ def memory_path(directory: Path, origin: str) -> Path:
     state_dir = os.environ.get(STATE_DIR_ENV)
     if not state_dir:
         return directory / FILE
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in origin)
-    return Path(state_dir) / f"{safe}.{FILE}"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in origin)[:100]
+    tag = hashlib.sha256(origin.encode()).hexdigest()[:16]  # origins that read alike differ
+    return Path(state_dir) / f"{safe}.{tag}.{FILE}"
 
 
 def _note_of(doc: object) -> str:

@@ -48,7 +48,7 @@ _DEFINITIONS: Final[list[dict[str, Any]]] = [
     {"id": "builtin.sealtrail_config", "kind": "match", "severity": "medium",
      "title": "Configuration change of sealtrail itself",
      "match": {"action": ["keys.*", "apikey.*", "log.create", "retention.*", "rules.*",
-                          "alert.*"]},
+                          "alert.*", "sealtrail.*", "subject.hold.*"]},
      "clauses": ["PCI DSS 10.2.1.6", "PCI DSS 10.2.1.2", "PCI DSS 10.3.2", _AUDIT_CONTROLS]},
     {"id": "builtin.mass_access", "kind": "threshold", "severity": "high",
      "title": "Mass data access",
@@ -58,9 +58,11 @@ _DEFINITIONS: Final[list[dict[str, Any]]] = [
     {"id": "builtin.mass_export", "kind": "match", "severity": "high",
      "title": "Large data export",
      # An application's export names its size in metadata.count; sealtrail's own reads
-     # (audit.export, audit.entries.read, ...) record it as metadata.results.
-     "match": {"action": "*export*", "any": [{"metadata.count": {"gte": 1000}},
-                                            {"metadata.results": {"gte": 1000}}]},
+     # (audit.export, audit.subject_export, and raw entries: audit.entries.read) record it
+     # as metadata.results.
+     "match": {"action": ["*export*", "audit.entries.read"],
+               "any": [{"metadata.count": {"gte": 1000}},
+                       {"metadata.results": {"gte": 1000}}]},
      "clauses": ["PCI DSS 10.2.1.1", _AUDIT_CONTROLS, _REVIEW]},
     {"id": "builtin.subject_erasure", "kind": "match", "severity": "medium",
      "title": "Data subject key erased",
