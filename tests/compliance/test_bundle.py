@@ -262,3 +262,15 @@ def test_a_member_twice_is_refused(alog: AuditLog, bundle: Path) -> None:
     with pytest.raises(VerificationError, match="appears twice"):
         read_bundle(bundle)
     assert files
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085", "\x0c"])
+def test_events_with_unicode_line_separators_verify(tmp_path: Path, sep: str) -> None:
+    """JSON holds U+2028 and friends unescaped; the bundle's JSON Lines split on LF only."""
+    with AuditLog.open(tmp_path / "data") as log:
+        log.append_many([{"actor": {"id": f"a{sep}b"}, "action": "user.login",
+                          "outcome": "success", "category": "authentication",
+                          "reason": f"line{sep}break"}] * 3)
+        path = tmp_path / "sep.zip"
+        export_bundle(log, path, flt=Filter(category="authentication"), actor=AUDITOR)
+        assert verify_bundle_file(path, log.vkey()).events == 3

@@ -15,6 +15,7 @@ import typer
 from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, _operator, _where, app, err, fail
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import SealtrailError
+from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
@@ -51,9 +52,7 @@ def _sample_events(file: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         fail(f"--events {file}: {exc.strerror or exc}")
     events = []
-    for n, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in numbered_lines(raw):  # LF only: JSON may hold U+2028 unescaped
         try:
             ev = _decoder.decode(line)
         except msgspec.DecodeError as exc:

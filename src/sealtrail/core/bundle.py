@@ -53,6 +53,7 @@ from sealtrail.core.errors import (
     SignatureError,
     VerificationError,
 )
+from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.merkle import verify as merkle_verify
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.note import Verifier, open_note
@@ -104,9 +105,7 @@ def _lines(files: Mapping[str, bytes], name: str) -> list[tuple[int, dict[str, A
         text = files[name].decode()
     except UnicodeDecodeError as exc:
         raise FormatError(f"{name} is not UTF-8") from exc
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, line in numbered_lines(text):  # LF only: JSON may hold U+2028 unescaped
         try:
             doc = json.loads(line)
         except ValueError as exc:

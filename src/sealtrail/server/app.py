@@ -38,6 +38,7 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import Event, validate_event
+from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.tiles import TILE_WIDTH, TileRef, parse_tile_path
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
@@ -625,9 +626,7 @@ def _parse_events(body: bytes, content_type: str) -> list[Any]:
     """A JSON array, or JSON Lines (``application/x-ndjson``), as a list of raw items."""
     if "ndjson" in content_type or "jsonl" in content_type or "json-seq" in content_type:
         items: list[Any] = []
-        for n, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for n, line in numbered_lines(body):  # LF only: JSON may hold U+2028 unescaped
             try:
                 items.append(msgspec.json.decode(line))
             except msgspec.DecodeError as exc:
