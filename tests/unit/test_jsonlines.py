@@ -20,9 +20,8 @@ SEPARATORS = ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c", "\x1c", "\x1d", "\x1
 def test_numbered_lines_keeps_every_separator_inside_its_line(sep: str) -> None:
     docs = [{"a": f"x{sep}y"}, {"b": sep}]
     text = "\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\r\n\n"
-    for data in (text, text.encode()):
-        got = [json.loads(line) for _, line in numbered_lines(data)]
-        assert got == docs
+    assert [json.loads(line) for _, line in numbered_lines(text)] == docs
+    assert [json.loads(line) for _, line in numbered_lines(text.encode())] == docs
     assert [n for n, _ in numbered_lines(text)] == [1, 2]
 
 
