@@ -9,10 +9,11 @@ The receipt is an ordinary event, covered by the next signed checkpoint like any
 
 - ``action``: ``retention.purge`` (bodies destroyed) or ``retention.archive`` (moved to an
   archive file, restorable);
-- ``target``: ``{"type": "entries", "id": "<kind>:<count>:<ranges>:<root>"}`` where
+- ``target``: ``{"type": "entries", "id": "<kind>:<count>:<ranges>:<root>:<ids>"}`` where
   ``ranges`` is the hex SHA-256 of the retired ranges packed as little-endian uint64 pairs
   ``start, end`` and ``root`` the hex RFC 6962 root of the retired leaf hashes in index order
-  (the *leaf-range root*: it commits to exactly which entries were retired).
+  (the *leaf-range root*: it commits to exactly which entries were retired), and ``ids`` the
+  hex SHA-256 of their 16-byte ids (which stay in the id index; absent in older receipts).
 
 ``archive restore`` (``log/archive.py``) appends a ``retention.restore`` receipt whose
 ``target.id`` is the range brought back, ``<start>-<end>``, in clear.
@@ -58,7 +59,8 @@ from sealtrail.store.protocol import Chunk, Store
 
 KINDS: Final = ("purge", "archive")
 RECEIPT_ACTIONS: Final = ("retention.purge", "retention.archive", "retention.restore")
-_TARGET = re.compile(r"(purge|archive):(\d{1,12}):([0-9a-f]{64}):([0-9a-f]{64})\Z")
+_TARGET = re.compile(
+    r"(purge|archive):(\d{1,12}):([0-9a-f]{64}):([0-9a-f]{64})(?::([0-9a-f]{64}))?\Z")
 _RESTORE = re.compile(r"(\d{1,15})-(\d{1,15})\Z")
 _BLOCK: Final = 63  # node block width (log/tree.py)
 
@@ -71,10 +73,15 @@ class ReceiptBody:
     count: int
     ranges_digest: bytes
     root: bytes
+    # SHA-256 of the retired entries' 16-byte ids in index order: the ids stay in the id
+    # index after the bodies go, and exactly-once answers retries from them, so the receipt
+    # binds them too (receipts written before this carry none).
+    ids: bytes | None = None
 
     def target_id(self) -> str:
         """The receipt event's ``target.id``."""
-        return f"{self.kind}:{self.count}:{self.ranges_digest.hex()}:{self.root.hex()}"
+        ids = f":{self.ids.hex()}" if self.ids is not None else ""
+        return f"{self.kind}:{self.count}:{self.ranges_digest.hex()}:{self.root.hex()}{ids}"
 
     @classmethod
     def parse(cls, text: str) -> ReceiptBody | None:
@@ -83,7 +90,7 @@ class ReceiptBody:
         if m is None:
             return None
         return cls(m.group(1), int(m.group(2)), bytes.fromhex(m.group(3)),
-                   bytes.fromhex(m.group(4)))
+                   bytes.fromhex(m.group(4)), bytes.fromhex(m.group(5)) if m.group(5) else None)
 
 
 def ranges_digest(ranges: Iterable[tuple[int, int]]) -> bytes:
@@ -91,6 +98,18 @@ def ranges_digest(ranges: Iterable[tuple[int, int]]) -> bytes:
     h = hashlib.sha256()
     for start, end in ranges:
         h.update(struct.pack("<QQ", start, end))
+    return h.digest()
+
+
+def ids_digest(store: Store, ranges: Iterable[tuple[int, int]]) -> bytes:
+    """SHA-256 of the stored 16-byte ids of the entries in ``ranges``, in index order."""
+    h = hashlib.sha256()
+    for start, end in ranges:
+        for chunk in store.iter_chunks(start, end):
+            lo = max(start, chunk.start) - chunk.start
+            hi = min(end, chunk.start + chunk.count) - chunk.start
+            if hi > lo:
+                h.update(chunk.ids[16 * lo:16 * hi])
     return h.digest()
 
 
@@ -300,6 +319,10 @@ def _check_rows(store: Store, size: int, r: int, ranges: list[tuple[int, int, st
     if not hmac.compare_digest(body.root, range_root(store, spans)):
         raise TamperError("changed", first, f"the leaf hashes retired by receipt {r} "
                           "differ from its leaf-range root")
+    if body.ids is not None and not hmac.compare_digest(body.ids, ids_digest(store, spans)):
+        raise TamperError("id index", first, f"the ids of the entries retired by receipt {r} "
+                          "differ from the ids it recorded (exactly-once answers retries "
+                          "from them)")
 
 
 def _matches(store: Store, rec: _Found, span: tuple[int, int]) -> bool:
@@ -308,7 +331,8 @@ def _matches(store: Store, rec: _Found, span: tuple[int, int]) -> bool:
     s, e = span
     return (body is not None and 0 <= s < e <= rec.index and body.count == e - s
             and hmac.compare_digest(body.ranges_digest, ranges_digest([span]))
-            and hmac.compare_digest(body.root, range_root(store, [span])))
+            and hmac.compare_digest(body.root, range_root(store, [span]))
+            and (body.ids is None or hmac.compare_digest(body.ids, ids_digest(store, [span]))))
 
 
 def _resolve(store: Store, found: list[_Found], by_receipt: dict[int, list[tuple[int, int]]]

@@ -28,7 +28,7 @@ import msgspec
 from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
-from sealtrail.log.receipts import ReceiptBody, range_root, ranges_digest
+from sealtrail.log.receipts import ReceiptBody, ids_digest, range_root, ranges_digest
 from sealtrail.log.settings import (
     POLICY_AT_META,
     POLICY_META,
@@ -334,7 +334,8 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
     if not ranges:
         raise ConfigError("nothing to retire")
     root = range_root(alog.store, ranges)
-    body = ReceiptBody(kind, sum(e - s for s, e in ranges), ranges_digest(ranges), root)
+    body = ReceiptBody(kind, sum(e - s for s, e in ranges), ranges_digest(ranges), root,
+                       ids_digest(alog.store, ranges))
     store = alog.store
 
     def hook(at: int) -> None:
