@@ -108,7 +108,10 @@ def test_ocsf_golden_api_activity() -> None:
 
 
 def test_ocsf_golden_authentication_with_sealed_fields() -> None:
-    """A failed login is Authentication: Logon (300201); the sealed token is passed opaque."""
+    """A failed login is Authentication: Logon (300201); the sealed token is passed opaque.
+
+    With no ``source`` the event names neither a service nor a destination endpoint, one of
+    which the class requires (``at_least_one``): ``service.name`` says it is not known."""
     assert to_ocsf(0, SEALED, HASH, log="default") == {
         "class_uid": 3002, "class_name": "Authentication",
         "category_uid": 3, "category_name": "Identity & Access Management",
@@ -124,6 +127,7 @@ def test_ocsf_golden_authentication_with_sealed_fields() -> None:
             "original_time": "2026-11-28T10:00:00.000000Z"},
         "actor": {"user": {"uid": "alice"}},
         "user": {"uid": "alice"},
+        "service": {"name": "unknown"},
         "unmapped": {"log": "default", "index": 0, "leaf_hash": HEX,
                      "category": "authentication", "sealed": SEALED["sealed"]},
     }
@@ -177,7 +181,8 @@ def test_ecs_golden() -> None:
 
 
 def test_csv_golden() -> None:
-    """The header is CSV_COLUMNS; the row has one cell per column, absent ones empty."""
+    """The header is CSV_COLUMNS; the row has one cell per column, absent ones empty, and a
+    personal field left sealed (``actor.name``, ``actor.ip`` here) reads ``[sealed]``."""
     out = io.StringIO(newline="")
     assert write_export("csv", [(41, EVENT, HASH), (42, SEALED, HASH)], out, log="billing") == 2
     assert out.getvalue() == (
@@ -186,7 +191,8 @@ def test_csv_golden() -> None:
         f"{EVENT['id']},billing,data_change,invoice.update,denied,alice,Alice,10.0.0.5,"
         f"invoice,inv-42,Invoice 42,shop,web-1,192.0.2.10,req-1,ticket=123,{HEX}\r\n"
         "42,2026-11-28T10:00:00.000000Z,2026-11-28T10:00:00.120000Z,"
-        f"{SEALED['id']},billing,authentication,user.login,failure,alice,,,,,,,,,,,{HEX}\r\n")
+        f"{SEALED['id']},billing,authentication,user.login,failure,alice,[sealed],[sealed],"
+        f",,,,,,,,{HEX}\r\n")
     assert CSV_COLUMNS == (
         "index", "time", "received_at", "id", "log", "category", "action", "outcome",
         "actor_id", "actor_name", "actor_ip", "target_type", "target_id", "target_name",

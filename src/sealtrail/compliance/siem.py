@@ -10,7 +10,9 @@ Specs: OCSF 1.1.0 (classes Authentication 3002, API Activity 6003), ArcSight CEF
 (header and extension escaping), ECS 8.11 (categorization fields), RFC 4180 (CSV), RFC 5424 and
 RFC 5425/6587 (syslog and octet counting, via :mod:`sealtrail.core.syslog`).
 
-Sealed fields (``sealed.ct``) are passed along as an opaque value, never decrypted.
+Sealed personal fields stay sealed unless the caller asks otherwise: :func:`export_entries`
+takes the stored events (``open_sealed=False``, the default) or the opened ones
+(``open_sealed=True``); the record functions never decrypt, they render what they are given.
 """
 
 from __future__ import annotations
@@ -32,16 +34,22 @@ import msgspec
 from sealtrail import __version__
 from sealtrail.core import syslog
 from sealtrail.core.errors import ConfigError, ValidationError
+from sealtrail.core.merkle.hashing import leaf_hash as _leaf_hash
 from sealtrail.core.timefmt import parse_time, unix_micros
+from sealtrail.log.auditlog import Entry
 
 __all__ = [
     "CEF_SEVERITY",
     "CSV_COLUMNS",
     "ECS_VERSION",
+    "ERASED_CELL",
     "FORMATS",
     "OCSF_SEVERITY",
+    "OCSF_UNKNOWN",
     "OCSF_VERSION",
+    "OPEN_SEALED_DETAIL",
     "SD_ID",
+    "SEALED_CELL",
     "SYSLOG_SEVERITY",
     "ExportEntry",
     "ExportFormat",
@@ -52,6 +60,7 @@ __all__ = [
     "cef_value_escape",
     "csv_cell",
     "ecs_categorization",
+    "export_entries",
     "export_format",
     "iter_export",
     "to_cef",
@@ -144,7 +153,8 @@ def _rest(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event's fields no standard field of OCSF, CEF or ECS carries, left out when absent."""
     actor = _part(event, "actor")
     out: dict[str, Any] = {}
-    for key in ("category", "metadata", "changes", "reason", "purpose", "subjects", "sealed"):
+    for key in ("category", "metadata", "changes", "reason", "purpose", "subjects", "sealed",
+                "erased"):
         if key in event:
             out[key] = event[key]
     if "on_behalf_of" in actor:
@@ -183,6 +193,26 @@ def _ocsf_user(actor: Mapping[str, Any]) -> dict[str, Any]:
     return _drop_empty(user)
 
 
+# A DNS host name (RFC 1123 labels of letters, digits and inner hyphens, dot-separated): what
+# OCSF's ``hostname_t`` accepts. Anything else (an underscore, a space, a control character,
+# non-ASCII) is not a host name in OCSF's sense and goes to the endpoint's free-text ``name``.
+_HOSTNAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+# What fills an object the class requires when the event says nothing true that could:
+# ``src_endpoint.name`` (API Activity) and ``service.name`` (Authentication).
+OCSF_UNKNOWN: Final = "unknown"
+
+
+def _ocsf_endpoint(host: Any, ip: Any) -> dict[str, Any]:
+    """An OCSF network endpoint from a host text and an address; empty when neither is usable."""
+    endpoint: dict[str, Any] = {}
+    if isinstance(host, str) and host:
+        endpoint["hostname" if _HOSTNAME.fullmatch(host) else "name"] = host
+    if _ip_version(ip):
+        endpoint["ip"] = ip
+    return endpoint
+
+
 def to_ocsf(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
             ) -> dict[str, Any]:
     """One event as an OCSF 1.1 event: Authentication (3002) or API Activity (6003).
@@ -190,6 +220,8 @@ def to_ocsf(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
     ``category == "authentication"`` is Authentication (Logon, Logoff or Other by the action's
     verb); everything else is API Activity (Create, Read, Update, Delete or Other).
     ``type_uid = class_uid * 100 + activity_id``; fields with no OCSF home go to ``unmapped``.
+    Every record is valid against the OCSF 1.1.0 schema, class constraints included
+    (docs/siem.md, "OCSF 1.1").
     """
     actor, target, source = _part(event, "actor"), _part(event, "target"), _part(event, "source")
     outcome, verb = _outcome(event), action_verb(str(event.get("action", "")))
@@ -204,6 +236,8 @@ def to_ocsf(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
     status_id, status = _OCSF_STATUS.get(outcome, (99, "Other"))
     severity_id = OCSF_SEVERITY.get(outcome, 99)
     user = _ocsf_user(actor)
+    src = _ocsf_endpoint(None, actor.get("ip"))
+    dst = _ocsf_endpoint(source.get("host"), source.get("ip"))
     record: dict[str, Any] = {
         "class_uid": class_uid, "class_name": class_name,
         "category_uid": category_uid, "category_name": category_name,
@@ -221,8 +255,8 @@ def to_ocsf(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
             "logged_time": _epoch_ms(event, "received_at"),
             "original_time": event.get("time"), "correlation_uid": event.get("trace_id")}),
         "actor": {"user": user},
-        "src_endpoint": _drop_empty({"ip": actor.get("ip")}),
-        "dst_endpoint": _drop_empty({"hostname": source.get("host"), "ip": source.get("ip")}),
+        "src_endpoint": src,
+        "dst_endpoint": dst,
         "unmapped": {**_trace(index, leaf_hash, log), **_rest(event)},
     }
     if outcome != "success":
@@ -233,23 +267,26 @@ def to_ocsf(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
         record["user"] = user  # the user being authenticated: the actor itself
         if "service" in source:
             record["service"] = {"name": source["service"]}
+        elif not dst:  # the class needs service or dst_endpoint: say that it is not known
+            record["service"] = {"name": OCSF_UNKNOWN}
         if "request_id" in event:
             record["unmapped"]["request_id"] = event["request_id"]
+        if target:
+            record["unmapped"]["target"] = dict(target)
     else:
+        # API Activity requires src_endpoint: without a known (or unsealed) caller address,
+        # its name says the caller is not known rather than inventing an address.
+        record["src_endpoint"] = src or {"name": OCSF_UNKNOWN}
         record["api"] = _drop_empty({
             "operation": event.get("action"),
             "service": _drop_empty({"name": source.get("service")}),
             "request": _drop_empty({"uid": event.get("request_id")})})
-        resource = _drop_empty({"uid": target.get("id"), "name": target.get("name"),
-                                "type": target.get("type")})
-        if resource:
-            record["resources"] = [resource]
-    if class_uid == 3002 and target:
-        record["unmapped"]["target"] = dict(target)
-    record = _drop_empty(record)
-    if class_uid == 6003:  # required by API Activity, even when the address is not known
-        record.setdefault("src_endpoint", {})
-    return record
+        if "id" in target or "name" in target:  # a resource needs its uid or its name
+            record["resources"] = [_drop_empty({
+                "uid": target.get("id"), "name": target.get("name"), "type": target.get("type")})]
+        elif target:
+            record["unmapped"]["target"] = dict(target)
+    return _drop_empty(record)
 
 
 # -- CEF -----------------------------------------------------------------------------------------
@@ -402,6 +439,8 @@ CSV_COLUMNS: Final = (
     "index", "time", "received_at", "id", "log", "category", "action", "outcome", "actor_id",
     "actor_name", "actor_ip", "target_type", "target_id", "target_name", "source_service",
     "source_host", "source_ip", "request_id", "reason", "leaf_hash")
+SEALED_CELL: Final = "[sealed]"  # a personal field left sealed (docs/siem.md, "Sealed fields")
+ERASED_CELL: Final = "[erased]"  # a personal field whose subject key was erased
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _CELL_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -432,13 +471,29 @@ def to_csv_row(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: s
                ) -> list[str]:
     """One event as the cells of :data:`CSV_COLUMNS`; absent fields are empty cells."""
     actor, target, source = _part(event, "actor"), _part(event, "target"), _part(event, "source")
+    sealed, erased = _sealed_fields(event), event.get("erased") or ()
+
+    def personal(path: str, value: Any) -> Any:
+        if value is None and path in sealed:
+            return SEALED_CELL
+        if value is None and path in erased:
+            return ERASED_CELL
+        return value
+
     values = (
         index, event.get("time"), event.get("received_at"), event.get("id"), log,
         event.get("category"), event.get("action"), event.get("outcome"), actor.get("id"),
-        actor.get("name"), actor.get("ip"), target.get("type"), target.get("id"),
-        target.get("name"), source.get("service"), source.get("host"), source.get("ip"),
+        personal("actor.name", actor.get("name")), personal("actor.ip", actor.get("ip")),
+        target.get("type"), target.get("id"), personal("target.name", target.get("name")),
+        source.get("service"), source.get("host"), personal("source.ip", source.get("ip")),
         event.get("request_id"), event.get("reason"), leaf_hash.hex())
     return [csv_cell(v) for v in values]
+
+
+def _sealed_fields(event: Mapping[str, Any]) -> tuple[str, ...]:
+    sealed = event.get("sealed")
+    fields = sealed.get("fields") if isinstance(sealed, Mapping) else None
+    return tuple(f for f in fields if isinstance(f, str)) if isinstance(fields, list) else ()
 
 
 def _csv_line(cells: Iterable[str]) -> str:
@@ -500,6 +555,29 @@ def to_syslog(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: st
 
 ExportEntry = tuple[int, Mapping[str, Any], bytes]
 """``(index, event, leaf hash)``: one stored entry, its event decrypted as far as the keys allow."""
+
+
+OPEN_SEALED_DETAIL: Final = "open_sealed"
+"""The key of the ``audit.export`` record's details that says whether sealed values were
+opened: ``details={..., OPEN_SEALED_DETAIL: open_sealed}`` (True or False, always present)."""
+
+
+def export_entries(selection: Iterable[tuple[Entry, Mapping[str, Any]]], *,
+                   open_sealed: bool = False) -> Iterator[ExportEntry]:
+    """The entries to export, from ``(entry, event as read)`` pairs (e.g. ``search(...)``).
+
+    By default sealed personal fields stay sealed: each event is the one *stored* in the entry
+    (``entry.event()``), whatever the reader could open, with its personal fields absent from
+    their places and the ``sealed`` map (``ct``: key id and ciphertext, ``fields``: the sealed
+    paths) carried as is. ``open_sealed=True`` exports the events as read, sealed fields
+    opened where the keyring allows (erased ones listed under ``erased``); the caller records
+    that choice in its ``audit.export`` record (:data:`OPEN_SEALED_DETAIL`). Entries retired by
+    retention (no body left) are skipped. Lazy: one pair is drawn per entry yielded.
+    """
+    for entry, event in selection:
+        if entry.retired:
+            continue
+        yield entry.index, (event if open_sealed else entry.event()), _leaf_hash(entry.leaf)
 
 
 @dataclass(frozen=True, slots=True)
