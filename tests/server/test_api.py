@@ -669,9 +669,11 @@ def test_wrong_passphrase_is_not_ready_and_stores_nothing(start_service: Any) ->
     with svc.client() as c:
         ready = c.get("/readyz")
         assert ready.status_code == 503, ready.text
-        # Unauthenticated: how many logs are not ready, never their names.
+        # Unauthenticated, but says which logs and why (docs/service.md): never the secret.
         assert ready.json()["problems"] == 2
-        assert "default" not in ready.text
+        assert {(p["log"], p["reason"]) for p in ready.json()["not_ready"]} == {
+            ("default", "keyring_locked"), ("other", "keyring_locked")}
+        assert "not the passphrase" not in ready.text
         response = c.post("/v1/logs/default/events", json=[seed_event()],
                           headers=svc.auth("ingest_default"))
         assert response.status_code == 503, response.text

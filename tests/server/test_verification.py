@@ -70,6 +70,9 @@ def test_scheduled_verification_reports_intact_then_tampered(
         ready = c.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["problems"] == 1
+    [problem] = ready.json()["not_ready"]
+    assert (problem["log"], problem["reason"]) == ("other", "verification_failed")
+    assert problem["message"]
 
 
 def test_a_verification_that_cannot_read_the_store_is_a_failure(tmp_path: Path) -> None:

@@ -109,6 +109,67 @@ def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
                             "content": {"application/json": {"schema": schema}}}}
 
 
+_NOT_READY_SCHEMA: Final = {
+    "type": "object", "required": ["log", "reason", "message"],
+    "properties": {
+        "log": {"type": "string", "description": "The log's name"},
+        "reason": {"type": "string", "enum": ["keyring_locked", "does_not_open",
+                                              "verification_failed"]},
+        "message": {"type": "string", "description": "What failed, for the operator (the "
+                    "data directory reads as DATA; no secret or event content)"}}}
+_READYZ_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "Every log is ready", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "logs"],
+        "properties": {"status": {"type": "string", "const": "ready"},
+                       "logs": {"type": "integer", "description": "How many logs"}}}}}},
+    503: {"description": "Not ready: each log that is not, and why", "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["status", "problems", "not_ready"],
+            "properties": {"status": {"type": "string", "const": "not ready"},
+                           "problems": {"type": "integer",
+                                        "description": "How many problems (not_ready's length)"},
+                           "not_ready": {"type": "array", "items": _NOT_READY_SCHEMA}}}}}},
+}
+_MAX_REASON: Final = 300
+
+
+def _readiness_problems(logs: Logs, verified: dict[str, Result], data_dir: Path
+                        ) -> list[dict[str, str]]:
+    """What keeps each log from being ready: ``{"log", "reason", "message"}`` per problem.
+
+    ``reason`` is one of ``keyring_locked`` (no passphrase or key given, a wrong one, or the
+    keyring file missing: appends of personal fields are refused), ``does_not_open`` (the log
+    cannot be opened at all) and ``verification_failed`` (its last scheduled verification
+    failed: tampering, rollback, a replaced database, or storage that cannot be read through).
+    The message is the error's own text, one line, with the data directory's path shown as
+    ``DATA`` and cut at 300 characters; sealtrail's errors carry no secret or event content.
+    """
+    def clean(text: str) -> str:
+        text = text.replace(str(data_dir), "DATA")
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_REASON else text[:_MAX_REASON - 1] + "\u2026"
+
+    problems: list[dict[str, str]] = []
+    for name in logs.names():
+        try:
+            alog = logs.get(name)
+        except KeyringError as exc:
+            problems.append({"log": name, "reason": "keyring_locked",
+                             "message": clean(str(exc))})
+        except SealtrailError as exc:
+            problems.append({"log": name, "reason": "does_not_open",
+                             "message": clean(f"{type(exc).__name__}: {exc}")})
+        else:
+            if alog.locked_reason:
+                problems.append({"log": name, "reason": "keyring_locked",
+                                 "message": clean(alog.locked_reason)})
+    for name, result in sorted(dict(verified).items()):
+        if not result.ok:
+            problems.append({"log": name, "reason": "verification_failed",
+                             "message": clean(result.problem or "verification failed")})
+    return problems
+
+
 _EVENTS_SCHEMA: Final = msgspec.json.schema(list[Event], ref_template="#/components/schemas/{name}")
 
 
@@ -506,22 +567,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
         """The process is up (no authentication: load balancers call it)."""
         return _Json({"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=_READYZ_ANSWERS)
     async def readyz() -> Response:
-        """Ready when every log opens and its keyring is available to append."""
-        problems = []
-        for name in logs.names():
-            try:
-                alog = logs.get(name)
-                if alog.locked_reason:
-                    problems.append(f"{name}: keyring locked")
-            except SealtrailError as exc:
-                problems.append(f"{name}: {type(exc).__name__}")
-        problems.extend(f"{name}: failed verification" for name, result
-                        in list(verifier.results.items()) if not result.ok)
+        """Ready (200) when every log opens, its keyring is available to append and its last
+        verification passed; else 503 naming each log that is not ready and why (no key:
+        load balancers call it; it gives log names and reasons, never a secret or an event)."""
+        problems = await _in_thread(_readiness_problems, logs, verifier.results,
+                                    config.data_dir)
         if problems:
-            # Unauthenticated: say how many logs are not ready, not which (names are private).
-            return _Json({"status": "not ready", "problems": len(problems)}, status_code=503)
+            return _Json({"status": "not ready", "problems": len(problems),
+                          "not_ready": problems}, status_code=503)
         return _Json({"status": "ready", "logs": len(logs.names())})
 
     @app.get("/metrics", responses=_answers("text/plain", "Prometheus text format"))
