@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from sealtrail.client import AsyncClient, DeliveryError
+from sealtrail.client import AsyncClient, Client, DeliveryError
 from sealtrail.core.errors import ValidationError
 
 from .service import Service, event
@@ -97,3 +100,62 @@ def test_async_drop_mode_delivers_when_up(service: Service) -> None:
     ident = asyncio.run(main())
     service.stop()
     assert service.stored_ids() == [ident]
+
+
+def test_async_close_and_its_aclose_alias(service: Service, tmp_path: Path) -> None:
+    """``await close()`` delivers what was recorded and releases the client; closing again, or
+    through ``aclose()`` (contextlib.aclosing), is harmless."""
+
+    async def main() -> list[str]:
+        client = AsyncClient(service.url, service.ingest, spool_path=tmp_path / "spool.db")
+        ids = [await client.record(event(n)) for n in range(3)]
+        await client.close()
+        assert client.pending == 0
+        await client.close()
+        await client.aclose()
+        async with contextlib.aclosing(AsyncClient(
+                service.url, service.ingest, spool_path=tmp_path / "spool2.db")) as other:
+            ids.append(await other.record(event(3)))
+        assert other.pending == 0
+        return ids
+
+    ids = asyncio.run(main())
+    service.stop()
+    assert service.stored_ids() == ids
+
+
+# Names AsyncClient may have that Client has not, each documented in docs/client.md.
+ASYNC_ONLY = {"aclose"}
+
+
+def _public(cls: type) -> dict[str, object]:
+    return {name: member for name, member in vars(cls).items() if not name.startswith("_")}
+
+
+def test_async_client_has_the_sync_clients_api() -> None:
+    """docs/client.md: AsyncClient has Client's API, awaited; the only difference is
+    documented. Same public names, same kinds (method or property), same parameters, and
+    every AsyncClient method is a coroutine function."""
+    sync, asynchronous = _public(Client), _public(AsyncClient)
+    assert set(sync) - set(asynchronous) == set()
+    assert set(asynchronous) - set(sync) == ASYNC_ONLY
+    docs = (Path(__file__).parents[2] / "docs" / "client.md").read_text(encoding="utf-8")
+    for name in ASYNC_ONLY | set(sync):
+        assert f"{name}(" in docs or f"`{name}`" in docs, f"docs/client.md omits {name}"
+    for name, member in sync.items():
+        other = asynchronous[name]
+        assert isinstance(other, property) == isinstance(member, property), name
+        if isinstance(member, property):
+            continue
+        assert callable(member)
+        assert callable(other)
+        assert inspect.iscoroutinefunction(other), f"AsyncClient.{name} is not awaitable"
+        assert _params(member) == _params(other), name
+    for name in ASYNC_ONLY:
+        assert inspect.iscoroutinefunction(asynchronous[name])
+    assert _params(Client.__init__) == _params(AsyncClient.__init__)
+
+
+def _params(fn: Callable[..., object]) -> list[tuple[str, object, object]]:
+    """Each parameter's name, kind and default (annotations differ: sync or async types)."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]

@@ -40,7 +40,9 @@ class AsyncClient:
 
     The constructor takes the same arguments as :class:`~sealtrail.client.Client` (with an
     ``httpx.AsyncBaseTransport``); ``await record(...)``, ``await flush()``,
-    ``await verify_receipt(...)``, ``await aclose()`` or ``async with``.
+    ``await verify_receipt(...)``, ``await close()`` (or its alias ``aclose()``) or
+    ``async with``. Its public names are :class:`~sealtrail.client.Client`'s plus ``aclose``
+    (``tests/client/test_async_client.py`` checks it).
     """
 
     def __init__(self, base_url: str, token: str, log: str = "default", *,
@@ -236,8 +238,12 @@ class AsyncClient:
             finally:
                 self._flushers -= 1
 
-    async def aclose(self, timeout: float = 5.0) -> None:
-        """Flush (up to ``timeout`` seconds), stop the sender, release connection and spool."""
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush (up to ``timeout`` seconds), stop the sender, release connection and spool.
+
+        In spool mode what is still undelivered stays in the spool for the next client; in
+        drop mode it is dropped (and counted). Closing twice does nothing.
+        """
         if self._closed:
             return
         self._closed = True
@@ -263,13 +269,17 @@ class AsyncClient:
         if self._pipe.queue is not None:
             self._pipe.queue.close()
 
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """The same as :meth:`close` (the name ``contextlib.aclosing`` and httpx use)."""
+        await self.close(timeout)
+
     async def __aenter__(self) -> Self:
         self._start()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.aclose()
+        await self.close()
 
     # -- receipts and verification ---------------------------------------------------------
 
