@@ -69,9 +69,24 @@ def prepare(data: Path, passphrase: str) -> dict[str, str]:
 def run_demo(data: Path, port: int) -> None:
     """Prepare the demo and serve it on 127.0.0.1:``port`` until interrupted."""
     from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
-    from sealtrail.server.serving import serve  # noqa: PLC0415 - only the demo and serve run it
-    phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
-    tokens = prepare(data, phrase)
+    from sealtrail.server.serving import listen, serve  # noqa: PLC0415 - demo and serve only
+    # The port first: a taken one fails here (ListenError: "cannot listen on ...: the port is
+    # already in use", exit 2) before any key is made or printed.
+    sockets = listen("127.0.0.1", port)
+    try:
+        phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
+        tokens = prepare(data, phrase)
+        _announce(data, port, tokens)
+        app = create_app(ServiceConfig(data, passphrase=phrase))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    serve(app, sockets=sockets, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _announce(data: Path, port: int, tokens: dict[str, str]) -> None:
+    """Print the demo's keys and ready-to-paste requests."""
     base = f"http://127.0.0.1:{port}"
     typer.secho("sealtrail demo", bold=True)
     typer.echo(f"  data: {data}   verifier key: {tokens['vkey']}")
@@ -91,5 +106,3 @@ def run_demo(data: Path, port: int) -> None:
                f"'{base}/v1/logs/default/alerts?status=open'   "
                "# the monitor's alerts on the sample")
     typer.echo("  Ctrl-C stops the service; the data stays for next time.\n")
-    app = create_app(ServiceConfig(data, passphrase=phrase))
-    serve(app, host="127.0.0.1", port=port, log_level="warning")

@@ -45,12 +45,14 @@ class MonitorProcess:
     def _spawn(self) -> None:
         # The child reads its stdin until EOF and then stops: when this process dies, even by
         # SIGKILL, the pipe closes and no orphaned monitor keeps running (its loop lock would
-        # keep the next service's monitor out).
+        # keep the next service's monitor out). It runs in a session of its own, so Ctrl-C at
+        # the terminal reaches only the service, which then stops the child in order (stop()).
         with self._spawning:
             if self._stop.is_set():
                 return
             self._proc = subprocess.Popen(  # noqa: S603 - our own CLI
-                [*self._command, "--exit-on-eof"], env=self._env, stdin=subprocess.PIPE)
+                [*self._command, "--exit-on-eof"], env=self._env, stdin=subprocess.PIPE,
+                start_new_session=True)
 
     def _watch(self) -> None:
         backoff = 1.0
@@ -75,18 +77,28 @@ class MonitorProcess:
             self._spawn()
 
     def stop(self) -> None:
-        """Stop the child (SIGTERM, then SIGKILL after 10 s)."""
+        """Stop the child: close its stdin (it stops at EOF), SIGTERM after 10 s, SIGKILL
+        after 5 more.
+
+        EOF first, not SIGTERM: the child's thread that waits for EOF is blocked reading
+        stdin, and a child that exits while that read holds stdin's lock dies at interpreter
+        shutdown with "Fatal Python error: _enter_buffered_busy" on the service's stderr.
+        """
         with self._spawning:
             self._stop.set()
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for signal_it, wait in ((None, 10.0), (proc.terminate, 5.0), (proc.kill, None)):
+            if signal_it is not None:
+                signal_it()
             try:
-                proc.wait(10)
+                proc.wait(wait)
+                break
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
+                continue
         if self._thread is not None:
             self._thread.join(5)

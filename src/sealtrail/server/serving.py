@@ -21,13 +21,17 @@ bounded by asyncio's handshake timeout (60 s).
 
 :func:`build_server` makes the :class:`uvicorn.Server`; :func:`serve` runs it in the foreground
 (what ``sealtrail serve`` and ``sealtrail demo`` call instead of ``uvicorn.run``).
+:func:`listen` binds the address first, so a command can fail on a taken port before it
+prints anything (or creates keys) and hand the bound sockets to :func:`serve`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import ssl
 import sys
 from typing import Any, Final
@@ -37,6 +41,7 @@ import uvicorn
 from starlette.requests import ClientDisconnect
 from uvicorn.server import ServerState
 
+from sealtrail.core.errors import ConfigError
 from sealtrail.server.tls import CertAwareH11Protocol
 
 HEADER_TIMEOUT: Final = 10.0
@@ -209,18 +214,82 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8470,
     return uvicorn.Server(config)
 
 
-def serve(app: Any, **options: Any) -> None:
+class ListenError(ConfigError):
+    """The address to serve on cannot be bound (taken by another program, not this machine's,
+    or a privileged port); the message says which and what to do. The CLI exits 2 with it."""
+
+
+_WHY: Final = {errno.EADDRINUSE: "the port is already in use (another sealtrail or program "
+                                 "listens there; stop it or choose another --port)",
+               errno.EADDRNOTAVAIL: "the address is not one of this machine's",
+               errno.EACCES: "permission denied (ports below 1024 need privileges)"}
+
+
+def listen(host: str = "127.0.0.1", port: int = 8470, *, backlog: int = 2048
+           ) -> list[socket.socket]:
+    """Sockets bound to ``host:port`` and listening, for :func:`serve` ``(sockets=...)``.
+
+    Bind before announcing anything: on a taken port this raises :class:`ListenError`
+    (``cannot listen on 127.0.0.1:8470: the port is already in use ...``) and nothing was
+    started. A name that resolves to several addresses (``localhost``) gets a socket per
+    address, as uvicorn's own binding does; port 0 takes one free port (on the first address).
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}: {exc.strerror}") from exc
+    seen: list[tuple[socket.AddressFamily, Any]] = []
+    for info in infos:
+        if (info[0], info[4]) not in seen and info[0] in (socket.AF_INET, socket.AF_INET6):
+            seen.append((info[0], info[4]))
+    if port == 0:
+        seen = seen[:1]
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in seen:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"[{address[0]}]:{port}" if family == socket.AF_INET6 else (
+                    f"{address[0]}:{port}")
+                why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+                raise ListenError(f"cannot listen on {where}: {why}") from exc
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise ListenError(f"cannot listen on {host}: no IPv4 or IPv6 address")
+    return sockets
+
+
+def serve(app: Any, *, sockets: list[socket.socket] | None = None, **options: Any) -> None:
     """Run :func:`build_server` ``(app, **options)`` in the foreground until interrupted.
 
-    Like ``uvicorn.run``: Ctrl-C stops it quietly, and a server that could not start (the port
-    is taken) exits with status 3.
+    ``sockets`` (from :func:`listen`) are served instead of binding ``host``/``port`` here;
+    ``host`` and ``port`` then only name the address. Like ``uvicorn.run``: Ctrl-C (SIGINT)
+    stops it quietly, after the application's shutdown (the monitor child stopped, logs
+    closed), and a server that could not start exits with status 3.
     """
     server = build_server(app, **options)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=sockets)
+    finally:
+        for sock in sockets or []:
+            sock.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
 
 __all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "KEEP_ALIVE_TIMEOUT", "MAX_HEADER_BYTES",
-           "GuardedConfig", "GuardedH11Protocol", "build_server", "serve"]
+           "GuardedConfig", "GuardedH11Protocol", "ListenError", "build_server",
+           "listen", "serve"]
