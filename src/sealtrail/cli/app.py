@@ -15,6 +15,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,8 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, parse_event
-from sealtrail.core.note import Verifier
+from sealtrail.core.note import Verifier, open_note
+from sealtrail.core.note import parse as parse_note
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.timefmt import parse_time
@@ -50,25 +52,32 @@ from sealtrail.log.auditlog import MAX_BATCH, AuditLog, log_dir
 from sealtrail.log.derived import DerivedReport
 from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.keyring import passphrase_kek
-from sealtrail.log.search import Filter, search
+from sealtrail.log.search import Filter, sealed_filters, search
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.sqlite import SQLiteStore
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# rich_markup_mode=None: help texts are plain text, so their "[env ...]" and "[default: ...]"
+# notes are shown as written (rich markup would take them for tags and drop them).
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="sealtrail: a tamper-evident audit trail (RFC 6962 log, signed "
                        "C2SP checkpoints, offline-verifiable proofs).")
-prove_app = typer.Typer(no_args_is_help=True, help="Inclusion and consistency proofs (JSON).")
+prove_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Inclusion and consistency proofs (JSON).")
 app.add_typer(prove_app, name="prove")
-keys_app = typer.Typer(no_args_is_help=True, help="Service API keys (create, list, revoke) and "
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Service API keys (create, list, revoke) and "
                        "the encryption keyring (rotate, info).")
 app.add_typer(keys_app, name="keys")
-head_app = typer.Typer(no_args_is_help=True, help="The head memory: the newest head this "
+head_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="The head memory: the newest head this "
                        "machine saw the log sign (rollback and fork detection).")
 app.add_typer(head_app, name="head")
-settings_app = typer.Typer(no_args_is_help=True, help="The log's settings, signed at creation "
+settings_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="The log's settings, signed at creation "
                            "(show; adopt for logs made before settings were signed).")
 app.add_typer(settings_app, name="settings")
-hold_app = typer.Typer(no_args_is_help=True, help="Legal holds on data subjects (block erasure).")
+hold_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Legal holds on data subjects (block erasure).")
 app.add_typer(hold_app, name="hold")
 
 err = Console(stderr=True, highlight=False)
@@ -93,8 +102,22 @@ class _Ctx:
 _ctx = _Ctx()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            typer.echo(f"sealtrail {version('sealtrail')}")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree
+            typer.echo("sealtrail (version unknown: not installed)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(data: DataOpt = None, log: LogOpt = None, passphrase_file: PassOpt = None) -> None:
+def _main(data: DataOpt = None, log: LogOpt = None, passphrase_file: PassOpt = None,
+          _version: Annotated[bool, typer.Option(
+              "--version", callback=_show_version, is_eager=True,
+              help="Print the version and exit.")] = False) -> None:
     """Global --data, --log and --passphrase-file."""
     _ctx.data = data
     _ctx.log = log
@@ -342,13 +365,15 @@ def prove_consistency(first: Annotated[int, typer.Argument(min=0)],
         typer.echo(dumps(alog.prove_consistency(first, second).to_json(), indent=2))
 
 
-def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+def _progress(total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A bar on stderr (terminals only) that knows its total from the start (the log's
+    size), so it never shows ``0/None``."""
     if not sys.stderr.isatty():
         return None, lambda: None
     bar = Progress(TextColumn("verifying"), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
                    console=err, transient=True)
-    task = bar.add_task("verify", total=None)
+    task = bar.add_task("verify", total=total)
     bar.start()
 
     def update(done: int, total: int) -> None:
@@ -362,9 +387,13 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                "--checkpoint", help="A checkpoint note you kept earlier: the log must extend it.")
            ] = None,
            vkey: Annotated[str | None, typer.Option(
-               "--vkey", help="The verifier key you trust (text or file) [default: the key "
-                              "stored with the log, which an attacker with the files could "
-                              "replace].")] = None,
+               "--vkey", help="The verifier key you trust: its text or a file holding it "
+                              "[default: the key stored with the log, which an attacker with "
+                              "the files could replace]. A key that is not this log's (another "
+                              "origin; or another key id when no checkpoint of the log carries "
+                              "its signature and the stored head verifies with the stored "
+                              "key) is a usage error, exit 2; otherwise a signature the key "
+                              "does not give is tampering, exit 1.")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")
                               ] = False,
            workers: Annotated[int | None, typer.Option(
@@ -396,8 +425,17 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
             except OSError as exc:
                 fail(f"--checkpoint {checkpoint}: {exc.strerror}")
         store = SQLiteStore(db, readonly=True)
+        if vkey is not None:
+            try:
+                mismatch = _key_mismatch(
+                    store, verifier, keys.load_verifier(directory / keys.VERIFIER_KEY))
+            except ConfigError:  # no stored key to compare with: the signatures decide
+                mismatch = None
+            if mismatch is not None:
+                store.close()
+                fail(mismatch)
         memory = HeadMemory(memory_path(directory, verifier.name), verifier, verifier.name)
-        update, stop = _progress()
+        update, stop = _progress(store.state().size)
         derived_report: DerivedReport | None = None
         try:
             remembered = memory.load()
@@ -511,15 +549,90 @@ def _read_text(path: Path, option: str) -> str:
         fail(f"{option} {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _verifier(vkey: str) -> Verifier:
-    return keys.load_verifier(Path(vkey)) if Path(vkey).is_file() else Verifier.parse(vkey)
+VKEY_RULE = ("the key as text (name+keyid+key, as 'sealtrail vkey' prints it) or the path of "
+             "a file holding it (@FILE works too)")
+
+
+def _verifier(vkey: str, option: str = "--vkey") -> Verifier:
+    """A key argument, one rule everywhere: vkey text, or a file holding it (``@FILE`` is
+    kept as an alias). Anything else is a usage error (exit 2) naming the option."""
+    value = vkey.strip()
+    path = Path(value[1:] if value.startswith("@") else value)
+    if value.startswith("@") or path.is_file():
+        if not path.is_file():
+            fail(f"{option} {path}: no such file")
+        try:
+            text = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"{option} {path}: {getattr(exc, 'strerror', None) or exc}")
+        try:
+            return Verifier.parse(text)
+        except VerificationError as exc:
+            fail(f"{option} {path}: the file holds no verifier key ({exc})")
+    if "+" not in value:
+        fail(f"{option} {value!r}: no such file, and not a verifier key: give {VKEY_RULE}")
+    try:
+        return Verifier.parse(value)
+    except VerificationError as exc:
+        fail(f"{option}: not a verifier key ({exc}); give {VKEY_RULE}")
+
+
+def _note_origin(note: str | None) -> str | None:
+    """The origin line of a checkpoint note, unverified (to name it in messages)."""
+    if not note:
+        return None
+    return note.split("\n", 1)[0] or None
+
+
+def _key_mismatch(store: SQLiteStore, given: Verifier, stored: Verifier) -> str | None:
+    """Why ``given`` is not this log's key (a usage error, not tampering), or None.
+
+    The rule: a key named for another origin is not the log's key. A key with the log's
+    name but another key id than the stored verifier.vkey is not the log's key when the
+    stored head verifies with the stored key and no checkpoint the log holds (head, history)
+    carries a valid signature by the given key. Otherwise verification runs and a bad
+    signature is tampering (exit 1): a log re-signed by another key, checked with the right
+    key, still shows a checkpoint the right key signed, or a head the stored key does not.
+    """
+    head = store.state().checkpoint
+    origin = _note_origin(head) or stored.name
+    if given.name != origin:
+        return (f"--vkey: the key is for {given.name!r}, this log's origin is {origin!r}: "
+                "it is another log's key (give this log's key: 'sealtrail vkey' on the "
+                "machine you trust, or the key you were given for it)")
+    if given.key_id == stored.key_id and given.public_key == stored.public_key:
+        return None
+    notes = [head] if head else []
+    notes += [note for _, note in store.iter_checkpoints()]
+    for note in notes:
+        try:
+            parsed = parse_note(note)
+        except VerificationError:
+            continue
+        message = parsed.text.encode()
+        if any(sig.name == given.name and sig.key_id == given.key_id
+               and given.verify(message, sig.signature) for sig in parsed.signatures):
+            return None  # the given key signed this log: its checks decide
+    if head is None:
+        return None
+    try:
+        open_note(head, [stored])
+    except VerificationError:
+        return None  # the stored head does not verify with the stored key: tampering
+    return (f"--vkey: the key {given.name}+{given.key_id.hex()} does not match this log "
+            f"(origin {origin!r}, signed by key id {stored.key_id.hex()}): no checkpoint of "
+            "the log carries its signature. It is probably another log of the same name; if "
+            "you are sure it is this log's key, the log's signatures and its stored key were "
+            "both replaced")
 
 
 @app.command("verify-proof")
 def verify_proof(proof: Annotated[Path, typer.Argument(
                      help="Proof JSON from 'sealtrail prove' ('-' for standard input).")],
                  vkey: Annotated[str, typer.Option(
-                     "--vkey", help="The log's verifier key you trust (text or file).")],
+                     "--vkey", help="The log's verifier key you trust: its text or a file "
+                     "holding it. A key for another origin than the proof's is a usage "
+                     "error (exit 2).")],
                  entry: Annotated[Path | None, typer.Option(
                      help="Inclusion: the entry as a line of 'sealtrail entries'; its leaf "
                           "must be the one proven.")] = None,
@@ -534,7 +647,19 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
     with _errors():
         text = _read_text(proof, "PROOF")
         verifier = _verifier(vkey)
-        doc = json.loads(text) if text.lstrip().startswith("{") else None
+        try:
+            doc = json.loads(text) if text.lstrip().startswith("{") else None
+        except ValueError as exc:
+            fail(f"PROOF {proof}: not JSON ({exc})")
+        if isinstance(doc, dict):
+            notes = [doc.get("checkpoint")]
+            notes += [_read_text(p, o) for p, o in ((first, "--first"), (second, "--second"))
+                      if p is not None and "consistency" in doc]
+            for note in notes:
+                origin = _note_origin(note) if isinstance(note, str) else None
+                if origin is not None and origin != verifier.name:
+                    fail(f"--vkey: the key is for {verifier.name!r}, the proof's checkpoint is "
+                         f"of {origin!r}: it is another log's key")
         if isinstance(doc, dict) and "leaf_index" in doc:
             inc = InclusionProof.parse(text)
             leaf = None
@@ -563,13 +688,49 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
             fail("PROOF is neither an inclusion nor a consistency proof")
 
 
+def _filter(**fields: Any) -> Filter:
+    """A search filter; a value no event can hold (``--outcome sucess``) is a usage error
+    naming the option and the allowed values."""
+    try:
+        return Filter(**fields)
+    except ValidationError as exc:
+        fail(f"--{exc.field}: {exc.message}")
+
+
+def _open_for_search(data: str | None, log: str | None, flt: Filter) -> AuditLog:
+    """Open the log for a search: when the filter reads sealed fields and the keyring is
+    locked, prompt for the passphrase on a terminal, else refuse (exit 2) saying why."""
+    alog = _open(data, log)
+    if not (alog.encrypted and alog.locked_reason):
+        return alog
+    needs = sealed_filters(alog, flt)
+    if not needs:
+        return alog
+    alog.close()
+    if sys.stdin.isatty() and _ctx.passphrase_file is None:
+        return _open(data, log, need_keys=True)
+    fail(f"cannot search by {', '.join('--' + n for n in needs)}: this log seals the "
+         "field(s) searched and its keyring is locked; give the passphrase with env "
+         "SEALTRAIL_PASSPHRASE or --passphrase-file FILE (a terminal is prompted)")
+
+
+TIME_HELP = ("RFC 3339 (2026-10-01T08:00:00Z) or a plain date (2026-10-01, meaning "
+             "00:00 UTC that day).")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _time_opt(value: str | None, name: str) -> Any:
+    """A time option: RFC 3339, or a plain date meaning UTC midnight of that day."""
     if value is None:
         return None
+    text = value.strip()
+    if _DATE.fullmatch(text):
+        text += "T00:00:00Z"
     try:
-        return parse_time(value)
+        return parse_time(text)
     except ValueError as exc:
-        fail(f"{name}: {exc}")
+        fail(f"{name} {value!r}: {exc} (give RFC 3339, e.g. 2026-10-01T08:00:00Z, or a date, "
+             "e.g. 2026-10-01)")
 
 
 @app.command()
@@ -586,8 +747,10 @@ def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = 
           source: Annotated[str | None, typer.Option(help="source.service equals.")] = None,
           request_id: Annotated[str | None, typer.Option("--request-id")] = None,
           trace_id: Annotated[str | None, typer.Option("--trace-id")] = None,
-          since: Annotated[str | None, typer.Option(help="RFC 3339: time >= since.")] = None,
-          until: Annotated[str | None, typer.Option(help="RFC 3339: time < until.")] = None,
+          since: Annotated[str | None, typer.Option(
+              "--since", "--from", help=f"Event time >= this. {TIME_HELP}")] = None,
+          until: Annotated[str | None, typer.Option(
+              "--until", "--to", help=f"Event time < this. {TIME_HELP}")] = None,
           text: Annotated[str | None, typer.Option(help="Case-insensitive text anywhere.")
                           ] = None,
           limit: Annotated[int, typer.Option(min=1, max=1_000_000)] = 100,
@@ -597,15 +760,14 @@ def query(actor: Annotated[str | None, typer.Option(help="actor.id equals.")] = 
     """Search events (newest first). The search itself is recorded as an audit_access event."""
     if fmt not in ("table", "jsonl", "csv"):
         fail("--format: use table, jsonl or csv")
-    flt = Filter(actor=actor, actor_ip=ip, subject=subject, action=action, category=category,
-                 outcome=outcome, target=target, source=source, request_id=request_id,
-                 trace_id=trace_id,
-                 since=_time_opt(since, "--since"), until=_time_opt(until, "--until"),
-                 text=text)
-    with _errors(), _open(data, log) as alog:
+    flt = _filter(actor=actor, actor_ip=ip, subject=subject, action=action, category=category,
+                  outcome=outcome, target=target, source=source, request_id=request_id,
+                  trace_id=trace_id, since=_time_opt(since, "--since"),
+                  until=_time_opt(until, "--until"), text=text)
+    with _errors(), _open_for_search(data, log, flt) as alog:
         if alog.encrypted and alog.locked_reason:
-            err.print("note: the keyring is locked; encrypted fields are shown sealed and "
-                      "searches cannot use them", markup=False)
+            err.print("note: the keyring is locked; encrypted fields are shown sealed",
+                      markup=False)
         rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first))
         alog.record_access(_operator(), "audit.search", role=OPERATOR_ROLE,
                            details=flt.describe(alog.pseudonym), results=len(rows))
@@ -747,7 +909,7 @@ def keys_create(role: Annotated[str, typer.Option(
                     "--log", help="Limit the key to this log [default: every log].")] = None,
                 name: Annotated[str, typer.Option(help="What the key is for.")] = "",
                 expires: Annotated[str | None, typer.Option(
-                    help="RFC 3339 time the key stops working.")] = None,
+                    help=f"When the key stops working. {TIME_HELP}")] = None,
                 client_cert: Annotated[Path | None, typer.Option(
                     "--client-cert", help="PEM certificate the key is bound to (mTLS): the "
                     "token works only over a connection presenting it.")] = None,
@@ -766,7 +928,8 @@ def keys_create(role: Annotated[str, typer.Option(
                                  client_cert_sha256=_cert_fingerprint(client_cert))
         finally:
             store.close()
-        err.print(f"created a {role} key" + (f" for log {log!r}" if log else "")
+        article = "an" if role[:1] in "aeiou" else "a"
+        err.print(f"created {article} {role} key" + (f" for log {log!r}" if log else "")
                   + "; store the token now: it cannot be shown again", markup=False)
         typer.echo(token)
 
@@ -850,8 +1013,17 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           monitor_in_process: Annotated[bool, typer.Option(
               "--monitor-in-process", help="Run the rules in a thread of the service instead "
               "of a child process (one core).")] = False,
+          create: Annotated[bool, typer.Option(
+              "--create", help="Serve a data directory that holds no log yet (made if "
+              "missing; an admin key creates logs over the API). Without it, a directory "
+              "with no log (a mistyped --data) is refused.")] = False,
           data: DataOpt = None) -> None:
-    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor."""
+    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor.
+
+    Encrypted logs need the keyring passphrase (env SEALTRAIL_PASSPHRASE, --passphrase-file,
+    or a prompt on a terminal); without it they are served locked and a warning at start
+    says what is refused.
+    """
     import ssl  # noqa: PLC0415 - only the server needs these
 
     from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
@@ -862,9 +1034,16 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             fail(f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
                  "--allow-plain-http if a TLS proxy in front does it")
         d, _ = _where(data, None)
+        found = _log_names(Path(d))
+        if not found and not create:
+            where = Path(d).resolve()
+            fail(f"no log in {where}" + ("" if where.is_dir() else " (no such directory)")
+                 + ": check --data (or env SEALTRAIL_DATA); create a log with 'sealtrail "
+                 "init', or give --create to serve an empty data directory")
         monitor = None if no_monitor else _monitor_config(
             rules or [], alert_webhook, alert_secret_file, monitor_config)
         passphrase = _passphrase(prompt=True)
+        _warn_locked(d, found, passphrase)
         command = None
         if monitor is not None and not monitor_in_process:
             # The child re-reads the same options; secrets reach it through its environment.
@@ -893,6 +1072,31 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                    ssl_keyfile=str(tls_key) if tls_key else None,
                    ssl_ca_certs=str(client_ca) if client_ca else None,
                    ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
+
+
+def _log_names(data: Path) -> list[str]:
+    """The logs of a data directory (subdirectories holding a log database)."""
+    if not data.is_dir():
+        return []
+    return sorted(p.name for p in data.iterdir() if (p / "log.db").is_file())
+
+
+def _warn_locked(data: str, names: list[str], passphrase: str | None) -> None:
+    """Warn on stderr about encrypted logs the service will run locked (no passphrase)."""
+    locked = []
+    for name in names:
+        try:
+            with AuditLog.open(data, name, create=False, passphrase=passphrase) as alog:
+                if alog.encrypted and alog.locked_reason:
+                    locked.append(name)
+        except SealtrailError:
+            continue  # the service reports a log it cannot open itself
+    if locked:
+        err.print(f"warning: encrypted log(s) {', '.join(repr(n) for n in locked)} have no "
+                  "keyring passphrase: the service runs them locked and refuses events with "
+                  "personal fields (503), searches by sealed fields and reads of sealed values; "
+                  "give the passphrase with env SEALTRAIL_PASSPHRASE or --passphrase-file FILE "
+                  "and restart", markup=False)
 
 
 def _monitor_config(rules: list[Path], webhook: str | None, secret_file: Path | None,

@@ -16,16 +16,29 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from sealtrail.cli.app import (
+    TIME_HELP,
     DataOpt,
     LogOpt,
     _errors,
+    _filter,
+    _note_origin,
     _open,
+    _open_for_search,
     _operator,
     _read_text,
     _time_opt,
@@ -48,10 +61,12 @@ from sealtrail.log.retention import (
 from sealtrail.log.search import Filter
 
 OPERATOR = "operator"  # the role the CLI's reads are recorded with (file access)
-retention_app = typer.Typer(no_args_is_help=True, help="Retention policy and purge (keeps every "
+retention_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                            help="Retention policy and purge (keeps every "
                             "leaf hash: proofs stay valid).")
 app.add_typer(retention_app, name="retention")
-archive_app = typer.Typer(no_args_is_help=True, help="Archived segments (offline, compressed, "
+archive_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Archived segments (offline, compressed, "
                           "encrypted): list and restore.")
 app.add_typer(archive_app, name="archive")
 
@@ -150,9 +165,10 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
            outcome: Annotated[str | None, typer.Option()] = None,
            target: Annotated[str | None, typer.Option(help="target.id equals.")] = None,
            source: Annotated[str | None, typer.Option(help="source.service equals.")] = None,
-           from_: Annotated[str | None, typer.Option(
-               "--from", help="RFC 3339: event time >= this.")] = None,
-           to: Annotated[str | None, typer.Option("--to", help="RFC 3339: time < this.")] = None,
+           since: Annotated[str | None, typer.Option(
+               "--since", "--from", help=f"Event time >= this. {TIME_HELP}")] = None,
+           until: Annotated[str | None, typer.Option(
+               "--until", "--to", help=f"Event time < this. {TIME_HELP}")] = None,
            no_open: Annotated[bool, typer.Option(
                "--sealed", help="Leave personal fields sealed in the bundle.")] = False,
            syslog: Annotated[str | None, typer.Option(
@@ -171,13 +187,14 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
         fail("--syslog forwards --format syslog records; leave out --out")
     if syslog_transport not in ("udp", "tcp", "tls"):
         fail("--syslog-transport: use udp, tcp or tls")
-    flt = Filter(actor=actor, subject=subject, action=action, category=category,
-                 outcome=outcome, target=target, source=source,
-                 since=_time_opt(from_, "--from"), until=_time_opt(to, "--to"))
-    with _errors(), _open(data, log) as alog:
+    flt = _filter(actor=actor, subject=subject, action=action, category=category,
+                  outcome=outcome, target=target, source=source,
+                  since=_time_opt(since, "--since"), until=_time_opt(until, "--until"))
+    with _errors(), _open_for_search(data, log, flt) as alog:
         if bundle is not None:
-            summary = export_bundle(alog, bundle, flt=flt, actor=_operator(), role=OPERATOR,
-                                    opened=not no_open)
+            with _bundle_progress("writing the bundle"):
+                summary = export_bundle(alog, bundle, flt=flt, actor=_operator(),
+                                        role=OPERATOR, opened=not no_open)
             typer.echo(dumps({"bundle": str(bundle), "events": summary.events,
                               "tree_size": summary.size, "checkpoints": summary.checkpoints,
                               "bytes": summary.bytes, "export_event": summary.receipt_index}))
@@ -224,7 +241,8 @@ def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
     count = sum(1 for _ in selected())  # counted first: the record says how many will leave
 
     def rows() -> Iterator[siem.ExportEntry]:
-        return ((e.index, ev, leaf_hash(e.leaf)) for e, ev in selected())
+        return _counted(((e.index, ev, leaf_hash(e.leaf)) for e, ev in selected()), count,
+                        "exporting")
 
     if out is not None:
         with open_private(out) as f:  # 0600, renamed into place only when complete
@@ -282,18 +300,66 @@ def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | Non
 def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zip, .tar.gz).")],
                       vkey: Annotated[str, typer.Option(
                           "--vkey", help="The log's verifier key, obtained from a channel you "
-                          "trust (or @FILE).")]) -> None:
+                          "trust: its text or a file holding it (@FILE too). A key for "
+                          "another origin than the bundle's is a usage error (exit 2).")]
+                      ) -> None:
     """Check an evidence bundle offline: exit 0 only when every proof and signature holds."""
-    if vkey.startswith("@"):
-        vkey = _read_text(Path(vkey[1:]), "--vkey").strip()
-    try:
-        _verifier(vkey.strip())
-    except VerificationError as exc:  # a malformed key is a usage error, not a failed check
-        fail(f"--vkey: {exc}", 2)
+    verifier = _verifier(vkey)  # a malformed key is a usage error, not a failed check
     if not file.is_file():
         fail(f"{file}: no such file")
-    try:
-        report = verify_bundle_file(file, vkey)
-    except VerificationError as exc:
-        fail(f"FAILED: {exc}", 1)
+    with _bundle_progress() as done:
+        try:
+            report = verify_bundle_file(file, verifier.format())
+        except VerificationError as exc:
+            done()
+            origin = _bundle_origin(file)
+            if origin is not None and origin != verifier.name:
+                fail(f"--vkey: the key is for {verifier.name!r}, the bundle is of {origin!r}: "
+                     "it is another log's key", 2)
+            fail(f"FAILED: {exc}", 1)
     typer.echo(report.summary())
+
+
+def _bundle_origin(file: Path) -> str | None:
+    """The origin the bundle's checkpoint names (unverified), to tell a wrong key apart."""
+    from sealtrail.compliance.bundle import read_bundle  # noqa: PLC0415
+
+    try:
+        note = read_bundle(file).get("checkpoint.txt", b"").decode("utf-8", errors="replace")
+    except (VerificationError, OSError, ValueError):
+        return None
+    return _note_origin(note)
+
+
+@contextmanager
+def _bundle_progress(what: str = "verifying the bundle") -> Iterator[Callable[[], None]]:
+    """A spinner with the elapsed time on stderr while ``what`` runs, when stderr is a
+    terminal; yields a function that stops it (before a message is printed)."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    bar = Progress(SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=err,
+                   transient=True)
+    bar.add_task(what, total=None)
+    bar.start()
+    try:
+        yield bar.stop
+    finally:
+        bar.stop()
+
+
+def _counted(items: Iterator[Any], total: int, what: str) -> Iterator[Any]:
+    """``items``, advancing a progress bar (stderr, terminals only) towards ``total``."""
+    if not sys.stderr.isatty():
+        yield from items
+        return
+    bar = Progress(TextColumn(what), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeRemainingColumn(), console=err, transient=True)
+    task = bar.add_task(what, total=total)
+    bar.start()
+    try:
+        for item in items:
+            yield item
+            bar.advance(task)
+    finally:
+        bar.stop()

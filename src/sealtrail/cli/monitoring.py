@@ -23,10 +23,12 @@ from sealtrail.monitor.engine import evaluate_events, load_rules
 from sealtrail.monitor.rules import Rule, RuleError
 from sealtrail.monitor.runner import Monitor
 
-rules_app = typer.Typer(no_args_is_help=True, help="Detection rules: try them on sample events, "
+rules_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                        help="Detection rules: try them on sample events, "
                         "list them.")
 app.add_typer(rules_app, name="rules")
-alerts_app = typer.Typer(no_args_is_help=True, help="Alerts raised by the monitor: list, "
+alerts_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Alerts raised by the monitor: list, "
                          "acknowledge, resolve (each change is recorded in the log).")
 app.add_typer(alerts_app, name="alerts")
 
@@ -37,11 +39,16 @@ def _rules(paths: list[Path], builtin: bool) -> list[Rule]:
     out = builtin_rules() if builtin else []
     for path in paths:
         if not path.exists():
-            fail(f"RULES {path}: no such file or directory")
+            fail(f"rules path {path}: no such file or directory")
         try:
-            out.extend(load_rules(path))
+            loaded = load_rules(path)
         except RuleError as exc:
             fail(str(exc))
+        if not loaded:
+            what = "file" if path.is_file() else "directory"
+            fail(f"rules path {path}: the {what} holds no rule (native rules have 'kind:', "
+                 "Sigma rules 'detection:'; see docs/rules.md)")
+        out.extend(loaded)
     return out
 
 
@@ -70,10 +77,11 @@ def _sample_events(file: Path) -> list[dict[str, Any]]:
 
 
 @rules_app.command("test")
-def rules_test(rules: Annotated[list[Path], typer.Argument(
-                   help="Rule files or directories (native YAML and Sigma).")],
-               events: Annotated[Path, typer.Option(
+def rules_test(events: Annotated[Path, typer.Option(
                    "--events", help="JSON Lines events to run through the rules ('-': stdin).")],
+               rules: Annotated[list[Path] | None, typer.Argument(
+                   help="Rule files or directories (native YAML and Sigma); optional with "
+                   "--builtin.", show_default=False)] = None,
                builtin: Annotated[bool, typer.Option(
                    "--builtin/--no-builtin", help="Also run the built-in pack.")] = False,
                fmt: Annotated[str, typer.Option("--format", help="table or jsonl.")] = "table",
@@ -81,7 +89,9 @@ def rules_test(rules: Annotated[list[Path], typer.Argument(
     """Show which events fire which rule (nothing is stored; for rule authors)."""
     if fmt not in ("table", "jsonl"):
         fail("--format: use table or jsonl")
-    chosen = _rules(rules, builtin)
+    if not rules and not builtin:
+        fail("give RULES (rule files or directories), --builtin, or both")
+    chosen = _rules(rules or [], builtin)
     sample = _sample_events(events)
     last = max((str(e.get("time")) for e in sample if e.get("time")), default=None)
     with _errors():

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from sealtrail.cli.app import (
+    TIME_HELP,
     DataOpt,
     LogOpt,
     _errors,
@@ -34,11 +35,12 @@ def report(  # noqa: PLR0917 - CLI options
                "--standard", help=f"One of {', '.join(STANDARDS)}.")],
            fmt: Annotated[str, typer.Option(
                "--format", help=f"One of {', '.join(FORMATS)}.")] = "html",
-           from_: Annotated[str | None, typer.Option(
-               "--from", help="RFC 3339: events with time >= this [default: the start].")
+           since_: Annotated[str | None, typer.Option(
+               "--since", "--from", help="Events with time >= this [default: the start]. "
+               f"{TIME_HELP}")] = None,
+           until_: Annotated[str | None, typer.Option(
+               "--until", "--to", help=f"Events with time < this [default: now]. {TIME_HELP}")
            ] = None,
-           to: Annotated[str | None, typer.Option(
-               "--to", help="RFC 3339: events with time < this [default: now].")] = None,
            out: Annotated[Path | None, typer.Option(
                "--out", help="Write the report here [default: stdout].")] = None,
            verify: Annotated[bool, typer.Option(
@@ -50,9 +52,9 @@ def report(  # noqa: PLR0917 - CLI options
         fail(f"--standard: use one of {', '.join(STANDARDS)}")
     if fmt not in FORMATS:
         fail(f"--format: use one of {', '.join(FORMATS)}")
-    since, until = _time_opt(from_, "--from"), _time_opt(to, "--to")
+    since, until = _time_opt(since_, "--since"), _time_opt(until_, "--until")
     if since is not None and until is not None and since >= until:
-        fail("--from must be before --to")
+        fail("--since must be before --until")
     with _errors(), _open(data, log) as alog:
         result = generate_report(alog, standard, actor=_operator(), since=since, until=until,
                                  verify_now=verify, keys=load_keys(alog.directory.parent),

@@ -193,6 +193,27 @@ def _field_path(msg: str) -> tuple[str, str]:
     return path, text
 
 
+_ACTION_RULE: Final = ("an action is one or more words of letters, digits, '_', ':' or '-', "
+                       "joined by single dots (no spaces, no leading or trailing dot), "
+                       "e.g. invoice.read or user.password_reset")
+_ALLOWED: Final = {"outcome": OUTCOMES, "category": CATEGORIES}
+
+
+def _explain(field: str, msg: str) -> str:
+    """msgspec's message in the user's words: enum errors list the allowed values, the
+    action pattern is said in words instead of as a regex."""
+    if field in _ALLOWED and msg.startswith("Invalid enum value"):
+        return f"{msg}; use one of {', '.join(_ALLOWED[field])}"
+    if field == "action" and "regex" in msg:
+        return f"not a valid action: {_ACTION_RULE}"
+    return msg
+
+
+def _validation_error(exc: msgspec.ValidationError) -> ValidationError:
+    field, msg = _field_path(str(exc))
+    return ValidationError(field, _explain(field, msg))
+
+
 def _walk(value: Any, path: str, depth: int) -> None:
     """Check free-form JSON (metadata, changes) against the nesting and number limits.
 
@@ -289,8 +310,7 @@ def parse_event(data: bytes | str) -> Event:
     try:
         ev = _decoder.decode(data)
     except msgspec.ValidationError as exc:
-        field, msg = _field_path(str(exc))
-        raise ValidationError(field, msg) from exc
+        raise _validation_error(exc) from exc
     except msgspec.DecodeError as exc:
         raise ValidationError("event", f"malformed JSON: {exc}") from exc
     except UnicodeError as exc:  # msgspec raises it bare for invalid UTF-8 inside a string
@@ -311,8 +331,7 @@ def validate_event(obj: Event | Mapping[str, Any]) -> Event:
     try:
         ev = msgspec.convert(obj, Event)
     except msgspec.ValidationError as exc:
-        field, msg = _field_path(str(exc))
-        raise ValidationError(field, msg) from exc
+        raise _validation_error(exc) from exc
     except RecursionError as exc:
         raise ValidationError("event", "nested too deeply") from exc
     return _check(ev)

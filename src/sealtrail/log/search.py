@@ -16,8 +16,19 @@ from typing import Any
 
 import msgspec
 
+from sealtrail.core.errors import KeyringError, ValidationError
+from sealtrail.core.event import CATEGORIES, OUTCOMES
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry
+
+# Filter field -> the event field it reads, for the fields a log may seal (``subjects`` is
+# always sealed in an encrypted log; ``text`` reads the whole event).
+_SEALABLE_FILTERS: dict[str, str] = {
+    "actor_ip": "actor.ip", "target": "target.id", "source": "source.service",
+    "request_id": "request_id", "trace_id": "trace_id"}
+# How the CLI and the API name each filter (for messages).
+OPTION_NAMES: dict[str, str] = {"actor_ip": "ip", "request_id": "request-id",
+                                "trace_id": "trace-id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,15 @@ class Filter:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
+
+    def __post_init__(self) -> None:
+        """Values no event can hold are refused, naming the allowed ones (a typo would
+        otherwise match nothing and look like an answer)."""
+        for name, allowed in (("category", CATEGORIES), ("outcome", OUTCOMES)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValidationError(name, f"{value!r} is not a {name}; use one of "
+                                      f"{', '.join(allowed)}")
 
     def describe(self, pseudonym: Callable[[str], str]) -> dict[str, str]:
         """The non-empty filter fields, for the audit record of the query.
@@ -96,6 +116,34 @@ class Filter:
         return self.text.lower() in msgspec.json.encode(ev).decode().lower()
 
 
+def sealed_filters(log: AuditLog, flt: Filter) -> list[str]:
+    """The filters of ``flt`` that read fields this log seals: they need the open keyring."""
+    if not log.encrypted:
+        return []
+    sealed = set(log.settings().get("policy", "").split(","))
+    out = []
+    if flt.subject is not None:
+        out.append("subject")
+    for name, path in _SEALABLE_FILTERS.items():
+        if getattr(flt, name) is not None and path in sealed:
+            out.append(OPTION_NAMES.get(name, name))
+    if flt.text is not None:
+        out.append("text")
+    return out
+
+
+def check_answerable(log: AuditLog, flt: Filter) -> None:
+    """Raise KeyringError when the keyring is locked and ``flt`` reads sealed fields: such a
+    search cannot be answered (it would find nothing and look like an answer)."""
+    if not log.locked_reason:
+        return
+    needs = sealed_filters(log, flt)
+    if needs:
+        names = ", ".join(needs)
+        raise KeyringError(f"cannot search by {names}: this log seals the field(s) searched "
+                           f"and {log.locked_reason}")
+
+
 def _candidates(log: AuditLog, flt: Filter) -> list[int] | None:
     """Indexes (newest first) the blind index allows, or None when it cannot narrow."""
     if not log.encrypted or log.locked_reason:
@@ -119,6 +167,7 @@ def search(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool = True,
     ``before`` / ``after`` are cursors: only entries with a smaller (larger) index.
     """
     log.refresh_keys()
+    check_answerable(log, flt)
     found = 0
     candidates = _candidates(log, flt)
     entries: Iterator[Entry]
