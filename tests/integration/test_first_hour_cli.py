@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import sqlite3
 import subprocess
@@ -250,3 +251,45 @@ def test_plain_dates_and_one_pair_of_names(data: Path, tmp_path: Path) -> None:
     assert "date" in text(run(data, "query", "--help"))[0]
     assert run(data, "keys", "create", "--role", "reader", "--expires",
                "2099-01-01").returncode == 0
+
+
+# -- 6. progress ----------------------------------------------------------------------------
+
+def _on_a_terminal(data: Path, *args: str) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal; the exit code and what the terminal showed."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "SEALTRAIL_PASSPHRASE": PASS, "COLUMNS": "120", "TERM": "xterm"}
+    with subprocess.Popen([*SEALTRAIL, "--data", str(data), *args], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=slave, env=env) as proc:
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        code = proc.wait(120)
+    os.close(master)
+    return code, shown.decode(errors="replace")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals")
+def test_progress_on_a_terminal_knows_its_total(data: Path, tmp_path: Path) -> None:
+    """verify's bar never shows a total of None; export and verify-bundle run with a bar."""
+    code, shown = _on_a_terminal(data, "verify")
+    assert code == 0, shown
+    assert "None" not in shown
+    assert "verifying" in shown
+    bundle = tmp_path / "b.zip"
+    code, shown = _on_a_terminal(data, "export", "--bundle", str(bundle))
+    assert code == 0, shown
+    code, shown = _on_a_terminal(data, "export", "--format", "jsonl", "--out",
+                                 str(tmp_path / "x.jsonl"))
+    assert code == 0, shown
+    assert "None" not in shown
+    assert "exporting" in shown
+    code, shown = _on_a_terminal(data, "verify-bundle", str(bundle), "--vkey", vkey_of(data))
+    assert code == 0, shown
