@@ -18,7 +18,13 @@ import pytest
 from fastapi.routing import APIRoute
 
 from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path, new_alert_id
-from sealtrail.server.app import OPEN_ROUTES, ROUTE_ROLES, ServiceConfig, create_app
+from sealtrail.server.app import (
+    DOCS_ASSETS,
+    OPEN_ROUTES,
+    ROUTE_ROLES,
+    ServiceConfig,
+    create_app,
+)
 from tests.server.conftest import DEAD_KEYS, KEYS, Service, seed_event
 
 Route = tuple[str, str]
@@ -32,7 +38,7 @@ NO_KEY: dict[str, str | None] = {
     "unknown_key": "Bearer st_0000000000000000_" + "A" * 43,
 }
 CALLERS = [*NO_KEY, "wrong_secret", *KEYS, *DEAD_KEYS]
-DOCS = frozenset({"/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
+DOCS = frozenset({"/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect", DOCS_ASSETS})
 LOG = "default"
 _names = itertools.count()
 

@@ -15,14 +15,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -83,6 +90,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     **ALERT_ROUTES,
 }
 OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
+DOCS_ASSETS: Final = "/docs/assets"
+"""Where the API pages' own files are served (Swagger UI, ReDoc: no CDN)."""
 
 # -- what the OpenAPI document says about answers and bodies ---------------------------------
 _ERROR_SCHEMA: Final = {"type": "object", "required": ["error"],
@@ -257,7 +266,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         keys.close()
 
     app = FastAPI(title="sealtrail", version="0.1.0", lifespan=lifespan,
-                  description="Tamper-evident audit trail: ingest, search, proofs.")
+                  description="Tamper-evident audit trail: ingest, search, proofs.",
+                  docs_url=None, redoc_url=None)  # served below, from local files
+    _add_docs_pages(app)
     app.state.logs = logs
     app.state.keys = keys
     app.state.metrics = metrics
@@ -598,6 +609,44 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _add_docs_pages(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with their JavaScript, CSS and icon
+    served from :data:`DOCS_ASSETS`, files of the ``fastapi-offline`` package, instead of a
+    CDN: the pages work on a machine without Internet access and load nothing from elsewhere
+    (no Google Fonts, no validator badge)."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(_docs_asset_dir())), name="docs-assets")
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title="sealtrail API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            oauth2_redirect_url=f"{root}{redirect}",
+            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False})
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title="sealtrail API",
+                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
+
+
+def _docs_asset_dir() -> Path:
+    """Where ``fastapi-offline`` keeps Swagger UI's and ReDoc's files (a directory of the
+    installed package, so StaticFiles can serve it)."""
+    return Path(str(resources.files("fastapi_offline") / "static"))
 
 
 def _tile_ref(path: str) -> TileRef:
