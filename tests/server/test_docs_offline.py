@@ -37,6 +37,9 @@ def test_api_pages_reference_only_local_assets_that_answer(
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
     assert ABSOLUTE.findall(html) == [], "the page reaches outside the service"
+    # ...and the browser is told to fetch nothing from elsewhere (ReDoc's footer logo).
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert "img-src 'self' data:;" in response.headers["content-security-policy"]
     urls = _assets(html)
     assert {u.rsplit("/", 1)[-1] for u in urls} >= needs, urls
     for url in urls:
@@ -64,8 +67,8 @@ def test_the_swagger_ui_bundle_is_the_real_one(client: httpx.Client) -> None:
 
 
 def test_docs_render_in_headless_chromium_offline(service: Service) -> None:
-    """With Playwright and the system's Chromium (never a downloaded browser), /docs renders
-    its operations while every request off this service is refused."""
+    """With Playwright and the system's Chromium (never a downloaded browser), /docs and
+    /redoc render the API's operations while every request off this service is refused."""
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -88,6 +91,9 @@ def test_docs_render_in_headless_chromium_offline(service: Service) -> None:
             page.goto(f"{service.base_url}/docs")
             page.wait_for_selector(".opblock", timeout=30_000)
             assert page.locator(".opblock").count() > 10
+            page.goto(f"{service.base_url}/redoc")
+            page.wait_for_selector("[data-section-id]", timeout=30_000)
+            assert page.locator("[data-section-id]").count() > 10
         finally:
             browser.close()
     assert outside == []

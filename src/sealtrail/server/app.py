@@ -92,6 +92,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
 OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
 DOCS_ASSETS: Final = "/docs/assets"
 """Where the API pages' own files are served (Swagger UI, ReDoc: no CDN)."""
+DOCS_CSP: Final = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                   "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                   "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'")
+"""The API pages load from this service only (inline: the pages' own bootstrap code)."""
 
 # -- what the OpenAPI document says about answers and bodies ---------------------------------
 _ERROR_SCHEMA: Final = {"type": "object", "required": ["error"],
@@ -619,28 +623,34 @@ def _add_docs_pages(app: FastAPI) -> None:
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(_docs_asset_dir())), name="docs-assets")
     redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
+    def local_only(page: HTMLResponse) -> HTMLResponse:
+        # The pages' own inline scripts and styles, everything else from this service only
+        # (ReDoc's footer would fetch a logo from cdn.redoc.ly: blocked, it hides itself).
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        return local_only(get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}", title="sealtrail API",
             swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
             oauth2_redirect_url=f"{root}{redirect}",
-            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False})
+            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False}))
 
     @app.get(redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return local_only(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title="sealtrail API",
-                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
-                              with_google_fonts=False)
+        return local_only(get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}", title="sealtrail API",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png", with_google_fonts=False))
 
 
 def _docs_asset_dir() -> Path:
