@@ -66,10 +66,9 @@ def test_demo_on_a_busy_port_fails_before_printing_or_making_keys(
     assert not data.exists()
 
 
-@pytest.mark.xfail(reason="needs the one-line wiring in cli/app.py: serve binds with "
-                   "sealtrail.server.serving.listen() before it prints", strict=False)
 def test_serve_on_a_busy_port_fails_before_announcing(tmp_path: Path, busy_port: int) -> None:
-    """``sealtrail serve`` on a taken port: non-zero exit with the reason, never "serving"."""
+    """``sealtrail serve`` on a taken port: non-zero exit with the reason, never "serving"
+    (cli/app.py binds with sealtrail.server.serving.listen() before it prints)."""
     data = tmp_path / "data"
     assert run(data, "init").returncode == 0
     res = run(data, "serve", "--port", str(busy_port), "--no-monitor")
