@@ -1061,13 +1061,15 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                 command += ["--monitor-config", str(monitor_config.resolve())]
         config = ServiceConfig(Path(d), passphrase=passphrase, rate=rate, burst=burst,
                                monitor=monitor, monitor_command=command)
+        # Header, body and keep-alive timeouts against slow clients (server/serving.py).
+        from sealtrail.server.serving import listen  # noqa: PLC0415
+        from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
+        sockets = listen(host, port)  # bound before anything is announced (a taken port)
         application = create_app(config)
         scheme = "https" if tls_cert else "http"
         err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
                   markup=False)
-        # Header, body and keep-alive timeouts against slow clients (server/serving.py).
-        from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
-        serve_http(application, host=host, port=port, log_level="warning",
+        serve_http(application, sockets=sockets, host=host, port=port, log_level="warning",
                    ssl_certfile=str(tls_cert) if tls_cert else None,
                    ssl_keyfile=str(tls_key) if tls_key else None,
                    ssl_ca_certs=str(client_ca) if client_ca else None,
