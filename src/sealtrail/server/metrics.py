@@ -41,7 +41,6 @@ class _LogState(Collector):
                 n = log.size
             except SealtrailError:
                 continue  # a log that does not open has no gauge; /readyz says why
-            n = log.size
             size.add_metric([name], n)
             if n:
                 received = log.entry(n - 1).event().get("received_at")
