@@ -8,7 +8,7 @@
   every constraint in the package's data made it into the generated schema, so none is lost.
 - **ECS 8.11**: no PyPI package ships ECS's field definitions (``ecs_flat.yml``); Elastic
   publishes them on npm as ``@elastic/ecs`` (``generated/ecs_flat.js``, generated from
-  ``ecs_flat.yml``). The ECS tests fetch that package once with ``npm pack`` into pytest's cache,
+  ``ecs_flat.yml``). The ECS tests fetch that package once per run with ``npm pack`` into a temporary directory,
   read it with ``node``, and check every field of every exported document: the name is an ECS
   field (or under our own ``sealtrail.*`` namespace, which ECS does not define), the value has
   the field's type, arrays where ECS normalizes to arrays, and ``allowed_values`` (with each
@@ -320,8 +320,9 @@ def _fetch_ecs(cache: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ecs_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
-    cache = Path(request.config.cache.mkdir("ecs-" + ECS_NPM.rpartition("@")[2]))
+def ecs_fields(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # A fresh directory per run: the suite runs with pytest's cache provider off.
+    cache = tmp_path_factory.mktemp("ecs-" + ECS_NPM.rpartition("@")[2])
     fields = _fetch_ecs(cache)
     assert fields["ecs.version"]["type"] == "keyword"
     return fields

@@ -66,6 +66,7 @@ def test_the_swagger_ui_bundle_is_the_real_one(client: httpx.Client) -> None:
     assert "Redoc" in client.get(redoc).text
 
 
+@pytest.mark.browser
 def test_docs_render_in_headless_chromium_offline(service: Service) -> None:
     """With Playwright and the system's Chromium (never a downloaded browser), /docs and
     /redoc render the API's operations while every request off this service is refused."""

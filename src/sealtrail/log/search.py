@@ -55,7 +55,7 @@ class Filter:
         for name, allowed in (("category", CATEGORIES), ("outcome", OUTCOMES)):
             value = getattr(self, name)
             if value is not None and value not in allowed:
-                raise ValidationError(name, f"{value!r} is not a {name}; use one of "
+                raise ValidationError(name, f"{value!r} is not a known {name}; use one of "
                                       f"{', '.join(allowed)}")
 
     def describe(self, pseudonym: Callable[[str], str]) -> dict[str, str]:
