@@ -162,3 +162,20 @@ def test_forwarding_to_a_syslog_collector(data: Path) -> None:
     assert "--syslog 127.0.0.1:1" in res.stderr
     res = run("--data", str(data), "export", "--format", "csv", "--syslog", "127.0.0.1:514")
     assert res.returncode == 2
+
+
+def test_siem_export_leaves_sealed_fields_sealed_unless_asked(tmp_path: Path) -> None:
+    """By default a SIEM export carries sealed personal fields sealed; --open-sealed opens them
+    and the audit.export record says it did."""
+    d = tmp_path / "sealed"
+    with AuditLog.open(d) as log:
+        log.append({"action": "user.login", "actor": {"id": "u1", "ip": "198.51.100.61"},
+                    "outcome": "success", "category": "authentication"})
+    for flags, opened in (([], False), (["--open-sealed"], True)):
+        res = run("--data", str(d), "export", "--format", "ocsf", *flags)
+        assert res.returncode == 0, res.stderr
+        assert ("198.51.100.61" in res.stdout) is opened
+        with AuditLog.open(d, create=False) as log:
+            record = log.read(log.entry(log.size - 1))
+        assert record["action"] == "audit.export"
+        assert record["metadata"]["filter"]["open_sealed"] is opened

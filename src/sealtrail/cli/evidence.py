@@ -50,7 +50,6 @@ from sealtrail.cli.app import (
 from sealtrail.cli.output import dumps
 from sealtrail.compliance.bundle import export_bundle, open_private, verify_bundle_file
 from sealtrail.core.errors import VerificationError
-from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.log.archive import apply_retention, archive_dir, restore
 from sealtrail.log.retention import (
     RetentionPolicy,
@@ -171,6 +170,9 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
                "--until", "--to", help=f"Event time < this. {TIME_HELP}")] = None,
            no_open: Annotated[bool, typer.Option(
                "--sealed", help="Leave personal fields sealed in the bundle.")] = False,
+           open_sealed: Annotated[bool, typer.Option(
+               "--open-sealed", help="Open sealed personal fields in a SIEM export (the "
+               "audit.export record says so); by default they leave sealed.")] = False,
            syslog: Annotated[str | None, typer.Option(
                "--syslog", help="Forward as RFC 5424 syslog to HOST:PORT (with --format "
                "syslog).")] = None,
@@ -203,9 +205,9 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
             return
         assert fmt is not None
         if syslog is not None:
-            _forward(alog, flt, syslog, syslog_transport, syslog_ca)
+            _forward(alog, flt, syslog, syslog_transport, syslog_ca, open_sealed)
             return
-        _siem(alog, fmt, flt, out)
+        _siem(alog, fmt, flt, out, open_sealed)
 
 
 Selection = Callable[[], Iterator[tuple[Any, dict[str, Any]]]]
@@ -223,7 +225,7 @@ def _selection(alog: Any, flt: Filter) -> tuple[int, Selection]:
     return end, lambda: search(alog, flt, limit=end + 1, newest_first=False, before=end)
 
 
-def _record_export(alog: Any, flt: Filter, end: int, count: int, **what: str) -> int:
+def _record_export(alog: Any, flt: Filter, end: int, count: int, **what: str | bool) -> int:
     """Append the ``audit.export`` read (before anything leaves); its index."""
     receipt = alog.record_access(_operator(), "audit.export", role=OPERATOR,
                                  details={**flt.describe(alog.pseudonym), **what,
@@ -232,24 +234,26 @@ def _record_export(alog: Any, flt: Filter, end: int, count: int, **what: str) ->
     return int(receipt.index)
 
 
-def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
+def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None, open_sealed: bool) -> None:
     from sealtrail.compliance import siem  # noqa: PLC0415 - only SIEM exports need it
 
     if fmt not in siem.FORMATS:
         fail(f"--format: use one of {', '.join(siem.FORMATS)}")
     end, selected = _selection(alog, flt)
-    count = sum(1 for _ in selected())  # counted first: the record says how many will leave
+    # Counted first (the record says how many will leave), as exported: retired entries skip.
+    count = sum(1 for _ in siem.export_entries(selected()))
+    opened = {siem.OPEN_SEALED_DETAIL: open_sealed}
 
     def rows() -> Iterator[siem.ExportEntry]:
-        return _counted(((e.index, ev, leaf_hash(e.leaf)) for e, ev in selected()), count,
+        return _counted(siem.export_entries(selected(), open_sealed=open_sealed), count,
                         "exporting")
 
     if out is not None:
         with open_private(out) as f:  # 0600, renamed into place only when complete
-            _record_export(alog, flt, end, count, format=fmt, out=out.name)
+            _record_export(alog, flt, end, count, format=fmt, out=out.name, **opened)
             written = siem.write_export(fmt, rows(), f, log=alog.name)
     else:
-        _record_export(alog, flt, end, count, format=fmt, out="stdout")
+        _record_export(alog, flt, end, count, format=fmt, out="stdout", **opened)
         sys.stdout.flush()
         stdout = sys.stdout.buffer
         try:
@@ -264,7 +268,8 @@ def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None) -> None:
     err.print(f"{written} event(s) exported as {fmt}", markup=False)
 
 
-def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | None) -> None:
+def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | None,  # noqa: PLR0917
+             open_sealed: bool) -> None:
     import ssl  # noqa: PLC0415 - forwarding only
 
     from sealtrail.compliance import siem  # noqa: PLC0415
@@ -278,13 +283,13 @@ def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | Non
     elif ca is not None:
         fail("--syslog-ca goes with --syslog-transport tls")
     end, selected = _selection(alog, flt)
-    count = sum(1 for _ in selected())
+    count = sum(1 for _ in siem.export_entries(selected()))
     # Recorded before the first message leaves; a collector that refuses or fails midway
     # leaves the record (the read was attempted), never an unrecorded export.
     index = _record_export(alog, flt, end, count, format="syslog", forwarded_to=target,
-                           transport=transport)
-    messages = (siem.to_syslog(e.index, ev, leaf_hash(e.leaf), log=alog.name)
-                for e, ev in selected())
+                           transport=transport, **{siem.OPEN_SEALED_DETAIL: open_sealed})
+    messages = (siem.to_syslog(i, ev, h, log=alog.name)
+                for i, ev, h in siem.export_entries(selected(), open_sealed=open_sealed))
     try:
         with siem.SyslogForwarder(host.strip("[]"), int(port_text),
                                   transport,  # type: ignore[arg-type]
