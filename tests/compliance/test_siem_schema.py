@@ -9,11 +9,11 @@
 - **ECS 8.11**: no PyPI package ships ECS's field definitions (``ecs_flat.yml``); Elastic
   publishes them on npm as ``@elastic/ecs`` (``generated/ecs_flat.js``, generated from
   ``ecs_flat.yml``). The ECS tests fetch that package once per run with ``npm pack`` into a
-  temporary directory, read it with ``node``, and check every field of every exported
-  document: the name is an ECS field (or under our own ``sealtrail.*`` namespace, which ECS does not define), the value has
-  the field's type, arrays where ECS normalizes to arrays, and ``allowed_values`` (with each
-  category's ``expected_event_types``). Without ``npm``/``node`` or the registry they skip,
-  saying why.
+  temporary directory, read it with ``node``, and check every field of every exported document:
+  the name is an ECS field (or under our own ``sealtrail.*`` namespace, which ECS does not
+  define), the value has the field's type, arrays where ECS normalizes to arrays, and
+  ``allowed_values`` (with each category's ``expected_event_types``). Without ``npm``/``node`` or
+  the registry they skip, saying why.
 
 The corpus: events appended to a real encrypted log (every category and outcome, with and
 without addresses, authentication with and without target and source, control characters,
