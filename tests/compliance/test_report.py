@@ -102,7 +102,7 @@ def test_coverage_warns_for_classes_never_seen(alog: AuditLog) -> None:
     res = check(alog, "coverage")
     assert res.status == "warn"
     assert "10.2.1.4" in res.evidence["unseen"]
-    assert set(res.evidence["per_source"]) == {"web", "(none)"}
+    assert set(res.evidence["per_source"]) == {"web", "(no source.service)"}
 
 
 # -- 3. reads ---------------------------------------------------------------------------------

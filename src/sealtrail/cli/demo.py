@@ -76,7 +76,7 @@ def run_demo(data: Path, port: int) -> None:
     try:
         phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
         tokens = prepare(data, phrase)
-        _announce(data, port, tokens)
+        _announce(data, port, tokens, show_phrase=phrase == DEMO_PASSPHRASE)
         app = create_app(ServiceConfig(data, passphrase=phrase))
     except BaseException:
         for sock in sockets:
@@ -85,11 +85,15 @@ def run_demo(data: Path, port: int) -> None:
     serve(app, sockets=sockets, host="127.0.0.1", port=port, log_level="warning")
 
 
-def _announce(data: Path, port: int, tokens: dict[str, str]) -> None:
+def _announce(data: Path, port: int, tokens: dict[str, str], *, show_phrase: bool) -> None:
     """Print the demo's keys and ready-to-paste requests."""
     base = f"http://127.0.0.1:{port}"
     typer.secho("sealtrail demo", bold=True)
     typer.echo(f"  data: {data}   verifier key: {tokens['vkey']}")
+    if show_phrase:  # the demo's own, not a secret; one you gave is never echoed
+        typer.echo(f"  passphrase (the demo's own): export SEALTRAIL_PASSPHRASE="
+                   f"'{DEMO_PASSPHRASE}'   "
+                   f"then: sealtrail --data {data} query --ip 203.0.113.7")
     typer.echo("  API keys (one per role, shown once):")
     for role in ("ingest", "reader", "auditor", "admin"):
         typer.echo(f"    {role:<8} {tokens[role]}")

@@ -56,7 +56,7 @@ VERIFY_MAX_AGE: Final = timedelta(hours=24)
 ALERT_TEST_MAX_AGE: Final = timedelta(days=30)
 ERASURE_DEADLINE: Final = timedelta(days=30)   # GDPR Art. 12(3): one month
 MAX_ADMIN_KEYS: Final = 2
-NO_SOURCE: Final = "(none)"
+NO_SOURCE: Final = "(no source.service)"
 DAY: Final = timedelta(days=1)
 
 # The PCI DSS 10.2.2 fields and the 10.2.1.x event classes, in report order.

@@ -452,10 +452,11 @@ class AuditLog:
         if settings.encryption:
             kek = settings.kek or new_kek(settings.passphrase)
             if kek is None:
-                raise KeyringError("encryption is on by default and needs a key: pass "
-                                   "passphrase= (or set SEALTRAIL_PASSPHRASE, or SEALTRAIL_KEK "
-                                   "to a base64 256-bit key), or create the log with "
-                                   "encryption=False")
+                raise KeyringError("encryption is on by default and needs a key: set "
+                                   "SEALTRAIL_PASSPHRASE (the CLI also takes --passphrase-file "
+                                   "FILE; the library passphrase=...), or SEALTRAIL_KEK to a "
+                                   "base64 256-bit key; or create the log unencrypted (CLI: "
+                                   "sealtrail init --no-encryption; library: encryption=False)")
         elif settings.redaction == "hash":
             raise ConfigError("redaction 'hash' needs the keyring: it is only available when "
                               "encryption is on")

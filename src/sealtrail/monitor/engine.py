@@ -164,6 +164,8 @@ class _Fmt(dict[str, Any]):
 
 
 def _who(key: str) -> str:
+    if key and not key.strip("|"):  # every grouping field absent (e.g. no source named)
+        return " (the event names none of the fields it is grouped by)"
     return f" for {key}" if key else ""
 
 
