@@ -62,7 +62,8 @@ def data(tmp_path: Path) -> Path:
 def test_siem_export_file_is_0600(data: Path, tmp_path: Path, fmt: str, mask: int) -> None:
     out = tmp_path / "shared" / f"export.{fmt}"
     out.parent.mkdir(mode=0o755)
-    res = run("--data", str(data), "export", "--format", fmt, "--out", str(out), mask=mask)
+    res = run("--data", str(data), "export", "--format", fmt, "--open-sealed", "--out",
+              str(out), mask=mask)
     assert res.returncode == 0, res.stderr
     assert mode(out) == 0o600
     assert "Jane Doe" in out.read_text()  # it does hold opened personal data

@@ -31,9 +31,7 @@ def test_rules_test_reads_events_with_separators(tmp_path: Path, sep: str) -> No
     events.write_text(json.dumps({"actor": {"id": f"a{sep}b"}, "action": "user.login",
                                   "outcome": "failure", "category": "authentication"},
                                  ensure_ascii=False) + "\n", encoding="utf-8")
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    res = subprocess.run([sys.executable, "-m", "sealtrail.cli", "rules", "test", str(rules),
+    res = subprocess.run([sys.executable, "-m", "sealtrail.cli", "rules", "test", "--builtin",
                           "--events", str(events)], capture_output=True, text=True,
                          check=False)
     assert "not JSON" not in res.stdout + res.stderr
