@@ -62,7 +62,7 @@ from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
 from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.headmemory import HeadMemory, memory_path
-from sealtrail.log.idindex import BUCKET_SHIFT, rows_of
+from sealtrail.log.idindex import BUCKET_SHIFT, VERSION, VERSION_META, late_window, rows_of
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
@@ -363,6 +363,8 @@ class AuditLog:
         # when a reader held it past the wait (the next checkpoint overwrites them).
         self.wal_purged = True
         self._readonly = False
+        # Which id-index rule this log was made with (log/idindex.py): late ids get exact rows.
+        self._late_ms = late_window(meta)
         self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor: Redactor | None = None
@@ -480,7 +482,8 @@ class AuditLog:
                               ",".join(settings.policy.paths), settings.redaction)
                 # The settings are signed: a log opens with what its key signed, never with
                 # an edited table (see log/settings.py).
-                store.set_meta({**fixed.as_meta(), SETTINGS_META: fixed.sign(signer)})
+                store.set_meta({**fixed.as_meta(), SETTINGS_META: fixed.sign(signer),
+                                VERSION_META: VERSION})
                 empty = TreeEdge(0, [], {})
                 note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
                 store.put_state(State(0, note, 0))
@@ -821,7 +824,7 @@ class AuditLog:
             part = leaves[pos:pos + n]
             pids = ids[pos:pos + n]
             chunks.append(Chunk.pack(cstart, batch_end, pids, part))
-            rows, other_rows, latest = rows_of(cstart, b"".join(pids))
+            rows, other_rows, latest = rows_of(cstart, b"".join(pids), self._late_ms)
             buckets |= rows
             others.extend(other_rows)
             hwm = max(hwm, latest)
@@ -886,6 +889,9 @@ class AuditLog:
                 ms = uuid7_ms(ident)
                 if ms is not None:
                     v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
+                    # A late id has an exact row (log/idindex.py); looked up whatever this
+                    # process takes the log's id-index version to be.
+                    other.append(ident)
                 else:
                     other.append(ident)
         if v7:

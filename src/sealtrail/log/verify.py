@@ -44,7 +44,7 @@ from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
 from sealtrail.core.note import Verifier
-from sealtrail.log.idindex import RowDigest, rows_of
+from sealtrail.log.idindex import RowDigest, late_window, rows_of
 from sealtrail.log.receipts import check_retired, receipt_indexes
 from sealtrail.log.settings import SETTING_ACTIONS, SettingRecord, check_stored
 from sealtrail.log.tree import BLOCK, TreeEdge, crosses_anchor
@@ -222,8 +222,8 @@ class _RangeResult:
     anchors: list[int] = field(default_factory=list)
 
 
-def _verify_range(store: Store, start: int, end: int, size: int,
-                  stops: list[int]) -> _RangeResult:
+def _verify_range(store: Store, start: int, end: int, size: int,  # noqa: PLR0917
+                  stops: list[int], late_ms: int | None = None) -> _RangeResult:
     """Steps 2-4 for the leaves ``[start, end)``, ``start`` aligned to a power of two >= the range.
 
     The range is rebuilt as a tree of its own (local index = global index - start): aligned
@@ -231,13 +231,13 @@ def _verify_range(store: Store, start: int, end: int, size: int,
     compared at its global position ``local + (start >> level)``.
     """
     try:
-        return _verify_range_or_raise(store, start, end, size, stops)
+        return _verify_range_or_raise(store, start, end, size, stops, late_ms)
     except TamperError as exc:
         return _RangeResult(start, end, {}, None, (exc.kind, exc.index, exc.detail))
 
 
-def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
-                           stops: list[int]) -> _RangeResult:
+def _verify_range_or_raise(store: Store, start: int, end: int, size: int,  # noqa: PLR0917
+                           stops: list[int], late_ms: int | None) -> _RangeResult:
     levels = _StoredLevels(store)
     retired: list[tuple[int, int]] = []
     settings: list[SettingRecord] = []
@@ -302,7 +302,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                 stop_i += 1
         _check_ids(chunk, leaves, size, settings)
         receipts.extend(receipt_indexes(chunk))
-        ids.add_chunk(chunk.start, chunk.ids)
+        ids.add_chunk(chunk.start, chunk.ids, late_ms)
         if chunk.batch_end != prev_commit:
             if prev_commit < 0 or crosses_anchor(prev_commit, chunk.batch_end):
                 commits.append(chunk.batch_end)
@@ -316,14 +316,14 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,
                         commits[1:])
 
 
-def _range_job(args: tuple[str, int, int, int, list[int]]) -> _RangeResult:
+def _range_job(args: tuple[str, int, int, int, list[int], int | None]) -> _RangeResult:
     """A worker process's share: one range, on a read-only connection of its own."""
     from sealtrail.store.sqlite import SQLiteStore  # noqa: PLC0415 - only workers open stores
-    path, start, end, size, stops = args
+    path, start, end, size, stops, late_ms = args
     store = SQLiteStore(Path(path), readonly=True)
     try:
         with store.snapshot():
-            return _verify_range(store, start, end, size, stops)
+            return _verify_range(store, start, end, size, stops, late_ms)
     finally:
         store.close()
 
@@ -422,8 +422,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         ids = RowDigest()
         anchors: list[int] = []
         last_commit = 0 if size else -1
+        late_ms = late_window(store.meta())  # the log's id-index rule (log/idindex.py)
         for result in _run_ranges(store, database, bounds, size=size, stops=stops,
-                                  workers=n_workers):
+                                  workers=n_workers, late_ms=late_ms):
             if result.error is not None:
                 raise TamperError(*result.error)
             emptied.extend(result.retired)
@@ -477,7 +478,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
             raise TamperError("checkpoint", missing_anchor, "the signed checkpoint the log "
                               f"kept for size {missing_anchor} is missing from its history")
         # 6b. The id index is exactly what the entries' ids make (exactly-once rests on it).
-        check_id_index(store, ids, size)
+        check_id_index(store, ids, size, late_ms)
         # 7. Every stored setting is what the log's key signed and its entries set.
         check_stored(store.meta(), [(n, ref, created, released) for n, ref, _, created, released
                                    in store.holds(open_only=False)], settings, verifier, origin)
@@ -513,7 +514,8 @@ def setting_records(store: Store, size: int) -> list[SettingRecord]:
     return out
 
 
-def check_id_index(store: Store, expected: RowDigest, size: int) -> None:
+def check_id_index(store: Store, expected: RowDigest, size: int, late_ms: int | None = None
+                   ) -> None:
     """Compare the stored id index with its rebuild (``expected``, from every chunk); on a
     difference, find the first chunk whose rows differ and raise TamperError naming it."""
     hwm = store.state().id_hwm
@@ -534,7 +536,7 @@ def check_id_index(store: Store, expected: RowDigest, size: int) -> None:
         by_start.setdefault(start, set()).add((bucket, start))
     others = dict(store.iter_other_ids())
     for chunk in store.iter_chunks(0, size):
-        buckets, other_rows, _ = rows_of(chunk.start, chunk.ids)
+        buckets, other_rows, _ = rows_of(chunk.start, chunk.ids, late_ms)
         if by_start.pop(chunk.start, set()) != buckets:
             raise TamperError("id index", chunk.start, "the id index rows of the entries from "
                               f"{chunk.start} were deleted, added or edited (exactly-once "
@@ -549,13 +551,15 @@ def check_id_index(store: Store, expected: RowDigest, size: int) -> None:
 
 
 def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int]], *,
-                size: int, stops: list[int], workers: int) -> Iterator[_RangeResult]:
+                size: int, stops: list[int], workers: int, late_ms: int | None
+                ) -> Iterator[_RangeResult]:
     """Range results in order: in this process for one range, else from worker processes."""
     if len(bounds) <= 1:
         for a, b in bounds:
-            yield _verify_range(store, a, b, size, stops)
+            yield _verify_range(store, a, b, size, stops, late_ms)
         return
-    jobs = [(str(database), a, b, size, [s for s in stops if a < s <= b]) for a, b in bounds]
+    jobs = [(str(database), a, b, size, [s for s in stops if a < s <= b], late_ms)
+            for a, b in bounds]
     # spawn, not fork: the caller may be a threaded service, and forking threads is unsafe.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(_range_job, jobs)
