@@ -168,15 +168,17 @@ def test_verify_exit_codes(data: Path, tmp_path: Path) -> None:
     assert run(data, "verify", "--log", "Bad Name").returncode == 2
 
 
-def test_verify_with_another_logs_key_is_a_usage_error(data: Path, tmp_path: Path) -> None:
-    """Another log's key (same default name, another key) is a usage error, not tampering."""
+def test_verify_with_another_logs_key_is_not_verified(data: Path, tmp_path: Path) -> None:
+    """Another log's key (same default name, another key): NOT VERIFIED (exit 3) naming both
+    readings — a key mix-up, or a replaced log — never TAMPERED, never intact."""
     run(data, "append", stdin=events(3))
     other = tmp_path / "other"
     other_key = run(other, "init").stdout.decode().strip().splitlines()[-1]
     res = run(data, "verify", "--vkey", other_key)
-    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.returncode == 3, res.stdout + res.stderr
     assert b"TAMPERED" not in res.stdout
-    assert b"does not match this log" in res.stderr
+    assert b"no checkpoint of this log" in res.stdout
+    assert b"another log's key" in res.stdout
 
 
 def test_query_filters_formats_and_audits_itself(data: Path) -> None:

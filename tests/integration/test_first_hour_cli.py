@@ -63,7 +63,8 @@ def vkey_of(data: Path) -> str:
 
 def test_verify_key_arguments_one_rule(data: Path, tmp_path: Path) -> None:
     """--vkey takes key text or a file; garbage and missing files are usage errors naming
-    the option; a key for another origin is a mismatch (exit 2), never TAMPERED."""
+    the option; a key that verifies nothing in the log is NOT VERIFIED (exit 3, naming both
+    readings: another log's key, or a replaced log), never TAMPERED and never "intact"."""
     key = vkey_of(data)
     key_file = tmp_path / "trusted.vkey"
     key_file.write_text(key + "\n")
@@ -84,10 +85,27 @@ def test_verify_key_arguments_one_rule(data: Path, tmp_path: Path) -> None:
     other = Signer.from_seed("example.com/other-log", b"\x01" * 32).verifier().format()
     res = run(data, "verify", "--vkey", other)
     out, errs = text(res)
-    assert res.returncode == 2, (out, errs)
+    assert res.returncode == 3, (out, errs)
     assert "TAMPERED" not in out
-    assert "example.com/other-log" in errs
-    assert "sealtrail/default" in errs
+    assert out.startswith("NOT VERIFIED")
+    assert "example.com/other-log" in out
+    assert "sealtrail/default" in out
+    assert "another log's key" in out
+    assert "tampering" in out
+
+
+def test_an_edited_head_origin_never_turns_tampering_into_a_usage_error(data: Path) -> None:
+    """Review finding: the head's origin line is the attacker's to edit; checked with the
+    right key the result must still be a failure (non-zero, never 0 or 2)."""
+    right = vkey_of(data)
+    con = sqlite3.connect(data / "default" / "log.db")
+    con.execute("UPDATE state SET checkpoint = replace(checkpoint, 'sealtrail/default\n', "
+                "'sealtrail/other\n')")
+    con.commit()
+    con.close()
+    res = run(data, "verify", "--vkey", right)
+    assert res.returncode in (1, 3), text(res)
+    assert "OK" not in text(res)[0]
 
 
 def test_resigned_log_checked_with_the_right_key_is_still_tampering(data: Path) -> None:
@@ -123,8 +141,15 @@ def test_verify_bundle_and_verify_proof_take_key_files(data: Path, tmp_path: Pat
     other = Signer.from_seed("example.com/other-log", b"\x01" * 32).verifier().format()
     for cmd in (["verify-proof", str(proof)], ["verify-bundle", str(bundle)]):
         res = run(data, *cmd, "--vkey", other)
-        assert res.returncode == 2, (cmd, text(res))
-        assert "another log's key" in text(res)[1]
+        assert res.returncode == 3, (cmd, text(res))
+        assert "another log's key" in text(res)[0]
+    # The proof's origin line edited, checked with the right key: a failure, never exit 2.
+    doc = json.loads(proof.read_text())
+    doc["checkpoint"] = doc["checkpoint"].replace("sealtrail/default\n", "sealtrail/x\n", 1)
+    proof.write_text(json.dumps(doc))
+    res = run(data, "verify-proof", str(proof), "--vkey", str(key_file))
+    assert res.returncode in (1, 3), text(res)
+    assert "tampering" in text(res)[0] or "FAILED" in text(res)[0] + text(res)[1]
 
 
 # -- 2. searches that cannot be answered ----------------------------------------------------

@@ -154,6 +154,24 @@ def _where(data: str | None, log: str | None) -> tuple[str, str]:
     return d, log or _ctx.log or "default"
 
 
+EXIT_UNVERIFIED = 3  # the key given verifies nothing here: another log's key, or a replaced log
+
+
+def not_verified(message: str, *, as_json: bool = False) -> NoReturn:
+    """Exit 3: the given key verifies nothing in what was checked. From the files alone that
+    cannot be told apart from a log (or proof, or bundle) replaced and re-signed, so it is
+    never reported as intact nor as a mere usage error; the message names both readings."""
+    text = (f"{message}. Either it is another log's key (give this log's key: 'sealtrail vkey' "
+            "on a machine you trust, or the key you were given for it), or, if it is the key "
+            "you trust for this log, what was checked was replaced or re-signed: treat that "
+            "as tampering")
+    if as_json:
+        typer.echo(dumps({"ok": False, "kind": "key", "index": None, "message": text}))
+    else:
+        typer.echo(f"NOT VERIFIED: {printable(text)}")
+    raise typer.Exit(EXIT_UNVERIFIED)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error on stderr and exit."""
     err.print(f"error: {printable(message)}", markup=False)
@@ -392,8 +410,9 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                               "the files could replace]. A key that is not this log's (another "
                               "origin; or another key id when no checkpoint of the log carries "
                               "its signature and the stored head verifies with the stored "
-                              "key) is a usage error, exit 2; otherwise a signature the key "
-                              "does not give is tampering, exit 1.")] = None,
+                              "key) is NOT VERIFIED, exit 3: another log's key, or a log "
+                              "replaced and re-signed; otherwise a signature the key does not "
+                              "give is tampering, exit 1.")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")
                               ] = False,
            workers: Annotated[int | None, typer.Option(
@@ -404,7 +423,8 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                "subject keys (needs the keyring; about 50 us per entry) [default: when the "
                "keyring opens without a prompt].")] = None,
            data: DataOpt = None, log: LogOpt = None) -> None:
-    """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage.
+    """Verify the whole log: exit 0 intact, 1 tampered (first bad index named), 2 usage, 3 the
+    key given verifies nothing in the log.
 
     Besides the tree, checkpoints, id index, retention receipts and settings, the log must not
     be smaller than, or forked from, the newest head this machine saw it sign (its head
@@ -433,7 +453,7 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                 mismatch = None
             if mismatch is not None:
                 store.close()
-                fail(mismatch)
+                not_verified(mismatch, as_json=as_json)
         memory = HeadMemory(memory_path(directory, verifier.name), verifier, verifier.name)
         update, stop = _progress(store.state().size)
         derived_report: DerivedReport | None = None
@@ -585,7 +605,7 @@ def _note_origin(note: str | None) -> str | None:
 
 
 def _key_mismatch(store: SQLiteStore, given: Verifier, stored: Verifier) -> str | None:
-    """Why ``given`` is not this log's key (a usage error, not tampering), or None.
+    """Why ``given`` verifies nothing in this log (exit 3, :func:`not_verified`), or None.
 
     The rule: a key named for another origin is not the log's key. A key with the log's
     name but another key id than the stored verifier.vkey is not the log's key when the
@@ -597,9 +617,8 @@ def _key_mismatch(store: SQLiteStore, given: Verifier, stored: Verifier) -> str 
     head = store.state().checkpoint
     origin = _note_origin(head) or stored.name
     if given.name != origin:
-        return (f"--vkey: the key is for {given.name!r}, this log's origin is {origin!r}: "
-                "it is another log's key (give this log's key: 'sealtrail vkey' on the "
-                "machine you trust, or the key you were given for it)")
+        return (f"the key given is for {given.name!r}; this log's head names the origin "
+                f"{origin!r}")
     if given.key_id == stored.key_id and given.public_key == stored.public_key:
         return None
     notes = [head] if head else []
@@ -619,11 +638,9 @@ def _key_mismatch(store: SQLiteStore, given: Verifier, stored: Verifier) -> str 
         open_note(head, [stored])
     except VerificationError:
         return None  # the stored head does not verify with the stored key: tampering
-    return (f"--vkey: the key {given.name}+{given.key_id.hex()} does not match this log "
-            f"(origin {origin!r}, signed by key id {stored.key_id.hex()}): no checkpoint of "
-            "the log carries its signature. It is probably another log of the same name; if "
-            "you are sure it is this log's key, the log's signatures and its stored key were "
-            "both replaced")
+    return (f"no checkpoint of this log (origin {origin!r}, signed by key id "
+            f"{stored.key_id.hex()}) carries a signature by the key given "
+            f"({given.name}+{given.key_id.hex()})")
 
 
 @app.command("verify-proof")
@@ -631,8 +648,8 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
                      help="Proof JSON from 'sealtrail prove' ('-' for standard input).")],
                  vkey: Annotated[str, typer.Option(
                      "--vkey", help="The log's verifier key you trust: its text or a file "
-                     "holding it. A key for another origin than the proof's is a usage "
-                     "error (exit 2).")],
+                     "holding it. A key for another origin than the proof's: NOT VERIFIED, "
+                     "exit 3 (another log's key, or an altered proof).")],
                  entry: Annotated[Path | None, typer.Option(
                      help="Inclusion: the entry as a line of 'sealtrail entries'; its leaf "
                           "must be the one proven.")] = None,
@@ -651,6 +668,7 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
             doc = json.loads(text) if text.lstrip().startswith("{") else None
         except ValueError as exc:
             fail(f"PROOF {proof}: not JSON ({exc})")
+        other_origin = None  # a hint only, read from unverified notes: used after a failure
         if isinstance(doc, dict):
             notes = [doc.get("checkpoint")]
             notes += [_read_text(p, o) for p, o in ((first, "--first"), (second, "--second"))
@@ -658,34 +676,45 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
             for note in notes:
                 origin = _note_origin(note) if isinstance(note, str) else None
                 if origin is not None and origin != verifier.name:
-                    fail(f"--vkey: the key is for {verifier.name!r}, the proof's checkpoint is "
-                         f"of {origin!r}: it is another log's key")
-        if isinstance(doc, dict) and "leaf_index" in doc:
-            inc = InclusionProof.parse(text)
-            leaf = None
-            if entry is not None:
-                try:
-                    line = json.loads(_read_text(entry, "--entry"))
-                    leaf = base64.b64decode(line["leaf"], validate=True)
-                    index = line["index"]
-                except (ValueError, KeyError, TypeError) as exc:
-                    fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
-                if index != inc.leaf_index:
-                    fail(f"--entry is index {index}, the proof is for {inc.leaf_index}", 1)
-            cp = inc.verify_signed(verifier, leaf)
-            what = "and the entry's bytes match" if leaf is not None else "(leaf hash only)"
-            typer.echo(f"OK: entry {inc.leaf_index} is in {cp.origin} at size {cp.size}, "
-                       f"signed by {verifier.name} {what}")
-        elif isinstance(doc, dict) and "consistency" in doc:
-            if first is None or second is None:
-                fail("a consistency proof needs --first and --second checkpoint notes")
-            cons = ConsistencyProof.parse(text)
-            cons.verify_signed(verifier, _read_text(first, "--first"),
-                               _read_text(second, "--second"))
-            typer.echo(f"OK: size {cons.second} extends size {cons.first}, both signed by "
-                       f"{verifier.name}")
-        else:
-            fail("PROOF is neither an inclusion nor a consistency proof")
+                    other_origin = origin
+        try:
+            _check_proof(doc, text, verifier, entry, first, second)
+        except VerificationError:
+            if other_origin is not None:
+                not_verified(f"the key given is for {verifier.name!r}; the proof's checkpoint "
+                             f"names {other_origin!r}")
+            raise
+
+
+def _check_proof(doc: Any, text: str, verifier: Verifier, entry: Path | None,
+                 first: Path | None, second: Path | None) -> None:
+    """Verify an inclusion or consistency proof (raises VerificationError) and say so."""
+    if isinstance(doc, dict) and "leaf_index" in doc:
+        inc = InclusionProof.parse(text)
+        leaf = None
+        if entry is not None:
+            try:
+                line = json.loads(_read_text(entry, "--entry"))
+                leaf = base64.b64decode(line["leaf"], validate=True)
+                index = line["index"]
+            except (ValueError, KeyError, TypeError) as exc:
+                fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
+            if index != inc.leaf_index:
+                fail(f"--entry is index {index}, the proof is for {inc.leaf_index}", 1)
+        cp = inc.verify_signed(verifier, leaf)
+        what = "and the entry's bytes match" if leaf is not None else "(leaf hash only)"
+        typer.echo(f"OK: entry {inc.leaf_index} is in {cp.origin} at size {cp.size}, "
+                   f"signed by {verifier.name} {what}")
+    elif isinstance(doc, dict) and "consistency" in doc:
+        if first is None or second is None:
+            fail("a consistency proof needs --first and --second checkpoint notes")
+        cons = ConsistencyProof.parse(text)
+        cons.verify_signed(verifier, _read_text(first, "--first"),
+                           _read_text(second, "--second"))
+        typer.echo(f"OK: size {cons.second} extends size {cons.first}, both signed by "
+                   f"{verifier.name}")
+    else:
+        fail("PROOF is neither an inclusion nor a consistency proof")
 
 
 def _filter(**fields: Any) -> Filter:

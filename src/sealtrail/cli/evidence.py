@@ -46,6 +46,7 @@ from sealtrail.cli.app import (
     app,
     err,
     fail,
+    not_verified,
 )
 from sealtrail.cli.output import dumps
 from sealtrail.compliance.bundle import export_bundle, open_private, verify_bundle_file
@@ -306,7 +307,7 @@ def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zi
                       vkey: Annotated[str, typer.Option(
                           "--vkey", help="The log's verifier key, obtained from a channel you "
                           "trust: its text or a file holding it (@FILE too). A key for "
-                          "another origin than the bundle's is a usage error (exit 2).")]
+                          "another origin than the bundle's: NOT VERIFIED, exit 3.")]
                       ) -> None:
     """Check an evidence bundle offline: exit 0 only when every proof and signature holds."""
     verifier = _verifier(vkey)  # a malformed key is a usage error, not a failed check
@@ -319,8 +320,8 @@ def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zi
             done()
             origin = _bundle_origin(file)
             if origin is not None and origin != verifier.name:
-                fail(f"--vkey: the key is for {verifier.name!r}, the bundle is of {origin!r}: "
-                     "it is another log's key", 2)
+                not_verified(f"the key given is for {verifier.name!r}; the bundle's "
+                             f"checkpoint names {origin!r}")
             fail(f"FAILED: {exc}", 1)
     typer.echo(report.summary())
 
