@@ -72,3 +72,20 @@ def test_a_log_made_with_the_first_rule_keeps_it(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM other_ids").fetchone()[0] == 0
     with AuditLog.open(tmp_path, create=False) as log:
         assert all(r.duplicate for r in log.append_many(events))
+
+
+def test_a_log_from_a_newer_sealtrail_is_read_but_not_written(tmp_path: Path) -> None:
+    """An older sealtrail appending to a log whose id-index rules it does not know could store
+    a retried event twice; a newer id-index version or schema refuses appends, reads work."""
+    import pytest
+
+    from sealtrail.core.errors import ConfigError
+
+    with AuditLog.open(tmp_path, encryption=False) as log:
+        log.append({"actor": {"id": "a"}, "action": "a.b", "outcome": "success"})
+    with closing(sqlite3.connect(tmp_path / "default" / "log.db")) as db, db:
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'id_index'")
+    with AuditLog.open(tmp_path, create=False) as log:
+        with pytest.raises(ConfigError, match="newer sealtrail"):
+            log.append({"actor": {"id": "b"}, "action": "a.b", "outcome": "success"})
+        assert log.size == 1

@@ -77,6 +77,19 @@ def test_serve_on_a_busy_port_fails_before_announcing(tmp_path: Path, busy_port:
     assert "serving" not in res.stdout + res.stderr
 
 
+def test_serve_with_a_missing_certificate_fails_before_announcing(tmp_path: Path) -> None:
+    """A missing TLS certificate is a usage error naming the options, not a traceback after
+    "serving" was printed."""
+    data = tmp_path / "data"
+    assert run(data, "init").returncode == 0
+    res = run(data, "serve", "--port", str(free_port()), "--no-monitor", "--tls-cert",
+              str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "nope.key"))
+    assert res.returncode == 2, res.stderr
+    assert "--tls-cert" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert "serving" not in res.stdout + res.stderr
+
+
 def _start(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start a console command that serves on loopback; wait until /healthz answers."""
     port = free_port()

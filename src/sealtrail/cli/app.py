@@ -1093,10 +1093,21 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
         from sealtrail.server.serving import listen  # noqa: PLC0415
         from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
+        if tls_cert is not None and tls_key is not None:
+            # Loaded once here so a missing or bad certificate is an error, not a traceback
+            # after "serving" was announced (uvicorn loads it again to serve).
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    str(tls_cert), str(tls_key))
+                if client_ca is not None:
+                    ssl.create_default_context(cafile=str(client_ca))
+            except (OSError, ssl.SSLError) as exc:
+                fail(f"--tls-cert/--tls-key/--client-ca: {exc}")
         sockets = listen(host, port)  # bound before anything is announced (a taken port)
         application = create_app(config)
         scheme = "https" if tls_cert else "http"
-        err.print(f"sealtrail serving {d} on {scheme}://{host}:{port} (API docs at /docs)",
+        bound = sockets[0].getsockname()[1] if sockets else port  # --port 0: the one chosen
+        err.print(f"sealtrail serving {d} on {scheme}://{host}:{bound} (API docs at /docs)",
                   markup=False)
         serve_http(application, sockets=sockets, host=host, port=port, log_level="warning",
                    ssl_certfile=str(tls_cert) if tls_cert else None,

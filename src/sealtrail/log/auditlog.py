@@ -365,6 +365,13 @@ class AuditLog:
         self._readonly = False
         # Which id-index rule this log was made with (log/idindex.py): late ids get exact rows.
         self._late_ms = late_window(meta)
+        self._newer = ""
+        if meta.get(VERSION_META, VERSION) != VERSION or meta.get("schema", "1") != "1":
+            # A newer sealtrail made this log: its rules are not known here, and appending by
+            # older ones could break exactly-once; read and verify only.
+            self._newer = (f"this log was made by a newer sealtrail (id index "
+                           f"{meta.get(VERSION_META)}, schema {meta.get('schema')}): upgrade "
+                           "sealtrail to write to it (it reads and verifies as it is)")
         self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor: Redactor | None = None
@@ -562,6 +569,8 @@ class AuditLog:
                 adopting: bool = False) -> list[Receipt]:
         if self._closed:
             raise ConfigError("the log is closed")
+        if self._newer:
+            raise ConfigError(self._newer)
         if self.settings_problem and not adopting:
             raise TamperError("settings", 0, f"{self.settings_problem}: refusing to append")
         redactor = self._redactor
