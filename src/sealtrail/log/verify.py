@@ -28,6 +28,7 @@ not give its root was *forked*.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import multiprocessing
 import os
@@ -562,7 +563,18 @@ def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int
             for a, b in bounds]
     # spawn, not fork: the caller may be a threaded service, and forking threads is unsafe.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_range_job, jobs)
+        results = pool.imap(_range_job, jobs)
+        try:
+            yield from results
+        finally:
+            # The caller may stop at the first tampered range. Terminating a pool whose task
+            # feeder is still queueing can deadlock in CPython (the feeder thread never
+            # joins), so let the queued ranges finish — each is bounded — and close cleanly.
+            with contextlib.suppress(Exception):  # a worker's error was raised already
+                for _ in results:
+                    pass
+            pool.close()
+            pool.join()
 
 
 @dataclass(frozen=True, slots=True)
