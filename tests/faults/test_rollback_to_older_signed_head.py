@@ -146,3 +146,18 @@ def test_edited_memory_is_refused(rolled: tuple[Path, int, int]) -> None:
     with AuditLog.open(data, create=False) as log, pytest.raises(TamperError,
                                                                   match="head memory"):
         log.verify()
+
+
+def test_memory_edited_under_a_running_log_is_kept_as_evidence(tmp_path: Path) -> None:
+    """A running log never overwrites a head memory that is not a head the log signed: its
+    appends are still answered (they are committed), and verify reports the memory."""
+    memory = tmp_path / "default" / FILE
+    with AuditLog.open(tmp_path) as log:
+        log.append(_event(1))
+        log.verify()
+        memory.write_text('{"format": "sealtrail-head-memory/1", "note": "forged"}')
+        receipt = log.append(_event(2))
+        assert not receipt.duplicate
+        with pytest.raises(TamperError, match="head memory"):
+            log.verify()
+    assert "forged" in memory.read_text()

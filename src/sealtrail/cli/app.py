@@ -463,10 +463,9 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(
                 store, verifier, verifier.name, trusted_checkpoint=trusted, progress=update,
                 database=db, workers=workers,
                 remembered=remembered.note if remembered is not None else None)
-            head = store.state().checkpoint
-            if head is not None:
+            if report.head is not None:
                 with contextlib.suppress(StorageError):  # a read-only copy remembers nothing
-                    memory.remember(head, report.size, now=True)
+                    memory.remember(report.head, report.size, now=True)
             derived_report = _verify_derived(d, name, derived)
         except TamperError as exc:
             stop()

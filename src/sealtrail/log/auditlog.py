@@ -89,6 +89,7 @@ from sealtrail.log.verify import (
     VerifyReport,
     increment_at,
     setting_records,
+    stored_holds,
     verify_increment,
     verify_log,
 )
@@ -130,7 +131,7 @@ _log = logging.getLogger("sealtrail")
 _memory_warned: set[str] = set()
 
 
-def _warn_memory(exc: StorageError) -> None:
+def _warn_memory(exc: StorageError | TamperError) -> None:
     """The head memory could not be written (a read-only directory, a full disk): say so once
     per problem; the entries themselves are committed."""
     text = str(exc)
@@ -362,7 +363,6 @@ class AuditLog:
         # After erase_subject: whether the WAL (old pages with the key) was truncated; False
         # when a reader held it past the wait (the next checkpoint overwrites them).
         self.wal_purged = True
-        self._readonly = False
         # Which id-index rule this log was made with (log/idindex.py): late ids get exact rows.
         self._late_ms = late_window(meta)
         self._newer = ""
@@ -511,7 +511,7 @@ class AuditLog:
             self._closed = True
             try:
                 self.head_memory.flush()
-            except StorageError as exc:
+            except (StorageError, TamperError) as exc:
                 _warn_memory(exc)
             finally:
                 self._store.close()
@@ -767,7 +767,9 @@ class AuditLog:
         if hashes:
             try:
                 self.head_memory.remember(note, new_edge.size)
-            except StorageError as exc:  # the entries are committed; only the memory lags
+            except (StorageError, TamperError) as exc:
+                # The entries are committed and are answered as such; an unwritable or
+                # edited memory is reported (and found by verify), never a failed append.
                 _warn_memory(exc)
         self._recent.extend(index, new_ids)
         self._edge = new_edge
@@ -1198,8 +1200,7 @@ class AuditLog:
         with store.snapshot():
             state = store.state()
             meta = store.meta()
-            holds = [(n, r, created, released)
-                     for n, r, _, created, released in store.holds(open_only=False)]
+            holds = stored_holds(store)
             key = (state.size, state.checkpoint, tuple(sorted(meta.items())), tuple(holds))
             if key == self._settings_checked:
                 return
@@ -1298,7 +1299,7 @@ class AuditLog:
         """Record a rotation whose ``keys.rotate`` entry was lost (a crash between the keyring
         write and the commit): the keyring's active key differs from the last recorded one."""
         keyring = self.keyring
-        if keyring is None or self._readonly:
+        if keyring is None:
             return
         recorded = self._store.meta().get(ACTIVE_KEY_META, "d1")
         if keyring.active == recorded:
@@ -1474,16 +1475,15 @@ class AuditLog:
                                 trusted_checkpoint=trusted_checkpoint, progress=progress,
                                 database=self._store.path, workers=workers,
                                 remembered=remembered.note if remembered is not None else None)
-            note = store.state().checkpoint
         except TamperError:
             self._note_verification("verify_failed_at", None)
             raise
         finally:
             store.close()
-        if note is not None:
+        if report.head is not None:
             try:  # verified: this head is now the one to remember
-                self.head_memory.remember(note, report.size, now=True)
-            except StorageError as exc:
+                self.head_memory.remember(report.head, report.size, now=True)
+            except (StorageError, TamperError) as exc:
                 _warn_memory(exc)
         self._note_verification("verified_at", report.size)
         return report

@@ -168,10 +168,11 @@ class HeadMemory:
         self._written_at = time.monotonic()
         cp = Checkpoint.parse(note[: note.rfind("\n\n") + 1])
         with self._locked():
-            with contextlib.suppress(TamperError):  # a bad memory is replaced only by accept
-                current = self.load()
-                if current is not None and current.checkpoint.size >= cp.size:
-                    return
+            # A memory that is not a head the log signed stays as it is (load raises): it is
+            # evidence for verify and is replaced only by an operator's acceptance (reset).
+            current = self.load()
+            if current is not None and current.checkpoint.size >= cp.size:
+                return
             if self._size > cp.size:
                 return
             self._write(note)

@@ -61,6 +61,7 @@ class VerifyReport:
     checkpoints: int
     trusted_size: int | None
     retired: int = 0
+    head: str | None = None      # the signed head note verified (what the head memory keeps)
 
     def summary(self) -> str:
         """One line for people."""
@@ -128,6 +129,13 @@ class _LeafId(msgspec.Struct):
 _ids_decoder = msgspec.json.Decoder(list[_LeafId])
 
 
+def _setting_record(index: int, x: _LeafId) -> SettingRecord | None:
+    """The settings-check record of an entry, when it is one that changed a setting."""
+    if x.action not in SETTING_ACTIONS:
+        return None
+    return SettingRecord(index, x.action, x.target.id if x.target is not None else "", x.time)
+
+
 def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
                records: list[SettingRecord] | None = None) -> None:
     """The id index stored with a chunk must name the events in it (it drives exactly-once).
@@ -155,11 +163,8 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
         ok = False
     if ok and records is not None:
         # Entries that changed a stored setting, for the settings check (step 7).
-        for k, x in zip(positions, ids, strict=True):
-            if x.action in SETTING_ACTIONS:
-                records.append(SettingRecord(chunk.start + k, x.action,
-                                             x.target.id if x.target is not None else "",
-                                             x.time))
+        records.extend(r for k, x in zip(positions, ids, strict=True)
+                       if (r := _setting_record(chunk.start + k, x)) is not None)
     if not ok:
         # Name the first entry whose stored id differs (the leaf hashes are checked later).
         for k, leaf in enumerate(leaves):
@@ -481,13 +486,20 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 6b. The id index is exactly what the entries' ids make (exactly-once rests on it).
         check_id_index(store, ids, size, late_ms)
         # 7. Every stored setting is what the log's key signed and its entries set.
-        check_stored(store.meta(), [(n, ref, created, released) for n, ref, _, created, released
-                                   in store.holds(open_only=False)], settings, verifier, origin)
-        return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired)
+        check_stored(store.meta(), stored_holds(store), settings, verifier, origin)
+        return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired,
+                            state.checkpoint)
 
 
 _SETTING_MARKS = (b'"subject.hold.', b'"retention.policy.set"', b'"keys.rotate"')
 _one_decoder = msgspec.json.Decoder(_LeafId)
+
+
+def stored_holds(store: Store) -> list[tuple[int, bytes, str, str | None]]:
+    """The stored legal holds as :func:`check_stored` compares them: (number, subject ref,
+    created, released)."""
+    return [(n, ref, created, released)
+            for n, ref, _, created, released in store.holds(open_only=False)]
 
 
 def setting_records(store: Store, size: int) -> list[SettingRecord]:
@@ -509,9 +521,9 @@ def setting_records(store: Store, size: int) -> list[SettingRecord]:
                 x = _one_decoder.decode(leaf)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise TamperError("changed", chunk.start + k, "an entry is not an event") from exc
-            if x.action in SETTING_ACTIONS:
-                out.append(SettingRecord(chunk.start + k, x.action,
-                                         x.target.id if x.target is not None else "", x.time))
+            record = _setting_record(chunk.start + k, x)
+            if record is not None:
+                out.append(record)
     return out
 
 
