@@ -1,7 +1,7 @@
 """A realistic template log for the every-table tamper suite, and the attacker's SQL tools.
 
 :func:`build` makes one encrypted log through the public API only: events with ids chosen by
-the caller (UUIDv7, so ``id_buckets`` fills, and UUIDv4, so ``other_ids`` does), subjects and
+the caller (UUIDv7, so ``id_buckets`` fills, and UUIDv4, so ``exact_ids`` does), subjects and
 addresses (``subject_keys``, ``blind``, ``blind_pending``), a retention policy and a purge
 (``retired``), legal holds, one released (``holds``), an erasure, a key rotation (``meta``),
 and enough commits for many chunks, node blocks and kept checkpoints. It records what an
@@ -202,7 +202,7 @@ def cut_tail(db: sqlite3.Connection, size: int) -> None:
     assert db.execute("SELECT 1 FROM chunks WHERE start = ?", (size,)).fetchone()
     run(db, "DELETE FROM chunks WHERE start >= ?", size)
     db.execute("DELETE FROM id_buckets WHERE start >= ?", (size,))
-    db.execute("DELETE FROM other_ids WHERE idx >= ?", (size,))
+    db.execute("DELETE FROM exact_ids WHERE idx >= ?", (size,))
     db.execute("DELETE FROM blind WHERE idx >= ?", (size,))
     for start, data in db.execute("SELECT start, data FROM blind_pending").fetchall():
         kept = [p for p in pairs(bytes(data)) if p[1] < size]

@@ -215,7 +215,7 @@ def truncate(data_dir: Path, k: int, *, keep_history: bool) -> None:
         assert db.execute("SELECT 1 FROM chunks WHERE start = ?", (k,)).fetchone()
         db.execute("DELETE FROM chunks WHERE start >= ?", (k,))
         db.execute("DELETE FROM id_buckets WHERE start >= ?", (k,))
-        db.execute("DELETE FROM other_ids WHERE idx >= ?", (k,))
+        db.execute("DELETE FROM exact_ids WHERE idx >= ?", (k,))
         if not keep_history:
             db.execute("DELETE FROM checkpoints WHERE size > ?", (k,))
         (origin,) = db.execute("SELECT value FROM meta WHERE key = 'origin'").fetchone()

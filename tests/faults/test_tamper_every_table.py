@@ -254,18 +254,42 @@ def id_buckets_rows_of_a_commit_deleted(d: Path, t: Template) -> None:
         run(db, "DELETE FROM id_buckets WHERE start = ?", start)
 
 
-def other_ids_row_deleted(d: Path, t: Template) -> None:
+def exact_ids_row_deleted(d: Path, t: Template) -> None:
     """The row that finds one UUIDv4 id: a retry of that event is stored a second time."""
     with edit(d) as db:
-        run(db, "DELETE FROM other_ids WHERE id = ?", _id_bytes(t.v4_event))
+        run(db, "DELETE FROM exact_ids WHERE id = ?", _id_bytes(t.v4_event))
 
 
-def other_ids_row_repointed_at_a_purged_entry(d: Path, t: Template) -> None:
+def exact_ids_row_repointed_at_a_purged_entry(d: Path, t: Template) -> None:
     """The row of one UUIDv4 id pointed at a purged entry (which the append cannot confirm):
     a retry of that event is answered with the purged entry's index and leaf hash."""
     with edit(d) as db:
-        run(db, "UPDATE other_ids SET idx = ? WHERE id = ?", t.purged[0],
+        run(db, "UPDATE exact_ids SET idx = ? WHERE id = ?", t.purged[0],
             _id_bytes(t.v4_event))
+
+
+def exact_ids_row_copied_to_another_level(d: Path, t: Template) -> None:
+    """One id's row present on two levels, the copy pointing at another entry: a lookup could
+    answer with either."""
+    with edit(d) as db:
+        run(db, "INSERT INTO exact_ids SELECT level + 1, id, ? FROM exact_ids WHERE id = ?",
+            t.v7_index, _id_bytes(t.v4_event))
+
+
+# Edits that change no answer: where a row of the exact id index sits (its level) and the
+# counters that pace moving rows between levels. Lookups read every level that holds rows,
+# and verify compares the rows of all levels; these must verify and still answer retries.
+
+
+def exact_ids_rows_moved_to_a_far_level(d: Path, t: Template) -> None:
+    with edit(d) as db:
+        run(db, "UPDATE exact_ids SET level = 77")
+
+
+def exact_id_levels_counters_scrambled(d: Path, t: Template) -> None:
+    with edit(d) as db:
+        run(db, "UPDATE exact_id_levels SET rows = -5, cursor = x'ffff'")
+        db.execute("INSERT OR REPLACE INTO exact_id_levels VALUES (3, 1000000000, x'00')")
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -495,9 +519,10 @@ CASES = [
     Case("nodes", "inner-block-deleted", nodes_block_deleted),
     Case("nodes", "hashes-past-the-size", nodes_hashes_past_the_size),
     Case("id_buckets", "rows-of-a-commit-deleted", id_buckets_rows_of_a_commit_deleted),
-    Case("other_ids", "row-deleted", other_ids_row_deleted),
-    Case("other_ids", "row-repointed-at-a-purged-entry",
-         other_ids_row_repointed_at_a_purged_entry),
+    Case("exact_ids", "row-deleted", exact_ids_row_deleted),
+    Case("exact_ids", "row-repointed-at-a-purged-entry",
+         exact_ids_row_repointed_at_a_purged_entry),
+    Case("exact_ids", "row-copied-to-another-level", exact_ids_row_copied_to_another_level),
     Case("checkpoints", "rolled-back-to-a-kept-anchor", checkpoints_rolled_back_to_a_kept_anchor),
     Case("checkpoints", "anchor-deleted", checkpoints_anchor_deleted),
     Case("checkpoints", "anchor-note-edited", checkpoints_anchor_note_edited),
@@ -574,7 +599,7 @@ def test_tampering_with_a_table_fails_verification(case: Case, copy: Path, templ
 
 def test_the_id_index_answers_retries_in_the_template(template: Template, copy: Path) -> None:
     """What the id-index attacks take away: untouched, a retry of an event whose id is found
-    through id_buckets (UUIDv7), other_ids (UUIDv4), or the ids kept for a purged entry, is
+    through id_buckets (UUIDv7), exact_ids (UUIDv4), or the ids kept for a purged entry, is
     answered as a duplicate at its index and nothing is appended."""
     purged = _purged_retry(copy, template)
     with AuditLog.open(copy, LOG, create=False, passphrase=TEST_PASSPHRASE,
@@ -587,7 +612,34 @@ def test_the_id_index_answers_retries_in_the_template(template: Template, copy: 
         assert log.size == template.size
 
 
+HARMLESS = [
+    Case("exact_ids", "rows-moved-to-a-far-level", exact_ids_rows_moved_to_a_far_level),
+    Case("exact_id_levels", "counters-scrambled", exact_id_levels_counters_scrambled),
+]
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in HARMLESS])
+def test_edits_that_change_no_answer_verify_and_still_answer_retries(
+        case: Case, copy: Path, template: Template, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where exact id rows sit and the counters pacing their moves are layout, not content:
+    the log verifies, a retry is still answered as a duplicate, and new late rows still go
+    in (moving rows again) without breaking either."""
+    case.mutate(copy, template)
+    _verify_keyless(copy, monkeypatch)
+    with AuditLog.open(copy, LOG, create=False, passphrase=TEST_PASSPHRASE,
+                       clock=lambda: T0 + timedelta(days=42)) as log:
+        receipt = log.append(template.v4_event)
+        assert (receipt.index, receipt.duplicate) == (template.v4_index, True)
+        fresh = [{"id": str(uuid.uuid4()), "actor": {"id": "late"}, "action": "doc.read",
+                  "outcome": "success"} for _ in range(3000)]
+        first = log.append_many(fresh)
+        again = log.append_many(fresh)
+        assert [r.index for r in again] == [r.index for r in first]
+        assert all(r.duplicate for r in again)
+        log.verify()
+
+
 def test_every_table_in_the_schema_has_a_case(copy: Path) -> None:
     """A new table without a tamper case fails here."""
-    assert {c.table for c in CASES} == tables(copy)
+    assert {c.table for c in CASES + HARMLESS} == tables(copy)
     assert len({(c.table, c.attack) for c in CASES}) == len(CASES)

@@ -36,7 +36,7 @@ def test_late_ids_get_exact_rows_and_retries_are_found_after_a_restart(tmp_path:
         receipts = log.append_many(events)
         assert not any(r.duplicate for r in receipts)
     with closing(sqlite3.connect(tmp_path / "default" / "log.db")) as db:
-        exact = db.execute("SELECT count(*) FROM other_ids").fetchone()[0]
+        exact = db.execute("SELECT count(*) FROM exact_ids").fetchone()[0]
         buckets = db.execute("SELECT count(*) FROM id_buckets").fetchone()[0]
     assert exact >= 590  # all but those within LATE_MS of their chunk's newest
     assert buckets < 50
@@ -53,7 +53,7 @@ def test_fresh_ids_stay_bucketed(tmp_path: Path) -> None:
         log.append_many([{"actor": {"id": "a"}, "action": "a.b", "outcome": "success"}
                          for _ in range(500)])
     with closing(sqlite3.connect(tmp_path / "default" / "log.db")) as db:
-        assert db.execute("SELECT count(*) FROM other_ids").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM exact_ids").fetchone()[0] == 0
     assert LATE_MS >= 60_000
 
 
@@ -69,7 +69,7 @@ def test_a_log_made_with_the_first_rule_keeps_it(tmp_path: Path) -> None:
         log.append_many(events)
         log.verify()
     with closing(sqlite3.connect(tmp_path / "default" / "log.db")) as db:
-        assert db.execute("SELECT count(*) FROM other_ids").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM exact_ids").fetchone()[0] == 0
     with AuditLog.open(tmp_path, create=False) as log:
         assert all(r.duplicate for r in log.append_many(events))
 

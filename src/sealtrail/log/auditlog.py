@@ -62,7 +62,15 @@ from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import keys
 from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.headmemory import HeadMemory, memory_path
-from sealtrail.log.idindex import BUCKET_SHIFT, VERSION, VERSION_META, late_window, rows_of
+from sealtrail.log.idfilter import ExactIdFilter
+from sealtrail.log.idindex import (
+    BUCKET_SHIFT,
+    LATE_MS,
+    VERSION,
+    VERSION_META,
+    late_window,
+    rows_of,
+)
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
@@ -94,7 +102,7 @@ from sealtrail.log.verify import (
     verify_log,
 )
 from sealtrail.store.protocol import Chunk, State
-from sealtrail.store.sqlite import SQLiteStore
+from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
 
 if TYPE_CHECKING:
     from sealtrail.log.derived import DerivedReport
@@ -342,6 +350,8 @@ class AuditLog:
         self._edge = TreeEdge.load(store, state.size)
         self._hwm = state.id_hwm
         self._recent = RecentIds(state.size, state.id_hwm)
+        # Built at the first lookup that needs the exact id index (log/idfilter.py).
+        self._exact_filter: ExactIdFilter | None = None
         # The stored head is checked against its signature before the log first signs on top
         # of it (reads need no check: verify is how a reader finds tampering).
         self._head_checked = False
@@ -366,7 +376,8 @@ class AuditLog:
         # Which id-index rule this log was made with (log/idindex.py): late ids get exact rows.
         self._late_ms = late_window(meta)
         self._newer = ""
-        if meta.get(VERSION_META, VERSION) != VERSION or meta.get("schema", "1") != "1":
+        if (meta.get(VERSION_META, VERSION) != VERSION
+                or meta.get("schema", "1") not in KNOWN_SCHEMAS):
             # A newer sealtrail made this log: its rules are not known here, and appending by
             # older ones could break exactly-once; read and verify only.
             self._newer = (f"this log was made by a newer sealtrail (id index "
@@ -772,6 +783,12 @@ class AuditLog:
                 # edited memory is reported (and found by verify), never a failed append.
                 _warn_memory(exc)
         self._recent.extend(index, new_ids)
+        flt = self._exact_filter
+        if flt is not None and flt.covered == index:
+            flt.add_all(ident for ident, _ in others)
+            flt.covered = new_edge.size
+        elif flt is not None:
+            self._exact_filter = None
         self._edge = new_edge
         self._hwm = new_hwm
         by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
@@ -883,6 +900,23 @@ class AuditLog:
         else:
             self._recent = RecentIds(state.size, state.id_hwm)
 
+    def _exact_ids_filter(self) -> ExactIdFilter:
+        """The filter in front of the exact id index, covering the whole log (called inside
+        the append's transaction, after catching up): built from the stored rows at first
+        use, then given the ids of entries other processes appended since it last looked —
+        by the version 2 rule whatever the log's version, which holds the rows of either."""
+        size = self._edge.size
+        flt = self._exact_filter
+        if flt is None or flt.covered > size:
+            flt = ExactIdFilter(size, (ident for ident, _ in self._store.iter_other_ids()))
+        elif flt.covered < size:
+            for chunk in self._store.iter_chunks(flt.covered, size):
+                flt.add_all(ident for ident, idx in rows_of(chunk.start, chunk.ids, LATE_MS)[1]
+                            if idx >= flt.covered)
+            flt.covered = size
+        self._exact_filter = flt
+        return flt
+
     def _find_existing(self, batch: list[_Request]) -> dict[bytes, Receipt]:
         """Receipts of events already in the log, reading the store only for ids that may be."""
         recent = self._recent
@@ -913,6 +947,9 @@ class AuditLog:
                     ident = chunk.ids[16 * k:16 * k + 16]
                     if ident in wanted:
                         hits[ident] = (chunk.start + k, chunk.batch_end)
+        if other:
+            flt = self._exact_ids_filter()
+            other = flt.maybe_held(other)
         if other:
             for ident, idx in self._store.find_other_ids(other).items():
                 hits[ident] = (idx, -1)

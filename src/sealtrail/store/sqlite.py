@@ -23,7 +23,8 @@ from typing import Any
 from sealtrail.core.errors import StorageError
 from sealtrail.store.protocol import Chunk, State
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the exact id index is leveled (exact_ids), not one table (other_ids)
+KNOWN_SCHEMAS = frozenset({"1", "2"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +44,15 @@ CREATE TABLE IF NOT EXISTS id_buckets(
     bucket INTEGER NOT NULL,
     start INTEGER NOT NULL,
     PRIMARY KEY (bucket, start)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS other_ids(id BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exact_ids(
+    level INTEGER NOT NULL,
+    id BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (level, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exact_id_levels(
+    level INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    cursor BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subject_keys(
     kid BLOB PRIMARY KEY,
@@ -72,6 +81,11 @@ _BUSY_TIMEOUT_S = 30.0
 _LEVEL_SHIFT = 40  # node block key = level << 40 | block: one rowid B-tree, blocks stored inline
 _MAX_VARS = 500
 _PAGE = 64  # rows read per lock hold by the iterators
+# The exact id index is leveled (see put_other_ids): level 0 holds up to _EXACT_FIRST rows,
+# each next level _EXACT_RATIO times more, the last one (_EXACT_LEVELS - 1) any number.
+_EXACT_FIRST = 8192
+_EXACT_RATIO = 8
+_EXACT_LEVELS = 8
 
 
 def _private(path: Path) -> None:
@@ -117,9 +131,33 @@ class SQLiteStore:
                         self._db.execute("INSERT INTO state VALUES (0, 0, NULL, 0)")
                         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                          (SCHEMA_VERSION,))
+                    self._upgrade()
+            # Schema 1 kept the exact id index in one table; a read-only open reads it there.
+            names = {r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            self._legacy = "other_ids" in names
+            self._leveled = "exact_ids" in names
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the log database {path.name}: {exc}") from exc
         self._in_tx = False
+
+    def _upgrade(self) -> None:
+        """Schema 1 to 2, in the opening transaction: the rows of the one exact-id table move
+        to the last level of ``exact_ids`` unchanged, and the meta says schema 2, which an
+        older sealtrail reads as "made by a newer sealtrail" and does not append to (it would
+        look for ids where there are none left)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None or row[0] != "1":
+            return
+        last = _EXACT_LEVELS - 1
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'other_ids'").fetchone() is not None:
+            moved = self._db.execute(f"INSERT INTO exact_ids SELECT {last}, id, idx "
+                                     "FROM other_ids").rowcount
+            self._db.execute("INSERT INTO exact_id_levels VALUES (?, ?, ?) ON CONFLICT(level) "
+                             "DO UPDATE SET rows = rows + excluded.rows", (last, moved, b""))
+            self._db.execute("DROP TABLE other_ids")
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -314,15 +352,77 @@ class SQLiteStore:
 
     def find_other_ids(self, ids: list[bytes]) -> dict[bytes, int]:
         out: dict[bytes, int] = {}
+        levels = self._exact_levels()
         for i in range(0, len(ids), _MAX_VARS):
             part = ids[i:i + _MAX_VARS]
-            rows = self._q("SELECT id, idx FROM other_ids WHERE id IN "
-                           f"({','.join('?' * len(part))})", part)
+            marks = ",".join("?" * len(part))
+            rows = (self._q(f"SELECT id, idx FROM other_ids WHERE id IN ({marks})", part)
+                    if self._legacy else [])
+            if levels:
+                rows += self._q(f"SELECT id, idx FROM exact_ids WHERE level IN "
+                                f"({','.join('?' * len(levels))}) AND id IN ({marks})",
+                                [*levels, *part])
             out.update((bytes(k), int(v)) for k, v in rows)
         return out
 
+    def _exact_levels(self) -> list[int]:
+        """The levels of ``exact_ids`` that hold rows, read from the rows themselves (a skip
+        scan, a few point reads): never from the counters, which only pace the moves."""
+        levels: list[int] = []
+        while self._leveled:
+            row = self._q("SELECT level FROM exact_ids WHERE level > ? ORDER BY level LIMIT 1",
+                          (levels[-1] if levels else -(1 << 63),))
+            if not row:
+                return levels
+            levels.append(int(row[0][0]))
+        return levels
+
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
-        self._w("INSERT INTO other_ids VALUES (?, ?)", list(rows))
+        """Add exact rows to level 0, then move rows one level down where a level is over
+        its size: a leveled index, as log-structured merge trees keep one.
+
+        Why levels: exact rows are keyed by random ids (UUIDv4, and UUIDv7 ids dated well
+        before their commit), and inserting random keys into one growing B-tree dirties a
+        page per row once the tree is larger than a commit, so every commit got slower as the
+        log grew. Level 0 stays small (its pages are few and cached); a move takes the next
+        rows of a level in id order, a narrow key range of the level below, so its writes
+        are a few pages per hundred rows. Each level over its size moves as many rows per
+        commit as the commit added (at least 1024): no commit pays for a whole level.
+        Where a row sits changes no answer: lookups read every level that holds rows, and
+        ``verify`` compares the rows of all levels with their rebuild from the chunks.
+        """
+        self._w("INSERT INTO exact_ids VALUES (0, ?, ?)", [(k, i) for k, i in rows])
+        held: dict[int, int] = {}
+        cursor: dict[int, bytes] = {}
+        for lv, n, c in self._db.execute("SELECT level, rows, cursor FROM exact_id_levels"):
+            held[int(lv)], cursor[int(lv)] = int(n), bytes(c)
+        held[0] = held.get(0, 0) + len(rows)
+        budget = max(len(rows), 1024)
+        cap = _EXACT_FIRST
+        for level in range(_EXACT_LEVELS - 1):
+            if held.get(level, 0) > cap:
+                moved = self._move_exact(level, cursor.get(level, b""), budget)
+                held[level] -= len(moved)
+                cursor[level] = moved[-1][0] if len(moved) == budget else b""
+                held[level + 1] = held.get(level + 1, 0) + len(moved)
+            cap *= _EXACT_RATIO
+        self._w("INSERT OR REPLACE INTO exact_id_levels VALUES (?, ?, ?)",
+                [(lv, n, cursor.get(lv, b"")) for lv, n in held.items()])
+
+    def _move_exact(self, level: int, cursor: bytes, budget: int) -> list[tuple[bytes, int]]:
+        """Move up to ``budget`` rows of a level, the next ones after ``cursor`` in id order
+        (from the start once past the end), to the level below."""
+        sql = ("SELECT id, idx FROM exact_ids WHERE level = ? AND id > ? "
+               "ORDER BY id LIMIT ?")
+        moved = [(bytes(k), int(i)) for k, i in self._db.execute(sql, (level, cursor, budget))]
+        if not moved and cursor:
+            moved = [(bytes(k), int(i)) for k, i in self._db.execute(sql, (level, b"", budget))]
+        if moved:
+            self._w("INSERT INTO exact_ids VALUES (?, ?, ?)",
+                    [(level + 1, k, i) for k, i in moved])
+            self._w("DELETE FROM exact_ids WHERE level = ? AND id >= ? AND id <= ?",
+                    [(level, moved[0][0], moved[-1][0])])
+        return moved
 
     def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
         """Every (bucket, chunk start) row of the UUIDv7 id index, in key order (paged)."""
@@ -337,16 +437,26 @@ class SQLiteStore:
             last = (int(rows[-1][0]), int(rows[-1][1]))
 
     def iter_other_ids(self) -> Iterator[tuple[bytes, int]]:
-        """Every (id, index) row of the exact index of non-UUIDv7 ids, in id order (paged)."""
+        """Every (id, index) row of the exact id index: every level (paged, in key order),
+        after the one table of a schema 1 log opened read-only."""
         last = b""
-        while True:
+        while self._legacy:
             rows = self._q("SELECT id, idx FROM other_ids WHERE id > ? ORDER BY id LIMIT 4096",
                            (last,))
             if not rows:
-                return
+                break
             for ident, idx in rows:
                 yield bytes(ident), int(idx)
             last = bytes(rows[-1][0])
+        key: tuple[int, bytes] = (-(1 << 63), b"")
+        while self._leveled:
+            rows = self._q("SELECT level, id, idx FROM exact_ids WHERE (level, id) > (?, ?) "
+                           "ORDER BY level, id LIMIT 4096", key)
+            if not rows:
+                return
+            for _, ident, idx in rows:
+                yield bytes(ident), int(idx)
+            key = (int(rows[-1][0]), bytes(rows[-1][1]))
 
     def put_checkpoint(self, size: int, note: str) -> None:
         self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])
