@@ -401,28 +401,34 @@ class SQLiteStore:
         cap = _EXACT_FIRST
         for level in range(_EXACT_LEVELS - 1):
             if held.get(level, 0) > cap:
-                moved = self._move_exact(level, cursor.get(level, b""), budget)
-                held[level] -= len(moved)
-                cursor[level] = moved[-1][0] if len(moved) == budget else b""
-                held[level + 1] = held.get(level + 1, 0) + len(moved)
+                moved, last = self._move_exact(level, cursor.get(level, b""), budget)
+                held[level] -= moved
+                cursor[level] = last if moved == budget else b""
+                held[level + 1] = held.get(level + 1, 0) + moved
             cap *= _EXACT_RATIO
         self._w("INSERT OR REPLACE INTO exact_id_levels VALUES (?, ?, ?)",
                 [(lv, n, cursor.get(lv, b"")) for lv, n in held.items()])
 
-    def _move_exact(self, level: int, cursor: bytes, budget: int) -> list[tuple[bytes, int]]:
+    def _move_exact(self, level: int, cursor: bytes, budget: int) -> tuple[int, bytes]:
         """Move up to ``budget`` rows of a level, the next ones after ``cursor`` in id order
-        (from the start once past the end), to the level below."""
-        sql = ("SELECT id, idx FROM exact_ids WHERE level = ? AND id > ? "
-               "ORDER BY id LIMIT ?")
-        moved = [(bytes(k), int(i)) for k, i in self._db.execute(sql, (level, cursor, budget))]
-        if not moved and cursor:
-            moved = [(bytes(k), int(i)) for k, i in self._db.execute(sql, (level, b"", budget))]
-        if moved:
-            self._w("INSERT INTO exact_ids VALUES (?, ?, ?)",
-                    [(level + 1, k, i) for k, i in moved])
-            self._w("DELETE FROM exact_ids WHERE level = ? AND id >= ? AND id <= ?",
-                    [(level, moved[0][0], moved[-1][0])])
-        return moved
+        (from the start once past the end), to the level below, inside SQLite (no row comes
+        up to Python): (rows moved, the last id moved)."""
+        db = self._db
+        span = ("SELECT min(id), max(id), count(*) FROM (SELECT id FROM exact_ids "
+                "WHERE level = ? AND id > ? ORDER BY id LIMIT ?)")
+        low, high, n = db.execute(span, (level, cursor, budget)).fetchone()
+        if not n and cursor:
+            low, high, n = db.execute(span, (level, b"", budget)).fetchone()
+        if not n:
+            return 0, b""
+        try:
+            db.execute("INSERT INTO exact_ids SELECT level + 1, id, idx FROM exact_ids "
+                       "WHERE level = ? AND id >= ? AND id <= ?", (level, low, high))
+            db.execute("DELETE FROM exact_ids WHERE level = ? AND id >= ? AND id <= ?",
+                       (level, low, high))
+        except sqlite3.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
+        return int(n), bytes(high)
 
     def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
         """Every (bucket, chunk start) row of the UUIDv7 id index, in key order (paged)."""
