@@ -1,0 +1,1 @@
+"""Tests of the importable sources (core/sources/): one file per source."""
