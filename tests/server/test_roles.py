@@ -9,6 +9,7 @@ the table and a small independent reading of the scope rule, never from the app'
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,11 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
     ("POST", "/v1/logs/{log}/alerts/{alert_id}/resolve"): lambda s: {
         "method": "POST", "url": f"/v1/logs/{LOG}/alerts/{_new_alert(s)}/resolve",
         "json": {"reason": "false positive: a load test"}},
+    ("POST", "/v1/logs/{log}/import"): lambda _s: {
+        "method": "POST", "url": f"/v1/logs/{LOG}/import", "params": {"source": "github"},
+        "content": json.dumps([{"action": "repo.create", "actor": "octocat",
+                                "@timestamp": 1767225600000,
+                                "_document_id": f"doc-{next(_names)}"}]).encode()},
     ("GET", "/healthz"): _request("GET", "/healthz"),
     ("GET", "/readyz"): _request("GET", "/readyz"),
 }

@@ -1190,5 +1190,6 @@ def main() -> None:
 # helpers above, so they are imported last.
 
 from sealtrail.cli import evidence as _evidence  # noqa: E402, F401
+from sealtrail.cli import importing as _importing  # noqa: E402, F401
 from sealtrail.cli import monitoring as _monitoring  # noqa: E402, F401
 from sealtrail.cli import report as _report  # noqa: E402, F401

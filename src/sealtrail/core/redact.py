@@ -26,7 +26,9 @@ What is a secret, and why:
   ``expires``/``expiresat``/``expiresin``/``expiration``, ``ttl``, ``policy``, ``strength``,
   ``enabled``, ``required``, ``changed`` and ``changedat``/``createdat``/``updatedat``/
   ``rotatedat``/``lastused``/``lastusedat`` (``password_changed_at`` is audit data, not a
-  password; ``password_reset`` stays secret, as reset tokens travel under that name). The whole
+  password; ``password_reset`` stays secret, as reset tokens travel under that name), and two
+  whole names of other systems' audit records that describe a check, not a secret
+  (``authorizationInfo``, Google Cloud's permission checks; ``token_scopes``, GitHub's). The whole
   value is replaced, whatever it is: a string, number or bool becomes the marker (hashed over
   its JSON text when not a string), and so does an object or array. ``null`` stays ``null``.
 - **``name=value`` / ``name: value`` in free text** where ``name`` is a secret field name by the
@@ -124,6 +126,9 @@ _DESCRIBES: Final = ("count", "counts", "type", "types", "kind", "format", "leng
                      "size", "expiry", "expires", "expiresat", "expiresin", "expiration", "ttl",
                      "policy", "strength", "enabled", "required", "changed", "changedat",
                      "createdat", "updatedat", "rotatedat", "lastused", "lastusedat")
+# Whole names that contain a secret word but name what was checked or granted, not a secret:
+# Google Cloud audit records' list of permission checks, GitHub's scopes of a token.
+_NOT_SECRETS: Final = frozenset({"authorizationinfo", "tokenscopes"})
 _UPPER: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # ASCII only, like the fold of the fast path: str.lower() would turn the Kelvin sign into "k".
 _KEY_FOLD: Final = str.maketrans(_UPPER, _UPPER.lower(), "_-. ")
@@ -133,6 +138,8 @@ def _names_a_secret(key: str) -> bool:
     name = key.translate(_KEY_FOLD)
     if name in _EQUALS:
         return True
+    if name in _NOT_SECRETS:
+        return False
     return any(word in name for word in _CONTAINS) and not name.endswith(_DESCRIBES)
 
 

@@ -17,7 +17,9 @@ def format_time(dt: datetime) -> str:
     """Format an aware datetime as canonical UTC RFC 3339 with microseconds."""
     if dt.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The year by hand: strftime's %Y does not pad years before 1000 to four digits.
+    utc = dt.astimezone(UTC)
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> datetime:

@@ -59,6 +59,8 @@ from sealtrail.monitor.sinks import build_sinks
 from sealtrail.monitor.watch import Result, Verifier
 from sealtrail.server.alerts_api import ROUTES as ALERT_ROUTES
 from sealtrail.server.alerts_api import add_alert_routes
+from sealtrail.server.import_api import ROUTES as IMPORT_ROUTES
+from sealtrail.server.import_api import add_import_routes
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics, MonitorState
 from sealtrail.server.monitor_process import MonitorProcess
@@ -87,6 +89,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/v1/logs"): frozenset({"auditor", "admin"}),
     ("POST", "/v1/logs"): frozenset({"admin"}),
     ("GET", "/metrics"): frozenset({"auditor", "admin"}),
+    **IMPORT_ROUTES,
     **ALERT_ROUTES,
 }
 OPEN_ROUTES: Final = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
@@ -367,6 +370,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     add_alert_routes(app, monitor, role=role, open_log=open_log, in_thread=_in_thread,
                      errors=_ERRORS, body_schema=_json_body)
+    add_import_routes(app, role=role, open_log=open_log, in_thread=_in_thread,
+                      read_body=_read_body,
+                      limits=lambda: (config.max_body, config.max_events), errors=_ERRORS)
 
     def reader_actor(principal: Principal) -> dict[str, str]:
         return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}

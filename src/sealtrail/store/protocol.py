@@ -128,10 +128,10 @@ class Store(Protocol):
         """Record (bucket, chunk start) pairs (inside a transaction)."""
 
     def find_other_ids(self, ids: list[bytes]) -> dict[bytes, int]:
-        """Index of each non-UUIDv7 id already stored."""
+        """Index of each id already stored that has an exact row (non-UUIDv7 or late)."""
 
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
-        """Record non-UUIDv7 ids (inside a transaction)."""
+        """Record exact rows: non-UUIDv7 and late ids (inside a transaction)."""
 
     def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
         """Every (bucket, chunk start) row of the UUIDv7 id index."""

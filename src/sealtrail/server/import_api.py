@@ -1,0 +1,89 @@
+"""The import route: another system's audit log, posted as its own file, into a log.
+
+``POST /v1/logs/{log}/import?source=cloudtrail`` takes the body as that source writes it (a
+CloudTrail log file, possibly gzip; Okta's JSON array; an audit.log...), maps every record
+(core/sources/) and appends them all, or stores nothing and names the bad record. It is for
+ingest keys, like posting events: an imported record is an event like any other, with the
+record kept under ``metadata.original``. Record ids are deterministic, so a retried or
+overlapping import stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from sealtrail.core.errors import ConfigError, ValidationError
+from sealtrail.core.event import Event
+from sealtrail.core.sources import NAMES, get_source
+from sealtrail.core.sources.base import convert, input_text
+from sealtrail.log.apikeys import Principal
+from sealtrail.log.auditlog import MAX_BATCH, AuditLog
+
+ROUTES: Final = {("POST", "/v1/logs/{log}/import"): frozenset({"ingest"})}
+MAX_SKIPPED_SHOWN: Final = 100
+_BODY: Final = {"requestBody": {
+    "required": True,
+    "description": "The source's own log file: JSON (CloudTrail's {\"Records\": [...]}, a "
+                   "JSON array), JSON Lines, or text (auditd); gzip is read as such",
+    "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("application/octet-stream", "application/json",
+                              "application/x-ndjson", "text/plain")}}}
+
+
+def add_import_routes(app: FastAPI, *,
+                      role: Callable[[str, str], Callable[..., Principal]],
+                      open_log: Callable[[str], AuditLog],
+                      in_thread: Callable[..., Awaitable[Any]],
+                      read_body: Callable[[Request, int], Awaitable[bytes | None]],
+                      limits: Callable[[], tuple[int, int]],
+                      errors: dict[int | str, dict[str, Any]]) -> None:
+    """Register the import route on ``app`` (its roles in :data:`ROUTES`); ``limits`` gives
+    the service's (body bytes, events per request)."""
+    as_import = Depends(role("POST", "/v1/logs/{log}/import"))
+
+    @app.post("/v1/logs/{log}/import", status_code=201, responses=errors, openapi_extra=_BODY)
+    async def post_import(log: str, request: Request,
+                          source: str = Query(..., max_length=32,
+                                              description=f"One of {', '.join(NAMES)}",
+                                              json_schema_extra={"enum": list(NAMES)}),
+                          skip_invalid: bool = Query(False, description="Leave out records "
+                                                     "that cannot be imported (listed in the "
+                                                     "answer) instead of storing nothing"),
+                          principal: Principal = as_import) -> Response:
+        """Import a source's audit records: all stored, or none (unless skip_invalid)."""
+        alog = open_log(log)
+        try:
+            src = get_source(source)
+        except ConfigError as exc:
+            raise ValidationError("source", str(exc).removeprefix("--source: ")) from None
+        max_body, max_events = limits()
+        body = await read_body(request, max_body)
+        if body is None:
+            return JSONResponse({"error": f"body larger than {max_body} bytes"},
+                                status_code=413)
+        text = input_text(body, max_body, "body")
+        converted = convert(src, text, skip_invalid=skip_invalid)
+        if len(converted.events) > min(max_events, MAX_BATCH):
+            return JSONResponse({"error": f"more than {max_events} records in one request: "
+                                 "split the file"}, status_code=413)
+        receipts = await in_thread(_append, alog, converted.events)
+        new = [r for r in receipts if not r.duplicate]
+        return JSONResponse({
+            "source": src.name, "records": converted.records, "imported": len(new),
+            "duplicates": len(receipts) - len(new), "skipped": len(converted.skipped),
+            "skipped_records": [{"record": where, "error": why}
+                                for where, why in converted.skipped[:MAX_SKIPPED_SHOWN]],
+            "first_index": new[0].index if new else None,
+            "last_index": new[-1].index if new else None,
+            "receipts": [{"id": r.id, "index": r.index,
+                          "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
+                          "duplicate": r.duplicate} for r in receipts]}, status_code=201)
+
+
+def _append(alog: AuditLog, events: list[Event]) -> list[Any]:
+    return alog.append_validated(events) if events else []

@@ -1,0 +1,99 @@
+"""``sealtrail import`` through the real console script: a source's own file in, events out,
+all or nothing, exactly once across re-imports, gzip read as such."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from tests.integration.test_cli import run
+
+from sealtrail import AuditLog
+
+
+def _github(n: int, *, bad_at: int | None = None) -> bytes:
+    """GitHub audit log JSON Lines (the streaming export's form), one with U+2028 in a text."""
+    lines = []
+    for i in range(n):
+        rec: dict[str, object] = {
+            "@timestamp": 1767225600000 + i * 1000, "_document_id": f"doc-{i}",
+            "action": "repo.create" if i % 2 else "org.update_member", "actor": f"dev{i % 3}",
+            "org": "acme", "repo": f"acme/r{i}", "note": "line\u2028sep"}
+        if i == bad_at:
+            del rec["@timestamp"]
+        lines.append(json.dumps(rec, ensure_ascii=False))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    assert run(d, "init", "--no-encryption").returncode == 0
+    return d
+
+
+def _summary(res: object) -> dict[str, object]:
+    out = json.loads(res.stdout.decode())  # type: ignore[attr-defined]
+    assert isinstance(out, dict)
+    return out
+
+
+def test_import_appends_each_record_once_across_re_imports(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "audit.jsonl"
+    src.write_bytes(_github(25))
+    first = run(data, "import", "--source", "github", str(src))
+    assert first.returncode == 0, first.stderr
+    s = _summary(first)
+    assert (s["records"], s["imported"], s["duplicates"], s["skipped"]) == (25, 25, 0, 0)
+    zipped = tmp_path / "audit.jsonl.gz"
+    zipped.write_bytes(gzip.compress(_github(30)))  # overlaps the first 25
+    again = run(data, "import", "--source", "github", str(zipped))
+    assert again.returncode == 0, again.stderr
+    s = _summary(again)
+    assert (s["imported"], s["duplicates"]) == (5, 25)
+    with AuditLog.open(data, create=False) as log:
+        assert log.size == 30
+        events = [e.event() for e in log.entries(0)]
+        log.verify()
+    assert events[0]["metadata"]["log_source"] == {"product": "github", "service": "audit"}
+    assert events[0]["metadata"]["original"]["note"] == "line\u2028sep"
+    assert len({e["id"] for e in events}) == 30
+
+
+def test_a_bad_record_stores_nothing_and_is_named(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "audit.jsonl"
+    src.write_bytes(_github(10, bad_at=6))
+    res = run(data, "import", "--source", "github", str(src))
+    assert res.returncode == 2
+    assert "line 7" in res.stderr.decode()
+    with AuditLog.open(data, create=False) as log:
+        assert log.size == 0
+    skip = run(data, "import", "--source", "github", "--skip-invalid", str(src))
+    assert skip.returncode == 0, skip.stderr
+    assert "skipped line 7" in skip.stderr.decode()
+    assert (_summary(skip)["imported"], _summary(skip)["skipped"]) == (9, 1)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--source", "splunk"), "cloudtrail, okta, github, gcp, azure, k8s-audit, auditd"),
+    (("--source", "github", "missing.jsonl"), "cannot read"),
+])
+def test_usage_errors_exit_2_and_say_why(data: Path, args: tuple[str, ...], says: str,
+                                        tmp_path: Path) -> None:
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(_github(1))
+    argv = list(args) if "missing.jsonl" in args else [*args, str(src)]
+    res = run(data, "import", *argv)
+    assert res.returncode == 2
+    assert says in res.stderr.decode()
+
+
+def test_standard_input_and_a_gzip_bomb_guard(data: Path) -> None:
+    res = run(data, "import", "--source", "github", "-", stdin=_github(3))
+    assert res.returncode == 0, res.stderr
+    assert _summary(res)["imported"] == 3
+    broken = run(data, "import", "--source", "github", "-", stdin=b"\x1f\x8b\x08\x00garbage")
+    assert broken.returncode == 2
+    assert "gzip" in broken.stderr.decode()
