@@ -489,3 +489,17 @@ def test_unicode_case_tricks_are_consistent() -> None:
     ev = event(metadata={"to\u212aen": "x", "note": "to\u212aen=abc"},
                reason="".join(string.ascii_letters))
     assert MASK.redact(ev) == (ev, ()) == MASK._redact_walk(ev, prefilter=False)
+
+
+def test_names_that_describe_a_check_are_not_secret_names() -> None:
+    """Google Cloud's ``authorizationInfo`` (which permissions were checked) and GitHub's
+    ``token_scopes`` are what audit rules read; the credentials beside them still go."""
+    checks = [{"permission": "iam.serviceAccountKeys.create", "granted": True,
+               "resource": "projects/p"}]
+    out, found = redacted(event(metadata={
+        "authorizationInfo": checks, "token_scopes": "repo,admin:org",
+        "authorization": "Bearer abc", "credentials": {"sessionToken": "x"}}))
+    assert out.metadata is not None
+    assert out.metadata["authorizationInfo"] == checks
+    assert out.metadata["token_scopes"] == "repo,admin:org"
+    assert {f.path for f in found} == {"metadata.authorization", "metadata.credentials"}
