@@ -54,7 +54,7 @@ def bundle_rows(n: int, repeats: int = 3) -> list[Row]:
         for r in range(repeats):
             path = d / f"b{r}.zip"
             t0 = time.perf_counter()
-            summary = export_bundle(log, path, flt=Filter(), actor=AUDITOR)
+            summary = export_bundle(log, path, flt=Filter(), actor=AUDITOR, opened=True)
             exp.append(summary.events / (time.perf_counter() - t0))
             size_bytes = summary.bytes
             t0 = time.perf_counter()

@@ -48,7 +48,8 @@ def alog(tmp_path: Path) -> Iterator[AuditLog]:
 @pytest.fixture
 def bundle(alog: AuditLog, tmp_path: Path) -> Path:
     path = tmp_path / "evidence.zip"
-    export_bundle(alog, path, flt=Filter(category="authentication"), actor=AUDITOR)
+    export_bundle(alog, path, flt=Filter(category="authentication"), actor=AUDITOR,
+                  opened=True)
     return path
 
 
@@ -274,3 +275,20 @@ def test_events_with_unicode_line_separators_verify(tmp_path: Path, sep: str) ->
         path = tmp_path / "sep.zip"
         export_bundle(log, path, flt=Filter(category="authentication"), actor=AUDITOR)
         assert verify_bundle_file(path, log.vkey()).events == 3
+
+
+def test_bundles_stay_sealed_unless_opened_and_the_record_says_which(alog: AuditLog,
+                                                                     tmp_path: Path) -> None:
+    """The default keeps personal fields sealed (as SIEM exports do); opening is a choice the
+    audit.export record names."""
+    sealed = tmp_path / "sealed.zip"
+    export_bundle(alog, sealed, flt=Filter(category="authentication"), actor=AUDITOR)
+    assert verify_bundle_file(sealed, alog.vkey()).opened == 0
+    assert all("opened" not in line for line in _jsonl(read_bundle(sealed)["events.jsonl"]))
+    opened = tmp_path / "opened.zip"
+    export_bundle(alog, opened, flt=Filter(category="authentication"), actor=AUDITOR,
+                  opened=True)
+    assert verify_bundle_file(opened, alog.vkey()).opened == 300
+    records = [alog.read(e) for e in alog.entries(alog.size - 5)
+               if e.event().get("action") == "audit.export"]
+    assert [r["metadata"]["filter"]["open_sealed"] for r in records][-2:] == [False, True]

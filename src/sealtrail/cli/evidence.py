@@ -169,11 +169,13 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
                "--since", "--from", help=f"Event time >= this. {TIME_HELP}")] = None,
            until: Annotated[str | None, typer.Option(
                "--until", "--to", help=f"Event time < this. {TIME_HELP}")] = None,
-           no_open: Annotated[bool, typer.Option(
-               "--sealed", help="Leave personal fields sealed in the bundle.")] = False,
+           keep_sealed: Annotated[bool, typer.Option(
+               "--sealed", hidden=True, help="The default: personal fields stay sealed.")
+           ] = False,
            open_sealed: Annotated[bool, typer.Option(
-               "--open-sealed", help="Open sealed personal fields in a SIEM export (the "
-               "audit.export record says so); by default they leave sealed.")] = False,
+               "--open-sealed", help="Open sealed personal fields in the export, a bundle or a "
+               "SIEM format (the audit.export record says so); by default they stay "
+               "sealed.")] = False,
            syslog: Annotated[str | None, typer.Option(
                "--syslog", help="Forward as RFC 5424 syslog to HOST:PORT (with --format "
                "syslog).")] = None,
@@ -186,6 +188,8 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
     syslog collector). Audited as a read."""
     if (bundle is None) == (fmt is None):
         fail("give exactly one of --bundle FILE and --format FORMAT")
+    if keep_sealed and open_sealed:
+        fail("--sealed and --open-sealed contradict each other: give one")
     if syslog is not None and (fmt != "syslog" or out is not None):
         fail("--syslog forwards --format syslog records; leave out --out")
     if syslog_transport not in ("udp", "tcp", "tls"):
@@ -197,7 +201,7 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
         if bundle is not None:
             with _bundle_progress("writing the bundle"):
                 summary = export_bundle(alog, bundle, flt=flt, actor=_operator(),
-                                        role=OPERATOR, opened=not no_open)
+                                        role=OPERATOR, opened=open_sealed)
             typer.echo(dumps({"bundle": str(bundle), "events": summary.events,
                               "tree_size": summary.size, "checkpoints": summary.checkpoints,
                               "bytes": summary.bytes, "export_event": summary.receipt_index}))

@@ -32,6 +32,7 @@ from typing import IO, Any, BinaryIO, Final
 
 import msgspec
 
+from sealtrail.compliance.siem import OPEN_SEALED_DETAIL
 from sealtrail.core import b64
 from sealtrail.core.bundle import (
     FORMAT,
@@ -202,8 +203,12 @@ def _opened(ev: Mapping[str, Any], entry: Entry) -> dict[str, Any] | None:
 
 
 def export_bundle(alog: AuditLog, path: Path, *, flt: Filter, actor: Mapping[str, Any],
-                  role: str = "operator", opened: bool = True) -> BundleSummary:
+                  role: str = "operator", opened: bool = False) -> BundleSummary:
     """Write an evidence bundle of the entries matching ``flt`` to ``path`` (mode 0600).
+
+    Personal fields stay sealed unless ``opened`` (then their values travel under ``opened``,
+    decrypted, and the ``audit.export`` record says ``open_sealed: true``): the same default
+    and the same record as SIEM exports.
 
     The read is recorded (``audit.export`` by ``actor`` in ``role``) before any byte of the
     bundle is written; when it cannot be recorded the exception propagates and ``path`` is
@@ -250,7 +255,7 @@ def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: P
     #    and before taking the checkpoint (which then covers it).
     receipt = alog.record_access(actor, "audit.export", role=role,
                                  details={**flt.describe(alog.pseudonym), "bundle": path.name,
-                                          "tree_size": end},
+                                          "tree_size": end, OPEN_SEALED_DETAIL: opened},
                                  results=len(pairs))
     head = alog.checkpoint()
     size = head.checkpoint.size
