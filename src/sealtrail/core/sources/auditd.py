@@ -200,6 +200,12 @@ def parse_line(line: str, where: str = "line") -> Record:
     _parse_fields(line[m.end():], rec_type, out, words, where)
     if words:
         out.setdefault("words", " ".join(words))
+    # The header's values win over body fields of the same name (a hostile or odd record's
+    # ``serial=x`` must not replace the serial its header gives).
+    if m.group("node") is not None:
+        out["node"] = m.group("node")
+    out.update(type=rec_type, timestamp=f"{m.group('sec')}.{m.group('frac')}",
+               serial=m.group("serial"))
     return out
 
 
@@ -328,8 +334,8 @@ def event(record: Record) -> dict[str, Any]:
     rec_type = _field(record, "type")
     if rec_type is None:
         raise ValidationError("type", "missing: every audit record has a type")
-    serial = _field(record, "serial")
-    if serial is None or not serial.isdigit():
+    serial = record.get("serial")  # not _field: 4294967295 is a serial, not "unset"
+    if not isinstance(serial, str) or not serial.isascii() or not serial.isdigit():
         raise ValidationError("serial", "missing or not a number (the header's "
                               "msg=audit(<seconds>.<ms>:<serial>))")
     stamp, at = _time(record)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -38,8 +39,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
+
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.event import MAX_DEPTH, Event, validate_event
+from sealtrail.core.event import (
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_INT,
+    MAX_KEY_CHARS,
+    Event,
+    validate_event,
+)
 from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.reserved import reserved_field
 from sealtrail.core.timefmt import format_time, parse_time
@@ -206,14 +216,26 @@ def ip(value: Any) -> str | None:
 
 
 def _fit(value: Any, depth: int) -> Any:
-    """The record with objects nested deeper than an event allows kept as their JSON text."""
-    if isinstance(value, dict | list):
-        if depth > MAX_DEPTH:
-            return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        if isinstance(value, dict):
-            return {str(k): _fit(v, depth + 1) for k, v in value.items()}
-        return [_fit(v, depth + 1) for v in value]
+    """The record as an event may hold it, everything else kept: an object nested deeper than
+    an event allows, or with a key longer than an event's keys may be, becomes its JSON text;
+    an integer past what JSON numbers hold exactly (±2**53) and a NaN or infinity become their
+    decimal text."""
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH or any(len(str(k)) > MAX_KEY_CHARS for k in value):
+            return _json_text(value)
+        return {str(k): _fit(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return _json_text(value) if depth > MAX_DEPTH else [_fit(v, depth + 1) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      default=str)
 
 
 def imported(source: Source, record: Mapping[str, Any], *, uid: str, at: datetime,
@@ -305,6 +327,14 @@ class Converted:
 def checked_event(source: Source, record: Record) -> Event:
     """One record as a validated event that the engine will take (ValidationError if not)."""
     event = validate_event(source.event(record))
+    try:
+        encoded = msgspec.json.encode(event)
+    except UnicodeEncodeError:
+        raise ValidationError("event", "holds text that is not valid Unicode (a lone "
+                              "surrogate, as JSON's \\ud800 escapes allow)") from None
+    if len(encoded) > MAX_EVENT_BYTES:
+        raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes: the record is "
+                              "too large for one event")
     refused = reserved_field(event.action, event.source.service if event.source else None,
                              event.actor.id)
     if refused is not None:
