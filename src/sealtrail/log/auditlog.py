@@ -920,25 +920,28 @@ class AuditLog:
     def _find_existing(self, batch: list[_Request]) -> dict[bytes, Receipt]:
         """Receipts of events already in the log, reading the store only for ids that may be."""
         recent = self._recent
+        known, floor = recent.known, recent.floor_ms
         v7: dict[int, set[bytes]] = {}
         other: list[bytes] = []
         hits: dict[bytes, tuple[int, int]] = {}
         for req in batch:
+            generated = req.generated
             for ident in req.ids:
-                if ident in req.generated or recent.surely_absent(ident):
+                if ident in generated:
                     continue
-                idx = recent.get(ident)
+                idx = known.get(ident)
                 if idx is not None:
                     hits[ident] = (idx, -1)
                     continue
-                ms = uuid7_ms(ident)
-                if ms is not None:
+                if ident[6] >> 4 == 7:  # UUIDv7: its time decides (RecentIds.surely_absent)
+                    ms = int.from_bytes(ident[:6], "big")
+                    if ms > floor:
+                        continue
                     v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
-                    # A late id has an exact row (log/idindex.py); looked up whatever this
-                    # process takes the log's id-index version to be.
-                    other.append(ident)
-                else:
-                    other.append(ident)
+                # Any id the bucket rows may miss has an exact row (log/idindex.py): a late
+                # UUIDv7 one is looked up there too, whatever this process takes the log's
+                # id-index version to be.
+                other.append(ident)
         if v7:
             wanted = set().union(*v7.values())
             starts = self._store.chunk_starts_for_buckets(v7)
