@@ -3,7 +3,8 @@
 The public surface is pinned by ``tests/test_public_api.py``: change ``__all__`` on purpose.
 """
 
-from sealtrail.client import AsyncClient, Client, DeliveryError
+from typing import TYPE_CHECKING, Any
+
 from sealtrail.core.errors import (
     ConfigError,
     ConsistencyError,
@@ -49,3 +50,18 @@ __all__ = [
     "VerificationError",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from sealtrail.client import AsyncClient, Client, DeliveryError
+
+# The SDK (httpx, asyncio) loads when first asked for (PEP 562): the CLI and the service never
+# use it, and importing it cost every CLI command about 180 ms.
+_LAZY = {"AsyncClient", "Client", "DeliveryError"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from sealtrail import client  # noqa: PLC0415 - the point of this hook
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'sealtrail' has no attribute {name!r}")

@@ -41,8 +41,6 @@ from importlib import metadata
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from sealtrail.core import syslog
 from sealtrail.core.errors import ConfigError, SealtrailError
 from sealtrail.core.retry import parse_retry_after
@@ -442,8 +440,12 @@ class _HttpSink:
 
     def __init__(self, url: str, *, name: str, timeout: float,
                  verify: ssl.SSLContext | bool) -> None:
+        import httpx  # noqa: PLC0415 - loaded by a running sink only: every CLI command imports
+        #               this module, and httpx (with asyncio) costs each about 100 ms
+
         self._name = name
         self._url = url
+        self._errors = (httpx.TimeoutException, httpx.HTTPError)
         self._client = httpx.Client(timeout=timeout, verify=verify, follow_redirects=False,
                                     headers={"User-Agent": USER_AGENT})
 
@@ -469,9 +471,9 @@ class _HttpSink:
                         detail += chunk
                         if len(detail) >= _ERROR_BODY_MAX:
                             break
-        except httpx.TimeoutException as exc:
-            raise SinkError(f"sink {self._name}: timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
+        except self._errors as exc:
+            if isinstance(exc, self._errors[0]):
+                raise SinkError(f"sink {self._name}: timed out ({type(exc).__name__})") from exc
             raise SinkError(f"sink {self._name}: {type(exc).__name__}: {exc}") from exc
         outcome = http_outcome(status)
         if outcome is HttpOutcome.DELIVERED:
