@@ -1,7 +1,8 @@
 """``sealtrail demo``: the service on the embedded default, with a little sample data.
 
 It makes (or reuses) a data directory with an encrypted log, appends sample events (a login
-burst, reads of records about a data subject, an admin change), creates one API key per role,
+burst, reads of records about a data subject, an admin change) and imports a few AWS
+CloudTrail records (``sealtrail import``'s path), creates one API key per role,
 prints them with ready-to-paste requests, and serves the API on loopback until interrupted.
 The monitor runs the built-in rules, so the sample's login burst and role grant show up as
 alerts.
@@ -9,6 +10,7 @@ alerts.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import UTC, datetime
@@ -17,6 +19,8 @@ from typing import Any
 
 import typer
 
+from sealtrail.core.sources import get_source
+from sealtrail.core.sources.base import convert
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 
@@ -42,6 +46,35 @@ def _events() -> list[dict[str, Any]]:
     return out
 
 
+def _cloudtrail() -> str:
+    """A CloudTrail log file of three records: a failed console login, then an access key
+    created and a trail stopped by an assumed role (what detection rules look for)."""
+    who = {"type": "AssumedRole", "principalId": "AROAEXAMPLEID:ops-session",
+           "arn": "arn:aws:sts::123456789012:assumed-role/ops/ops-session",
+           "accountId": "123456789012"}
+    base = {"eventVersion": "1.09", "awsRegion": "eu-west-1", "readOnly": False,
+            "recipientAccountId": "123456789012", "eventType": "AwsApiCall",
+            "managementEvent": True, "eventCategory": "Management",
+            "sourceIPAddress": "198.51.100.23", "userAgent": "aws-cli/2.15.0"}
+    return json.dumps({"Records": [
+        {**base, "eventID": "5d6f0b0e-0c1a-4e4e-9d2a-0d0c2c8f1a01", "eventType": "AwsConsoleSignIn",
+         "eventTime": "2026-12-01T08:59:12Z", "eventSource": "signin.amazonaws.com",
+         "eventName": "ConsoleLogin", "userIdentity": {"type": "IAMUser",
+                                                       "userName": "mallory",
+                                                       "accountId": "123456789012"},
+         "responseElements": {"ConsoleLogin": "Failure"},
+         "errorMessage": "Failed authentication"},
+        {**base, "eventID": "5d6f0b0e-0c1a-4e4e-9d2a-0d0c2c8f1a02",
+         "eventTime": "2026-12-01T09:02:40Z", "eventSource": "iam.amazonaws.com",
+         "eventName": "CreateAccessKey", "userIdentity": who,
+         "requestParameters": {"userName": "backup-bot"}},
+        {**base, "eventID": "5d6f0b0e-0c1a-4e4e-9d2a-0d0c2c8f1a03",
+         "eventTime": "2026-12-01T09:03:05Z", "eventSource": "cloudtrail.amazonaws.com",
+         "eventName": "StopLogging", "userIdentity": who,
+         "requestParameters": {"name": "arn:aws:cloudtrail:eu-west-1:123456789012:trail/main"}},
+    ]})
+
+
 def prepare(data: Path, passphrase: str) -> dict[str, str]:
     """Create the demo log and keys (once); return a fresh token per role."""
     new = not (data / "default" / "log.db").exists()
@@ -53,6 +86,8 @@ def prepare(data: Path, passphrase: str) -> dict[str, str]:
             # record (a real log is adopted by its operator: sealtrail settings adopt).
             log.adopt_settings(reason="demo data made before settings were signed",
                                actor={"id": "sealtrail-demo", "type": "service"})
+        # Imported records have ids of their own: importing them at every start stores them once.
+        log.append_many(convert(get_source("cloudtrail"), _cloudtrail()).events)
         vkey = log.vkey()
     keys = ApiKeys(data)
     try:
@@ -106,6 +141,11 @@ def _announce(data: Path, port: int, tokens: dict[str, str], *, show_phrase: boo
                "'[{\"actor\":{\"id\":\"you\"},\"action\":\"demo.try\",\"outcome\":\"success\"}]'")
     typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
                f"{base}/v1/logs/default/checkpoint")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
+               f"'{base}/v1/logs/default/events?action=aws.*'   "
+               "# CloudTrail records imported by the demo")
+    typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['ingest']}' "
+               f"--data-binary @trail.json.gz '{base}/v1/logs/default/import?source=cloudtrail'")
     typer.echo(f"    curl -s -H 'Authorization: Bearer {tokens['reader']}' "
                f"'{base}/v1/logs/default/alerts?status=open'   "
                "# the monitor's alerts on the sample")
