@@ -1,29 +1,46 @@
 """Sigma rules over sealtrail events: pySigma parses, this module compiles to engine rules.
 
-Only rules with ``logsource: product: sealtrail`` are accepted. A detection rule becomes a
-``match`` rule whose condition is compiled from pySigma's condition tree into closures over the
-event dict; a correlation rule (Sigma correlations 2.0: ``event_count``, ``value_count``,
-``temporal``, ``temporal_ordered``) becomes a ``threshold`` / distinct-count ``threshold`` /
-``sequence`` rule over the rules it references. Field names are event paths (``actor.id``) or
-the aliases of :data:`FIELD_ALIASES`; see docs/rules.md for the table and for what is not
-supported. Everything unsupported is refused with a :class:`RuleError` naming the rule and the
-construct, never silently approximated.
+A rule's ``logsource`` chooses what it runs on:
+
+- ``product: sealtrail``: sealtrail's own events. Field names are event paths (``actor.id``)
+  or the aliases of :data:`FIELD_ALIASES`; ``category`` and ``service`` narrow the rule to
+  the event's ``category`` and ``source.service``.
+- the log sources ``sealtrail import`` reads (:data:`sigma_pipelines.LOG_SOURCES`: AWS
+  CloudTrail, Okta, GitHub, GCP audit, Azure activity/sign-in/audit logs, Kubernetes audit,
+  Linux auditd): the rule runs only on events whose ``metadata.log_source`` is its product
+  (and service, when it names one), and its field names are the source record's, mapped by
+  that log source's pySigma processing pipeline onto ``metadata.original.*`` (see
+  monitor/sigma_pipelines.py). Lookups below ``metadata.original`` forgive case and
+  underscores and read through lists, so SigmaHQ's rules run unchanged.
+
+A detection rule becomes a ``match`` rule whose condition is compiled from pySigma's condition
+tree into closures over the event dict; a correlation rule (Sigma correlations 2.0:
+``event_count``, ``value_count``, ``temporal``, ``temporal_ordered``) becomes a ``threshold`` /
+distinct-count ``threshold`` / ``sequence`` rule over the rules it references. Everything
+unsupported is refused with a :class:`RuleError` naming the rule and the construct, never
+silently approximated; a set of documents with several bad rules is refused as a whole with
+one :class:`SigmaRulesError` naming every one of them.
 
 Value semantics follow Sigma: strings compare case-insensitively (``|cased`` makes them
 case-sensitive), ``*`` and ``?`` are wildcards, lists are any-of unless ``|all``; a field holding
 a list matches when one of its elements does; numbers and booleans in the event are compared as
-their text when the rule gives a string.
+their text when the rule gives a string, objects as their JSON text. Keyword (field-less)
+detections match when a string value anywhere in the record (the imported record, or the whole
+sealtrail event) contains them; ``field|fieldref: other`` compares two fields of the event.
+See docs/rules.md for the tables.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 from sigma.collection import SigmaCollection
 from sigma.conditions import (
     ConditionAND,
@@ -47,6 +64,7 @@ from sigma.types import (
     SigmaCIDRExpression,
     SigmaCompareExpression,
     SigmaExists,
+    SigmaFieldReference,
     SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
@@ -56,9 +74,11 @@ from sigma.types import (
     SpecialChars,
 )
 
-from sealtrail.core.event import CATEGORIES
+from sealtrail.core.event import CATEGORIES, MAX_DEPTH
+from sealtrail.monitor import sigma_pipelines
 from sealtrail.monitor.rules import (
     Condition,
+    Getter,
     Predicate,
     Rule,
     RuleError,
@@ -72,8 +92,8 @@ from sealtrail.monitor.rules import (
     field_getter,
 )
 
-__all__ = ["EVENT_FIELDS", "FIELD_ALIASES", "SUPPORTED_MODIFIERS", "compile_documents",
-           "load_sigma", "map_field"]
+__all__ = ["EVENT_FIELDS", "FIELD_ALIASES", "SUPPORTED_MODIFIERS", "SigmaRulesError",
+           "compile_documents", "load_sigma", "map_field", "supported_log_sources"]
 
 #: Sigma field names (and common SIEM/ECS spellings) -> event paths. The event's own dotted
 #: paths always win: ``source.ip`` is the producing host's address, as in the event model.
@@ -104,7 +124,7 @@ EVENT_FIELDS: Final = frozenset({
 
 SUPPORTED_MODIFIERS: Final = frozenset({
     "contains", "startswith", "endswith", "all", "re", "i", "ignorecase", "m", "multiline",
-    "s", "dotall", "cidr", "exists", "gt", "gte", "lt", "lte", "cased", "neq",
+    "s", "dotall", "cidr", "exists", "gt", "gte", "lt", "lte", "cased", "neq", "fieldref",
 })
 
 _LEVELS: Final[dict[str, Severity]] = {"informational": "low", "low": "low", "medium": "medium",
@@ -127,7 +147,9 @@ def map_field(name: str, rule: str = "?") -> str:
 # -- values --------------------------------------------------------------------------------
 
 def _text(x: Any) -> str | None:
-    """An event value as text for string comparison (numbers and booleans included)."""
+    """An event value as text for string comparison: numbers and booleans as their text,
+    objects as their compact JSON (as a SIEM compares a dynamic column with text: Azure rules
+    say ``InitiatedBy|contains: alice@example.com`` of an object)."""
     t = type(x)
     if t is str:
         return x  # type: ignore[no-any-return]
@@ -135,7 +157,15 @@ def _text(x: Any) -> str | None:
         return "true" if x else "false"
     if t is int or t is float:
         return str(x)
+    if t is dict or t is list:
+        try:
+            return _json_encode(x).decode()
+        except (TypeError, msgspec.EncodeError):
+            return json.dumps(x, ensure_ascii=False, separators=(",", ":"), default=str)
     return None
+
+
+_json_encode: Final = msgspec.json.Encoder().encode
 
 
 @functools.lru_cache(maxsize=65536)
@@ -237,8 +267,166 @@ def _value_test(value: SigmaType, rule: str, fld: str) -> Callable[[Any], bool]:
     raise RuleError(rule, f"{fld}: value {type(value).__name__}", "not supported")
 
 
+# -- reading imported records -----------------------------------------------------------------
+
+_ORIGINAL: Final = sigma_pipelines.ORIGINAL_PREFIX
+_MISSING: Final[Any] = object()
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded(text: str) -> Any:
+    """A part of a record the importer kept as JSON text (nested deeper than an event may
+    hold), as the object it was; the text itself when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class _Keys:
+    """A record object's keys by lower-cased spelling, and by lower-cased spelling without
+    ``_``: what the forgiving lookups need, built once per object rather than by a scan of
+    its keys per rule and field (every imported rule reads the same few objects of an event,
+    and a field a rule names is often absent: a filter on a field the record lacks)."""
+
+    __slots__ = ("dotted", "flat", "low", "obj", "size")
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.size = len(obj)
+        self.low: dict[str, str] = {}
+        self.flat: dict[str, str] = {}
+        self.dotted = False
+        for k in obj:
+            if type(k) is str:
+                lk = k.lower()
+                self.low.setdefault(lk, k)
+                self.flat.setdefault(lk.replace("_", ""), k)
+                self.dotted = self.dotted or "." in k
+
+
+# Objects indexed lately, by id: an entry is used only for that very object (identity is
+# checked, and the entry's reference keeps the id from being reused) of unchanged size;
+# events are not changed while rules run on them. Bounded (the references keep the objects
+# of the last few dozen events alive, events being at most 32 KiB): cleared when full.
+_KEYS: dict[int, _Keys] = {}
+_KEYS_MAX: Final = 256
+
+
+def _keys_of(obj: dict[str, Any]) -> _Keys:
+    found = _KEYS.get(id(obj))
+    if found is not None and found.obj is obj and found.size == len(obj):
+        return found
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    found = _KEYS[id(obj)] = _Keys(obj)
+    return found
+
+
+def _fallback(d: dict[str, Any], path: _Path, i: int) -> tuple[Any, int]:
+    """``path.parts[i]`` (absent as written) looked up case-insensitively, then ignoring
+    ``_``, then as a literal dotted key of several parts; (value, parts used) or
+    (_MISSING, 0)."""
+    keys = _keys_of(d)
+    k = keys.low.get(path.low[i]) or keys.flat.get(path.flat[i])
+    if k is not None:
+        return d[k], 1
+    if keys.dotted:
+        for j in range(i + 2, len(path.parts) + 1):
+            k = keys.low.get(".".join(path.low[i:j]))
+            if k is not None:
+                return d[k], j - i
+    return _MISSING, 0
+
+
+class _Path:
+    """A dotted path below ``metadata.original``, with the spellings the fallbacks need."""
+
+    __slots__ = ("flat", "low", "parts")
+
+    def __init__(self, rest: str) -> None:
+        self.parts = rest.split(".")
+        self.low = [p.lower() for p in self.parts]
+        self.flat = [p.replace("_", "") for p in self.low]
+
+
+def _walk(x: Any, path: _Path, i: int, depth: int) -> Any:
+    """The value at ``path.parts[i:]`` below ``x`` (at nesting ``depth`` of the event),
+    ``None`` when absent. A list on the way is searched element by element and the values
+    found are returned as one list (any of which may match, as with any list value)."""
+    parts = path.parts
+    n = len(parts)
+    while True:
+        t = type(x)
+        if t is str and depth > MAX_DEPTH and x[:1] in ("{", "["):
+            x = _decoded(x)
+            t = type(x)
+        if i == n:
+            return x
+        if t is dict:
+            v = x.get(parts[i], _MISSING)
+            if v is _MISSING:
+                v, used = _fallback(x, path, i)
+                if v is _MISSING:
+                    return None
+                i += used
+            else:
+                i += 1
+            x = v
+            depth += 1
+        elif t is list:
+            out: list[Any] = []
+            for e in x:
+                found = _walk(e, path, i, depth + 1)
+                if found is None:
+                    continue
+                if type(found) is list:
+                    out.extend(found)
+                else:
+                    out.append(found)
+            return out or None
+        else:
+            return None
+
+
+def _original_getter(rest: str) -> Getter:
+    """A reader of ``metadata.original.<rest>`` (see :func:`_walk`): the exact path first,
+    the forgiving lookups only when it is absent."""
+    path = _Path(rest)
+    if len(path.parts) == 1:
+        (k,) = path.parts
+
+        def get1(ev: Mapping[str, Any]) -> Any:
+            m = ev.get("metadata")
+            o = m.get("original") if type(m) is dict else None
+            if type(o) is not dict:
+                return None
+            v = o.get(k, _MISSING)
+            return _walk(o, path, 0, 2) if v is _MISSING else v
+        return get1
+
+    def get(ev: Mapping[str, Any]) -> Any:
+        m = ev.get("metadata")
+        o = m.get("original") if type(m) is dict else None
+        return _walk(o, path, 0, 2) if type(o) is dict else None
+    return get
+
+
+def _getter(path: str) -> Getter:
+    if path.startswith(_ORIGINAL) and len(path) > len(_ORIGINAL):
+        return _original_getter(path[len(_ORIGINAL):])
+    return field_getter(path)
+
+
 def _on_field(path: str, vt: Callable[[Any], bool]) -> Predicate:
     """Test a field's value; a list value matches when one of its elements does."""
+    if path.startswith(_ORIGINAL):
+        get_original = _getter(path)
+
+        def test_original(ev: Mapping[str, Any]) -> bool:
+            x = get_original(ev)
+            return any(vt(e) for e in x) if type(x) is list else vt(x)
+        return test_original
     parts = path.split(".")
     if len(parts) == 1:
         (k,) = parts
@@ -281,9 +469,172 @@ def _index(path: str, value: SigmaType) -> frozenset[str] | None:
     return frozenset({f"a:{seg.lower()}"})
 
 
-def _compile_node(node: Any, rule: str) -> Condition:
+# -- keywords and field references ----------------------------------------------------------
+
+_REGEX_FLAGS: Final = {SigmaRegularExpressionFlag.IGNORECASE: "i",
+                       SigmaRegularExpressionFlag.MULTILINE: "m",
+                       SigmaRegularExpressionFlag.DOTALL: "s"}
+
+
+class _KeywordSearch:
+    """Keywords sorted by how they are searched in the record's text (its values joined by
+    NUL): literal words with ``in`` on the lower-cased text (Python's case-insensitive regex
+    alternations are an order of magnitude slower), wildcard words with one expression on the
+    lower-cased text, ``|cased`` words and ``|re`` expressions with one on the text as is."""
+
+    def __init__(self, values: Sequence[SigmaType], rule: str) -> None:
+        self.words: list[str] = []          # found in text.lower()
+        self.cased_words: list[str] = []    # found in text
+        folded: list[str] = []              # expressions on text.lower()
+        exact: list[str] = []               # expressions on text
+        for value in values:
+            if isinstance(value, SigmaString):
+                parts = list(value.s)
+                while parts and parts[0] == SpecialChars.WILDCARD_MULTI:  # unanchored search:
+                    parts.pop(0)                                       # `*x*` is `x`
+                while parts and parts[-1] == SpecialChars.WILDCARD_MULTI:
+                    parts.pop()
+                cased = isinstance(value, SigmaCasedString)
+                if all(isinstance(p, str) for p in parts):
+                    word = "".join(p for p in parts if isinstance(p, str))
+                    (self.cased_words if cased else self.words).append(
+                        word if cased else word.lower())
+                    continue
+                body = []
+                for p in parts:
+                    if isinstance(p, str):
+                        body.append(re.escape(p if cased else p.lower()))
+                    elif p == SpecialChars.WILDCARD_MULTI:  # within one value
+                        body.append("[^\\x00]*")
+                    elif p == SpecialChars.WILDCARD_SINGLE:
+                        body.append("[^\\x00]")
+                    else:
+                        raise RuleError(rule, "keywords: placeholder", "placeholders (|expand) "
+                                        "are not supported")
+                (exact if cased else folded).append("".join(body))
+            elif isinstance(value, SigmaNumber) and type(value) is SigmaNumber:
+                self.cased_words.append(str(value.number))
+            elif isinstance(value, SigmaRegularExpression):
+                flags = "".join(sorted(_REGEX_FLAGS[f] for f in value.flags))
+                exact.append(f"(?{flags}:{value.regexp})" if flags else f"(?:{value.regexp})")
+            else:
+                raise RuleError(rule, f"keywords: value {type(value).__name__}", "keywords are "
+                                "strings, numbers or regular expressions")
+        try:
+            self.folded = re.compile("|".join(folded), re.DOTALL) if folded else None
+            self.exact = re.compile("|".join(exact), re.DOTALL) if exact else None
+        except re.error as exc:
+            raise RuleError(rule, "keywords", f"not a regular expression: {exc}") from exc
+
+    def found(self, text: str) -> bool:
+        if self.words or self.folded is not None:
+            low = text.lower()
+            if any(w in low for w in self.words):
+                return True
+            if self.folded is not None and self.folded.search(low) is not None:
+                return True
+        if any(w in text for w in self.cased_words):
+            return True
+        return self.exact is not None and self.exact.search(text) is not None
+
+
+def _keywords(values: Sequence[SigmaType], rule: str, imported: bool) -> Predicate:
+    """True when one of ``values`` is found in a string (or number) anywhere in the imported
+    record (``imported``) or in the whole event: Sigma's wildcards, case-insensitive unless
+    ``|cased``, and unanchored -- a keyword is found *in* a value, as full-text search (and
+    pySigma, when it maps keywords to a field) treats it.
+
+    The values are gathered in one walk and searched as one text, NUL-separated (a wildcard
+    does not cross a NUL, so a keyword is found within one value); the walk is only done for
+    rules with keywords.
+    """
+    search = _KeywordSearch(values, rule).found
+
+    def test(ev: Mapping[str, Any]) -> bool:
+        root: Any = ev
+        if imported:
+            m = ev.get("metadata")
+            root = m.get("original") if type(m) is dict else None
+            if root is None:
+                return False
+        if type(root) is str:
+            return search(root)
+        found: list[str] = []
+        add = found.append
+        stack: list[Any] = [root] if type(root) is dict or type(root) is list else []
+        push, pop = stack.append, stack.pop
+        while stack:
+            x = pop()
+            for v in (x.values() if type(x) is dict else x):
+                t = type(v)
+                if t is str:
+                    add(v)
+                elif t is dict or t is list:
+                    push(v)
+                elif t is int or t is float:
+                    add(str(v))
+        return search("\x00".join(found))
+    return test
+
+
+def _fieldref(path: str, ref: SigmaFieldReference, rule: str) -> Predicate:
+    """``path|fieldref: other``: the two fields of one event are equal (with ``|startswith``,
+    ``|endswith``, ``|contains``: the first starts with, ends with or contains the second),
+    compared as text, case-insensitively as Sigma compares strings; an absent field equals
+    nothing; with lists, any element against any element."""
+    left, right = _getter(path), _getter(map_field(ref.field, rule))
+    starts, ends = ref.starts_with, ref.ends_with
+    if starts and ends:
+        def cmp(a: str, b: str) -> bool:
+            return b in a
+    elif starts:
+        def cmp(a: str, b: str) -> bool:
+            return a.startswith(b)
+    elif ends:
+        def cmp(a: str, b: str) -> bool:
+            return a.endswith(b)
+    else:
+        def cmp(a: str, b: str) -> bool:
+            return a == b
+
+    def texts(x: Any) -> list[str]:
+        items = x if type(x) is list else (x,)
+        return [t.lower() for t in map(_text, items) if t is not None]
+
+    def test(ev: Mapping[str, Any]) -> bool:
+        a = left(ev)
+        if a is None:
+            return False
+        b = right(ev)
+        if b is None:
+            return False
+        bs = texts(b)
+        return any(cmp(x, y) for x in texts(a) for y in bs)
+    return test
+
+
+# -- conditions ------------------------------------------------------------------------------
+
+def _cost(node: Any) -> int:
+    """A rough rank of what a condition costs, cheapest first, so that an AND stops on the
+    cheap tests: equality of one field, other tests of one field, field references and
+    combinations, keywords (a walk of the whole record)."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if isinstance(node.value, SigmaFieldReference):
+            return 2
+        return 0 if _plain(node.value) is not None else 1
+    if isinstance(node, ConditionValueExpression):
+        return 4
+    if isinstance(node, ConditionNOT | ConditionAND | ConditionOR):
+        return max((_cost(a) for a in node.args), default=0) + 1
+    return 3
+
+
+def _compile_node(node: Any, rule: str, imported: bool = False) -> Condition:
     if isinstance(node, ConditionAND):
-        subs = [_compile_node(a, rule) for a in node.args]
+        # the order of an AND's operands does not change its value (no side effects)
+        ordered = sorted(node.args, key=_cost)
+        subs = [_compile_node(a, rule, imported) for a in ordered]
         fns = [s.test for s in subs]
         keys = next((s.keys for s in subs if s.keys is not None), None)
         if len(fns) == 2:
@@ -295,6 +646,10 @@ def _compile_node(node: Any, rule: str) -> Condition:
         return Condition(lambda ev: all(f(ev) for f in fns), keys)
     if isinstance(node, ConditionOR):
         args = node.args
+        words = [a.value for a in args if isinstance(a, ConditionValueExpression)]
+        if len(words) == len(args):
+            # keywords: [a, b, c] -> one walk of the record with one alternation
+            return Condition(_keywords(words, rule, imported), None)
         fields = {a.field for a in args if isinstance(a, ConditionFieldEqualsValueExpression)}
         texts = [_plain(a.value) for a in args
                  if isinstance(a, ConditionFieldEqualsValueExpression)]
@@ -306,17 +661,19 @@ def _compile_node(node: Any, rule: str) -> Condition:
                            if isinstance(a, ConditionFieldEqualsValueExpression)])
             return Condition(_on_field(path, _one_of(frozenset(t for t in texts if t is not None),
                                                      cased=False)), keys)
-        subs = [_compile_node(a, rule) for a in node.args]
+        subs = [_compile_node(a, rule, imported) for a in node.args]
         return Condition(_or([s.test for s in subs]), _merge([s.keys for s in subs]))
     if isinstance(node, ConditionNOT):
-        inner = _compile_node(node.args[0], rule).test
+        inner = _compile_node(node.args[0], rule, imported).test
         return Condition(lambda ev: not inner(ev), None)
     if isinstance(node, ConditionFieldEqualsValueExpression):
         path = map_field(node.field, rule)
+        if isinstance(node.value, SigmaFieldReference):
+            return Condition(_fieldref(path, node.value, rule), None)
         return Condition(_on_field(path, _value_test(node.value, rule, node.field)),
                          _index(path, node.value))
     if isinstance(node, ConditionValueExpression):
-        raise RuleError(rule, "keywords", "keyword (field-less) detections are not supported")
+        return Condition(_keywords([node.value], rule, imported), None)
     raise RuleError(rule, "condition", f"unsupported construct {type(node).__name__}")
 
 
@@ -334,19 +691,22 @@ def _merge(keys: Sequence[frozenset[str] | None]) -> frozenset[str] | None:
     return merged if len({k[:2] for k in merged}) == 1 else None
 
 
-def _check_items(detection: SigmaDetection, rule: str) -> None:
-    """Refuse keywords, unknown fields and unsupported modifiers, naming them."""
+def _check_items(detection: SigmaDetection, rule: str, fields: bool = True) -> None:
+    """Refuse unknown fields (``fields``: sealtrail's own events; the records of imported log
+    sources have whatever fields they have) and unsupported modifiers, naming them."""
     for item in detection.detection_items:
         if isinstance(item, SigmaDetection):
-            _check_items(item, rule)
+            _check_items(item, rule, fields)
             continue
-        if not isinstance(item, SigmaDetectionItem) or item.field is None:
-            raise RuleError(rule, "keywords", "keyword (field-less) detections are not supported")
-        map_field(item.field, rule)
+        if not isinstance(item, SigmaDetectionItem):
+            raise RuleError(rule, "detection", f"unsupported item {type(item).__name__}")
+        if item.field is not None and fields:
+            map_field(item.field, rule)
         for mod in item.modifiers:
             name = reverse_modifier_mapping.get(mod.__name__, mod.__name__)
             if name not in SUPPORTED_MODIFIERS:
-                raise RuleError(rule, f"{item.field}|{name}", f"modifier {name!r} is not "
+                where = item.field if item.field is not None else "keywords"
+                raise RuleError(rule, f"{where}|{name}", f"modifier {name!r} is not "
                                 "supported")
 
 
@@ -359,12 +719,24 @@ def _where(r: SigmaRule | SigmaCorrelationRule) -> str:
     return f" ({src.path})" if src is not None and src.path is not None else ""
 
 
-def _detection_condition(r: SigmaRule) -> Condition:
+def supported_log_sources() -> str:
+    """``sealtrail, aws/cloudtrail, okta/okta, ...``: what ``logsource`` may say."""
+    return ", ".join(["sealtrail", *(ls.key for ls in sigma_pipelines.LOG_SOURCES)])
+
+
+ImportedSources = tuple[sigma_pipelines.ImportedLogSource, ...]
+
+
+def _detection_condition(r: SigmaRule) -> tuple[Condition, ImportedSources]:
+    """The rule's compiled condition, and the imported log sources it runs on (none: it runs
+    on sealtrail's own events)."""
     name = _rule_name(r)
-    product = (r.logsource.product or "").lower()
-    if product != "sealtrail":
-        raise RuleError(name, "logsource.product", f"{r.logsource.product!r} is not "
-                        f"'sealtrail': only sealtrail events are evaluated{_where(r)}")
+    product = r.logsource.product
+    if product is None:
+        raise RuleError(name, "logsource.product", "missing: a rule runs on sealtrail's own "
+                        f"events or on an imported log ({supported_log_sources()}){_where(r)}")
+    if product.lower() != "sealtrail":
+        return _imported_condition(r, name, product)
     for det in r.detection.detections.values():
         _check_items(det, name)
     conds = [_compile_node(c.parsed, name) for c in r.detection.parsed_condition]
@@ -384,11 +756,97 @@ def _detection_condition(r: SigmaRule) -> Condition:
         svc_test = _string_test(SigmaString(service), name, "logsource.service")
         extra.append(Condition(_on_field("source.service", svc_test), None))
     if not extra:
-        return cond
+        return cond, ()
     parts = [*extra, cond]
     tests = [p.test for p in parts]
     keys = cond.keys or next((p.keys for p in extra if p.keys is not None), None)
-    return Condition(lambda ev: all(t(ev) for t in tests), keys)
+    return Condition(lambda ev: all(t(ev) for t in tests), keys), ()
+
+
+def _imported_condition(r: SigmaRule, name: str, product: str
+                        ) -> tuple[Condition, ImportedSources]:
+    """A rule for an imported log source: its pipeline applied for each log source it names
+    (a rule naming only ``product: azure`` runs on all three Azure logs, each read through its
+    own mapping), chosen per event by ``metadata.log_source``."""
+    service = r.logsource.service
+    sources = tuple(sigma_pipelines.log_sources_of(product, service))
+    if not sources:
+        known = [ls for ls in sigma_pipelines.LOG_SOURCES if ls.product == product.lower()]
+        if known:
+            raise RuleError(name, "logsource.service", f"{service!r} is not a log of "
+                            f"{product!r} that sealtrail imports (services: "
+                            f"{', '.join(ls.service for ls in known)}){_where(r)}")
+        raise RuleError(name, "logsource.product", f"{product!r} cannot be evaluated: "
+                        "sealtrail evaluates its own events and the logs it imports "
+                        f"({supported_log_sources()}){_where(r)}")
+    for det in r.detection.detections.values():
+        _check_items(det, name, fields=False)
+    extra: Predicate | None = None
+    category = r.logsource.category
+    if category is not None and not all(category.lower() in ls.categories for ls in sources):
+        if category.lower() not in CATEGORIES:
+            said = sorted({c for ls in sources for c in ls.categories})
+            raise RuleError(name, "logsource.category", f"{category!r} cannot be evaluated "
+                            f"on {product}/{service or '*'} records (accepted: "
+                            f"{', '.join(said) + ', ' if said else ''}or an event category "
+                            f"the importer sets: {', '.join(CATEGORIES)}){_where(r)}")
+        extra = _category_is(category.lower())
+    by_source: dict[tuple[str, str], Predicate] = {}
+    for ls in sources:
+        try:
+            mapped = sigma_pipelines.apply(ls, r)
+        except sigma_pipelines.UnsupportedValueError as exc:
+            raise RuleError(name, exc.construct, f"{exc}{_where(r)}") from exc
+        except SigmaError as exc:
+            raise RuleError(name, f"pipeline {ls.key}", f"{exc}{_where(r)}") from exc
+        conds = [_compile_node(c.parsed, name, imported=True)
+                 for c in mapped.detection.parsed_condition]
+        test = conds[0].test if len(conds) == 1 else _or([c.test for c in conds])
+        by_source[(ls.product, ls.service)] = test if extra is None else _and(extra, test)
+    keys = frozenset(f"a:{ls.action_segment}" for ls in sources)
+    return Condition(_by_log_source(by_source), keys), sources
+
+
+def _category_is(cat: str) -> Predicate:
+    return lambda ev: ev.get("category") == cat
+
+
+def _and(f1: Predicate, f2: Predicate) -> Predicate:
+    return lambda ev: f1(ev) and f2(ev)
+
+
+def _by_log_source(by_source: Mapping[tuple[str, str], Predicate]) -> Predicate:
+    """Run the predicate of the event's ``metadata.log_source`` (product and service compared
+    case-insensitively); an event of any other source, or of none, does not match."""
+    if len(by_source) == 1:
+        ((product, service), only), = by_source.items()
+
+        def test1(ev: Mapping[str, Any]) -> bool:
+            m = ev.get("metadata")
+            src = m.get("log_source") if type(m) is dict else None
+            if type(src) is not dict:
+                return False
+            p, s = src.get("product"), src.get("service")
+            if type(p) is not str or type(s) is not str:
+                return False
+            if (p != product and p.lower() != product) or (s != service
+                                                           and s.lower() != service):
+                return False
+            return only(ev)
+        return test1
+    table = dict(by_source)
+
+    def test(ev: Mapping[str, Any]) -> bool:
+        m = ev.get("metadata")
+        src = m.get("log_source") if type(m) is dict else None
+        if type(src) is not dict:
+            return False
+        p, s = src.get("product"), src.get("service")
+        if type(p) is not str or type(s) is not str:
+            return False
+        found = table.get((p, s)) or table.get((p.lower(), s.lower()))
+        return found is not None and found(ev)
+    return test
 
 
 def _severity(r: SigmaRule | SigmaCorrelationRule) -> Severity:
@@ -403,13 +861,48 @@ def _clauses(r: SigmaRule | SigmaCorrelationRule) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _digest(r: SigmaRule | SigmaCorrelationRule) -> str:
+def _digest(r: SigmaRule | SigmaCorrelationRule, imported: bool = False) -> str:
+    if imported:  # the mappings are part of what the rule does
+        return digest_of({"sigma": r.to_dict(),
+                          "pipelines": sigma_pipelines.PIPELINES_VERSION})
     return digest_of({"sigma": r.to_dict()})
 
 
-def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, tuple[SigmaRule, Condition]]
-                 ) -> Rule:
+Compiled = tuple[SigmaRule, Condition, ImportedSources]
+
+
+def _correlation_field(name: str, field: str, refs: Sequence[Compiled]) -> str:
+    """The event path of a correlation's ``group-by`` or ``value_count`` field: through the
+    pipelines of the imported log sources its rules run on (the same name must land on the
+    same path for all of them), as an event path for rules over sealtrail's events."""
+    paths: set[str] = set()
+    for _, _, sources in refs:
+        if not sources:
+            paths.add(map_field(field, name))
+            continue
+        for ls in sources:
+            try:
+                mapped = sigma_pipelines.map_field_name(ls.key, field)
+            except SigmaError as exc:
+                raise RuleError(name, f"correlation field {field!r}", str(exc)) from exc
+            if len(mapped) != 1:
+                raise RuleError(name, f"correlation field {field!r}", f"names several fields "
+                                f"of {ls.key} records ({', '.join(mapped)}): not supported "
+                                "for grouping")
+            paths.add(mapped[0])
+    if len(paths) != 1:
+        raise RuleError(name, f"correlation field {field!r}", "names different fields in the "
+                        f"referenced rules' logs ({', '.join(sorted(paths))}): not supported")
+    return paths.pop()
+
+
+def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, Compiled],
+                 refused: Mapping[int, str]) -> Rule:
     name = _rule_name(c)
+    bad = [refused[id(ref.rule)] for ref in c.referenced_rules if id(ref.rule) in refused]
+    if bad:
+        raise RuleError(name, "correlation.rules", f"references {', '.join(map(repr, bad))}, "
+                        "refused")
     if isinstance(c.condition, SigmaCorrelationCondition):
         cond = c.condition
     else:
@@ -417,22 +910,24 @@ def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, tuple[SigmaRule
                         "conditions are not supported")
     if len(c.aliases):
         raise RuleError(name, "correlation.aliases", "field aliases are not supported")
-    refs: list[tuple[SigmaRule, Condition]] = []
+    refs: list[Compiled] = []
     for ref in c.referenced_rules:
         target = ref.rule
         if isinstance(target, SigmaCorrelationRule):
             raise RuleError(name, "correlation.rules", f"{ref.reference!r} is a correlation: "
                             "nested correlations are not supported")
         refs.append(compiled[id(target)])
-    group_by = tuple(map_field(g, name) for g in (c.group_by or []))
+    group_by = tuple(_correlation_field(name, g, refs) for g in (c.group_by or []))
     window = c.timespan.seconds * 1_000_000
     op = cond.op.name.lower()
     if not isinstance(cond.count, int):
         raise RuleError(name, "correlation.condition", "the count must be an integer")
     count = cond.count
+    imported = any(sources for _, _, sources in refs)
     digest = digest_of({"correlation": c.to_dict(),
-                        "rules": [_digest(r) for r, _ in refs]})
-    union = Condition(_or([cd.test for _, cd in refs]), _merge([cd.keys for _, cd in refs]))
+                        "rules": [_digest(r, bool(src)) for r, _, src in refs]}
+                       | ({"pipelines": sigma_pipelines.PIPELINES_VERSION} if imported else {}))
+    union = Condition(_or([cd.test for _, cd, _ in refs]), _merge([cd.keys for _, cd, _ in refs]))
     ctype = c.type
     params: Threshold | StepSequence
     if ctype in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
@@ -441,7 +936,7 @@ def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, tuple[SigmaRule
         if ctype == SigmaCorrelationType.VALUE_COUNT:
             if not isinstance(cond.fieldref, str):
                 raise RuleError(name, "correlation.condition.field", "expected one field")
-            distinct = map_field(cond.fieldref, name)
+            distinct = _correlation_field(name, cond.fieldref, refs)
         if op == "neq":
             raise RuleError(name, "correlation.condition", "neq is not supported")
         if op == "gt":
@@ -451,7 +946,7 @@ def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, tuple[SigmaRule
         params = Threshold(count, window, op, distinct)  # type: ignore[arg-type]
     elif ctype in (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED):
         kind = "sequence"
-        steps = tuple(Step(_rule_name(r), cd) for r, cd in refs)
+        steps = tuple(Step(_rule_name(r), cd) for r, cd, _ in refs)
         ordered = ctype == SigmaCorrelationType.TEMPORAL_ORDERED
         if op == "gt":
             op, count = "gte", count + 1
@@ -466,12 +961,44 @@ def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, tuple[SigmaRule
                 True, c.description or "", "", digest, "sigma")
 
 
-def compile_documents(docs: Sequence[tuple[Path | None, Mapping[str, Any]]]) -> list[Rule]:
-    """Compile parsed Sigma YAML documents (with the file each came from) into rules.
+class SigmaRulesError(RuleError):
+    """Several Sigma rules are refused, each for its own reason (``errors``, by file). A
+    rule author fixing a directory wants every problem at once, not one per run;
+    and as with one bad rule, none of the set is used: rules that load while their
+    neighbours do not would leave a monitor quietly running half of what was deployed."""
 
-    Detection rules referenced by a correlation (without ``generate: true``) do not fire on
-    their own. The order of the result follows the documents.
-    """
+    def __init__(self, errors: Sequence[RuleError]) -> None:
+        self.errors = tuple(errors)
+        self.summary = (f"{len(self.errors)} Sigma rules refused (none of the rules is used "
+                        "until every one loads):")
+        text = "\n".join([self.summary, *(f"  {e}" for e in self.errors)])
+        super().__init__(", ".join(e.rule for e in self.errors), "sigma", text)
+        self.args = (text,)
+
+
+def _raise(errors: Sequence[tuple[str, RuleError]]) -> None:
+    """Raise the one error, or all of them (sorted by file, stable within a file)."""
+    if len(errors) == 1:
+        raise errors[0][1]
+    if errors:
+        raise SigmaRulesError([e for _, e in sorted(errors, key=lambda p: p[0])])
+
+
+def _located(exc: RuleError, path: Path | None) -> tuple[str, RuleError]:
+    """The error, naming the file it came from when it does not already (and the file, to
+    sort by)."""
+    if path is None or str(path) in exc.message:
+        return str(path or ""), exc
+    located = RuleError(exc.rule, exc.field, f"{exc.message} ({path})")
+    located.__cause__ = exc
+    return str(path), located
+
+
+def _compile(docs: Sequence[tuple[Path | None, Mapping[str, Any]]]
+             ) -> tuple[list[Rule], list[tuple[str, RuleError]]]:
+    """The rules of ``docs`` and the errors of those refused (every one, not the first),
+    each with its file."""
+    errors: list[tuple[str, RuleError]] = []
     collections = []
     for path, doc in docs:
         try:
@@ -480,40 +1007,76 @@ def compile_documents(docs: Sequence[tuple[Path | None, Mapping[str, Any]]]) -> 
                 resolve_references=False))
         except SigmaError as exc:
             title = str(doc.get("name") or doc.get("title") or doc.get("id") or path)
-            raise RuleError(title, "sigma", f"{exc}") from exc
+            errors.append(_located(RuleError(title, "sigma", f"{exc}"), path))
     merged = SigmaCollection.merge(collections, resolve_references=False)
+    for r in list(merged.rules):
+        if isinstance(r, SigmaCorrelationRule):
+            try:
+                r.resolve_rule_references(merged)
+            except SigmaError as exc:
+                errors.append(_located(RuleError(_rule_name(r), "correlation.rules", str(exc)),
+                                       r.source.path if r.source else None))
+                merged.rules.remove(r)
     try:
         merged.resolve_rule_references()
     except SigmaError as exc:
-        raise RuleError("sigma", "correlation.rules", str(exc)) from exc
+        errors.append(("", RuleError("sigma", "correlation.rules", str(exc))))
+        return [], errors
     order = {id(r): n for n, r in enumerate(r for c in collections for r in c.rules)}
     quiet: set[int] = set()
     for r in merged.rules:
         if isinstance(r, SigmaCorrelationRule) and not r.generate:
             quiet.update(id(ref.rule) for ref in r.referenced_rules)
-    compiled: dict[int, tuple[SigmaRule, Condition]] = {}
+    compiled: dict[int, Compiled] = {}
+    refused: dict[int, str] = {}
     rules: list[tuple[int, Rule]] = []
     for r in merged.rules:  # referenced rules come first
-        if isinstance(r, SigmaCorrelationRule):
-            rules.append((order[id(r)], _correlation(r, compiled)))
-            continue
+        path = r.source.path if r.source is not None else None
         try:
-            cond = _detection_condition(r)
-        except SigmaError as exc:
-            raise RuleError(_rule_name(r), "detection", f"{exc}{_where(r)}") from exc
-        compiled[id(r)] = (r, cond)
+            if isinstance(r, SigmaCorrelationRule):
+                rules.append((order[id(r)], _correlation(r, compiled, refused)))
+                continue
+            try:
+                cond, sources = _detection_condition(r)
+            except SigmaError as exc:
+                said = str(exc)
+                raise RuleError(_rule_name(r), "detection", said if path is not None and str(
+                    path) in said else f"{said}{_where(r)}") from exc
+        except RuleError as exc:
+            refused[id(r)] = _rule_name(r)
+            errors.append(_located(exc, path))
+            continue
+        compiled[id(r)] = (r, cond, sources)
         if id(r) not in quiet:
             rules.append((order[id(r)], Rule(
                 _rule_name(r), r.title or _rule_name(r), _severity(r), "match", cond,
-                Single(), (), _clauses(r), True, r.description or "", "", _digest(r),
-                "sigma")))
+                Single(), (), _clauses(r), True, r.description or "", "",
+                _digest(r, bool(sources)), "sigma")))
     out = [rule for _, rule in sorted(rules, key=lambda p: p[0])]
-    check_unique(out)
-    return out
+    seen: set[str] = set()
+    for rule in out:
+        if rule.id in seen:
+            errors.append(("", RuleError(rule.id, "id", "defined twice")))
+        seen.add(rule.id)
+    return out, errors
+
+
+def compile_documents(docs: Sequence[tuple[Path | None, Mapping[str, Any]]]) -> list[Rule]:
+    """Compile parsed Sigma YAML documents (with the file each came from) into rules.
+
+    Detection rules referenced by a correlation (without ``generate: true``) do not fire on
+    their own. The order of the result follows the documents. Errors: one bad rule raises
+    its :class:`RuleError`; several raise one :class:`SigmaRulesError` naming each.
+    """
+    rules, errors = _compile(docs)
+    _raise(errors)
+    check_unique(rules)
+    return rules
 
 
 def load_sigma(source: str | Path) -> list[Rule]:
-    """Sigma rules from YAML text, a file, or a directory of ``*.yml``/``*.yaml`` files."""
+    """Sigma rules from YAML text, a file, or a directory of ``*.yml``/``*.yaml`` files (all
+    of them or none: every refused rule and unreadable file is named in one error)."""
     import yaml  # noqa: PLC0415 - pySigma imports it anyway; kept local for clarity
 
     if isinstance(source, Path):
@@ -523,16 +1086,23 @@ def load_sigma(source: str | Path) -> list[Rule]:
                                                 for f in files]
     else:
         texts = [(None, source)]
+    errors: list[tuple[str, RuleError]] = []
     docs: list[tuple[Path | None, Mapping[str, Any]]] = []
     for path, text in texts:
+        where = str(path or "<text>")
         try:
             loaded = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:
-            raise RuleError(str(path or "<text>"), "yaml", str(exc)) from exc
+            errors.append((where, RuleError(where, "yaml", str(exc))))
+            continue
         for n, doc in enumerate(loaded, 1):
             if doc is None:
                 continue
             if not isinstance(doc, dict):
-                raise RuleError(str(path or "<text>"), f"document {n}", "expected a mapping")
+                errors.append((where, RuleError(where, f"document {n}", "expected a mapping")))
+                continue
             docs.append((path, doc))
-    return compile_documents(docs)
+    rules, more = _compile(docs)
+    _raise(errors + more)
+    check_unique(rules)
+    return rules
