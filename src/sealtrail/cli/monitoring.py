@@ -22,7 +22,7 @@ from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
 from sealtrail.monitor.engine import evaluate_events, load_rules
-from sealtrail.monitor.rules import Rule, RuleError
+from sealtrail.monitor.rules import Rule, RuleError, RulesError
 from sealtrail.monitor.runner import Monitor
 
 rules_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -45,9 +45,7 @@ def _rules(paths: list[Path], builtin: bool) -> list[Rule]:
         try:
             loaded = load_rules(path)
         except RuleError as exc:
-            from sealtrail.monitor.sigma import SigmaRulesError  # noqa: PLC0415 - loaded by now
-
-            if isinstance(exc, SigmaRulesError):  # every refused rule on its own line
+            if isinstance(exc, RulesError):  # every refused rule on its own line
                 err.print(f"error: {printable(exc.summary)}", markup=False)
                 for one in exc.errors:
                     err.print(f"error:   {printable(str(one))}", markup=False)

@@ -37,7 +37,13 @@ from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.builtin import builtin_rules, configure_builtin
 from sealtrail.monitor.engine import load_rules
 from sealtrail.monitor.publish import HOOK_NAME, HookSettings, PublishSettings
-from sealtrail.monitor.rules import Rule, RuleError, check_unique, parse_duration
+from sealtrail.monitor.rules import (
+    Rule,
+    RuleError,
+    RulesError,
+    check_unique,
+    parse_duration,
+)
 from sealtrail.monitor.runner import MonitorSettings, Suppression
 from sealtrail.monitor.sinks import build_sinks
 
@@ -224,7 +230,11 @@ def build_config(doc: Mapping[str, Any] | None = None, *, base: Path | None = No
     for path in paths:
         if not path.exists():
             raise _err(f"{where}.rules", f"{path}: no such file or directory")
-        rules.extend(load_rules(path))  # RuleError names the file and rule
+        try:
+            rules.extend(load_rules(path))  # RuleError names the file and rule
+        except RulesError as exc:  # several: one line of the config error each
+            raise _err(f"{where}.rules", "; ".join([exc.summary, *map(str, exc.errors)])
+                       ) from exc
     try:
         check_unique(rules)
     except RuleError as exc:

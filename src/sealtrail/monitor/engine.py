@@ -42,6 +42,7 @@ from sealtrail.monitor.rules import (
     RateAnomaly,
     Rule,
     RuleError,
+    RulesError,
     Single,
     StepSequence,
     Threshold,
@@ -50,6 +51,7 @@ from sealtrail.monitor.rules import (
     field_getter,
     group_key,
     parse_rule,
+    raise_all,
 )
 
 if TYPE_CHECKING:
@@ -662,11 +664,13 @@ def load_rules(path: Path) -> list[Rule]:
         if path.is_dir() else [path]
     native: list[Rule] = []
     sigma_docs: list[tuple[Path, dict[str, Any]]] = []
+    errors: list[RuleError] = []  # every bad file, document and rule, named at once
     for f in files:
         try:
             docs = list(yaml.safe_load_all(f.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise RuleError(str(f), "file", f"cannot read YAML: {exc}") from exc
+            errors.append(RuleError(str(f), "file", f"cannot read YAML: {exc}"))
+            continue
         for n, doc in enumerate(docs, 1):
             if doc is None:
                 continue
@@ -676,12 +680,22 @@ def load_rules(path: Path) -> list[Rule]:
                 try:
                     native.append(parse_rule(doc))
                 except RuleError as exc:
-                    raise RuleError(exc.rule, exc.field, f"{exc.message} ({f}, document {n})"
-                                    ) from exc
+                    errors.append(RuleError(exc.rule, exc.field,
+                                            f"{exc.message} ({f}, document {n})"))
             else:
-                raise RuleError(str(f), f"document {n}", "neither a native rule (`kind:`) nor "
-                                "a Sigma rule (`detection:` or `correlation:`)")
-    rules = native + (sigma.compile_documents(sigma_docs) if sigma_docs else [])
+                errors.append(RuleError(str(f), f"document {n}", "neither a native rule "
+                                        "(`kind:`) nor a Sigma rule (`detection:` or "
+                                        "`correlation:`)"))
+    compiled: list[Rule] = []
+    if sigma_docs:
+        try:
+            compiled = sigma.compile_documents(sigma_docs)
+        except RulesError as exc:
+            errors.extend(exc.errors)
+        except RuleError as exc:
+            errors.append(exc)
+    raise_all(errors)
+    rules = native + compiled
     check_unique(rules)
     return rules
 

@@ -71,6 +71,31 @@ class RuleError(SealtrailError):
         super().__init__(f"rule {rule!r}: {field}: {message}")
 
 
+class RulesError(RuleError):
+    """Several rules are refused, each for its own reason (``errors``, in file order). A rule
+    author fixing a directory wants every problem at once, not one per run; and as with one
+    bad rule, none of the set is used: rules that load while their neighbours do not would
+    leave a monitor quietly running half of what was deployed. The text puts each error on a
+    line of its own; ``summary`` is its first line."""
+
+    def __init__(self, errors: Sequence[RuleError], what: str = "rules") -> None:
+        self.errors = tuple(errors)
+        self.summary = (f"{len(self.errors)} {what} refused (none of the rules is used "
+                        "until every one loads):")
+        text = "\n".join([self.summary, *(f"  {' '.join(str(e).split())}"
+                                           for e in self.errors)])
+        super().__init__(", ".join(e.rule for e in self.errors), "rules", text)
+        self.args = (text,)
+
+
+def raise_all(errors: Sequence[RuleError], what: str = "rules") -> None:
+    """Raise the one error, or all of them as :class:`RulesError` (nothing for none)."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise RulesError(errors, what)
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """One finding: which rule fired, for which key, on which log entries (the evidence)."""

@@ -82,6 +82,7 @@ from sealtrail.monitor.rules import (
     Predicate,
     Rule,
     RuleError,
+    RulesError,
     Severity,
     Single,
     Step,
@@ -961,19 +962,11 @@ def _correlation(c: SigmaCorrelationRule, compiled: Mapping[int, Compiled],
                 True, c.description or "", "", digest, "sigma")
 
 
-class SigmaRulesError(RuleError):
-    """Several Sigma rules are refused, each for its own reason (``errors``, by file). A
-    rule author fixing a directory wants every problem at once, not one per run;
-    and as with one bad rule, none of the set is used: rules that load while their
-    neighbours do not would leave a monitor quietly running half of what was deployed."""
+class SigmaRulesError(RulesError):
+    """Several Sigma rules are refused (:class:`RulesError`, for Sigma sets)."""
 
     def __init__(self, errors: Sequence[RuleError]) -> None:
-        self.errors = tuple(errors)
-        self.summary = (f"{len(self.errors)} Sigma rules refused (none of the rules is used "
-                        "until every one loads):")
-        text = "\n".join([self.summary, *(f"  {e}" for e in self.errors)])
-        super().__init__(", ".join(e.rule for e in self.errors), "sigma", text)
-        self.args = (text,)
+        super().__init__(errors, "Sigma rules")
 
 
 def _raise(errors: Sequence[tuple[str, RuleError]]) -> None:
