@@ -442,6 +442,10 @@ class _Pass:
     def json(self, value: Any, path: str, limit: int | None) -> Any:
         if type(value) is str:
             return self.text(value, path, limit)
+        if self.prefilter and type(value) in (dict, list) and not _may_hold(value):
+            # The event's fast check, on this subtree: a record with one secret somewhere
+            # (another system's audit record, say) is walked only where the secret may be.
+            return value
         if type(value) is dict:
             out: dict[str, Any] | None = None
             for key, item in value.items():
@@ -553,6 +557,15 @@ class Redactor:
         if not isinstance(out, Event):  # pragma: no cover - replace keeps the type
             raise TypeError("redaction changed the event's type")
         return out, tuple(walk.found)
+
+
+def _may_hold(value: Any) -> bool:
+    """Whether any detector may match in a JSON value (keys included), from its encoding."""
+    try:
+        others, digits = _may_hold_secret(_encoder.encode(value))
+    except (UnicodeEncodeError, TypeError):  # lone surrogates, odd keys: look closer
+        return True
+    return others or digits
 
 
 def _size(event: msgspec.Struct) -> int:

@@ -250,6 +250,19 @@ def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
     return located
 
 
+def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entry | None:
+    """:func:`_entry_in`, decoding each chunk's leaves once (``decoded``, by chunk start)."""
+    if not chunk.start <= index < chunk.start + chunk.count:
+        return None
+    leaves = decoded.get(chunk.start)
+    if leaves is None:
+        try:
+            leaves = decoded[chunk.start] = chunk.leaves()
+        except ValueError:
+            return None
+    return Entry(index, leaves[index - chunk.start])
+
+
 def _entry_in(chunk: Chunk, index: int) -> Entry | None:
     if not chunk.start <= index < chunk.start + chunk.count:
         return None
@@ -958,11 +971,17 @@ class AuditLog:
                 hits[ident] = (idx, -1)
         if not hits:
             return {}
-        for ident, (idx, _) in list(hits.items()):
+        chunks: list[Chunk] = []  # read once each, however many retries they hold
+        leaves: dict[int, list[bytes]] = {}
+        for ident, (idx, _) in sorted(hits.items(), key=lambda hit: hit[1][0]):
             # Confirm against the entry itself: a duplicate answer drops the event, so an id
             # index edited behind the log's back must not be able to cause it.
-            found = next(self._store.iter_chunks(idx, idx + 1), None)
-            entry = _entry_in(found, idx) if found is not None else None
+            if not chunks or not chunks[-1].start <= idx < chunks[-1].start + chunks[-1].count:
+                got = next(self._store.iter_chunks(idx, idx + 1), None)
+                if got is not None:
+                    chunks.append(got)
+            found = chunks[-1] if chunks else None
+            entry = _entry_at(found, idx, leaves) if found is not None else None
             if entry is not None and entry.retired and found is not None:
                 # Retention removed the body; the id index is all that is left of it.
                 hits[ident] = (idx, found.batch_end)
