@@ -68,7 +68,7 @@ def import_(file: Annotated[Path, typer.Argument(
         with _open(data, log, need_keys=True) as alog:
             events = converted.events
             for k in range(0, len(events), _BATCH):
-                for r in alog.append_many(events[k:k + _BATCH]):
+                for r in alog.append_validated(events[k:k + _BATCH]):
                     if r.duplicate:
                         duplicates += 1
                         continue
