@@ -81,7 +81,6 @@ from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.jsonlines import numbered_lines
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -91,6 +90,7 @@ from sealtrail.core.sources.base import (
     ident,
     imported,
     ip,
+    safe_actor_id,
     text,
 )
 
@@ -280,10 +280,7 @@ def _actor_id(record: Record, rec_type: str) -> str:
         found = _field(record, "acct")
     if found is None:
         found = _field(record, "UID") or _uid(record, "uid")
-    found = ident(found) or "unknown"
-    if found.startswith(KEY_ACTOR_PREFIX):
-        return f"auditd:{found}"[:256]
-    return found
+    return safe_actor_id("auditd", ident(found) or "unknown")
 
 
 def _arguments(record: Record) -> list[str]:

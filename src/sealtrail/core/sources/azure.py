@@ -69,7 +69,6 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -80,7 +79,9 @@ from sealtrail.core.sources.base import (
     imported,
     ip,
     json_records,
+    obj,
     record_time,
+    safe_actor_id,
     text,
 )
 
@@ -119,10 +120,6 @@ def _str(value: Any) -> str | None:
         return None
     out = str(value).strip()
     return out or None
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:
@@ -167,13 +164,6 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _safe_actor(actor_id: str) -> str:
-    """An actor id that cannot be mistaken for one of sealtrail's API keys."""
-    if actor_id.startswith(KEY_ACTOR_PREFIX):
-        return f"azure:{actor_id}"[:256]
-    return actor_id
-
-
 def _word(value: Any) -> str | None:
     """The outcome a result word states, or None when it states none known."""
     word = (_str(value) or "").lower()
@@ -187,7 +177,7 @@ def _word(value: Any) -> str | None:
 
 
 def _signin_outcome(record: Record, props: dict[str, Any]) -> str:
-    code = _int(_obj(props.get("status")).get("errorCode"))
+    code = _int(obj(props.get("status")).get("errorCode"))
     if code is None:
         code = _int(record.get("resultType"))
     if code is None:
@@ -223,9 +213,9 @@ def _activity_outcome(record: Record, props: dict[str, Any], operation: str) -> 
 
 def _actor(kind: str, record: Record, props: dict[str, Any]) -> dict[str, Any]:
     identity = record.get("identity")
-    claims = _obj(_obj(identity).get("claims")) or _obj(record.get("claims"))
-    initiated = _obj(props.get("initiatedBy"))
-    user, app = _obj(initiated.get("user")), _obj(initiated.get("app"))
+    claims = obj(obj(identity).get("claims")) or obj(record.get("claims"))
+    initiated = obj(props.get("initiatedBy"))
+    user, app = obj(initiated.get("user")), obj(initiated.get("app"))
     signin_sp = kind == "signin" and _SIGNIN_TYPES.get(
         (_str(record.get("category")) or "").lower()) != "user"
     user_claim = _first(claims.get(_UPN_CLAIM), claims.get(_NAME_CLAIM),
@@ -250,9 +240,9 @@ def _actor(kind: str, record: Record, props: dict[str, Any]) -> dict[str, Any]:
         kind_type = "service_principal"
     else:
         kind_type = None
-    http = _obj(record.get("httpRequest"))
+    http = obj(record.get("httpRequest"))
     return {
-        "id": _safe_actor(actor_id),
+        "id": safe_actor_id("azure", actor_id),
         "type": kind_type,
         "name": text(_first(claims.get("name"), props.get("userDisplayName"),
                             user.get("displayName"))),
@@ -280,7 +270,7 @@ def _resource_type(resource_id: str) -> str | None:
 def _target(kind: str, record: Record, props: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "audit":
         resources = props.get("targetResources")
-        first = _obj(resources[0]) if isinstance(resources, list) and resources else {}
+        first = obj(resources[0]) if isinstance(resources, list) and resources else {}
         return {"id": ident(_first(first.get("id"), first.get("userPrincipalName"))),
                 "name": text(_first(first.get("displayName"), first.get("userPrincipalName"))),
                 "type": text(first.get("type"))}
@@ -300,7 +290,7 @@ def _target(kind: str, record: Record, props: dict[str, Any]) -> dict[str, Any] 
 def event(record: Record) -> dict[str, Any]:
     """The sealtrail event for one Azure Monitor record (see the module docstring)."""
     kind = _kind(record)
-    props = _obj(record.get("properties"))
+    props = obj(record.get("properties"))
     operation = _str(record.get("operationName"))
     if operation is None:
         raise ValidationError("operationName", "missing: every Azure Monitor record names its "

@@ -51,7 +51,7 @@ from sealtrail.core.event import (
     validate_event,
 )
 from sealtrail.core.jsonlines import numbered_lines
-from sealtrail.core.reserved import reserved_field
+from sealtrail.core.reserved import KEY_ACTOR_PREFIX, OWN_SERVICE, reserved_field
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.core.uuid7 import make_uuid7
 
@@ -192,6 +192,28 @@ def ident(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text[:_MAX_IDENT] if text else None
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """A nested object of a record, or an empty one for anything else: records are untrusted,
+    so a field that should hold an object may hold anything (a string, a list, null)."""
+    return value if isinstance(value, dict) else {}
+
+
+def safe_actor_id(product: str, actor_id: str) -> str:
+    """An actor id that cannot be mistaken for one of sealtrail's API keys: sealtrail names
+    its keys ``key:<id>`` in its own records, so an imported id starting ``key:`` is prefixed
+    with the source's product (``aws:key:...``), cut to the 256 characters an id may hold;
+    any other id is returned unchanged."""
+    if actor_id.startswith(KEY_ACTOR_PREFIX):
+        return f"{product}:{actor_id}"[:_MAX_IDENT]
+    return actor_id
+
+
+def safe_service(product: str, service: str) -> str:
+    """A ``source.service`` that cannot be mistaken for sealtrail's own: a record's service
+    named exactly ``sealtrail`` becomes ``<product>:sealtrail``; any other is unchanged."""
+    return f"{product}:{service}" if service == OWN_SERVICE else service
 
 
 def text(value: Any) -> str | None:

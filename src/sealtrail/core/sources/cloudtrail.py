@@ -49,11 +49,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX, OWN_SERVICE
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -64,7 +62,10 @@ from sealtrail.core.sources.base import (
     imported,
     ip,
     json_records,
+    obj,
     record_time,
+    safe_actor_id,
+    safe_service,
     text,
 )
 
@@ -85,11 +86,6 @@ def _records(body: str) -> Iterator[tuple[Where, Record]]:
     return json_records(body, ("Records",))
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    """A nested object of an untrusted record, or an empty one for anything else."""
-    return value if isinstance(value, dict) else {}
-
-
 def _first(*values: Any) -> str | None:
     for value in values:
         found = ident(value)
@@ -98,32 +94,23 @@ def _first(*values: Any) -> str | None:
     return None
 
 
-def _when(value: Any, field: str) -> datetime:
-    """The record's time; before 1970 is refused because the event id (a UUIDv7) holds the
-    time as unsigned Unix milliseconds and the event time as a four-digit year."""
-    at = record_time(value, field)
-    if at.year < 1970:
-        raise ValidationError(field, f"{value!r} is before 1970: not a CloudTrail time")
-    return at
-
-
 def _outcome(record: Record) -> str:
     code = text(record.get("errorCode"))
     if code is not None:
         return "denied" if _DENIED.search(code) else "failure"
-    login = _obj(record.get("responseElements")).get("ConsoleLogin")
+    login = obj(record.get("responseElements")).get("ConsoleLogin")
     if isinstance(login, str) and login.lower() == "failure":
         return "failure"
     return "success"
 
 
 def _actor(record: Record) -> dict[str, Any]:
-    who = _obj(record.get("userIdentity"))
-    issuer = _obj(_obj(who.get("sessionContext")).get("sessionIssuer"))
+    who = obj(record.get("userIdentity"))
+    issuer = obj(obj(who.get("sessionContext")).get("sessionIssuer"))
     actor_id = _first(who.get("arn"), who.get("principalId"), who.get("userName"),
                       who.get("invokedBy"), who.get("accountId"))
-    if actor_id is not None and actor_id.startswith(KEY_ACTOR_PREFIX):
-        actor_id = ident(f"{_PRODUCT}:{actor_id}")
+    if actor_id is not None:
+        actor_id = safe_actor_id(_PRODUCT, actor_id)
     return {"id": actor_id, "type": text(who.get("type")),
             "name": text(who.get("userName")) or text(issuer.get("userName")),
             "ip": ip(record.get("sourceIPAddress")), "user_agent": text(record.get("userAgent"))}
@@ -132,10 +119,10 @@ def _actor(record: Record) -> dict[str, Any]:
 def _target(record: Record, source: str) -> dict[str, Any] | None:
     resources = record.get("resources")
     for res in resources if isinstance(resources, list) else ():
-        arn = ident(_obj(res).get("ARN"))
+        arn = ident(obj(res).get("ARN"))
         if arn is not None:
-            return {"id": arn, "type": text(_obj(res).get("type"))}
-    params = _obj(record.get("requestParameters"))
+            return {"id": arn, "type": text(obj(res).get("type"))}
+    params = obj(record.get("requestParameters"))
     for key, kind in _TARGET_PARAMETERS:
         found = ident(params.get(key))
         if found is not None:
@@ -169,7 +156,7 @@ def event(record: Record) -> dict[str, Any]:
     uid = ident(record.get("eventID"))
     if uid is None:
         raise ValidationError("eventID", "missing: every CloudTrail record has one")
-    at = _when(record.get("eventTime"), "eventTime")
+    at = record_time(record.get("eventTime"), "eventTime")
     source = text(record.get("eventSource"))
     if source is None:
         raise ValidationError("eventSource", "missing: every CloudTrail record has one")
@@ -180,7 +167,7 @@ def event(record: Record) -> dict[str, Any]:
     return imported(
         SOURCE, record, uid=uid, at=at, action=action_of(_PRODUCT, *service.split("."), name),
         outcome=_outcome(record), actor=_actor(record), target=_target(record, source),
-        origin={"service": f"{_PRODUCT}:{source}" if source == OWN_SERVICE else source},
+        origin={"service": safe_service(_PRODUCT, source)},
         category=_category(record, source, name))
 
 

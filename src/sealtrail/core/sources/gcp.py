@@ -41,11 +41,9 @@ starting ``key:`` (the ids sealtrail gives its own API keys) is kept as ``gcp:ke
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX, OWN_SERVICE
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -56,7 +54,10 @@ from sealtrail.core.sources.base import (
     imported,
     ip,
     json_records,
+    obj,
     record_time,
+    safe_actor_id,
+    safe_service,
     text,
 )
 from sealtrail.core.timefmt import format_time
@@ -70,20 +71,6 @@ _LOGS: Final = (("data_access", "data_access"), ("activity", "configuration"),
 
 def _records(body: str) -> Iterator[tuple[Where, Record]]:
     return json_records(body)
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """A nested object of an untrusted record, or an empty one for anything else."""
-    return value if isinstance(value, dict) else {}
-
-
-def _when(value: Any, field: str) -> datetime:
-    """The entry's time; before 1970 is refused because the event id (a UUIDv7) holds the
-    time as unsigned Unix milliseconds and the event time as a four-digit year."""
-    at = record_time(value, field)
-    if at.year < 1970:
-        raise ValidationError(field, f"{value!r} is before 1970: not a Cloud Logging time")
-    return at
 
 
 def _outcome(payload: dict[str, Any]) -> str:
@@ -101,14 +88,14 @@ def _outcome(payload: dict[str, Any]) -> str:
 
 
 def _actor(payload: dict[str, Any]) -> dict[str, Any]:
-    auth = _obj(payload.get("authenticationInfo"))
-    meta = _obj(payload.get("requestMetadata"))
+    auth = obj(payload.get("authenticationInfo"))
+    meta = obj(payload.get("requestMetadata"))
     actor_id = ident(auth.get("principalEmail")) or ident(auth.get("principalSubject"))
-    if actor_id is not None and actor_id.startswith(KEY_ACTOR_PREFIX):
-        actor_id = ident(f"{_PRODUCT}:{actor_id}")
+    if actor_id is not None:
+        actor_id = safe_actor_id(_PRODUCT, actor_id)
     delegation = auth.get("serviceAccountDelegationInfo")
     first = delegation[0] if isinstance(delegation, list) and delegation else None
-    behalf = _obj(_obj(first).get("firstPartyPrincipal")).get("principalEmail")
+    behalf = obj(obj(first).get("firstPartyPrincipal")).get("principalEmail")
     return {"id": actor_id, "on_behalf_of": ident(behalf), "ip": ip(meta.get("callerIp")),
             "user_agent": text(meta.get("callerSuppliedUserAgent"))}
 
@@ -133,7 +120,7 @@ def event(record: Record) -> dict[str, Any]:
     insert_id = ident(record.get("insertId"))
     if insert_id is None:
         raise ValidationError("insertId", "missing: every Cloud Logging entry has one")
-    at = _when(record.get("timestamp"), "timestamp")
+    at = record_time(record.get("timestamp"), "timestamp")
     service = text(payload.get("serviceName"))
     if service is None:
         raise ValidationError("protoPayload.serviceName", "missing: every AuditLog has one")
@@ -147,8 +134,8 @@ def event(record: Record) -> dict[str, Any]:
         action=action_of(_PRODUCT, *short.split("."), *method.split(".")),
         outcome=_outcome(payload), actor=_actor(payload),
         target={"id": ident(payload.get("resourceName")),
-                "type": text(_obj(record.get("resource")).get("type"))},
-        origin={"service": f"{_PRODUCT}:{service}" if service == OWN_SERVICE else service},
+                "type": text(obj(record.get("resource")).get("type"))},
+        origin={"service": safe_service(_PRODUCT, service)},
         category=_category(log_name))
 
 

@@ -41,7 +41,6 @@ from datetime import datetime
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -53,6 +52,7 @@ from sealtrail.core.sources.base import (
     ip,
     json_records,
     record_time,
+    safe_actor_id,
     text,
 )
 
@@ -83,25 +83,20 @@ def _uid(record: Record) -> str:
 
 
 def _when(record: Record) -> datetime:
-    """``@timestamp`` else ``created_at``; before 1970 is refused because the event id (a
-    UUIDv7) holds the time as unsigned Unix milliseconds and the event time as a four-digit
-    year."""
+    """``@timestamp`` else ``created_at`` (record_time refuses a time before 1970)."""
     field = "@timestamp" if record.get("@timestamp") is not None else "created_at"
     value = record.get(field)
     if value is None:
         raise ValidationError("@timestamp", "missing (and no created_at): the event's time "
                               "is required")
-    at = record_time(value, field)
-    if at.year < 1970:
-        raise ValidationError(field, f"{value!r} is before 1970: not a GitHub time")
-    return at
+    return record_time(value, field)
 
 
 def _actor(record: Record) -> dict[str, Any]:
     login = ident(record.get("actor"))
     actor_id = login or ident(record.get("actor_id"))
-    if actor_id is not None and actor_id.startswith(KEY_ACTOR_PREFIX):
-        actor_id = ident(f"{_PRODUCT}:{actor_id}")
+    if actor_id is not None:
+        actor_id = safe_actor_id(_PRODUCT, actor_id)
     kind = None
     if record.get("actor_is_bot") is True or (login or "").endswith("[bot]"):
         kind = "bot"

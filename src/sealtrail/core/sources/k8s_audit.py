@@ -41,7 +41,6 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -52,7 +51,9 @@ from sealtrail.core.sources.base import (
     imported,
     ip,
     json_records,
+    obj,
     record_time,
+    safe_actor_id,
     text,
 )
 
@@ -66,10 +67,6 @@ _INTERACTIVE: Final = frozenset({"exec", "attach", "portforward", "proxy"})
 _AUTHZ_REVIEWS: Final = frozenset({"subjectaccessreviews", "selfsubjectaccessreviews",
                                    "localsubjectaccessreviews", "selfsubjectrulesreviews"})
 _AUTHN_REVIEWS: Final = frozenset({"tokenreviews", "selfsubjectreviews"})
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _name(value: Any) -> str | None:
@@ -86,7 +83,7 @@ def records(data: str) -> Iterator[tuple[Where, Record]]:
 
 
 def _outcome(record: Record) -> str:
-    code = _obj(record.get("responseStatus")).get("code")
+    code = obj(record.get("responseStatus")).get("code")
     if isinstance(code, str) and code.strip().isdigit():
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool):
@@ -113,13 +110,6 @@ def _category(verb: str, resource: str | None, subresource: str | None) -> str |
     return None
 
 
-def _safe_actor(actor_id: str) -> str:
-    """An actor id that cannot be mistaken for one of sealtrail's API keys."""
-    if actor_id.startswith(KEY_ACTOR_PREFIX):
-        return f"kubernetes:{actor_id}"[:256]
-    return actor_id
-
-
 def _first_ip(value: Any) -> str | None:
     if isinstance(value, list) and value:
         return ip(value[0])
@@ -139,7 +129,7 @@ def event(record: Record) -> dict[str, Any]:
     at = record_time(stamp if stamp is not None else record.get("requestReceivedTimestamp"),
                      "stageTimestamp" if stamp is not None else "requestReceivedTimestamp")
 
-    ref = _obj(record.get("objectRef"))
+    ref = obj(record.get("objectRef"))
     resource, subresource = _name(ref.get("resource")), _name(ref.get("subresource"))
     namespace, name = _name(ref.get("namespace")), _name(ref.get("name"))
     if name is not None:
@@ -147,12 +137,12 @@ def event(record: Record) -> dict[str, Any]:
     else:
         target_id = ident(record.get("requestURI"))
 
-    user = _obj(record.get("user"))
+    user = obj(record.get("user"))
     username = ident(user.get("username")) or "unknown"
     actor = {
-        "id": _safe_actor(username),
+        "id": safe_actor_id("kubernetes", username),
         "type": "serviceaccount" if username.startswith(SERVICE_ACCOUNT_PREFIX) else "user",
-        "on_behalf_of": ident(_obj(record.get("impersonatedUser")).get("username")),
+        "on_behalf_of": ident(obj(record.get("impersonatedUser")).get("username")),
         "ip": _first_ip(record.get("sourceIPs")),
         "user_agent": text(record.get("userAgent")),
     }

@@ -38,11 +38,9 @@ An actor id starting ``key:`` (the ids sealtrail gives its own API keys) is kept
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, Final
 
 from sealtrail.core.errors import ValidationError
-from sealtrail.core.reserved import KEY_ACTOR_PREFIX
 from sealtrail.core.sources.base import (
     LogSource,
     Record,
@@ -53,7 +51,9 @@ from sealtrail.core.sources.base import (
     imported,
     ip,
     json_records,
+    obj,
     record_time,
+    safe_actor_id,
     text,
 )
 
@@ -72,20 +72,6 @@ def _records(body: str) -> Iterator[tuple[Where, Record]]:
     return json_records(body)
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    """A nested object of an untrusted record, or an empty one for anything else."""
-    return value if isinstance(value, dict) else {}
-
-
-def _when(value: Any, field: str) -> datetime:
-    """The record's time; before 1970 is refused because the event id (a UUIDv7) holds the
-    time as unsigned Unix milliseconds and the event time as a four-digit year."""
-    at = record_time(value, field)
-    if at.year < 1970:
-        raise ValidationError(field, f"{value!r} is before 1970: not an Okta time")
-    return at
-
-
 def _okta_id(part: dict[str, Any]) -> str | None:
     """An actor's or target's alternateId, or its Okta id when the alternateId is missing or
     Okta's placeholder ``unknown`` (which would make every policy the same target)."""
@@ -96,19 +82,19 @@ def _okta_id(part: dict[str, Any]) -> str | None:
 
 
 def _outcome(record: Record) -> str:
-    result = _obj(record.get("outcome")).get("result")
+    result = obj(record.get("outcome")).get("result")
     return _OUTCOMES.get(result.upper(), "failure") if isinstance(result, str) else "failure"
 
 
 def _actor(record: Record) -> dict[str, Any]:
-    who = _obj(record.get("actor"))
-    client = _obj(record.get("client"))
+    who = obj(record.get("actor"))
+    client = obj(record.get("client"))
     actor_id = _okta_id(who)
-    if actor_id is not None and actor_id.startswith(KEY_ACTOR_PREFIX):
-        actor_id = ident(f"{_PRODUCT}:{actor_id}")
+    if actor_id is not None:
+        actor_id = safe_actor_id(_PRODUCT, actor_id)
     return {"id": actor_id, "type": text(who.get("type")), "name": text(who.get("displayName")),
             "ip": ip(client.get("ipAddress")),
-            "user_agent": text(_obj(client.get("userAgent")).get("rawUserAgent"))}
+            "user_agent": text(obj(client.get("userAgent")).get("rawUserAgent"))}
 
 
 def _target(record: Record) -> dict[str, Any] | None:
@@ -132,7 +118,7 @@ def event(record: Record) -> dict[str, Any]:
     uid = ident(record.get("uuid"))
     if uid is None:
         raise ValidationError("uuid", "missing: every Okta LogEvent has one")
-    at = _when(record.get("published"), "published")
+    at = record_time(record.get("published"), "published")
     event_type = text(record.get("eventType"))
     if event_type is None:
         raise ValidationError("eventType", "missing: every Okta LogEvent has one")
