@@ -31,8 +31,6 @@ from rich.table import Table
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import (
     ConfigError,
-    DecryptionError,
-    PolicyError,
     SealtrailError,
     StorageError,
     TamperError,
@@ -182,14 +180,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def _errors() -> Iterator[None]:
     try:
         yield
-    except (ValidationError, ConfigError, PolicyError) as exc:
-        fail(str(exc), 2)
-    except (VerificationError, DecryptionError) as exc:
-        fail(str(exc), 1)
-    except StorageError as exc:
-        fail(f"storage: {exc}", 1)
-    except SealtrailError as exc:  # pragma: no cover - every subclass is handled above
-        fail(str(exc), 1)
+    except SealtrailError as exc:  # each error class carries its exit code (core/errors.py)
+        fail(exc.diagnostics(), exc.exit_code)
     except BrokenPipeError:
         # A reader such as `head` went away: stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -18,21 +18,43 @@
 
 Verification functions return ``None`` or raise; they never return a bool. Malformed input to a
 verifier is a verification failure (``FormatError``), never a crash of another type.
+
+Each class says, once, what it means at each face: ``exit_code`` for the CLI (2 usage or invalid
+input, nothing stored; 1 verification failed or a runtime failure) and ``http_status`` for the
+service, with :meth:`~SealtrailError.diagnostics` (the CLI's text) and
+:meth:`~SealtrailError.public_message` (the service's, which never shows a path or a secret).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class SealtrailError(Exception):
     """Root of every error sealtrail raises on purpose."""
 
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
     def diagnostics(self) -> str:
         """A one-paragraph explanation suitable for CLI output."""
         return str(self)
 
+    def public_message(self) -> str:
+        """What the service answers. Only classes whose text is meant for the caller show it
+        (bad input, bad arguments, refusals, integrity failures); others say no more than
+        "internal error"."""
+        return "internal error"
+
 
 class ValidationError(SealtrailError):
     """Input rejected before anything was stored; ``field`` names where (``actor.id``)."""
+
+    exit_code = 2
+    http_status = 422
+
+    def public_message(self) -> str:
+        return str(self)
 
     def __init__(self, field: str, message: str, *, line: int | None = None) -> None:
         self.field = field
@@ -50,13 +72,30 @@ class ValidationError(SealtrailError):
 class ConfigError(SealtrailError):
     """Bad configuration or arguments: the message names the option or file."""
 
+    exit_code = 2
+    http_status = 400
+
+    def public_message(self) -> str:
+        return str(self)
+
 
 class KeyringError(ConfigError):
     """The keyring is missing, locked (no passphrase given) or the passphrase is wrong."""
 
+    http_status = 503
+
+    def public_message(self) -> str:
+        return "the log's keyring is not available to this service"
+
 
 class PolicyError(SealtrailError):
     """The operation is refused by policy (for example erasing a subject under legal hold)."""
+
+    exit_code = 2
+    http_status = 400
+
+    def public_message(self) -> str:
+        return str(self)
 
 
 class DecryptionError(SealtrailError):
@@ -65,13 +104,27 @@ class DecryptionError(SealtrailError):
     Deliberately opaque (which check failed is not said): no padding-oracle-style hints.
     """
 
+    def public_message(self) -> str:
+        return f"integrity failure: {self}"
+
 
 class StorageError(SealtrailError):
     """The store could not do what was asked; nothing of the failed request is acknowledged."""
 
+    http_status = 503
+
+    def diagnostics(self) -> str:
+        return f"storage: {self}"
+
+    def public_message(self) -> str:
+        return "storage unavailable; nothing was stored"
+
 
 class VerificationError(SealtrailError):
     """Something that must verify does not."""
+
+    def public_message(self) -> str:
+        return f"integrity failure: {self}"
 
 
 class FormatError(VerificationError):

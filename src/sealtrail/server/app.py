@@ -35,14 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealtrail.core.errors import (
     ConfigError,
-    DecryptionError,
     FormatError,
     KeyringError,
-    PolicyError,
     SealtrailError,
     StorageError,
     ValidationError,
-    VerificationError,
 )
 from sealtrail.core.event import Event, validate_event
 from sealtrail.core.jsonlines import numbered_lines
@@ -298,23 +295,17 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.exception_handler(SealtrailError)
     async def _sealtrail_error(request: Request, exc: SealtrailError) -> JSONResponse:
+        # Each error class carries its status and public text (core/errors.py).
         if isinstance(exc, ValidationError):
             metrics.rejected.labels("invalid").inc()
-            return _error(422, str(exc), field=exc.field)
-        if isinstance(exc, KeyringError):
-            return _error(503, "the log's keyring is not available to this service")
-        if isinstance(exc, ConfigError | PolicyError):
-            return _error(400, str(exc))
-        if isinstance(exc, VerificationError | DecryptionError):
-            return _error(500, f"integrity failure: {exc}")
+            return _error(exc.http_status, exc.public_message(), field=exc.field)
         if isinstance(exc, StorageError):
             # A failure of the trail itself (PCI DSS 10.7.2); recording it may fail too.
             with contextlib.suppress(SealtrailError):
                 monitor.trail_failure("builtin.storage_error", "Audit storage error",
                                       request.url.path, f"storage failed: {exc}",
                                       severity="critical")
-            return _error(503, "storage unavailable; nothing was stored")
-        return _error(500, "internal error")
+        return _error(exc.http_status, exc.public_message())
 
     # -- who is calling ---------------------------------------------------------------------
 
