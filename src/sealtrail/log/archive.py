@@ -282,7 +282,7 @@ def restore(alog: AuditLog, path: Path, *, actor: Mapping[str, Any]) -> Receipt:
                 idx = chunk.start + k
                 if idx in by_start and not current[k]:
                     current[k] = by_start[idx]
-            ids = [chunk.ids[16 * k:16 * k + 16] for k in range(chunk.count)]
+            ids = chunk.id_list()
             rewritten.append((chunk.start,
                               Chunk.pack(chunk.start, chunk.batch_end, ids, current).data))
         store.replace_chunk_data(rewritten)

@@ -908,7 +908,7 @@ class AuditLog:
         if old == self._recent.end and old < state.size <= old + CAPACITY:
             for chunk in self._store.iter_chunks(old, state.size):
                 skip = max(0, old - chunk.start)
-                ids = [chunk.ids[16 * k:16 * k + 16] for k in range(skip, chunk.count)]
+                ids = chunk.id_list(skip)
                 self._recent.extend(chunk.start + skip, ids)
         else:
             self._recent = RecentIds(state.size, state.id_hwm)
@@ -960,7 +960,7 @@ class AuditLog:
             starts = self._store.chunk_starts_for_buckets(v7)
             for chunk in self._store.chunks_at(starts):
                 for k in range(chunk.count):
-                    ident = chunk.ids[16 * k:16 * k + 16]
+                    ident = chunk.id_at(k)
                     if ident in wanted:
                         hits[ident] = (chunk.start + k, chunk.batch_end)
         if other:

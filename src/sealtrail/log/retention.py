@@ -317,7 +317,7 @@ def emptied_chunks(alog: AuditLog, ranges: list[tuple[int, int]]) -> list[tuple[
             continue
         for k in hit:
             leaves[k] = b""
-        ids = [chunk.ids[16 * k:16 * k + 16] for k in range(chunk.count)]
+        ids = chunk.id_list()
         out.append((chunk.start, Chunk.pack(chunk.start, chunk.batch_end, ids, leaves).data))
     return out
 

@@ -152,7 +152,7 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
         positions = [k for k, leaf in enumerate(leaves) if leaf]
         leaves = [leaves[k] for k in positions]
         chunk = Chunk(chunk.start, chunk.count, chunk.batch_end,
-                      b"".join(chunk.ids[16 * k:16 * k + 16] for k in positions), chunk.data)
+                      b"".join(chunk.id_at(k) for k in positions), chunk.data)
         if not leaves:
             return
     try:
@@ -172,7 +172,7 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
                 ident = _ids_decoder.decode(b"[" + leaf + b"]")[0].id.replace("-", "")
             except (msgspec.DecodeError, msgspec.ValidationError):
                 ident = ""
-            if ident != chunk.ids[16 * k:16 * k + 16].hex():
+            if ident != chunk.id_at(k).hex():
                 raise TamperError("changed", chunk.start + k, "the id index disagrees with the "
                                   "entry (exactly-once depends on it)")
         raise TamperError("changed", chunk.start, "the id index has the wrong length")

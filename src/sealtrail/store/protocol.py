@@ -31,6 +31,8 @@ class Chunk:
 
     ``data`` frames the leaves: ``count`` little-endian uint32 lengths, then the leaf bytes.
     :meth:`pack` and :meth:`leaves` are the only code that writes or reads that framing.
+    ``ids`` holds the entries' 16-byte ids end to end; :meth:`id_at` and :meth:`id_list` read
+    them.
     """
 
     start: int
@@ -38,6 +40,15 @@ class Chunk:
     batch_end: int
     ids: bytes
     data: bytes
+
+    def id_at(self, k: int) -> bytes:
+        """The 16-byte id of the chunk's ``k``-th entry (index ``start + k``)."""
+        return self.ids[16 * k:16 * k + 16]
+
+    def id_list(self, first: int = 0) -> list[bytes]:
+        """The ids of the chunk's entries from its ``first``-th on."""
+        ids = self.ids
+        return [ids[16 * k:16 * k + 16] for k in range(first, self.count)]
 
     @classmethod
     def pack(cls, start: int, batch_end: int, ids: list[bytes], leaves: list[bytes]) -> Chunk:
