@@ -34,6 +34,7 @@ import msgspec
 from sealtrail.core import canonical
 from sealtrail.core.canonical import StoredEvent
 from sealtrail.core.redact import Redactor
+from sealtrail.core.sources import is_imported
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.retention import CATEGORY_KEYS, RetentionPolicy
 
@@ -303,6 +304,8 @@ class Scan:
         _examples(self.missing_examples, index)
 
     def _skew(self, index: int, source: str, ev: StoredEvent) -> None:
+        if is_imported({"action": ev.action, "metadata": ev.metadata}):
+            return  # another system's record: its time is that system's, not a clock to check
         s = self.skew.get(source)
         if s is None:
             s = self.skew[source] = _Skew()

@@ -13,11 +13,16 @@ import copy
 from collections.abc import Mapping
 from typing import Any, Final
 
+from sealtrail.core.sources import IMPORTED_ACTIONS
 from sealtrail.monitor.rules import Rule, RuleError, parse_rule
 
 __all__ = ["BUILTIN_IDS", "builtin_definitions", "builtin_rules", "configure_builtin"]
 
 _AUTH_FAILED: Final = {"category": "authentication", "outcome": ["failure", "denied"]}
+# Imported records (docs/import.md) carry the other system's time and services: they are not
+# live producers whose clock or silence says anything.
+_LIVE: Final = {"metadata.log_source": {"exists": False},
+                "action": {"not": list(IMPORTED_ACTIONS)}}
 _LOGIN_MONITORING: Final = "HIPAA 164.308(a)(5)(ii)(C)"
 _REVIEW: Final = "HIPAA 164.308(a)(1)(ii)(D)"
 _AUDIT_CONTROLS: Final = "HIPAA 164.312(b)"
@@ -75,11 +80,11 @@ _DEFINITIONS: Final[list[dict[str, Any]]] = [
                  "HIPAA 164.312(c)(2)"]},
     {"id": "builtin.source_silent", "kind": "absence", "severity": "medium",
      "title": "Event source went silent",
-     "match": {"source.service": {"exists": True}}, "group_by": "source.service",
+     "match": {"source.service": {"exists": True}, **_LIVE}, "group_by": "source.service",
      "interval": "1h",
      "clauses": ["PCI DSS 10.2.1", "PCI DSS 10.7.2", _AUDIT_CONTROLS]},
     {"id": "builtin.clock_skew", "kind": "clock_skew", "severity": "low",
-     "title": "Clock of an event source is off",
+     "title": "Clock of an event source is off", "match": _LIVE,
      "group_by": ["source.service", "source.host"], "max_skew": "5m", "dedup": "1h",
      "clauses": ["PCI DSS 10.6.1", "PCI DSS 10.2.2"]},
 ]

@@ -7,12 +7,14 @@ imported when asked for, so a fault in one source's module never stops the other
 from __future__ import annotations
 
 import importlib
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sealtrail.core.errors import ConfigError
 from sealtrail.core.sources.base import LogSource, Source, log_source_of
 
-__all__ = ["NAMES", "LogSource", "Source", "get_source", "log_source_of"]
+__all__ = ["IMPORTED_ACTIONS", "NAMES", "LogSource", "Source", "get_source", "is_imported",
+           "log_source_of"]
 
 _MODULES: Final = {
     "cloudtrail": "cloudtrail",
@@ -25,6 +27,22 @@ _MODULES: Final = {
 }
 #: The names ``--source`` takes, in the order help lists them.
 NAMES: Final = tuple(_MODULES)
+#: The actions imported events have (``<product>.``...), as globs: readable on every event,
+#: where ``metadata.log_source`` is sealed on an encrypting log.
+IMPORTED_ACTIONS: Final = ("aws.*", "okta.*", "github.*", "gcp.*", "azure.*", "kubernetes.*",
+                           "linux.auditd.*")
+_PREFIXES: Final = tuple(glob[:-1] for glob in IMPORTED_ACTIONS)
+
+
+def is_imported(event: Mapping[str, Any]) -> bool:
+    """Whether an event was imported from another system's log: its ``metadata.log_source``
+    when readable, else its action's prefix. Such an event's ``time`` is when that system
+    wrote the record, so the gap to ``received_at`` says nothing about a clock, and its
+    ``source.service`` is not a producer that can fall silent."""
+    if log_source_of(event) is not None:
+        return True
+    action = event.get("action")
+    return isinstance(action, str) and action.startswith(_PREFIXES)
 
 
 def get_source(name: str) -> Source:
