@@ -13,6 +13,11 @@ events are deleted for real while the client runs: ``secure_delete`` zeroes thei
 database pages, and after each delivered batch the WAL is checkpointed and truncated to zero
 bytes (:meth:`Spool.remove`), so an acknowledged event is neither in the file nor in its ``-wal``
 (the ``-shm`` holds page numbers only). Refused events stay in the ``rejected`` table on purpose.
+
+Threads that put at the same time share one commit (group commit): the first to arrive writes
+every event queued so far in one transaction and one fsync, the others wait for it, and each
+``put`` still returns only once its own event is on disk. One thread alone pays exactly what it
+paid before; sixteen pay for far fewer fsyncs than sixteen.
 """
 
 from __future__ import annotations
@@ -51,10 +56,31 @@ CREATE TABLE IF NOT EXISTS checkpoints(
 """
 
 
+# One statement a put where SQLite has RETURNING (3.35, 2021), else the SELECT that follows.
+_INSERT: Final = (
+    "INSERT INTO events(log, id, body, recorded) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(id) DO NOTHING RETURNING seq" if sqlite3.sqlite_version_info >= (3, 35) else
+    "INSERT INTO events(log, id, body, recorded) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(id) DO NOTHING")
+
 BUSY_TIMEOUT_S: Final = 30
 """How long a spool write waits for another process's transaction."""
 SCRUB_WAIT_MS: Final = 200
 """How long the WAL truncation after a delivered batch waits for other connections."""
+
+
+class _Put:
+    """One ``put`` waiting for the commit that carries it (``woken`` is set when it is done,
+    or when its thread is handed the writing)."""
+
+    __slots__ = ("body", "done", "error", "ident", "log", "recorded", "seq", "woken")
+
+    def __init__(self, log: str, ident: str, body: bytes, recorded: float) -> None:
+        self.log, self.ident, self.body, self.recorded = log, ident, body, recorded
+        self.seq = -1
+        self.done = False
+        self.error: BaseException | None = None
+        self.woken = threading.Event()
 
 
 class Row(NamedTuple):
@@ -98,6 +124,11 @@ class Spool:
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
+        # Group commit: puts waiting for a commit, and whether a thread is writing them.
+        self._queued = threading.Lock()
+        self._waiting: list[_Put] = []
+        self._writing = False
+        self.commits = 0  # transactions that carried puts (a test and a benchmark read it)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None,
                                        check_same_thread=False, timeout=BUSY_TIMEOUT_S)
@@ -114,15 +145,68 @@ class Spool:
             self._db.close()
 
     def put(self, log: str, ident: str, body: bytes, recorded: float) -> int:
-        """Append an event durably (committed with fsync); an id already queued is kept once."""
-        with self._lock:
-            try:
-                self._db.execute("INSERT INTO events(log, id, body, recorded) VALUES (?, ?, ?, ?) "
-                                 "ON CONFLICT(id) DO NOTHING", (log, ident, body, recorded))
-                row = self._db.execute("SELECT seq FROM events WHERE id = ?", (ident,)).fetchone()
-            except sqlite3.Error as exc:
-                raise ClientError(f"cannot write to the spool {self.path}: {exc}") from exc
-        return int(row[0])
+        """Append an event durably (committed with fsync) and return its ``seq``; an id
+        already queued is kept once. Concurrent puts share a commit (module docstring)."""
+        mine = _Put(log, ident, body, recorded)
+        with self._queued:
+            self._waiting.append(mine)
+            writer = not self._writing
+            self._writing = True
+        if not writer:
+            mine.woken.wait()  # done, or handed the writing by the thread before
+        if not mine.done:
+            self._write_until_done(mine)
+        if mine.error is not None:
+            raise mine.error
+        return mine.seq
+
+    def _write_until_done(self, mine: _Put) -> None:
+        """As the writing thread: commit everything queued (``mine`` among it), then hand the
+        writing to the oldest put still waiting, woken alone (no herd of waiters), or stop."""
+        try:
+            while not mine.done:
+                with self._queued:
+                    batch, self._waiting = self._waiting, []
+                self._commit(batch)
+        finally:
+            with self._queued:
+                if self._waiting:
+                    self._waiting[0].woken.set()
+                else:
+                    self._writing = False
+
+    def _commit(self, batch: list[_Put]) -> None:
+        """Write ``batch`` in one transaction; every put in it learns its seq or the error."""
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for put in batch:
+                        row = self._db.execute(
+                            _INSERT, (put.log, put.ident, put.body, put.recorded)).fetchone()
+                        if row is None:  # already queued: keep the first, answer its seq
+                            row = self._db.execute("SELECT seq FROM events WHERE id = ?",
+                                                   (put.ident,)).fetchone()
+                        put.seq = int(row[0])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self.commits += 1
+        except sqlite3.Error as exc:
+            error: BaseException = ClientError(f"cannot write to the spool {self.path}: {exc}")
+            error.__cause__ = exc
+            for put in batch:
+                put.error = error
+        except BaseException as exc:  # e.g. KeyboardInterrupt in the writing thread
+            for put in batch:  # the other callers get an error of their own, not the signal
+                put.error = ClientError(f"the spool write was interrupted "
+                                        f"({type(exc).__name__}); nothing of it was kept")
+            raise
+        finally:
+            for put in batch:
+                put.done = True
+                put.woken.set()
 
     def peek(self, log: str, limit: int) -> list[Row]:
         """The oldest ``limit`` events of ``log``, oldest first."""
