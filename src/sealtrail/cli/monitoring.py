@@ -13,11 +13,13 @@ import msgspec
 import typer
 
 from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, _operator, _where, app, err, fail
+from sealtrail.cli.importing import read_input
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import SealtrailError, ValidationError
 from sealtrail.core.jsonlines import numbered_lines
+from sealtrail.core.redact import Redactor
 from sealtrail.core.sources import NAMES, Source, get_source
-from sealtrail.core.sources.base import checked_event, input_text
+from sealtrail.core.sources.base import checked_event
 from sealtrail.core.timefmt import parse_time
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
@@ -83,31 +85,19 @@ def _sample_events(file: Path) -> list[dict[str, Any]]:
     return events
 
 
-#: The largest --source file ``rules test`` reads (after gunzip), as ``sealtrail import``.
-_MAX_SOURCE_BYTES = 1 << 30
-
-
 def _source_events(file: Path, src: Source) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of another system's log (``--source``) as the events ``sealtrail import``
-    would store (same reader, same mapping, same checks; gzip read transparently), and where
-    each record was in the file (``line 3``, ``record 2``)."""
-    try:
-        if str(file) == "-":
-            data = sys.stdin.buffer.read(_MAX_SOURCE_BYTES + 1)
-        else:
-            with file.open("rb") as fh:
-                data = fh.read(_MAX_SOURCE_BYTES + 1)
-    except OSError as exc:
-        fail(f"--events {file}: {exc.strerror or exc}")
+    would store (same reader, same mapping, same checks, gzip read transparently, and the
+    default redaction, ``mask``: a rule on a secret sees the marker, as on the stored
+    event), and where each record was in the file (``line 3``, ``record 2``)."""
     events: list[dict[str, Any]] = []
     wheres: list[str] = []
+    redactor = Redactor("mask")
     with _errors():
-        if len(data) > _MAX_SOURCE_BYTES:
-            raise ValidationError("--events", f"larger than {_MAX_SOURCE_BYTES} bytes")
-        text = input_text(data, _MAX_SOURCE_BYTES, "--events")
+        text = read_input(file, "--events")
         for where, record in src.records(text):
             try:
-                ev = checked_event(src, record).to_dict()
+                ev = redactor.redact(checked_event(src, record))[0].to_dict()
             except ValidationError as exc:
                 raise ValidationError(f"--events {where}: {exc.field}", exc.message) from None
             ev.setdefault("received_at", ev.get("time"))
