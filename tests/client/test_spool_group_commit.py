@@ -76,3 +76,41 @@ def test_a_failed_commit_fails_its_puts_and_keeps_nothing(tmp_path: Path) -> Non
     assert spool.put("default", "good", b"{}", 1.0) >= 1
     spool.close()
     assert list(_rows(tmp_path / "spool.db")) == ["good"]
+
+
+def test_an_interrupted_waiter_does_not_stop_later_puts(tmp_path: Path) -> None:
+    """A thread interrupted while it waits (Ctrl-C in the application) leaves the queue; the
+    puts after it are written, whether it was still queued or already handed the writing."""
+    spool = Spool(tmp_path / "spool.db")
+    spool._lock.acquire()
+    first = threading.Thread(target=spool.put, args=("default", "first", b"{}", 1.0))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not spool._writing and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+    class WaitInterruptedError(Exception):
+        pass
+
+    def interrupted_put() -> None:
+        original = threading.Event.wait
+
+        def wait(self: threading.Event, timeout: float | None = None) -> bool:
+            raise WaitInterruptedError
+
+        threading.Event.wait = wait  # type: ignore[method-assign]
+        try:
+            with pytest.raises(WaitInterruptedError):
+                spool.put("default", "interrupted", b"{}", 1.0)
+        finally:
+            threading.Event.wait = original  # type: ignore[method-assign]
+
+    interrupted_put()
+    spool._lock.release()
+    first.join(10)
+    done = threading.Thread(target=spool.put, args=("default", "after", b"{}", 1.0))
+    done.start()
+    done.join(10)
+    assert not done.is_alive()
+    assert set(_rows(tmp_path / "spool.db")) == {"first", "after"}
+    spool.close()

@@ -643,3 +643,34 @@ def test_every_table_in_the_schema_has_a_case(copy: Path) -> None:
     """A new table without a tamper case fails here."""
     assert {c.table for c in CASES + HARMLESS} == tables(copy)
     assert len({(c.table, c.attack) for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("edit_sql", [
+    "UPDATE exact_ids SET level = 0.5",
+    "UPDATE exact_ids SET level = 'x'",
+    "UPDATE exact_id_levels SET rows = 'x', cursor = 7",
+])
+def test_odd_values_in_the_layout_neither_hang_nor_crash(edit_sql: str, copy: Path,
+                                                         template: Template,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a row sits is layout: an edited level or counter of another type is read as it is
+    (never an endless walk, never a crash), the log verifies and retries are still answered."""
+    with edit(copy) as db:
+        run(db, edit_sql)
+    _verify_keyless(copy, monkeypatch)
+    with AuditLog.open(copy, LOG, create=False, passphrase=TEST_PASSPHRASE,
+                       clock=lambda: T0 + timedelta(days=42)) as log:
+        receipt = log.append(template.v4_event)
+        assert (receipt.index, receipt.duplicate) == (template.v4_index, True)
+        fresh = [{"id": str(uuid.uuid4()), "actor": {"id": "late"}, "action": "doc.read",
+                  "outcome": "success"} for _ in range(2000)]
+        log.append_many(fresh)
+        assert all(r.duplicate for r in log.append_many(fresh))
+
+
+def test_an_exact_row_index_edited_to_text_is_tampering(copy: Path, template: Template,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    with edit(copy) as db:
+        run(db, "UPDATE exact_ids SET idx = 'x' WHERE id = ?", _id_bytes(template.v4_event))
+    with pytest.raises(TamperError):
+        _verify_keyless(copy, monkeypatch)

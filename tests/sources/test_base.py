@@ -123,3 +123,22 @@ def test_every_source_is_registered_with_its_sigma_log_source() -> None:
         src = get_source(name)
         assert src.name == name
         assert (src.log_source.product, src.log_source.service) == (product, service)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("[" * 200_000, "input"),
+    ('{"a": ' + "9" * 5000 + "}", "input"),
+    ('{"a": 1}\n' + "[" * 100_000, "line 2"),
+])
+def test_json_that_python_cannot_read_is_a_validation_error(text: str, where: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        list(json_records(text))
+    assert info.value.field == where
+
+
+def test_a_lone_surrogate_in_a_record_id_is_refused_not_a_crash() -> None:
+    record = {"uid": "a\ud800b", "t": 1767225600}
+    ev = SOURCE.event(record)  # the id is a hash: computed whatever the text
+    assert ev["id"]
+    with pytest.raises(ValidationError, match="not valid Unicode"):
+        convert(SOURCE, json.dumps(record))

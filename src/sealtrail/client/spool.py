@@ -153,12 +153,30 @@ class Spool:
             writer = not self._writing
             self._writing = True
         if not writer:
-            mine.woken.wait()  # done, or handed the writing by the thread before
+            try:
+                mine.woken.wait()  # done, or handed the writing by the thread before
+            except BaseException:
+                self._abandon(mine)  # interrupted (Ctrl-C): never leave the queue stuck
+                raise
         if not mine.done:
             self._write_until_done(mine)
         if mine.error is not None:
             raise mine.error
         return mine.seq
+
+    def _abandon(self, mine: _Put) -> None:
+        """A waiting put whose thread was interrupted: take it out of the queue, or, when it
+        was already handed the writing, hand that on (or stop) so later puts still run."""
+        with self._queued:
+            if mine in self._waiting:
+                self._waiting.remove(mine)
+                return
+            handed = mine.woken.is_set() and not mine.done
+            if handed:
+                if self._waiting:
+                    self._waiting[0].woken.set()
+                else:
+                    self._writing = False
 
     def _write_until_done(self, mine: _Put) -> None:
         """As the writing thread: commit everything queued (``mine`` among it), then hand the

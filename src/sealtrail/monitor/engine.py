@@ -535,6 +535,8 @@ class Engine:
         self.fingerprint = fingerprint(self.rules)
         self.last_index = -1
         self.watermark = 0
+        self.condition_errors = 0  # rule conditions that raised on an event (counted as no match)
+        self.last_condition_error = ""
         self._by_key: dict[str, list[int]] = {}
         self._always: list[int] = []
         for pos, r in enumerate(self.rules):
@@ -619,7 +621,15 @@ class Engine:
         out: Out = []
         t = -1
         for test, on_event in self._candidates(seg, cat.lower() if type(cat) is str else ""):
-            if test(event):
+            try:
+                hit = test(event)
+            except Exception as exc:  # one odd event must not stop the monitor
+                # A condition that cannot be evaluated on this event (a value shaped as no rule
+                # expected) counts as no match; counted, so the failure is visible.
+                self.condition_errors += 1
+                self.last_condition_error = f"{type(exc).__name__} at entry {index}"
+                continue
+            if hit:
                 if t < 0:
                     t = self._time(event)
                 on_event(index, event, t, self.watermark, out)

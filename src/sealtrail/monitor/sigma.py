@@ -280,7 +280,7 @@ def _decoded(text: str) -> Any:
     hold), as the object it was; the text itself when it is not JSON."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what Python parses
         return text
 
 

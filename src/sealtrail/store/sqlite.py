@@ -362,19 +362,21 @@ class SQLiteStore:
                 rows += self._q(f"SELECT id, idx FROM exact_ids WHERE level IN "
                                 f"({','.join('?' * len(levels))}) AND id IN ({marks})",
                                 [*levels, *part])
-            out.update((bytes(k), int(v)) for k, v in rows)
+            out.update((bytes(k), v if type(v) is int else -1) for k, v in rows)
         return out
 
-    def _exact_levels(self) -> list[int]:
+    def _exact_levels(self) -> list[Any]:
         """The levels of ``exact_ids`` that hold rows, read from the rows themselves (a skip
         scan, a few point reads): never from the counters, which only pace the moves."""
-        levels: list[int] = []
+        levels: list[Any] = []
         while self._leveled:
+            # The stored value as it is (an edited 0.5 or 'x' too): where a row sits changes
+            # no answer, so every row is read wherever it is, and the walk always moves on.
             row = self._q("SELECT level FROM exact_ids WHERE level > ? ORDER BY level LIMIT 1",
                           (levels[-1] if levels else -(1 << 63),))
             if not row:
                 return levels
-            levels.append(int(row[0][0]))
+            levels.append(row[0][0])
         return levels
 
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
@@ -395,7 +397,10 @@ class SQLiteStore:
         held: dict[int, int] = {}
         cursor: dict[int, bytes] = {}
         for lv, n, c in self._db.execute("SELECT level, rows, cursor FROM exact_id_levels"):
-            held[int(lv)], cursor[int(lv)] = int(n), bytes(c)
+            # Pacing only: an edited counter (not an integer) counts as empty.
+            if type(lv) is int:
+                held[lv] = n if type(n) is int else 0
+                cursor[lv] = c if type(c) is bytes else b""
         held[0] = held.get(0, 0) + len(rows)
         budget = max(len(rows), 1024)
         cap = _EXACT_FIRST
@@ -460,9 +465,9 @@ class SQLiteStore:
                            "ORDER BY level, id LIMIT 4096", key)
             if not rows:
                 return
-            for _, ident, idx in rows:
-                yield bytes(ident), int(idx)
-            key = (int(rows[-1][0]), bytes(rows[-1][1]))
+            for _, ident, idx in rows:  # an edited non-integer index reads as -1 (a mismatch)
+                yield bytes(ident), idx if type(idx) is int else -1
+            key = (rows[-1][0], bytes(rows[-1][1]))  # as stored: an edited level still moves on
 
     def put_checkpoint(self, size: int, note: str) -> None:
         self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])

@@ -116,6 +116,8 @@ def json_records(text: str, containers: tuple[str, ...] = ()) -> Iterator[tuple[
             whole = json.loads(body)
         except json.JSONDecodeError:
             whole = None  # JSON Lines (several texts), or broken: read line by line
+        except (ValueError, RecursionError) as exc:  # nested too deep, a number too long
+            raise ValidationError("input", f"not readable JSON ({_why(exc)})") from None
     if isinstance(whole, list):
         yield from _listed(whole, "record")
         return
@@ -132,9 +134,16 @@ def json_records(text: str, containers: tuple[str, ...] = ()) -> Iterator[tuple[
         except json.JSONDecodeError as exc:
             raise ValidationError(f"line {n}", f"not JSON ({exc.msg} at column {exc.colno})"
                                   ) from None
+        except (ValueError, RecursionError) as exc:
+            raise ValidationError(f"line {n}", f"not readable JSON ({_why(exc)})") from None
         if not isinstance(rec, dict):
             raise ValidationError(f"line {n}", "expected a JSON object (one record per line)")
         yield f"line {n}", rec
+
+
+def _why(exc: BaseException) -> str:
+    return ("nested too deeply" if isinstance(exc, RecursionError)
+            else str(exc).split(";")[0][:120])
 
 
 def _listed(items: list[Any], noun: str) -> Iterator[tuple[Where, Record]]:
@@ -171,7 +180,8 @@ def record_time(value: Any, field: str) -> datetime:
 def import_id(source: str, uid: str, at: datetime) -> str:
     """The event id of a record: UUIDv7 at the record's time, the rest a hash of the source
     name and the source's own id for the record (the same record gives the same id)."""
-    digest = hashlib.sha256(f"sealtrail-import\0{source}\0{uid}".encode()).digest()[:10]
+    key = f"sealtrail-import\0{source}\0{uid}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(key).digest()[:10]
     return str(make_uuid7(int(at.timestamp() * 1000), digest))
 
 
