@@ -60,8 +60,8 @@ def import_(file: Annotated[Path, typer.Argument(
         converted = convert(src, text, skip_invalid=skip_invalid)
         for where, why in converted.skipped[:20]:
             err.print(f"skipped {where}: {printable(why)}", markup=False)
-        if len(converted.skipped) > 20:
-            err.print(f"... and {len(converted.skipped) - 20} more skipped", markup=False)
+        if converted.skipped_count > 20:
+            err.print(f"... and {converted.skipped_count - 20} more skipped", markup=False)
         new = duplicates = 0
         first: int | None = None
         last: int | None = None
@@ -78,7 +78,7 @@ def import_(file: Annotated[Path, typer.Argument(
             cp = alog.checkpoint().checkpoint
         summary: dict[str, Any] = {
             "source": src.name, "records": converted.records, "imported": new,
-            "duplicates": duplicates, "skipped": len(converted.skipped),
+            "duplicates": duplicates, "skipped": converted.skipped_count,
             "first_index": first, "last_index": last, "tree_size": cp.size,
             "root_hash": base64.b64encode(cp.root).decode()}
         typer.echo(dumps(summary))

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.event import Event
 from sealtrail.core.sources import NAMES, get_source
-from sealtrail.core.sources.base import convert, input_text
+from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, convert, input_text
 from sealtrail.log.apikeys import Principal
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog
 
@@ -66,16 +66,18 @@ def add_import_routes(app: FastAPI, *,
         if body is None:
             return JSONResponse({"error": f"body larger than {max_body} bytes"},
                                 status_code=413)
-        text = input_text(body, max_body, "body")
-        converted = convert(src, text, skip_invalid=skip_invalid)
-        if len(converted.events) > min(max_events, MAX_BATCH):
+        try:
+            # Reading and mapping cost CPU in proportion to the body: off the event loop.
+            converted = await in_thread(_convert, src, body, max_body, skip_invalid,
+                                        min(max_events, MAX_BATCH))
+        except TooManyRecordsError:
             return JSONResponse({"error": f"more than {max_events} records in one request: "
                                  "split the file"}, status_code=413)
         receipts = await in_thread(_append, alog, converted.events)
         new = [r for r in receipts if not r.duplicate]
         return JSONResponse({
             "source": src.name, "records": converted.records, "imported": len(new),
-            "duplicates": len(receipts) - len(new), "skipped": len(converted.skipped),
+            "duplicates": len(receipts) - len(new), "skipped": converted.skipped_count,
             "skipped_records": [{"record": where, "error": why}
                                 for where, why in converted.skipped[:MAX_SKIPPED_SHOWN]],
             "first_index": new[0].index if new else None,
@@ -83,6 +85,12 @@ def add_import_routes(app: FastAPI, *,
             "receipts": [{"id": r.id, "index": r.index,
                           "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
                           "duplicate": r.duplicate} for r in receipts]}, status_code=201)
+
+
+def _convert(src: Source, body: bytes, max_body: int, skip_invalid: bool,
+             max_records: int) -> Converted:
+    return convert(src, input_text(body, max_body, "body"), skip_invalid=skip_invalid,
+                   max_records=max_records)
 
 
 def _append(alog: AuditLog, events: list[Event]) -> list[Any]:

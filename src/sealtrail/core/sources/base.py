@@ -349,11 +349,20 @@ def input_text(data: bytes, limit: int, what: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Converted:
-    """A source's input as events ready to append, and the records left out (with why)."""
+    """A source's input as events ready to append, and the records left out (with why; the
+    first :data:`MAX_SKIPPED_KEPT`, ``skipped_count`` counts them all)."""
 
     events: list[Event]
     skipped: list[tuple[Where, str]]
     records: int
+    skipped_count: int = 0
+
+
+MAX_SKIPPED_KEPT: Final = 1000
+
+
+class TooManyRecordsError(ValidationError):
+    """The input holds more records than the caller takes at once (the service's limit)."""
 
 
 def checked_event(source: Source, record: Record) -> Event:
@@ -374,7 +383,8 @@ def checked_event(source: Source, record: Record) -> Event:
     return event
 
 
-def convert(source: Source, text: str, *, skip_invalid: bool = False) -> Converted:
+def convert(source: Source, text: str, *, skip_invalid: bool = False,
+            max_records: int | None = None) -> Converted:
     """Every record of ``text`` as a validated event, in input order.
 
     A record that cannot be mapped, or whose event the model refuses (too large, a reserved
@@ -385,13 +395,17 @@ def convert(source: Source, text: str, *, skip_invalid: bool = False) -> Convert
     """
     events: list[Event] = []
     skipped: list[tuple[Where, str]] = []
-    count = 0
+    count = skipped_count = 0
     for where, record in source.records(text):
         count += 1
+        if max_records is not None and count > max_records:  # stop before doing the work
+            raise TooManyRecordsError("input", f"more than {max_records} records: split the file")
         try:
             events.append(checked_event(source, record))
         except ValidationError as exc:
             if not skip_invalid:
                 raise ValidationError(f"{where}: {exc.field}", exc.message) from None
-            skipped.append((where, f"{exc.field}: {exc.message}"))
-    return Converted(events, skipped, count)
+            skipped_count += 1
+            if len(skipped) < MAX_SKIPPED_KEPT:
+                skipped.append((where, f"{exc.field}: {exc.message}"))
+    return Converted(events, skipped, count, skipped_count)
