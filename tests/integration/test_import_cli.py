@@ -97,3 +97,26 @@ def test_standard_input_and_a_gzip_bomb_guard(data: Path) -> None:
     broken = run(data, "import", "--source", "github", "-", stdin=b"\x1f\x8b\x08\x00garbage")
     assert broken.returncode == 2
     assert "gzip" in broken.stderr.decode()
+
+
+def test_a_record_whose_id_was_taken_first_is_reported_not_passed_as_stored(
+        data: Path, tmp_path: Path) -> None:
+    """Someone who can post events and knows a record's id (its author) takes the id first
+    with a harmless event: the import must not answer "already stored" for the real one."""
+    from sealtrail.core.sources import get_source
+    from sealtrail.core.sources.base import convert
+
+    src = tmp_path / "audit.jsonl"
+    src.write_bytes(_github(5))
+    real = convert(get_source("github"), src.read_text()).events
+    with AuditLog.open(data, create=False) as log:
+        log.append({"id": real[3].id, "actor": {"id": "dev0"}, "action": "github.repo.create",
+                    "outcome": "success", "time": real[3].time})
+    res = run(data, "import", "--source", "github", str(src))
+    assert res.returncode == 1
+    assert "line 4: its id is already taken by a different event" in res.stderr.decode()
+    s = _summary(res)
+    assert (s["imported"], s["duplicates"], s["conflicts"]) == (4, 0, 1)
+    again = run(data, "import", "--source", "github", str(src))  # a true re-import is fine...
+    assert _summary(again)["duplicates"] == 4
+    assert again.returncode == 1  # ...but the taken record is reported every time

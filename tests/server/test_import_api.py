@@ -80,3 +80,22 @@ def test_limits_hold_for_imports(start_service: Callable[..., Service]) -> None:
         bomb = gzip.compress(b"[" + b" " * 50_000 + b"]")
         assert c.post("/v1/logs/default/import", params={"source": "github"},
                       content=bomb, headers=h).status_code == 422
+
+
+def test_an_id_taken_first_by_another_event_is_a_conflict(service: Service,
+                                                          client: httpx.Client) -> None:
+    from sealtrail.core.sources import get_source
+    from sealtrail.core.sources.base import convert
+
+    h = service.auth("ingest_default")
+    body = _okta_like_github(3, start=500)
+    real = convert(get_source("github"), body.decode()).events
+    taken = client.post("/v1/logs/default/events", headers=h, json=[{
+        "id": real[1].id, "actor": {"id": "mallory"}, "action": "github.repo.create",
+        "outcome": "success", "time": real[1].time}])
+    assert taken.status_code == 201
+    res = client.post("/v1/logs/default/import", params={"source": "github"}, content=body,
+                      headers=h)
+    assert res.status_code == 409
+    assert res.json()["conflicts"][0]["record"] == "record 2"
+    assert (res.json()["imported"], res.json()["duplicates"]) == (2, 0)

@@ -21,6 +21,7 @@ from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.sources import NAMES, get_source
 from sealtrail.core.sources.base import convert, input_text
+from sealtrail.log.imports import conflicts
 
 #: The largest input ``import`` reads (after gunzip): it is held in memory while checked.
 MAX_INPUT_BYTES = 1 << 30
@@ -62,23 +63,24 @@ def import_(file: Annotated[Path, typer.Argument(
             err.print(f"skipped {where}: {printable(why)}", markup=False)
         if converted.skipped_count > 20:
             err.print(f"... and {converted.skipped_count - 20} more skipped", markup=False)
-        new = duplicates = 0
-        first: int | None = None
-        last: int | None = None
         with _open(data, log, need_keys=True) as alog:
             events = converted.events
-            for k in range(0, len(events), _BATCH):
-                for r in alog.append_validated(events[k:k + _BATCH]):
-                    if r.duplicate:
-                        duplicates += 1
-                        continue
-                    new += 1
-                    first = r.index if first is None else first
-                    last = r.index
+            receipts = [r for k in range(0, len(events), _BATCH)
+                        for r in alog.append_validated(events[k:k + _BATCH])]
+            clashes = conflicts(alog, events, receipts)
             cp = alog.checkpoint().checkpoint
+        stored = [r.index for r in receipts if not r.duplicate]
+        new, duplicates = len(stored), len(receipts) - len(stored) - len(clashes)
+        first, last = (stored[0], stored[-1]) if stored else (None, None)
         summary: dict[str, Any] = {
             "source": src.name, "records": converted.records, "imported": new,
             "duplicates": duplicates, "skipped": converted.skipped_count,
-            "first_index": first, "last_index": last, "tree_size": cp.size,
-            "root_hash": base64.b64encode(cp.root).decode()}
+            "conflicts": len(clashes), "first_index": first, "last_index": last,
+            "tree_size": cp.size, "root_hash": base64.b64encode(cp.root).decode()}
         typer.echo(dumps(summary))
+        if clashes:
+            for pos, index in clashes[:20]:
+                err.print(f"error: {converted.wheres[pos]}: its id is already taken by a "
+                          f"different event (entry {index}); this record was NOT stored "
+                          "(a forged event, or a record changed at its source)", markup=False)
+            raise typer.Exit(1)

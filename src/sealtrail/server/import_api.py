@@ -23,6 +23,7 @@ from sealtrail.core.sources import NAMES, get_source
 from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, convert, input_text
 from sealtrail.log.apikeys import Principal
 from sealtrail.log.auditlog import MAX_BATCH, AuditLog
+from sealtrail.log.imports import conflicts
 
 ROUTES: Final = {("POST", "/v1/logs/{log}/import"): frozenset({"ingest"})}
 MAX_SKIPPED_SHOWN: Final = 100
@@ -46,7 +47,12 @@ def add_import_routes(app: FastAPI, *,
     the service's (body bytes, events per request)."""
     as_import = Depends(role("POST", "/v1/logs/{log}/import"))
 
-    @app.post("/v1/logs/{log}/import", status_code=201, responses=errors, openapi_extra=_BODY)
+    answers = {**errors, 409: {"description": "Some records' ids are taken by different "
+                                              "events; those records were not stored (the "
+                                              "others were: see conflicts)"}}
+
+    @app.post("/v1/logs/{log}/import", status_code=201, responses=answers,
+              openapi_extra=_BODY)
     async def post_import(log: str, request: Request,
                           source: str = Query(..., max_length=32,
                                               description=f"One of {', '.join(NAMES)}",
@@ -74,17 +80,24 @@ def add_import_routes(app: FastAPI, *,
             return JSONResponse({"error": f"more than {max_events} records in one request: "
                                  "split the file"}, status_code=413)
         receipts = await in_thread(_append, alog, converted.events)
+        clashes = await in_thread(conflicts, alog, converted.events, receipts)
         new = [r for r in receipts if not r.duplicate]
         return JSONResponse({
             "source": src.name, "records": converted.records, "imported": len(new),
-            "duplicates": len(receipts) - len(new), "skipped": converted.skipped_count,
+            "duplicates": len(receipts) - len(new) - len(clashes),
+            "skipped": converted.skipped_count,
+            "conflicts": [{"record": converted.wheres[pos], "index": index,
+                           "error": "its id is already taken by a different event: this "
+                                    "record was not stored"}
+                          for pos, index in clashes[:MAX_SKIPPED_SHOWN]],
             "skipped_records": [{"record": where, "error": why}
                                 for where, why in converted.skipped[:MAX_SKIPPED_SHOWN]],
             "first_index": new[0].index if new else None,
             "last_index": new[-1].index if new else None,
             "receipts": [{"id": r.id, "index": r.index,
                           "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
-                          "duplicate": r.duplicate} for r in receipts]}, status_code=201)
+                          "duplicate": r.duplicate} for r in receipts]},
+            status_code=409 if clashes else 201)
 
 
 def _convert(src: Source, body: bytes, max_body: int, skip_invalid: bool,

@@ -356,6 +356,7 @@ class Converted:
     skipped: list[tuple[Where, str]]
     records: int
     skipped_count: int = 0
+    wheres: tuple[Where, ...] = ()  # where each event's record was in the input
 
 
 MAX_SKIPPED_KEPT: Final = 1000
@@ -394,6 +395,7 @@ def convert(source: Source, text: str, *, skip_invalid: bool = False,
     engine will check them, so an import that starts does not stop half way.
     """
     events: list[Event] = []
+    wheres: list[Where] = []
     skipped: list[tuple[Where, str]] = []
     count = skipped_count = 0
     for where, record in source.records(text):
@@ -402,10 +404,11 @@ def convert(source: Source, text: str, *, skip_invalid: bool = False,
             raise TooManyRecordsError("input", f"more than {max_records} records: split the file")
         try:
             events.append(checked_event(source, record))
+            wheres.append(where)
         except ValidationError as exc:
             if not skip_invalid:
                 raise ValidationError(f"{where}: {exc.field}", exc.message) from None
             skipped_count += 1
             if len(skipped) < MAX_SKIPPED_KEPT:
                 skipped.append((where, f"{exc.field}: {exc.message}"))
-    return Converted(events, skipped, count, skipped_count)
+    return Converted(events, skipped, count, skipped_count, tuple(wheres))
