@@ -120,3 +120,11 @@ def test_a_record_whose_id_was_taken_first_is_reported_not_passed_as_stored(
     again = run(data, "import", "--source", "github", str(src))  # a true re-import is fine...
     assert _summary(again)["duplicates"] == 4
     assert again.returncode == 1  # ...but the taken record is reported every time
+
+
+def test_append_refuses_events_claiming_to_be_imported(data: Path) -> None:
+    line = json.dumps({"actor": {"id": "a"}, "action": "doc.read", "outcome": "success",
+                       "metadata": {"log_source": {"product": "okta", "service": "okta"}}})
+    res = run(data, "append", "-", stdin=line.encode() + b"\n")
+    assert res.returncode == 2
+    assert "metadata.log_source" in res.stderr.decode()

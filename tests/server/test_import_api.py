@@ -99,3 +99,15 @@ def test_an_id_taken_first_by_another_event_is_a_conflict(service: Service,
     assert res.status_code == 409
     assert res.json()["conflicts"][0]["record"] == "record 2"
     assert (res.json()["imported"], res.json()["duplicates"]) == (2, 0)
+
+
+def test_posted_events_may_not_claim_to_be_imported(service: Service,
+                                                    client: httpx.Client) -> None:
+    """Only the import writes metadata.log_source: rules and reports tell imported records
+    from an application's own events by it."""
+    res = client.post("/v1/logs/default/events", headers=service.auth("ingest_default"), json=[
+        {"actor": {"id": "a"}, "action": "doc.read", "outcome": "success"},
+        {"actor": {"id": "a"}, "action": "aws.iam.CreateUser", "outcome": "success",
+         "metadata": {"log_source": {"product": "aws", "service": "cloudtrail"}}}])
+    assert res.status_code == 422
+    assert res.json()["errors"][0]["field"] == "events[1].metadata.log_source"

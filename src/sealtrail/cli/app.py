@@ -42,6 +42,7 @@ from sealtrail.core.note import Verifier, open_note
 from sealtrail.core.note import parse as parse_note
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.sources import claims_import
 from sealtrail.core.timefmt import parse_time
 from sealtrail.core.tlogproof import TlogProof
 from sealtrail.log import keys
@@ -261,7 +262,11 @@ def _read_events(source: BinaryIO) -> list[Event]:
             raise ValidationError("input", f"more than {MAX_BATCH} events: split the file "
                                   "(each append is one atomic commit)", line=lineno)
         try:
-            events.append(parse_event(line.rstrip(b"\r\n")))
+            event = parse_event(line.rstrip(b"\r\n"))
+            claim = claims_import(event.metadata)
+            if claim is not None:
+                raise claim
+            events.append(event)
         except ValidationError as exc:
             raise exc.at_line(lineno) from exc
     return events

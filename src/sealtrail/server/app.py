@@ -43,6 +43,7 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import Event, validate_event
 from sealtrail.core.jsonlines import numbered_lines
+from sealtrail.core.sources import claims_import
 from sealtrail.core.tiles import TILE_WIDTH, TileRef, parse_tile_path
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ApiKeys, Principal
@@ -762,7 +763,11 @@ def _validate_all(raw: list[Any]) -> tuple[list[Event], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         try:
-            events.append(validate_event(item))
+            event = validate_event(item)
+            claim = claims_import(event.metadata)
+            if claim is not None:
+                raise claim
+            events.append(event)
         except ValidationError as exc:
             errors.append({"index": i, "field": f"events[{i}].{exc.field}",
                            "message": exc.message})

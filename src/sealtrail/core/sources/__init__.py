@@ -10,11 +10,11 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sealtrail.core.errors import ConfigError
+from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.sources.base import LogSource, Source, log_source_of
 
-__all__ = ["IMPORTED_ACTIONS", "NAMES", "LogSource", "Source", "get_source", "is_imported",
-           "log_source_of"]
+__all__ = ["IMPORTED_ACTIONS", "NAMES", "LogSource", "Source", "claims_import", "get_source",
+           "is_imported", "log_source_of"]
 
 _MODULES: Final = {
     "cloudtrail": "cloudtrail",
@@ -32,6 +32,17 @@ NAMES: Final = tuple(_MODULES)
 IMPORTED_ACTIONS: Final = ("aws.*", "okta.*", "github.*", "gcp.*", "azure.*", "kubernetes.*",
                            "linux.auditd.*")
 _PREFIXES: Final = tuple(glob[:-1] for glob in IMPORTED_ACTIONS)
+
+
+def claims_import(metadata: Mapping[str, Any] | None) -> ValidationError | None:
+    """The error for an event posted as an event (not imported) that carries
+    ``metadata.log_source``: only ``sealtrail import`` writes it, so that rules and reports
+    can tell an imported record from an application's own event."""
+    if isinstance(metadata, Mapping) and "log_source" in metadata:
+        return ValidationError("metadata.log_source", "reserved for records imported with "
+                               "'sealtrail import' (POST /v1/logs/{log}/import): post the "
+                               "system's own log there, or name this field otherwise")
+    return None
 
 
 def is_imported(event: Mapping[str, Any]) -> bool:
