@@ -185,6 +185,15 @@ def import_id(source: str, uid: str, at: datetime) -> str:
     return str(make_uuid7(int(at.timestamp() * 1000), digest))
 
 
+def record_digest(record: Mapping[str, Any]) -> str:
+    """A digest of a whole record (its canonical JSON), for sources whose own record id a
+    client can choose: two different records under one such id must not share an event id,
+    or the second would be taken for a retry of the first and silently not stored."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def action_of(*parts: str) -> str:
     """An event action from the source's own names, joined by dots: in each part, runs of
     characters an action may not hold (dots included) become one ``_``

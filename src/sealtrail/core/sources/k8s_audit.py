@@ -10,7 +10,9 @@ event sharing the request's ``auditID``.
 
 Mapping (record field -> event field):
 
-- id: a hash of ``auditID`` and ``stage`` (the API server makes the pair unique).
+- id: a hash of ``auditID``, ``stage`` and the whole record: the API server takes ``auditID``
+  from a client's ``Audit-ID`` header when one is sent, so two requests may share it; the
+  same record imported twice keeps its id.
 - time: ``stageTimestamp``, else ``requestReceivedTimestamp``.
 - action: ``kubernetes.<verb>.<resource>[.<subresource>]`` (``kubernetes.create.pods.exec``,
   ``kubernetes.get.secrets``); a non-resource request (``/healthz``) is ``kubernetes.<verb>``.
@@ -52,6 +54,7 @@ from sealtrail.core.sources.base import (
     ip,
     json_records,
     obj,
+    record_digest,
     record_time,
     safe_actor_id,
     text,
@@ -147,7 +150,9 @@ def event(record: Record) -> dict[str, Any]:
         "user_agent": text(record.get("userAgent")),
     }
     out = imported(
-        SOURCE, record, uid=f"{audit_id}\x1f{stage}", at=at,
+        # auditID is the client's Audit-ID header when it sends one: with the record's digest,
+        # two requests under one chosen id stay two events.
+        SOURCE, record, uid=f"{audit_id}\x1f{stage}\x1f{record_digest(record)}", at=at,
         action=action_of("kubernetes", verb, resource or "", subresource or ""),
         outcome=_outcome(record), actor=actor,
         target={"id": target_id, "type": text(resource), "name": text(name)},
