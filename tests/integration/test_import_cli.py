@@ -128,3 +128,23 @@ def test_append_refuses_events_claiming_to_be_imported(data: Path) -> None:
     res = run(data, "append", "-", stdin=line.encode() + b"\n")
     assert res.returncode == 2
     assert "metadata.log_source" in res.stderr.decode()
+
+
+def test_a_record_dated_in_the_future_is_named_before_anything_is_stored(data: Path,
+                                                                         tmp_path: Path) -> None:
+    """The log refuses ids dated past its clock: the import names that record up front (and
+    --skip-invalid leaves it out) instead of failing half way through the batches."""
+    lines = _github(1500).decode().split("\n")[:-1]  # LF only: the records hold U+2028
+    late = json.loads(lines[1200])
+    late["@timestamp"] = 4_070_908_800_000  # 2099
+    lines[1200] = json.dumps(late)
+    src = tmp_path / "audit.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    res = run(data, "import", "--source", "github", str(src))
+    assert res.returncode == 2
+    assert "line 1201: time" in res.stderr.decode()
+    with AuditLog.open(data, create=False) as log:
+        assert log.size == 0
+    skip = run(data, "import", "--source", "github", "--skip-invalid", str(src))
+    assert skip.returncode == 0, skip.stderr
+    assert (_summary(skip)["imported"], _summary(skip)["skipped"]) == (1499, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.sources import NAMES, get_source
 from sealtrail.core.sources.base import convert, input_text
+from sealtrail.log.auditlog import MAX_FUTURE_MS
 from sealtrail.log.imports import conflicts
 
 #: The largest input ``import`` reads (after gunzip): it is held in memory while checked.
@@ -58,7 +60,8 @@ def import_(file: Annotated[Path, typer.Argument(
     with _errors():
         src = get_source(source)
         text = read_input(file)
-        converted = convert(src, text, skip_invalid=skip_invalid)
+        latest = datetime.now(UTC) + timedelta(milliseconds=MAX_FUTURE_MS)
+        converted = convert(src, text, skip_invalid=skip_invalid, not_after=latest)
         for where, why in converted.skipped[:20]:
             err.print(f"skipped {where}: {printable(why)}", markup=False)
         if converted.skipped_count > 20:

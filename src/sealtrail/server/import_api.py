@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -22,7 +23,7 @@ from sealtrail.core.event import Event
 from sealtrail.core.sources import NAMES, get_source
 from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, convert, input_text
 from sealtrail.log.apikeys import Principal
-from sealtrail.log.auditlog import MAX_BATCH, AuditLog
+from sealtrail.log.auditlog import MAX_BATCH, MAX_FUTURE_MS, AuditLog
 from sealtrail.log.imports import conflicts
 
 ROUTES: Final = {("POST", "/v1/logs/{log}/import"): frozenset({"ingest"})}
@@ -102,8 +103,9 @@ def add_import_routes(app: FastAPI, *,
 
 def _convert(src: Source, body: bytes, max_body: int, skip_invalid: bool,
              max_records: int) -> Converted:
+    latest = datetime.now(UTC) + timedelta(milliseconds=MAX_FUTURE_MS)
     return convert(src, input_text(body, max_body, "body"), skip_invalid=skip_invalid,
-                   max_records=max_records)
+                   max_records=max_records, not_after=latest)
 
 
 def _append(alog: AuditLog, events: list[Event]) -> list[Any]:

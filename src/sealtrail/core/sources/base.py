@@ -375,9 +375,14 @@ class TooManyRecordsError(ValidationError):
     """The input holds more records than the caller takes at once (the service's limit)."""
 
 
-def checked_event(source: Source, record: Record) -> Event:
-    """One record as a validated event that the engine will take (ValidationError if not)."""
+def checked_event(source: Source, record: Record, not_after: datetime | None = None) -> Event:
+    """One record as a validated event that the engine will take (ValidationError if not):
+    ``not_after`` is the latest time the log takes, when known."""
     event = validate_event(source.event(record))
+    if not_after is not None and event.time is not None \
+            and event.time > format_time(not_after):
+        raise ValidationError("time", f"{event.time} is later than the log takes (its clock "
+                              f"allows up to {format_time(not_after)})")
     try:
         encoded = msgspec.json.encode(event)
     except UnicodeEncodeError:
@@ -394,14 +399,15 @@ def checked_event(source: Source, record: Record) -> Event:
 
 
 def convert(source: Source, text: str, *, skip_invalid: bool = False,
-            max_records: int | None = None) -> Converted:
+            max_records: int | None = None, not_after: datetime | None = None) -> Converted:
     """Every record of ``text`` as a validated event, in input order.
 
     A record that cannot be mapped, or whose event the model refuses (too large, a reserved
     name), raises ValidationError naming the record (``line 12: eventTime: ...``) before
     anything is appended; with ``skip_invalid`` it is left out and listed instead. Input that
     cannot be read on (a line that is not JSON) always raises. Records are checked as the
-    engine will check them, so an import that starts does not stop half way.
+    engine will check them, so an import that starts does not stop half way: ``not_after`` is
+    the latest time the log takes (its clock plus the few minutes it allows ids ahead).
     """
     events: list[Event] = []
     wheres: list[Where] = []
@@ -412,7 +418,7 @@ def convert(source: Source, text: str, *, skip_invalid: bool = False,
         if max_records is not None and count > max_records:  # stop before doing the work
             raise TooManyRecordsError("input", f"more than {max_records} records: split the file")
         try:
-            events.append(checked_event(source, record))
+            events.append(checked_event(source, record, not_after))
             wheres.append(where)
         except ValidationError as exc:
             if not skip_invalid:
