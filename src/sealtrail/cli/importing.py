@@ -26,7 +26,7 @@ from sealtrail.log.auditlog import MAX_FUTURE_MS
 from sealtrail.log.imports import conflicts
 
 #: The largest input ``import`` reads (after gunzip): it is held in memory while checked.
-MAX_INPUT_BYTES = 1 << 30
+MAX_INPUT_BYTES = 256 << 20  # records in memory take several times their text: split larger files
 _BATCH = 1000
 
 
