@@ -9,7 +9,8 @@ and measures, each on the same records, the median of 3 runs:
 - **sealtrail convert**: read and map every record into a checked event, nothing stored;
 - **sealtrail import**: convert, then append to an unencrypted log in batches of 1000
   (durable, exactly-once by the records' ids);
-- **sealtrail re-import**: the same file again (every record found as already stored).
+- **sealtrail re-import**: the same file again (every record found as already stored, and
+  compared with the stored event, as ``import`` does).
 
     .venv/bin/python bench/import_bench.py [N]     # default 100000
 """
@@ -62,6 +63,7 @@ def main() -> None:
     from sealtrail import AuditLog  # noqa: PLC0415 - after the path is set up
     from sealtrail.core.sources import get_source  # noqa: PLC0415
     from sealtrail.core.sources.base import convert  # noqa: PLC0415
+    from sealtrail.log.imports import conflicts  # noqa: PLC0415
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     text = trail(n)
@@ -87,14 +89,17 @@ def main() -> None:
             with AuditLog.open(Path(d) / f"log{runs[0]}", encryption=False) as alog:
                 events = convert(src, text).events
                 for k in range(0, len(events), 1000):
-                    alog.append_validated(events[k:k + 1000])
+                    part = events[k:k + 1000]
+                    conflicts(alog, part, alog.append_validated(part))  # as import does
 
         def reimported() -> None:
             with AuditLog.open(Path(d) / "log1", encryption=False, create=False) as alog:
                 events = convert(src, text).events
                 for k in range(0, len(events), 1000):
-                    batch = alog.append_validated(events[k:k + 1000])
+                    part = events[k:k + 1000]
+                    batch = alog.append_validated(part)
                     assert all(r.duplicate for r in batch)
+                    assert not conflicts(alog, part, batch)  # each duplicate compared
 
         base = median_rate(n, plain)
         rows = [("plain copy (json + logging)", base),
