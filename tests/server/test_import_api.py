@@ -111,3 +111,20 @@ def test_posted_events_may_not_claim_to_be_imported(service: Service,
          "metadata": {"log_source": {"product": "aws", "service": "cloudtrail"}}}])
     assert res.status_code == 422
     assert res.json()["errors"][0]["field"] == "events[1].metadata.log_source"
+
+
+def _ingested(client: httpx.Client, service: Service) -> float:
+    text = client.get("/metrics", headers=service.auth("auditor")).text
+    for line in text.split("\n"):
+        if line.startswith('sealtrail_ingest_events_total{log="default"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_imports_count_in_the_ingest_metrics(service: Service, client: httpx.Client) -> None:
+    before = _ingested(client, service)
+    res = client.post("/v1/logs/default/import", params={"source": "github"},
+                      content=_okta_like_github(4, start=900),
+                      headers=service.auth("ingest_default"))
+    assert res.status_code == 201
+    assert _ingested(client, service) == before + 4

@@ -362,9 +362,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     add_alert_routes(app, monitor, role=role, open_log=open_log, in_thread=_in_thread,
                      errors=_ERRORS, body_schema=_json_body)
+    def count_import(log: str, what: str, n: int) -> None:
+        if what == "ingested":
+            metrics.ingested.labels(log).inc(n)
+        else:
+            metrics.rejected.labels(what).inc(n)
+
     add_import_routes(app, role=role, open_log=open_log, in_thread=_in_thread,
                       read_body=_read_body,
-                      limits=lambda: (config.max_body, config.max_events), errors=_ERRORS)
+                      limits=lambda: (config.max_body, config.max_events), errors=_ERRORS,
+                      counted=count_import)
 
     def reader_actor(principal: Principal) -> dict[str, str]:
         return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}

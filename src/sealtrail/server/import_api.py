@@ -43,9 +43,11 @@ def add_import_routes(app: FastAPI, *,
                       in_thread: Callable[..., Awaitable[Any]],
                       read_body: Callable[[Request, int], Awaitable[bytes | None]],
                       limits: Callable[[], tuple[int, int]],
-                      errors: dict[int | str, dict[str, Any]]) -> None:
+                      errors: dict[int | str, dict[str, Any]],
+                      counted: Callable[[str, str, int], None] = lambda *_: None) -> None:
     """Register the import route on ``app`` (its roles in :data:`ROUTES`); ``limits`` gives
-    the service's (body bytes, events per request)."""
+    the service's (body bytes, events per request); ``counted(log, what, n)`` feeds the
+    service's metrics (``what``: ``ingested``, ``too_large`` or ``invalid``)."""
     as_import = Depends(role("POST", "/v1/logs/{log}/import"))
 
     answers = {**errors, 409: {"description": "Some records' ids are taken by different "
@@ -71,6 +73,7 @@ def add_import_routes(app: FastAPI, *,
         max_body, max_events = limits()
         body = await read_body(request, max_body)
         if body is None:
+            counted(log, "too_large", 1)
             return JSONResponse({"error": f"body larger than {max_body} bytes"},
                                 status_code=413)
         try:
@@ -78,11 +81,13 @@ def add_import_routes(app: FastAPI, *,
             converted = await in_thread(_convert, src, body, max_body, skip_invalid,
                                         min(max_events, MAX_BATCH))
         except TooManyRecordsError:
+            counted(log, "too_large", 1)
             return JSONResponse({"error": f"more than {max_events} records in one request: "
                                  "split the file"}, status_code=413)
         receipts = await in_thread(_append, alog, converted.events)
         clashes = await in_thread(conflicts, alog, converted.events, receipts)
         new = [r for r in receipts if not r.duplicate]
+        counted(log, "ingested", len(new))
         return JSONResponse({
             "source": src.name, "records": converted.records, "imported": len(new),
             "duplicates": len(receipts) - len(new) - len(clashes),
