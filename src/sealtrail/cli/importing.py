@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,9 +20,8 @@ from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, app, err, fail
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.sources import NAMES, get_source
-from sealtrail.core.sources.base import convert, input_text
-from sealtrail.log.auditlog import MAX_FUTURE_MS
-from sealtrail.log.imports import conflicts
+from sealtrail.core.sources.base import input_text
+from sealtrail.log.imports import conflicts, convert_for
 
 #: The largest input ``import`` reads (after gunzip): it is held in memory while checked.
 MAX_INPUT_BYTES = 256 << 20  # records in memory take several times their text: split larger files
@@ -60,13 +58,12 @@ def import_(file: Annotated[Path, typer.Argument(
     with _errors():
         src = get_source(source)
         text = read_input(file)
-        latest = datetime.now(UTC) + timedelta(milliseconds=MAX_FUTURE_MS)
-        converted = convert(src, text, skip_invalid=skip_invalid, not_after=latest)
-        for where, why in converted.skipped[:20]:
-            err.print(f"skipped {where}: {printable(why)}", markup=False)
-        if converted.skipped_count > 20:
-            err.print(f"... and {converted.skipped_count - 20} more skipped", markup=False)
         with _open(data, log, need_keys=True) as alog:
+            converted = convert_for(alog, src, text, skip_invalid=skip_invalid)
+            for where, why in converted.skipped[:20]:
+                err.print(f"skipped {where}: {printable(why)}", markup=False)
+            if converted.skipped_count > 20:
+                err.print(f"... and {converted.skipped_count - 20} more skipped", markup=False)
             events = converted.events
             receipts = [r for k in range(0, len(events), _BATCH)
                         for r in alog.append_validated(events[k:k + _BATCH])]

@@ -251,7 +251,8 @@ def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
 
 
 def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entry | None:
-    """:func:`_entry_in`, decoding each chunk's leaves once (``decoded``, by chunk start)."""
+    """Entry ``index`` of ``chunk`` (None when it is not there or the framing is broken),
+    decoding each chunk's leaves once (``decoded``, by chunk start)."""
     if not chunk.start <= index < chunk.start + chunk.count:
         return None
     leaves = decoded.get(chunk.start)
@@ -261,15 +262,6 @@ def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entr
         except ValueError:
             return None
     return Entry(index, leaves[index - chunk.start])
-
-
-def _entry_in(chunk: Chunk, index: int) -> Entry | None:
-    if not chunk.start <= index < chunk.start + chunk.count:
-        return None
-    try:
-        return Entry(index, chunk.leaves()[index - chunk.start])
-    except ValueError:
-        return None
 
 
 def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
@@ -971,16 +963,13 @@ class AuditLog:
                 hits[ident] = (idx, -1)
         if not hits:
             return {}
-        chunks: list[Chunk] = []  # read once each, however many retries they hold
+        found: Chunk | None = None  # each chunk read once, however many retries it holds
         leaves: dict[int, list[bytes]] = {}
         for ident, (idx, _) in sorted(hits.items(), key=lambda hit: hit[1][0]):
             # Confirm against the entry itself: a duplicate answer drops the event, so an id
             # index edited behind the log's back must not be able to cause it.
-            if not chunks or not chunks[-1].start <= idx < chunks[-1].start + chunks[-1].count:
-                got = next(self._store.iter_chunks(idx, idx + 1), None)
-                if got is not None:
-                    chunks.append(got)
-            found = chunks[-1] if chunks else None
+            if found is None or not found.start <= idx < found.start + found.count:
+                found = next(self._store.iter_chunks(idx, idx + 1), found)
             entry = _entry_at(found, idx, leaves) if found is not None else None
             if entry is not None and entry.retired and found is not None:
                 # Retention removed the body; the id index is all that is left of it.

@@ -1,4 +1,5 @@
-"""After an import: records whose id was already taken by a *different* event.
+"""Importing into a log: converting a source's input against the log's clock, and, after
+the append, the records whose id was already taken by a *different* event.
 
 An imported record's id is derived from the source's own id for it (core/sources/base.py), so
 a retried or overlapping import finds its records already stored and stores nothing twice.
@@ -13,10 +14,22 @@ else is a conflict that the import reports by record, never passes as stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sealtrail.core.event import Event
-from sealtrail.log.auditlog import AuditLog, Receipt
+from sealtrail.core.sources.base import Converted, Source, convert
+from sealtrail.log.auditlog import MAX_FUTURE_MS, AuditLog, Receipt
+
+
+def convert_for(alog: AuditLog, source: Source, text: str, *, skip_invalid: bool = False,
+                max_records: int | None = None) -> Converted:
+    """:func:`~sealtrail.core.sources.base.convert` for this log: a record dated later than
+    the log takes ids (its clock plus :data:`MAX_FUTURE_MS`) is named up front, like any
+    other record the append would refuse, instead of failing the import half way."""
+    latest = alog.now() + timedelta(milliseconds=MAX_FUTURE_MS)
+    return convert(source, text, skip_invalid=skip_invalid, max_records=max_records,
+                   not_after=latest)
 
 
 def _essence(event: dict[str, Any]) -> tuple[Any, ...]:

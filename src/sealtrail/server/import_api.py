@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -21,10 +20,10 @@ from fastapi.responses import JSONResponse
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.event import Event
 from sealtrail.core.sources import NAMES, get_source
-from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, convert, input_text
+from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, input_text
 from sealtrail.log.apikeys import Principal
-from sealtrail.log.auditlog import MAX_BATCH, MAX_FUTURE_MS, AuditLog
-from sealtrail.log.imports import conflicts
+from sealtrail.log.auditlog import MAX_BATCH, AuditLog
+from sealtrail.log.imports import conflicts, convert_for
 
 ROUTES: Final = {("POST", "/v1/logs/{log}/import"): frozenset({"ingest"})}
 MAX_SKIPPED_SHOWN: Final = 100
@@ -78,7 +77,7 @@ def add_import_routes(app: FastAPI, *,
                                 status_code=413)
         try:
             # Reading and mapping cost CPU in proportion to the body: off the event loop.
-            converted = await in_thread(_convert, src, body, max_body, skip_invalid,
+            converted = await in_thread(_convert, alog, src, body, max_body, skip_invalid,
                                         min(max_events, MAX_BATCH))
         except TooManyRecordsError:
             counted(log, "too_large", 1)
@@ -106,11 +105,10 @@ def add_import_routes(app: FastAPI, *,
             status_code=409 if clashes else 201)
 
 
-def _convert(src: Source, body: bytes, max_body: int, skip_invalid: bool,
-             max_records: int) -> Converted:
-    latest = datetime.now(UTC) + timedelta(milliseconds=MAX_FUTURE_MS)
-    return convert(src, input_text(body, max_body, "body"), skip_invalid=skip_invalid,
-                   max_records=max_records, not_after=latest)
+def _convert(alog: AuditLog, src: Source, body: bytes, max_body: int,  # noqa: PLR0917
+             skip_invalid: bool, max_records: int) -> Converted:
+    return convert_for(alog, src, input_text(body, max_body, "body"),
+                       skip_invalid=skip_invalid, max_records=max_records)
 
 
 def _append(alog: AuditLog, events: list[Event]) -> list[Any]:

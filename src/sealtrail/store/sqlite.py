@@ -421,12 +421,12 @@ class SQLiteStore:
         db = self._db
         span = ("SELECT min(id), max(id), count(*) FROM (SELECT id FROM exact_ids "
                 "WHERE level = ? AND id > ? ORDER BY id LIMIT ?)")
-        low, high, n = db.execute(span, (level, cursor, budget)).fetchone()
-        if not n and cursor:
-            low, high, n = db.execute(span, (level, b"", budget)).fetchone()
-        if not n:
-            return 0, b""
         try:
+            low, high, n = db.execute(span, (level, cursor, budget)).fetchone()
+            if not n and cursor:
+                low, high, n = db.execute(span, (level, b"", budget)).fetchone()
+            if not n:
+                return 0, b""
             db.execute("INSERT INTO exact_ids SELECT level + 1, id, idx FROM exact_ids "
                        "WHERE level = ? AND id >= ? AND id <= ?", (level, low, high))
             db.execute("DELETE FROM exact_ids WHERE level = ? AND id >= ? AND id <= ?",
