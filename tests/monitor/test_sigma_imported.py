@@ -764,7 +764,7 @@ def test_rules_test_with_source_reads_a_cloudtrail_log(tmp_path: Path) -> None:
     assert "3 detection(s) from 6 rule(s) over 4 event(s)" in res.stderr
     jsonl = sealtrail("rules", "test", str(CORPUS / "aws"), "--events", str(log),
                       "--source", "cloudtrail", "--format", "jsonl", cwd=tmp_path)
-    assert [json.loads(x)["rule"] for x in jsonl.stdout.splitlines()] == [
+    assert [json.loads(x)["rule"] for x in jsonl.stdout.split("\n") if x] == [
         ids[n]["id"] for n in names]
 
 
