@@ -28,7 +28,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import st_bench as st
 from harness import temp_dir
@@ -36,6 +36,7 @@ from sealtrail.core import canonical
 from sealtrail.core.redact import Redactor
 from sealtrail.log import auditlog
 from sealtrail.log.protect import Protector
+from sealtrail.store.sqlite import SQLiteStore
 from workload import make_events
 
 CONFIGS = {"default": (st.DEFAULT, True), "encrypted": (st.DEFAULT, False),
@@ -87,7 +88,7 @@ def timers(log: auditlog.AuditLog, totals: Totals) -> Iterator[None]:
         (Protector, "write", "write blind-index + key rows"),
     ]
     saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
-    store = log.store
+    store = cast(SQLiteStore, log.store)
     db = store._db
     try:
         for owner, attr, name in patches:

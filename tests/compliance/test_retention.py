@@ -159,7 +159,7 @@ def test_purged_bodies_are_gone_from_the_file(tmp_path: Path, clock: Clock) -> N
     log.append({"action": "user.login", "actor": {"id": "u2"}, "outcome": "success",
                 "category": "authentication"})
     apply_purge(log, RetentionPolicy.parse({"default": {"max": "365d"}}), actor=OPS)
-    log.store.checkpoint_wal(5)
+    log.store.purge_deleted(5)
     log.close()
     blob = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"zebra-unique-actor" not in blob

@@ -13,19 +13,17 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sealtrail.core.errors import StorageError, ValidationError
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
 from sealtrail.core.uuid7 import make_uuid7
-from sealtrail.log import auditlog
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.store import sqlite as sqlite_store
-from sealtrail.store.protocol import Chunk, State
+from sealtrail.store.protocol import Chunk, State, Store
 from sealtrail.store.sqlite import SQLiteStore
 
 FIXED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -251,39 +249,42 @@ class Faults:
             raise StorageError("injected: committed, but the answer was lost")
 
 
-class FaultyStore(SQLiteStore):
-    """The SQLite store with one injected failure, before a write or after a commit."""
+class FaultyStore:
+    """Wraps a store (any adapter) with one injected failure, before a write or after a
+    commit; every other call goes to the wrapped store."""
 
-    def __init__(self, path: Path, *, readonly: bool = False, faults: Faults) -> None:
-        self.faults = Faults("off", 0)  # opening the database is not under test
-        super().__init__(path, readonly=readonly)
+    def __init__(self, inner: Store, faults: Faults) -> None:
+        self._inner = inner
         self.faults = faults
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with super().transaction():
+        with self._inner.transaction():
             yield
         self.faults.committed()
 
     def put_chunks(self, chunks: list[Chunk]) -> None:
         self.faults.write("chunks")
-        super().put_chunks(chunks)
+        self._inner.put_chunks(chunks)
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
         self.faults.write("node blocks")
-        super().put_node_blocks(blocks)
+        self._inner.put_node_blocks(blocks)
 
     def put_buckets(self, rows: list[tuple[int, int]]) -> None:
         self.faults.write("id buckets")
-        super().put_buckets(rows)
+        self._inner.put_buckets(rows)
 
     def put_checkpoint(self, size: int, note: str) -> None:
         self.faults.write("checkpoint")
-        super().put_checkpoint(size, note)
+        self._inner.put_checkpoint(size, note)
 
-    def put_state(self, state: State) -> None:
+    def put_state(self, state: State, *, expect: State | None = None) -> None:
         self.faults.write("state")
-        super().put_state(state)
+        self._inner.put_state(state, expect=expect)
 
 
 def stored_ids(log: AuditLog) -> list[str]:
@@ -302,13 +303,16 @@ def test_failing_store_loses_nothing_acknowledged(tmp_path: Path,
     with AuditLog.open(tmp_path, clock=clock) as created:
         created.append_many([with_id(n) for n in range(300)])  # past the first bundle
     faults = Faults(mode, fail_at)
-    monkeypatch.setattr(auditlog, "SQLiteStore", partial(FaultyStore, faults=faults))
+
+    def faulty(store: Store) -> Store:
+        return cast(Store, FaultyStore(store, faults))
+
     acked: list[str] = []
     failed: list[list[str]] = []
     errors: list[str] = []
     sizes: list[int] = []
     n = 1000
-    with AuditLog.open(tmp_path, create=False, clock=clock) as log:
+    with AuditLog.open(tmp_path, create=False, clock=clock, wrap_store=faulty) as log:
         for step in range(12):
             batch = [with_id(n + k) for k in range(1 if step % 3 else 40)]
             n += len(batch)
@@ -321,7 +325,6 @@ def test_failing_store_loses_nothing_acknowledged(tmp_path: Path,
                 assert [r.id for r in receipts] == [e["id"] for e in batch]
                 acked.extend(r.id for r in receipts)
             sizes.append(log.checkpoint().checkpoint.size)
-    monkeypatch.undo()
     assert faults.fired
     assert len(failed) == 1
     assert "injected" in errors[0]
@@ -367,7 +370,7 @@ def test_disk_full_fails_the_append_then_recovers(tmp_path: Path) -> None:
     with AuditLog.open(tmp_path, clock=clock) as log:
         log.append_many([good(n) for n in range(10)])
         before = head(log)
-        db = log.store._db  # the store's own connection: only it sees the page limit
+        db = cast(SQLiteStore, log.store)._db  # its own connection: only it sees the limit
         (pages,) = db.execute("PRAGMA page_count").fetchone()
         db.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StorageError, match="full"):

@@ -22,13 +22,12 @@ import contextlib
 import hmac
 import logging
 import os
-import re
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -59,19 +58,27 @@ from sealtrail.core.reserved import OWN_SERVICE, reserved_field
 from sealtrail.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
-from sealtrail.log import keys
 from sealtrail.log.blindindex import SEG_SHIFT
+from sealtrail.log.datadir import (
+    DB_FILE,
+    LOG_NAME,
+    Clock,
+    OpenSettings,
+    StoreWrapper,
+    log_dir,
+    newer_reason,
+    open_log,
+    system_clock,
+)
 from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.idfilter import ExactIdFilter
 from sealtrail.log.idindex import (
     BUCKET_SHIFT,
     LATE_MS,
-    VERSION,
-    VERSION_META,
     late_window,
     rows_of,
 )
-from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
+from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
 from sealtrail.log.protect import Batch, Protector
 from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
@@ -101,21 +108,20 @@ from sealtrail.log.verify import (
     verify_increment,
     verify_log,
 )
-from sealtrail.store.protocol import Chunk, State
-from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
+from sealtrail.store.protocol import Chunk, State, Store
 
 if TYPE_CHECKING:
     from sealtrail.log.derived import DerivedReport
 
-Clock = Callable[[], datetime]
-
-LOG_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
-DB_FILE = "log.db"
 MAX_BATCH = 100_000        # events in one append_many call
 LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
 MAX_SEQUENCED = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
 MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
 
+
+# The engine's public names (some defined in the modules it is made of).
+__all__ = ["DB_FILE", "LOG_NAME", "MAX_BATCH", "READ_ACTIONS", "READ_ROLES", "AuditLog",
+           "Clock", "Entry", "Receipt", "log_dir", "system_clock"]
 
 _HOST = socket.gethostname()[:255] or "localhost"
 # The kinds of read that are recorded (one name each, whichever face serves the read) and
@@ -152,11 +158,6 @@ def _warn_memory(exc: StorageError | TamperError) -> None:
 def _kid_number(kid: str) -> int:
     """The number of a data key id (``d7`` -> 7); -1 for anything else."""
     return int(kid[1:]) if kid[:1] == "d" and kid[1:].isdigit() else -1
-
-
-def system_clock() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)
 
 
 class Receipt(msgspec.Struct, frozen=True, gc=False):
@@ -264,23 +265,6 @@ def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entr
     return Entry(index, leaves[index - chunk.start])
 
 
-def log_dir(data_dir: str | os.PathLike[str], log: str) -> Path:
-    """The directory of one log inside a data directory (validates the log name)."""
-    if not LOG_NAME.match(log):
-        raise ConfigError(f"log name {log!r}: use 1-63 of a-z 0-9 . _ - (starting with a letter "
-                          "or digit)")
-    return Path(data_dir) / log
-
-
-@dataclass(frozen=True, slots=True)
-class _Settings:
-    passphrase: str | None
-    kek: KeyEncryptionKey | None
-    encryption: bool
-    policy: FieldPolicy
-    redaction: str
-
-
 def _check_reason(reason: str, hint: str) -> None:
     """A reason is required and must be valid Unicode (checked before any write)."""
     if not reason.strip():
@@ -291,48 +275,16 @@ def _check_reason(reason: str, hint: str) -> None:
         raise ValidationError("reason", "contains a lone surrogate (not valid Unicode)") from exc
 
 
-def _purge_wal(store: SQLiteStore) -> bool:
-    """Fold and truncate the WAL after an erasure, waiting up to 2 s for readers."""
-    return store.checkpoint_wal(wait_s=2.0)
-
-
 def _check_unsealed_size(size: int) -> None:
     """The size limit holds for the event as sent, not for its (larger) sealed form."""
     if size > MAX_SEQUENCED:
         raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes once sequenced")
 
 
-def _signer_of(directory: Path, origin: str) -> Signer:
-    signer = keys.load_signer(directory)
-    if signer.name != origin:
-        raise ConfigError("the signing key does not belong to this log's origin")
-    return signer
-
-
-def _open_keyring(directory: Path, origin: str, settings: _Settings
-                  ) -> tuple[Keyring | None, str]:
-    """The log's keyring, unlocked with what the caller or environment gives.
-
-    Returns (None, why) when it stays locked: no key given, or the file is missing (then the
-    log still verifies and proves; sealed fields stay sealed). A key that does not open the
-    keyring is an error, never a silent lock.
-    """
-    path = directory / KEYRING_FILE
-    if not path.exists():
-        return None, (f"the keyring {path} is missing: encrypted fields cannot be read or "
-                      "written without it (restore it from your backup)")
-    doc = Keyring.read(path)
-    kek = settings.kek or resolve_kek(doc.get("kek", {}), settings.passphrase)
-    if kek is None:
-        return None, ("the keyring is locked: set SEALTRAIL_PASSPHRASE (or pass passphrase=, "
-                      "or the CLI's --passphrase-file) to write or read encrypted fields")
-    return Keyring.load(path, origin, kek), ""
-
-
 class AuditLog:
     """A tamper-evident audit log in a data directory. Use :meth:`open`."""
 
-    def __init__(self, directory: Path, store: SQLiteStore, signer: Signer, *, origin: str,
+    def __init__(self, directory: Path, store: Store, signer: Signer, *, origin: str,
                  name: str, clock: Clock, keyring: Keyring | None = None) -> None:
         self.directory = directory
         self.name = name
@@ -346,7 +298,6 @@ class AuditLog:
                                       origin)
         # The database file this log opened: a file replaced under a running process (an
         # older copy put in its place) must not swallow the appends that follow.
-        self._db_identity = _file_identity(store.path)
         self._mutex = threading.Lock()
         self._queue: list[_Request] = []
         self._leading = False
@@ -380,14 +331,7 @@ class AuditLog:
         self.wal_purged = True
         # Which id-index rule this log was made with (log/idindex.py): late ids get exact rows.
         self._late_ms = late_window(meta)
-        self._newer = ""
-        if (meta.get(VERSION_META, VERSION) != VERSION
-                or meta.get("schema", "1") not in KNOWN_SCHEMAS):
-            # A newer sealtrail made this log: its rules are not known here, and appending by
-            # older ones could break exactly-once; read and verify only.
-            self._newer = (f"this log was made by a newer sealtrail (id index "
-                           f"{meta.get(VERSION_META)}, schema {meta.get('schema')}): upgrade "
-                           "sealtrail to write to it (it reads and verifies as it is)")
+        self._newer = newer_reason(meta)
         self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor: Redactor | None = None
@@ -404,7 +348,8 @@ class AuditLog:
              origin: str | None = None, create: bool = True,
              clock: Clock | None = None, passphrase: str | None = None,
              kek: KeyEncryptionKey | None = None, encryption: bool = True,
-             policy: FieldPolicy | None = None, redaction: str = "mask") -> AuditLog:
+             policy: FieldPolicy | None = None, redaction: str = "mask",
+             wrap_store: StoreWrapper | None = None) -> AuditLog:
         """Open a log, creating it (database, signing key, keyring) when ``create`` and new.
 
         ``origin`` names the log in its checkpoints (default ``sealtrail/<log>``); it is fixed
@@ -415,50 +360,19 @@ class AuditLog:
         (``SEALTRAIL_PASSPHRASE``, or ``SEALTRAIL_KEK`` for a raw key). Without any, an
         encrypted log still opens, locked: verify, proofs and checkpoints work; fields read
         as sealed; appends raise KeyringError.
+
+        ``wrap_store`` wraps the store the log opens (fault-injection tests pass one).
         """
-        settings = _Settings(passphrase, kek, encryption, policy or FieldPolicy.default(),
-                             redaction)
         if redaction not in ("mask", "hash", "off"):
             raise ConfigError(f"redaction {redaction!r}: use mask, hash or off")
-        directory = log_dir(data_dir, log)
-        db = directory / DB_FILE
-        if not db.exists():
-            if not create:
-                raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
-            return cls._create(directory, log, origin or f"sealtrail/{log}",
-                               clock or system_clock, settings)
-        store = SQLiteStore(db)
-        meta = store.meta()
-        stored_origin = meta.get("origin")
-        if stored_origin is None:
-            unfinished = set(meta) <= {"schema"} and store.state() == State(0, None, 0)
-            store.close()
-            if not unfinished:
-                raise StorageError(f"{db} has no origin: it was not created by sealtrail")
-            # A crash cut the creation short before anything was stored: finish it.
-            if not create:
-                raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
-            return cls._create(directory, log, origin or f"sealtrail/{log}",
-                               clock or system_clock, settings)
-        if origin is not None and origin != stored_origin:
-            store.close()
-            raise ConfigError(f"origin {origin!r} differs from the log's origin "
-                              f"{stored_origin!r}, which cannot change")
-        try:
-            signer = _signer_of(directory, stored_origin)
-            keyring, locked = None, ""
-            try:
-                fixed = signed_fixed(meta, signer.verifier(), stored_origin)
-            except TamperError:
-                fixed = fixed_from_meta(meta)  # the log opens to be verified; appends refuse
-            if fixed.encryption == "on":
-                keyring, locked = _open_keyring(directory, stored_origin, settings)
-        except BaseException:
-            store.close()
-            raise
-        alog = cls(directory, store, signer, origin=stored_origin, name=log,
-                   clock=clock or system_clock, keyring=keyring)
-        alog.locked_reason = locked
+        settings = OpenSettings(passphrase, kek, encryption, policy or FieldPolicy.default(),
+                                redaction)
+        clock = clock or system_clock
+        parts = open_log(data_dir, log, origin, create=create, clock=clock, settings=settings,
+                         wrap=wrap_store)
+        alog = cls(parts.directory, parts.store, parts.signer, origin=parts.origin,
+                   name=parts.name, clock=clock, keyring=parts.keyring)
+        alog.locked_reason = parts.locked
         try:
             alog._record_interrupted_rotation()
         except (StorageError, VerificationError):
@@ -469,50 +383,6 @@ class AuditLog:
             alog.close()
             raise
         return alog
-
-    @classmethod
-    def _create(cls, directory: Path, log: str, origin: str, clock: Clock,
-                settings: _Settings) -> AuditLog:
-        kek = None
-        if settings.encryption:
-            kek = settings.kek or new_kek(settings.passphrase)
-            if kek is None:
-                raise KeyringError("encryption is on by default and needs a key: set "
-                                   "SEALTRAIL_PASSPHRASE (the CLI also takes --passphrase-file "
-                                   "FILE; the library passphrase=...), or SEALTRAIL_KEK to a "
-                                   "base64 256-bit key; or create the log unencrypted (CLI: "
-                                   "sealtrail init --no-encryption; library: encryption=False)")
-        elif settings.redaction == "hash":
-            raise ConfigError("redaction 'hash' needs the keyring: it is only available when "
-                              "encryption is on")
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        signer = (keys.load_signer(directory) if (directory / keys.SIGNING_KEY).exists()
-                  else keys.create_signer(directory, origin))
-        if signer.name != origin:
-            raise ConfigError("an existing signing key has another origin")
-        keyring = None
-        if kek is not None:
-            path = directory / KEYRING_FILE
-            now = format_time(clock())
-            # A crash after the keyring was written but before the log: reuse it.
-            keyring = (Keyring.load(path, origin, kek) if path.exists()
-                       else Keyring.create(path, origin, kek, now))
-        store = SQLiteStore(directory / DB_FILE)
-        with store.transaction():
-            # Another process creating the same log may have finished first (and appended).
-            if "origin" not in store.meta():
-                fixed = Fixed(origin, log, "1", "on" if keyring is not None else "off",
-                              ",".join(settings.policy.paths), settings.redaction)
-                # The settings are signed: a log opens with what its key signed, never with
-                # an edited table (see log/settings.py).
-                store.set_meta({**fixed.as_meta(), SETTINGS_META: fixed.sign(signer),
-                                VERSION_META: VERSION})
-                empty = TreeEdge(0, [], {})
-                note = signer.sign(Checkpoint(origin, 0, empty.root()).format())
-                store.put_state(State(0, note, 0))
-                store.put_checkpoint(0, note)
-        return cls(directory, store, signer, origin=origin, name=log, clock=clock,
-                   keyring=keyring)
 
     def __enter__(self) -> Self:
         return self
@@ -533,7 +403,7 @@ class AuditLog:
                 self._store.close()
 
     @property
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
         """The underlying store (for the verifier and tools; never write to it directly)."""
         return self._store
 
@@ -776,7 +646,7 @@ class AuditLog:
                     protector.write(sealing, new_edge.size)
                 if crosses_anchor(edge.size, new_edge.size):
                     store.put_checkpoint(new_edge.size, note)
-                store.put_state(State(new_edge.size, note, new_hwm))
+                store.put_state(State(new_edge.size, note, new_hwm), expect=state)
         # 6. Durable: adopt, remember the head outside the database, and answer.
         if protector is not None:
             protector.adopt(sealing)
@@ -1195,15 +1065,15 @@ class AuditLog:
         def hook(_at: int) -> None:
             held = store.holds(ref)
             if held:
-                number, _, why, since, _ = held[0]
-                raise PolicyError(f"the subject is under legal hold #{number} since {since} "
-                                  f"({protector.open_note(why, ref)!r}): release it first "
-                                  "(sealtrail hold release)")
+                hold = held[0]
+                raise PolicyError(f"the subject is under legal hold #{hold.number} since "
+                                  f"{hold.created} ({protector.open_note(hold.reason, ref)!r}): "
+                                  "release it first (sealtrail hold release)")
             row = store.subject_keys_by_ref([ref]).get(ref)
             if row is None:
                 raise ConfigError("this subject has no key: it was never named in an event's "
                                   "subjects, or it was already erased")
-            if row[0] != kid_before:
+            if row.kid != kid_before:
                 raise ConfigError("the subject's key changed meanwhile; try again")
             rows: list[tuple[int, int, int]] = []
             sealed_blind = [f for f in ("actor.ip", "target.id") if f in protector.policy.paths]
@@ -1220,7 +1090,7 @@ class AuditLog:
                         if isinstance(value, str):
                             rows.append((seg, blind.token(f, value), index))
             protector.index.delete(rows)
-            store.delete_subject_key(row[0])
+            store.delete_subject_key(row.kid)
             store.set_meta({"key_epoch": protector.next_epoch()})
             # Later requests of this commit must not seal with the destroyed key.
             protector.forget()
@@ -1232,7 +1102,7 @@ class AuditLog:
                               "entries": count}}
         receipt = self._append([event], hook, own=True)[0]
         protector.forget()
-        self.wal_purged = _purge_wal(store)
+        self.wal_purged = store.purge_deleted(wait_s=2.0)
         return receipt
 
     def check_settings(self) -> None:
@@ -1294,11 +1164,11 @@ class AuditLog:
         """Legal holds: number, subject pseudonym, reason, since, released."""
         protector = self._subjects()
         out = []
-        for number, ref, reason, created, released in self._store.holds(open_only=open_only):
-            out.append({"hold": number,
-                        "subject_ref": "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=")
-                        .decode(), "reason": protector.open_note(reason, ref),
-                        "since": created, "released": released})
+        for hold in self._store.holds(open_only=open_only):
+            out.append({"hold": hold.number,
+                        "subject_ref": "ref:" + base64.urlsafe_b64encode(hold.ref).rstrip(b"=")
+                        .decode(), "reason": protector.open_note(hold.reason, hold.ref),
+                        "since": hold.created, "released": hold.released})
         return out
 
     def rotate_keys(self, *, actor: Mapping[str, Any], new_kek: KeyEncryptionKey | None = None
@@ -1515,13 +1385,13 @@ class AuditLog:
         ``verify`` uses every core by default.
         """
         # A connection of its own: a long verification never holds up appends.
-        store = SQLiteStore(self._store.path, readonly=True)
+        store = self._store.reader()
         try:
             self.check_identity()
             remembered = self.head_memory.newest()
             report = verify_log(store, self.verifier, self.origin,
                                 trusted_checkpoint=trusted_checkpoint, progress=progress,
-                                database=self._store.path, workers=workers,
+                                opener=self._store.opener(), workers=workers,
                                 remembered=remembered.note if remembered is not None else None)
         except TamperError:
             self._note_verification("verify_failed_at", None)
@@ -1611,11 +1481,10 @@ class AuditLog:
         """Raise TamperError when the database file was replaced since the log opened it
         (an older copy moved into place under a running process, whose appends would then
         go to the unlinked file and vanish)."""
-        now = _file_identity(self._store.path)
-        if now is None or self._db_identity is None or now[:2] != self._db_identity[:2]:
+        if self._store.replaced():
             raise TamperError("replaced", self.size_opened, f"the database file "
-                              f"{self._store.path} was replaced or removed while the log was "
-                              "open: refusing to go on; run sealtrail verify")
+                              f"{self._store.location} was replaced or removed while the log "
+                              "was open: refusing to go on; run sealtrail verify")
 
     @property
     def size_opened(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from sealtrail.store.sqlite import SQLiteStore
+from sealtrail.store.protocol import BlindRows
 
 SEG_SHIFT: Final = 12          # segment: 4096 entries
 _PAIR: Final = struct.Struct("<qq")
@@ -31,7 +31,7 @@ def _unpack(data: bytes) -> list[tuple[int, int]]:
 class BlindIndex:
     """Blind-index rows of one log, over its store."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: BlindRows) -> None:
         self._store = store
 
     def add(self, rows: list[tuple[int, int, int]], end: int) -> None:

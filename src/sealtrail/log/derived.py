@@ -51,7 +51,7 @@ from sealtrail.core.errors import (
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.protect import UNINDEXED_KEY, Protector, kid_bytes, kid_text
-from sealtrail.store.sqlite import SQLiteStore
+from sealtrail.store.protocol import Store
 
 if TYPE_CHECKING:
     from sealtrail.log.auditlog import AuditLog
@@ -83,22 +83,6 @@ class DerivedReport:
         return (f"OK: blind index of {self.entries} entries ({self.blind_rows} rows) and "
                 f"{self.subject_keys} subject keys match the events; {self.erased_keys} "
                 f"erased keys each have their erasure record{extra}")
-
-
-class _Reader(SQLiteStore):
-    """A read-only connection of its own, with the reads of the blind table the store does not
-    offer (yet): every row of one segment, and rows outside the segments of the log."""
-
-    def blind_segment(self, seg: int) -> list[tuple[int, int]]:
-        """(token, index) of every row filed under segment ``seg``."""
-        return [(int(t), int(i)) for t, i in
-                self._q("SELECT tok, idx FROM blind WHERE seg = ?", (seg,))]
-
-    def blind_outside(self, last_seg: int) -> list[tuple[int, int, int]]:
-        """A few (segment, token, index) rows filed outside segments ``0..last_seg``."""
-        return [(int(s), int(t), int(i)) for s, t, i in
-                self._q("SELECT seg, tok, idx FROM blind WHERE seg < 0 OR seg > ? "
-                        "ORDER BY seg, idx LIMIT 8", (last_seg,))]
 
 
 @dataclass(slots=True)
@@ -141,7 +125,7 @@ def verify_derived(alog: AuditLog) -> DerivedReport:
     if keyring is None:
         raise KeyringError(alog.locked_reason or "the keyring is locked: checking the blind "
                            "index and subject keys needs it (set SEALTRAIL_PASSPHRASE)")
-    reader = _Reader(alog.store.path, readonly=True)
+    reader = alog.store.reader()
     try:
         protector = Protector(alog.origin, FieldPolicy.parse(alog.sealed_paths), keyring,
                               reader)
@@ -151,7 +135,7 @@ def verify_derived(alog: AuditLog) -> DerivedReport:
         reader.close()
 
 
-def _run(alog: AuditLog, reader: _Reader, protector: Protector) -> DerivedReport:
+def _run(alog: AuditLog, reader: Store, protector: Protector) -> DerivedReport:
     size = reader.state().size
     meta = reader.meta()
     blind = protector.blind()
@@ -202,7 +186,7 @@ def _pairs(data: bytes) -> Iterator[tuple[int, int]]:
         yield int(view[k]), int(view[k + 1])
 
 
-def _leaves(alog: AuditLog, reader: _Reader, size: int, state: _State
+def _leaves(alog: AuditLog, reader: Store, size: int, state: _State
             ) -> Iterator[tuple[int, bytes | None]]:
     """(index, leaf) of every entry; None for one that cannot be read (purged, or archived
     with its segment file away): its rows are not checked."""
@@ -286,7 +270,7 @@ def _expect(protector: Protector, blind: BlindIndexer, index: int, leaf: bytes,
                    sum(1 for f in _SEALED_BLIND if f in sealed_fields))
 
 
-def _flush_noting(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[int],
+def _flush_noting(reader: Store, seg: int, batch: list[_Expect], skipped: set[int],
                   state: _State) -> None:
     """:func:`_flush`, keeping the first mismatch for later and going on."""
     try:
@@ -296,7 +280,7 @@ def _flush_noting(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[
             state.error = exc
 
 
-def _flush(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[int],
+def _flush(reader: Store, seg: int, batch: list[_Expect], skipped: set[int],
            state: _State) -> None:
     """Compare one segment's expected rows with the stored ones; note its subject keys."""
     stored: dict[int, set[int]] = {}
@@ -331,7 +315,7 @@ def _flush(reader: _Reader, seg: int, batch: list[_Expect], skipped: set[int],
     state.entries += len(batch)
 
 
-def _keys_report(reader: _Reader, size: int, state: _State) -> DerivedReport:
+def _keys_report(reader: Store, size: int, state: _State) -> DerivedReport:
     """Every subject key gone has its erasure record, after its last use; every erased key is
     gone."""
     confirmed = unconfirmed = 0

@@ -43,7 +43,7 @@ from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy, restore
 from sealtrail.log.blindindex import SEG_SHIFT, BlindIndex
 from sealtrail.log.keyring import Keyring
-from sealtrail.store.sqlite import SQLiteStore
+from sealtrail.store.protocol import Store, SubjectKey
 
 EPOCH_KEY: Final = "key_epoch"
 UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with the keyring locked
@@ -81,7 +81,7 @@ class Batch:
     """What one commit adds beside its entries: new subject keys and blind-index rows."""
 
     new_keys: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # ref -> kid, raw
-    key_rows: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+    key_rows: list[SubjectKey] = field(default_factory=list)
     blind_rows: list[tuple[int, int, int]] = field(default_factory=list)
     growth: int = 0  # bytes the last sealed event grew by (tokens minus plaintexts)
     locked_from: int | None = None  # first entry appended locked (not blind-indexed yet)
@@ -102,7 +102,7 @@ class Protector:
     """Seals and opens one log's personal fields. ``keyring`` None: locked (read sealed)."""
 
     def __init__(self, origin: str, policy: FieldPolicy, keyring: Keyring | None,
-                 store: SQLiteStore) -> None:
+                 store: Store) -> None:
         self.origin = origin
         self.policy = policy
         self.keyring = keyring
@@ -113,7 +113,7 @@ class Protector:
         self._tokens: dict[tuple[str, str], int] = {}
         self._aead: dict[str, AESGCM | None] = {}
         self._epoch = store.meta().get(EPOCH_KEY, "0")
-        self._version = store.data_version()
+        self._version = store.change_marker()
 
     @property
     def unlocked(self) -> bool:
@@ -140,7 +140,7 @@ class Protector:
         if epoch != self._epoch:
             self.forget()
             self._epoch = epoch
-        self._version = self._store.data_version()
+        self._version = self._store.change_marker()
         start = meta.get(UNINDEXED_KEY)
         if start is not None and self._blind is not None and self._store.in_transaction:
             self._backfill(self._blind, int(start))
@@ -151,7 +151,7 @@ class Protector:
 
     def _check_fresh(self) -> None:
         """Cheap per-read check: another connection committed, so an erasure may have too."""
-        if self._store.data_version() != self._version:
+        if self._store.change_marker() != self._version:
             self.refresh()
 
     def _backfill(self, blind: BlindIndexer, start: int) -> None:
@@ -268,14 +268,13 @@ class Protector:
             if got is None:
                 row = self._store.subject_keys_by_ref([ref]).get(ref)
                 if row is not None:
-                    kid, wrapped = row
-                    got = (kid, self._unwrap(keyring, kid, ref, wrapped))
+                    got = (row.kid, self._unwrap(keyring, row.kid, ref, row.wrapped))
                     self._remember(ref, got)
                 else:
                     kid, raw = os.urandom(16), os.urandom(32)
                     got = (kid, raw)
                     batch.new_keys[ref] = got
-                    batch.key_rows.append((kid, ref, envelope.wrap(
+                    batch.key_rows.append(SubjectKey(kid, ref, envelope.wrap(
                         keyring.wrap_key, os.urandom(12), raw, self._key_aad(kid, ref))))
             parts.append(got)
         parts.sort()
@@ -383,7 +382,7 @@ class Protector:
         if len(stored) != len(set(raws)):
             self._cache_aead(kid, None)
             return None
-        keys = [self._unwrap(keyring, r, *stored[r]) for r in raws]
+        keys = [self._unwrap(keyring, r, stored[r].ref, stored[r].wrapped) for r in raws]
         aead = AESGCM(keys[0] if len(keys) == 1 else _combine(keys))
         self._cache_aead(kid, aead)
         return aead
@@ -413,4 +412,4 @@ class Protector:
         blind = self.blind()
         refs = {s: blind.subject_ref(s) for s in subjects}
         rows = self._store.subject_keys_by_ref(refs.values())
-        return {s: (rows[r][0] if r in rows else None) for s, r in refs.items()}
+        return {s: (rows[r].kid if r in rows else None) for s, r in refs.items()}

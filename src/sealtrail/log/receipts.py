@@ -46,7 +46,7 @@ import hashlib
 import hmac
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -198,7 +198,7 @@ def restore_span(target_id: str) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def _covered(emptied: list[tuple[int, int]], rows: list[tuple[int, int, int, str]]) -> None:
+def _covered(emptied: list[tuple[int, int]], rows: Sequence[tuple[int, int, int, str]]) -> None:
     """Every emptied run lies inside recorded ranges; every retired range is wholly empty."""
     spans = sorted((s, e) for s, e, _, _ in rows)
     j = 0

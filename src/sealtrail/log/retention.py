@@ -36,7 +36,7 @@ from sealtrail.log.settings import (
     digest,
     policy_target,
 )
-from sealtrail.store.protocol import Chunk
+from sealtrail.store.protocol import Chunk, RetiredRange
 
 CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_access",
                         "data_change", "configuration", "admin", "system", "audit_access")
@@ -355,13 +355,13 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
                 raise ConfigError("the segments to purge are no longer archived; plan again")
             for s, e in ranges:
                 store.delete_retired(s, e)
-        current = tuple(int(n) for n, _, _, _, _ in store.holds(open_only=True))
+        current = tuple(hold.number for hold in store.holds(open_only=True))
         if kind == "purge" and set(current) - set(holds):
             # Archiving destroys nothing (restore brings it back): only a purge must respect
             # a hold that appeared after its plan.
             raise PolicyError("a legal hold was added since the plan was made; plan again")
         store.replace_chunk_data(emptied_chunks(alog, ranges))
-        store.put_retired([(s, e, at, kind) for s, e in ranges])
+        store.put_retired([RetiredRange(s, e, at, kind) for s, e in ranges])
         if kind == "purge":
             # Purged entries are gone for good: so are their blind tokens. Archived ones keep
             # them (search skips retired entries), so a restored segment is found again.

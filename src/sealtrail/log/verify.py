@@ -35,7 +35,6 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
-from pathlib import Path
 
 import msgspec
 
@@ -181,7 +180,7 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
 def _signed_heads(store: Store, verifier: Verifier, origin: str,
                   head_note: str | None, size: int) -> dict[int, bytes]:
     heads: dict[int, bytes] = {}
-    notes = [*store.iter_checkpoints(), (size, head_note)]
+    notes: list[tuple[int, str | None]] = [*store.iter_checkpoints(), (size, head_note)]
     for claimed, note in notes:
         if note is None:
             raise TamperError("checkpoint", claimed, "the log head has no checkpoint")
@@ -322,11 +321,11 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,  # noq
                         commits[1:])
 
 
-def _range_job(args: tuple[str, int, int, int, list[int], int | None]) -> _RangeResult:
-    """A worker process's share: one range, on a read-only connection of its own."""
-    from sealtrail.store.sqlite import SQLiteStore  # noqa: PLC0415 - only workers open stores
-    path, start, end, size, stops, late_ms = args
-    store = SQLiteStore(Path(path), readonly=True)
+def _range_job(args: tuple[Callable[[], Store], int, int, int, list[int], int | None]
+               ) -> _RangeResult:
+    """A worker process's share: one range, on a read-only handle of its own."""
+    opener, start, end, size, stops, late_ms = args
+    store = opener()
     try:
         with store.snapshot():
             return _verify_range(store, start, end, size, stops, late_ms)
@@ -345,11 +344,12 @@ def _default_workers() -> int:
 def verify_log(store: Store, verifier: Verifier, origin: str, *,
                trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None,
-               database: Path | None = None, workers: int | None = None,
+               opener: Callable[[], Store] | None = None, workers: int | None = None,
                remembered: str | None = None) -> VerifyReport:
     """Verify everything stored for one log; raise TamperError naming the first problem.
 
-    With ``database`` (the SQLite file) and more than one worker, logs of at least
+    With ``opener`` (``Store.opener()``: opens the store in another process) and more than
+    one worker, logs of at least
     ``PARALLEL_MIN`` entries are verified by worker processes, one aligned 2**16-leaf subtree
     at a time; the subtrees' roots are then combined and checked here exactly as one pass
     would (``tests/faults`` run every tampering both ways).
@@ -386,7 +386,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                               f"index {stray}, outside the log's {size} entries")
         n_workers = workers if workers is not None else _default_workers()
         span = 1 << RANGE_LEVEL
-        if database is not None and n_workers > 1 and size >= PARALLEL_MIN:
+        if opener is not None and n_workers > 1 and size >= PARALLEL_MIN:
             bounds = [(a, min(a + span, size)) for a in range(0, size, span)]
         else:
             bounds = [(0, size)] if size else []
@@ -429,7 +429,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         anchors: list[int] = []
         last_commit = 0 if size else -1
         late_ms = late_window(store.meta())  # the log's id-index rule (log/idindex.py)
-        for result in _run_ranges(store, database, bounds, size=size, stops=stops,
+        for result in _run_ranges(store, opener, bounds, size=size, stops=stops,
                                   workers=n_workers, late_ms=late_ms):
             if result.error is not None:
                 raise TamperError(*result.error)
@@ -478,7 +478,7 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 6. Every emptied entry was retired by a receipt the log itself recorded.
         retired = check_retired(store, emptied, size, found)
         # 5b. The history keeps a checkpoint at every size where the log kept one.
-        kept = {s for s, _ in store.iter_checkpoints()}
+        kept = {kept.size for kept in store.iter_checkpoints()}
         missing_anchor = next((s for s in [0, *anchors] if s <= size and s not in kept), None)
         if missing_anchor is not None:
             raise TamperError("checkpoint", missing_anchor, "the signed checkpoint the log "
@@ -498,8 +498,7 @@ _one_decoder = msgspec.json.Decoder(_LeafId)
 def stored_holds(store: Store) -> list[tuple[int, bytes, str, str | None]]:
     """The stored legal holds as :func:`check_stored` compares them: (number, subject ref,
     created, released)."""
-    return [(n, ref, created, released)
-            for n, ref, _, created, released in store.holds(open_only=False)]
+    return [(h.number, h.ref, h.created, h.released) for h in store.holds(open_only=False)]
 
 
 def setting_records(store: Store, size: int) -> list[SettingRecord]:
@@ -563,7 +562,8 @@ def check_id_index(store: Store, expected: RowDigest, size: int, late_ms: int | 
                       "hold")
 
 
-def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int]], *,
+def _run_ranges(store: Store, opener: Callable[[], Store] | None,
+                bounds: list[tuple[int, int]], *,
                 size: int, stops: list[int], workers: int, late_ms: int | None
                 ) -> Iterator[_RangeResult]:
     """Range results in order: in this process for one range, else from worker processes."""
@@ -571,7 +571,9 @@ def _run_ranges(store: Store, database: Path | None, bounds: list[tuple[int, int
         for a, b in bounds:
             yield _verify_range(store, a, b, size, stops, late_ms)
         return
-    jobs = [(str(database), a, b, size, [s for s in stops if a < s <= b], late_ms)
+    if opener is None:
+        raise ValueError("ranges in worker processes need a store opener")
+    jobs = [(opener, a, b, size, [s for s in stops if a < s <= b], late_ms)
             for a, b in bounds]
     # spawn, not fork: the caller may be a threaded service, and forking threads is unsafe.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:

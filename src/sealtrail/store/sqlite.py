@@ -10,18 +10,28 @@ bundle), tree hashes per 63-node block, and ids without a per-event index row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import stat
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sealtrail.core.errors import StorageError
-from sealtrail.store.protocol import Chunk, State
+from sealtrail.store.protocol import (
+    Chunk,
+    HeadConflictError,
+    Hold,
+    KeptCheckpoint,
+    RetiredRange,
+    State,
+    Store,
+    SubjectKey,
+)
 
 SCHEMA_VERSION = "2"  # 2: the exact id index is leveled (exact_ids), not one table (other_ids)
 KNOWN_SCHEMAS = frozenset({"1", "2"})
@@ -105,11 +115,24 @@ def _private(path: Path) -> None:
         raise StorageError(f"cannot create the log database {path.name}: {exc}") from exc
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file, None when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class SQLiteStore:
-    """A log's SQLite database. One connection, guarded by a lock for use from many threads."""
+    """A log's SQLite database. One connection, guarded by a lock for use from many threads.
+
+    Implements :class:`sealtrail.store.protocol.Store`.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self._readonly = readonly
         self._lock = threading.RLock()
         try:
             if readonly:
@@ -140,6 +163,27 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the log database {path.name}: {exc}") from exc
         self._in_tx = False
+        # The file this handle opened: a copy moved into place later is another file.
+        self._opened = _identity(path)
+
+    @property
+    def location(self) -> str:
+        """The database file's path."""
+        return str(self.path)
+
+    def replaced(self) -> bool:
+        """True when the path no longer names the file this handle opened (moved away, or an
+        older copy put in its place): appends would go to an unlinked file and vanish."""
+        now = _identity(self.path)
+        return now is None or self._opened is None or now != self._opened
+
+    def reader(self) -> Store:
+        """A read-only connection of its own (a long read never holds up appends)."""
+        return SQLiteStore(self.path, readonly=True)
+
+    def opener(self) -> Callable[[], Store]:
+        """Opens a read-only connection to the same file in another process (picklable)."""
+        return functools.partial(SQLiteStore, self.path, readonly=True)
 
     def _upgrade(self) -> None:
         """Schema 1 to 2, in the opening transaction: the rows of the one exact-id table move
@@ -235,7 +279,11 @@ class SQLiteStore:
             raise StorageError("the state row is malformed")
         return State(size, cp, hwm)
 
-    def put_state(self, state: State) -> None:
+    def put_state(self, state: State, *, expect: State | None = None) -> None:
+        if expect is not None and self.state() != expect:
+            # Inside BEGIN IMMEDIATE nobody else can write between the read and the update.
+            raise HeadConflictError(f"the head moved from size {expect.size} to "
+                               f"{self.state().size} under this writer: nothing was stored")
         self._w("UPDATE state SET size = ?, checkpoint = ?, id_hwm = ? WHERE id = 0",
                 [(state.size, state.checkpoint, state.id_hwm)])
 
@@ -472,36 +520,36 @@ class SQLiteStore:
     def put_checkpoint(self, size: int, note: str) -> None:
         self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])
 
-    def iter_checkpoints(self) -> Iterator[tuple[int, str]]:
+    def iter_checkpoints(self) -> Iterator[KeptCheckpoint]:
         for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
-            yield int(size), str(note)
+            yield KeptCheckpoint(int(size), str(note))
 
     # -- keys, blind index, holds (personal-data protection) ---------------------------------
 
-    def subject_keys_by_ref(self, refs: Iterable[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
-        """(kid, wrapped key) of each subject pseudonym that has a key."""
-        out: dict[bytes, tuple[bytes, bytes]] = {}
+    def subject_keys_by_ref(self, refs: Iterable[bytes]) -> dict[bytes, SubjectKey]:
+        """The key of each subject reference that has one."""
+        out: dict[bytes, SubjectKey] = {}
         rl = list(refs)
         for i in range(0, len(rl), _MAX_VARS):
             part = rl[i:i + _MAX_VARS]
             rows = self._q("SELECT ref, kid, wrapped FROM subject_keys WHERE ref IN "
                            f"({','.join('?' * len(part))})", part)
-            out.update((bytes(r), (bytes(k), bytes(w))) for r, k, w in rows)
+            out.update((bytes(r), SubjectKey(bytes(k), bytes(r), bytes(w))) for r, k, w in rows)
         return out
 
-    def subject_keys_by_kid(self, kids: Iterable[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
-        """(ref, wrapped key) of each key id still present (an erased key is absent)."""
-        out: dict[bytes, tuple[bytes, bytes]] = {}
+    def subject_keys_by_kid(self, kids: Iterable[bytes]) -> dict[bytes, SubjectKey]:
+        """The key of each key id still present (an erased key is absent)."""
+        out: dict[bytes, SubjectKey] = {}
         kl = list(kids)
         for i in range(0, len(kl), _MAX_VARS):
             part = kl[i:i + _MAX_VARS]
             rows = self._q("SELECT kid, ref, wrapped FROM subject_keys WHERE kid IN "
                            f"({','.join('?' * len(part))})", part)
-            out.update((bytes(k), (bytes(r), bytes(w))) for k, r, w in rows)
+            out.update((bytes(k), SubjectKey(bytes(k), bytes(r), bytes(w))) for k, r, w in rows)
         return out
 
-    def put_subject_keys(self, rows: list[tuple[bytes, bytes, bytes]]) -> None:
-        """Insert (kid, ref, wrapped) rows (inside a transaction)."""
+    def put_subject_keys(self, rows: list[SubjectKey]) -> None:
+        """Insert keys (inside a transaction)."""
         self._w("INSERT INTO subject_keys(kid, ref, wrapped) VALUES (?, ?, ?)", rows)
 
     def delete_subject_key(self, kid: bytes) -> None:
@@ -529,6 +577,17 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
         return out
+
+    def blind_segment(self, seg: int) -> list[tuple[int, int]]:
+        """(token, index) of every row filed under segment ``seg``."""
+        return [(int(t), int(i)) for t, i in
+                self._q("SELECT tok, idx FROM blind WHERE seg = ?", (seg,))]
+
+    def blind_outside(self, last_seg: int) -> list[tuple[int, int, int]]:
+        """A few (segment, token, index) rows filed outside segments ``0..last_seg``."""
+        return [(int(s), int(t), int(i)) for s, t, i in
+                self._q("SELECT seg, tok, idx FROM blind WHERE seg < 0 OR seg > ? "
+                        "ORDER BY seg, idx LIMIT 8", (last_seg,))]
 
     def put_blind_pending(self, rows: list[tuple[int, bytes]]) -> None:
         """Insert or replace (start, packed pairs) rows of the pending blind index."""
@@ -564,9 +623,8 @@ class SQLiteStore:
         self._w("UPDATE holds SET released = ? WHERE ref = ? AND released IS NULL",
                 [(released, ref)])
 
-    def holds(self, ref: bytes | None = None, *, open_only: bool = True
-              ) -> list[tuple[int, bytes, str, str, str | None]]:
-        """(number, ref, reason, created, released) of holds, oldest first."""
+    def holds(self, ref: bytes | None = None, *, open_only: bool = True) -> list[Hold]:
+        """Legal holds, oldest first."""
         where = ["1"]
         args: list[object] = []
         if ref is not None:
@@ -576,7 +634,7 @@ class SQLiteStore:
             where.append("released IS NULL")
         rows = self._q("SELECT id, ref, reason, created, released FROM holds WHERE "
                        f"{' AND '.join(where)} ORDER BY id", args)
-        return [(int(i), bytes(r), str(re), str(c), None if rl is None else str(rl))
+        return [Hold(int(i), bytes(r), str(re), str(c), None if rl is None else str(rl))
                 for i, r, re, c, rl in rows]
 
     def replace_chunk_data(self, rows: list[tuple[int, bytes]]) -> None:
@@ -592,17 +650,17 @@ class SQLiteStore:
         self._w("DELETE FROM blind WHERE seg >= ? AND seg <= ? AND idx >= ? AND idx < ?",
                 [(start >> 12, (end - 1) >> 12, start, end)])
 
-    def put_retired(self, rows: list[tuple[int, int, int, str]]) -> None:
-        """Record retired ranges (start, end, receipt index, kind) (inside a transaction)."""
+    def put_retired(self, rows: list[RetiredRange]) -> None:
+        """Record retired ranges (inside a transaction)."""
         self._w("INSERT INTO retired VALUES (?, ?, ?, ?)", rows)
 
     def delete_retired(self, start: int, end: int) -> None:
         """Forget retired ranges inside ``[start, end)`` (a restored archive segment)."""
         self._w("DELETE FROM retired WHERE start >= ? AND end <= ?", [(start, end)])
 
-    def retired(self) -> list[tuple[int, int, int, str]]:
-        """Every retired range (start, end, receipt index, kind), by start."""
-        return [(int(a), int(b), int(r), str(k)) for a, b, r, k in
+    def retired(self) -> list[RetiredRange]:
+        """Every retired range, by start."""
+        return [RetiredRange(int(a), int(b), int(r), str(k)) for a, b, r, k in
                 self._q("SELECT start, end, receipt, kind FROM retired ORDER BY start")]
 
     def entry_at(self, index: int) -> bytes | None:
@@ -621,8 +679,9 @@ class SQLiteStore:
                        (offset, lens[k], start))
         return bytes(leaf[0][0]) if leaf else None
 
-    def checkpoint_wal(self, wait_s: float = 2.0) -> bool:
-        """Fold the WAL into the database and truncate it (after erasure: no old copies).
+    def purge_deleted(self, wait_s: float = 2.0) -> bool:
+        """Fold the WAL into the database and truncate it (after erasure: no old copies;
+        ``secure_delete`` already overwrote the freed pages in the database file).
 
         SQLite waits (busy handler) up to ``wait_s`` for readers of old snapshots, then
         answers "busy" rather than failing: that is returned as False.
@@ -638,7 +697,7 @@ class SQLiteStore:
             raise StorageError(f"WAL checkpoint failed: {exc}") from exc
         return row is not None and int(row[0]) == 0
 
-    def data_version(self) -> int:
+    def change_marker(self) -> int:
         """Changes whenever another connection commits (SQLite ``PRAGMA data_version``)."""
         return int(self._q("PRAGMA data_version")[0][0])
 
