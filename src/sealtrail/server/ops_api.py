@@ -1,0 +1,70 @@
+"""Operations: liveness (/healthz), readiness (/readyz) and Prometheus metrics (/metrics).
+
+/healthz and /readyz need no key (load balancers call them: :data:`OPEN_ROUTES`); /readyz names
+logs and reasons, never a secret or an event. /metrics is for auditors and admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sealtrail.log.apikeys import Principal
+from sealtrail.server.deps import Route, Service, in_thread, requires
+from sealtrail.server.openapi import answers
+from sealtrail.server.readiness import REASONS, readiness_problems
+from sealtrail.server.responses import MsgspecJson
+
+ROUTES: Final = {("GET", "/metrics"): frozenset({"auditor", "admin"})}
+OPEN_ROUTES: Final[frozenset[Route]] = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
+
+router = APIRouter()
+as_metrics = requires(ROUTES, "GET", "/metrics")
+
+_NOT_READY_SCHEMA: Final = {
+    "type": "object", "required": ["log", "reason", "message"],
+    "properties": {
+        "log": {"type": "string", "description": "The log's name"},
+        "reason": {"type": "string", "enum": list(REASONS)},
+        "message": {"type": "string", "description": "What failed, for the operator (the "
+                    "data directory reads as DATA; no secret or event content)"}}}
+_READYZ_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "Every log is ready", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "logs"],
+        "properties": {"status": {"type": "string", "const": "ready"},
+                       "logs": {"type": "integer", "description": "How many logs"}}}}}},
+    503: {"description": "Not ready: each log that is not, and why", "content": {
+        "application/json": {"schema": {
+            "type": "object", "required": ["status", "problems", "not_ready"],
+            "properties": {"status": {"type": "string", "const": "not ready"},
+                           "problems": {"type": "integer",
+                                        "description": "How many problems (not_ready's length)"},
+                           "not_ready": {"type": "array", "items": _NOT_READY_SCHEMA}}}}}},
+}
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """The process is up (no authentication: load balancers call it)."""
+    return MsgspecJson({"status": "ok"})
+
+
+@router.get("/readyz", responses=_READYZ_ANSWERS)
+async def readyz(service: Service) -> Response:
+    """Ready (200) when every log opens, its keyring is available to append and its last
+    verification passed; else 503 naming each log that is not ready and why (no key:
+    load balancers call it; it gives log names and reasons, never a secret or an event)."""
+    problems = await in_thread(readiness_problems, service.logs, service.verifier.results,
+                               service.config.data_dir)
+    if problems:
+        return MsgspecJson({"status": "not ready", "problems": len(problems),
+                            "not_ready": problems}, status_code=503)
+    return MsgspecJson({"status": "ready", "logs": len(service.logs.names())})
+
+
+@router.get("/metrics", responses=answers("text/plain", "Prometheus text format"))
+async def get_metrics(service: Service, principal: Principal = as_metrics) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,53 @@
+"""Whether each log of a node is ready, and if not, why: what /readyz answers.
+
+``reason`` is one of ``keyring_locked`` (no passphrase or key given, a wrong one, or the
+keyring file missing: appends of personal fields are refused), ``does_not_open`` (the log
+cannot be opened at all) and ``verification_failed`` (its last scheduled verification failed:
+tampering, rollback, a replaced database, or storage that cannot be read through).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from sealtrail.core.errors import KeyringError, SealtrailError
+from sealtrail.monitor.watch import Result
+from sealtrail.server.logs import Logs
+
+REASONS: Final = ("keyring_locked", "does_not_open", "verification_failed")
+MAX_MESSAGE: Final = 300
+
+
+def readiness_problems(logs: Logs, verified: Mapping[str, Result], data_dir: Path
+                       ) -> list[dict[str, str]]:
+    """What keeps each log from being ready: ``{"log", "reason", "message"}`` per problem.
+
+    The message is the error's own text, one line, with the data directory's path shown as
+    ``DATA`` and cut at 300 characters; sealtrail's errors carry no secret or event content.
+    """
+    def clean(text: str) -> str:
+        text = text.replace(str(data_dir), "DATA")
+        text = " ".join(text.split())
+        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "\u2026"
+
+    problems: list[dict[str, str]] = []
+    for name in logs.names():
+        try:
+            alog = logs.get(name)
+        except KeyringError as exc:
+            problems.append({"log": name, "reason": "keyring_locked",
+                             "message": clean(str(exc))})
+        except SealtrailError as exc:
+            problems.append({"log": name, "reason": "does_not_open",
+                             "message": clean(f"{type(exc).__name__}: {exc}")})
+        else:
+            if alog.locked_reason:
+                problems.append({"log": name, "reason": "keyring_locked",
+                                 "message": clean(alog.locked_reason)})
+    for name, result in sorted(dict(verified).items()):
+        if not result.ok:
+            problems.append({"log": name, "reason": "verification_failed",
+                             "message": clean(result.problem or "verification failed")})
+    return problems
