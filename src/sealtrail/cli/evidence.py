@@ -1,7 +1,5 @@
-"""CLI commands for auditors and retention: ``retention``, ``export``, ``verify-bundle``.
-
-Registered on the main app by ``cli/app.py`` (imported at its end, after the helpers this
-module uses are defined).
+"""Evidence for auditors: ``export`` (an evidence bundle, or a SIEM format) and
+``verify-bundle``.
 
 Exports are audited reads recorded *before* the content leaves: the ``audit.export`` event
 (filter, format, destination, the tree size the selection is taken from, the number of events)
@@ -12,8 +10,6 @@ data and are created mode 0600 whatever the umask (``open_private``).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,127 +26,31 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from sealtrail.cli.app import (
+from sealtrail.cli.common import (
+    OPERATOR_ROLE,
     TIME_HELP,
     DataOpt,
     LogOpt,
-    _errors,
-    _filter,
-    _note_origin,
-    _open,
-    _open_for_search,
-    _operator,
-    _read_text,
-    _time_opt,
-    _verifier,
-    app,
-    err,
+    errors,
     fail,
     not_verified,
+    operator,
+    say,
+    silence_stdout,
+    stderr,
+    time_opt,
 )
+from sealtrail.cli.keyarg import note_origin, trusted_verifier
 from sealtrail.cli.output import dumps
+from sealtrail.cli.selection import make_filter, open_for_search
 from sealtrail.compliance.bundle import export_bundle, open_private, verify_bundle_file
 from sealtrail.core.errors import VerificationError
-from sealtrail.log.archive import apply_retention, archive_dir, restore
-from sealtrail.log.retention import (
-    RetentionPolicy,
-    load_policy,
-    plan_purge,
-    set_policy,
-)
 from sealtrail.log.search import Filter
 
-OPERATOR = "operator"  # the role the CLI's reads are recorded with (file access)
-retention_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                            help="Retention policy and purge (keeps every "
-                            "leaf hash: proofs stay valid).")
-app.add_typer(retention_app, name="retention")
-archive_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
-                          help="Archived segments (offline, compressed, "
-                          "encrypted): list and restore.")
-app.add_typer(archive_app, name="archive")
+commands = typer.Typer(rich_markup_mode=None)
 
 
-@retention_app.command("set")
-def retention_set(preset: Annotated[str | None, typer.Option(
-                      help="pci-dss, hipaa, gdpr or soc2.")] = None,
-                  file: Annotated[Path | None, typer.Option(
-                      "--file", help="A JSON policy: {\"name\": ..., \"default\": {\"min\": "
-                      "\"366d\", \"max\": ..., \"online\": \"92d\"}, \"authentication\": {...}}"
-                  )] = None,
-                  data: DataOpt = None, log: LogOpt = None) -> None:
-    """Set the log's retention policy (recorded as a configuration event)."""
-    if (preset is None) == (file is None):
-        fail("give exactly one of --preset and --file")
-    with _errors():
-        if preset is not None:
-            policy = RetentionPolicy.preset(preset)
-        else:
-            assert file is not None
-            try:
-                doc = json.loads(_read_text(file, "--file"))
-            except ValueError as exc:
-                fail(f"--file {file}: not JSON: {exc}")
-            policy = RetentionPolicy.parse(doc)
-        with _open(data, log, need_keys=True) as alog:
-            receipt = set_policy(alog, policy, actor=_operator())
-            typer.echo(dumps({"policy": policy.to_json(), "index": receipt.index}))
-
-
-@retention_app.command("show")
-def retention_show(data: DataOpt = None, log: LogOpt = None) -> None:
-    """The log's retention policy (none: everything is kept)."""
-    with _errors(), _open(data, log) as alog:
-        policy = load_policy(alog)
-        typer.echo(dumps(policy.to_json() if policy else {"policy": None}, indent=2))
-
-
-@retention_app.command("apply")
-def retention_apply(dry_run: Annotated[bool, typer.Option(
-                        "--dry-run", help="Show what would be purged; change nothing.")] = False,
-                    data: DataOpt = None, log: LogOpt = None) -> None:
-    """Purge entry bodies past their maximum keep, then archive what is past its online
-    period; leaf hashes and proofs stay; each step appends a receipt. Entries of subjects
-    under a legal hold are not purged; retention receipts are never purged or archived."""
-    with _errors(), _open(data, log, need_keys=not dry_run) as alog:
-        policy = load_policy(alog)
-        if policy is None:
-            fail("this log has no retention policy: set one with 'sealtrail retention set'")
-        plan = plan_purge(alog, policy)
-        if dry_run:
-            typer.echo(dumps({"dry_run": True, **plan.to_json()}))
-            return
-        result = apply_retention(alog, policy, actor=_operator())
-        typer.echo(dumps({"dry_run": False, **result.plan.to_json(),
-                          "receipt": result.purge_receipt,
-                          "archived_purged": [{"start": s, "end": e, "receipt": r.index}
-                                              for s, e, r in result.archived_purged],
-                          "archived": [{"start": s.start, "end": s.end, "file": s.name,
-                                        "receipt": r.index} for s, r in result.archived]}))
-
-
-@archive_app.command("restore")
-def archive_restore(file: Annotated[Path, typer.Argument(help="A segment file (.starc).")],
-                    data: DataOpt = None, log: LogOpt = None) -> None:
-    """Bring an archived segment back online (every leaf checked against the tree)."""
-    if not file.is_file():
-        fail(f"{file}: no such file")
-    with _errors(), _open(data, log, need_keys=True) as alog:
-        receipt = restore(alog, file, actor=_operator())
-        typer.echo(dumps({"restored": file.name, "receipt": receipt.index}))
-
-
-@archive_app.command("list")
-def archive_list(data: DataOpt = None, log: LogOpt = None) -> None:
-    """Archived segment files of the log."""
-    with _errors(), _open(data, log) as alog:
-        directory = archive_dir(alog)
-        files = sorted(directory.glob("seg-*.starc")) if directory.is_dir() else []
-        for f in files:
-            typer.echo(dumps({"file": str(f), "bytes": f.stat().st_size}))
-
-
-@app.command("export")
+@commands.command("export")
 def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI options
                "--bundle", help="Write an evidence bundle (.zip, .tar.gz) for offline checks.")
            ] = None,
@@ -194,19 +94,19 @@ def export(bundle: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - CLI o
         fail("--syslog forwards --format syslog records; leave out --out")
     if syslog_transport not in ("udp", "tcp", "tls"):
         fail("--syslog-transport: use udp, tcp or tls")
-    flt = _filter(actor=actor, subject=subject, action=action, category=category,
-                  outcome=outcome, target=target, source=source,
-                  since=_time_opt(since, "--since"), until=_time_opt(until, "--until"))
-    with _errors(), _open_for_search(data, log, flt) as alog:
+    flt = make_filter(actor=actor, subject=subject, action=action, category=category,
+                      outcome=outcome, target=target, source=source,
+                      since=time_opt(since, "--since"), until=time_opt(until, "--until"))
+    with errors(), open_for_search(data, log, flt) as alog:
         if bundle is not None:
             with _bundle_progress("writing the bundle"):
-                summary = export_bundle(alog, bundle, flt=flt, actor=_operator(),
-                                        role=OPERATOR, opened=open_sealed)
+                summary = export_bundle(alog, bundle, flt=flt, actor=operator(),
+                                        role=OPERATOR_ROLE, opened=open_sealed)
             typer.echo(dumps({"bundle": str(bundle), "events": summary.events,
                               "tree_size": summary.size, "checkpoints": summary.checkpoints,
                               "bytes": summary.bytes, "export_event": summary.receipt_index}))
-            err.print(f"verify it anywhere with: sealtrail verify-bundle {bundle} --vkey "
-                      f"'{alog.vkey()}'", markup=False, soft_wrap=True)
+            say(f"verify it anywhere with: sealtrail verify-bundle {bundle} --vkey "
+                f"'{alog.vkey()}'", soft_wrap=True)
             return
         assert fmt is not None
         if syslog is not None:
@@ -232,7 +132,7 @@ def _selection(alog: Any, flt: Filter) -> tuple[int, Selection]:
 
 def _record_export(alog: Any, flt: Filter, end: int, count: int, **what: str | bool) -> int:
     """Append the ``audit.export`` read (before anything leaves); its index."""
-    receipt = alog.record_access(_operator(), "audit.export", role=OPERATOR,
+    receipt = alog.record_access(operator(), "audit.export", role=OPERATOR_ROLE,
                                  details={**flt.describe(alog.pseudonym), **what,
                                           "tree_size": end},
                                  results=count)
@@ -267,10 +167,10 @@ def _siem(alog: Any, fmt: str, flt: Filter, out: Path | None, open_sealed: bool)
         except BrokenPipeError:
             # The reader went away; the read was recorded before the first byte. Point stdout
             # at /dev/null so the interpreter's final flush does not fail again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            silence_stdout()
             fail(f"the output was closed before the export ended ({count} event(s) "
                  "recorded as exported)", 1)
-    err.print(f"{written} event(s) exported as {fmt}", markup=False)
+    say(f"{written} event(s) exported as {fmt}")
 
 
 def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | None,  # noqa: PLR0917
@@ -303,10 +203,10 @@ def _forward(alog: Any, flt: Filter, target: str, transport: str, ca: Path | Non
     except OSError as exc:
         fail(f"--syslog {target}: {exc} (the export of {count} event(s) is recorded at "
              f"index {index})", 1)
-    err.print(f"{sent} event(s) forwarded to {target} over {transport}", markup=False)
+    say(f"{sent} event(s) forwarded to {target} over {transport}")
 
 
-@app.command("verify-bundle")
+@commands.command("verify-bundle")
 def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zip, .tar.gz).")],
                       vkey: Annotated[str, typer.Option(
                           "--vkey", help="The log's verifier key, obtained from a channel you "
@@ -314,7 +214,7 @@ def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zi
                           "another origin than the bundle's: NOT VERIFIED, exit 3.")]
                       ) -> None:
     """Check an evidence bundle offline: exit 0 only when every proof and signature holds."""
-    verifier = _verifier(vkey)  # a malformed key is a usage error, not a failed check
+    verifier = trusted_verifier(vkey)  # a malformed key is a usage error, not a failed check
     if not file.is_file():
         fail(f"{file}: no such file")
     with _bundle_progress() as done:
@@ -338,7 +238,7 @@ def _bundle_origin(file: Path) -> str | None:
         note = read_bundle(file).get("checkpoint.txt", b"").decode("utf-8", errors="replace")
     except (VerificationError, OSError, ValueError):
         return None
-    return _note_origin(note)
+    return note_origin(note)
 
 
 @contextmanager
@@ -348,7 +248,7 @@ def _bundle_progress(what: str = "verifying the bundle") -> Iterator[Callable[[]
     if not sys.stderr.isatty():
         yield lambda: None
         return
-    bar = Progress(SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=err,
+    bar = Progress(SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=stderr(),
                    transient=True)
     bar.add_task(what, total=None)
     bar.start()
@@ -364,7 +264,7 @@ def _counted(items: Iterator[Any], total: int, what: str) -> Iterator[Any]:
         yield from items
         return
     bar = Progress(TextColumn(what), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeRemainingColumn(), console=err, transient=True)
+                   TimeRemainingColumn(), console=stderr(), transient=True)
     task = bar.add_task(what, total=total)
     bar.start()
     try:

@@ -1,49 +1,31 @@
-"""CLI command ``import``: another system's audit log into the trail (core/sources/).
+"""``import``: another system's audit log into the trail (core/sources/).
 
-Registered on the main app by ``cli/app.py`` (imported at its end). The whole input is read
-and every record mapped and checked before the first append, so a bad record stores nothing
-(exit 2, naming the record and field) unless ``--skip-invalid`` leaves it out. Records keep
-deterministic ids, so importing the same file again, or an overlapping export, stores each
-record once; an import cut short (a crash, Ctrl-C) is finished by running it again.
+The whole input is read and every record mapped and checked before the first append, so a bad
+record stores nothing (exit 2, naming the record and field) unless ``--skip-invalid`` leaves it
+out. Records keep deterministic ids, so importing the same file again, or an overlapping
+export, stores each record once; an import cut short (a crash, Ctrl-C) is finished by running
+it again.
 """
 
 from __future__ import annotations
 
 import base64
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, app, err, fail
+from sealtrail.cli.common import DataOpt, LogOpt, errors, open_log, say
+from sealtrail.cli.inputs import read_input
 from sealtrail.cli.output import dumps, printable
-from sealtrail.core.errors import ValidationError
 from sealtrail.core.sources import NAMES, get_source
-from sealtrail.core.sources.base import input_text
 from sealtrail.log.imports import conflicts, convert_for
 
-#: The largest input ``import`` reads (after gunzip): it is held in memory while checked.
-MAX_INPUT_BYTES = 256 << 20  # records in memory take several times their text: split larger files
+commands = typer.Typer(rich_markup_mode=None)
 _BATCH = 1000
 
 
-def read_input(file: Path, what: str = "FILE", limit: int = MAX_INPUT_BYTES) -> str:
-    """The text of a file (``-``: standard input), gunzipped if gzip, as UTF-8."""
-    try:
-        if str(file) == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with file.open("rb") as fh:
-                data = fh.read(limit + 1)
-    except OSError as exc:
-        fail(f"{what}: cannot read {file}: {exc.strerror}")
-    if len(data) > limit:
-        raise ValidationError(what, f"larger than {limit} bytes")
-    return input_text(data, limit, what)
-
-
-@app.command("import")
+@commands.command("import")
 def import_(file: Annotated[Path, typer.Argument(
                 help="The source's log file (- for standard input; .gz is read as gzip).")],
             source: Annotated[str, typer.Option(
@@ -55,15 +37,15 @@ def import_(file: Annotated[Path, typer.Argument(
     """Import another system's audit records: each becomes an event (actor, action, outcome,
     target, time) that keeps the record intact under metadata.original, with its Sigma log
     source under metadata.log_source. Re-importing stores nothing twice."""
-    with _errors():
+    with errors():
         src = get_source(source)
         text = read_input(file)
-        with _open(data, log, need_keys=True) as alog:
+        with open_log(data, log, need_keys=True) as alog:
             converted = convert_for(alog, src, text, skip_invalid=skip_invalid)
             for where, why in converted.skipped[:20]:
-                err.print(f"skipped {where}: {printable(why)}", markup=False)
+                say(f"skipped {where}: {printable(why)}")
             if converted.skipped_count > 20:
-                err.print(f"... and {converted.skipped_count - 20} more skipped", markup=False)
+                say(f"... and {converted.skipped_count - 20} more skipped")
             events = converted.events
             receipts = [r for k in range(0, len(events), _BATCH)
                         for r in alog.append_validated(events[k:k + _BATCH])]
@@ -80,7 +62,7 @@ def import_(file: Annotated[Path, typer.Argument(
         typer.echo(dumps(summary))
         if clashes:
             for pos, index in clashes[:20]:
-                err.print(f"error: {converted.wheres[pos]}: its id is already taken by a "
-                          f"different event (entry {index}); this record was NOT stored "
-                          "(a forged event, or a record changed at its source)", markup=False)
+                say(f"error: {converted.wheres[pos]}: its id is already taken by a "
+                    f"different event (entry {index}); this record was NOT stored "
+                    "(a forged event, or a record changed at its source)")
             raise typer.Exit(1)

@@ -1,19 +1,38 @@
-"""CLI commands for rule authors and responders: ``rules test|list``, ``alerts list|ack|resolve``.
+"""The monitor and its rules: ``monitor``, ``rules test|list`` and ``alerts list|ack|resolve|test``.
 
-Registered on the main app by ``cli/app.py`` (imported at its end).
+``monitor`` runs the rules over every log until stopped (``serve`` starts it as its child
+process); rule authors try rules on sample events with ``rules test`` (nothing is stored);
+responders change an alert's status, which is recorded in the log with who and why.
 """
 
 from __future__ import annotations
 
+import gc
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 import typer
 
-from sealtrail.cli.app import DataOpt, LogOpt, _errors, _open, _operator, _where, app, err, fail
-from sealtrail.cli.importing import read_input
+from sealtrail.cli.common import (
+    DataOpt,
+    LogOpt,
+    errors,
+    fail,
+    open_log,
+    operator,
+    passphrase,
+    say,
+    where,
+)
+from sealtrail.cli.inputs import read_input
+from sealtrail.cli.monitorconf import monitor_config
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import SealtrailError, ValidationError
 from sealtrail.core.jsonlines import numbered_lines
@@ -27,14 +46,13 @@ from sealtrail.monitor.engine import evaluate_events, load_rules
 from sealtrail.monitor.rules import Rule, RuleError, RulesError
 from sealtrail.monitor.runner import Monitor
 
+commands = typer.Typer(rich_markup_mode=None)
 rules_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                         help="Detection rules: try them on sample events, "
                         "list them.")
-app.add_typer(rules_app, name="rules")
 alerts_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="Alerts raised by the monitor: list, "
                          "acknowledge, resolve (each change is recorded in the log).")
-app.add_typer(alerts_app, name="alerts")
 
 _decoder = msgspec.json.Decoder()
 
@@ -48,9 +66,9 @@ def _rules(paths: list[Path], builtin: bool) -> list[Rule]:
             loaded = load_rules(path)
         except RuleError as exc:
             if isinstance(exc, RulesError):  # every refused rule on its own line
-                err.print(f"error: {printable(exc.summary)}", markup=False)
+                say(f"error: {printable(exc.summary)}")
                 for one in exc.errors:
-                    err.print(f"error:   {printable(str(one))}", markup=False)
+                    say(f"error:   {printable(str(one))}")
                 raise typer.Exit(2) from None
             fail(str(exc))
         if not loaded:
@@ -93,7 +111,7 @@ def _source_events(file: Path, src: Source) -> tuple[list[dict[str, Any]], list[
     events: list[dict[str, Any]] = []
     wheres: list[str] = []
     redactor = Redactor("mask")
-    with _errors():
+    with errors():
         text = read_input(file, "--events")
         for where, record in src.records(text):
             try:
@@ -128,7 +146,7 @@ def rules_test(events: Annotated[Path, typer.Option(
         fail("give RULES (rule files or directories), --builtin, or both")
     src: Source | None = None
     if source is not None:
-        with _errors():
+        with errors():
             src = get_source(source)
     chosen = _rules(rules or [], builtin)
     if src is None:
@@ -137,7 +155,7 @@ def rules_test(events: Annotated[Path, typer.Option(
     else:
         sample, wheres = _source_events(events, src)
     last = max((str(e.get("time")) for e in sample if e.get("time")), default=None)
-    with _errors():
+    with errors():
         fired = evaluate_events(chosen, sample, now=parse_time(last) if last else None)
     for index, det in fired:
         if fmt == "jsonl":
@@ -146,8 +164,7 @@ def rules_test(events: Annotated[Path, typer.Option(
             typer.echo(printable(f"event {index} ({wheres[index]}): {det.rule} "
                                  f"[{det.severity}] key={det.key!r} evidence={det.entries} "
                                  f"— {det.message}"))
-    err.print(f"{len(fired)} detection(s) from {len(chosen)} rule(s) over {len(sample)} "
-              "event(s)", markup=False)
+    say(f"{len(fired)} detection(s) from {len(chosen)} rule(s) over {len(sample)} event(s)")
 
 
 @rules_app.command("list")
@@ -161,7 +178,7 @@ def rules_list(rules: Annotated[list[Path] | None, typer.Argument(
 
 
 def _store(data: str | None) -> AlertStore:
-    d, _ = _where(data, None)
+    d, _ = where(data, None)
     path = monitor_db_path(d)
     if not path.exists():
         fail(f"no alerts in {d}: the monitor runs with 'sealtrail serve'")
@@ -177,8 +194,8 @@ def alerts_list(status: Annotated[str | None, typer.Option(  # noqa: PLR0917 - C
                 limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
                 data: DataOpt = None, log: LogOpt = None) -> None:
     """Alerts of the log, newest first (JSON Lines)."""
-    _, name = _where(data, log)
-    with _errors():
+    _, name = where(data, log)
+    with errors():
         store = _store(data)
         try:
             for alert in store.list(name, status=status, severity=severity, rule=rule,
@@ -190,13 +207,13 @@ def alerts_list(status: Annotated[str | None, typer.Option(  # noqa: PLR0917 - C
 
 def _change(alert_id: str, status: str, reason: str, data: str | None, log: str | None
             ) -> None:
-    d, _ = _where(data, None)
-    with _errors():
+    d, _ = where(data, None)
+    with errors():
         store = _store(data)
         try:
-            with _open(data, log, need_keys=True) as alog:
+            with open_log(data, log, need_keys=True) as alog:
                 monitor = Monitor(Path(d), lambda: [], [], store, clock=alog.now)
-                alert = monitor.change_status(alog, alert_id, status, actor=_operator(),
+                alert = monitor.change_status(alog, alert_id, status, actor=operator(),
                                               reason=reason)
                 typer.echo(dumps(alert.to_dict()))
         finally:
@@ -220,7 +237,7 @@ def alerts_resolve(alert_id: Annotated[str, typer.Argument(help="The alert's id.
     _change(alert_id, "resolved", reason, data, log)
 
 
-@app.command("monitor")
+@commands.command("monitor")
 def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR0917 - CLI options
                     "--rules", help="Rule files or directories beside the built-in pack.")
                 ] = None,
@@ -229,7 +246,7 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
                     "SEALTRAIL_WEBHOOK_SECRET or --alert-webhook-secret-file).")] = None,
                 alert_secret_file: Annotated[Path | None, typer.Option(
                     "--alert-webhook-secret-file")] = None,
-                monitor_config: Annotated[Path | None, typer.Option(
+                monitor_config_file: Annotated[Path | None, typer.Option(
                     "--monitor-config", help="Monitor configuration (JSON or YAML).")] = None,
                 exit_on_eof: Annotated[bool, typer.Option(
                     "--exit-on-eof", hidden=True,
@@ -237,21 +254,15 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
                 data: DataOpt = None) -> None:
     """Run the rules over every log of the data directory and deliver alerts, until stopped
     (``sealtrail serve`` runs this as its child process)."""
-    import gc  # noqa: PLC0415 - only the long-running command needs these
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    from sealtrail.cli.app import _monitor_config, _passphrase  # noqa: PLC0415
-    from sealtrail.monitor.alerts import MONITOR_DIR  # noqa: PLC0415
+    from sealtrail.monitor.alerts import MONITOR_DIR  # noqa: PLC0415 - monitor only
     from sealtrail.monitor.dispatch import Dispatcher  # noqa: PLC0415
     from sealtrail.monitor.sinks import build_sinks  # noqa: PLC0415
     from sealtrail.server.logs import Logs  # noqa: PLC0415
 
-    d, _ = _where(data, None)
-    with _errors():
-        cfg = _monitor_config(rules or [], alert_webhook, alert_secret_file, monitor_config)
-        logs = Logs(Path(d), _passphrase(), lambda: datetime.now(UTC))
+    d, _ = where(data, None)
+    with errors():
+        cfg = monitor_config(rules or [], alert_webhook, alert_secret_file, monitor_config_file)
+        logs = Logs(Path(d), passphrase(), lambda: datetime.now(UTC))
         store = AlertStore(monitor_db_path(d))
         holder: list[Monitor] = []
         dispatcher = (Dispatcher(build_sinks(cfg.sinks), Path(d) / MONITOR_DIR / "outbox.db",
@@ -271,28 +282,47 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
                           settings=cfg.settings, clock=lambda: datetime.now(UTC))
         holder.append(monitor)
         done = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: done.set())
-        if exit_on_eof:
-            def parent_gone() -> None:
-                while sys.stdin.buffer.read(4096):
-                    pass
-                done.set()
-            threading.Thread(target=parent_gone, daemon=True).start()
-        # The engine keeps many small long-lived objects (windows, first-seen values): fewer
-        # full collections keep its pauses short (the state is bounded by the key caps).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-        monitor.start()
-        err.print(f"sealtrail monitor: {len(cfg.rules)} rules over {d}", markup=False)
-        try:
-            done.wait()
-        finally:
-            monitor.stop()
-            if dispatcher is not None:
-                dispatcher.close(10.0)
-            store.close()
-            logs.close()
+        with _running_until(done):
+            if exit_on_eof:
+                def parent_gone() -> None:
+                    while sys.stdin.buffer.read(4096):
+                        pass
+                    done.set()
+                threading.Thread(target=parent_gone, daemon=True).start()
+            monitor.start()
+            say(f"sealtrail monitor: {len(cfg.rules)} rules over {d}")
+            try:
+                done.wait()
+            finally:
+                monitor.stop()
+                if dispatcher is not None:
+                    dispatcher.close(10.0)
+                store.close()
+                logs.close()
+
+
+@contextmanager
+def _running_until(done: threading.Event) -> Iterator[None]:
+    """The process set up for the long-running monitor, and put back as it was afterwards (a
+    run in-process must not leave Ctrl-C setting a dead event, nor the collector tuned).
+
+    SIGTERM and SIGINT set ``done``. The engine keeps many small long-lived objects (windows,
+    first-seen values): fewer full collections keep its pauses short (the state is bounded by
+    the key caps).
+    """
+    handlers = {sig: signal.signal(sig, lambda *_: done.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: a handler not set from Python, cannot be put back
+                signal.signal(sig, handler)
 
 
 @alerts_app.command("test")
@@ -304,19 +334,18 @@ def alerts_test(reason: Annotated[str, typer.Option(
     count it as the alerting test)."""
     from sealtrail.monitor.runner import TEST_RULE, system_detection  # noqa: PLC0415
 
-    d, _ = _where(data, None)
-    with _errors():
+    d, _ = where(data, None)
+    with errors():
         store = AlertStore(monitor_db_path(d))
         try:
-            with _open(data, log, need_keys=True) as alog:
+            with open_log(data, log, need_keys=True) as alog:
                 monitor = Monitor(Path(d), lambda: [], [], store, clock=alog.now)
-                who = _operator()["id"]
+                who = operator()["id"]
                 alert = monitor.raise_alert(alog.name, system_detection(
                     TEST_RULE, "Alerting test", "low", f"test:{who}",
                     f"test alert raised by {who}: {reason}"[:1024],
                     ("PCI DSS 10.7.2", "PCI DSS 10.4.1.1")), alog=alog)
                 typer.echo(dumps(alert.to_dict()))
-                err.print("queued: the running service's monitor delivers it to every sink",
-                          markup=False)
+                say("queued: the running service's monitor delivers it to every sink")
         finally:
             store.close()

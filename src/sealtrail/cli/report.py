@@ -1,7 +1,7 @@
 """CLI command ``report``: a compliance report for one standard, recorded in the trail.
 
-Registered on the main app by ``cli/app.py`` (imported at its end). Exit codes: 0 every check
-passed (or warned, or does not apply); 1 a check failed; 2 a usage error.
+Exit codes: 0 every check passed (or warned, or does not apply); 1 a check failed; 2 a usage
+error.
 """
 
 from __future__ import annotations
@@ -12,24 +12,25 @@ from typing import Annotated
 
 import typer
 
-from sealtrail.cli.app import (
+from sealtrail.cli.common import (
     TIME_HELP,
     DataOpt,
     LogOpt,
-    _errors,
-    _open,
-    _operator,
-    _time_opt,
-    app,
+    errors,
     fail,
+    open_log,
+    operator,
+    time_opt,
 )
 from sealtrail.compliance.bundle import open_private
 from sealtrail.compliance.checks import STANDARDS
 from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
 from sealtrail.monitor.alerts import alerting_evidence
 
+commands = typer.Typer(rich_markup_mode=None)
 
-@app.command("report")
+
+@commands.command("report")
 def report(  # noqa: PLR0917 - CLI options
            standard: Annotated[str, typer.Option(
                "--standard", help=f"One of {', '.join(STANDARDS)}.")],
@@ -52,11 +53,11 @@ def report(  # noqa: PLR0917 - CLI options
         fail(f"--standard: use one of {', '.join(STANDARDS)}")
     if fmt not in FORMATS:
         fail(f"--format: use one of {', '.join(FORMATS)}")
-    since, until = _time_opt(since_, "--since"), _time_opt(until_, "--until")
+    since, until = time_opt(since_, "--since"), time_opt(until_, "--until")
     if since is not None and until is not None and since >= until:
         fail("--since must be before --until")
-    with _errors(), _open(data, log) as alog:
-        result = generate_report(alog, standard, actor=_operator(), since=since, until=until,
+    with errors(), open_log(data, log) as alog:
+        result = generate_report(alog, standard, actor=operator(), since=since, until=until,
                                  verify_now=verify, keys=load_keys(alog.directory.parent),
                                  alerting=alerting_evidence(alog.directory.parent))
         body = render(result, fmt)
