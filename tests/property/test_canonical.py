@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealtrail.core import canonical
-from sealtrail.core.event import CATEGORIES, MAX_INT, OUTCOMES, Event, validate_event
+from sealtrail.core.event import CATEGORIES, MAX_INT, OUTCOMES, Event, Sealed, validate_event
 from sealtrail.core.timefmt import format_time
 
 # -- the documented domain -----------------------------------------------------------------
@@ -185,3 +185,17 @@ def test_control_characters_are_escaped(text: str) -> None:
     assert b"\r" not in leaf
     assert not any(b < 0x20 for b in leaf)
     assert canonical.leaf_object(leaf)["reason"] == "line1\r\nline2\x00\x1b[31m" + text
+
+
+@given(sequenced_events(), st.booleans(), _ident, st.lists(_segment, min_size=1, max_size=3))
+def test_one_leaf_encoder_for_structs_and_their_builtins(
+        case: tuple[dict[str, Any], Event], sealed: bool, ct: str, fields: list[str]) -> None:
+    """encode_leaf of an event and of its ``to_builtins`` form (as the engine edits it when it
+    seals fields, with a ``sealed`` map put in) give the same bytes."""
+    _, event = case
+    if sealed:
+        event = msgspec.structs.replace(event, sealed=Sealed(ct=ct, fields=fields))
+    obj: dict[str, Any] = msgspec.to_builtins(event)
+    assert canonical.encode_leaf(obj) == canonical.encode_leaf(event)
+    assert canonical.encode_leaf(canonical.decode_leaf(canonical.encode_leaf(obj))) == \
+        canonical.encode_leaf(event)

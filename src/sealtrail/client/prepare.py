@@ -38,7 +38,7 @@ def merge_fields(event: Mapping[str, Any] | Event | None, fields: Mapping[str, A
 
 
 def prepare_event(doc: Mapping[str, Any], *, now: datetime, rand: bytes) -> tuple[str, bytes]:
-    """Validate ``doc``, fill in ``id`` and ``time``; return (id, canonical JSON bytes).
+    """Validate ``doc``, fill in ``id`` and ``time``; return (id, the event's JSON bytes).
 
     ``rand`` is 10 random bytes for the id. Raises ValidationError naming the field; nothing
     is returned (so nothing is queued) for an invalid event.

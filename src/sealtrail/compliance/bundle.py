@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Final
 
-import msgspec
-
 from sealtrail.compliance.siem import OPEN_SEALED_DETAIL
 from sealtrail.core import b64
 from sealtrail.core.bundle import (
@@ -42,18 +40,12 @@ from sealtrail.core.bundle import (
     statement,
     verify_bundle,
 )
+from sealtrail.core.canonical import encode_json
 from sealtrail.core.errors import ConfigError, FormatError
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.auditlog import AuditLog, Entry
 from sealtrail.log.search import Filter, search
-
-_encoder = msgspec.json.Encoder(order="sorted")
-
-
-def _dumps(obj: Any) -> bytes:
-    return _encoder.encode(obj)
-
 
 MAX_MEMBER_BYTES: Final = 4 << 30   # refuse archive members larger than 4 GiB when reading
 MAX_TOTAL_BYTES: Final = 8 << 30    # and archives that unpack to more than 8 GiB in all
@@ -249,7 +241,7 @@ def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: P
                 got = _opened(ev, entry)
                 if got is not None:
                     line["opened"] = got
-            out.write(_dumps(line) + b"\n")
+            out.write(encode_json(line) + b"\n")
             pairs.append((entry.index, leaf_hash(entry.leaf)))
     # 2. The export is an audited read: record it before anything is written to the bundle,
     #    and before taking the checkpoint (which then covers it).
@@ -263,18 +255,18 @@ def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: P
     proofs_file = tmp / "proofs.jsonl"
     with _create_private(proofs_file) as out:
         for index, audit in alog.inclusion_paths((i for i, _ in pairs), size):
-            out.write(_dumps({"leaf_index": index, "tree_size": size,
+            out.write(encode_json({"leaf_index": index, "tree_size": size,
                               "audit_path": [b64.encode(h) for h in audit]}) + b"\n")
     # 4. Earlier checkpoints from the first selected index on, each linked to the head.
     first = pairs[0][0] if pairs else size
     earlier = [(s, note) for s, note in alog.store.iter_checkpoints()
                if first < s < size][-64:]
     consistency = b"".join(
-        _dumps(alog.prove_consistency(s, size).to_json()) + b"\n"
+        encode_json(alog.prove_consistency(s, size).to_json()) + b"\n"
         for s, _ in earlier)
     created = format_time(alog.now())
     selection = dict(flt.describe(alog.pseudonym).items())
-    manifest = _dumps({
+    manifest = encode_json({
         "format": FORMAT, "log": alog.name, "origin": alog.origin, "created": created,
         "selection": selection, "events": len(pairs), "checkpoint_size": size,
         "earlier_checkpoints": [s for s, _ in earlier],

@@ -34,6 +34,7 @@ import msgspec
 from sealtrail.core import canonical
 from sealtrail.core.canonical import StoredEvent
 from sealtrail.core.redact import Redactor
+from sealtrail.core.skew import MAX_SKEW, MAX_SKEW_MINUTES
 from sealtrail.core.sources import is_imported
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.retention import CATEGORY_KEYS, RetentionPolicy
@@ -51,7 +52,6 @@ SECURITY_CATEGORIES: Final = frozenset({"authentication", "authorization", "admi
                                         "audit_access"})
 ANONYMOUS_IDS: Final = frozenset({"unknown", "anonymous", "-", "none", "null"})
 MAX_EXAMPLES: Final = 10
-SKEW_LIMIT: Final = timedelta(minutes=5)
 SKEW_SHARE: Final = 0.01          # a source fails when more than 1 % of its events are skewed
 VERIFY_MAX_AGE: Final = timedelta(hours=24)
 ALERT_TEST_MAX_AGE: Final = timedelta(days=30)
@@ -137,7 +137,8 @@ TITLES: Final = {
     "reads": "Reads of the trail are logged with their actor",
     "verification": "Full verification within the last 24 h, no unresolved failure",
     "retention": "Retention minimum, maximum and online period meet the standard",
-    "clock-skew": "Source clocks agree with the log (|received_at - time| <= 5 min)",
+    "clock-skew": f"Source clocks agree with the log (|received_at - time| <= "
+                  f"{MAX_SKEW_MINUTES} min)",
     "alerting": "Alerts on modification are configured and tested",
     "secrets": "No secret or card number stored in clear",
     "erasure": "Erasure requests are closed with an outcome within 30 days",
@@ -312,10 +313,9 @@ class Scan:
         s.events += 1
         if ev.time == ev.received_at or ev.time is None or ev.received_at is None:
             return  # the log stamped the time itself: no skew (the common case)
-        seconds = abs((datetime.fromisoformat(ev.received_at)
-                       - datetime.fromisoformat(ev.time)).total_seconds())
+        seconds = abs((parse_time(ev.received_at) - parse_time(ev.time)).total_seconds())
         s.max_seconds = max(s.max_seconds, seconds)
-        if seconds > SKEW_LIMIT.total_seconds():
+        if seconds > MAX_SKEW.total_seconds():
             s.skewed += 1
             _examples(s.examples, index)
 
@@ -549,7 +549,7 @@ def check_retention(scan: Scan, ctx: Context, standard: str) -> CheckResult:
 
 
 def check_skew(scan: Scan, ctx: Context) -> CheckResult:
-    """Per source: more than 1 % of events off by more than 5 min fails."""
+    """Per source: more than 1 % of events off by more than :data:`MAX_SKEW` fails."""
     per_source: dict[str, Any] = {}
     bad: list[str] = []
     for src, s in sorted(scan.skew.items()):
@@ -559,11 +559,11 @@ def check_skew(scan: Scan, ctx: Context) -> CheckResult:
                            "example_indexes": s.examples}
         if share > SKEW_SHARE:
             bad.append(src)
-    ev = {"limit_seconds": SKEW_LIMIT.total_seconds(), "max_share": SKEW_SHARE,
+    ev = {"limit_seconds": MAX_SKEW.total_seconds(), "max_share": SKEW_SHARE,
           "per_source": per_source}
     if bad:
-        return _result("clock-skew", "fail", f"source clock skew over 5 min on more than 1 % "
-                       f"of events: {', '.join(bad)}", ev,
+        return _result("clock-skew", "fail", f"source clock skew over {MAX_SKEW_MINUTES} min "
+                       f"on more than 1 % of events: {', '.join(bad)}", ev,
                        "Synchronise these sources' clocks to the designated NTP servers "
                        "(chrony/ntpd) and check their time zone handling.")
     if not per_source:

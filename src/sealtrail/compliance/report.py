@@ -33,6 +33,7 @@ from sealtrail.compliance.checks import (
     evaluate,
     scan_log,
 )
+from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import TamperError
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.retention import load_policy
@@ -111,16 +112,10 @@ class Report:
                 else self.receipt.to_json()}
 
 
-def canonical_json(obj: Mapping[str, Any]) -> bytes:
-    """The one encoding that is hashed: sorted keys, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
 def report_hash(body: Mapping[str, Any]) -> str:
     """``sha256:<hex>`` of a report's JSON form; a ``receipt`` field, if any, is left out."""
     obj = {k: v for k, v in body.items() if k != "receipt"}
-    return "sha256:" + hashlib.sha256(canonical_json(obj)).hexdigest()
+    return "sha256:" + hashlib.sha256(compact_json(obj).encode()).hexdigest()
 
 
 def build_report(scan: Scan, ctx: Context, standard: str, *, log: str, origin: str,

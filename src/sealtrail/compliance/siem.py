@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any, BinaryIO, Final, Literal, TextIO, cast
 
-import msgspec
-
 from sealtrail import __version__
 from sealtrail.core import syslog
+from sealtrail.core.canonical import encode_json
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.merkle.hashing import leaf_hash as _leaf_hash
 from sealtrail.core.timefmt import parse_time, unix_micros
@@ -160,14 +159,6 @@ def _rest(event: Mapping[str, Any]) -> dict[str, Any]:
     if "on_behalf_of" in actor:
         out["actor_on_behalf_of"] = actor["on_behalf_of"]
     return out
-
-
-_json = msgspec.json.Encoder(order="sorted")
-
-
-def _dumps(obj: Any) -> bytes:
-    """Compact JSON with sorted keys: one line (control characters are escaped)."""
-    return _json.encode(obj)
 
 
 def _drop_empty(obj: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +343,7 @@ def to_cef(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str) 
     if "type" in actor:
         rest["actor_type"] = actor["type"]
     if rest:
-        ext.append(("msg", _dumps(rest).decode("utf-8")))
+        ext.append(("msg", encode_json(rest).decode("utf-8")))
     # A label whose value is absent says nothing: drop both.
     present = {k for k, v in ext if v is not None}
     pairs = [(k, v) for k, v in ext if v is not None
@@ -510,7 +501,7 @@ def to_jsonl(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: str
     The three added names are not event fields (the event model forbids unknown fields), so
     nothing of the event is overwritten.
     """
-    return _dumps({**event, **_trace(index, leaf_hash, log)})
+    return encode_json({**event, **_trace(index, leaf_hash, log)})
 
 
 # -- syslog (RFC 5424) ---------------------------------------------------------------------------
@@ -534,9 +525,9 @@ def to_syslog(index: int, event: Mapping[str, Any], leaf_hash: bytes, *, log: st
     if payload == "cef":
         message = to_cef(index, event, leaf_hash, log=log)
     elif payload == "ocsf":
-        message = _dumps(to_ocsf(index, event, leaf_hash, log=log)).decode("utf-8")
+        message = encode_json(to_ocsf(index, event, leaf_hash, log=log)).decode("utf-8")
     elif payload == "ecs":
-        message = _dumps(to_ecs(index, event, leaf_hash, log=log)).decode("utf-8")
+        message = encode_json(to_ecs(index, event, leaf_hash, log=log)).decode("utf-8")
     elif payload == "jsonl":
         message = to_jsonl(index, event, leaf_hash, log=log).decode("utf-8")
     else:
@@ -597,7 +588,7 @@ def _line(render: Callable[..., Any], terminator: bytes = b"\n"
     def record(index: int, event: Mapping[str, Any], leaf_hash: bytes, log: str) -> bytes:
         out = render(index, event, leaf_hash, log=log)
         if isinstance(out, dict):
-            out = _dumps(out)
+            out = encode_json(out)
         elif isinstance(out, str):
             out = out.encode("utf-8")
         return bytes(out) + terminator

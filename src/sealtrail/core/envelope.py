@@ -16,7 +16,10 @@ The leaf commits to the ciphertext, never to the plaintext, so integrity checks 
 destroying a key (erasure) leaves every hash, checkpoint and proof valid.
 
 Keys are wrapped the same way (``wrap``/``unwrap``), with associated data naming the key, so a
-wrapped key cannot be swapped for another. Nonces are 96 random bits from the caller (the core
+wrapped key cannot be swapped for another. Archive segments (``log/archive.py``) wrap a file key
+under the log's data key, bound to the log and the entry range (``archive_key_aad``), and seal
+their body with :func:`encrypt`, the nonce kept in the segment's header. Every AES-GCM operation
+in sealtrail goes through this module. Nonces are 96 random bits from the caller (the core
 never reads the OS): with random nonces one key must seal fewer than 2**32 values, which
 ``sealtrail keys rotate`` keeps far away (docs/encryption.md).
 
@@ -40,6 +43,7 @@ KEY_BYTES: Final = 32
 MAX_KID_CHARS: Final = 64
 _FIELD_AAD: Final = b"sealtrail/field/v1\x00"
 _KEY_AAD: Final = b"sealtrail/key/v1\x00"
+_ARCHIVE_AAD: Final = "sealtrail archive key\x00"
 
 
 def field_aad(origin: str, event_id: str, path: str) -> bytes:
@@ -62,11 +66,30 @@ def key_aad(origin: str, kid: str, purpose: str) -> bytes:
                      purpose.encode()))
 
 
-def seal(aead: AESGCM, kid: str, nonce: bytes, aad: bytes, plaintext: bytes) -> str:
-    """The token of ``plaintext`` sealed under key ``kid``."""
+def archive_key_aad(origin: str, start: int, end: int) -> bytes:
+    """The associated data of an archive segment's wrapped file key: its log and entry range."""
+    return f"{_ARCHIVE_AAD}{origin}\x00{start}\x00{end}".encode()
+
+
+def encrypt(aead: AESGCM, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """ciphertext || tag of ``plaintext``; the caller keeps ``nonce`` (12 bytes, never reused)."""
     if len(nonce) != NONCE_BYTES:
         raise ValueError("AES-GCM nonces are 12 bytes")
-    blob = nonce + aead.encrypt(nonce, plaintext, aad)
+    return aead.encrypt(nonce, plaintext, aad)
+
+
+def decrypt(aead: AESGCM, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """The plaintext of ``ciphertext`` (from :func:`encrypt`); DecryptionError when it fails."""
+    try:
+        return aead.decrypt(nonce, ciphertext, aad)
+    except InvalidTag as exc:
+        raise DecryptionError("a sealed value failed authentication (altered, moved, or "
+                              "the wrong key)") from exc
+
+
+def seal(aead: AESGCM, kid: str, nonce: bytes, aad: bytes, plaintext: bytes) -> str:
+    """The token of ``plaintext`` sealed under key ``kid``."""
+    blob = nonce + encrypt(aead, nonce, plaintext, aad)
     return f"{kid}:{base64.b64encode(blob).decode()}"
 
 
@@ -86,18 +109,12 @@ def split_token(token: str) -> tuple[str, bytes]:
 
 def open_blob(aead: AESGCM, blob: bytes, aad: bytes) -> bytes:
     """The plaintext of ``blob`` (from :func:`split_token`); DecryptionError when it fails."""
-    try:
-        return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
-    except InvalidTag as exc:
-        raise DecryptionError("a sealed value failed authentication (altered, moved, or "
-                              "the wrong key)") from exc
+    return decrypt(aead, blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
 
 
 def wrap(kek: AESGCM, nonce: bytes, key: bytes, aad: bytes) -> bytes:
     """``key`` encrypted under ``kek``: nonce || ciphertext || tag."""
-    if len(nonce) != NONCE_BYTES:
-        raise ValueError("AES-GCM nonces are 12 bytes")
-    return nonce + kek.encrypt(nonce, key, aad)
+    return nonce + encrypt(kek, nonce, key, aad)
 
 
 def unwrap(kek: AESGCM, blob: bytes, aad: bytes) -> bytes:

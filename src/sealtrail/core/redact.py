@@ -93,6 +93,7 @@ from typing import Any, Final, Literal
 import msgspec
 import msgspec.inspect as mi
 
+from sealtrail.core.canonical import encode_json
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import MAX_EVENT_BYTES, MAX_KEY_CHARS, Actor, Event, Source
 
@@ -372,7 +373,6 @@ def _merge(spans: list[Span]) -> list[Span]:
 # -- walking the event -------------------------------------------------------------------------
 
 _encoder: Final = msgspec.json.Encoder()
-_canonical: Final = msgspec.json.Encoder(order="deterministic")
 
 # Fields never scanned: validated formats (ids, times, enums), IP addresses, the log's ciphertext.
 _NOT_SCANNED: Final = {Event: frozenset({"id", "time", "received_at", "action", "outcome",
@@ -456,7 +456,7 @@ class _Pass:
                     if type(item) is str and _MARKER.fullmatch(item):
                         continue
                     self.found.append(Finding(where, KINDS[_PASSWORD]))
-                    secret = item if type(item) is str else _canonical.encode(item).decode()
+                    secret = item if type(item) is str else encode_json(item).decode()
                     new = self.redactor._marker(_PASSWORD, secret)
                 else:
                     new = self.json(item, where, limit)

@@ -1,6 +1,7 @@
 """RFC 3339 timestamps, normalised to UTC with microseconds: ``2026-11-28T08:21:16.123456Z``.
 
-One text per instant, so the same event always encodes to the same leaf bytes.
+One text per instant, so the same event always encodes to the same leaf bytes. Every time
+sealtrail reads (events, records, headers, settings) is parsed by :func:`parse_time`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from datetime import UTC, datetime, timedelta
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z")
+# The canonical form (what format_time writes and every stored event carries), read by
+# ``datetime.fromisoformat``: several times faster than the general path. Hours and minutes are
+# held to their ranges here, so no Python's reading of ``24:00`` or a leap second can differ.
+_CANONICAL = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z")
 
 
 def format_time(dt: datetime) -> str:
@@ -24,6 +30,16 @@ def format_time(dt: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """Parse RFC 3339 (any offset, up to nanoseconds, truncated to microseconds) to aware UTC."""
+    if _CANONICAL.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # a day or month out of range: the general path says so in its own words
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> datetime:
+    """:func:`parse_time` for every RFC 3339 form (the property tests hold the fast path to it)."""
     m = _RFC3339.match(text)
     if not m:
         raise ValueError("not an RFC 3339 timestamp with a time zone (e.g. 2026-01-31T12:00:00Z)")

@@ -33,7 +33,6 @@ import struct
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,6 +40,7 @@ import msgspec
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sealtrail.core import envelope
 from sealtrail.core.canonical import MAX_LEAF_BYTES
 from sealtrail.core.errors import (
     ConfigError,
@@ -50,6 +50,7 @@ from sealtrail.core.errors import (
     TamperError,
 )
 from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.receipts import leaf_hashes, range_root
 from sealtrail.log.retention import PROTECTED_ACTIONS, RetentionPolicy, apply_purge, retire
@@ -102,7 +103,7 @@ def plan_archive(alog: AuditLog, policy: RetentionPolicy) -> list[Segment]:
             rule = policy.rule_for(head.category)
             month = head.received_at[:7]
             if rule.online is not None and head.action not in PROTECTED_ACTIONS:
-                ok = now - _parse(head.received_at) > rule.online
+                ok = now - parse_time(head.received_at) > rule.online
         if ok and run and run[1] == entry.index and run[2] == month \
                 and run[1] - run[0] < SEGMENT_MAX and run[3] < SEGMENT_MAX_BYTES:
             run[1] += 1
@@ -116,14 +117,6 @@ def plan_archive(alog: AuditLog, policy: RetentionPolicy) -> list[Segment]:
     if run:
         out.append(Segment(run[0], run[1], run[2]))
     return out
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _aad(origin: str, start: int, end: int) -> bytes:
-    return f"sealtrail archive key\x00{origin}\x00{start}\x00{end}".encode()
 
 
 def write_segment(alog: AuditLog, seg: Segment) -> tuple[Path, str]:
@@ -155,15 +148,15 @@ def write_segment(alog: AuditLog, seg: Segment) -> tuple[Path, str]:
     keyring = alog.keyring
     if keyring is not None:
         file_key = AESGCM.generate_key(bit_length=256)
-        wrap_nonce = secrets.token_bytes(12)
-        wrapped = keyring.data[keyring.active].encrypt(
-            wrap_nonce, file_key, _aad(alog.origin, seg.start, seg.end))
+        wrapped = envelope.wrap(keyring.data[keyring.active],
+                                secrets.token_bytes(envelope.NONCE_BYTES), file_key,
+                                envelope.archive_key_aad(alog.origin, seg.start, seg.end))
         header["kid"] = keyring.active
-        header["wrapped"] = base64.b64encode(wrap_nonce + wrapped).decode()
-        nonce = secrets.token_bytes(12)
+        header["wrapped"] = base64.b64encode(wrapped).decode()
+        nonce = secrets.token_bytes(envelope.NONCE_BYTES)
         header["nonce"] = base64.b64encode(nonce).decode()
         line = json.dumps(header, sort_keys=True).encode() + b"\n"
-        payload = AESGCM(file_key).encrypt(nonce, compressed, line)
+        payload = envelope.encrypt(AESGCM(file_key), nonce, compressed, line)
     else:
         line = json.dumps(header, sort_keys=True).encode() + b"\n"
         payload = compressed
@@ -237,11 +230,11 @@ def read_segment(alog: AuditLog, path: Path) -> tuple[int, int, list[bytes]]:
         if aead is None:
             raise DecryptionError(f"{path.name}: the keyring has no data key {header['kid']}")
         try:
-            blob = base64.b64decode(header["wrapped"])
-            file_key = aead.decrypt(blob[:12], blob[12:], _aad(alog.origin, start, end))
-            payload = AESGCM(file_key).decrypt(base64.b64decode(header["nonce"]), payload,
-                                               line)
-        except Exception as exc:  # InvalidTag and malformed base64 alike
+            file_key = envelope.unwrap(aead, base64.b64decode(header["wrapped"]),
+                                       envelope.archive_key_aad(alog.origin, start, end))
+            payload = envelope.decrypt(AESGCM(file_key), base64.b64decode(header["nonce"]),
+                                       payload, line)
+        except Exception as exc:  # DecryptionError and malformed base64 or key alike
             raise DecryptionError(f"{path.name}: the archive does not open (altered, or "
                                   "not this log's)") from exc
     try:
@@ -322,7 +315,7 @@ def plan_archived_purge(alog: AuditLog, policy: RetentionPolicy
         header = _segment_header(path)
         if header is None or not header.get("newest_received"):
             continue  # no file, or written before segments said their age: kept
-        age = now - _parse(str(header["newest_received"]))
+        age = now - parse_time(str(header["newest_received"]))
         rules = [policy.rule_for(c if c != "default" else None)
                  for c in header.get("categories") or ["default"]]
         if not all(r.max is not None and age > r.max and (r.min is None or age > r.min)

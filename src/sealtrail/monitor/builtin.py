@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from sealtrail.core.sources import IMPORTED_ACTIONS
-from sealtrail.monitor.rules import Rule, RuleError, parse_rule
+from sealtrail.monitor.rules import DEFAULT_MAX_SKEW, Rule, RuleError, parse_rule
 
 __all__ = ["BUILTIN_IDS", "builtin_definitions", "builtin_rules", "configure_builtin"]
 
@@ -85,7 +85,8 @@ _DEFINITIONS: Final[list[dict[str, Any]]] = [
      "clauses": ["PCI DSS 10.2.1", "PCI DSS 10.7.2", _AUDIT_CONTROLS]},
     {"id": "builtin.clock_skew", "kind": "clock_skew", "severity": "low",
      "title": "Clock of an event source is off", "match": _LIVE,
-     "group_by": ["source.service", "source.host"], "max_skew": "5m", "dedup": "1h",
+     "group_by": ["source.service", "source.host"], "max_skew": DEFAULT_MAX_SKEW,
+     "dedup": "1h",
      "clauses": ["PCI DSS 10.6.1", "PCI DSS 10.2.2"]},
 ]
 

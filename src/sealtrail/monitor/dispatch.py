@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import ConfigError, StorageError, ValidationError
 from sealtrail.core.retry import backoff
 from sealtrail.monitor.sinks import Sink, SinkError
@@ -218,8 +219,7 @@ class _Outbox:
 
 
 def _encode(alert: Mapping[str, Any]) -> bytes:
-    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return compact_json(alert).encode()
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from sealtrail.core.errors import ConfigError
-from sealtrail.core.timefmt import format_time, parse_time
+from sealtrail.core.timefmt import format_time, parse_time, unix_micros
 from sealtrail.monitor.rules import (
     MAX_EVIDENCE,
     US,
@@ -62,7 +62,6 @@ __all__ = ["SNAPSHOT_VERSION", "Engine", "evaluate_events", "fingerprint", "load
 SNAPSHOT_VERSION: Final = 2  # 2: group keys and values of sealed paths are pseudonyms
 MAX_KEYS: Final = 100_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US: Final = timedelta(microseconds=1)
 
 Out = list[Detection]
 _P = TypeVar("_P")
@@ -78,15 +77,9 @@ def _us(text: Any) -> int | None:
 @functools.lru_cache(maxsize=64)  # the same event's times are read by several rules
 def _us_text(text: str) -> int | None:
     try:
-        dt = datetime.fromisoformat(text)  # the stored canonical form: fast path
-        if dt.tzinfo is None:
-            return None
+        return unix_micros(parse_time(text))
     except ValueError:
-        try:
-            dt = parse_time(text)
-        except ValueError:
-            return None
-    return (dt - _EPOCH) // _ONE_US
+        return None
 
 
 def _fmt(us: int) -> str:
@@ -650,7 +643,7 @@ class Engine:
         """Judge what depends on elapsed time (absence, closing windows) at ``now``."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        now_us = (now - _EPOCH) // _ONE_US
+        now_us = unix_micros(now)
         out: Out = []
         for e in self._evals:
             e.on_tick(now_us, self.watermark, out)

@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.event import CATEGORIES
+from sealtrail.core.skew import MAX_SKEW_MINUTES
 
 __all__ = [
     "KINDS",
@@ -537,13 +539,15 @@ _KIND_FIELDS: Final[dict[str, set[str]]] = {
     "absence": {"interval"},
     "clock_skew": {"max_skew", "dedup"},
 }
+# The bound on |received_at - time| the compliance report checks too (core/skew.py).
+DEFAULT_MAX_SKEW: Final = f"{MAX_SKEW_MINUTES}m"
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*\Z")
 
 
 def digest_of(definition: Mapping[str, Any]) -> str:
     """A short stable hash of a rule definition (JSON, sorted keys)."""
-    text = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
+    text = compact_json(definition, ascii=True, lenient=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -636,7 +640,7 @@ def _parse_params(kind: str, d: Mapping[str, Any], rule: str) -> Params:
     if kind == "absence":
         return Absence(parse_duration(d.get("interval"), rule, "interval"))
     # clock_skew
-    return ClockSkew(parse_duration(d.get("max_skew", "5m"), rule, "max_skew"),
+    return ClockSkew(parse_duration(d.get("max_skew", DEFAULT_MAX_SKEW), rule, "max_skew"),
                      _dedup(d, rule, 3600 * US))
 
 

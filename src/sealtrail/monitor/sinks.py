@@ -42,6 +42,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from sealtrail.core import syslog
+from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import ConfigError, SealtrailError
 from sealtrail.core.retry import parse_retry_after
 from sealtrail.core.timefmt import format_time, parse_time
@@ -151,8 +152,7 @@ def _header_value(text: str) -> str:
 
 def webhook_body(alert: Mapping[str, Any]) -> bytes:
     """The JSON body POSTed to a webhook: compact, keys sorted, UTF-8 (not ASCII-escaped)."""
-    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return compact_json(alert).encode()
 
 
 def _mac(secret: bytes, timestamp: int, body: bytes) -> str:

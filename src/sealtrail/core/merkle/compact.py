@@ -8,8 +8,6 @@ leaves combine with ``last`` to produce every new complete node, level by level,
 
 from __future__ import annotations
 
-from hashlib import sha256
-
 from sealtrail.core.merkle.hashing import EMPTY_ROOT, node_hash
 
 
@@ -43,10 +41,9 @@ def extend(size: int, last: list[bytes],
         i = 0
         if start & 1:
             # The first new node is a right child; its left sibling is the old edge node.
-            parents.append(sha256(b"\x01" + new_last[level] + new[0]).digest())
+            parents.append(node_hash(new_last[level], new[0]))
             i = 1
-        parents.extend(sha256(b"\x01" + new[j] + new[j + 1]).digest()
-                       for j in range(i, len(new) - 1, 2))
+        parents.extend(node_hash(new[j], new[j + 1]) for j in range(i, len(new) - 1, 2))
         if level < len(new_last):
             new_last[level] = new[-1]
         else:

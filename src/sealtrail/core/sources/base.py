@@ -41,6 +41,7 @@ from typing import Any, Final
 
 import msgspec
 
+from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import (
     MAX_DEPTH,
@@ -189,8 +190,7 @@ def record_digest(record: Mapping[str, Any]) -> str:
     """A digest of a whole record (its canonical JSON), for sources whose own record id a
     client can choose: two different records under one such id must not share an event id,
     or the second would be taken for a retry of the first and silently not stored."""
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                      default=str)
+    text = compact_json(record, lenient=True)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -263,20 +263,17 @@ def _fit(value: Any, depth: int) -> Any:
     decimal text."""
     if isinstance(value, dict):
         if depth > MAX_DEPTH or any(len(str(k)) > MAX_KEY_CHARS for k in value):
-            return _json_text(value)
+            return compact_json(value, lenient=True)
         return {str(k): _fit(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return _json_text(value) if depth > MAX_DEPTH else [_fit(v, depth + 1) for v in value]
+        if depth > MAX_DEPTH:
+            return compact_json(value, lenient=True)
+        return [_fit(v, depth + 1) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
-                      default=str)
 
 
 def imported(source: Source, record: Mapping[str, Any], *, uid: str, at: datetime,
