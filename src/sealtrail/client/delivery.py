@@ -39,7 +39,9 @@ from sealtrail.core.errors import FormatError
 from sealtrail.core.retry import parse_retry_after
 
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
-_POSITION = re.compile(r"^events\[(\d+)\]\.?(.*)\Z")
+# Only for a 422 whose body names one event in ``field`` alone, without an index: the engine's
+# refusals found while appending (a far-future UUIDv7 id), and older services.
+_POSITION = re.compile(r"^events\[(\d+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +137,22 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, ids: Sequence
 
 
 def _rejection(doc: _ErrorDoc, count: int) -> Outcome:
-    """Which events a 422 names; a Split to single events when it names none of several."""
+    """Which events a 422 names; a Split to single events when it names none of several.
+
+    Each of ``errors`` names its event by ``index``; its ``field`` (``events[3].actor.id``,
+    for people) gives the field within it. A body naming one event in ``field`` alone is read
+    from that text.
+    """
     found: dict[int, Rejected] = {}
     for problem in doc.errors or ():
         if 0 <= problem.index < count:
-            found.setdefault(problem.index, Rejected(problem.index, _strip(problem.field),
-                                                     problem.message))
+            found.setdefault(problem.index, Rejected(
+                problem.index, _within(problem.field, problem.index), problem.message))
     if not found and doc.field is not None:
         match = _POSITION.match(doc.field)
         if match is not None and int(match.group(1)) < count:
             k = int(match.group(1))
-            found[k] = Rejected(k, match.group(2) or "event", doc.error)
+            found[k] = Rejected(k, _within(doc.field, k), doc.error)
     if found:
         return Reject(tuple(found[k] for k in sorted(found)), 422)
     if count > 1:
@@ -153,9 +160,12 @@ def _rejection(doc: _ErrorDoc, count: int) -> Outcome:
     return Reject((Rejected(0, doc.field or "event", doc.error),), 422)
 
 
-def _strip(field: str) -> str:
-    """``events[3].actor.id`` -> ``actor.id`` (the position is carried separately)."""
-    match = _POSITION.match(field)
-    return (match.group(2) or "event") if match is not None else field
+def _within(field: str, index: int) -> str:
+    """The field within event ``index``: ``events[3].actor.id`` -> ``actor.id`` (``event``
+    when the whole event is at fault); a field not under ``events[index]`` as it is."""
+    head = f"events[{index}]"
+    if field == head:
+        return "event"
+    return field.removeprefix(f"{head}.") or "event"
 
 
