@@ -17,7 +17,6 @@ Commit, in order (markers in :meth:`AuditLog._commit_batch`):
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hmac
 import logging
@@ -47,18 +46,17 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
-from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right, leaf_hash
-from sealtrail.core.merkle.nodes import Node, range_nodes
-from sealtrail.core.merkle.proof import plan_consistency, plan_inclusion
+from sealtrail.core.merkle.hashing import leaf_hash
+from sealtrail.core.merkle.nodes import Node
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.redact import Finding, Redactor
 from sealtrail.core.reserved import OWN_SERVICE, reserved_field
-from sealtrail.core.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+from sealtrail.core.tiles import TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
-from sealtrail.log.blindindex import SEG_SHIFT
+from sealtrail.log import proving, subjects
 from sealtrail.log.datadir import (
     DB_FILE,
     LOG_NAME,
@@ -80,10 +78,8 @@ from sealtrail.log.idindex import (
 )
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
 from sealtrail.log.protect import Batch, Protector
-from sealtrail.log.protect import kid_text as _kid
 from sealtrail.log.recent_ids import CAPACITY, RecentIds
 from sealtrail.log.settings import (
-    ACTIVE_KEY_META,
     SETTINGS_META,
     Fixed,
     check_stored,
@@ -92,11 +88,9 @@ from sealtrail.log.settings import (
     signed_fixed,
 )
 from sealtrail.log.tree import (
-    BLOCK,
     BUNDLE,
     TreeEdge,
     crosses_anchor,
-    range_hashes,
     read_nodes,
 )
 from sealtrail.log.verify import (
@@ -153,11 +147,6 @@ def _warn_memory(exc: StorageError | TamperError) -> None:
         _memory_warned.add(text)
         _log.warning("sealtrail: %s (rollback detection relies on an older head until it can "
                      "be written)", text)
-
-
-def _kid_number(kid: str) -> int:
-    """The number of a data key id (``d7`` -> 7); -1 for anything else."""
-    return int(kid[1:]) if kid[:1] == "d" and kid[1:].isdigit() else -1
 
 
 class Receipt(msgspec.Struct, frozen=True, gc=False):
@@ -265,16 +254,6 @@ def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entr
     return Entry(index, leaves[index - chunk.start])
 
 
-def _check_reason(reason: str, hint: str) -> None:
-    """A reason is required and must be valid Unicode (checked before any write)."""
-    if not reason.strip():
-        raise ValidationError("reason", hint)
-    try:
-        reason.encode()
-    except UnicodeEncodeError as exc:
-        raise ValidationError("reason", "contains a lone surrogate (not valid Unicode)") from exc
-
-
 def _check_unsealed_size(size: int) -> None:
     """The size limit holds for the event as sent, not for its (larger) sealed form."""
     if size > MAX_SEQUENCED:
@@ -374,7 +353,7 @@ class AuditLog:
                    name=parts.name, clock=clock, keyring=parts.keyring)
         alog.locked_reason = parts.locked
         try:
-            alog._record_interrupted_rotation()
+            subjects.record_interrupted_rotation(alog)
         except (StorageError, VerificationError):
             # A read-only copy, or a log that fails its checks: nothing can be recorded now,
             # and reads and verify must still work (the next writable open records it).
@@ -979,7 +958,8 @@ class AuditLog:
             if subject in (ev.get("subjects") or ()) or "subjects" in ev.get("erased", ()):
                 yield entry, ev
 
-    def _subjects(self) -> Protector:
+    def subject_protector(self) -> Protector:
+        """The sealing side of an encrypted, unlocked log (subjects, erasure and holds)."""
         if self._protector is None:
             raise ConfigError("subjects, erasure and holds need an encrypted log")
         self._require_unlocked()
@@ -989,12 +969,11 @@ class AuditLog:
         """A subject's pseudonym (``ref:`` + keyed hash), or ``(withheld)`` without the key."""
         if self._protector is None or not self._protector.unlocked:
             return "(withheld)"
-        ref = self._protector.blind().subject_ref(subject)
-        return "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
+        return subjects.ref_text(self._protector.blind().subject_ref(subject))
 
     def subject_ref(self, subject: str) -> bytes:
         """The 16-byte reference of a subject (what holds and subject keys are filed under)."""
-        return self._subjects().blind().subject_ref(subject)
+        return self.subject_protector().blind().subject_ref(subject)
 
     @property
     def keyring(self) -> Keyring | None:
@@ -1036,74 +1015,36 @@ class AuditLog:
         """
         return self._append([{"source": self.own_source, **event}], hook, own=True)[0]
 
-    def _subject_target(self, subject: str) -> tuple[bytes, dict[str, str]]:
-        ref = self._subjects().blind().subject_ref(subject)
-        ref_text = "ref:" + base64.urlsafe_b64encode(ref).rstrip(b"=").decode()
-        return ref, {"type": "data_subject", "id": ref_text}
+    # -- personal data use cases (log/subjects.py) ------------------------------------------
 
     def erase_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
-        """Crypto-shred one data subject: destroy its key, append the erasure event.
+        """Crypto-shred one data subject (see :func:`sealtrail.log.subjects.erase`)."""
+        return subjects.erase(self, subject, reason=reason, actor=actor)
 
-        Afterwards the subject's sealed fields read as erased; every leaf, checkpoint and proof
-        stays valid. Refused (PolicyError, naming the hold) while a legal hold is open. The key
-        deletion and the erasure event commit in one transaction, then the WAL is folded and
-        truncated and every cached copy of the key in this process dropped.
-        """
-        protector = self._subjects()
-        ref, target = self._subject_target(subject)
-        _check_reason(reason, "say why (the request or legal basis)")
-        blind = protector.blind()
-        token = blind.token("subject", subject)
-        count = len(self.find("subject", subject))
-        kid_before = protector.subject_kids([subject])[subject]
-        store = self._store
+    def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
+        """Put a legal hold on a subject: erasure is refused until it is released."""
+        return subjects.hold(self, subject, reason=reason, actor=actor)
 
-        # Erasure cannot be undone: the holds table it consults must be what the log's own
-        # hold entries say (an edited table would unblock it).
-        self.check_settings()
+    def release_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]
+                        ) -> Receipt:
+        """Release every open legal hold on a subject."""
+        return subjects.release(self, subject, reason=reason, actor=actor)
 
-        def hook(_at: int) -> None:
-            held = store.holds(ref)
-            if held:
-                hold = held[0]
-                raise PolicyError(f"the subject is under legal hold #{hold.number} since "
-                                  f"{hold.created} ({protector.open_note(hold.reason, ref)!r}): "
-                                  "release it first (sealtrail hold release)")
-            row = store.subject_keys_by_ref([ref]).get(ref)
-            if row is None:
-                raise ConfigError("this subject has no key: it was never named in an event's "
-                                  "subjects, or it was already erased")
-            if row.kid != kid_before:
-                raise ConfigError("the subject's key changed meanwhile; try again")
-            rows: list[tuple[int, int, int]] = []
-            sealed_blind = [f for f in ("actor.ip", "target.id") if f in protector.policy.paths]
-            # Found again under the write lock: no event of the subject can slip past.
-            for index in self.find("subject", subject):
-                seg = index >> SEG_SHIFT
-                rows.append((seg, token, index))
-                if sealed_blind:
-                    # Open the entry while the key still exists, to find its other tokens.
-                    ev = self.read(self.entry(index))
-                    for f in sealed_blind:
-                        part, _, name = f.partition(".")
-                        value = (ev.get(part) or {}).get(name)
-                        if isinstance(value, str):
-                            rows.append((seg, blind.token(f, value), index))
-            protector.index.delete(rows)
-            store.delete_subject_key(row.kid)
-            store.set_meta({"key_epoch": protector.next_epoch()})
-            # Later requests of this commit must not seal with the destroyed key.
-            protector.forget()
+    def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
+        """Legal holds: number, subject pseudonym, reason, since, released."""
+        return subjects.holds(self, open_only=open_only)
 
-        event = {"actor": dict(actor), "action": "subject.erase", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason,
-                 "source": self.own_source,
-                 "metadata": {"key_id": "" if kid_before is None else _kid(kid_before),
-                              "entries": count}}
-        receipt = self._append([event], hook, own=True)[0]
-        protector.forget()
-        self.wal_purged = store.purge_deleted(wait_s=2.0)
-        return receipt
+    def rotate_keys(self, *, actor: Mapping[str, Any], new_kek: KeyEncryptionKey | None = None
+                    ) -> str:
+        """Start a new data key (see :func:`sealtrail.log.subjects.rotate_keys`); returns the
+        new active key id."""
+        return subjects.rotate_keys(self, actor=actor, new_kek=new_kek)
+
+    def keyring_seen(self) -> None:
+        """The keyring file as it is now is this process's own doing (a rotation): the next
+        commit need not re-read it."""
+        keyring = self.keyring
+        self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
 
     def check_settings(self) -> None:
         """Raise TamperError unless every stored setting (signed statement, retention policy,
@@ -1126,123 +1067,6 @@ class AuditLog:
                          self.origin)
         self._settings_checked = key
 
-    def hold_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]) -> Receipt:
-        """Put a legal hold on a subject: erasure is refused until it is released."""
-        ref, target = self._subject_target(subject)
-        _check_reason(reason, "say why (the matter or legal basis)")
-        created = format_time(self._clock())
-        protector = self._subjects()
-
-        def hook(_at: int) -> None:
-            # The reason is sealed: it may say more about the person than it should.
-            self._store.put_hold(ref, protector.seal_note(reason, ref), created)
-
-        # The entry's time is the hold's: verify holds the stored row to it.
-        event = {"actor": dict(actor), "action": "subject.hold.add", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason, "time": created,
-                 "source": self.own_source}
-        return self._append([event], hook, own=True)[0]
-
-    def release_subject(self, subject: str, *, reason: str, actor: Mapping[str, Any]
-                        ) -> Receipt:
-        """Release every open legal hold on a subject."""
-        ref, target = self._subject_target(subject)
-        _check_reason(reason, "say why the hold ends")
-        released = format_time(self._clock())
-
-        def hook(_at: int) -> None:
-            if not self._store.holds(ref):
-                raise ConfigError("this subject has no open legal hold")
-            self._store.release_holds(ref, released)
-
-        event = {"actor": dict(actor), "action": "subject.hold.release", "outcome": "success",
-                 "category": "admin", "target": target, "reason": reason, "time": released,
-                 "source": self.own_source}
-        return self._append([event], hook, own=True)[0]
-
-    def holds(self, *, open_only: bool = True) -> list[dict[str, Any]]:
-        """Legal holds: number, subject pseudonym, reason, since, released."""
-        protector = self._subjects()
-        out = []
-        for hold in self._store.holds(open_only=open_only):
-            out.append({"hold": hold.number,
-                        "subject_ref": "ref:" + base64.urlsafe_b64encode(hold.ref).rstrip(b"=")
-                        .decode(), "reason": protector.open_note(hold.reason, hold.ref),
-                        "since": hold.created, "released": hold.released})
-        return out
-
-    def rotate_keys(self, *, actor: Mapping[str, Any], new_kek: KeyEncryptionKey | None = None
-                    ) -> str:
-        """Start a new data key (optionally rewrapping the keyring under ``new_kek``).
-
-        Old keys stay, so old entries stay readable; the tree is untouched. The rotation and
-        its ``keys.rotate`` record commit together: the keyring file is replaced inside the
-        transaction that appends the record, and a rotation cut short between the two (the
-        file replaced, the transaction lost) is found and recorded when the log next opens
-        (:meth:`_record_interrupted_rotation`). Returns the new active key id.
-        """
-        if self._protector is None:
-            raise ConfigError("this log is not encrypted: it has no keys to rotate")
-        keyring = self._protector.keyring
-        if keyring is None:
-            raise KeyringError(self.locked_reason or "the keyring is locked")
-        now = format_time(self._clock())
-        keyring.reload()  # another process may have rotated: name the key this one will make
-        kid = keyring.next_data_kid()
-
-        def hook(_at: int) -> None:
-            made = keyring.rotate(now, new_kek)
-            if made != kid:
-                raise ConfigError("the keyring was rotated by another process meanwhile; "
-                                  "try again")
-            self._store.set_meta({ACTIVE_KEY_META: made})
-
-        before, kek_before = keyring.path.read_bytes(), keyring.kek
-        try:
-            self.commit_with({"actor": dict(actor), "action": "keys.rotate",
-                              "outcome": "success", "category": "configuration",
-                              "target": {"type": "keyring", "id": kid},
-                              "reason": "rewrapped under a new key-encryption key" if new_kek
-                              else "new data key"}, hook)
-        except Exception:
-            # Not committed: put the keyring back as it was (a crash here instead is found
-            # and recorded at the next open, see _record_interrupted_rotation).
-            if keyring.path.read_bytes() != before:
-                keyring.restore(before, kek_before)
-            raise
-        self._keyring_stat = _file_identity(keyring.path)
-        return kid
-
-    def _record_interrupted_rotation(self) -> None:
-        """Record a rotation whose ``keys.rotate`` entry was lost (a crash between the keyring
-        write and the commit): the keyring's active key differs from the last recorded one."""
-        keyring = self.keyring
-        if keyring is None:
-            return
-        recorded = self._store.meta().get(ACTIVE_KEY_META, "d1")
-        if keyring.active == recorded:
-            return
-        if _kid_number(keyring.active) < _kid_number(recorded) or recorded not in keyring.data:
-            # Only a forward move is a rotation cut short; an older keyring put back would
-            # bring a retired (perhaps compromised) data key back into use.
-            self.settings_problem = (f"the keyring's active data key is {keyring.active} but "
-                                     f"the log's last rotation made {recorded} active: "
-                                     "keyring.json was replaced by an older copy (restore "
-                                     "the current one)")
-            return
-
-        def hook(_at: int) -> None:
-            self._store.set_meta({ACTIVE_KEY_META: keyring.active})
-
-        self.commit_with({"actor": {"id": "sealtrail", "type": "service"},
-                          "action": "keys.rotate", "outcome": "success",
-                          "category": "configuration",
-                          "target": {"type": "keyring", "id": keyring.active},
-                          "reason": f"recorded at open: the keyring's active key is "
-                          f"{keyring.active}, the last recorded rotation {recorded} (a rotation "
-                          "was cut short before its record, or the keyring file was replaced)"},
-                         hook)
-
     def _follow_keyring(self) -> None:
         """Re-read the keyring when another process rotated it (called at each commit), so a
         running service never keeps sealing under a retired data key."""
@@ -1254,7 +1078,7 @@ class AuditLog:
             before = keyring.active
             keyring.reload()
             self._keyring_stat = now
-            if _kid_number(keyring.active) < _kid_number(before):
+            if subjects.kid_number(keyring.active) < subjects.kid_number(before):
                 self.settings_problem = (f"the keyring's active data key went back from "
                                          f"{before} to {keyring.active}: keyring.json was "
                                          "replaced by an older copy")
@@ -1267,112 +1091,39 @@ class AuditLog:
             return []
         return self._protector.keyring.describe_keys()
 
+    # -- proofs and tiles (log/proving.py) -------------------------------------------------
+
     def find_leaf(self, leaf_hash_value: bytes) -> int | None:
-        """The index of the entry with this leaf hash, searching the stored level-0 hashes
-        (a C-speed scan of 32-byte hashes, 63 per row: no leaf is read or hashed)."""
-        size = self.size
-        for block, data in self._store.iter_node_blocks(0):
-            pos = data.find(leaf_hash_value)
-            while pos >= 0:
-                if pos % 32 == 0:
-                    index = block * BLOCK + pos // 32
-                    return index if index < size else None
-                pos = data.find(leaf_hash_value, pos + 1)
-        return None
+        """The index of the entry with this leaf hash (a scan of the stored leaf hashes)."""
+        return proving.find_leaf(self._store, self.size, leaf_hash_value)
 
     def tile(self, ref: TileRef) -> bytes:
         """The bytes of one C2SP tlog-tiles tile or entry bundle of the latest tree.
 
         ConfigError when the tile reaches past the tree (a client asks again later).
         """
-        size = self.checkpoint().checkpoint.size
-        start = ref.index * TILE_WIDTH
-        end = start + ref.width
-        if ref.level is None:
-            if end > size:
-                raise ConfigError(f"entry bundle {ref.format()} reaches past size {size}")
-            return b"".join(len(e.leaf).to_bytes(2, "big") + e.leaf
-                            for e in self.entries(start, end))
-        height = TILE_HEIGHT * ref.level
-        if end << height > size:
-            raise ConfigError(f"tile {ref.format()} reaches past size {size}")
-        nodes = read_nodes(self._store, [Node(height, i) for i in range(start, end)])
-        return b"".join(nodes[Node(height, i)] for i in range(start, end))
+        return proving.tile(self._store, self.checkpoint(), ref)
 
     def root_at(self, size: int) -> bytes:
         """The root of the first ``size`` entries, from stored nodes."""
-        return range_hashes(self._store, [(0, size)])[0]
+        return proving.root_at(self._store, size)
 
     def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
         """An audit path for entry ``index`` in the tree of ``size`` entries (default: latest).
 
         At the latest size the proof carries the signed checkpoint, so it verifies offline.
         """
-        cp = self.checkpoint()
-        size = cp.checkpoint.size if size is None else size
-        if not 0 < size <= cp.checkpoint.size:
-            raise ConfigError(f"size {size} must be in 1..{cp.checkpoint.size}")
-        if not 0 <= index < size:
-            raise ConfigError(f"index {index} must be in 0..{size - 1}")
-        ranges = plan_inclusion(index, size)
-        hashes = range_hashes(self._store, [(index, index + 1), *ranges, (0, size)])
-        note = None
-        if size == cp.checkpoint.size:
-            self._check_root(hashes[-1], cp.checkpoint)
-            note = cp.note
-        return InclusionProof(index, size, hashes[0], tuple(hashes[1:-1]), hashes[-1], note)
+        return proving.prove_inclusion(self._store, self.checkpoint(), index, size)
 
     def inclusion_paths(self, indexes: Iterable[int], size: int
                         ) -> Iterator[tuple[int, tuple[bytes, ...]]]:
-        """Audit paths of many entries in the tree of ``size`` entries, the latest checkpoint's
-        size or smaller, reading each stored node block once (bulk exports; a bundle of 100k
-        proofs shares most of its nodes). The tree's root at ``size`` is checked against the
-        signed checkpoint when ``size`` is the latest."""
-        cp = self.checkpoint()
-        if not 0 < size <= cp.checkpoint.size:
-            raise ConfigError(f"size {size} must be in 1..{cp.checkpoint.size}")
-        if size == cp.checkpoint.size:
-            self._check_root(range_hashes(self._store, [(0, size)])[0], cp.checkpoint)
-        cache: dict[tuple[int, int], bytes] = {}
-        for index in indexes:
-            if not 0 <= index < size:
-                raise ConfigError(f"index {index} must be in 0..{size - 1}")
-            plans = [range_nodes(a, b) for a, b in plan_inclusion(index, size)]
-            need = {(n.level, n.index // BLOCK) for plan in plans for n in plan} - cache.keys()
-            if need:
-                if len(cache) > 65536:  # about 130 MB at most; a sorted export rarely refills
-                    cache.clear()
-                cache.update(self._store.node_blocks(need))
-            path = []
-            for plan in plans:
-                nodes = []
-                for n in plan:
-                    block = cache.get((n.level, n.index // BLOCK), b"")
-                    off = (n.index % BLOCK) * HASH_SIZE
-                    if len(block) < off + HASH_SIZE:
-                        raise StorageError(f"tree node ({n.level}, {n.index}) is missing: run "
-                                           "sealtrail verify")
-                    nodes.append(block[off:off + HASH_SIZE])
-                path.append(fold_right(nodes))
-            yield index, tuple(path)
-
-    def _check_root(self, root: bytes, cp: Checkpoint) -> None:
-        """Never hand out a proof whose root differs from the signed checkpoint it claims."""
-        if not hmac.compare_digest(root, cp.root):
-            raise TamperError("tree", 0, f"the stored tree's root at size {cp.size} differs from "
-                              "the signed checkpoint: run sealtrail verify")
+        """Audit paths of many entries in the tree of ``size`` entries (the latest size or
+        smaller), reading each stored node block once (bulk exports)."""
+        return proving.inclusion_paths(self._store, self.checkpoint(), indexes, size)
 
     def prove_consistency(self, first: int, second: int | None = None) -> ConsistencyProof:
         """A consistency proof from size ``first`` to ``second`` (default: latest)."""
-        latest = self.checkpoint().checkpoint.size
-        second = latest if second is None else second
-        if not 0 <= first <= second <= latest:
-            raise ConfigError(f"need 0 <= first <= second <= {latest}, got {first}, {second}")
-        ranges = plan_consistency(first, second)
-        hashes = range_hashes(self._store, [(0, first), (0, second), *ranges])
-        if second == latest:
-            self._check_root(hashes[1], self.checkpoint().checkpoint)
-        return ConsistencyProof(first, second, hashes[0], hashes[1], tuple(hashes[2:]))
+        return proving.prove_consistency(self._store, self.checkpoint(), first, second)
 
     def verify(self, trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None,
@@ -1412,7 +1163,7 @@ class AuditLog:
         (``sealtrail.settings.adopt``, target the statement's digest). Check the settings
         first (``sealtrail settings show``): this trusts them. Refused when a statement
         exists, even one that does not verify: that is tampering, not an old log."""
-        _check_reason(reason, "say why these settings are right (e.g. checked against the "
+        subjects.check_reason(reason, "say why these settings are right (e.g. checked against the "
                       "deployment's configuration)")
         meta = self._store.meta()
         if SETTINGS_META in meta:
@@ -1496,7 +1247,8 @@ class AuditLog:
         restore from backup, say): the head memory is reset to it and the acceptance is
         recorded in the log, with the head it replaces. The stored head must still carry
         the log's signature and match its tree."""
-        _check_reason(reason, "say why the current head is accepted (e.g. the backup restored)")
+        subjects.check_reason(reason, "say why the current head is accepted (e.g. the backup "
+                              "restored)")
         state = self._store.state()
         _, cp = self._signed_head(state, "it cannot be accepted")
         try:

@@ -17,7 +17,7 @@ from sealtrail.core.errors import StorageError
 from sealtrail.core.merkle import compact
 from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right
 from sealtrail.core.merkle.nodes import Node, range_nodes
-from sealtrail.store.protocol import Store
+from sealtrail.store.protocol import EntryLog
 
 ANCHOR_EVERY = 1024  # keep a checkpoint in the history each time the log passes k*1024
 
@@ -43,7 +43,7 @@ class TreeEdge:
     partial: dict[int, bytes]  # level -> bytes of that level's last, not yet full block
 
     @classmethod
-    def load(cls, store: Store, size: int) -> TreeEdge:
+    def load(cls, store: EntryLog, size: int) -> TreeEdge:
         """Read the edge of a tree of ``size`` leaves: O(log n) block reads."""
         want: set[tuple[int, int]] = set()
         for level in range(size.bit_length()):
@@ -88,20 +88,27 @@ class TreeEdge:
         return TreeEdge(self.size + len(leaves), new_last, partial), dirty
 
 
-def read_nodes(store: Store, nodes: list[Node]) -> dict[Node, bytes]:
+def block_of(n: Node) -> tuple[int, int]:
+    """The (level, block) key of the stored block that holds node ``n``."""
+    return n.level, n.index // BLOCK
+
+
+def node_in(blocks: dict[tuple[int, int], bytes], n: Node) -> bytes:
+    """Node ``n`` cut from fetched blocks; StorageError when its block lacks it."""
+    block = blocks.get((n.level, n.index // BLOCK))
+    off = (n.index % BLOCK) * HASH_SIZE
+    if block is None or len(block) < off + HASH_SIZE:
+        raise StorageError(f"tree node ({n.level}, {n.index}) is missing: run sealtrail verify")
+    return block[off:off + HASH_SIZE]
+
+
+def read_nodes(store: EntryLog, nodes: list[Node]) -> dict[Node, bytes]:
     """Fetch complete nodes from their blocks; raise StorageError when one is missing."""
-    blocks = store.node_blocks({(n.level, n.index // BLOCK) for n in nodes})
-    out: dict[Node, bytes] = {}
-    for n in nodes:
-        block = blocks.get((n.level, n.index // BLOCK))
-        off = (n.index % BLOCK) * HASH_SIZE
-        if block is None or len(block) < off + HASH_SIZE:
-            raise StorageError(f"tree node ({n.level}, {n.index}) is missing: run sealtrail verify")
-        out[n] = block[off:off + HASH_SIZE]
-    return out
+    blocks = store.node_blocks({block_of(n) for n in nodes})
+    return {n: node_in(blocks, n) for n in nodes}
 
 
-def range_hashes(store: Store, ranges: list[tuple[int, int]]) -> list[bytes]:
+def range_hashes(store: EntryLog, ranges: list[tuple[int, int]]) -> list[bytes]:
     """The MTH of each leaf range, from stored complete nodes (one read per block touched)."""
     plans = [range_nodes(a, b) for a, b in ranges]
     fetched = read_nodes(store, [n for plan in plans for n in plan])
