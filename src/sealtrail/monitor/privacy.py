@@ -30,12 +30,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from sealtrail.monitor.rules import Getter, field_getter
+from sealtrail.monitor.rules import Getter, field_getter, value_text
 
 if TYPE_CHECKING:
     from sealtrail.log.auditlog import AuditLog
@@ -52,10 +51,6 @@ PSEUDONYM: Final = re.compile(r"(?:ps|ref):[A-Za-z0-9_-]{22}")
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _text(value: Any) -> str:
-    return value if type(value) is str else json.dumps(value, sort_keys=True)
 
 
 class Pseudonyms:
@@ -105,7 +100,7 @@ class Pseudonyms:
         if self._key is None:
             return WITHHELD
         mac = hmac.new(self._key, b"".join((_DOMAIN, path.encode(), b"\x00",
-                                            _text(value).encode("utf-8", "surrogatepass"))),
+                                            value_text(value).encode("utf-8", "surrogatepass"))),
                        hashlib.sha256).digest()
         return "ps:" + _b64(mac[:16])
 
@@ -133,7 +128,7 @@ def pseudonym(alog: AuditLog, path: str, value: Any) -> str:
     (the value itself when the path is not sealed): to find the alerts about a known value."""
     p = Pseudonyms.of_log(alog)
     if p is None or not p.sealed(path):
-        return _text(value)
+        return value_text(value)
     return p.value(path, value)
 
 

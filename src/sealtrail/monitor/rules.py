@@ -26,6 +26,7 @@ from sealtrail.core.event import CATEGORIES
 from sealtrail.core.skew import MAX_SKEW_MINUTES
 
 __all__ = [
+    "DEFAULT_MAX_SKEW",
     "KINDS",
     "SEVERITIES",
     "Absence",
@@ -47,6 +48,7 @@ __all__ = [
     "parse_duration",
     "parse_rule",
     "parse_rules",
+    "value_text",
 ]
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -183,6 +185,12 @@ def field_getter(path: str) -> Getter:
     return get_n
 
 
+def value_text(value: Any) -> str:
+    """The text of a grouped value: a text as it is, any other JSON value its JSON with keys
+    sorted (single-field group keys, and what sealed values' pseudonyms are keyed over)."""
+    return value if type(value) is str else json.dumps(value, sort_keys=True)
+
+
 def group_key(getters: Sequence[Getter]) -> Callable[[Mapping[str, Any]], str]:
     """The grouping value of an event: one field's text, or several joined by ``|``."""
     if not getters:
@@ -192,7 +200,7 @@ def group_key(getters: Sequence[Getter]) -> Callable[[Mapping[str, Any]], str]:
 
         def one(ev: Mapping[str, Any]) -> str:
             v = g(ev)
-            return "" if v is None else v if type(v) is str else json.dumps(v, sort_keys=True)
+            return "" if v is None else value_text(v)
         return one
 
     def many(ev: Mapping[str, Any]) -> str:
