@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sealtrail.core.uuid7 import make_uuid7
-from sealtrail.log import auditlog
+from sealtrail.log import dedupe
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.recent_ids import RecentIds
 
@@ -38,11 +38,11 @@ def test_floor_rises_as_old_ids_are_forgotten() -> None:
 def test_retries_of_forgotten_ids_are_found_in_the_store(
         tmp_path: Path, capacity: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a tiny memory, retried UUIDv7 and UUIDv4 ids still return their original receipt."""
-    monkeypatch.setattr(auditlog, "CAPACITY", capacity)
+    monkeypatch.setattr(dedupe, "CAPACITY", capacity)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     clock = [t0]
     with AuditLog.open(tmp_path, clock=lambda: clock[0]) as log:
-        log._recent = RecentIds(0, -1, capacity=capacity)
+        log._ids._recent = RecentIds(0, -1, capacity=capacity)
         sent = []
         for i in range(40):
             clock[0] = t0 + timedelta(seconds=3 * i)
@@ -68,5 +68,5 @@ def test_another_process_appends_are_caught_up(tmp_path: Path) -> None:
         again = b.append(ev)
         assert again.duplicate
         assert again.index == ra.index
-        assert b._recent.get(uuid.UUID(rb.id).bytes) == rb.index
+        assert b._ids._recent.get(uuid.UUID(rb.id).bytes) == rb.index
         assert b.size == 2

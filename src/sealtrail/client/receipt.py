@@ -2,29 +2,21 @@
 
 ``POST /v1/logs/{log}/events`` answers ``201 {"receipts": [{"id", "index", "leaf_hash" (base64),
 "checkpoint_size", "duplicate"}]}`` in the order the events were sent. A receipt whose
-``duplicate`` is true is the original receipt of an id the log already held.
+``duplicate`` is true is the original receipt of an id the log already held. The receipt
+type is the engine's own (:class:`sealtrail.core.receipt.Receipt`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import msgspec
 
 from sealtrail.core import b64
 from sealtrail.core.errors import FormatError
+from sealtrail.core.receipt import Receipt
 
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Where the service stored an event: its index, leaf hash and the checkpoint holding it."""
-
-    id: str
-    index: int
-    leaf_hash: bytes
-    checkpoint_size: int
-    duplicate: bool = False
+__all__ = ["Receipt", "parse_receipts"]
 
 
 class _ReceiptDoc(msgspec.Struct, frozen=True):

@@ -23,15 +23,12 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
-
-import msgspec
 
 from sealtrail.core import canonical
 from sealtrail.core.blind import BLIND_FIELDS
@@ -46,11 +43,10 @@ from sealtrail.core.errors import (
     VerificationError,
 )
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
-from sealtrail.core.merkle.hashing import leaf_hash
-from sealtrail.core.merkle.nodes import Node
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.receipt import Receipt
 from sealtrail.core.redact import Finding, Redactor
 from sealtrail.core.reserved import OWN_SERVICE, reserved_field
 from sealtrail.core.tiles import TileRef
@@ -68,17 +64,15 @@ from sealtrail.log.datadir import (
     open_log,
     system_clock,
 )
+from sealtrail.log.dedupe import IdLookup
 from sealtrail.log.headmemory import HeadMemory, memory_path
-from sealtrail.log.idfilter import ExactIdFilter
 from sealtrail.log.idindex import (
-    BUCKET_SHIFT,
-    LATE_MS,
     late_window,
-    rows_of,
 )
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
 from sealtrail.log.protect import Batch, Protector
-from sealtrail.log.recent_ids import CAPACITY, RecentIds
+from sealtrail.log.sequencer import BatchPlan, Encoder, Slot, plan_commit
+from sealtrail.log.sequencer import write as write_commit
 from sealtrail.log.settings import (
     SETTINGS_META,
     Fixed,
@@ -88,10 +82,7 @@ from sealtrail.log.settings import (
     signed_fixed,
 )
 from sealtrail.log.tree import (
-    BUNDLE,
     TreeEdge,
-    crosses_anchor,
-    read_nodes,
 )
 from sealtrail.log.verify import (
     Increment,
@@ -147,20 +138,6 @@ def _warn_memory(exc: StorageError | TamperError) -> None:
         _memory_warned.add(text)
         _log.warning("sealtrail: %s (rollback detection relies on an older head until it can "
                      "be written)", text)
-
-
-class Receipt(msgspec.Struct, frozen=True, gc=False):
-    """Proof of acceptance: where the event is, its leaf hash, the checkpoint that holds it.
-
-    (A msgspec struct: one is built per event on the hot path, ten times faster than a frozen
-    dataclass.)
-    """
-
-    id: str
-    index: int
-    leaf_hash: bytes
-    checkpoint_size: int
-    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,9 +261,8 @@ class AuditLog:
         state = store.state()
         self._edge = TreeEdge.load(store, state.size)
         self._hwm = state.id_hwm
-        self._recent = RecentIds(state.size, state.id_hwm)
-        # Built at the first lookup that needs the exact id index (log/idfilter.py).
-        self._exact_filter: ExactIdFilter | None = None
+        # Exactly-once (log/dedupe.py): recent ids in memory, the id index behind a filter.
+        self._ids = IdLookup(store, state.size, state.id_hwm)
         # The stored head is checked against its signature before the log first signs on top
         # of it (reads need no check: verify is how a reader finds tampering).
         self._head_checked = False
@@ -572,81 +548,59 @@ class AuditLog:
                 self._follow_keyring()
                 protector.refresh()
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
-            found = self._find_existing(batch)
-            # 3. Sequence.
+            found = self._ids.existing(((req.ids, req.generated) for req in batch),
+                                       self._edge.size)
+            # 3. Sequence (log/sequencer.py): plan every request, then the commit.
             edge = self._edge
-            index = edge.size
-            leaves: list[bytes] = []
-            hashes: list[bytes] = []
-            new_ids: list[bytes] = []
-            pending: dict[bytes, int] = {}
-            plan: list[tuple[_Request, list[tuple[str, int, bool]]]] = []
+            plan = BatchPlan(edge.size)
+            encode = self._encoder(sealing)
+            placed: list[tuple[_Request, list[Slot]]] = []
             for req in batch:
-                mark = len(leaves)
-                sealed_mark = sealing.mark()
-                slots: list[tuple[str, int, bool]] = []
-                pos = -1
+                mark, sealed_mark = plan.mark(), sealing.mark()
                 try:
                     # One savepoint per request: a request that fails (its hook refuses, an
                     # event does not encode) leaves no trace, whatever it wrote.
                     with store.savepoint():
                         if req.hook is not None:
-                            req.hook(index + len(leaves))
-                        self._sequence(req, found, pending, slots, leaves, hashes, new_ids,
-                                       index, received, sealing)
+                            req.hook(plan.start + plan.mark())
+                        slots = plan.add(req.events, req.ids, req.texts, found=found,
+                                         received=received, encode=encode)
                 except (PolicyError, ConfigError, ValidationError) as exc:
                     # This request alone fails; undo what it added to the batch.
-                    for ident in new_ids[mark:]:
-                        pending.pop(ident, None)
-                    del leaves[mark:], hashes[mark:], new_ids[mark:]
+                    plan.undo(mark)
                     sealing.undo(sealed_mark)
                     pos = getattr(exc, "position", -1)
                     req.error = (_located(exc, pos, req.events[pos])
                                  if isinstance(exc, ValidationError) and pos >= 0 else exc)
                     req.done = True
                     continue
-                plan.append((req, slots))
-            new_edge, blocks = edge.append(hashes) if hashes else (edge, {})
-
-            chunks, buckets, others, new_hwm = self._chunks(index, leaves, new_ids,
-                                                            new_edge.size, hwm)
-            if hashes:
+                placed.append((req, slots))
+            commit = plan_commit(plan, edge, hwm, self._late_ms)
+            new_edge = commit.edge
+            if plan.hashes:
                 # 4. Checkpoint.
                 note = self._signer.sign(Checkpoint(self.origin, new_edge.size,
                                                     new_edge.root()).format())
                 # 5. Write; the commit at the end of the block fsyncs.
-                store.put_chunks(chunks)
-                store.put_node_blocks(blocks)
-                if buckets:
-                    store.put_buckets(buckets)
-                if others:
-                    store.put_other_ids(others)
                 if protector is not None:
                     protector.write(sealing, new_edge.size)
-                if crosses_anchor(edge.size, new_edge.size):
-                    store.put_checkpoint(new_edge.size, note)
-                store.put_state(State(new_edge.size, note, new_hwm), expect=state)
+                write_commit(store, commit, note, state)
         # 6. Durable: adopt, remember the head outside the database, and answer.
         if protector is not None:
             protector.adopt(sealing)
-        if hashes:
+        if plan.hashes:
             try:
                 self.head_memory.remember(note, new_edge.size)
             except (StorageError, TamperError) as exc:
                 # The entries are committed and are answered as such; an unwritable or
                 # edited memory is reported (and found by verify), never a failed append.
                 _warn_memory(exc)
-        self._recent.extend(index, new_ids)
-        flt = self._exact_filter
-        if flt is not None and flt.covered == index:
-            flt.add_all(ident for ident, _ in others)
-            flt.covered = new_edge.size
-        elif flt is not None:
-            self._exact_filter = None
+        index, hashes = plan.start, plan.hashes
+        self._ids.committed(index, plan.ids, commit.exact, new_edge.size)
         self._edge = new_edge
-        self._hwm = new_hwm
+        self._hwm = commit.id_hwm
         by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
-        for req, slots in plan:
+        for req, slots in placed:
             out: list[Receipt] = []
             for (ident_text, idx, dup), ident in zip(slots, req.ids, strict=True):
                 if idx == -1:
@@ -656,62 +610,23 @@ class AuditLog:
             req.receipts = out
             req.done = True
 
-    def _sequence(self, req: _Request, found: dict[bytes, Receipt],  # noqa: PLR0917
-                  pending: dict[bytes, int], slots: list[tuple[str, int, bool]],
-                  leaves: list[bytes], hashes: list[bytes], new_ids: list[bytes],
-                  index: int, received: str, sealing: Batch) -> None:
-        """Encode one request's events into the batch (step 3 of the commit).
-
-        A ValidationError carries ``position``: the event it is about.
-        """
+    def _encoder(self, sealing: Batch) -> Encoder:
+        """How this commit turns an event into its leaf: sealed under the log's keys when it
+        is encrypted (the size limit then holds for the event as sent), else encoded."""
         protector = self._protector
-        replace, encode = msgspec.structs.replace, canonical.encode_leaf
-        for pos, (ev, ident, text) in enumerate(zip(req.events, req.ids, req.texts,
-                                                    strict=True)):
-            if ident in found:
-                slots.append((text, -1, True))
-                continue
-            if ident in pending:
-                slots.append((text, pending[ident], True))
-                continue
-            at = index + len(leaves)
-            seq = replace(ev, id=text, received_at=received, time=ev.time or received)
-            try:
-                if protector is not None:
-                    leaf = protector.seal(seq, at, sealing)
-                    if sealing.growth:
-                        _check_unsealed_size(len(leaf) - sealing.growth)
-                else:
-                    leaf = encode(seq)
-            except ValidationError as exc:
-                exc.position = pos
-                raise
-            pending[ident] = at
-            slots.append((text, at, False))
-            leaves.append(leaf)
-            hashes.append(leaf_hash(leaf))
-            new_ids.append(ident)
+        if protector is None:
+            encode_leaf = canonical.encode_leaf
 
-    def _chunks(self, start: int, leaves: list[bytes], ids: list[bytes], batch_end: int,
-                hwm: int) -> tuple[list[Chunk], list[tuple[int, int]], list[tuple[bytes, int]],
-                                   int]:
-        """Split new entries at bundle boundaries; collect the id index rows."""
-        chunks: list[Chunk] = []
-        buckets: set[tuple[int, int]] = set()
-        others: list[tuple[bytes, int]] = []
-        pos = 0
-        while pos < len(leaves):
-            cstart = start + pos
-            n = min(len(leaves) - pos, BUNDLE - cstart % BUNDLE)
-            part = leaves[pos:pos + n]
-            pids = ids[pos:pos + n]
-            chunks.append(Chunk.pack(cstart, batch_end, pids, part))
-            rows, other_rows, latest = rows_of(cstart, b"".join(pids), self._late_ms)
-            buckets |= rows
-            others.extend(other_rows)
-            hwm = max(hwm, latest)
-            pos += n
-        return chunks, sorted(buckets), others, hwm
+            def encode(ev: Event, _at: int) -> bytes:
+                return encode_leaf(ev)
+            return encode
+
+        def seal(ev: Event, at: int) -> bytes:
+            leaf = protector.seal(ev, at, sealing)
+            if sealing.growth:
+                _check_unsealed_size(len(leaf) - sealing.growth)
+            return leaf
+        return seal
 
     def _trusted_edge(self, state: State) -> TreeEdge:
         """The stored tree's edge, checked against the head checkpoint this log signed.
@@ -746,95 +661,7 @@ class AuditLog:
         old = self._edge.size
         self._edge = self._trusted_edge(state)
         self._head_checked = True
-        if old == self._recent.end and old < state.size <= old + CAPACITY:
-            for chunk in self._store.iter_chunks(old, state.size):
-                skip = max(0, old - chunk.start)
-                ids = chunk.id_list(skip)
-                self._recent.extend(chunk.start + skip, ids)
-        else:
-            self._recent = RecentIds(state.size, state.id_hwm)
-
-    def _exact_ids_filter(self) -> ExactIdFilter:
-        """The filter in front of the exact id index, covering the whole log (called inside
-        the append's transaction, after catching up): built from the stored rows at first
-        use, then given the ids of entries other processes appended since it last looked —
-        by the version 2 rule whatever the log's version, which holds the rows of either."""
-        size = self._edge.size
-        flt = self._exact_filter
-        if flt is None or flt.covered > size:
-            flt = ExactIdFilter(size, (ident for ident, _ in self._store.iter_other_ids()))
-        elif flt.covered < size:
-            for chunk in self._store.iter_chunks(flt.covered, size):
-                flt.add_all(ident for ident, idx in rows_of(chunk.start, chunk.ids, LATE_MS)[1]
-                            if idx >= flt.covered)
-            flt.covered = size
-        self._exact_filter = flt
-        return flt
-
-    def _find_existing(self, batch: list[_Request]) -> dict[bytes, Receipt]:
-        """Receipts of events already in the log, reading the store only for ids that may be."""
-        recent = self._recent
-        known, floor = recent.known, recent.floor_ms
-        v7: dict[int, set[bytes]] = {}
-        other: list[bytes] = []
-        hits: dict[bytes, tuple[int, int]] = {}
-        for req in batch:
-            generated = req.generated
-            for ident in req.ids:
-                if ident in generated:
-                    continue
-                idx = known.get(ident)
-                if idx is not None:
-                    hits[ident] = (idx, -1)
-                    continue
-                if ident[6] >> 4 == 7:  # UUIDv7: its time decides (RecentIds.surely_absent)
-                    ms = int.from_bytes(ident[:6], "big")
-                    if ms > floor:
-                        continue
-                    v7.setdefault(ms >> BUCKET_SHIFT, set()).add(ident)
-                # Any id the bucket rows may miss has an exact row (log/idindex.py): a late
-                # UUIDv7 one is looked up there too, whatever this process takes the log's
-                # id-index version to be.
-                other.append(ident)
-        if v7:
-            wanted = set().union(*v7.values())
-            starts = self._store.chunk_starts_for_buckets(v7)
-            for chunk in self._store.chunks_at(starts):
-                for k in range(chunk.count):
-                    ident = chunk.id_at(k)
-                    if ident in wanted:
-                        hits[ident] = (chunk.start + k, chunk.batch_end)
-        if other:
-            flt = self._exact_ids_filter()
-            other = flt.maybe_held(other)
-        if other:
-            for ident, idx in self._store.find_other_ids(other).items():
-                hits[ident] = (idx, -1)
-        if not hits:
-            return {}
-        found: Chunk | None = None  # each chunk read once, however many retries it holds
-        leaves: dict[int, list[bytes]] = {}
-        for ident, (idx, _) in sorted(hits.items(), key=lambda hit: hit[1][0]):
-            # Confirm against the entry itself: a duplicate answer drops the event, so an id
-            # index edited behind the log's back must not be able to cause it.
-            if found is None or not found.start <= idx < found.start + found.count:
-                found = next(self._store.iter_chunks(idx, idx + 1), found)
-            entry = _entry_at(found, idx, leaves) if found is not None else None
-            if entry is not None and entry.retired and found is not None:
-                # Retention removed the body; the id index is all that is left of it.
-                hits[ident] = (idx, found.batch_end)
-                continue
-            if (found is None or entry is None
-                    or entry.event().get("id") != str(uuid.UUID(bytes=ident))):
-                raise TamperError("changed", idx, "the id index disagrees with the entry: "
-                                  "refusing to append; run sealtrail verify")
-            hits[ident] = (idx, found.batch_end)
-        nodes = read_nodes(self._store, [Node(0, idx) for idx, _ in hits.values()])
-        out: dict[bytes, Receipt] = {}
-        for ident, (idx, batch_end) in hits.items():
-            text = str(uuid.UUID(bytes=ident))
-            out[ident] = Receipt(text, idx, nodes[Node(0, idx)], batch_end, True)
-        return out
+        self._ids.follow(old, state.size, state.id_hwm)
 
     # -- reading ---------------------------------------------------------------------------
 
