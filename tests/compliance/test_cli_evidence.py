@@ -1,17 +1,14 @@
 """``retention``, ``export --bundle``, ``verify-bundle`` and tlog-proof receipts through the CLI.
 
-Run as subprocesses of the real console script. The bundle is verified from another working
-directory with no data directory, as an auditor on another machine would.
+Run in-process through the CLI's entry point (``tests/clirun.py``). The bundle is verified from
+another working directory with no data directory, as an auditor on another machine would.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,13 +18,11 @@ import pytest
 from sealtrail import AuditLog
 from sealtrail.core.note import Verifier
 from sealtrail.core.tlogproof import TlogProof
+from tests.clirun import Ran, sealtrail
 
-SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
 
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTRAIL, *args], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+def run(*args: str, cwd: Path | None = None) -> Ran[str]:
+    return sealtrail(*args, cwd=cwd, text=True)
 
 
 @pytest.fixture

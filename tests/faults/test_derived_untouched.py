@@ -77,6 +77,7 @@ def test_everything_the_api_does_verifies(tmp_path: Path) -> None:
         assert {k for _, _, _, k in log.store.retired()} >= {"purge"}
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_appends_with_the_keyring_locked_verify_until_and_after_indexing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"

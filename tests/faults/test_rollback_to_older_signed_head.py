@@ -9,24 +9,19 @@ with ``--vkey`` too), in the next append, and across restarts, until an operator
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from tests.clirun import sealtrail
 
 from sealtrail.core.errors import TamperError
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.headmemory import FILE
 from sealtrail.log.idindex import rows_of
 from sealtrail.log.tree import BLOCK
-
-SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
-PASS = os.environ.get("SEALTRAIL_PASSPHRASE", "pw")
 
 
 def _event(n: int) -> dict[str, object]:
@@ -90,17 +85,15 @@ def test_cli_verify_exits_1_with_and_without_vkey(rolled: tuple[Path, int, int])
     data, small, _ = rolled
     vkey = (data / "default" / "verifier.vkey").read_text().strip()
     for extra in ([], ["--vkey", vkey]):
-        res = subprocess.run([*SEALTRAIL, "--data", str(data), "verify", *extra],
-                             capture_output=True, text=True, check=False)
+        res = sealtrail("--data", data, "verify", *extra, text=True)
         assert res.returncode == 1, res.stdout + res.stderr
         assert f"rolled back at index {small}" in res.stdout
 
 
 def test_operator_accepts_the_head_and_it_is_recorded(rolled: tuple[Path, int, int]) -> None:
     data, small, big = rolled
-    res = subprocess.run([*SEALTRAIL, "--data", str(data), "head", "accept", "--reason",
-                          "restored from the 02:00 backup"], capture_output=True, text=True,
-                         check=False, env={**os.environ, "SEALTRAIL_PASSPHRASE": PASS})
+    res = sealtrail("--data", data, "head", "accept", "--reason",
+                    "restored from the 02:00 backup", text=True)
     assert res.returncode == 0, res.stderr
     with AuditLog.open(data, create=False) as log:
         log.verify()

@@ -1,10 +1,10 @@
-"""The CLI contract of DESIGN.md, exercised through the real console script in a subprocess."""
+"""The CLI contract of DESIGN.md, exercised through the CLI's entry point in-process
+(``tests/clirun.py``); the tour, the README's first command, through the real console script."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
 import stat
 import struct
@@ -13,21 +13,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.clirun import Ran, sealtrail
 
 from sealtrail.core.checkpoint import open_checkpoint
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 
-SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
+# The console script this environment installed (pyproject's [project.scripts]).
+SEALTRAIL_SCRIPT = str(Path(sys.executable).parent / "sealtrail")
 
 
 def run(data: Path, *args: str, stdin: bytes | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``sealtrail --data DATA ARGS`` and return the finished process."""
-    return subprocess.run([*SEALTRAIL, "--data", str(data), *args], input=stdin,
-                          capture_output=True, timeout=120, check=False,
-                          env={**os.environ, **(env or {}), "COLUMNS": "200"})
+        env: dict[str, str] | None = None) -> Ran[bytes]:
+    """Run ``sealtrail --data DATA ARGS`` in-process and return what it printed and exited."""
+    return sealtrail("--data", data, *args, stdin=stdin, env=env)
 
 
 def events(n: int, start: int = 0) -> bytes:
@@ -81,12 +81,10 @@ def test_append_file_argument_and_env_data_dir(tmp_path: Path) -> None:
     """SEALTRAIL_DATA chooses the data directory and append reads a file argument."""
     d = tmp_path / "envdata"
     env = {"SEALTRAIL_DATA": str(d)}
-    subprocess.run([*SEALTRAIL, "init"], env={**os.environ, **env}, check=True,
-                   capture_output=True)
+    assert sealtrail("init", env=env).returncode == 0
     f = tmp_path / "ev.jsonl"
     f.write_bytes(events(3))
-    res = subprocess.run([*SEALTRAIL, "append", str(f)], env={**os.environ, **env},
-                         capture_output=True, check=False)
+    res = sealtrail("append", f, env=env)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["appended"] == 3
 
@@ -230,8 +228,9 @@ def test_unknown_command_and_missing_log_are_usage_errors(tmp_path: Path) -> Non
 
 
 def test_tour_runs_and_catches_tampering(tmp_path: Path) -> None:
-    """The README's first command (the tour) completes and shows tampering being caught."""
-    res = subprocess.run([*SEALTRAIL, "tour", "--keep", str(tmp_path / "tour")],
+    """The README's first command (the tour) completes and shows tampering being caught: run
+    as the installed console script, the smoke test of the real entry point."""
+    res = subprocess.run([SEALTRAIL_SCRIPT, "tour", "--keep", str(tmp_path / "tour")],
                          capture_output=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr
     out = res.stdout.decode()

@@ -1,10 +1,11 @@
-"""The CLI's personal-data commands: the real console script, and the same app in-process.
+"""The CLI's personal-data commands: the app in-process, and the real console script.
 
-Keys come from the environment (``SEALTRAIL_PASSPHRASE``, set by ``tests/conftest.py``) or a
+Keys come from the environment (the suite's raw key, or, where a test is about the passphrase,
+``SEALTRAIL_PASSPHRASE`` from the ``passphrase_env`` fixture of ``tests/conftest.py``) or a
 ``--passphrase-file``; a prompt cannot be answered here, and none is attempted without a
-terminal. Most commands run in-process (Typer's runner) to keep the suite fast: each process
-would pay the interpreter start and the scrypt stretching again. The tests that depend on a
-real process environment use ``run_process``, as ``tests/integration/test_cli.py`` does.
+terminal. Commands run in-process (Typer's runner) to keep the suite fast: each process would
+pay the interpreter start and the scrypt stretching again. The test of a process started with
+no key at all uses ``run_process``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ import re
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from sealtrail.cli.app import app
+from tests.clirun import Ran, sealtrail
 
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
 ALICE = "alice@example.com"
@@ -32,44 +30,32 @@ KEY_BLOB = re.compile(rb"[A-Za-z0-9+/_-]{40,}={0,2}")
 ENV_KEYS = ("SEALTRAIL_PASSPHRASE", "SEALTRAIL_KEK")
 
 
-@dataclass(frozen=True, slots=True)
-class Ran:
-    """A finished command: exit code and output bytes."""
-
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-
 def _argv(data: Path, args: tuple[str, ...], passphrase_file: Path | None) -> list[str]:
     pre = ["--passphrase-file", str(passphrase_file)] if passphrase_file is not None else []
     return ["--data", str(data), *pre, *args]
 
 
 def run(data: Path, *args: str, stdin: bytes | None = None, keyless: bool = False,
-        passphrase_file: Path | None = None) -> Ran:
+        passphrase_file: Path | None = None) -> Ran[bytes]:
     """Run ``sealtrail --data DATA [--passphrase-file F] ARGS`` in-process.
 
     ``keyless`` removes the key variables from the environment for the run.
     """
-    env: dict[str, str | None] = {"COLUMNS": "200"}
-    if keyless:
-        env.update(dict.fromkeys(ENV_KEYS))
-    res = CliRunner().invoke(app, _argv(data, args, passphrase_file), input=stdin, env=env,
-                             catch_exceptions=False)
-    return Ran(res.exit_code, res.stdout_bytes, res.stderr_bytes)
+    env = dict.fromkeys(ENV_KEYS) if keyless else {}
+    return sealtrail(*_argv(data, args, passphrase_file), stdin=stdin, env=env)
 
 
 def run_process(data: Path, *args: str, stdin: bytes | None = None, keyless: bool = False,
-                passphrase_file: Path | None = None) -> Ran:
+                passphrase_file: Path | None = None) -> Ran[bytes]:
     """The same through the real console script in a subprocess."""
     env = {**os.environ, "COLUMNS": "200"}
     if keyless:
         for key in ENV_KEYS:
             env.pop(key, None)
-    res = subprocess.run([*SEALTRAIL, *_argv(data, args, passphrase_file)], input=stdin,
-                         capture_output=True, timeout=120, check=False, env=env)
-    return Ran(res.returncode, res.stdout, res.stderr)
+    argv = [*SEALTRAIL, *_argv(data, args, passphrase_file)]
+    res = subprocess.run(argv, input=stdin, capture_output=True, timeout=120, check=False,
+                         env=env)
+    return Ran(argv, res.returncode, res.stdout, res.stderr)
 
 
 def jsonl(out: bytes) -> list[dict[str, Any]]:
@@ -113,14 +99,14 @@ def data(tmp_path: Path) -> Path:
 
 def test_init_reports_encryption_and_writes_a_private_keyring(tmp_path: Path) -> None:
     """init says the log is encrypted and writes keyring.json 0600; --no-encryption does not."""
-    res = run_process(tmp_path / "d", "init")
+    res = run(tmp_path / "d", "init")
     assert res.returncode == 0, res.stderr
     first = res.stdout.decode().splitlines()[0]
     assert ", encrypted," in first
     assert "redaction mask" in first
     keyring = tmp_path / "d" / "default" / "keyring.json"
     assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
-    plain = run_process(tmp_path / "d", "--log", "plain", "init", "--no-encryption", keyless=True)
+    plain = run(tmp_path / "d", "--log", "plain", "init", "--no-encryption", keyless=True)
     assert plain.returncode == 0, plain.stderr
     assert "not encrypted" in plain.stdout.decode()
     assert not (tmp_path / "d" / "plain" / "keyring.json").exists()
@@ -158,7 +144,7 @@ def test_query_and_entries_show_opened_fields(data: Path) -> None:
 
 def test_locked_keyring_entries_shows_sealed_fields(data: Path) -> None:
     """Without any key, entries still lists events (fields sealed) and exits 0."""
-    res = run_process(data, "entries", keyless=True)
+    res = run(data, "entries", keyless=True)
     assert res.returncode == 0, res.stderr
     ents = jsonl(res.stdout)
     assert len(ents) >= 3
@@ -177,13 +163,14 @@ def test_locked_keyring_query_notes_the_lock(data: Path) -> None:
 def test_locked_keyring_refuses_appends_with_exit_2(data: Path) -> None:
     """Without any key, append exits 2 with a message about the keyring; nothing is stored."""
     before = run(data, "checkpoint").stdout
-    res = run_process(data, "append", stdin=SAMPLE, keyless=True)
+    res = run(data, "append", stdin=SAMPLE, keyless=True)
     assert res.returncode == 2
     assert b"keyring" in res.stderr
     assert b"SEALTRAIL_PASSPHRASE" in res.stderr
     assert run(data, "checkpoint").stdout == before
 
 
+@pytest.mark.usefixtures("passphrase_env")  # the passphrase in the environment is a wrong one
 def test_passphrase_file_opens_the_log_and_a_wrong_one_exits_2(tmp_path: Path) -> None:
     """--passphrase-file creates and opens the keyring; a wrong passphrase is exit 2, not a lock."""
     good, bad = tmp_path / "good", tmp_path / "bad"
@@ -246,7 +233,7 @@ def test_hold_erase_export_flow_and_exit_codes(data: Path) -> None:
     ents = jsonl(run(data, "entries", "--end", "3").stdout)
     assert "actor.name" in ents[0]["event"]["erased"]
     assert ents[1]["event"]["actor"]["name"] == "Bob Example"
-    ok = run_process(data, "verify")
+    ok = run(data, "verify")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     actions = [e["event"]["action"] for e in jsonl(run(data, "entries").stdout)]
     for action in ("subject.hold.add", "subject.hold.release", "subject.erase"):
@@ -264,6 +251,7 @@ def test_erasure_leaves_the_subject_id_in_no_opened_event(data: Path) -> None:
     assert naming == []
 
 
+@pytest.mark.usefixtures("passphrase_env")  # the old passphrase stays in the environment
 def test_keys_rotate_and_info_show_no_key_material(data: Path, tmp_path: Path) -> None:
     """keys rotate starts d2 and can rewrap; keys info lists ids only; no key text is printed."""
     rot = run(data, "keys", "rotate")

@@ -1,5 +1,6 @@
 """Issue 12, the first hour with the CLI: wrong answers and unclear messages, each reproduced
-through the real console script (a subprocess) and shown fixed."""
+through the CLI's entry point (in-process, ``tests/clirun.py``) and shown fixed; the progress bars
+on a terminal through the real command in a subprocess with a pseudo-terminal."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.clirun import Ran, sealtrail
 
 from sealtrail.core.note import Signer
 
@@ -21,18 +23,15 @@ PASS = "first hour passphrase"
 
 
 def run(data: Path, *args: str, stdin: bytes | None = None, passphrase: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """``sealtrail --data DATA ARGS``; the passphrase in the environment unless told not."""
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("SEALTRAIL_PASSPHRASE", "SEALTRAIL_KEK")}
-    if passphrase:
-        base["SEALTRAIL_PASSPHRASE"] = PASS
-    return subprocess.run([*SEALTRAIL, "--data", str(data), *args], input=stdin,
-                          capture_output=True, timeout=120, check=False,
-                          env={**base, **(env or {}), "COLUMNS": "200"})
+        env: dict[str, str] | None = None) -> Ran[bytes]:
+    """``sealtrail --data DATA ARGS`` in-process; the passphrase (and no other key) in the
+    environment unless told not."""
+    keys: dict[str, str | None] = {"SEALTRAIL_PASSPHRASE": PASS if passphrase else None,
+                                   "SEALTRAIL_KEK": None}
+    return sealtrail("--data", data, *args, stdin=stdin, env={**keys, **(env or {})})
 
 
-def text(res: subprocess.CompletedProcess[bytes]) -> tuple[str, str]:
+def text(res: Ran[bytes]) -> tuple[str, str]:
     """Standard output and standard error as text."""
     return res.stdout.decode(), res.stderr.decode()
 

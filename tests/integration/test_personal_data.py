@@ -461,6 +461,7 @@ def test_erasure_elsewhere_reaches_an_open_log_after_refresh(tmp_path: Path, whe
 # -- keys: rotation, rewrapping, locked and missing keyrings ------------------------------------
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_many_rotations_and_a_rewrap_keep_everything_readable(tmp_path: Path) -> None:
     """Five rotations with events between stay readable, also after reopening and rewrapping."""
     data = tmp_path / "data"
@@ -500,6 +501,7 @@ def test_many_rotations_and_a_rewrap_keep_everything_readable(tmp_path: Path) ->
         log.verify()
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_wrong_passphrase_is_an_error_not_a_locked_log(tmp_path: Path) -> None:
     """A passphrase that does not open the keyring raises KeyringError at open."""
     with AuditLog.open(tmp_path / "data") as log:
@@ -529,6 +531,7 @@ def test_missing_keyring_opens_locked_and_still_verifies(tmp_path: Path) -> None
         assert log.checkpoint().checkpoint.size == 2
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_no_key_in_the_environment_locks_reads_and_refuses_writes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An existing encrypted log opened with no key: sealed reads, KeyringError on writes."""
@@ -550,7 +553,7 @@ def test_no_key_in_the_environment_locks_reads_and_refuses_writes(
 def test_creating_an_encrypted_log_needs_a_key(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """With no key given, creation fails naming SEALTRAIL_PASSPHRASE; encryption=False works."""
-    monkeypatch.delenv("SEALTRAIL_PASSPHRASE")
+    monkeypatch.delenv("SEALTRAIL_PASSPHRASE", raising=False)
     monkeypatch.delenv("SEALTRAIL_KEK", raising=False)
     with pytest.raises(KeyringError, match="SEALTRAIL_PASSPHRASE"):
         AuditLog.open(tmp_path / "data")

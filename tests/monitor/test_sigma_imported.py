@@ -12,9 +12,6 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from sealtrail.monitor.engine import evaluate_events, load_rules
 from sealtrail.monitor.rules import Rule, RuleError, RulesError
 from sealtrail.monitor.sigma import SigmaRulesError, load_sigma
 from sealtrail.monitor.sigma_pipelines import LOG_SOURCES, mapping_rows
+from tests import clirun
 
 CORPUS = Path(__file__).parent / "sigma_corpus"
 T = "2026-03-01T10:00:00Z"
@@ -738,10 +736,9 @@ def test_a_correlation_over_a_refused_rule_is_named_too() -> None:
 
 # -- rules test --source ---------------------------------------------------------------------
 
-def sealtrail(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sealtrail.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "COLUMNS": "200"})
+def sealtrail(*args: str, cwd: Path) -> clirun.Ran[str]:
+    """``sealtrail ARGS`` in-process, from ``cwd``."""
+    return clirun.sealtrail(*args, cwd=cwd, text=True)
 
 
 def test_rules_test_with_source_reads_a_cloudtrail_log(tmp_path: Path) -> None:

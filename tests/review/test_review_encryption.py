@@ -143,6 +143,7 @@ def test_hold_reasons_are_not_stored_in_clear(tmp_path: Path) -> None:
     assert "JOHN-DOE-MARKER" not in stored
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_events_appended_while_locked_are_found_once_unlocked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nobody hides from ``query --actor`` by appending while the keyring is locked."""

@@ -13,10 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -26,11 +23,11 @@ from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.note import Signer
 from sealtrail.log.headmemory import FILE
 from sealtrail.monitor.publish import Publisher, PublishSettings
+from tests.clirun import sealtrail
 from tests.faults.test_rollback_to_older_signed_head import _roll_back
 from tests.monitor.receivers import UdpListener, WebhookReceiver, wait_until
 
 SECRET = "published-checkpoint-secret"
-SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
 
 
 def _events(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -137,16 +134,13 @@ def test_an_outsiders_published_copy_catches_a_rollback_the_machine_forgot(
     # The attacker rolls the log back to the genuine head at 10 and deletes the memory too.
     _roll_back(tmp_path / "default" / "log.db", 10, old)
     (tmp_path / "default" / FILE).unlink()
-    env = {**os.environ, "SEALTRAIL_PASSPHRASE": os.environ.get("SEALTRAIL_PASSPHRASE", "pw")}
     # --no-derived: the tree and its checkpoints only (a careful attacker also trims the
     # blind-index rows _roll_back leaves behind; that is another test's business).
-    verify = [*SEALTRAIL, "--data", str(tmp_path), "verify", "--no-derived", "--vkey", vkey]
-    plain = subprocess.run(verify,
-                           capture_output=True, text=True, check=False, env=env)
+    verify = ["--data", str(tmp_path), "verify", "--no-derived", "--vkey", vkey]
+    plain = sealtrail(*verify, text=True)
     assert plain.returncode == 0, plain.stdout + plain.stderr  # nothing on the machine knows
     (tmp_path / "default" / FILE).unlink(missing_ok=True)  # what that verify remembered
-    caught = subprocess.run([*verify, "--checkpoint", str(kept)],
-                            capture_output=True, text=True, check=False, env=env)
+    caught = sealtrail(*verify, "--checkpoint", str(kept), text=True)
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert "TAMPERED: truncated" in caught.stdout
     assert "the trusted checkpoint shows 30" in caught.stdout

@@ -15,13 +15,14 @@ from sealtrail.core.errors import StorageError
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.keyring import KEYRING_FILE, Keyring
+from tests.clirun import Ran, sealtrail
 
+# The reader that closes the pipe needs a real process (its standard output a real pipe).
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
 
 
-def _run(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTRAIL, "--data", str(data), *args], capture_output=True,
-                          text=True, check=False)
+def _run(data: Path, *args: str) -> Ran[str]:
+    return sealtrail("--data", data, *args, text=True)
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ The trail audits its own readers: every export appends an ``audit.export`` event
 were written after the content, anything that stops the export midway (the reader closing the
 pipe, a syslog collector refusing or dropping the connection, a crash) would leave personal data
 out of the building with no trace. The CLI records the read first and serves nothing it could
-not record. Real CLI processes, a real pipe, real sockets on 127.0.0.1, a real SQLite store whose
-writes fail.
+not record. The CLI in-process (``tests/clirun.py``) and, for the closed pipe, a real CLI process
+on a real pipe; real sockets on 127.0.0.1, a real SQLite store whose writes fail.
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from typing import Any
 import pytest
 
 from sealtrail import AuditLog
+from tests.clirun import Ran, sealtrail
 from tests.monitor.receivers import StreamListener, free_port
 
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
-ENV = {**os.environ, "COLUMNS": "200"}
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SEALTRAIL, *args], capture_output=True, text=True, timeout=120,
-                          check=False, env=ENV)
+def run(*args: str) -> Ran[str]:
+    return sealtrail(*args, text=True)
 
 
 def events(data: Path) -> list[dict[str, Any]]:
@@ -70,12 +69,13 @@ def break_storage(data: Path) -> None:
 # -- the read is recorded even when the output fails ---------------------------------------------
 
 def test_export_to_a_closed_pipe_is_recorded(data: Path) -> None:
+    """A subprocess: its standard output is a pipe with no reader (EPIPE on the first write)."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first byte
     try:
         proc = subprocess.run([*SEALTRAIL, "--data", str(data), "export", "--format", "jsonl"],
                               stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
-                              check=False, env=ENV)
+                              check=False, env={**os.environ, "COLUMNS": "200"})
     finally:
         os.close(write_end)
     assert proc.returncode == 1, proc.stderr
@@ -120,6 +120,9 @@ class SlammingCollector:
             conn.close()  # linger 0: a reset, not a graceful close
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() (the join then waited its
+        # full 5 s); shutdown() does, and accept() raises.
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self._thread.join(5)
 

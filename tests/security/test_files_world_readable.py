@@ -4,15 +4,14 @@ With the usual umask 022 a file created with ``open(path, "w")`` is world-readab
 an export or evidence bundle in a shared directory hands the opened personal fields to every
 account on the host. Every file the CLI writes with event content is created 0600 whatever
 the umask, and the members of a bundle archive carry 0600 too (an unpacked bundle stays
-private). These tests run the real CLI under umask 022 (and 000).
+private). These tests run the CLI (in-process, ``tests/clirun.py``: the umask is the process's)
+under umask 022 (and 000).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from sealtrail import AuditLog
-
-SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
+from tests.clirun import Ran, sealtrail
 
 
 @contextmanager
@@ -36,10 +34,9 @@ def umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
-def run(*args: str, mask: int = 0o022) -> subprocess.CompletedProcess[str]:
+def run(*args: str, mask: int = 0o022) -> Ran[str]:
     with umask(mask):
-        return subprocess.run([*SEALTRAIL, *args], capture_output=True, text=True,
-                              timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+        return sealtrail(*args, text=True)
 
 
 def mode(path: Path) -> int:

@@ -4,11 +4,10 @@ reader — the bundle verifier, the service's NDJSON bodies, ``rules test`` even
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.clirun import sealtrail
 
 from sealtrail.core.jsonlines import numbered_lines
 
@@ -31,8 +30,6 @@ def test_rules_test_reads_events_with_separators(tmp_path: Path, sep: str) -> No
     events.write_text(json.dumps({"actor": {"id": f"a{sep}b"}, "action": "user.login",
                                   "outcome": "failure", "category": "authentication"},
                                  ensure_ascii=False) + "\n", encoding="utf-8")
-    res = subprocess.run([sys.executable, "-m", "sealtrail.cli", "rules", "test", "--builtin",
-                          "--events", str(events)], capture_output=True, text=True,
-                         check=False)
+    res = sealtrail("rules", "test", "--builtin", "--events", events, text=True)
     assert "not JSON" not in res.stdout + res.stderr
     assert res.returncode in (0, 1), res.stderr
