@@ -41,7 +41,7 @@ from sealtrail.compliance.siem import (
     to_syslog,
     write_export,
 )
-from sealtrail.core.canonical import encode_sealed_leaf
+from sealtrail.core.canonical import encode_leaf
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.event import CATEGORIES, OUTCOMES, validate_event
 from sealtrail.core.merkle.hashing import leaf_hash
@@ -59,7 +59,7 @@ EVENT: dict[str, Any] = {
     "reason": "ticket=123", "purpose": "billing", "subjects": ["cust-7"],
     "request_id": "req-1", "trace_id": "trace-1",
 }
-HASH = leaf_hash(encode_sealed_leaf(dict(EVENT)))
+HASH = leaf_hash(encode_leaf(dict(EVENT)))
 HEX = HASH.hex()
 T_MS, R_MS = 1_795_860_000_000, 1_795_860_000_120  # 2026-11-28T10:00:00Z and +120 ms
 

@@ -119,10 +119,6 @@ def encode_leaf(event: Event | Mapping[str, Any]) -> bytes:
     return leaf
 
 
-# The name the engine first sealed leaves under; the one encoder above takes both forms.
-encode_sealed_leaf = encode_leaf
-
-
 def decode_leaf(leaf: bytes) -> StoredEvent:
     """Read a leaf back into an event; raises msgspec errors on bytes that are not a v1 leaf."""
     ev = _leaf_decoder.decode(leaf)

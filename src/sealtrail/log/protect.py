@@ -50,7 +50,6 @@ UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with 
 SUBJECT_PURPOSE: Final = "subject"
 _CACHE_MAX: Final = 100_000    # subject keys kept unwrapped in memory
 _TOKEN_CACHE_MAX: Final = 32_768  # recent (field, value) -> token: actors and addresses recur
-_enc = msgspec.json.Encoder(order="deterministic")
 _dec = msgspec.json.Decoder()
 
 
@@ -251,13 +250,13 @@ class Protector:
             aead = keyring.data[kid]
         # One seal per event: the values as one JSON array, bound to the list of paths.
         paths = [path for path, _ in found]
-        plain = _enc.encode([value for _, value in found])
+        plain = canonical.encode_json([value for _, value in found])
         nonce = os.urandom(envelope.NONCE_BYTES)
-        ct = kid + ":" + base64.b64encode(nonce + aead.encrypt(
-            nonce, plain, envelope.fields_aad(self.origin, ev.id or "", paths))).decode()
+        ct = envelope.seal(aead, kid, nonce, envelope.fields_aad(self.origin, ev.id or "", paths),
+                           plain)
         obj["sealed"] = {"ct": ct, "fields": paths}
         batch.growth = len(ct) + 24 + sum(len(p) + 3 for p in paths) - len(plain)
-        return canonical.encode_sealed_leaf(obj)
+        return canonical.encode_leaf(obj)
 
     def _subject_key(self, keyring: Keyring, blind: BlindIndexer, subjects: list[str],
                      batch: Batch) -> tuple[str, AESGCM]:
@@ -274,8 +273,9 @@ class Protector:
                     kid, raw = os.urandom(16), os.urandom(32)
                     got = (kid, raw)
                     batch.new_keys[ref] = got
+                    nonce = os.urandom(envelope.NONCE_BYTES)
                     batch.key_rows.append(SubjectKey(kid, ref, envelope.wrap(
-                        keyring.wrap_key, os.urandom(12), raw, self._key_aad(kid, ref))))
+                        keyring.wrap_key, nonce, raw, self._key_aad(kid, ref))))
             parts.append(got)
         parts.sort()
         text = "+".join(kid_text(kid) for kid, _ in parts)
@@ -392,7 +392,8 @@ class Protector:
         keyring = self.keyring
         if keyring is None:
             raise KeyringError("the keyring is locked")
-        return envelope.seal(keyring.data[keyring.active], keyring.active, os.urandom(12),
+        return envelope.seal(keyring.data[keyring.active], keyring.active,
+                             os.urandom(envelope.NONCE_BYTES),
                              envelope.field_aad(self.origin, "note", ref.hex()), text.encode())
 
     def open_note(self, token: str, ref: bytes) -> str:

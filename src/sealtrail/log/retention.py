@@ -25,8 +25,9 @@ from typing import Any, Final
 
 import msgspec
 
+from sealtrail.core import canonical
 from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
-from sealtrail.core.timefmt import format_time
+from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.receipts import ReceiptBody, ids_digest, range_root, ranges_digest
 from sealtrail.log.settings import (
@@ -180,7 +181,7 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
 def set_policy(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any]) -> Receipt:
     """Store a policy; the change is an event (``retention.policy.set``) in the same commit,
     naming the stored text's digest (``verify`` and :func:`load_policy` check it)."""
-    text = json.dumps(policy.to_json(), sort_keys=True, separators=(",", ":"))
+    text = canonical.compact_json(policy.to_json(), ascii=True)
 
     def hook(at: int) -> None:
         alog.store.set_meta({POLICY_META: text, POLICY_AT_META: str(at)})
@@ -233,10 +234,6 @@ class Plan:
                 "already_retired": self.already}
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _due(rule: Rule, received: datetime, now: datetime) -> bool:
     if rule.max is None:
         return False
@@ -261,7 +258,7 @@ def plan_purge(alog: AuditLog, policy: RetentionPolicy, *, end: int | None = Non
             continue
         head = _head.decode(entry.leaf)
         rule = policy.rule_for(head.category)
-        if not _due(rule, _parse_time(head.received_at), now):
+        if not _due(rule, parse_time(head.received_at), now):
             continue
         if head.action in PROTECTED_ACTIONS:
             out.protected += 1

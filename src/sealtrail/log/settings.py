@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from sealtrail.core import canonical
 from sealtrail.core.errors import FormatError, TamperError, VerificationError
 from sealtrail.core.note import Signer, Verifier, open_note
 from sealtrail.core.timefmt import parse_time
@@ -60,7 +61,7 @@ class Fixed:
 
     def statement(self) -> str:
         """The text the log's key signs: the statement's name, then canonical JSON."""
-        body = json.dumps(self.as_meta(), sort_keys=True, separators=(",", ":"))
+        body = canonical.compact_json(self.as_meta(), ascii=True)
         return f"{STATEMENT}\n{body}\n"
 
     def sign(self, signer: Signer) -> str:

@@ -34,7 +34,6 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from hashlib import sha256
 
 import msgspec
 
@@ -42,7 +41,7 @@ from sealtrail.core import b64
 from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
 from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
-from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right
+from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right, leaf_hash
 from sealtrail.core.note import Verifier
 from sealtrail.log.idindex import RowDigest, late_window, rows_of
 from sealtrail.log.receipts import check_retired, receipt_indexes
@@ -268,7 +267,7 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,  # noq
             leaves = chunk.leaves()
         except ValueError as exc:
             raise TamperError("changed", chunk.start, str(exc)) from exc
-        hashes = [sha256(b"\x00" + leaf).digest() if leaf else
+        hashes = [leaf_hash(leaf) if leaf else
                   levels.slice(0, chunk.start + k, 1) for k, leaf in enumerate(leaves)]
         for k, leaf in enumerate(leaves):
             if not leaf:  # retired by retention: its stored leaf hash stands in (checked below)
@@ -642,7 +641,7 @@ def verify_increment(store: Store, verifier: Verifier, origin: str,
                                       "are missing")
                 # A retired leaf stands in with its stored hash (its receipt is checked by
                 # the next full verification).
-                hashes.append(sha256(b"\x00" + leaf).digest() if leaf
+                hashes.append(leaf_hash(leaf) if leaf
                               else levels.slice(0, idx, 1))
         if since.size + len(hashes) != state.size:
             raise TamperError("missing", since.size + len(hashes), "entries appended since the "
