@@ -52,6 +52,7 @@ from sealtrail.core.errors import (
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
+from sealtrail.log.datadir import ARCHIVE_DIR
 from sealtrail.log.receipts import leaf_hashes, range_root
 from sealtrail.log.retention import PROTECTED_ACTIONS, RetentionPolicy, apply_purge, retire
 from sealtrail.store.protocol import Chunk
@@ -87,7 +88,7 @@ class Segment:
 
 def archive_dir(alog: AuditLog) -> Path:
     """Where a log's segment files live (created 0700 on first use)."""
-    return alog.store.path.parent / "archive"
+    return alog.directory / ARCHIVE_DIR
 
 
 def plan_archive(alog: AuditLog, policy: RetentionPolicy) -> list[Segment]:
