@@ -3,26 +3,22 @@
 Exit codes of ``verify``: 0 intact, 1 tampered (the first bad index named), 2 usage, 3 the key
 given verifies nothing in the log (:func:`~sealtrail.cli.common.not_verified`).
 
-``verify`` is the one command that opens the store itself rather than through
-:class:`~sealtrail.log.auditlog.AuditLog`: it must work on a copy an auditor was given
-(the database and the verifier key, no signing key), read-only and writing nothing to it, with
-a key the auditor trusts rather than the stored one. ``AuditLog.open`` needs the signing key
-and a writable database, and ``AuditLog.verify`` checks with the stored key only and notes the
-verification in the database; until the engine offers a read-only verification with a given
-key, the store is opened here.
+``verify`` works on a copy an auditor was given (the database and the verifier key, no signing
+key), read-only and writing nothing to it, with a key the auditor trusts rather than the stored
+one: the engine's :mod:`sealtrail.log.copyverify`, not ``AuditLog.verify`` (which needs the
+signing key and a writable database, checks with the stored key only and notes the verification
+in the database).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from sealtrail.cli.common import (
     DataOpt,
@@ -37,17 +33,12 @@ from sealtrail.cli.common import (
     stderr,
     where,
 )
-from sealtrail.cli.keyarg import note_origin, trusted_verifier
+from sealtrail.cli.keyarg import trusted_verifier
 from sealtrail.cli.output import dumps, printable
-from sealtrail.core.errors import ConfigError, StorageError, TamperError, VerificationError
-from sealtrail.core.note import Verifier, open_note
-from sealtrail.core.note import parse as parse_note
-from sealtrail.log import keys
-from sealtrail.log.auditlog import AuditLog, log_dir
+from sealtrail.core.errors import TamperError, VerificationError
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.copyverify import KeyMismatchError, find_copy, open_copy
 from sealtrail.log.derived import DerivedReport
-from sealtrail.log.headmemory import HeadMemory, memory_path
-from sealtrail.log.verify import VerifyReport, verify_log
-from sealtrail.store.sqlite import SQLiteStore
 
 commands = typer.Typer(rich_markup_mode=None)
 head_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -55,21 +46,32 @@ head_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        "machine saw the log sign (rollback and fork detection).")
 
 
-def _progress(total: int) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
-    """A bar on stderr (terminals only) that knows its total from the start (the log's
-    size), so it never shows ``0/None``."""
-    if not sys.stderr.isatty():
-        return None, lambda: None
-    bar = Progress(TextColumn("verifying"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                   console=stderr(), transient=True)
-    task = bar.add_task("verify", total=total)
-    bar.start()
+class _Bar:
+    """A bar on stderr (terminals only), started once the log's size is known, so it never
+    shows ``0/None``."""
 
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
+    def __init__(self) -> None:
+        self.shown = sys.stderr.isatty()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
-    return update, bar.stop
+    def start(self, total: int) -> None:
+        if not self.shown:
+            return
+        self._bar = Progress(TextColumn("verifying"), BarColumn(),
+                             TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                             console=stderr(), transient=True)
+        self._task = self._bar.add_task("verify", total=total)
+        self._bar.start()
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 @commands.command()
@@ -104,43 +106,26 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
     """
     with errors():
         d, name = where(data, log)
-        directory = log_dir(d, name)
-        db = directory / "log.db"
-        if not db.exists():
-            fail(f"no log {name!r} in {d}")
-        verifier = (keys.load_verifier(directory / keys.VERIFIER_KEY) if vkey is None
-                    else trusted_verifier(vkey))
+        directory = find_copy(d, name)
+        copy = open_copy(directory, verifier=None if vkey is None else trusted_verifier(vkey))
         trusted = None
         if checkpoint is not None:
             try:
                 trusted = checkpoint.read_text()
             except OSError as exc:
                 fail(f"--checkpoint {checkpoint}: {exc.strerror}")
-        store = SQLiteStore(db, readonly=True)
-        if vkey is not None:
-            try:
-                mismatch = _key_mismatch(
-                    store, verifier, keys.load_verifier(directory / keys.VERIFIER_KEY))
-            except ConfigError:  # no stored key to compare with: the signatures decide
-                mismatch = None
-            if mismatch is not None:
-                store.close()
-                not_verified(mismatch, as_json=as_json)
-        memory = HeadMemory(memory_path(directory, verifier.name), verifier, verifier.name)
-        update, stop = _progress(store.state().size)
+        bar = _Bar()
         derived_report: DerivedReport | None = None
         try:
-            remembered = memory.load()
-            report: VerifyReport = verify_log(
-                store, verifier, verifier.name, trusted_checkpoint=trusted, progress=update,
-                opener=store.opener(), workers=workers,
-                remembered=remembered.note if remembered is not None else None)
-            if report.head is not None:
-                with contextlib.suppress(StorageError):  # a read-only copy remembers nothing
-                    memory.remember(report.head, report.size, now=True)
+            result = copy.verify(
+                trusted_checkpoint=trusted, progress=bar.update if bar.shown else None,
+                workers=workers, size=bar.start)
             derived_report = _verify_derived(d, name, derived)
+        except KeyMismatchError as exc:
+            bar.stop()
+            not_verified(str(exc), as_json=as_json)
         except TamperError as exc:
-            stop()
+            bar.stop()
             if as_json:
                 typer.echo(dumps({"ok": False, "kind": exc.kind, "index": exc.index,
                                   "message": str(exc)}))
@@ -148,16 +133,15 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                 typer.echo(f"TAMPERED: {printable(str(exc))}")
             raise typer.Exit(1) from None
         except VerificationError as exc:
-            stop()
+            bar.stop()
             if as_json:
                 typer.echo(dumps({"ok": False, "kind": "checkpoint", "index": None,
                                   "message": str(exc)}))
             else:
                 typer.echo(f"FAILED: {printable(str(exc))}")
             raise typer.Exit(1) from None
-        finally:
-            store.close()
-        stop()
+        bar.stop()
+        report = result.report
         if as_json:
             typer.echo(dumps({"ok": True, "size": report.size,
                               "root_hash": base64.b64encode(report.root).decode(),
@@ -166,8 +150,8 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                               "derived": derived_report.summary() if derived_report else None}))
         else:
             typer.echo(report.summary())
-            if remembered is None and report.size:
-                say(f"note: no head memory was found ({memory.path}): this machine "
+            if not result.had_memory and report.size:
+                say(f"note: no head memory was found ({result.memory_path}): this machine "
                     "had not seen the log sign a head, so a rollback before now cannot "
                     "be told from here; it is remembered from now on (compare with a "
                     "checkpoint kept elsewhere: --checkpoint)")
@@ -192,45 +176,6 @@ def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport 
                 fail(f"--derived: {alog.locked_reason}")
             return None
         return alog.verify_derived()
-
-
-def _key_mismatch(store: SQLiteStore, given: Verifier, stored: Verifier) -> str | None:
-    """Why ``given`` verifies nothing in this log (exit 3, :func:`not_verified`), or None.
-
-    The rule: a key named for another origin is not the log's key. A key with the log's
-    name but another key id than the stored verifier.vkey is not the log's key when the
-    stored head verifies with the stored key and no checkpoint the log holds (head, history)
-    carries a valid signature by the given key. Otherwise verification runs and a bad
-    signature is tampering (exit 1): a log re-signed by another key, checked with the right
-    key, still shows a checkpoint the right key signed, or a head the stored key does not.
-    """
-    head = store.state().checkpoint
-    origin = note_origin(head) or stored.name
-    if given.name != origin:
-        return (f"the key given is for {given.name!r}; this log's head names the origin "
-                f"{origin!r}")
-    if given.key_id == stored.key_id and given.public_key == stored.public_key:
-        return None
-    notes = [head] if head else []
-    notes += [note for _, note in store.iter_checkpoints()]
-    for note in notes:
-        try:
-            parsed = parse_note(note)
-        except VerificationError:
-            continue
-        message = parsed.text.encode()
-        if any(sig.name == given.name and sig.key_id == given.key_id
-               and given.verify(message, sig.signature) for sig in parsed.signatures):
-            return None  # the given key signed this log: its checks decide
-    if head is None:
-        return None
-    try:
-        open_note(head, [stored])
-    except VerificationError:
-        return None  # the stored head does not verify with the stored key: tampering
-    return (f"no checkpoint of this log (origin {origin!r}, signed by key id "
-            f"{stored.key_id.hex()}) carries a signature by the key given "
-            f"({given.name}+{given.key_id.hex()})")
 
 
 @head_app.command("show")

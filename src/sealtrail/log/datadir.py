@@ -86,6 +86,12 @@ def _open_store(path: Path, wrap: StoreWrapper | None) -> Store:
     return wrap(store) if wrap is not None else store
 
 
+def open_store_readonly(directory: Path) -> Store:
+    """The store of the log in ``directory``, opened read-only: nothing is created, upgraded
+    or written (a copy an auditor was given, or files the caller may not write)."""
+    return SQLiteStore(directory / DB_FILE, readonly=True)
+
+
 def signer_of(directory: Path, origin: str) -> Signer:
     """The log's signing key, which must belong to ``origin``."""
     signer = keys.load_signer(directory)
