@@ -52,6 +52,7 @@ from sealtrail.core.errors import (
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
+from sealtrail.log.changes import Restore
 from sealtrail.log.datadir import ARCHIVE_DIR
 from sealtrail.log.receipts import leaf_hashes, range_root
 from sealtrail.log.retention import PROTECTED_ACTIONS, RetentionPolicy, apply_purge, retire
@@ -261,31 +262,11 @@ def restore(alog: AuditLog, path: Path, *, actor: Mapping[str, Any]) -> Receipt:
         if not hmac.compare_digest(leaf_hash(leaf), want):
             raise TamperError("changed", start + k, f"{path.name}: the archived entry does "
                               "not match its leaf hash in the tree")
-    store = alog.store
-
-    def hook(_at: int) -> None:
-        rows = [r for r in store.retired() if r[0] < end and start < r[1]]
-        if not rows or any(k != "archive" for _, _, _, k in rows):
-            raise ConfigError(f"entries {start}..{end - 1} are not archived (already restored, "
-                              "or purged)")
-        by_start = dict(zip(range(start, end), leaves, strict=True))
-        rewritten = []
-        for chunk in store.iter_chunks(start, end):
-            current = chunk.leaves()
-            for k in range(chunk.count):
-                idx = chunk.start + k
-                if idx in by_start and not current[k]:
-                    current[k] = by_start[idx]
-            ids = chunk.id_list()
-            rewritten.append((chunk.start,
-                              Chunk.pack(chunk.start, chunk.batch_end, ids, current).data))
-        store.replace_chunk_data(rewritten)
-        store.delete_retired(start, end)
 
     event = {"actor": dict(actor), "action": "retention.restore", "outcome": "success",
              "category": "system", "target": {"type": "entries", "id": f"{start}-{end}"},
              "reason": f"archive/{path.name} restored: entries {start}..{end - 1} back online"}
-    return alog.commit_with(event, hook)
+    return alog.commit_change(event, Restore(start, end, tuple(leaves)))
 
 
 def _segment_header(path: Path) -> dict[str, Any] | None:

@@ -52,7 +52,8 @@ from sealtrail.core.reserved import OWN_SERVICE, reserved_field
 from sealtrail.core.tiles import TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
-from sealtrail.log import proving, subjects
+from sealtrail.log import changes, proving, subjects
+from sealtrail.log.changes import Change
 from sealtrail.log.datadir import (
     DB_FILE,
     LOG_NAME,
@@ -838,9 +839,21 @@ class AuditLog:
         """Append one event of the engine's own together with the store writes ``hook`` makes.
 
         Both commit in one transaction or neither does; ``hook`` gets the index the event
-        will have and may refuse by raising PolicyError or ConfigError (retention uses it).
+        will have and may refuse by raising PolicyError or ConfigError (the engine's own
+        steps use it: log/subjects.py, and :meth:`commit_change`).
         """
         return self._append([{"source": self.own_source, **event}], hook, own=True)[0]
+
+    def commit_change(self, event: Mapping[str, Any], change: Change) -> Receipt:
+        """Append one event of the engine's own and apply ``change`` to the stored state in
+        the same transaction (:func:`sealtrail.log.changes.apply` checks it still fits first;
+        a refusal fails this request alone and stores nothing)."""
+        store = self._store
+
+        def hook(at: int) -> None:
+            changes.apply(store, change, at)
+
+        return self.commit_with(event, hook)
 
     # -- personal data use cases (log/subjects.py) ------------------------------------------
 

@@ -29,6 +29,7 @@ from sealtrail.core import canonical
 from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
+from sealtrail.log.changes import Retire, SetSettings
 from sealtrail.log.receipts import ReceiptBody, ids_digest, range_root, ranges_digest
 from sealtrail.log.settings import (
     POLICY_AT_META,
@@ -37,7 +38,6 @@ from sealtrail.log.settings import (
     digest,
     policy_target,
 )
-from sealtrail.store.protocol import Chunk, RetiredRange
 
 CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_access",
                         "data_change", "configuration", "admin", "system", "audit_access")
@@ -183,14 +183,11 @@ def set_policy(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, A
     naming the stored text's digest (``verify`` and :func:`load_policy` check it)."""
     text = canonical.compact_json(policy.to_json(), ascii=True)
 
-    def hook(at: int) -> None:
-        alog.store.set_meta({POLICY_META: text, POLICY_AT_META: str(at)})
-
     event = {"actor": dict(actor), "action": "retention.policy.set", "outcome": "success",
              "category": "configuration",
              "target": {"type": "retention_policy", "id": policy_target(policy.name, text)},
              "reason": f"retention policy {policy.name}: {text}"[:4096]}
-    return alog.commit_with(event, hook)
+    return alog.commit_change(event, SetSettings({POLICY_META: text}, index_key=POLICY_AT_META))
 
 
 class _Head(msgspec.Struct):
@@ -299,30 +296,11 @@ def _check_policy_fields(alog: AuditLog) -> None:
                           "must stay readable without keys, so retention cannot run here")
 
 
-def emptied_chunks(alog: AuditLog, ranges: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
-    """New framing for every chunk touched by ``ranges``: those leaves become empty."""
-    doomed: set[int] = set()
-    for s, e in ranges:
-        doomed.update(range(s, e))
-    out: list[tuple[int, bytes]] = []
-    if not ranges:
-        return out
-    for chunk in alog.store.iter_chunks(ranges[0][0], ranges[-1][1]):
-        leaves = chunk.leaves()
-        hit = [k for k in range(chunk.count) if chunk.start + k in doomed]
-        if not hit:
-            continue
-        for k in hit:
-            leaves[k] = b""
-        ids = chunk.id_list()
-        out.append((chunk.start, Chunk.pack(chunk.start, chunk.batch_end, ids, leaves).data))
-    return out
-
-
 def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
            actor: Mapping[str, Any], reason: str, holds: tuple[int, ...] = (),
-           hook_extra: Any = None, replaces_archive: bool = False) -> Receipt:
-    """Empty ``ranges`` and append their receipt, in one transaction.
+           replaces_archive: bool = False) -> Receipt:
+    """Empty ``ranges`` and append their receipt, in one transaction (the engine checks the
+    change against the store as it is then: :class:`sealtrail.log.changes.Retire`).
 
     ``replaces_archive``: the ranges are archived segments being purged (their files are
     deleted by the caller after the commit); their archive rows give way to purge rows.
@@ -333,44 +311,11 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
     root = range_root(alog.store, ranges)
     body = ReceiptBody(kind, sum(e - s for s, e in ranges), ranges_digest(ranges), root,
                        ids_digest(alog.store, ranges))
-    store = alog.store
-
-    def hook(at: int) -> None:
-        # Re-check at commit time: another purge or a new hold may have landed since planning.
-        taken = store.retired()
-        for s, e, _, taken_kind in taken:
-            for a, b in ranges:
-                if not (a < e and s < b):
-                    continue
-                if replaces_archive and taken_kind == "archive" and (s, e) == (a, b):
-                    continue
-                raise ConfigError(f"entries {max(a, s)}..{min(b, e) - 1} were retired "
-                                  "meanwhile; plan again")
-        if replaces_archive:
-            archived = {(s, e) for s, e, _, k in taken if k == "archive"}
-            if not set(ranges) <= archived:
-                raise ConfigError("the segments to purge are no longer archived; plan again")
-            for s, e in ranges:
-                store.delete_retired(s, e)
-        current = tuple(hold.number for hold in store.holds(open_only=True))
-        if kind == "purge" and set(current) - set(holds):
-            # Archiving destroys nothing (restore brings it back): only a purge must respect
-            # a hold that appeared after its plan.
-            raise PolicyError("a legal hold was added since the plan was made; plan again")
-        store.replace_chunk_data(emptied_chunks(alog, ranges))
-        store.put_retired([RetiredRange(s, e, at, kind) for s, e in ranges])
-        if kind == "purge":
-            # Purged entries are gone for good: so are their blind tokens. Archived ones keep
-            # them (search skips retired entries), so a restored segment is found again.
-            for s, e in ranges:
-                store.delete_blind_range(s, e)
-        if hook_extra is not None:
-            hook_extra(at)
 
     event = {"actor": dict(actor), "action": f"retention.{kind}", "outcome": "success",
              "category": "system", "target": {"type": "entries", "id": body.target_id()},
              "reason": reason[:4096]}
-    return alog.commit_with(event, hook)
+    return alog.commit_change(event, Retire(tuple(ranges), kind, holds, replaces_archive))
 
 
 def apply_purge(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any],
