@@ -23,6 +23,7 @@ from sealtrail.cli.common import (
 )
 from sealtrail.cli.inputs import events_from
 from sealtrail.cli.output import dumps
+from sealtrail.log.reads import Reader, export_subject
 
 commands = typer.Typer(rich_markup_mode=None)
 hold_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -56,10 +57,8 @@ def subject_export(subject: Annotated[str, typer.Argument(help="The data subject
     The export reads event content, so it is itself recorded as an audit_access event.
     """
     with errors(), open_log(data, log, need_keys=True) as alog:
-        found = list(alog.subject_events(subject))
         # Recorded before any content leaves (a read that cannot be recorded is not served).
-        alog.record_access(operator(), "audit.subject_export", role=OPERATOR_ROLE,
-                           details={"subject": alog.pseudonym(subject)}, results=len(found))
+        found = export_subject(alog, subject, reader=Reader(operator(), OPERATOR_ROLE))
         for entry, ev in found:
             typer.echo(dumps({"index": entry.index, "time": ev.get("time"),
                               "action": ev.get("action"), "purpose": ev.get("purpose"),

@@ -28,6 +28,7 @@ from sealtrail.cli.common import (
 )
 from sealtrail.cli.output import dumps, printable
 from sealtrail.cli.selection import make_filter, open_for_search
+from sealtrail.log.reads import Reader
 from sealtrail.log.search import search
 
 commands = typer.Typer(rich_markup_mode=None)
@@ -69,9 +70,8 @@ def query(actor: Annotated[str | None, typer.Option(  # noqa: PLR0917 - CLI opti
     with errors(), open_for_search(data, log, flt) as alog:
         if alog.encrypted and alog.locked_reason:
             say("note: the keyring is locked; encrypted fields are shown sealed")
-        rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first))
-        alog.record_access(operator(), "audit.search", role=OPERATOR_ROLE,
-                           details=flt.describe(alog.pseudonym), results=len(rows))
+        rows = list(search(alog, flt, limit=limit, newest_first=not oldest_first,
+                           reader=Reader(operator(), OPERATOR_ROLE)))
         if fmt == "jsonl":
             for entry, ev in rows:
                 typer.echo(dumps({"index": entry.index, "event": ev}))

@@ -4,6 +4,10 @@ In an encrypted log with its keyring open, equality on ``actor.id``, ``actor.ip`
 ``target.id`` or a subject goes through the blind index (keyed tokens: no plaintext index);
 the candidates are then opened and every filter checked on the opened event. Otherwise a
 query reads entries in order and stops after ``limit`` matches.
+
+A search for a :class:`~sealtrail.log.reads.Reader` is an audited read: it is recorded
+(``audit.search``: the filter as :meth:`Filter.describe` gives it, the number of results)
+before the first result is returned.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from sealtrail.core.errors import KeyringError, ValidationError
 from sealtrail.core.event import CATEGORIES, OUTCOMES
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog, Entry
+from sealtrail.log.reads import Reader
+
+_ACTION = "audit.search"  # how a search is recorded (one of READ_ACTIONS)
 
 # Filter field -> the event field it reads, for the fields a log may seal (``subjects`` is
 # always sealed in an encrypted log; ``text`` reads the whole event).
@@ -160,12 +167,53 @@ def _candidates(log: AuditLog, flt: Filter) -> list[int] | None:
 
 
 def search(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool = True,
-           before: int | None = None, after: int | None = None
+           before: int | None = None, after: int | None = None, reader: Reader | None = None
            ) -> Iterator[tuple[Entry, dict[str, Any]]]:
     """Matching entries with their (opened) events, at most ``limit``.
 
-    ``before`` / ``after`` are cursors: only entries with a smaller (larger) index.
+    ``before`` / ``after`` are cursors: only entries with a smaller (larger) index. With
+    ``reader``, every match is found and the search recorded before the first is returned;
+    without, matches are returned as they are found.
     """
+    found = _search(log, flt, limit=limit, newest_first=newest_first, before=before,
+                    after=after)
+    if reader is None:
+        yield from found
+        return
+    rows = list(found)
+    reader.record(log, _ACTION, flt.describe(log.pseudonym), len(rows))
+    yield from rows
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search, and where the next one starts (None: this is the last)."""
+
+    rows: list[tuple[Entry, dict[str, Any]]]
+    next_cursor: int | None
+
+
+def search_page(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool = True,
+                cursor: int | None = None, reader: Reader | None = None) -> Page:
+    """At most ``limit`` matches from ``cursor`` on (entries before it, newest first; after
+    it, oldest first), and the cursor of the next page when there is one.
+
+    One match more than ``limit`` is looked for to tell whether there is a next page; it is
+    neither returned nor counted in the record of the search (``reader``), which is appended
+    before the page is returned.
+    """
+    rows = list(_search(log, flt, limit=limit + 1, newest_first=newest_first,
+                        before=cursor if newest_first else None,
+                        after=cursor if not newest_first else None))
+    page = rows[:limit]
+    nxt = page[-1][0].index if len(rows) > limit else None
+    if reader is not None:
+        reader.record(log, _ACTION, flt.describe(log.pseudonym), len(page))
+    return Page(page, nxt)
+
+
+def _search(log: AuditLog, flt: Filter, *, limit: int, newest_first: bool,
+            before: int | None, after: int | None) -> Iterator[tuple[Entry, dict[str, Any]]]:
     log.refresh_keys()
     check_answerable(log, flt)
     found = 0

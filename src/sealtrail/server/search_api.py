@@ -17,7 +17,8 @@ from fastapi import APIRouter, Query, Response
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import Principal
-from sealtrail.log.search import Filter, search
+from sealtrail.log.reads import Reader
+from sealtrail.log.search import Filter, search_page
 from sealtrail.server.deps import READERS, Service, actor_of, in_thread, open_log, requires
 from sealtrail.server.openapi import ERRORS, answers
 from sealtrail.server.responses import MsgspecJson
@@ -58,14 +59,9 @@ async def get_events(  # noqa: PLR0917 - one parameter per documented query filt
     newest = order == "newest"
 
     def run() -> tuple[list[dict[str, Any]], int | None]:
-        rows = list(search(alog, flt, limit=limit + 1, newest_first=newest,
-                           before=cursor if newest else None,
-                           after=cursor if not newest else None))
-        page = rows[:limit]
-        nxt = page[-1][0].index if len(rows) > limit else None
-        alog.record_access(actor_of(principal), "audit.search", role=principal.role,
-                           details=flt.describe(alog.pseudonym), results=len(page))
-        return [{"index": e.index, "event": ev} for e, ev in page], nxt
+        page = search_page(alog, flt, limit=limit, newest_first=newest, cursor=cursor,
+                           reader=Reader(actor_of(principal), principal.role))
+        return [{"index": e.index, "event": ev} for e, ev in page.rows], page.next_cursor
 
     events, nxt = await in_thread(run)
     return MsgspecJson({"events": events, "next_cursor": nxt})
