@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sealtrail import AuditLog, ConfigError, StorageError, ValidationError
-from sealtrail.log.auditlog import _Request
+from sealtrail.log.ingest import Request as _Request
 from sealtrail.log.search import Filter, search
 from tests.conftest import TEST_PASSPHRASE
 

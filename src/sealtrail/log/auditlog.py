@@ -22,9 +22,8 @@ import hmac
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,16 +41,15 @@ from sealtrail.core.errors import (
     ValidationError,
     VerificationError,
 )
-from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
+from sealtrail.core.event import Event, validate_event
 from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.receipt import Receipt
 from sealtrail.core.redact import Finding, Redactor
-from sealtrail.core.reserved import OWN_SERVICE, reserved_field
+from sealtrail.core.reserved import OWN_SERVICE
 from sealtrail.core.tiles import TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
-from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
 from sealtrail.log import changes, proving, subjects
 from sealtrail.log.changes import Change
 from sealtrail.log.datadir import (
@@ -66,9 +64,18 @@ from sealtrail.log.datadir import (
     system_clock,
 )
 from sealtrail.log.dedupe import IdLookup
+from sealtrail.log.groupcommit import GroupCommit
 from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.idindex import (
     late_window,
+)
+from sealtrail.log.ingest import (
+    MAX_BATCH,
+    Gate,
+    Request,
+    check_unsealed_size,
+    located,
+    prepare,
 )
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
 from sealtrail.log.protect import Batch, Protector
@@ -99,10 +106,6 @@ from sealtrail.store.protocol import Chunk, State, Store
 if TYPE_CHECKING:
     from sealtrail.log.derived import DerivedReport
 
-MAX_BATCH = 100_000        # events in one append_many call
-LEAD_ROUNDS = 4            # commits a leader makes before handing leadership to a waiter
-MAX_SEQUENCED = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
-MAX_FUTURE_MS = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minutes after the log's clock
 
 
 # The engine's public names (some defined in the modules it is made of).
@@ -165,59 +168,6 @@ class Entry:
         return obj
 
 
-@dataclass(slots=True)
-class _Request:
-    events: list[Event]         # validated; ``id`` may still be None (see ``texts``)
-    ids: list[bytes]            # the 16 id bytes of each event
-    texts: list[str]            # the canonical id text of each event
-    generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
-    # Runs inside the commit transaction before sequencing, given the index the request's
-    # first event will get; raising fails this request alone, so it must check before it
-    # writes (erasure, legal holds and retention use it).
-    hook: Callable[[int], None] | None = None
-    receipts: list[Receipt] = field(default_factory=list)
-    error: BaseException | None = None
-    done: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
-
-
-def _surrogate_path(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding a lone surrogate (failure path only)."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            found = _surrogate_path(key, sub) or _surrogate_path(item, sub)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _surrogate_path(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
-
-
-def _located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
-    """An error found while encoding event ``pos`` of a request, named like validation errors.
-
-    Encoding finds what validation cannot (lone surrogates, the sequenced size); its error says
-    only ``event``, so add the event's position and, for a surrogate, the field that holds it.
-    """
-    field = exc.field
-    if field == "event":
-        field = _surrogate_path(ev.to_dict(), "") or ""
-    located = ValidationError(f"events[{pos}].{field}" if field else f"events[{pos}]",
-                              exc.message)
-    located.__cause__ = exc
-    return located
-
-
 def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entry | None:
     """Entry ``index`` of ``chunk`` (None when it is not there or the framing is broken),
     decoding each chunk's leaves once (``decoded``, by chunk start)."""
@@ -230,12 +180,6 @@ def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entr
         except ValueError:
             return None
     return Entry(index, leaves[index - chunk.start])
-
-
-def _check_unsealed_size(size: int) -> None:
-    """The size limit holds for the event as sent, not for its (larger) sealed form."""
-    if size > MAX_SEQUENCED:
-        raise ValidationError("event", f"larger than {MAX_EVENT_BYTES} bytes once sequenced")
 
 
 class AuditLog:
@@ -255,9 +199,7 @@ class AuditLog:
                                       origin)
         # The database file this log opened: a file replaced under a running process (an
         # older copy put in its place) must not swallow the appends that follow.
-        self._mutex = threading.Lock()
-        self._queue: list[_Request] = []
-        self._leading = False
+        self._group = GroupCommit(self._commit_batch)
         self._closed = False
         state = store.state()
         self._edge = TreeEdge.load(store, state.size)
@@ -415,62 +357,12 @@ class AuditLog:
             raise ConfigError(self._newer)
         if self.settings_problem and not adopting:
             raise TamperError("settings", 0, f"{self.settings_problem}: refusing to append")
-        redactor = self._redactor
-        prepared: list[Event] = []
-        ids: list[bytes] = []
-        texts: list[str] = []
-        missing: list[int] = []
-        now_ms = unix_micros(self._clock()) // 1000
-        for i, raw in enumerate(events):
-            if i >= MAX_BATCH:
-                raise ValidationError("events", f"more than {MAX_BATCH} events in one call")
-            if validated and type(raw) is Event:
-                ev = raw
-            else:
-                try:
-                    ev = validate_event(raw)
-                except ValidationError as exc:
-                    raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
-            if not own:
-                claimed = reserved_field(ev.action,
-                                         ev.source.service if ev.source is not None else None,
-                                         ev.actor.id)
-                if claimed is not None:
-                    raise ValidationError(f"events[{i}].{claimed[0]}", claimed[1])
-            if redactor is not None:
-                try:
-                    ev = redactor.redact(ev)[0]
-                except ValidationError as exc:
-                    raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
-            if self._protector is not None and not self._protector.unlocked:
-                self._protector.check_sealable(ev, self.locked_reason)
-            prepared.append(ev)
-            if ev.id is None:
-                missing.append(i)
-                ids.append(b"")
-                texts.append("")
-            else:
-                raw_id = bytes.fromhex(ev.id.replace("-", ""))
-                ms = uuid7_ms(raw_id)
-                if ms is not None and ms > now_ms + MAX_FUTURE_MS:
-                    # Retries are found fast by the ids' time; a far-future id would make every
-                    # later lookup slow (see recent_ids), and means a client clock is wrong.
-                    raise ValidationError(f"events[{i}].id", "UUIDv7 timestamp is more than 10 "
-                                          "minutes ahead of the log's clock (check the client "
-                                          "clock, or leave id out)")
-                ids.append(raw_id)
-                texts.append(ev.id)
-        if not prepared:
+        gate = Gate(self._redactor, self._protector, self.locked_reason, own)
+        req = prepare(events, gate, unix_micros(self._clock()) // 1000, validated=validated)
+        if req is None:
             return []
-        generated: frozenset[bytes] = frozenset()
-        if missing:
-            # Ids are assigned here, before sequencing, so a receipt always names its event.
-            fresh = uuid7_texts(now_ms, os.urandom(10 * len(missing)))
-            for i, (text, raw_id) in zip(missing, fresh, strict=True):
-                texts[i] = text
-                ids[i] = raw_id
-            generated = frozenset(raw for _, raw in fresh)
-        return self._submit(_Request(prepared, ids, texts, generated, hook=hook))
+        req.hook = hook
+        return self._submit(req)
 
     def _require_unlocked(self) -> None:
         if self._protector is not None and not self._protector.unlocked:
@@ -485,54 +377,15 @@ class AuditLog:
         out, findings = self._redactor.redact(ev)
         return out.to_dict(), findings
 
-    def _submit(self, req: _Request) -> list[Receipt]:
-        """Group commit: the first caller leads; the others sleep on their own event.
+    def _submit(self, req: Request) -> list[Receipt]:
+        """Queue a prepared request for the group commit (log/groupcommit.py)."""
+        return self._group.submit(req)
 
-        The leader commits everything queued, wakes exactly the callers it answered and, if
-        more requests arrived meanwhile, hands leadership to the oldest of them. Waking only
-        those who have work (not every waiter) keeps 64 threads from fighting over the GIL.
-        """
-        with self._mutex:
-            self._queue.append(req)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            req.wake.wait()
-        if not req.done:  # we lead: commit the queue (ours included), then what queued meanwhile
-            rounds = 0
-            while True:
-                with self._mutex:
-                    batch, self._queue = self._queue, []
-                    if not batch or rounds == LEAD_ROUNDS:
-                        if batch:  # hand the rest to the oldest waiter, who wakes as leader
-                            self._queue = batch
-                            batch[0].wake.set()
-                        else:
-                            self._leading = False
-                        break
-                rounds += 1
-                try:
-                    self._commit(batch)
-                finally:
-                    for other in batch:
-                        if other is not req:
-                            other.wake.set()
-        if req.error is not None:
-            raise req.error
-        return req.receipts
+    def _commit(self, batch: list[Request]) -> None:
+        """Commit a batch now (every request answered, whatever happens)."""
+        self._group.commit(batch)
 
-    def _commit(self, batch: list[_Request]) -> None:
-        try:
-            self._commit_batch(batch)
-        except BaseException as exc:
-            for req in batch:
-                if not req.done:
-                    req.error = exc
-                    req.done = True
-            if not isinstance(exc, Exception):  # KeyboardInterrupt and the like go on up
-                raise
-
-    def _commit_batch(self, batch: list[_Request]) -> None:
+    def _commit_batch(self, batch: list[Request]) -> None:
         received = format_time(self._clock())
         store = self._store
         with store.transaction():
@@ -555,7 +408,7 @@ class AuditLog:
             edge = self._edge
             plan = BatchPlan(edge.size)
             encode = self._encoder(sealing)
-            placed: list[tuple[_Request, list[Slot]]] = []
+            placed: list[tuple[Request, list[Slot]]] = []
             for req in batch:
                 mark, sealed_mark = plan.mark(), sealing.mark()
                 try:
@@ -571,7 +424,7 @@ class AuditLog:
                     plan.undo(mark)
                     sealing.undo(sealed_mark)
                     pos = getattr(exc, "position", -1)
-                    req.error = (_located(exc, pos, req.events[pos])
+                    req.error = (located(exc, pos, req.events[pos])
                                  if isinstance(exc, ValidationError) and pos >= 0 else exc)
                     req.done = True
                     continue
@@ -625,7 +478,7 @@ class AuditLog:
         def seal(ev: Event, at: int) -> bytes:
             leaf = protector.seal(ev, at, sealing)
             if sealing.growth:
-                _check_unsealed_size(len(leaf) - sealing.growth)
+                check_unsealed_size(len(leaf) - sealing.growth)
             return leaf
         return seal
 

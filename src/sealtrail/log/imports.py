@@ -19,7 +19,8 @@ from typing import Any
 
 from sealtrail.core.event import Event
 from sealtrail.core.sources.base import Converted, Source, convert
-from sealtrail.log.auditlog import MAX_FUTURE_MS, AuditLog, Receipt
+from sealtrail.log.auditlog import AuditLog, Receipt
+from sealtrail.log.ingest import MAX_FUTURE_MS
 
 
 def convert_for(alog: AuditLog, source: Source, text: str, *, skip_invalid: bool = False,
