@@ -1,0 +1,1 @@
+"""The storage contract: one suite of behaviour every store adapter must show."""
