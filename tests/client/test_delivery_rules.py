@@ -69,13 +69,16 @@ def test_too_large_splits_then_rejects_a_single_event() -> None:
 
 
 def test_unprocessable_names_the_rejected_events() -> None:
-    """A 422 listing events (or naming one in ``field``) rejects exactly those."""
+    """A 422 listing events by index rejects exactly those (the engine's append-time refusal,
+    one event named in ``field``, carries its index too)."""
     body = json.dumps({"error": "1 invalid", "errors": [
         {"index": 1, "field": "events[1].actor.id", "message": "missing"}]}).encode()
     outcome = classify(422, {}, body, IDS, now=NOW)
     assert isinstance(outcome, Reject)
     assert [(r.position, r.field) for r in outcome.rejected] == [(1, "actor.id")]
-    body = json.dumps({"error": "events[0].id: too far ahead", "field": "events[0].id"}).encode()
+    body = json.dumps({"error": "events[0].id: too far ahead", "field": "events[0].id",
+                       "errors": [{"index": 0, "field": "events[0].id",
+                                   "message": "too far ahead"}]}).encode()
     outcome = classify(422, {}, body, IDS, now=NOW)
     assert isinstance(outcome, Reject)
     assert [(r.position, r.field) for r in outcome.rejected] == [(0, "id")]

@@ -137,6 +137,24 @@ def test_batch_with_bad_events_lists_each_and_stores_nothing(
     assert size_of(service, log) == 1
 
 
+def test_a_refusal_found_while_appending_names_the_event_by_index(
+        service: Service, client: httpx.Client) -> None:
+    """An event the engine refuses while appending (an id dated an hour ahead) is named by
+    index in ``errors``, as validation errors are; nothing of the batch is stored."""
+    log = new_log(service, client)
+    before = size_of(service, log)
+    ahead = str(make_uuid7(time.time_ns() // 1_000_000 + 3_600_000, os.urandom(10)))
+    response = client.post(f"/v1/logs/{log}/events",
+                           json=[seed_event(0), {**seed_event(1), "id": ahead}],
+                           headers=service.auth("ingest_all"))
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["field"] == "events[1].id"
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "events[1].id")]
+    assert "ahead" in body["errors"][0]["message"]
+    assert size_of(service, log) == before
+
+
 def test_oversized_event_in_a_batch_is_refused_and_stores_nothing(
         service: Service, client: httpx.Client) -> None:
     """An event over the 32 KiB event limit (body well under the body limit) is a 422."""

@@ -12,8 +12,8 @@ connection error, timeout, 408, 425, 429, 5xx   :class:`Retry` — resend the sa
                                                 sooner than ``Retry-After``
 2xx with malformed receipts                     :class:`Retry` (resending is harmless: ids)
 413 (batch too large)                           :class:`Split` — resend in smaller batches
-422 naming events (``errors[].index`` or a      :class:`Reject` — those events can never be
-``field`` like ``events[3].id``)                stored: take them out of the queue (the spool
+422 naming events (``errors[].index``)          :class:`Reject` — those events can never be
+                                                stored: take them out of the queue (the spool
                                                 keeps them in its dead-letter table); resend
                                                 the rest at once
 422 naming no event, for a batch of several     :class:`Split` to single events, to find it
@@ -26,7 +26,6 @@ connection error, timeout, 408, 425, 429, 5xx   :class:`Retry` — resend the sa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,9 +38,6 @@ from sealtrail.core.errors import FormatError
 from sealtrail.core.retry import parse_retry_after
 
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
-# Only for a 422 whose body names one event in ``field`` alone, without an index: the engine's
-# refusals found while appending (a far-future UUIDv7 id), and older services.
-_POSITION = re.compile(r"^events\[(\d+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +136,14 @@ def _rejection(doc: _ErrorDoc, count: int) -> Outcome:
     """Which events a 422 names; a Split to single events when it names none of several.
 
     Each of ``errors`` names its event by ``index``; its ``field`` (``events[3].actor.id``,
-    for people) gives the field within it. A body naming one event in ``field`` alone is read
-    from that text.
+    for people) gives the field within it. A body naming no event by index rejects a single
+    event, or splits a batch to find which one it is.
     """
     found: dict[int, Rejected] = {}
     for problem in doc.errors or ():
         if 0 <= problem.index < count:
             found.setdefault(problem.index, Rejected(
                 problem.index, _within(problem.field, problem.index), problem.message))
-    if not found and doc.field is not None:
-        match = _POSITION.match(doc.field)
-        if match is not None and int(match.group(1)) < count:
-            k = int(match.group(1))
-            found[k] = Rejected(k, _within(doc.field, k), doc.error)
     if found:
         return Reject(tuple(found[k] for k in sorted(found)), 422)
     if count > 1:

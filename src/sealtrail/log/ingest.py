@@ -82,20 +82,23 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             try:
                 ev = validate_event(raw)
             except ValidationError as exc:
-                raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+                raise _at(i, exc.field, exc.message) from exc
         if not own:
             claimed = reserved_field(ev.action,
                                      ev.source.service if ev.source is not None else None,
                                      ev.actor.id)
             if claimed is not None:
-                raise ValidationError(f"events[{i}].{claimed[0]}", claimed[1])
+                raise _at(i, *claimed)
         if redactor is not None:
             try:
                 ev = redactor.redact(ev)[0]
             except ValidationError as exc:
-                raise ValidationError(f"events[{i}].{exc.field}", exc.message) from exc
+                raise _at(i, exc.field, exc.message) from exc
         if locked and protector is not None:
-            protector.check_sealable(ev, gate.locked_reason)
+            try:
+                protector.check_sealable(ev, gate.locked_reason)
+            except ValidationError as exc:
+                raise _at(i, exc.field, exc.message) from exc
         prepared.append(ev)
         if ev.id is None:
             missing.append(i)
@@ -107,9 +110,8 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             if ms is not None and ms > now_ms + MAX_FUTURE_MS:
                 # Retries are found fast by the ids' time; a far-future id would make every
                 # later lookup slow (see recent_ids), and means a client clock is wrong.
-                raise ValidationError(f"events[{i}].id", "UUIDv7 timestamp is more than 10 "
-                                      "minutes ahead of the log's clock (check the client "
-                                      "clock, or leave id out)")
+                raise _at(i, "id", "UUIDv7 timestamp is more than 10 minutes ahead of the "
+                          "log's clock (check the client clock, or leave id out)")
             ids.append(raw_id)
             texts.append(ev.id)
     if not prepared:
@@ -123,6 +125,15 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             ids[i] = raw_id
         generated = frozenset(raw for _, raw in fresh)
     return Request(prepared, ids, texts, generated)
+
+
+def _at(pos: int, field_name: str, message: str) -> ValidationError:
+    """An error about event ``pos`` of a request: its field is ``events[pos].field`` (for
+    people) and its ``position`` the event's place (the service's 422 answers carry it as
+    ``index``, so no client parses the field text)."""
+    exc = ValidationError(f"events[{pos}].{field_name}", message)
+    exc.position = pos
+    return exc
 
 
 def check_unsealed_size(size: int) -> None:
@@ -164,5 +175,6 @@ def located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
         field_name = _surrogate_path(ev.to_dict(), "") or ""
     out = ValidationError(f"events[{pos}].{field_name}" if field_name else f"events[{pos}]",
                           exc.message)
+    out.position = pos
     out.__cause__ = exc
     return out

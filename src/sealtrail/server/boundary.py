@@ -50,6 +50,12 @@ async def _sealtrail_error(request: Request, exc: SealtrailError) -> JSONRespons
     state = service(request)
     if isinstance(exc, ValidationError):
         state.metrics.rejected.labels("invalid").inc()
+        if exc.position >= 0:
+            # About one event of the batch: named by index, in the shape of every 422 that
+            # names events (a client never parses the field text).
+            return error_response(exc.http_status, exc.public_message(), field=exc.field,
+                                  errors=[{"index": exc.position, "field": exc.field,
+                                           "message": exc.message}])
         return error_response(exc.http_status, exc.public_message(), field=exc.field)
     if isinstance(exc, StorageError):
         # A failure of the trail itself; recording it may fail too.
