@@ -259,7 +259,7 @@ def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: P
                               "audit_path": [b64.encode(h) for h in audit]}) + b"\n")
     # 4. Earlier checkpoints from the first selected index on, each linked to the head.
     first = pairs[0][0] if pairs else size
-    earlier = [(s, note) for s, note in alog.store.iter_checkpoints()
+    earlier = [(s, note) for s, note in alog.kept_checkpoints()
                if first < s < size][-64:]
     consistency = b"".join(
         encode_json(alog.prove_consistency(s, size).to_json()) + b"\n"

@@ -166,13 +166,13 @@ def generate_report(alog: AuditLog, standard: str, *, actor: Mapping[str, Any],
     now = alog.now() if now is None else now
     # 1.
     if verify_now:
-        at = alog.store.meta().get("verified_at")
+        at = alog.stored_notes().get("verified_at")
         if at is None or (now - parse_time(at)).total_seconds() > 24 * 3600:
             # A failure is kept as verify_failed_at, which fails the verification check.
             with contextlib.suppress(TamperError):
                 alog.verify()
     # 2.
-    meta = alog.store.meta()
+    meta = alog.stored_notes()
     ctx = Context(now=now, policy=load_policy(alog), meta=meta, alerting=alerting, keys=keys)
     scan = scan_log(alog, since, until)
     report = build_report(scan, ctx, standard, log=alog.name, origin=alog.origin,

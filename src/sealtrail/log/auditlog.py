@@ -101,7 +101,7 @@ from sealtrail.log.verify import (
     verify_increment,
     verify_log,
 )
-from sealtrail.store.protocol import Chunk, State, Store
+from sealtrail.store.protocol import Chunk, KeptCheckpoint, State, Store
 
 if TYPE_CHECKING:
     from sealtrail.log.derived import DerivedReport
@@ -518,6 +518,16 @@ class AuditLog:
         self._ids.follow(old, state.size, state.id_hwm)
 
     # -- reading ---------------------------------------------------------------------------
+
+    def stored_notes(self) -> dict[str, str]:
+        """The log's stored settings and notes (signed settings, retention policy, when it
+        was last verified and up to what size): a copy, as stored (``verify`` checks them)."""
+        return self._store.meta()
+
+    def kept_checkpoints(self) -> list[KeptCheckpoint]:
+        """The signed checkpoints the log keeps in its history (the first one and each
+        crossing of 1024 entries), by size."""
+        return list(self._store.iter_checkpoints())
 
     def checkpoint(self) -> SignedCheckpoint:
         """The latest signed checkpoint."""
