@@ -24,10 +24,11 @@ TEST_KEK = base64.b64encode(b"sealtrail test KEK, not a secret").decode()
 os.environ.pop(PASSPHRASE_ENV, None)
 os.environ[KEK_ENV] = TEST_KEK
 
-# Tests outside this directory's owners' files (tests/server) that test what a passphrase does,
-# written when the suite's default key was the passphrase: they get it here, by node id, until
-# they ask for ``passphrase_env`` themselves. A renamed test fails loudly, it does not pass
-# silently: with the raw key its wrong passphrase opens nothing wrong and its delenv finds nothing.
+# Tests in tests/server that test what a passphrase does, written when the suite's default key was
+# the passphrase: they get it here, by node id, until they ask for ``passphrase_env`` themselves.
+# Keep the names in step: with the raw key, a wrong passphrase is never asked for (the logs open)
+# and a delenv of SEALTRAIL_PASSPHRASE finds nothing, so three of them would fail, and the metrics
+# one would pass without any keyring being unavailable.
 _PASSPHRASE_TESTS = frozenset({
     "tests/server/test_api.py::test_wrong_passphrase_is_not_ready_and_stores_nothing",
     "tests/server/test_api.py::test_metrics_still_answer_when_a_keyring_is_unavailable",
