@@ -24,19 +24,6 @@ TEST_KEK = base64.b64encode(b"sealtrail test KEK, not a secret").decode()
 os.environ.pop(PASSPHRASE_ENV, None)
 os.environ[KEK_ENV] = TEST_KEK
 
-# Tests in tests/server that test what a passphrase does, written when the suite's default key was
-# the passphrase: they get it here, by node id, until they ask for ``passphrase_env`` themselves.
-# Keep the names in step: with the raw key, a wrong passphrase is never asked for (the logs open)
-# and a delenv of SEALTRAIL_PASSPHRASE finds nothing, so three of them would fail, and the metrics
-# one would pass without any keyring being unavailable.
-_PASSPHRASE_TESTS = frozenset({
-    "tests/server/test_api.py::test_wrong_passphrase_is_not_ready_and_stores_nothing",
-    "tests/server/test_api.py::test_metrics_still_answer_when_a_keyring_is_unavailable",
-    "tests/server/test_readyz.py::test_wrong_passphrase_names_each_log_and_the_reason",
-    "tests/server/test_readyz.py::test_no_passphrase_at_all_says_the_keyring_is_locked",
-})
-
-
 @pytest.fixture
 def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> str:
     """The suite's passphrase in ``SEALTRAIL_PASSPHRASE`` and no raw key: logs this test creates
@@ -44,9 +31,3 @@ def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(PASSPHRASE_ENV, TEST_PASSPHRASE)
     monkeypatch.delenv(KEK_ENV, raising=False)
     return TEST_PASSPHRASE
-
-
-@pytest.fixture(autouse=True)
-def _passphrase_for_listed_tests(request: pytest.FixtureRequest) -> None:
-    if request.node.nodeid in _PASSPHRASE_TESTS:
-        request.getfixturevalue("passphrase_env")

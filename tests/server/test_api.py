@@ -681,6 +681,7 @@ def test_error_bodies_have_the_documented_shape(service: Service, client: httpx.
     assert wrong == {}
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_wrong_passphrase_is_not_ready_and_stores_nothing(start_service: Any) -> None:
     """A service that cannot open the keyrings says so on /readyz (503) and refuses ingest."""
     svc: Service = start_service(passphrase="not the passphrase of these logs")
@@ -698,6 +699,7 @@ def test_wrong_passphrase_is_not_ready_and_stores_nothing(start_service: Any) ->
     assert size_of(svc, "default") == 1
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_metrics_still_answer_when_a_keyring_is_unavailable(start_service: Any) -> None:
     """/metrics, what an operator watches during an outage, answers even if keyrings do not open."""
     svc: Service = start_service(passphrase="not the passphrase of these logs")

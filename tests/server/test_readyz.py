@@ -18,6 +18,7 @@ from tests.server.conftest import Service, make_data_dir, running
 PASSPHRASE = "not the passphrase of these logs"
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_wrong_passphrase_names_each_log_and_the_reason(start_service: Any) -> None:
     """A passphrase that opens no keyring: 503, one ``keyring_locked`` problem per log."""
     svc: Service = start_service(passphrase=PASSPHRASE)
@@ -36,6 +37,7 @@ def test_wrong_passphrase_names_each_log_and_the_reason(start_service: Any) -> N
     assert str(svc.data_dir) not in ready.text
 
 
+@pytest.mark.usefixtures("passphrase_env")
 def test_no_passphrase_at_all_says_the_keyring_is_locked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No passphrase or key anywhere: each encrypted log is ``keyring_locked``, saying so."""
