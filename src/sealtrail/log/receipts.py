@@ -109,7 +109,7 @@ def ids_digest(store: Store, ranges: Iterable[tuple[int, int]]) -> bytes:
             lo = max(start, chunk.start) - chunk.start
             hi = min(end, chunk.start + chunk.count) - chunk.start
             if hi > lo:
-                h.update(chunk.ids[16 * lo:16 * hi])
+                h.update(chunk.id_span(lo, hi))
     return h.digest()
 
 

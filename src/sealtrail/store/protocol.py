@@ -47,8 +47,8 @@ class Chunk:
 
     ``data`` frames the leaves: ``count`` little-endian uint32 lengths, then the leaf bytes.
     :meth:`pack` and :meth:`leaves` are the only code that writes or reads that framing.
-    ``ids`` holds the entries' 16-byte ids end to end; :meth:`id_at` and :meth:`id_list` read
-    them.
+    ``ids`` holds the entries' 16-byte ids end to end; :meth:`id_at`, :meth:`id_span` and
+    :meth:`id_list` read them.
     """
 
     start: int
@@ -60,6 +60,10 @@ class Chunk:
     def id_at(self, k: int) -> bytes:
         """The 16-byte id of the chunk's ``k``-th entry (index ``start + k``)."""
         return self.ids[16 * k:16 * k + 16]
+
+    def id_span(self, lo: int, hi: int) -> bytes:
+        """The ids of the chunk's entries ``lo .. hi - 1``, end to end."""
+        return self.ids[16 * lo:16 * hi]
 
     def id_list(self, first: int = 0) -> list[bytes]:
         """The ids of the chunk's entries from its ``first``-th on."""
