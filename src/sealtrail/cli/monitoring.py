@@ -34,7 +34,7 @@ from sealtrail.cli.common import (
 from sealtrail.cli.inputs import read_input
 from sealtrail.cli.monitorconf import monitor_config
 from sealtrail.cli.output import dumps, printable
-from sealtrail.core.errors import SealtrailError, ValidationError
+from sealtrail.core.errors import ValidationError
 from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.redact import Redactor
 from sealtrail.core.sources import NAMES, Source, get_source
@@ -254,33 +254,15 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
                 data: DataOpt = None) -> None:
     """Run the rules over every log of the data directory and deliver alerts, until stopped
     (``sealtrail serve`` runs this as its child process)."""
-    from sealtrail.monitor.alerts import MONITOR_DIR  # noqa: PLC0415 - monitor only
-    from sealtrail.monitor.dispatch import Dispatcher  # noqa: PLC0415
-    from sealtrail.monitor.sinks import build_sinks  # noqa: PLC0415
+    from sealtrail.monitor.wiring import wire  # noqa: PLC0415 - monitor only
     from sealtrail.server.logs import Logs  # noqa: PLC0415
 
     d, _ = where(data, None)
     with errors():
         cfg = monitor_config(rules or [], alert_webhook, alert_secret_file, monitor_config_file)
         logs = Logs(Path(d), passphrase(), lambda: datetime.now(UTC))
-        store = AlertStore(monitor_db_path(d))
-        holder: list[Monitor] = []
-        dispatcher = (Dispatcher(build_sinks(cfg.sinks), Path(d) / MONITOR_DIR / "outbox.db",
-                                 on_failure=lambda n, e, c: holder[0].sink_failed(n, e, c))  # noqa: PLW0108 - the monitor is made after
-                      if cfg.sinks else None)
-
-        def every_log() -> list[tuple[str, Any]]:
-            out = []
-            for name in logs.names():
-                try:
-                    out.append((name, logs.get(name)))
-                except SealtrailError:
-                    continue
-            return out
-
-        monitor = Monitor(Path(d), every_log, cfg.rules, store, dispatcher=dispatcher,
-                          settings=cfg.settings, clock=lambda: datetime.now(UTC))
-        holder.append(monitor)
+        wired = wire(Path(d), logs, cfg, lambda: datetime.now(UTC))
+        monitor = wired.monitor
         done = threading.Event()
         with _running_until(done):
             if exit_on_eof:
@@ -295,9 +277,7 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
                 done.wait()
             finally:
                 monitor.stop()
-                if dispatcher is not None:
-                    dispatcher.close(10.0)
-                store.close()
+                wired.close(10.0)
                 logs.close()
 
 

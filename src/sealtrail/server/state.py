@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.monitor.alerts import MONITOR_DIR, AlertStore, monitor_db_path
+from sealtrail.monitor.alerts import AlertStore
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
-from sealtrail.monitor.sinks import build_sinks
 from sealtrail.monitor.watch import Result, Verifier
+from sealtrail.monitor.wiring import wire
 from sealtrail.server.config import ServiceConfig
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics, MonitorState
@@ -49,7 +49,11 @@ class ServiceState:
         """Open the data directory's logs and keys and set up the jobs (none started yet)."""
         logs = Logs(config.data_dir, config.passphrase, config.clock)
         keys = ApiKeys(config.data_dir)
-        monitor, dispatcher, alert_store = _monitoring(config, logs)
+        # The rules run here when configured and not handed to a child process; otherwise
+        # this monitor serves the API only (alerts the service raises, alert changes).
+        wired = wire(config.data_dir, logs,
+                     config.monitor if config.monitor_command is None else None, config.clock)
+        monitor, dispatcher, alert_store = wired.monitor, wired.dispatcher, wired.store
         child = (MonitorProcess(config.monitor_command, monitor)
                  if config.monitor_command is not None else None)
 
@@ -103,36 +107,3 @@ class ServiceState:
         self.verifier.stop()
         self.logs.close()
         self.keys.close()
-
-
-def _monitoring(config: ServiceConfig, logs: Logs
-                ) -> tuple[Monitor, Dispatcher | None, AlertStore]:
-    """The alert store, and a monitor over it: with the rules and sinks when the monitor runs
-    in this process, without them (API and trail-failure alerts only) when it runs in a
-    child process (``monitor_command``) or not at all."""
-    store = AlertStore(monitor_db_path(config.data_dir))
-    holder: list[Monitor] = []
-
-    def sink_failed(name: str, error: str, consecutive: int) -> None:
-        if holder:
-            holder[0].sink_failed(name, error, consecutive)
-
-    cfg = config.monitor if config.monitor_command is None else None
-    dispatcher = (Dispatcher(build_sinks(cfg.sinks), config.data_dir / MONITOR_DIR /
-                             "outbox.db", on_failure=sink_failed)
-                  if cfg is not None and cfg.sinks else None)
-
-    def every_log() -> list[tuple[str, AuditLog]]:
-        out = []
-        for name in logs.names():
-            try:
-                out.append((name, logs.get(name)))
-            except SealtrailError:
-                continue  # /readyz reports a log that does not open
-        return out
-
-    monitor = Monitor(config.data_dir, every_log, cfg.rules if cfg is not None else [], store,
-                      dispatcher=dispatcher,
-                      settings=cfg.settings if cfg is not None else None, clock=config.clock)
-    holder.append(monitor)
-    return monitor, dispatcher, store
