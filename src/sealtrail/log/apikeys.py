@@ -11,7 +11,9 @@ Roles (docs/service.md has the full route table):
 - ``auditor``: read, proofs and exports on every log;
 - ``admin``: create logs and keys, service metrics; reads no event content.
 
-Keys live in ``DATA/_service/service.db`` (a name no log can take), mode 0600.
+Keys live in ``DATA/_service/service.db`` (a name no log can take), mode 0600: the rows behind
+the :class:`~sealtrail.store.service.KeyRows` protocol, the SQLite adapter opened by
+``log/datadir.py``.
 """
 
 from __future__ import annotations
@@ -22,33 +24,21 @@ import hmac
 import os
 import re
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
-from sealtrail.core.errors import ConfigError, StorageError
+from sealtrail.core.errors import ConfigError
 from sealtrail.core.timefmt import format_time, parse_time
+from sealtrail.log.datadir import open_key_rows
+from sealtrail.store.service import KeyRow, KeyRows
 
 Role = Literal["ingest", "reader", "auditor", "admin"]
 ROLES: Final = ("ingest", "reader", "auditor", "admin")
 SERVICE_DIR: Final = "_service"
 DB_FILE: Final = "service.db"
 _TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys(
-    id TEXT PRIMARY KEY,
-    hash BLOB NOT NULL,
-    role TEXT NOT NULL,
-    log TEXT,
-    name TEXT NOT NULL,
-    created TEXT NOT NULL,
-    expires TEXT,
-    revoked TEXT,
-    cert_sha256 TEXT);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,29 +70,26 @@ class KeyInfo:
 
 
 class ApiKeys:
-    """The service's API keys (one SQLite file; safe for several processes)."""
+    """The service's API keys, over a :class:`~sealtrail.store.service.KeyRows` store.
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
-        directory = Path(data_dir) / SERVICE_DIR
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = directory / DB_FILE
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        try:
-            self._db = sqlite3.connect(str(path), isolation_level=None,
-                                       check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(api_keys)")}
-            if "cert_sha256" not in columns:  # a store made before keys could be bound
-                self._db.execute("ALTER TABLE api_keys ADD COLUMN cert_sha256 TEXT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the API key store: {exc}") from exc
+    ``ApiKeys(data_dir)`` opens the data directory's SQLite file (safe for several
+    processes); ``ApiKeys(rows=...)`` works over any other store of the rows (tests:
+    ``MemoryKeyRows``). The store keeps rows; everything decided about a key is decided here.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
+                 rows: KeyRows | None = None) -> None:
+        if rows is None:
+            if data_dir is None:
+                raise TypeError("ApiKeys needs a data directory or rows=")
+            rows = open_key_rows(Path(data_dir) / SERVICE_DIR / DB_FILE)
+        elif data_dir is not None:
+            raise TypeError("ApiKeys takes a data directory or rows=, not both")
+        self._rows = rows
 
     def close(self) -> None:
         """Close the store."""
-        self._db.close()
+        self._rows.close()
 
     def create(self, role: str, *, log: str | None, name: str, now: datetime,
                expires: datetime | None = None, client_cert_sha256: str | None = None) -> str:
@@ -122,11 +109,9 @@ class ApiKeys:
             raise ConfigError("a client certificate fingerprint is 64 lowercase hex digits")
         key_id = secrets.token_hex(8)
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-        self._db.execute("INSERT INTO api_keys(id, hash, role, log, name, created, expires, "
-                         "cert_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key_id, _hash(secret), role, log, name[:128], format_time(now),
-                          None if expires is None else format_time(expires),
-                          client_cert_sha256))
+        self._rows.insert(KeyRow(key_id, _hash(secret), role, log, name[:128], format_time(now),
+                                 None if expires is None else format_time(expires), None,
+                                 client_cert_sha256))
         return f"st_{key_id}_{secret}"
 
     def authenticate(self, token: str, now: datetime, client_cert_sha256: str | None = None
@@ -137,32 +122,29 @@ class ApiKeys:
         if match is None:
             return None
         key_id, secret = match.groups()
-        row = self._db.execute("SELECT hash, role, log, name, expires, revoked, cert_sha256 "
-                               "FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        row = self._rows.get(key_id)
         # Hash and compare even when the id is unknown: timing says nothing either way.
-        stored = bytes(row[0]) if row is not None else b"\x00" * 32
+        stored = row.hash if row is not None else b"\x00" * 32
         if not hmac.compare_digest(stored, _hash(secret)) or row is None:
             return None
-        _, role, log, name, expires, revoked, bound = row
-        if revoked is not None or (expires is not None and parse_time(expires) <= now):
+        if row.revoked is not None or (row.expires is not None
+                                       and parse_time(row.expires) <= now):
             return None
-        if bound is not None and not hmac.compare_digest(
-                bound.encode(), (client_cert_sha256 or "").encode()):
+        if row.cert_sha256 is not None and not hmac.compare_digest(
+                row.cert_sha256.encode(), (client_cert_sha256 or "").encode()):
             return None
-        return Principal(key_id, role, log, name)
+        # The role was checked against ROLES when the key was created.
+        return Principal(key_id, cast(Role, row.role), row.log, row.name)
 
     def revoke(self, key_id: str, now: datetime) -> None:
         """Revoke a key at once (its token stops working on the next request)."""
-        cur = self._db.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                               (format_time(now), key_id))
-        if cur.rowcount == 0:
+        if not self._rows.revoke(key_id, format_time(now)):
             raise ConfigError(f"no active key {key_id!r}")
 
     def listing(self) -> list[KeyInfo]:
         """Every key, oldest first (no token, no hash)."""
-        rows = self._db.execute("SELECT id, role, log, name, created, expires, revoked, "
-                                "cert_sha256 FROM api_keys ORDER BY created, id").fetchall()
-        return [KeyInfo(*row) for row in rows]
+        return [KeyInfo(row.id, row.role, row.log, row.name, row.created, row.expires,
+                        row.revoked, row.cert_sha256) for row in self._rows.rows()]
 
 
 def _hash(secret: str) -> bytes:

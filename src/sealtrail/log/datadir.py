@@ -33,7 +33,9 @@ from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_k
 from sealtrail.log.settings import SETTINGS_META, Fixed, fixed_from_meta, signed_fixed
 from sealtrail.log.tree import TreeEdge
 from sealtrail.store.protocol import State, Store
+from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
+from sealtrail.store.sqlite_service import SQLiteKeyRows
 
 Clock = Callable[[], datetime]
 # Wraps the store a log opens (fault-injection tests pass one in; production passes none).
@@ -90,6 +92,12 @@ def open_store_readonly(directory: Path) -> Store:
     """The store of the log in ``directory``, opened read-only: nothing is created, upgraded
     or written (a copy an auditor was given, or files the caller may not write)."""
     return SQLiteStore(directory / DB_FILE, readonly=True)
+
+
+def open_key_rows(path: Path) -> KeyRows:
+    """The service's API key rows, kept in the SQLite file ``path`` (``log/apikeys.py`` says
+    where: ``<data>/_service/service.db``), created 0600 in a 0700 directory when missing."""
+    return SQLiteKeyRows(path)
 
 
 def signer_of(directory: Path, origin: str) -> Signer:
