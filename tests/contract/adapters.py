@@ -41,17 +41,7 @@ def _sqlite_replace(directory: Path) -> None:
     os.replace(directory / "copy.db", directory / "log.db")
 
 
-SQLITE_DEVIATIONS: Final = {
-    "iter_chunks_overlap": (
-        "SQLiteStore.iter_chunks starts at the row starting last at or before `start` whether "
-        "or not that row reaches `start` (a gap, `start` at or past the end, an empty range), "
-        "and at no earlier row even when one reaches `start`; the protocol says chunks "
-        "overlapping [start, end)"),
-    "entry_at_overlap": (
-        "SQLiteStore.entry_at reads only the row starting last at or before the index: a row "
-        "starting earlier that holds the index is not read; the protocol says None only when "
-        "no row holds it"),
-}
+SQLITE_DEVIATIONS: Final[dict[str, str]] = {}
 
 ADAPTERS: Final = (
     Adapter("sqlite", lambda d: SQLiteStore(d / "log.db"), True, _sqlite_replace,

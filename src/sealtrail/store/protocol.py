@@ -3,7 +3,8 @@
 Data model (what a store keeps, not how):
 
 - :class:`EntryLog` — append-only bulk data. *chunks*: runs of consecutive entries
-  ``[start, start + count)`` written by one commit, never crossing a 256-entry bundle boundary;
+  ``[start, start + count)`` written by one commit, never crossing a 256-entry bundle boundary
+  (so a chunk holds at most :data:`MAX_CHUNK` entries, and reads may rely on it);
   each carries the 16-byte ids of its events and the tree size its commit reached
   (``batch_end``, for exact duplicate receipts). *node blocks*: the hashes of complete
   subtrees, 63 per block: block ``b`` of level ``L`` holds nodes ``(L, 63*b) .. (L, 63*b + 62)``;
@@ -36,9 +37,11 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from sealtrail.core.errors import StorageError
+
+MAX_CHUNK: Final = 256  # entries in one chunk at most: chunks never cross a bundle boundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,9 @@ class EntryLog(Protocol):
         """Insert chunks (inside a transaction); a clash with an existing start fails."""
 
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
-        """Chunks overlapping ``[start, end)`` in order of start."""
+        """Chunks overlapping ``[start, end)`` in order of start (of rows holding more than
+        :data:`MAX_CHUNK` entries, which the engine never writes, those starting more than
+        that before ``start`` may be missed)."""
 
     def iter_all_chunks(self) -> Iterator[Chunk]:
         """Every chunk row in order of start, including rows outside ``[0, size)``."""
@@ -162,7 +167,9 @@ class EntryLog(Protocol):
         """The chunks with these starts."""
 
     def entry_at(self, index: int) -> bytes | None:
-        """One leaf by index (None when no row holds it; empty when retired)."""
+        """One leaf by index (None when no row holds it; empty when retired). Where rows
+        overlap (never written by the engine), the one starting last among those holding the
+        index is read."""
 
     def replace_chunk_data(self, rows: list[tuple[int, bytes]]) -> None:
         """Rewrite the leaf framing of existing chunks, by start (retention only)."""

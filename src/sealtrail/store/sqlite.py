@@ -23,6 +23,7 @@ from typing import Any
 
 from sealtrail.core.errors import StorageError
 from sealtrail.store.protocol import (
+    MAX_CHUNK,
     Chunk,
     HeadConflictError,
     Hold,
@@ -338,14 +339,26 @@ class SQLiteStore:
         return [Chunk(int(s), int(n), int(be), bytes(ids), bytes(d))
                 for s, n, be, ids, d in rows]
 
+    def _first_reaching(self, index: int, order: str) -> int | None:
+        """The start of the first (``ASC``) or last (``DESC``) row holding ``index``: a row
+        holds at most MAX_CHUNK entries, so only starts that close below it are looked at
+        (a few index reads however large the log)."""
+        rows = self._q(f"SELECT start FROM chunks WHERE start <= ? AND start >= ? "
+                       f"AND start + count > ? ORDER BY start {order} LIMIT 1",
+                       (index, index - MAX_CHUNK + 1, index))
+        return int(rows[0][0]) if rows and isinstance(rows[0][0], int) else None
+
     def iter_chunks(self, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
-        # The chunk holding ``start`` may begin before it.
-        first = self._q("SELECT max(start) FROM chunks WHERE start <= ?", (start,))
-        lo = first[0][0] if first and isinstance(first[0][0], int) else start
         stop = end if end is not None else 1 << 62
+        if stop <= start:
+            return
+        # The first chunk holding ``start`` may begin before it; rows in between that end
+        # before ``start`` (only where rows overlap) are passed over.
+        first = self._first_reaching(start, "ASC")
+        lo = first if first is not None else start
         while True:
             page = self._chunk_page("start >= ? AND start < ?", (lo, stop), "ASC")
-            yield from page
+            yield from (c for c in page if c.start >= start or c.start + c.count > start)
             if len(page) < _PAGE:
                 return
             lo = page[-1].start + 1
@@ -665,8 +678,11 @@ class SQLiteStore:
 
     def entry_at(self, index: int) -> bytes | None:
         """One leaf, reading only its bytes from its chunk (not the whole bundle)."""
+        first = self._first_reaching(index, "DESC")
+        if first is None:
+            return None
         rows = self._q("SELECT start, count, substr(data, 1, 4 * count) FROM chunks "
-                       "WHERE start <= ? ORDER BY start DESC LIMIT 1", (index,))
+                       "WHERE start = ?", (first,))
         if not rows:
             return None
         start, count, head = int(rows[0][0]), int(rows[0][1]), bytes(rows[0][2])
