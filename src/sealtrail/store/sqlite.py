@@ -281,12 +281,24 @@ class SQLiteStore:
         return State(size, cp, hwm)
 
     def put_state(self, state: State, *, expect: State | None = None) -> None:
-        if expect is not None and self.state() != expect:
-            # Inside BEGIN IMMEDIATE nobody else can write between the read and the update.
+        if expect is None:
+            self._w("UPDATE state SET size = ?, checkpoint = ?, id_hwm = ? WHERE id = 0",
+                    [(state.size, state.checkpoint, state.id_hwm)])
+            return
+        if not self._in_tx:
+            raise StorageError("write outside a transaction")
+        # One statement: the row changes only if it is still the expected head.
+        try:
+            cur = self._db.execute(
+                "UPDATE state SET size = ?, checkpoint = ?, id_hwm = ? WHERE id = 0 "
+                "AND size = ? AND checkpoint IS ? AND id_hwm = ?",
+                (state.size, state.checkpoint, state.id_hwm, expect.size, expect.checkpoint,
+                 expect.id_hwm))
+        except sqlite3.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
+        if cur.rowcount != 1:
             raise HeadConflictError(f"the head moved from size {expect.size} to "
-                               f"{self.state().size} under this writer: nothing was stored")
-        self._w("UPDATE state SET size = ?, checkpoint = ?, id_hwm = ? WHERE id = 0",
-                [(state.size, state.checkpoint, state.id_hwm)])
+                                    f"{self.state().size} under this writer: nothing was stored")
 
     def node_blocks(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         out: dict[tuple[int, int], bytes] = {}
