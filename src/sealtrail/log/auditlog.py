@@ -101,7 +101,7 @@ from sealtrail.log.verify import (
     verify_increment,
     verify_log,
 )
-from sealtrail.store.protocol import Chunk, KeptCheckpoint, State, Store
+from sealtrail.store.protocol import KeptCheckpoint, State, Store
 
 if TYPE_CHECKING:
     from sealtrail.log.derived import DerivedReport
@@ -168,20 +168,6 @@ class Entry:
         return obj
 
 
-def _entry_at(chunk: Chunk, index: int, decoded: dict[int, list[bytes]]) -> Entry | None:
-    """Entry ``index`` of ``chunk`` (None when it is not there or the framing is broken),
-    decoding each chunk's leaves once (``decoded``, by chunk start)."""
-    if not chunk.start <= index < chunk.start + chunk.count:
-        return None
-    leaves = decoded.get(chunk.start)
-    if leaves is None:
-        try:
-            leaves = decoded[chunk.start] = chunk.leaves()
-        except ValueError:
-            return None
-    return Entry(index, leaves[index - chunk.start])
-
-
 class AuditLog:
     """A tamper-evident audit log in a data directory. Use :meth:`open`."""
 
@@ -197,8 +183,7 @@ class AuditLog:
         # moved backwards or forked is refused (log/headmemory.py).
         self.head_memory = HeadMemory(memory_path(directory, origin), signer.verifier(),
                                       origin)
-        # The database file this log opened: a file replaced under a running process (an
-        # older copy put in its place) must not swallow the appends that follow.
+        # Appends are queued and committed together (log/groupcommit.py).
         self._group = GroupCommit(self._commit_batch)
         self._closed = False
         state = store.state()
@@ -424,7 +409,7 @@ class AuditLog:
                     plan.undo(mark)
                     sealing.undo(sealed_mark)
                     pos = getattr(exc, "position", -1)
-                    req.error = (located(exc, pos, req.events[pos])
+                    req.error = (located(exc, pos, req.events[pos], positioned=not req.own)
                                  if isinstance(exc, ValidationError) and pos >= 0 else exc)
                     req.done = True
                     continue

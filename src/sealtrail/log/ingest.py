@@ -38,6 +38,7 @@ class Request:
     ids: list[bytes]            # the 16 id bytes of each event
     texts: list[str]            # the canonical id text of each event
     generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
+    own: bool = False           # the engine's own records (no caller sent them as a batch)
     # Runs inside the commit transaction before sequencing, given the index the request's
     # first event will get; raising fails this request alone, so it must check before it
     # writes (erasure, legal holds and retention use it).
@@ -68,6 +69,7 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
     ``validate_event`` (the service validates a request whole, to report every bad event).
     """
     redactor, protector, own = gate.redactor, gate.protector, gate.own
+    at = _at if not own else _unplaced
     locked = protector is not None and not protector.unlocked
     prepared: list[Event] = []
     ids: list[bytes] = []
@@ -82,23 +84,23 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             try:
                 ev = validate_event(raw)
             except ValidationError as exc:
-                raise _at(i, exc.field, exc.message) from exc
+                raise at(i, exc.field, exc.message) from exc
         if not own:
             claimed = reserved_field(ev.action,
                                      ev.source.service if ev.source is not None else None,
                                      ev.actor.id)
             if claimed is not None:
-                raise _at(i, *claimed)
+                raise at(i, *claimed)
         if redactor is not None:
             try:
                 ev = redactor.redact(ev)[0]
             except ValidationError as exc:
-                raise _at(i, exc.field, exc.message) from exc
+                raise at(i, exc.field, exc.message) from exc
         if locked and protector is not None:
             try:
                 protector.check_sealable(ev, gate.locked_reason)
             except ValidationError as exc:
-                raise _at(i, exc.field, exc.message) from exc
+                raise at(i, exc.field, exc.message) from exc
         prepared.append(ev)
         if ev.id is None:
             missing.append(i)
@@ -110,7 +112,7 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             if ms is not None and ms > now_ms + MAX_FUTURE_MS:
                 # Retries are found fast by the ids' time; a far-future id would make every
                 # later lookup slow (see recent_ids), and means a client clock is wrong.
-                raise _at(i, "id", "UUIDv7 timestamp is more than 10 minutes ahead of the "
+                raise at(i, "id", "UUIDv7 timestamp is more than 10 minutes ahead of the "
                           "log's clock (check the client clock, or leave id out)")
             ids.append(raw_id)
             texts.append(ev.id)
@@ -124,7 +126,7 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             texts[i] = text
             ids[i] = raw_id
         generated = frozenset(raw for _, raw in fresh)
-    return Request(prepared, ids, texts, generated)
+    return Request(prepared, ids, texts, generated, own=own)
 
 
 def _at(pos: int, field_name: str, message: str) -> ValidationError:
@@ -134,6 +136,12 @@ def _at(pos: int, field_name: str, message: str) -> ValidationError:
     exc = ValidationError(f"events[{pos}].{field_name}", message)
     exc.position = pos
     return exc
+
+
+def _unplaced(pos: int, field_name: str, message: str) -> ValidationError:
+    """An error about the engine's own record ``pos``: named like :func:`_at`, without a
+    position (the caller sent no batch, so no event of theirs is to be named)."""
+    return ValidationError(f"events[{pos}].{field_name}", message)
 
 
 def check_unsealed_size(size: int) -> None:
@@ -164,7 +172,8 @@ def _surrogate_path(value: Any, path: str) -> str | None:
     return None
 
 
-def located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
+def located(exc: ValidationError, pos: int, ev: Event, *, positioned: bool = True
+            ) -> ValidationError:
     """An error found while encoding event ``pos`` of a request, named like validation errors.
 
     Encoding finds what validation cannot (lone surrogates, the sequenced size); its error says
@@ -175,6 +184,7 @@ def located(exc: ValidationError, pos: int, ev: Event) -> ValidationError:
         field_name = _surrogate_path(ev.to_dict(), "") or ""
     out = ValidationError(f"events[{pos}].{field_name}" if field_name else f"events[{pos}]",
                           exc.message)
-    out.position = pos
+    if positioned:
+        out.position = pos
     out.__cause__ = exc
     return out

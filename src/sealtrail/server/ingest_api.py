@@ -9,7 +9,6 @@ batch answers one receipt per event, in order; an event whose id is already in t
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Final
 
@@ -59,7 +58,4 @@ async def post_events(log: str, request: Request, service: Service,
     receipts = await in_thread(alog.append_validated, events)
     metrics.ingest_seconds.labels(log).observe(time.perf_counter() - started)
     metrics.ingested.labels(log).inc(sum(1 for r in receipts if not r.duplicate))
-    return MsgspecJson({"receipts": [
-        {"id": r.id, "index": r.index, "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
-         "checkpoint_size": r.checkpoint_size, "duplicate": r.duplicate}
-        for r in receipts]}, status_code=201)
+    return MsgspecJson({"receipts": [r.document() for r in receipts]}, status_code=201)
