@@ -41,7 +41,13 @@ from sealtrail.core import b64
 from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
 from sealtrail.core.errors import StorageError, TamperError, VerificationError
 from sealtrail.core.merkle import compact
-from sealtrail.core.merkle.hashing import EMPTY_ROOT, HASH_SIZE, fold_right, leaf_hash
+from sealtrail.core.merkle.hashing import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    fold_right,
+    leaf_hash,
+    leaf_hashes,
+)
 from sealtrail.core.note import Verifier
 from sealtrail.log.idindex import RowDigest, late_window, rows_of
 from sealtrail.log.receipts import check_retired, receipt_indexes
@@ -267,11 +273,11 @@ def _verify_range_or_raise(store: Store, start: int, end: int, size: int,  # noq
             leaves = chunk.leaves()
         except ValueError as exc:
             raise TamperError("changed", chunk.start, str(exc)) from exc
-        hashes = [leaf_hash(leaf) if leaf else
-                  levels.slice(0, chunk.start + k, 1) for k, leaf in enumerate(leaves)]
+        hashes = leaf_hashes(leaves)
         for k, leaf in enumerate(leaves):
             if not leaf:  # retired by retention: its stored leaf hash stands in (checked below)
                 idx = chunk.start + k
+                hashes[k] = levels.slice(0, idx, 1)
                 if retired and retired[-1][1] == idx:
                     retired[-1] = (retired[-1][0], idx + 1)
                 else:

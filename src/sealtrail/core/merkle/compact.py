@@ -8,7 +8,7 @@ leaves combine with ``last`` to produce every new complete node, level by level,
 
 from __future__ import annotations
 
-from sealtrail.core.merkle.hashing import EMPTY_ROOT, node_hash
+from sealtrail.core.merkle.hashing import EMPTY_ROOT, node_hash, pair_hashes
 
 
 def root_from_edge(size: int, last: list[bytes]) -> bytes:
@@ -43,7 +43,7 @@ def extend(size: int, last: list[bytes],
             # The first new node is a right child; its left sibling is the old edge node.
             parents.append(node_hash(new_last[level], new[0]))
             i = 1
-        parents.extend(node_hash(new[j], new[j + 1]) for j in range(i, len(new) - 1, 2))
+        parents.extend(pair_hashes(new, i))
         if level < len(new_last):
             new_last[level] = new[-1]
         else:
