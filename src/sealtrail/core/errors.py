@@ -9,11 +9,14 @@
     ├── PolicyError            refused by policy (erasing a subject under legal hold)
     ├── DecryptionError        a sealed field fails authentication (altered, or the wrong key)
     ├── StorageError           the store failed (disk full, locked, corrupt beyond reading)
+    │   └── HeadConflictError  the head moved under a writer (store/protocol.py: fencing)
     └── VerificationError      something that should verify does not
         ├── FormatError        malformed proof, note, checkpoint or key: a verification failure
         ├── InclusionError     an inclusion proof does not lead to the root
         ├── ConsistencyError   two tree heads are not consistent
         ├── SignatureError     no trusted signature verifies on a note
+        ├── KeyMismatchError   verifying with a key that is not the log's (log/copyverify.py;
+        │                      exit 3)
         └── TamperError        the stored log differs from what it committed to (index, kind)
 
 Verification functions return ``None`` or raise; they never return a bool. Malformed input to a
