@@ -219,10 +219,14 @@ class HeadMemory:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """An exclusive lock across processes for read-compare-write of the memory."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT,
-                     0o600)
+        """An exclusive lock across processes for read-compare-write of the memory
+        (StorageError when it cannot be taken: a read-only directory, a full disk)."""
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(f".{self.path.name}.lock"),
+                         os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot lock the head memory {self.path}: {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
