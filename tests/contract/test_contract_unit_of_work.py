@@ -246,3 +246,13 @@ def test_replaced_says_whether_the_location_still_holds_what_was_opened(
         assert store.replaced()
     finally:
         store.close()
+
+
+def test_a_snapshot_inside_a_transaction_is_a_storage_error(store: Store) -> None:
+    """A read snapshot cannot nest in a write transaction: StorageError (never a driver
+    error), and the transaction goes on."""
+    with store.transaction():
+        with pytest.raises(StorageError), store.snapshot():
+            pass
+        store.set_meta({"after": "1"})
+    assert store.meta()["after"] == "1"

@@ -234,7 +234,10 @@ class SQLiteStore:
     def snapshot(self) -> Iterator[None]:
         """A read transaction: every read inside sees one committed state (for verification)."""
         with self._lock:
-            self._db.execute("BEGIN")
+            try:
+                self._db.execute("BEGIN")
+            except sqlite3.Error as exc:  # inside a transaction or another snapshot
+                raise StorageError(f"cannot start a read snapshot: {exc}") from exc
             try:
                 yield
             finally:
