@@ -32,9 +32,11 @@ from sealtrail.log.idindex import VERSION, VERSION_META
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
 from sealtrail.log.settings import SETTINGS_META, Fixed, fixed_from_meta, signed_fixed
 from sealtrail.log.tree import TreeEdge
+from sealtrail.store.monitor_state import AlertRows
 from sealtrail.store.protocol import State, Store
 from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
+from sealtrail.store.sqlite_monitor import SQLiteAlertRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
 
 Clock = Callable[[], datetime]
@@ -98,6 +100,13 @@ def open_key_rows(path: Path) -> KeyRows:
     """The service's API key rows, kept in the SQLite file ``path`` (``log/apikeys.py`` says
     where: ``<data>/_service/service.db``), created 0600 in a 0700 directory when missing."""
     return SQLiteKeyRows(path)
+
+
+def open_alert_rows(path: Path) -> AlertRows:
+    """The monitor's alert index, changes queue and cursors, kept in the SQLite file ``path``
+    (``monitor/alerts.py`` says where: ``<data>/_monitor/monitor.db``), created 0600 in a 0700
+    directory when missing."""
+    return SQLiteAlertRows(path)
 
 
 def signer_of(directory: Path, origin: str) -> Signer:

@@ -6,7 +6,9 @@ alert each append an event (category ``system``; actions ``alert.open``, ``alert
 the handling recorded. This module keeps, beside the log, an index of alerts for listing and
 de-duplication, and the rule engine's cursor and state per log, in
 ``<data dir>/_monitor/monitor.db`` (SQLite, WAL, 0600). Losing that file loses no record: the
-events are in the log.
+events are in the log. The rows are kept behind the
+:class:`~sealtrail.store.monitor_state.AlertRows` protocol (the SQLite adapter is opened by
+``log/datadir.py``); what they mean is decided here.
 
 Notification: opening, acknowledging and resolving an alert each queue a change (``changes``)
 in the same transaction; the monitor's loop hands the queued changes, in order, to the
@@ -23,8 +25,6 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,48 +33,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sealtrail.core.errors import ConfigError, StorageError
+from sealtrail.core.errors import ConfigError
+from sealtrail.log.datadir import open_alert_rows
 from sealtrail.monitor.privacy import scrub
+from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor
 
 STATUSES: Final = ("open", "acknowledged", "resolved")
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 MAX_EVIDENCE: Final = 100
 MONITOR_DIR: Final = "_monitor"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts(
-    id TEXT PRIMARY KEY,
-    log TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    key TEXT NOT NULL,
-    title TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    status TEXT NOT NULL,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    entries TEXT NOT NULL,
-    clauses TEXT NOT NULL,
-    message TEXT NOT NULL,
-    opened_index INTEGER,
-    updated_at TEXT NOT NULL,
-    updated_by TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS changes(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    status TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS alerts_group ON alerts(log, rule, key, status);
-CREATE INDEX IF NOT EXISTS alerts_list ON alerts(log, status, last_seen);
-CREATE TABLE IF NOT EXISTS alert_subjects(
-    alert_id TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    PRIMARY KEY(ref, alert_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cursors(
-    log TEXT PRIMARY KEY,
-    next_index INTEGER NOT NULL,
-    state TEXT NOT NULL);
-"""
 
 
 @dataclass(slots=True)
@@ -136,133 +103,78 @@ def alerting_evidence(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None
             "tested_sinks": sorted(tested)}
 
 
-def _row(r: tuple[Any, ...]) -> Alert:
-    return Alert(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], int(r[9]),
-                 json.loads(r[10]), json.loads(r[11]), r[12],
-                 None if r[13] is None else int(r[13]), r[14], r[15], r[16])
+def _alert(row: AlertRow) -> Alert:
+    return Alert(row.id, row.log, row.rule, row.key, row.title, row.severity, row.status,
+                 row.first_seen, row.last_seen, row.count, json.loads(row.entries),
+                 json.loads(row.clauses), row.message, row.opened_index, row.updated_at,
+                 row.updated_by, row.note)
 
 
-_COLUMNS = ("id, log, rule, key, title, severity, status, first_seen, last_seen, count, "
-            "entries, clauses, message, opened_index, updated_at, updated_by, note")
+def _evidence(entries: builtins.list[int]) -> str:
+    """The JSON text of an alert's evidence as kept: its newest ``MAX_EVIDENCE`` indexes."""
+    return json.dumps(entries[-MAX_EVIDENCE:])
 
 
 class AlertStore:
     """The alert index and the engine's per-log state (thread-safe; several processes may
-    share the file)."""
+    share the file).
 
-    def __init__(self, path: Path) -> None:
+    ``AlertStore(path)`` keeps the rows in the SQLite file ``path`` (opened by
+    ``log/datadir.py``); ``AlertStore(path, rows=...)`` over any other
+    :class:`~sealtrail.store.monitor_state.AlertRows` (tests: ``MemoryAlertRows``), where
+    ``path`` still names the monitor's directory (its loop lock). The rows only keep; what is
+    grouped, scrubbed and kept as evidence is decided here.
+    """
+
+    def __init__(self, path: Path, *, rows: AlertRows | None = None) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(str(path), isolation_level=None,
-                                       check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Deleted and rewritten rows (subject erasure) are overwritten, not left in free
-            # pages for anyone with the file to read.
-            self._db.execute("PRAGMA secure_delete=ON")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the monitor database {path}: {exc}") from exc
-        self._lock = threading.RLock()
+        self._rows = open_alert_rows(path) if rows is None else rows
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._rows.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction (BEGIN IMMEDIATE); a nested one joins the outer."""
-        with self._lock:
-            if self._db.in_transaction:
-                yield
-                return
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:  # also when COMMIT itself failed
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"monitor database: {exc}") from exc
-
-    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageError(f"monitor database: {exc}") from exc
+        with self._rows.transaction():
+            yield
 
     # -- alerts -------------------------------------------------------------------------------
 
     def get(self, alert_id: str) -> Alert | None:
         """One alert by id."""
-        rows = self._q(f"SELECT {_COLUMNS} FROM alerts WHERE id = ?",  # noqa: S608
-                       (alert_id,))
-        return _row(rows[0]) if rows else None
+        found = self._rows.get(alert_id)
+        return None if found is None else _alert(found)
 
     def current(self, log: str, rule: str, key: str) -> Alert | None:
         """The latest open or acknowledged alert of (log, rule, key), if any."""
-        rows = self._q(f"SELECT {_COLUMNS} FROM alerts "  # noqa: S608 - constant columns
-                       "WHERE log = ? AND rule = ? AND key = ? "
-                       "AND status != 'resolved' ORDER BY last_seen DESC LIMIT 1",
-                       (log, rule, key))
-        return _row(rows[0]) if rows else None
+        found = self._rows.current(log, rule, key)
+        return None if found is None else _alert(found)
 
     def put(self, alert: Alert) -> None:
         """Insert or replace an alert (inside :meth:`transaction` or alone)."""
         a = alert
-        # An upsert, not INSERT OR REPLACE: the row's ``notified`` mark must survive updates.
-        self._q(f"INSERT INTO alerts({_COLUMNS}) VALUES "  # noqa: S608
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
-                "SET status = excluded.status, last_seen = excluded.last_seen, "
-                "count = excluded.count, entries = excluded.entries, "
-                "opened_index = excluded.opened_index, updated_at = excluded.updated_at, "
-                "updated_by = excluded.updated_by, note = excluded.note",
-                (a.id, a.log, a.rule, a.key, a.title, a.severity, a.status, a.first_seen,
-                 a.last_seen, a.count, json.dumps(a.entries[-MAX_EVIDENCE:]),
-                 json.dumps(a.clauses), a.message, a.opened_index, a.updated_at, a.updated_by,
-                 a.note))
+        self._rows.put(AlertRow(a.id, a.log, a.rule, a.key, a.title, a.severity, a.status,
+                                a.first_seen, a.last_seen, a.count, _evidence(a.entries),
+                                json.dumps(a.clauses), a.message, a.opened_index,
+                                a.updated_at, a.updated_by, a.note))
 
     def update_group(self, alert: Alert) -> bool:
         """Fold a detection into a stored alert: count, last seen and evidence only (never its
         status or who changed it, which another process may have just set). False when the
         alert was resolved meanwhile: the caller opens a new one."""
-        with self._lock:
-            try:
-                cur = self._db.execute(
-                    "UPDATE alerts SET count = ?, last_seen = ?, entries = ? "
-                    "WHERE id = ? AND status != 'resolved'",
-                    (alert.count, alert.last_seen, json.dumps(alert.entries[-MAX_EVIDENCE:]),
-                     alert.id))
-            except sqlite3.Error as exc:
-                raise StorageError(f"monitor database: {exc}") from exc
-            return cur.rowcount == 1
+        return self._rows.update_group(alert.id, alert.count, alert.last_seen,
+                                       _evidence(alert.entries))
 
     def link_subjects(self, alert_id: str, refs: Iterable[str]) -> None:
         """Note that the alert's evidence names these data subjects (their ``ref:``
         pseudonyms), so erasing one of them finds the alert."""
-        rows = [(alert_id, ref) for ref in set(refs)]
-        if rows:
-            with self._lock:
-                try:
-                    self._db.executemany("INSERT OR IGNORE INTO alert_subjects(alert_id, ref) "
-                                         "VALUES (?, ?)", rows)
-                except sqlite3.Error as exc:
-                    raise StorageError(f"monitor database: {exc}") from exc
+        self._rows.link_subjects(alert_id, set(refs))
 
     def subject_alerts(self, ref: str) -> builtins.list[Alert]:
         """The alerts whose evidence names the data subject ``ref``."""
-        rows = self._q(f"SELECT {', '.join('a.' + c for c in _COLUMNS.split(', '))} "  # noqa: S608
-                       "FROM alerts a JOIN alert_subjects s ON s.alert_id = a.id "
-                       "WHERE s.ref = ?", (ref,))
-        return [_row(r) for r in rows]
+        return [_alert(row) for row in self._rows.subject_alerts(ref)]
 
     def erase_subject(self, ref: str) -> builtins.list[tuple[Alert, str]]:
         """A data subject was erased: in every alert whose evidence names it, each
@@ -274,27 +186,24 @@ class AlertStore:
             for alert in self.subject_alerts(ref):
                 old = alert.key
                 alert.key, alert.message = scrub(alert.key), scrub(alert.message)
-                self._q("UPDATE alerts SET key = ?, message = ? WHERE id = ?",
-                        (alert.key, alert.message, alert.id))
+                self._rows.rewrite(alert.id, alert.key, alert.message)
                 changed.append((alert, old))
-            self._q("DELETE FROM alert_subjects WHERE ref = ?", (ref,))
+            self._rows.unlink_subject(ref)
         return changed
 
     def purge_files(self) -> None:
         """Fold the write-ahead log into the database and truncate it, so the pages of
         rows rewritten by an erasure survive in neither file."""
-        self._q("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._rows.purge_deleted()
 
     def unrecorded(self, limit: int = 500) -> builtins.list[Alert]:
         """Alerts of a log whose ``alert.open`` event is not in the log yet (a crash came
         between the alert's commit here and its append there)."""
-        rows = self._q(f"SELECT {_COLUMNS} FROM alerts "  # noqa: S608 - constant columns
-                       "WHERE opened_index IS NULL AND log != '' LIMIT ?", (limit,))
-        return [_row(r) for r in rows]
+        return [_alert(row) for row in self._rows.unrecorded(limit)]
 
     def set_opened(self, alert_id: str, index: int) -> None:
         """Note the index of the alert's ``alert.open`` event in its log."""
-        self._q("UPDATE alerts SET opened_index = ? WHERE id = ?", (index, alert_id))
+        self._rows.set_opened(alert_id, index)
 
     def list(self, log: str | None = None, *, status: str | None = None,
              severity: str | None = None, rule: str | None = None, limit: int = 100,
@@ -304,51 +213,37 @@ class AlertStore:
             raise ConfigError(f"status: use one of {', '.join(STATUSES)}")
         if severity is not None and severity not in SEVERITIES:
             raise ConfigError(f"severity: use one of {', '.join(SEVERITIES)}")
-        where, args = ["1"], list[Any]()
-        for col, value in (("log", log), ("status", status), ("severity", severity),
-                           ("rule", rule)):
-            if value is not None:
-                where.append(f"{col} = ?")
-                args.append(value)
-        if before is not None:
-            where.append("last_seen < ?")
-            args.append(before)
-        # Columns and clauses are constants of this module; every value is bound.
-        rows = self._q(f"SELECT {_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "  # noqa: S608
-                       "ORDER BY last_seen DESC, id LIMIT ?", (*args, limit))
-        return [_row(r) for r in rows]
+        return [_alert(row) for row in
+                self._rows.listing(log=log, status=status, severity=severity, rule=rule,
+                                   before=before, limit=limit)]
 
     def queue_change(self, alert_id: str, status: str) -> None:
         """Queue a notification of the alert's new status (with the write that made it)."""
-        self._q("INSERT INTO changes(alert_id, status) VALUES (?, ?)", (alert_id, status))
+        self._rows.queue_change(alert_id, status)
 
     def changes(self, limit: int = 500) -> builtins.list[tuple[int, str, str]]:
         """Queued notifications (seq, alert id, status), oldest first."""
-        return [(int(s), str(a), str(st)) for s, a, st in
-                self._q("SELECT seq, alert_id, status FROM changes ORDER BY seq LIMIT ?",
-                        (limit,))]
+        return [(c.seq, c.alert_id, c.status) for c in self._rows.changes(limit)]
 
     def change_sent(self, seq: int) -> None:
         """Remove a notification the dispatcher has taken."""
-        self._q("DELETE FROM changes WHERE seq = ?", (seq,))
+        self._rows.change_sent(seq)
 
     def counts(self) -> dict[tuple[str, str, str], int]:
         """Alerts per (log, status, severity), for /metrics."""
-        return {(r[0], r[1], r[2]): int(r[3]) for r in
-                self._q("SELECT log, status, severity, count(*) FROM alerts "
-                        "GROUP BY log, status, severity")}
+        return self._rows.counts()
 
     # -- engine state ---------------------------------------------------------------------------
 
     def cursor(self, log: str) -> tuple[int, dict[str, Any] | None]:
         """The next index to evaluate and the engine's saved state for a log."""
-        rows = self._q("SELECT next_index, state FROM cursors WHERE log = ?", (log,))
-        if not rows:
+        saved = self._rows.cursor(log)
+        if saved is None:
             return 0, None
-        state = json.loads(rows[0][1])
-        return int(rows[0][0]), state if isinstance(state, dict) else None
+        state = json.loads(saved.state)
+        return saved.next_index, state if isinstance(state, dict) else None
 
     def put_cursor(self, log: str, next_index: int, state: Mapping[str, Any]) -> None:
         """Save where the engine is and its state, together."""
-        self._q("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
-                (log, next_index, json.dumps(state, separators=(",", ":"))))
+        self._rows.put_cursor(log, Cursor(next_index,
+                                          json.dumps(state, separators=(",", ":"))))
