@@ -33,10 +33,12 @@ from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_k
 from sealtrail.log.settings import SETTINGS_META, Fixed, fixed_from_meta, signed_fixed
 from sealtrail.log.tree import TreeEdge
 from sealtrail.store.monitor_state import AlertRows
+from sealtrail.store.outbox import OutboxRows
 from sealtrail.store.protocol import State, Store
 from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
 from sealtrail.store.sqlite_monitor import SQLiteAlertRows
+from sealtrail.store.sqlite_outbox import SQLiteOutboxRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
 
 Clock = Callable[[], datetime]
@@ -107,6 +109,13 @@ def open_alert_rows(path: Path) -> AlertRows:
     (``monitor/alerts.py`` says where: ``<data>/_monitor/monitor.db``), created 0600 in a 0700
     directory when missing."""
     return SQLiteAlertRows(path)
+
+
+def open_outbox_rows(path: Path, *, readonly: bool = False) -> OutboxRows:
+    """The monitor's delivery outbox, kept in the SQLite file ``path``
+    (``<data>/_monitor/outbox.db``), created 0600 in a 0700 directory when missing; read-only
+    (compliance reports), the file must exist and nothing is written."""
+    return SQLiteOutboxRows(path, readonly=readonly)
 
 
 def signer_of(directory: Path, origin: str) -> Signer:

@@ -1,12 +1,14 @@
 """The alert dispatcher: a durable outbox and one delivery thread per sink.
 
 :meth:`Dispatcher.submit` never waits for a sink. It records one row per (alert, sink) in a
-SQLite outbox (WAL, ``synchronous=FULL``, mode 0600) and returns; each sink's thread delivers
-its rows oldest first. Delivery is at least once: a row becomes ``delivered`` only after the sink
-accepted it, so a crash between the two sends it again after the restart (receivers deduplicate
-on the alert id; webhooks carry it as ``Sealtrail-Alert-Id``). Rows are keyed by
-(alert id, status, sink): the same alert submitted twice is delivered once per sink, and a
-status change (``open`` → ``resolved``) is a new notification.
+durable outbox (:class:`~sealtrail.store.outbox.OutboxRows`; by default the SQLite file that
+``log/datadir.open_outbox_rows`` opens: WAL, ``synchronous=FULL``, mode 0600) and returns;
+each sink's thread delivers its rows oldest first. Delivery is at least once: a row becomes
+``delivered`` only after the sink accepted it, so a crash between the two sends it again after
+the restart (receivers deduplicate on the alert id; webhooks carry it as
+``Sealtrail-Alert-Id``). Rows are keyed by (alert id, status, sink): the same alert submitted
+twice is delivered once per sink, and a status change (``open`` → ``resolved``) is a new
+notification.
 
 Failures (``SinkError.retryable``) are retried after an exponential, jittered backoff
 (:func:`backoff`, "equal jitter"; never sooner than a ``Retry-After``), until the row is older
@@ -24,20 +26,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import ConfigError, StorageError, ValidationError
 from sealtrail.core.retry import backoff
+from sealtrail.log.datadir import open_outbox_rows
 from sealtrail.monitor.sinks import Sink, SinkError
+from sealtrail.store.outbox import OutboxRow, OutboxRows
 
 __all__ = ["Dispatcher", "FailureCallback", "RetryPolicy", "SinkStats", "backoff",
            "delivered_of_rule"]
@@ -46,23 +48,6 @@ log = logging.getLogger("sealtrail.monitor")
 
 FailureCallback = Callable[[str, str, int], None]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    sink TEXT NOT NULL,
-    body BLOB NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending'
-        CHECK (state IN ('pending', 'delivered', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    next_at REAL NOT NULL,
-    finished REAL,
-    last_error TEXT,
-    UNIQUE(alert_id, status, sink));
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(sink, state, next_at);
-"""
 _PRUNE_EVERY = 3600.0  # seconds between removals of old finished rows
 _MAX_WAIT = 30.0  # a delivery thread re-checks at least this often (clock changes)
 
@@ -100,126 +85,20 @@ class SinkStats:
     last_error: str | None
 
 
-class _Row(NamedTuple):
-    seq: int
-    alert_id: str
-    body: bytes
-    attempts: int
-    created: float
-    next_at: float
-
-
-class _Outbox:
-    """The SQLite file; every method is one short transaction under one lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(str(path), isolation_level=None,
-                                       check_same_thread=False, timeout=30)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open the alert outbox {path}: {exc}") from exc
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA secure_delete=ON")  # rewritten bodies leave no copy
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise StorageError(f"cannot open the alert outbox {path}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageError(f"alert outbox {self.path}: {exc}") from exc
-
-    def enqueue(self, alert_id: str, status: str, body: bytes, sinks: Sequence[str],
-                now: float) -> int:
-        """Queue the alert for each sink (one transaction); how many rows were new."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    added = 0
-                    for sink in sinks:
-                        cur = self._db.execute(
-                            "INSERT INTO deliveries(alert_id, status, sink, body, created, "
-                            "next_at) VALUES (?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT(alert_id, status, sink) DO NOTHING",
-                            (alert_id, status, sink, body, now, now))
-                        added += cur.rowcount
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot write to the alert outbox {self.path}: {exc}"
-                                   ) from exc
-        return added
-
-    def next_row(self, sink: str) -> _Row | None:
-        """The pending row of ``sink`` due first."""
-        rows = self._run("SELECT seq, alert_id, body, attempts, created, next_at FROM deliveries"
-                         " WHERE sink = ? AND state = 'pending' ORDER BY next_at, seq LIMIT 1",
-                         (sink,))
-        if not rows:
-            return None
-        seq, alert_id, body, attempts, created, next_at = rows[0]
-        return _Row(seq, alert_id, bytes(body), attempts, created, next_at)
-
-    def finish(self, seq: int, state: str, now: float, error: str | None) -> None:
-        self._run("UPDATE deliveries SET state = ?, finished = ?, last_error = ?, "
-                  "attempts = attempts + 1 WHERE seq = ?", (state, now, error, seq))
-
-    def expire(self, seq: int, now: float, error: str) -> None:
-        self._run("UPDATE deliveries SET state = 'failed', finished = ?, last_error = ? "
-                  "WHERE seq = ?", (now, error, seq))
-
-    def reschedule(self, seq: int, next_at: float, error: str) -> None:
-        self._run("UPDATE deliveries SET next_at = ?, last_error = ?, attempts = attempts + 1 "
-                  "WHERE seq = ?", (next_at, error, seq))
-
-    def pending(self) -> dict[str, int]:
-        rows = self._run("SELECT sink, COUNT(*) FROM deliveries WHERE state = 'pending' "
-                         "GROUP BY sink")
-        return {str(sink): int(n) for sink, n in rows}
-
-    def prune(self, before: float) -> None:
-        self._run("DELETE FROM deliveries WHERE state != 'pending' AND finished < ?", (before,))
-
-    def rewrite(self, alert_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-                ) -> int:
-        """Rewrite the stored body of every delivery of one alert; how many rows."""
-        rows = self._run("SELECT seq, body FROM deliveries WHERE alert_id = ?", (alert_id,))
-        done = 0
-        for seq, body in rows:
-            try:
-                doc = json.loads(bytes(body))
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                new = _encode(change(doc))
-                self._run("UPDATE deliveries SET body = ? WHERE seq = ?", (new, seq))
-                done += 1
-        return done
-
-    def purge_files(self) -> None:
-        """Fold the write-ahead log into the file and truncate it (after a rewrite)."""
-        self._run("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
 def _encode(alert: Mapping[str, Any]) -> bytes:
     return compact_json(alert).encode()
+
+
+def _body_change(change: Callable[[dict[str, Any]], dict[str, Any]]
+                 ) -> Callable[[bytes], bytes | None]:
+    """``change`` over a stored body: a body that is not a JSON object is left as it is."""
+    def apply(body: bytes) -> bytes | None:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return None
+        return _encode(change(doc)) if isinstance(doc, dict) else None
+    return apply
 
 
 @dataclass(slots=True)
@@ -238,14 +117,21 @@ class _Lane:
 class Dispatcher:
     """Delivers submitted alerts to every sink, durably, in the background.
 
-    The dispatcher owns the sinks it is given: :meth:`close` closes them.
+    The dispatcher owns the sinks it is given and its outbox: :meth:`close` closes them.
+    ``Dispatcher(sinks, outbox_path)`` opens the SQLite outbox at that path (safe for several
+    processes); ``Dispatcher(sinks, rows=...)`` works over any other store of the rows (tests:
+    ``MemoryOutboxRows``). The store keeps rows; everything decided about a delivery is
+    decided here.
     """
 
-    def __init__(self, sinks: Sequence[Sink], outbox_path: Path, *,
+    def __init__(self, sinks: Sequence[Sink], outbox_path: Path | None = None, *,
                  clock: Callable[[], float] = time.time,
                  on_failure: FailureCallback | None = None,
                  policy: RetryPolicy | None = None,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 rows: OutboxRows | None = None) -> None:
+        if outbox_path is not None and rows is not None:
+            raise TypeError("Dispatcher takes an outbox path or rows=, not both")
         names = [sink.name for sink in sinks]
         if len(set(names)) != len(names):
             raise ConfigError(f"sink names must be unique: {sorted(names)}")
@@ -253,7 +139,11 @@ class Dispatcher:
         self._clock = clock
         self._jitter = jitter
         self._on_failure = on_failure
-        self._outbox = _Outbox(Path(outbox_path))
+        if rows is None:
+            if outbox_path is None:
+                raise TypeError("Dispatcher needs an outbox path or rows=")
+            rows = open_outbox_rows(Path(outbox_path))
+        self._outbox: OutboxRows = rows
         self._cond = threading.Condition()
         self._closing = False
         self._generation = 0  # bumped by submit: a thread about to sleep sees it missed one
@@ -305,9 +195,10 @@ class Dispatcher:
                 change: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
         """Rewrite the queued and kept deliveries of these alerts (subject erasure: their
         pseudonyms go); a delivery not yet made sends the rewritten body. How many rows."""
-        done = sum(self._outbox.rewrite(a, change) for a in alert_ids)
+        apply = _body_change(change)
+        done = sum(self._outbox.rewrite(a, apply) for a in alert_ids)
         if done:
-            self._outbox.purge_files()
+            self._outbox.purge_deleted()
         return done
 
     def stats(self) -> dict[str, SinkStats]:
@@ -399,7 +290,7 @@ class Dispatcher:
             with self._cond:
                 self._cond.notify_all()  # flush() waits for rows to finish
 
-    def _attempt(self, lane: _Lane, row: _Row, now: float) -> None:
+    def _attempt(self, lane: _Lane, row: OutboxRow, now: float) -> None:
         # 1. a row older than max_age fails without another try;
         # 2. send; success ends the sink's failure streak;
         # 3. a permanent failure finishes the row; a retryable one reschedules it and makes
@@ -460,25 +351,21 @@ def delivered_of_rule(outbox_path: Path, rule: str
     it for test alerts)."""
     if not outbox_path.exists():
         return set(), None, set()
+    outbox = open_outbox_rows(outbox_path, readonly=True)
     try:
-        db = sqlite3.connect(f"{outbox_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = db.execute("SELECT sink, body, finished FROM deliveries "
-                              "WHERE state = 'delivered'").fetchall()
-            known = {str(r[0]) for r in db.execute("SELECT DISTINCT sink FROM deliveries")}
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot read the alert outbox {outbox_path}: {exc}") from exc
+        rows = outbox.delivered()
+        known = outbox.sinks()
+    finally:
+        outbox.close()
     sinks: set[str] = set()
     last: float | None = None
-    for sink, body, finished in rows:
+    for row in rows:
         try:
-            if json.loads(body).get("rule") != rule:
+            if json.loads(row.body).get("rule") != rule:
                 continue
         except ValueError:
             continue
-        sinks.add(str(sink))
-        if finished is not None:
-            last = max(last or 0.0, float(finished))
+        sinks.add(row.sink)
+        if row.finished is not None:
+            last = max(last or 0.0, row.finished)
     return sinks, last, known
