@@ -1,7 +1,9 @@
 """The asyncio client: the same behaviour as :class:`~sealtrail.client.Client`, awaited.
 
 Spool reads and writes (SQLite, with fsync) run in worker threads (``asyncio.to_thread``) so the
-event loop never waits for the disk; delivery runs in one task started on first use.
+event loop never waits for the disk; delivery runs in one task started on first use. With
+``durability="group"``, ``record`` appends to the spool writer's queue on the loop (no thread
+hop: nothing waits for the disk) and the writer's commits wake the delivery task.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sealtrail.client import _config
 from sealtrail.client._pipeline import Pipeline, Rejection, Settled
 from sealtrail.client.delivery import Ack, Outcome, Reject, Retry, Stall, classify
 from sealtrail.client.errors import ClientError, DeliveryError
+from sealtrail.client.groupspool import GroupSpool
 from sealtrail.client.prepare import merge_fields, prepare_event
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row, Spool
@@ -47,7 +50,8 @@ class AsyncClient:
 
     def __init__(self, base_url: str, token: str, log: str = "default", *,
                  spool_path: str | os.PathLike[str] | None = None,
-                 failure_mode: str = "spool", batch_size: int = 100,
+                 failure_mode: str = "spool", durability: str = "call",
+                 group_window_ms: float = 5.0, batch_size: int = 100,
                  flush_interval: float = 0.2, timeout: float = 5.0,
                  verifier: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -57,7 +61,8 @@ class AsyncClient:
                  keep_receipts: int = 1000) -> None:
         cfg = _config.settings(base_url, token, log, failure_mode=failure_mode,
                                batch_size=batch_size, flush_interval=flush_interval,
-                               timeout=timeout, verifier=verifier, max_backoff=max_backoff)
+                               timeout=timeout, verifier=verifier, max_backoff=max_backoff,
+                               durability=durability, group_window_ms=group_window_ms)
         self._cfg = cfg
         self._pipe: Pipeline = _config.pipeline(
             cfg, spool_path=spool_path, max_queue=max_queue, max_backoff=max_backoff,
@@ -79,17 +84,37 @@ class AsyncClient:
         self._closed = False
         self._released = False
         self._task: asyncio.Task[None] | None = None
+        self._notes: set[asyncio.Task[None]] = set()  # the group writer's news, in flight
 
     async def _q(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a queue operation: in a thread for the spool (disk), inline for memory."""
-        if isinstance(self._pipe.queue, Spool):
+        if isinstance(self._pipe.queue, Spool | GroupSpool):
             return await asyncio.to_thread(fn, *args)
         return fn(*args)
 
     def _start(self) -> None:
         if self._task is None and self._pipe.queue is not None and not self._stopping:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"sealtrail-client[{self._cfg.log}]")
+            loop = asyncio.get_running_loop()
+            queue = self._pipe.queue
+            if isinstance(queue, GroupSpool):
+                queue.on_durable = lambda n: self._committed(loop, n)
+            self._task = loop.create_task(self._run(), name=f"sealtrail-client[{self._cfg.log}]")
+
+    def _committed(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        """``durability="group"``: the spool writer committed ``n`` events (its thread); tell
+        the sender task, on the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
+            loop.call_soon_threadsafe(self._note_committed, n)
+
+    def _note_committed(self, n: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._recorded_more(n))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def _recorded_more(self, n: int) -> None:
+        async with self._cv:
+            self._recorded += n
+            self._cv.notify_all()
 
     async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Wait (holding the condition) until ``predicate`` or ``timeout``."""
@@ -112,6 +137,12 @@ class AsyncClient:
             await self._send_now(ident, body)
             return ident
         self._start()
+        if isinstance(queue, GroupSpool):  # a list append; the writer tells the sender
+            if queue.full:  # back-pressure: wait for the writer off the loop
+                await asyncio.to_thread(queue.put, self._cfg.log, ident, body, time.time())
+            else:
+                queue.put(self._cfg.log, ident, body, time.time())
+            return ident
         if await self._q(queue.put, self._cfg.log, ident, body, time.time()) < 0:
             self._pipe.count_full()
             return ident
@@ -210,17 +241,23 @@ class AsyncClient:
     # -- flushing and closing --------------------------------------------------------------
 
     async def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every event recorded so far is acknowledged; False on timeout."""
+        """Wait until every event recorded so far is acknowledged; False on timeout.
+
+        With ``durability="group"`` it first commits what waits for the spool writer.
+        """
         if self._released:
             raise _config.closed_error()
-        if self._pipe.queue is None:
+        queue = self._pipe.queue
+        if queue is None:
             return True
         self._start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if isinstance(queue, GroupSpool) and not await asyncio.to_thread(queue.sync, timeout):
+            return False
         target = await self._q(self._pipe.last_seq)
         task = self._task
         if target is None or task is None:
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
         async with self._cv:
             self._kicks += 1
             self._flushers += 1
@@ -266,8 +303,11 @@ class AsyncClient:
                             "same spool delivers them", left)
         self._released = True
         await self._http.aclose()
-        if self._pipe.queue is not None:
-            self._pipe.queue.close()
+        queue = self._pipe.queue
+        if isinstance(queue, GroupSpool):
+            await asyncio.to_thread(queue.close)  # joins the writer: off the loop
+        elif queue is not None:
+            queue.close()
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """The same as :meth:`close` (the name ``contextlib.aclosing`` and httpx use)."""

@@ -4,6 +4,8 @@ receipts and callbacks. The sync client drives it from a thread, the async one f
 Ordering and exactly-once (spool mode):
 
 - ``record`` commits the event to the spool before it returns; ``seq`` is the record order.
+  (With ``durability="group"`` a writer thread commits it, in record order, within a window:
+  see :mod:`sealtrail.client.groupspool`; delivery reads only what is committed.)
 - One sender per client takes the oldest rows (at most ``limit``) and POSTs them as one JSON
   array; the service stores a batch atomically, in array order. The next batch is taken only
   after this one is settled, so the log receives events in spool order.

@@ -24,6 +24,7 @@ from sealtrail.client.delivery import (
     classify,
 )
 from sealtrail.client.errors import ClientError, DeliveryError
+from sealtrail.client.groupspool import GroupSpool
 from sealtrail.client.prepare import merge_fields, prepare_event
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row
@@ -50,6 +51,15 @@ class Client:
     - ``"drop"``: events wait in memory (at most ``max_queue``); those that cannot be sent
       are dropped and counted (:attr:`dropped`). ``record`` never blocks.
 
+    ``durability`` says when a spooled event is on disk: ``"call"`` (default) before
+    :meth:`record` returns (an fsync per call, shared by threads recording at once);
+    ``"group"``: :meth:`record` queues the event for a writer thread, which commits what was
+    queued at most every ``group_window_ms`` milliseconds (default 5). A crash of the process
+    can lose what was recorded in the last window (and the commit after it), never an event
+    recorded before a :meth:`flush` or :meth:`close` that returned (both commit everything
+    queued first). At most ``max_queue`` events wait for the writer (then ``record`` waits).
+    See :mod:`sealtrail.client.groupspool`.
+
     ``verifier`` (the log's vkey text) enables :meth:`verify_receipt`. ``transport`` is an
     ``httpx.BaseTransport`` (tests, proxies, mTLS). Use it as a context manager, or call
     :meth:`close`.
@@ -57,7 +67,8 @@ class Client:
 
     def __init__(self, base_url: str, token: str, log: str = "default", *,
                  spool_path: str | os.PathLike[str] | None = None,
-                 failure_mode: str = "spool", batch_size: int = 100,
+                 failure_mode: str = "spool", durability: str = "call",
+                 group_window_ms: float = 5.0, batch_size: int = 100,
                  flush_interval: float = 0.2, timeout: float = 5.0,
                  verifier: str | None = None, transport: httpx.BaseTransport | None = None,
                  on_receipt: Callable[[Receipt], object] | None = None,
@@ -66,7 +77,8 @@ class Client:
                  keep_receipts: int = 1000) -> None:
         cfg = _config.settings(base_url, token, log, failure_mode=failure_mode,
                                batch_size=batch_size, flush_interval=flush_interval,
-                               timeout=timeout, verifier=verifier, max_backoff=max_backoff)
+                               timeout=timeout, verifier=verifier, max_backoff=max_backoff,
+                               durability=durability, group_window_ms=group_window_ms)
         self._cfg = cfg
         self._pipe: Pipeline = _config.pipeline(
             cfg, spool_path=spool_path, max_queue=max_queue, max_backoff=max_backoff,
@@ -89,6 +101,9 @@ class Client:
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._group = isinstance(self._pipe.queue, GroupSpool)
+        if isinstance(self._pipe.queue, GroupSpool):
+            self._pipe.queue.on_durable = self._committed
         if self._pipe.queue is not None:
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             name=f"sealtrail-client[{cfg.log}]")
@@ -117,10 +132,18 @@ class Client:
         if queue.put(self._cfg.log, ident, body, time.time()) < 0:
             self._pipe.count_full()
             return ident
+        if self._group:
+            return ident  # the writer tells the sender once the event is committed
         with self._cv:
             self._recorded += 1
             self._cv.notify_all()
         return ident
+
+    def _committed(self, n: int) -> None:
+        """``durability="group"``: the spool writer committed ``n`` events (its thread)."""
+        with self._cv:
+            self._recorded += n
+            self._cv.notify_all()
 
     def _send_now(self, ident: str, body: bytes) -> Receipt:
         """fail_closed: POST one event, retrying briefly; raise unless it is stored."""
@@ -224,14 +247,17 @@ class Client:
         """Wait until every event recorded so far is acknowledged (or rejected, or dropped).
 
         Returns False when ``timeout`` seconds passed first (spooled events stay spooled).
-        A flush also cuts a retry backoff short: the sender tries again at once.
+        A flush also cuts a retry backoff short: the sender tries again at once. With
+        ``durability="group"`` it first commits what waits for the spool writer.
         """
         if self._released:
             raise _config.closed_error()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._pipe.queue is not None and not self._pipe.queue.sync(timeout):
+            return False
         target = self._pipe.last_seq()
         if target is None or self._thread is None:
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             self._kicks += 1
             self._flushers += 1
