@@ -1,18 +1,25 @@
-"""``AuditLog``: the embedded, tamper-evident audit trail.
+"""``AuditLog``: the embedded, tamper-evident audit trail — a facade over the engine's parts.
 
-Appends are validated in the caller's thread, then sequenced by a *group commit*: whichever
-caller finds no commit in progress becomes the leader, takes every queued request and commits
-them in one SQLite transaction (one fsync, one checkpoint signature); the others wait and get
-their receipts. Each request is atomic: all of its events are stored, or none.
+Appends are prepared in the caller's thread (``log/ingest.py``), then committed by a *group
+commit* (``log/groupcommit.py``): whichever caller finds no commit in progress becomes the
+leader and commits every queued request in one transaction (one fsync, one checkpoint
+signature); the others wait and get their receipts. Each request is atomic: all of its events
+are stored, or none.
 
-Commit, in order (markers in :meth:`AuditLog._commit_batch`):
+Commit, in order (markers in :meth:`AuditLog._commit_batch`; ``docs/architecture.md`` draws it):
 1. take the write lock; if the head is new to us (first commit, or another process appended),
    check it is the one this log signed, then reload the tree edge and the recent ids;
-2. drop events whose id is already in the log (their original receipt is returned);
-3. encode leaves, hash them, extend the tree, split entries into chunks;
+2. drop events whose id is already in the log (``log/dedupe.py``: the original receipt);
+3. place, seal or encode and hash each request's events, each request in its own savepoint
+   (``log/sequencer.py``), then extend the tree and cut the chunks;
 4. sign a checkpoint for the new size;
-5. write chunks, node blocks, id index, checkpoint and head; commit (fsync);
+5. write keys and blind rows, chunks, node blocks, id index, kept checkpoint, and the head by
+   compare-and-swap; commit (fsync);
 6. only then adopt the new in-memory edge and hand out receipts.
+
+The data directory and the store are opened by ``log/datadir.py``; proofs and tiles are
+``log/proving.py``; erasure, holds and rotation ``log/subjects.py``; retention's changes are
+typed values applied by :meth:`AuditLog.commit_change` (``log/changes.py``).
 """
 
 from __future__ import annotations
