@@ -11,8 +11,7 @@ overlapping import stores nothing twice. Imported records count in /metrics like
 
 from __future__ import annotations
 
-import base64
-from typing import Any, Final
+from typing import Final
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -22,7 +21,7 @@ from sealtrail.core.event import Event
 from sealtrail.core.sources import NAMES, get_source
 from sealtrail.core.sources.base import Converted, Source, TooManyRecordsError, input_text
 from sealtrail.log.apikeys import Principal
-from sealtrail.log.auditlog import MAX_BATCH, AuditLog
+from sealtrail.log.auditlog import MAX_BATCH, AuditLog, Receipt
 from sealtrail.log.imports import conflicts, convert_for
 from sealtrail.server.deps import Service, in_thread, open_log, read_body, requires
 from sealtrail.server.openapi import ERRORS
@@ -92,9 +91,9 @@ async def post_import(log: str, request: Request, service: Service, *,
                             for where, why in converted.skipped[:MAX_SKIPPED_SHOWN]],
         "first_index": new[0].index if new else None,
         "last_index": new[-1].index if new else None,
-        "receipts": [{"id": r.id, "index": r.index,
-                      "leaf_hash": base64.b64encode(r.leaf_hash).decode(),
-                      "duplicate": r.duplicate} for r in receipts]},
+        # The ingest receipt (Receipt.document) without checkpoint_size, as this route answers.
+        "receipts": [{k: v for k, v in r.document().items() if k != "checkpoint_size"}
+                     for r in receipts]},
         status_code=409 if clashes else 201)
 
 
@@ -104,5 +103,5 @@ def _convert(alog: AuditLog, src: Source, body: bytes, max_body: int,  # noqa: P
                        skip_invalid=skip_invalid, max_records=max_records)
 
 
-def _append(alog: AuditLog, events: list[Event]) -> list[Any]:
+def _append(alog: AuditLog, events: list[Event]) -> list[Receipt]:
     return alog.append_validated(events) if events else []
