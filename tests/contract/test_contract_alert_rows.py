@@ -15,8 +15,8 @@ import json
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +29,7 @@ from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path
 from sealtrail.store.memory_monitor import MemoryAlertRows
 from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor, QueuedChange
 from sealtrail.store.sqlite_monitor import SQLiteAlertRows
+from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 ALERT_ROWS: Final[dict[str, Callable[[Path], AlertRows]]] = {
@@ -39,34 +40,7 @@ ALERT_ROWS: Final[dict[str, Callable[[Path], AlertRows]]] = {
 Fresh = Callable[[], AbstractContextManager[AlertRows]]
 
 
-@pytest.fixture(scope="session", params=list(ALERT_ROWS))
-def make_rows(request: pytest.FixtureRequest) -> Callable[[Path], AlertRows]:
-    """How one adapter makes a new, empty store."""
-    return ALERT_ROWS[request.param]
-
-
-@pytest.fixture
-def rows(make_rows: Callable[[Path], AlertRows], tmp_path: Path) -> Iterator[AlertRows]:
-    """A new, empty store of the adapter under test."""
-    made = make_rows(tmp_path)
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="session")
-def fresh_rows(make_rows: Callable[[Path], AlertRows],
-               tmp_path_factory: pytest.TempPathFactory) -> Fresh:
-    """Makes a new, empty store per call, closed when its block ends (one per example)."""
-
-    @contextmanager
-    def new() -> Iterator[AlertRows]:
-        made = make_rows(tmp_path_factory.mktemp("alertrows"))
-        try:
-            yield made
-        finally:
-            made.close()
-
-    return new
+make_rows, rows, fresh_rows = row_fixtures(ALERT_ROWS, "alertrows")
 
 
 T1, T2, T3, T4 = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z",

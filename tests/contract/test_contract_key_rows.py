@@ -13,8 +13,8 @@ import hashlib
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -29,6 +29,7 @@ from sealtrail.log.apikeys import DB_FILE, SERVICE_DIR, ApiKeys, KeyInfo, Princi
 from sealtrail.store.memory_service import MemoryKeyRows
 from sealtrail.store.service import KeyRow, KeyRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
+from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 KEY_ROWS: Final[dict[str, Callable[[Path], KeyRows]]] = {
@@ -39,34 +40,7 @@ KEY_ROWS: Final[dict[str, Callable[[Path], KeyRows]]] = {
 Fresh = Callable[[], AbstractContextManager[KeyRows]]
 
 
-@pytest.fixture(scope="session", params=list(KEY_ROWS))
-def make_rows(request: pytest.FixtureRequest) -> Callable[[Path], KeyRows]:
-    """How one adapter makes a new, empty store."""
-    return KEY_ROWS[request.param]
-
-
-@pytest.fixture
-def rows(make_rows: Callable[[Path], KeyRows], tmp_path: Path) -> Iterator[KeyRows]:
-    """A new, empty store of the adapter under test."""
-    made = make_rows(tmp_path)
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="session")
-def fresh_rows(make_rows: Callable[[Path], KeyRows],
-          tmp_path_factory: pytest.TempPathFactory) -> Fresh:
-    """Makes a new, empty store per call, closed when its block ends (one per example)."""
-
-    @contextmanager
-    def new() -> Iterator[KeyRows]:
-        made = make_rows(tmp_path_factory.mktemp("keyrows"))
-        try:
-            yield made
-        finally:
-            made.close()
-
-    return new
+make_rows, rows, fresh_rows = row_fixtures(KEY_ROWS, "keyrows")
 
 
 T1, T2, T3 = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"

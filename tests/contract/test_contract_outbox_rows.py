@@ -14,8 +14,8 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from sealtrail.monitor.sinks import SinkError
 from sealtrail.store.memory_outbox import MemoryOutboxRows
 from sealtrail.store.outbox import DeliveredRow, OutboxRow, OutboxRows
 from sealtrail.store.sqlite_outbox import SQLiteOutboxRows
+from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 OUTBOX_ROWS: Final[dict[str, Callable[[Path], OutboxRows]]] = {
@@ -40,34 +41,7 @@ OUTBOX_ROWS: Final[dict[str, Callable[[Path], OutboxRows]]] = {
 Fresh = Callable[[], AbstractContextManager[OutboxRows]]
 
 
-@pytest.fixture(scope="session", params=list(OUTBOX_ROWS))
-def make_rows(request: pytest.FixtureRequest) -> Callable[[Path], OutboxRows]:
-    """How one adapter makes a new, empty outbox."""
-    return OUTBOX_ROWS[request.param]
-
-
-@pytest.fixture
-def rows(make_rows: Callable[[Path], OutboxRows], tmp_path: Path) -> Iterator[OutboxRows]:
-    """A new, empty outbox of the adapter under test."""
-    made = make_rows(tmp_path)
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="session")
-def fresh_rows(make_rows: Callable[[Path], OutboxRows],
-               tmp_path_factory: pytest.TempPathFactory) -> Fresh:
-    """Makes a new, empty outbox per call, closed when its block ends (one per example)."""
-
-    @contextmanager
-    def new() -> Iterator[OutboxRows]:
-        made = make_rows(tmp_path_factory.mktemp("outbox"))
-        try:
-            yield made
-        finally:
-            made.close()
-
-    return new
+make_rows, rows, fresh_rows = row_fixtures(OUTBOX_ROWS, "outbox")
 
 
 def body(n: int, rule: str = "r") -> bytes:
