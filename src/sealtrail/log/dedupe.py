@@ -153,11 +153,10 @@ class IdLookup:
             if found is None or not 0 <= k < len(leaves):
                 raise TamperError("changed", idx, "the id index disagrees with the entry: "
                                   "refusing to append; run sealtrail verify")
-            if not leaves[k]:
-                # Retention removed the body; the id index is all that is left of it.
-                hits[ident] = (idx, found.batch_end)
-                continue
-            if _leaf_id(leaves[k]) != str(uuid.UUID(bytes=ident)):
+            # The chunk's own id column (which verify holds to the entries) must name it too:
+            # for an entry whose body retention removed, it is all that is left of the event.
+            if found.id_at(k) != ident or (
+                    leaves[k] and _leaf_id(leaves[k]) != str(uuid.UUID(bytes=ident))):
                 raise TamperError("changed", idx, "the id index disagrees with the entry: "
                                   "refusing to append; run sealtrail verify")
             hits[ident] = (idx, found.batch_end)
