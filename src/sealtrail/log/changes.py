@@ -53,17 +53,18 @@ class Restore:
 Change = SetSettings | Retire | Restore
 
 
-def reframed(store: Store, start: int, end: int, bodies: Mapping[int, bytes]
-             ) -> list[tuple[int, bytes]]:
+def reframed(store: Store, start: int, end: int, bodies: Mapping[int, bytes], *,
+             fill_only: bool = False) -> list[tuple[int, bytes]]:
     """New framing of every chunk overlapping ``[start, end)`` whose leaves ``bodies``
-    replaces (by index); chunks it does not touch are left out."""
+    replaces (by index); chunks it does not touch are left out. ``fill_only``: only empty
+    (retired) leaves are replaced, a body still in place never is."""
     out: list[tuple[int, bytes]] = []
     for chunk in store.iter_chunks(start, end):
         leaves = chunk.leaves()
         hit = False
         for k in range(chunk.count):
             body = bodies.get(chunk.start + k)
-            if body is not None and body != leaves[k]:
+            if body is not None and body != leaves[k] and not (fill_only and leaves[k]):
                 leaves[k] = body
                 hit = True
         if hit:
@@ -114,11 +115,7 @@ def _restore(store: Store, change: Restore) -> None:
         raise ConfigError(f"entries {start}..{end - 1} are not archived (already restored, "
                           "or purged)")
     bodies = dict(zip(range(start, end), change.leaves, strict=True))
-    # Only emptied leaves are filled: a body still in place is never replaced.
-    current = {chunk.start + k: leaf for chunk in store.iter_chunks(start, end)
-               for k, leaf in enumerate(chunk.leaves())}
-    store.replace_chunk_data(reframed(store, start, end, {
-        i: body for i, body in bodies.items() if current.get(i) == b""}))
+    store.replace_chunk_data(reframed(store, start, end, bodies, fill_only=True))
     store.delete_retired(start, end)
 
 
