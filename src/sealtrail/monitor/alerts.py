@@ -87,6 +87,11 @@ def monitor_db_path(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / MONITOR_DIR / "monitor.db"
 
 
+def outbox_db_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where the monitor's dispatcher keeps its delivery outbox for a data directory."""
+    return Path(data_dir) / MONITOR_DIR / "outbox.db"
+
+
 def alerting_evidence(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """What a compliance report can show of alerting, from the monitor's own files: how many
     sinks delivered a test alert (``sealtrail alerts test``), when the last one arrived, and
@@ -96,8 +101,7 @@ def alerting_evidence(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None
 
     if not monitor_db_path(data_dir).exists():
         return None
-    tested, last, known = delivered_of_rule(Path(data_dir) / MONITOR_DIR / "outbox.db",
-                                            "builtin.alert_test")
+    tested, last, known = delivered_of_rule(outbox_db_path(data_dir), "builtin.alert_test")
     when = (format_time(datetime.fromtimestamp(last, UTC)) if last is not None else None)
     return {"sinks": len(known), "integrity_watch": True, "last_test_alert": when,
             "tested_sinks": sorted(tested)}

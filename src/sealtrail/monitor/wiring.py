@@ -14,13 +14,11 @@ from typing import Protocol
 
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.monitor.alerts import MONITOR_DIR, AlertStore, monitor_db_path
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path, outbox_db_path
 from sealtrail.monitor.config import MonitorConfig
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
 from sealtrail.monitor.sinks import build_sinks
-
-OUTBOX_FILE = "outbox.db"
 
 
 class OpenLogs(Protocol):
@@ -72,7 +70,7 @@ def wire(data_dir: Path, logs: OpenLogs, config: MonitorConfig | None,
         if holder:
             holder[0].sink_failed(name, error, consecutive)
 
-    dispatcher = (Dispatcher(build_sinks(config.sinks), data_dir / MONITOR_DIR / OUTBOX_FILE,
+    dispatcher = (Dispatcher(build_sinks(config.sinks), outbox_db_path(data_dir),
                              on_failure=sink_failed)
                   if config is not None and config.sinks else None)
     monitor = Monitor(data_dir, every_log(logs), config.rules if config is not None else [],
