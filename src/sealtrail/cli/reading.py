@@ -14,6 +14,7 @@ import typer
 
 from sealtrail.cli.common import OPERATOR_ROLE, DataOpt, LogOpt, errors, open_log, operator
 from sealtrail.cli.output import dumps
+from sealtrail.log.reads import Reader, read_entries
 
 commands = typer.Typer(rich_markup_mode=None)
 
@@ -30,12 +31,9 @@ def entries(start: Annotated[int, typer.Option(help="First index.", min=0)] = 0,
     with errors(), open_log(data, log) as alog:
         stop = alog.size if end is None else end
         alog.refresh_keys()
-        selected = alog.entries(start, stop)  # checks the range before the read is recorded
         # Recorded before any content leaves: a read that cannot be recorded is not served,
         # and a reader who stops reading (a closed pipe) is still on record.
-        alog.record_access(operator(), "audit.entries.read", role=OPERATOR_ROLE,
-                           details={"start": str(start), "end": str(stop)},
-                           results=max(0, stop - start))
+        selected = read_entries(alog, start, stop, reader=Reader(operator(), OPERATOR_ROLE))
         out = sys.stdout
         for entry in selected:
             out.write(dumps({"index": entry.index,

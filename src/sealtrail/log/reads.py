@@ -6,18 +6,18 @@ A read of event content is appended to the log it reads as an ``audit_access`` e
 is returned: a read that cannot be recorded is not served. The faces say who reads
 (:class:`Reader`); the engine function that serves the read records it, so each kind of read
 is recorded the same way whichever face serves it. Search does so in log/search.py; the export
-of a data subject's events here.
+of a data subject's events and the read of raw entries here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 
-__all__ = ["Reader", "export_subject"]
+__all__ = ["Reader", "export_subject", "read_entries"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +47,13 @@ def export_subject(log: AuditLog, subject: str, *, reader: Reader | None
         reader.record(log, "audit.subject_export", {"subject": log.pseudonym(subject)},
                       len(found))
     return found
+
+
+def read_entries(log: AuditLog, start: int, end: int, *, reader: Reader) -> Iterator[Entry]:
+    """Raw entries ``start <= i < end`` (:meth:`~sealtrail.log.auditlog.AuditLog.entries`:
+    the range is checked first), recorded as ``audit.entries.read`` (the range) before the
+    first is read: a reader who stops reading is still on record."""
+    selected = log.entries(start, end)
+    reader.record(log, "audit.entries.read", {"start": str(start), "end": str(end)},
+                  end - start)
+    return selected

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Response
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import Principal
-from sealtrail.log.reads import Reader
+from sealtrail.log.reads import Reader, read_entries
 from sealtrail.log.search import Filter, search_page
 from sealtrail.server.deps import READERS, Service, actor_of, in_thread, open_log, requires
 from sealtrail.server.openapi import ERRORS, answers
@@ -81,13 +81,12 @@ async def get_entries(log: str, service: Service, principal: Principal = as_entr
         if start > stop:
             raise ValidationError("start", f"past the log size {size}")
         alog.refresh_keys()
+        selected = read_entries(alog, start, stop,
+                                reader=Reader(actor_of(principal), principal.role))
         lines = [msgspec.json.encode({"index": e.index,
                                       "leaf": base64.b64encode(e.leaf).decode(),
                                       "event": alog.read(e)})
-                 for e in alog.entries(start, stop)]
-        alog.record_access(actor_of(principal), "audit.entries.read", role=principal.role,
-                           details={"start": str(start), "end": str(stop)},
-                           results=len(lines))
+                 for e in selected]
         return b"".join(line + b"\n" for line in lines)
 
     return Response(await in_thread(run), media_type="application/x-ndjson")
