@@ -609,3 +609,30 @@ def test_a_rewritten_body_leaves_no_copy_in_the_files(tmp_path: Path) -> None:
             assert secret not in file.read_bytes(), file.name
     finally:
         rows.close()
+
+
+def test_a_failed_commit_leaves_the_outbox_writable(tmp_path: Path) -> None:
+    """An enqueue whose COMMIT fails (the file locked by another process) raises and stores
+    nothing, and leaves no transaction open: the next enqueue goes through."""
+    outbox = SQLiteOutboxRows(tmp_path / "_monitor" / "outbox.db")
+    real = outbox._db
+
+    class FailingCommit:
+        in_transaction = property(lambda _: real.in_transaction)
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database is locked")
+            return real.execute(sql, *args)
+
+    try:
+        outbox._db = FailingCommit()  # type: ignore[assignment]
+        with pytest.raises(StorageError, match="locked"):
+            outbox.enqueue("a1", "open", body(1), ["s1"], 1.0)
+        outbox._db = real
+        assert outbox.pending() == {}
+        assert outbox.enqueue("a1", "open", body(1), ["s1"], 2.0) == 1
+        assert outbox.pending() == {"s1": 1}
+    finally:
+        outbox._db = real
+        outbox.close()

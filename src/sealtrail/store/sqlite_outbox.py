@@ -102,10 +102,11 @@ class SQLiteOutboxRows:
                             "ON CONFLICT(alert_id, status, sink) DO NOTHING",
                             (alert_id, status, sink, body, now, now))
                         added += cur.rowcount
+                    self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # also when COMMIT itself failed
+                        self._db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot write to the alert outbox {self.path}: {exc}"
                                    ) from exc
