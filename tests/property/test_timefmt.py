@@ -59,3 +59,19 @@ def test_forms_fromisoformat_takes_but_rfc_3339_does_not_are_refused() -> None:
                  "2026-W01-1T00:00:00.000000Z", "20260101T000000.000000Z",
                  "2026-01-01T00:00:00.000000+0000", "2026-01-01T24:00:00.000000Z"):
         assert isinstance(_outcome(parse_time, text), tuple), text
+
+
+@given(st.sampled_from(["\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+                        "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",
+                        "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f"]),
+       st.integers(0, 18), st.booleans())
+def test_digits_of_other_scripts_are_refused_by_both_paths(
+        digits: str, position: int, canonical: bool) -> None:
+    """RFC 3339 digits are ASCII: a text with one digit of another script (which ``int()``
+    would read) is refused by the general path, as by the fast path's pattern."""
+    base = "2026-01-31T12:00:00.000000Z" if canonical else "2026-01-31T12:00:00+01:00"
+    places = [i for i, c in enumerate(base) if c.isdigit()]
+    i = places[position % len(places)]
+    text = base[:i] + digits[int(base[i])] + base[i + 1:]
+    assert isinstance(_outcome(parse_time, text), tuple), text
+    assert isinstance(_outcome(timefmt._parse_general, text), tuple), text

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z")
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII)  # RFC 3339 digits are ASCII
 # The canonical form (what format_time writes and every stored event carries), read by
 # ``datetime.fromisoformat``: several times faster than the general path. Hours and minutes are
 # held to their ranges here, so no Python's reading of ``24:00`` or a leap second can differ.
@@ -19,8 +19,34 @@ _CANONICAL = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The text of the last whole second formatted, "YYYY-MM-DDTHH:MM:SS", by its Unix second: times
+# formatted within one second share it. One tuple, replaced whole (thread-safe).
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def format_time(dt: datetime) -> str:
-    """Format an aware datetime as canonical UTC RFC 3339 with microseconds."""
+    """Format an aware datetime as canonical UTC RFC 3339 with microseconds.
+
+    A datetime already in UTC (what ``datetime.now(UTC)`` gives: every ``record()`` of the SDK)
+    is formatted by its fields, the whole seconds kept from the last call; any other by
+    :func:`_format_general` (the property tests hold the fast path to it).
+    """
+    global _last_second  # noqa: PLW0603 - a one-entry cache of a pure function
+    if dt.tzinfo is not UTC:
+        return _format_general(dt)
+    delta = dt - _EPOCH
+    unix_s = delta.days * 86400 + delta.seconds
+    second, text = _last_second
+    if second != unix_s:
+        text = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+                f"{dt.second:02d}")
+        _last_second = (unix_s, text)
+    return f"{text}.{dt.microsecond:06d}Z"
+
+
+def _format_general(dt: datetime) -> str:
+    """:func:`format_time` for an aware datetime in any zone."""
     if dt.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
     # The year by hand: strftime's %Y does not pad years before 1000 to four digits.
@@ -62,5 +88,5 @@ def normalize_time(text: str) -> str:
 
 def unix_micros(dt: datetime) -> int:
     """Microseconds since the Unix epoch."""
-    delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = dt - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
