@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.log.apikeys import Principal
 from sealtrail.monitor.alerts import SEVERITIES, STATUSES
-from sealtrail.server.deps import Service, actor_of, in_thread, open_log, requires
+from sealtrail.server.deps import Service, actor_of, in_thread, open_log, read_body, requires
 from sealtrail.server.openapi import ERRORS, json_body
 from sealtrail.server.state import ServiceState
 
@@ -86,8 +86,8 @@ async def _change(service: ServiceState, log: str, alert_id: str,  # noqa: PLR09
                   request: Request, principal: Principal, status: str) -> Response:
     """Set an alert's status, recorded in the log with the key and the reason it gave."""
     alog = open_log(service, log)
-    body = await request.body()
-    if len(body) > MAX_REASON * 2:
+    body = await read_body(request, MAX_REASON * 2)  # never read whole past the limit
+    if body is None:
         raise ValidationError("reason", f"at most {MAX_REASON} characters")
     try:
         doc = msgspec.json.decode(body or b"{}")
