@@ -33,7 +33,7 @@ from rich.console import Console
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
-from sealtrail.log.auditlog import AuditLog, log_dir
+from sealtrail.log.auditlog import DB_FILE, AuditLog, log_dir
 
 DEFAULT_DATA = "./sealtrail-data"
 
@@ -131,7 +131,7 @@ def open_log(data: str | None, log: str | None, *, create: bool = False,
              need_keys: bool = False) -> AuditLog:
     """Open the log; ``need_keys``: the command writes or must decrypt, so prompt if needed."""
     d, name = where(data, log)
-    if not (log_dir(d, name) / "log.db").exists() and not create:
+    if not (log_dir(d, name) / DB_FILE).exists() and not create:
         fail(f"no log {name!r} in {d}: run 'sealtrail init' first")
     alog = AuditLog.open(d, name, create=create, passphrase=passphrase(prompt=need_keys))
     if need_keys and alog.locked_reason:

@@ -28,7 +28,7 @@ from sealtrail.cli.inputs import events_from
 from sealtrail.cli.output import dumps
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log import keys
-from sealtrail.log.auditlog import AuditLog, log_dir
+from sealtrail.log.auditlog import DB_FILE, AuditLog, log_dir
 
 commands = typer.Typer(rich_markup_mode=None)
 settings_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -51,7 +51,7 @@ def init(data: DataOpt = None, log: LogOpt = None,  # noqa: PLR0917 - CLI option
     """Create the log, its signing key and keyring (0600). Last line: the verifier key."""
     with errors():
         d, name = where(data, log)
-        existed = (log_dir(d, name) / "log.db").exists()
+        existed = (log_dir(d, name) / DB_FILE).exists()
         policy = FieldPolicy.parse(personal.split(",")) if personal is not None else None
         phrase = None if (existed or no_encryption) else passphrase(prompt=True, confirm=True)
         with AuditLog.open(d, name, origin=origin, create=True, passphrase=phrase,
