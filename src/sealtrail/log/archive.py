@@ -236,7 +236,8 @@ def read_segment(alog: AuditLog, path: Path) -> tuple[int, int, list[bytes]]:
                                        envelope.archive_key_aad(alog.origin, start, end))
             payload = envelope.decrypt(AESGCM(file_key), base64.b64decode(header["nonce"]),
                                        payload, line)
-        except Exception as exc:  # DecryptionError and malformed base64 or key alike
+        except (DecryptionError, ValueError, KeyError, TypeError) as exc:
+            # a failed tag; or a header field missing, not text, not base64, of a bad length
             raise DecryptionError(f"{path.name}: the archive does not open (altered, or "
                                   "not this log's)") from exc
     try:
