@@ -26,8 +26,8 @@ import builtins
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,11 +138,9 @@ class AlertStore:
         """Close the database."""
         self._rows.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE); a nested one joins the outer."""
-        with self._rows.transaction():
-            yield
+    def transaction(self) -> AbstractContextManager[None]:
+        """One write transaction (the rows' unit of work); a nested one joins the outer."""
+        return self._rows.transaction()
 
     # -- alerts -------------------------------------------------------------------------------
 
@@ -174,7 +172,7 @@ class AlertStore:
     def link_subjects(self, alert_id: str, refs: Iterable[str]) -> None:
         """Note that the alert's evidence names these data subjects (their ``ref:``
         pseudonyms), so erasing one of them finds the alert."""
-        self._rows.link_subjects(alert_id, set(refs))
+        self._rows.link_subjects(alert_id, refs)
 
     def subject_alerts(self, ref: str) -> builtins.list[Alert]:
         """The alerts whose evidence names the data subject ``ref``."""
