@@ -219,6 +219,7 @@ def read_segment(alog: AuditLog, path: Path) -> tuple[int, int, list[bytes]]:
     try:
         header = json.loads(line)
         start, end = int(header["start"]), int(header["end"])
+        body_sha256 = str(header["body_sha256"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path.name}: the archive header is malformed") from exc
     if header.get("origin") != alog.origin:
@@ -245,7 +246,9 @@ def read_segment(alog: AuditLog, path: Path) -> tuple[int, int, list[bytes]]:
         body = zstandard.ZstdDecompressor().decompress(payload, max_output_size=limit)
     except zstandard.ZstdError as exc:
         raise DecryptionError(f"{path.name}: the archive body is corrupt") from exc
-    if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), str(header["body_sha256"])):
+    # As bytes: hmac.compare_digest refuses text that is not ASCII with a TypeError.
+    if not hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(),
+                               body_sha256.encode("utf-8", "surrogatepass")):
         raise DecryptionError(f"{path.name}: the archive body does not match its header")
     count = end - start
     try:
