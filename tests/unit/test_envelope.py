@@ -71,3 +71,12 @@ def test_nonces_are_twelve_bytes() -> None:
         envelope.encrypt(KEY, bytes(8), b"x", b"")
     with pytest.raises(ValueError, match="12 bytes"):
         envelope.wrap(KEY, bytes(16), bytes(32), b"")
+
+
+def test_decrypt_refuses_other_nonce_lengths_as_decryption_errors() -> None:
+    """A nonce read from a file (an archive header) of another length, one AES-GCM would
+    refuse with ValueError or one it would take, is a DecryptionError."""
+    ct = envelope.encrypt(KEY, NONCE, b"x", b"")
+    for nonce in (b"", bytes(3), bytes(8), NONCE + b"\x00", bytes(200)):
+        with pytest.raises(DecryptionError):
+            envelope.decrypt(KEY, nonce, ct, b"")

@@ -79,7 +79,10 @@ def encrypt(aead: AESGCM, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
 
 
 def decrypt(aead: AESGCM, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-    """The plaintext of ``ciphertext`` (from :func:`encrypt`); DecryptionError when it fails."""
+    """The plaintext of ``ciphertext`` (from :func:`encrypt`); DecryptionError when it fails,
+    a nonce of another length than :func:`encrypt` takes included."""
+    if len(nonce) != NONCE_BYTES:
+        raise DecryptionError("a sealed value's nonce is not 12 bytes")
     try:
         return aead.decrypt(nonce, ciphertext, aad)
     except InvalidTag as exc:
