@@ -1,6 +1,6 @@
 """``prepare_event`` gives exactly the bytes of the plain definition (validate the event with
 its id and time filled in, then encode its dict), for made and given ids and times; and its
-fast UUIDv7 and time texts equal the core's."""
+core's fast UUIDv7 and time texts equal its general ones."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sealtrail.client.prepare import prepare_event, utc_text, uuid7_text
+from sealtrail.client.prepare import prepare_event
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import Event, validate_event
-from sealtrail.core.timefmt import format_time, unix_micros
-from sealtrail.core.uuid7 import uuid7_texts
+from sealtrail.core.timefmt import _format_general, format_time, unix_micros
+from sealtrail.core.uuid7 import uuid7_text, uuid7_texts
 
 
 def reference(doc: dict[str, Any], *, now: datetime, rand: bytes) -> tuple[str, bytes]:
@@ -27,7 +27,7 @@ def reference(doc: dict[str, Any], *, now: datetime, rand: bytes) -> tuple[str, 
     if filled.get("id") is None:
         filled["id"] = uuid7_texts(unix_micros(now) // 1000, rand)[0][0]
     if filled.get("time") is None:
-        filled["time"] = format_time(now)
+        filled["time"] = _format_general(now)
     event = validate_event(filled)
     body = msgspec.json.encode(event.to_dict())
     assert event.id is not None
@@ -108,8 +108,8 @@ def test_uuid7_text_is_the_cores(ms: int, rand: bytes) -> None:
 @settings(max_examples=300)
 @given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=3))])))
-def test_utc_text_is_format_time(dt: datetime) -> None:
-    assert utc_text(dt) == format_time(dt)
+def test_format_time_by_fields_is_the_general_one(dt: datetime) -> None:
+    assert format_time(dt) == _format_general(dt)
 
 
 def test_times_within_one_second_and_across_it() -> None:
@@ -118,10 +118,10 @@ def test_times_within_one_second_and_across_it() -> None:
     for step in range(6):
         now = start + timedelta(microseconds=step)
         for _ in range(2):
-            assert utc_text(now) == format_time(now)
+            assert format_time(now) == _format_general(now)
             rand = os.urandom(10)
             doc = {"actor": {"id": "a"}, "action": "x", "outcome": "success"}
             assert prepare_event(doc, now=now, rand=rand) == reference(doc, now=now, rand=rand)
     late = start + timedelta(seconds=1)
-    assert utc_text(late) == "2026-12-31T23:59:59.999998Z"
-    assert utc_text(start) == "2026-12-31T23:59:58.999998Z"  # back again: not a stale text
+    assert format_time(late) == "2026-12-31T23:59:59.999998Z"
+    assert format_time(start) == "2026-12-31T23:59:58.999998Z"  # back again: not a stale text

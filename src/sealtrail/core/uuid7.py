@@ -9,14 +9,25 @@ from __future__ import annotations
 import uuid
 
 
-def make_uuid7(unix_ms: int, rand: bytes) -> uuid.UUID:
-    """A UUIDv7 from a millisecond timestamp and 10 random bytes."""
+def _uuid7_int(unix_ms: int, rand: bytes) -> int:
+    """The 128-bit value of a UUIDv7 from a millisecond timestamp and 10 random bytes."""
     if len(rand) != 10:
         raise ValueError("uuid7 needs 10 random bytes")
     value = (unix_ms & ((1 << 48) - 1)) << 80 | int.from_bytes(rand, "big")
     value = (value & ~(0xF << 76)) | (0x7 << 76)          # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)          # variant 10
-    return uuid.UUID(int=value)
+    return (value & ~(0x3 << 62)) | (0x2 << 62)           # variant 10
+
+
+def make_uuid7(unix_ms: int, rand: bytes) -> uuid.UUID:
+    """A UUIDv7 from a millisecond timestamp and 10 random bytes."""
+    return uuid.UUID(int=_uuid7_int(unix_ms, rand))
+
+
+def uuid7_text(unix_ms: int, rand: bytes) -> str:
+    """The canonical text of one UUIDv7 (what ``str(make_uuid7(...))`` gives, without building
+    a ``uuid.UUID``): the SDK's ``record()`` makes one per event."""
+    h = f"{_uuid7_int(unix_ms, rand):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def uuid7_ms(ident: bytes) -> int | None:
