@@ -66,9 +66,9 @@ from harness import (
     verdict,
 )
 from sealtrail import Client
-from sealtrail.client.prepare import prepare_event
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
+from spool_bench import prepare_latencies
 from workload import make_events
 
 PASSPHRASE = "sealtrail-bench-passphrase"  # a throwaway key for throwaway logs
@@ -434,18 +434,6 @@ def sdk_records(base_url: str, token: str, mode: str, events: Events, spool: Pat
                 audit.close(timeout=0.1)
 
 
-def prepare_only(events: Events) -> list[float]:
-    """Seconds per ``prepare_event`` (validate, UUIDv7 id, time, canonical JSON): the part of
-    ``record()`` that is not the queue."""
-    clock = time.perf_counter
-    lat: list[float] = []
-    for ev in events:
-        t1 = clock()
-        prepare_event(ev, now=datetime.now(UTC), rand=os.urandom(10))
-        lat.append(clock() - t1)
-    return lat
-
-
 # -- the rows --------------------------------------------------------------------------------
 
 
@@ -513,7 +501,7 @@ def run_http(quick: bool) -> list[Row]:
                                 sdk[f"{mode} down"], up=False)
         finally:
             client_log.setLevel(level)
-        prep = prepare_only(sdk_events * sz.repeats)
+        prep = prepare_latencies(sdk_events * sz.repeats)
 
     emb, http = res["embedded"], res["http"]
     ratio = http.median / emb.median

@@ -95,7 +95,8 @@ def record_latencies(kwargs: dict[str, Any], events: list[dict[str, Any]], where
 
 
 def prepare_latencies(events: list[dict[str, Any]]) -> list[float]:
-    """Seconds per ``prepare_event`` (with the clock and random bytes record() reads)."""
+    """Seconds per ``prepare_event`` (validate, UUIDv7 id, time, canonical JSON: the part of
+    ``record()`` that is not the queue), with the clock and random bytes record() reads."""
     from sealtrail.client.prepare import prepare_event  # noqa: PLC0415
 
     clock = time.perf_counter
