@@ -150,6 +150,30 @@ def test_a_failed_commit_keeps_the_events_and_record_says_so(tmp_path: Path) -> 
     assert spooled(tmp_path / "spool.db") == ["a", "b"]
 
 
+def test_an_unexpected_commit_error_keeps_the_events_and_the_writer(tmp_path: Path) -> None:
+    """Not only ClientError: any exception of a commit leaves its events queued, in order, and
+    the writer alive to try again."""
+    spool = Spool(tmp_path / "spool.db")
+    real = spool.put_many
+    failures = [RuntimeError("surprise")]
+
+    def flaky(rows: list[tuple[str, str, bytes, float]]) -> None:
+        if failures:
+            raise failures.pop()
+        real(rows)
+
+    spool.put_many = flaky  # type: ignore[method-assign]
+    group = GroupSpool(spool, 0.001, max_unwritten=100)
+    try:
+        group.put("default", "a", b"{}", 1.0)
+        assert group.sync(10)
+        group.put("default", "b", b"{}", 1.0)
+        assert group.sync(10)
+    finally:
+        group.close()
+    assert spooled(tmp_path / "spool.db") == ["a", "b"]
+
+
 def test_put_raises_while_the_spool_cannot_be_written(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db")
 

@@ -162,11 +162,13 @@ class GroupSpool:
     def _commit(self, batch: list[_Queued]) -> bool:
         try:
             self.spool.put_many(batch)
-        except ClientError as exc:
+        except Exception as exc:  # whatever it is, the batch is not dropped (nor the writer)
+            error = exc if isinstance(exc, ClientError) else ClientError(
+                f"cannot write to the spool {self.path}: {exc!r}")
             with self._cv:
                 self._queue[:0] = batch   # first in line again, order kept
                 first = self._error is None
-                self._error = exc
+                self._error = error
                 self._cv.notify_all()
             if first:
                 log.exception("sealtrail: the spool writer could not commit; %d recorded "
