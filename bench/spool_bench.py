@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import percentile
 from workload import make_events
 
 
@@ -108,11 +109,6 @@ def prepare_latencies(events: list[dict[str, Any]]) -> list[float]:
     return lat
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     puts = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     where = Path(sys.argv[2]) if len(sys.argv) > 2 else Path.cwd()
@@ -134,7 +130,7 @@ def main() -> None:
     for _ in range(3):  # round-robin, so that a busy moment of the machine hits every mode
         for name, kwargs in MODES.items():
             lat = record_latencies(kwargs, events, where)
-            runs_of[name].append((_pct(lat, 0.5), _pct(lat, 0.99)))
+            runs_of[name].append((percentile(lat, 0.5), percentile(lat, 0.99)))
     prep = [prepare_latencies(events[1:]) for _ in range(3)]
     print(f"\n2. Client.record() in the application thread, {records:,} calls per run, one "
           f"thread, service unreachable; median of 3 runs (µs)")
@@ -144,8 +140,8 @@ def main() -> None:
         p50 = statistics.median(r[0] for r in mode_runs)
         p99 = statistics.median(r[1] for r in mode_runs)
         print(f"{name:<36} {p50 * 1e6:>8.1f} {p99 * 1e6:>8.1f} {p50 / call:>18.3f}x")
-    p50 = statistics.median(_pct(lat, 0.5) for lat in prep)
-    p99 = statistics.median(_pct(lat, 0.99) for lat in prep)
+    p50 = statistics.median(percentile(lat, 0.5) for lat in prep)
+    p99 = statistics.median(percentile(lat, 0.99) for lat in prep)
     print(f"{'of which prepare_event':<36} {p50 * 1e6:>8.1f} {p99 * 1e6:>8.1f}")
     group = statistics.median(r[0] for r in runs_of["spool, durability=group (5 ms)"])
     threads16 = rows[1][1] / base
