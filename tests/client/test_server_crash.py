@@ -63,7 +63,7 @@ class Server:
             out.flush()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "sealtrail", "--data", str(self.data), "serve",
-                 "--port", str(self.port)],
+                 "--port", str(self.port), "--workers", "1"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         with httpx.Client(base_url=self.url, timeout=2) as http:

@@ -1,12 +1,14 @@
 """The service and the guided runs: ``serve``, ``demo`` and ``tour``.
 
 ``serve`` runs the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the
-monitor, as a child process ``sealtrail monitor`` unless told to run it in a thread. ``demo``
+monitor, as a child process ``sealtrail monitor`` unless told to run it in a thread; with
+``--workers N`` above 1, in N supervised worker processes (server/workers.py). ``demo``
 serves sample data (``cli/demo.py``); ``tour`` walks through the main job (``cli/tour.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -72,6 +74,10 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
               "--create", help="Serve a data directory that holds no log yet (made if "
               "missing; an admin key creates logs over the API). Without it, a directory "
               "with no log (a mistyped --data) is refused.")] = False,
+          workers: Annotated[int | None, typer.Option(
+              "--workers", min=1, help="Worker processes serving the API [default: the "
+              "number of cores]; 1 serves in this process. One of them (the leader) runs "
+              "verification, retention and the monitor.")] = None,
           data: DataOpt = None) -> None:
     """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor.
 
@@ -115,8 +121,14 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
                 command += ["--alert-webhook", alert_webhook]
             if monitor_config_file is not None:
                 command += ["--monitor-config", str(monitor_config_file.resolve())]
+        count = workers if workers is not None else max(os.cpu_count() or 1, 1)
+        # Compiled rules do not pickle: a worker makes the monitor's configuration again
+        # from the same options (server/config.py).
+        source = None if monitor is None or count == 1 else functools.partial(
+            monitor_config, rules or [], alert_webhook, alert_secret_file, monitor_config_file)
         config = ServiceConfig(Path(d), passphrase=phrase, rate=rate, burst=burst,
-                               monitor=monitor, monitor_command=command)
+                               monitor=monitor, monitor_command=command, workers=count,
+                               monitor_source=source)
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
         from sealtrail.server.serving import listen  # noqa: PLC0415
         from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
@@ -131,16 +143,25 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
             except (OSError, ssl.SSLError) as exc:
                 fail(f"--tls-cert/--tls-key/--client-ca: {exc}")
         sockets = listen(host, port)  # bound before anything is announced (a taken port)
-        with _environment(secrets):
+        scheme = "https" if tls_cert else "http"
+        bound = sockets[0].getsockname()[1] if sockets else port  # --port 0: the one chosen
+        options = {"host": host, "port": port, "log_level": "warning",
+                   "ssl_certfile": str(tls_cert) if tls_cert else None,
+                   "ssl_keyfile": str(tls_key) if tls_key else None,
+                   "ssl_ca_certs": str(client_ca) if client_ca else None,
+                   "ssl_cert_reqs": ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE}
+        with _environment(secrets):  # the monitor child (and the workers) inherit them
+            if count > 1:
+                from sealtrail.server.workers import run_workers  # noqa: PLC0415
+                say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (API docs at /docs) "
+                    f"with {count} worker processes")
+                code = run_workers(config, sockets, count, options)
+                if code:
+                    raise typer.Exit(code)
+                return
             application = create_app(config)
-            scheme = "https" if tls_cert else "http"
-            bound = sockets[0].getsockname()[1] if sockets else port  # --port 0: the one chosen
             say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (API docs at /docs)")
-            serve_http(application, sockets=sockets, host=host, port=port, log_level="warning",
-                       ssl_certfile=str(tls_cert) if tls_cert else None,
-                       ssl_keyfile=str(tls_key) if tls_key else None,
-                       ssl_ca_certs=str(client_ca) if client_ca else None,
-                       ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE)
+            serve_http(application, sockets=sockets, **options)
 
 
 @contextmanager

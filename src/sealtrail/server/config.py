@@ -2,10 +2,16 @@
 
 ``sealtrail serve`` builds a :class:`ServiceConfig` from its options; tests build one directly.
 Nothing here opens a file: :mod:`sealtrail.server.state` turns the config into a running node.
+
+A config crosses to ``serve --workers N``'s worker processes pickled (the passphrase with it,
+through the pipe multiprocessing starts them with, never their command line). Compiled rules
+do not pickle: a config made with ``monitor_source`` leaves its ``monitor`` out of the pickle
+and remakes it from that source when unpickled (the worker reads the same rule files).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -38,4 +44,21 @@ class ServiceConfig:
     monitor_command: list[str] | None = None
     retention_delay: float = 60.0    # seconds after start before the first retention run
     retention_interval: float = 86400.0  # then daily; 0 turns scheduled retention off
+    # How many worker processes serve this data directory together (``serve --workers``).
+    # Above 1, a monitor run in-process is wired by the leader only (server/state.py).
+    workers: int = 1
+    # A picklable callable (a module-level function or a partial of one) that makes
+    # ``monitor`` again: what lets this config reach a worker process (module docstring).
+    monitor_source: Callable[[], MonitorConfig | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.monitor_source is not None:
+            state["monitor"] = None  # remade by __setstate__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.monitor_source is not None:
+            self.monitor = self.monitor_source()

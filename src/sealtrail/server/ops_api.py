@@ -2,10 +2,15 @@
 
 /healthz and /readyz need no key (load balancers call them: :data:`OPEN_ROUTES`); /readyz names
 logs and reasons, never a secret or an event. /metrics is for auditors and admins.
+
+Each answer is the answering process's: with ``serve --workers N`` /healthz says which worker
+answered (``pid``) and whether it leads (runs the background jobs, server/leader.py), and
+/metrics counts that worker's requests only.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 from fastapi import APIRouter, Response
@@ -43,12 +48,25 @@ _READYZ_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
                                         "description": "How many problems (not_ready's length)"},
                            "not_ready": {"type": "array", "items": _NOT_READY_SCHEMA}}}}}},
 }
+_HEALTHZ_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "The process is up", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["status", "leader", "pid"],
+        "properties": {
+            "status": {"type": "string", "const": "ok"},
+            "leader": {"type": "boolean", "description": "Whether the answering process "
+                       "leads its data directory (runs verification, retention and the "
+                       "monitor)"},
+            "pid": {"type": "integer", "description": "The answering process's id (one "
+                    "of the workers with serve --workers N)"}}}}}},
+}
 
 
-@router.get("/healthz")
-async def healthz() -> Response:
-    """The process is up (no authentication: load balancers call it)."""
-    return MsgspecJson({"status": "ok"})
+@router.get("/healthz", responses=_HEALTHZ_ANSWERS)
+async def healthz(service: Service) -> Response:
+    """The process is up (no authentication: load balancers call it); which process answered
+    and whether it leads."""
+    return MsgspecJson({"status": "ok", "leader": service.leadership.leader,
+                        "pid": os.getpid()})
 
 
 @router.get("/readyz", responses=_READYZ_ANSWERS)

@@ -6,11 +6,16 @@ its alert store, the background verification and retention jobs, the metrics, th
 limiter), kept on ``app.state.service`` and reached by routes through
 :mod:`sealtrail.server.deps`. :meth:`ServiceState.start` and :meth:`ServiceState.stop` are the
 app's lifespan.
+
+Every process serves every route; the background jobs (verification, retention, the monitor)
+run only in the process that leads the data directory (:mod:`sealtrail.server.leader`), so
+``serve --workers N``, or two ``serve`` on one directory, run each job once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.apikeys import ApiKeys
@@ -19,8 +24,9 @@ from sealtrail.monitor.alerts import AlertStore
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
 from sealtrail.monitor.watch import Result, Verifier
-from sealtrail.monitor.wiring import wire
+from sealtrail.monitor.wiring import Wired, wire
 from sealtrail.server.config import ServiceConfig
+from sealtrail.server.leader import Leadership
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics, MonitorState
 from sealtrail.server.monitor_process import MonitorProcess
@@ -43,16 +49,24 @@ class ServiceState:
     retention: RetentionJob
     metrics: Metrics
     limiter: RateLimiter
+    leadership: Leadership = field(init=False)
+    _running: list[Callable[[], None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leadership", Leadership(self.config.data_dir, self._lead))
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
         """Open the data directory's logs and keys and set up the jobs (none started yet)."""
         logs = Logs(config.data_dir, config.passphrase, config.clock)
         keys = ApiKeys(config.data_dir)
-        # The rules run here when configured and not handed to a child process; otherwise
-        # this monitor serves the API only (alerts the service raises, alert changes).
+        # The rules run on this monitor when configured, not handed to a child process and
+        # this is the only worker; otherwise it serves the API only (alerts the service
+        # raises, alert changes), and with several workers the leader wires one for the
+        # rules (_lead): every worker's dispatcher would deliver each alert again.
         wired = wire(config.data_dir, logs,
-                     config.monitor if config.monitor_command is None else None, config.clock)
+                     config.monitor if config.monitor_command is None and config.workers <= 1
+                     else None, config.clock)
         monitor, dispatcher, alert_store = wired.monitor, wired.dispatcher, wired.store
         child = (MonitorProcess(config.monitor_command, monitor)
                  if config.monitor_command is not None else None)
@@ -86,24 +100,38 @@ class ServiceState:
         return self.config.monitor is not None and self.config.monitor_command is None
 
     def start(self) -> None:
-        """Start the background work: verification, retention, the monitor."""
+        """Take part in electing the leader; if this process leads, start the background
+        work (verification, retention, the monitor) now, else when it takes the lead."""
+        self.leadership.start()
+
+    def _lead(self) -> None:
+        """Start the jobs only the leader runs (each one's stop is kept for :meth:`stop`)."""
         self.verifier.start()
+        self._running.append(self.verifier.stop)
         self.retention.start()
+        self._running.append(self.retention.stop)
         if self.monitor_in_process:
-            self.monitor.start()
+            rules = self.monitor
+            if self.config.workers > 1:
+                led: Wired = wire(self.config.data_dir, self.logs, self.config.monitor,
+                                  self.config.clock)
+                self._running.append(led.close)
+                rules = led.monitor
+            rules.start()
+            self._running.append(rules.stop)
         if self.child is not None:
             self.child.start()
+            self._running.append(self.child.stop)
 
     def stop(self) -> None:
-        """Stop in the reverse order: the monitor first (it reads the logs), the logs last."""
-        if self.child is not None:
-            self.child.stop()
-        if self.monitor_in_process:
-            self.monitor.stop()
+        """Stop the jobs in the reverse order (the monitor before the logs it reads), release
+        the lead, then close the logs."""
+        self.leadership.stop()  # no job starts after this
+        while self._running:
+            self._running.pop()()
+        self.leadership.release()
         if self.dispatcher is not None:
             self.dispatcher.close(5.0)
         self.alert_store.close()
-        self.retention.stop()
-        self.verifier.stop()
         self.logs.close()
         self.keys.close()
