@@ -26,6 +26,12 @@ What is measured (the events are :mod:`workload`'s, encoded to JSON before the c
    with ``durability="group"`` (queued for a writer thread that commits every 5 ms) and
    ``drop`` mode (an in-memory queue), with the service up and stopped. Target: median < 20 µs
    (issue 15: in the group mode).
+4. Worker processes: the same batched ingest (1000 events per request, 4 clients) against the
+   real command, ``sealtrail serve --workers 2`` and ``--workers 1`` (each over a default log of
+   its own, both up at once and measured round-robin; ``--rate``/``--burst`` out of the way and
+   ``--no-monitor``, so the rows compare the serving processes, not the rules' child). Target:
+   ``--workers 2`` >= 1.6x ``--workers 1``. ``python bench/http_bench.py --workers-only`` runs
+   this row alone. Server CPU is the whole process tree's (parent, workers).
 
 Where time goes: the server child's CPU time (user + system, all its threads) and this process's
 CPU time are read around each measurement; the service's own ``sealtrail_ingest_seconds``
@@ -45,7 +51,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,12 +101,17 @@ class HttpSizes:
     floor_requests: int   # GET /healthz, and POST [], per repeat
     records: int          # record() calls per SDK mode per repeat
     repeats: int
+    workers_events: int   # events per repeat of each serve --workers row, batches of 1000
 
 
 QUICK = HttpSizes(batched_events=12_000, batch_clients=4, single_requests=300, many_clients=16,
-                  per_client=30, floor_requests=300, records=600, repeats=REPEATS)
+                  per_client=30, floor_requests=300, records=600, repeats=REPEATS,
+                  workers_events=16_000)
 FULL = HttpSizes(batched_events=80_000, batch_clients=4, single_requests=1500, many_clients=16,
-                 per_client=150, floor_requests=1500, records=3000, repeats=REPEATS)
+                 per_client=150, floor_requests=1500, records=3000, repeats=REPEATS,
+                 workers_events=48_000)
+WORKER_COUNTS = (1, 2)  # serve --workers, the rows of measurement 4
+WORKERS_TARGET = 1.6
 
 
 def say(msg: str) -> None:
@@ -235,6 +248,143 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> bool:
     raise RuntimeError("the service did not become ready within 30 s")
 
 
+@dataclass
+class CliServer:
+    """A running ``sealtrail serve --workers N`` (the real command) and its data directory."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    tokens: Tokens
+    data_dir: Path
+    workers: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far of the parent and every worker (all threads)."""
+        total = 0.0
+        parent = psutil.Process(self.proc.pid)
+        for proc in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += float(t.user) + float(t.system)
+        return total
+
+
+@contextlib.contextmanager
+def running_cli_service(data_dir: Path, tokens: Tokens, workers: int) -> Iterator[CliServer]:
+    """``sealtrail serve --workers N`` on a free loopback port (the rate limit out of the way,
+    no monitor); returns once every worker answers /healthz; SIGTERM afterwards."""
+    env = dict(os.environ, SEALTRAIL_PASSPHRASE=PASSPHRASE)
+    env.pop("SEALTRAIL_KEK", None)
+    log_path = data_dir.parent / f"{data_dir.name}-serve.log"
+    port = _free_port()
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sealtrail.cli", "--data", str(data_dir), "serve",
+             "--port", str(port), "--workers", str(workers), "--rate", str(UNLIMITED),
+             "--burst", str(UNLIMITED), "--no-monitor"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    server = CliServer(proc, f"http://127.0.0.1:{port}", tokens, data_dir, workers)
+    try:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(pids) < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve --workers {workers} did not start: "
+                                   f"{log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):  # a new connection: any worker
+                pids.add(int(httpx.get(f"{server.base_url}/healthz", timeout=2).json()["pid"]))
+            time.sleep(0.02)
+        _warm(server)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _warm(server: CliServer) -> None:
+    """One small ingest through each worker before the clock ever starts: a worker opens the
+    log (and stretches the passphrase) on its first request, once per process."""
+    warmed: set[int] = set()
+    headers = {"authorization": f"Bearer {server.tokens.ingest}"}
+    deadline = time.monotonic() + 60
+    while len(warmed) < server.workers and time.monotonic() < deadline:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
+            pid = int(client.get("/healthz").json()["pid"])  # this connection's worker
+            if pid not in warmed:
+                _check_created(client.post(f"/v1/logs/{LOG}/events",
+                                           content=_json(make_events(1))))
+                warmed.add(pid)
+
+
+def cli_accounted(server: CliServer, cpu: list[float], once: Once) -> Once:
+    """``once``, with the server tree's CPU seconds it caused added to ``cpu[0]``."""
+    def run() -> tuple[int, float, list[float]]:
+        s0 = server.cpu_seconds()
+        out = once()
+        cpu[0] += server.cpu_seconds() - s0
+        return out
+    return run
+
+
+def run_workers(sz: HttpSizes) -> list[Row]:
+    """Measurement 4: batched ingest through ``serve --workers 2`` against ``--workers 1``."""
+    say(f"workers: generating {sz.workers_events:,} events")
+    events = make_events(sz.workers_events)
+    bodies = [_json(events[i:i + BATCH]) for i in range(0, len(events), BATCH)]
+    clients = 4
+    with temp_dir("http-workers") as root, ExitStack() as stack:
+        servers: dict[int, CliServer] = {}
+        for n in WORKER_COUNTS:
+            data = root / f"data-{n}"
+            data.mkdir()
+            say(f"workers: starting sealtrail serve --workers {n}")
+            servers[n] = stack.enter_context(running_cli_service(data, prepare_data(data), n))
+        cpu = {n: [0.0] for n in WORKER_COUNTS}
+        spread: list[list[int]] = []
+        runs: dict[str, Once] = {
+            str(n): cli_accounted(s, cpu[n], concurrent_posts(
+                s.base_url, s.tokens.ingest, _split(bodies, clients), BATCH,
+                spread=spread if n == 2 else None))
+            for n, s in servers.items()}
+        say(f"workers: {len(runs)} measurements, round-robin, {sz.repeats} rounds")
+        res = interleaved(runs, sz.repeats, say)
+        # The kernel hands each connection to one worker; an uneven split caps the gain.
+        say("workers: connections per worker of --workers 2, per repeat: " + "; ".join(
+            "-".join(str(k) for k in sorted(Counter(p).values(), reverse=True))
+            for p in spread))
+        stack.close()  # every service stopped: its log is whole on disk
+        for n in WORKER_COUNTS:  # every event sent is in the log once (no ids: new each time)
+            with AuditLog.open(root / f"data-{n}", LOG, create=False,
+                               passphrase=PASSPHRASE) as alog:
+                if alog.size < len(events) * sz.repeats:
+                    raise RuntimeError(f"--workers {n}: the log holds {alog.size} entries, "
+                                       f"{len(events) * sz.repeats} events were sent")
+    one, two = res[str(WORKER_COUNTS[0])], res[str(WORKER_COUNTS[1])]
+    ratio = two.median / one.median
+    say(f"workers: --workers 2 {two.median:,.0f} events/s vs --workers 1 {one.median:,.0f} "
+        f"events/s: {ratio:.2f}x (target >= {WORKERS_TARGET}x: "
+        f"{'met' if ratio >= WORKERS_TARGET else 'NOT met'}); per repeat: --workers 2 "
+        f"{', '.join(f'{x:,.0f}' for x in two.rates)}, --workers 1 "
+        f"{', '.join(f'{x:,.0f}' for x in one.rates)}")
+    rows = []
+    for n, rate in ((1, one), (2, two)):
+        server_cpu = _us(cpu[n][0] / (len(events) * sz.repeats))
+        rows.append(Row(
+            SERVICE, f"sealtrail serve --workers {n} (the command, --no-monitor): POST {BATCH} "
+            f"events per request, {clients} concurrent clients, default log, durable",
+            rate.median, rate.p50_us, rate.p99_us,
+            value=f"server CPU {server_cpu}/event (all its processes)",
+            ratio=ratio if n == 2 else None,
+            ratio_of="this ÷ --workers 1" if n == 2 else "",
+            target=verdict(ratio >= WORKERS_TARGET, f"≥ {WORKERS_TARGET}x") if n == 2 else ""))
+    return rows
+
+
 # -- measurements ----------------------------------------------------------------------------
 
 
@@ -308,14 +458,21 @@ def _clients(base_url: str, token: str | None, n: int) -> list[httpx.Client]:
 
 
 def concurrent_posts(base_url: str, token: str, work: list[list[bytes]], events_each: int,
-                     path: str = f"/v1/logs/{LOG}/events") -> Once:
+                     path: str = f"/v1/logs/{LOG}/events",
+                     spread: list[list[int]] | None = None) -> Once:
     """One thread (and keep-alive connection) per list of bodies, all started together; each
-    POSTs its bodies one after another. Returns events sent (``events_each`` per body)."""
+    POSTs its bodies one after another. Returns events sent (``events_each`` per body).
+    ``spread`` gets, per repeat, the pid that answers each connection (serve --workers)."""
     def once() -> tuple[int, float, list[float]]:
         clients = _clients(base_url, token, len(work))
         try:
+            pids = []
             for c in clients:  # connect before the clock starts
-                c.get("/healthz").raise_for_status()
+                answer = c.get("/healthz")
+                answer.raise_for_status()
+                pids.append(int(answer.json().get("pid", 0)))
+            if spread is not None:
+                spread.append(pids)
             start = threading.Barrier(len(work) + 1)
             lats: list[list[float]] = [[] for _ in work]
             errors: list[BaseException] = []
@@ -521,6 +678,7 @@ def run_http(quick: bool) -> list[Row]:
                     emb.p99_us, value=f"latency per batch; CPU {cpu}/event"))
     rows.extend(_http_rows(sz, res, costs, ratio))
     rows.extend(_sdk_rows(sz, sdk, prep))
+    rows.extend(run_workers(sz))
     return rows
 
 
@@ -594,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes (about 30 s; the full run about 2 min)")
+    p.add_argument("--workers-only", action="store_true",
+                   help="only measurement 4: serve --workers 2 against --workers 1")
     p.add_argument("--serve", nargs=2, metavar=("DATA", "PORT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -601,7 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    rows = run_http(args.quick)
+    rows = (run_workers(QUICK if args.quick else FULL) if args.workers_only
+            else run_http(args.quick))
     elapsed = time.perf_counter() - t0
     load1 = os.getloadavg()
     print(text_table(rows))
