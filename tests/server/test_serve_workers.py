@@ -9,6 +9,7 @@ and the config's pickling are checked in this process too.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pickle
 import signal
@@ -27,11 +28,14 @@ import pytest
 from sealtrail.cli.monitorconf import monitor_config
 from sealtrail.core.uuid7 import make_uuid7
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.monitor.sinks import verify_signature
 from sealtrail.server.config import ServiceConfig
 from sealtrail.server.leader import LOCK_NAME, POLL_INTERVAL, Leadership
+from tests.monitor.receivers import WebhookReceiver, wait_until
 from tests.server.conftest import seed_event
 from tests.server.test_serve_cli import SEALTRAIL, create_key, free_port, run
 
+SECRET = "whsec-workers-test-0123456789"
 START_TIMEOUT = 60.0  # seconds for every worker to answer (two interpreters on a busy machine)
 
 
@@ -328,3 +332,39 @@ def test_sigterm_to_the_parent_stops_every_worker_and_exits_0(
     assert text.count("sealtrail serving") == 1
     assert "with 2 worker processes" in " ".join(text.split())
     assert "Traceback" not in text, text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("monitor", [[], ["--monitor-in-process"]],
+                         ids=["monitor-child", "monitor-in-process"])
+def test_with_two_workers_the_rules_run_once_and_each_alert_is_delivered_once(
+        data: Path, tmp_path: Path, monitor: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brute-force logins ingested through ``--workers 2`` (the monitor in the leader's child
+    process, or on a thread of the leader) raise one alert, delivered to the webhook once: no
+    second rule engine or sink dispatcher runs in the other worker."""
+    monkeypatch.setenv("SEALTRAIL_WEBHOOK_SECRET", SECRET)
+    token = create_key(data, "--role", "ingest", "--log", "default", "--name", "rules")
+    logins = [{"action": "user.login", "actor": {"id": "mallory", "ip": "203.0.113.9"},
+               "outcome": "failure", "category": "authentication",
+               "target": {"type": "account", "id": "mallory"}} for _ in range(6)]
+    with WebhookReceiver() as receiver, workers(
+            data, tmp_path, 2, "--alert-webhook", receiver.url, *monitor) as served:
+
+        def brute_force() -> list[str]:
+            found = []
+            for req in list(receiver.requests):
+                assert verify_signature(SECRET, req.headers["sealtrail-signature"], req.body,
+                                        time.time())
+                doc = json.loads(req.body)
+                if doc.get("rule") == "builtin.brute_force":
+                    found.append(str(doc["id"]))
+            return found
+
+        for _ in range(2):  # on two connections: likely through both workers
+            with httpx.Client(base_url=served.base_url, timeout=30) as client:
+                answer = client.post("/v1/logs/default/events", json=logins[:3],
+                                     headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 201, answer.text
+        assert wait_until(lambda: bool(brute_force()), 30), served.out.read_text()
+        time.sleep(3.0)  # a second engine or dispatcher would have delivered by now
+        assert len(brute_force()) == 1, brute_force()
