@@ -6,7 +6,7 @@ its own (``python bench/http_bench.py [--quick]``) to print them.
 The service: the app ``sealtrail serve`` runs (``create_app`` on uvicorn, one worker, its h11
 protocol, loopback, plain HTTP), started by this file in a **child process** so that its GIL and
 CPU time are its own and not the clients'. It differs from ``sealtrail serve`` in one setting:
-the per-key rate limit (200 requests/s, bursts of 400, with no CLI option to change it) is
+the per-key rate limit (200 requests/s, bursts of 400 by default; ``serve --rate/--burst``) is
 raised out of the way, or the single-event rows would measure the limiter. The log is the
 default configuration (encrypted, redaction ``mask``), its keyring under the bench passphrase,
 passed to the child as ``SEALTRAIL_PASSPHRASE``.
