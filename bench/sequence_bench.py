@@ -6,15 +6,14 @@ logging writing JSON lines. This times exactly that step on the engine's own par
 batches of 1000 leaves encoded beforehand (fresh UUIDv7 ids, a plain log):
 
 - the exactly-once lookup (``log/dedupe.py``),
-- placing each event and hashing its leaf (``sequencer.BatchPlan.add``, its encoder handing back
-  the prepared leaf),
+- placing each prepared leaf (``sequencer.BatchPlan.add``; prepare hashed it already),
 - extending the tree and cutting bundle-aligned chunks with their id rows
   (``sequencer.plan_commit``), signing the checkpoint,
 - the durable write: one transaction, the head by compare-and-swap, fsync
   (``sequencer.write``).
 
-Not timed: validation, redaction, sealing and encoding (prepare). The log written is opened and
-verified afterwards, so the figure is for a real, valid log.
+Not timed: validation, redaction, sealing, encoding and hashing (prepare). The log written is
+opened and verified afterwards, so the figure is for a real, valid log.
 
     .venv/bin/python bench/sequence_bench.py [N]        # default 100000 events
 
@@ -36,7 +35,8 @@ import alternatives as alt
 from harness import REPEATS, Once, Row, interleaved, temp_dir, text_table, verdict
 from sealtrail.core import canonical
 from sealtrail.core.checkpoint import Checkpoint
-from sealtrail.core.event import Event, validate_event
+from sealtrail.core.event import validate_event
+from sealtrail.core.merkle.hashing import leaf_hashes
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.timefmt import format_time
 from sealtrail.core.uuid7 import uuid7_texts
@@ -53,8 +53,8 @@ BATCH = 1000
 
 
 def _prepared(events: list[dict[str, Any]]
-              ) -> list[tuple[list[Event], list[bytes], list[str], dict[str, bytes]]]:
-    """Batches as prepare would hand them over: events with ids, their leaves by id text."""
+              ) -> list[tuple[list[bytes], list[str], list[bytes], list[bytes]]]:
+    """Batches as prepare hands them over: ids, id texts, leaves and leaf hashes."""
     now = datetime.now(UTC)
     received = format_time(now)
     now_ms = int(now.timestamp() * 1000)
@@ -62,18 +62,17 @@ def _prepared(events: list[dict[str, Any]]
     for i in range(0, len(events), BATCH):
         part = events[i:i + BATCH]
         fresh = uuid7_texts(now_ms, os.urandom(10 * len(part)))
-        evs: list[Event] = []
-        leaves: dict[str, bytes] = {}
+        leaves: list[bytes] = []
         for raw, (text, _) in zip(part, fresh, strict=True):
             ev = validate_event({**raw, "id": text})
-            evs.append(ev)
             seq = msgspec.structs.replace(ev, received_at=received, time=ev.time or received)
-            leaves[text] = canonical.encode_leaf(seq)
-        out.append((evs, [raw_id for _, raw_id in fresh], [t for t, _ in fresh], leaves))
+            leaves.append(canonical.encode_leaf(seq))
+        out.append(([raw_id for _, raw_id in fresh], [t for t, _ in fresh], leaves,
+                    leaf_hashes(leaves)))
     return out
 
 
-STAGES = ("dedupe", "place+hash", "tree+chunks", "sign", "write", "commit (fsync)")
+STAGES = ("dedupe", "place", "tree+chunks", "sign", "write", "commit (fsync)")
 
 
 def sequence_only(events: list[dict[str, Any]], stages: dict[str, float] | None = None
@@ -94,24 +93,18 @@ def sequence_only(events: list[dict[str, Any]], stages: dict[str, float] | None 
             edge = TreeEdge.load(store, state.size)
             ids = IdLookup(store, state.size, state.id_hwm)
             hwm = state.id_hwm
-            received = format_time(datetime.now(UTC))
             lat: list[float] = []
             clock = time.perf_counter
             t0 = clock()
-            for evs, raw_ids, texts, leaves in batches:
+            for raw_ids, texts, leaves, hashes in batches:
                 t1 = clock()
-
-                def prepared(ev: Event, _at: int, leaves: dict[str, bytes] = leaves) -> bytes:
-                    return leaves[ev.id or ""]
-
                 marks = [clock()]
                 with store.transaction():
                     current = store.state()
                     found = ids.existing([(raw_ids, frozenset())], edge.size)
                     marks.append(clock())
                     plan = BatchPlan(edge.size)
-                    plan.add(evs, raw_ids, texts, found=found, received=received,
-                             encode=prepared)
+                    plan.add(raw_ids, texts, leaves, hashes, found=found)
                     marks.append(clock())
                     commit = plan_commit(plan, edge, hwm, late_ms)
                     marks.append(clock())

@@ -67,18 +67,28 @@ def test_an_erasure_whose_event_fails_keeps_the_key(log: AuditLog, tmp_path: Pat
 
 
 def test_a_rejected_request_leaves_no_subject_key(log: AuditLog) -> None:
-    """A request rejected inside a shared commit stores no key for the subject it named."""
+    """A request refused stores no key for the subject it named: refused while prepared (an
+    event that does not encode), or inside a shared commit after its events were sealed under
+    a new subject key (its hook refuses)."""
+    with pytest.raises(ValidationError) as err:
+        log.append_many([
+            {"actor": {"id": "u1"}, "action": "a", "outcome": "success", "subjects": ["p-3"]},
+            {"actor": {"id": "u1"}, "action": "a", "outcome": "success", "reason": "x\udcff"}])
+    assert err.value.field == "events[1].reason"
     good = capture(log, lambda: log.append({"actor": {"id": "u1"}, "action": "a",
                                             "outcome": "success"}))
-    bad = capture(log, lambda: log.append_many([
-        {"actor": {"id": "u1"}, "action": "a", "outcome": "success", "subjects": ["p-3"]},
-        {"actor": {"id": "u1"}, "action": "a", "outcome": "success", "reason": "x\udcff"}]))
+    bad = capture(log, lambda: log.append({"actor": {"id": "u1"}, "action": "a",
+                                           "outcome": "success", "subjects": ["p-4"]}))
+    assert bad.sealing is not None and bad.sealing.new_keys  # sealed under a proposed key
+
+    def refuse(_at: int) -> None:
+        raise ConfigError("refused inside the commit")
+    bad.hook = refuse
     log._commit([good, bad])
     assert good.error is None
-    assert isinstance(bad.error, ValidationError)
-    assert bad.error.field == "events[1].reason"
+    assert isinstance(bad.error, ConfigError)
     assert log._protector is not None
-    assert log._protector.subject_kids(["p-3"]) == {"p-3": None}
+    assert log._protector.subject_kids(["p-3", "p-4"]) == {"p-3": None, "p-4": None}
     assert log.size == 1
 
 

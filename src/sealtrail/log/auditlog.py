@@ -29,7 +29,9 @@ import hmac
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +45,7 @@ from sealtrail.core.errors import (
     ConfigError,
     KeyringError,
     PolicyError,
+    SealtrailError,
     StorageError,
     TamperError,
     ValidationError,
@@ -53,7 +56,7 @@ from sealtrail.core.note import Signer, Verifier
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.receipt import Receipt
-from sealtrail.core.redact import Finding, Redactor
+from sealtrail.core.redact import Finding
 from sealtrail.core.reserved import OWN_SERVICE
 from sealtrail.core.tiles import TileRef
 from sealtrail.core.timefmt import format_time, unix_micros
@@ -76,17 +79,18 @@ from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.idindex import (
     late_window,
 )
+from sealtrail.log.indexing import Indexed, Indexer
 from sealtrail.log.ingest import (
     MAX_BATCH,
     Gate,
     Request,
-    check_unsealed_size,
-    located,
     prepare,
+    redactor_for,
+    reseal,
 )
 from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
-from sealtrail.log.protect import Batch, Protector
-from sealtrail.log.sequencer import BatchPlan, Encoder, Slot, plan_commit
+from sealtrail.log.protect import UNINDEXED_KEY, NewKeys, Protector
+from sealtrail.log.sequencer import BatchPlan, Slot, plan_commit
 from sealtrail.log.sequencer import write as write_commit
 from sealtrail.log.settings import (
     SETTINGS_META,
@@ -108,6 +112,7 @@ from sealtrail.log.verify import (
     verify_increment,
     verify_log,
 )
+from sealtrail.log.workers import MIN_EVENTS, PreparePool, WorkerSpec, default_workers
 from sealtrail.store.protocol import KeptCheckpoint, State, Store
 
 if TYPE_CHECKING:
@@ -215,6 +220,11 @@ class AuditLog:
         policy = FieldPolicy.parse(fixed.policy.split(","))
         self._protector = (Protector(origin, policy, keyring, store) if self.encrypted
                            else None)
+        # Blind-index rows are written after the commit, from a cursor (log/indexing.py).
+        self._indexer = (Indexer(store, self._protector) if self._protector is not None
+                         else None)
+        self._integrated = threading.Condition()  # notified after each commit
+        self._tx_owner: int | None = None  # the thread inside the commit transaction
         self.locked_reason = ""  # why an encrypted log's keyring is not open, if it is not
         # After erase_subject: whether the WAL (old pages with the key) was truncated; False
         # when a reader held it past the wait (the next checkpoint overwrites them).
@@ -224,12 +234,8 @@ class AuditLog:
         self._newer = newer_reason(meta)
         self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
-        self._redactor: Redactor | None = None
-        if self.redaction == "hash" and keyring is not None:
-            self._redactor = Redactor("hash", keyring.redact_key)
-        elif self.redaction in ("mask", "hash"):
-            # Locked, a hash-mode log cannot hash: it masks rather than store a secret.
-            self._redactor = Redactor("mask")
+        self._redactor = redactor_for(self.redaction, keyring)
+        self._pool: PreparePool | None = None  # worker processes for large appends
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -239,7 +245,7 @@ class AuditLog:
              clock: Clock | None = None, passphrase: str | None = None,
              kek: KeyEncryptionKey | None = None, encryption: bool = True,
              policy: FieldPolicy | None = None, redaction: str = "mask",
-             wrap_store: StoreWrapper | None = None) -> AuditLog:
+             wrap_store: StoreWrapper | None = None, workers: int = 1) -> AuditLog:
         """Open a log, creating it (database, signing key, keyring) when ``create`` and new.
 
         ``origin`` names the log in its checkpoints (default ``sealtrail/<log>``); it is fixed
@@ -252,7 +258,13 @@ class AuditLog:
         as sealed; appends raise KeyringError.
 
         ``wrap_store`` wraps the store the log opens (fault-injection tests pass one).
+
+        ``workers``: with 2 or more, ``append_many`` of a large batch prepares its events
+        (validation, redaction, sealing, hashing) in that many worker processes
+        (:mod:`sealtrail.log.workers`); 0 means one per core. Off (1) by default.
         """
+        if workers < 0:
+            raise ConfigError(f"workers={workers}: give 0 (one per core), 1 (off) or more")
         if redaction not in ("mask", "hash", "off"):
             raise ConfigError(f"redaction {redaction!r}: use mask, hash or off")
         settings = OpenSettings(passphrase, kek, encryption, policy or FieldPolicy.default(),
@@ -263,6 +275,9 @@ class AuditLog:
         alog = cls(parts.directory, parts.store, parts.signer, origin=parts.origin,
                    name=parts.name, clock=clock, keyring=parts.keyring)
         alog.locked_reason = parts.locked
+        count = default_workers() if workers == 0 else workers
+        if count > 1:
+            alog.start_workers(count)
         try:
             subjects.record_interrupted_rotation(alog)
         except (StorageError, VerificationError):
@@ -273,6 +288,25 @@ class AuditLog:
             alog.close()
             raise
         return alog
+
+    def start_workers(self, count: int) -> None:
+        """Prepare large appends in ``count`` worker processes from now on."""
+        keyring = self._protector.keyring if self._protector is not None else None
+        opener = self._store.opener()
+        if opener is None:
+            raise ConfigError("this log's store cannot be opened from another process: "
+                              "prepare in this process (workers=1)")
+        spec = WorkerSpec(self.directory, self.origin, self.sealed_paths, self.encrypted,
+                          self.redaction, keyring.kek if keyring is not None else None,
+                          opener, self.locked_reason)
+        if self._pool is not None:
+            self._pool.close()
+        self._pool = PreparePool(count, spec)
+
+    @property
+    def workers(self) -> PreparePool | None:
+        """The worker processes preparing large appends (None: in the caller's process)."""
+        return self._pool
 
     def __enter__(self) -> Self:
         return self
@@ -285,12 +319,27 @@ class AuditLog:
         """Close the store. Everything acknowledged is already on disk."""
         if not self._closed:
             self._closed = True
+            if self._pool is not None:
+                self._pool.close()
+            if self._indexer is not None:
+                self._close_indexer(self._indexer)
             try:
                 self.head_memory.flush()
             except (StorageError, TamperError) as exc:
                 _warn_memory(exc)
             finally:
                 self._store.close()
+
+    def _close_indexer(self, indexer: Indexer) -> None:
+        """Stop the index step, writing what it has first (best effort: what it leaves, the
+        next run rebuilds from the entries)."""
+        indexer.close()
+        try:
+            indexer.run()
+        except (SealtrailError, OSError) as exc:
+            _log.warning("index step at close: %s (the next run catches up)", exc)
+        if self._protector is not None:
+            self._protector.close()
 
     @property
     def store(self) -> Store:
@@ -349,8 +398,22 @@ class AuditLog:
             raise ConfigError(self._newer)
         if self.settings_problem and not adopting:
             raise TamperError("settings", 0, f"{self.settings_problem}: refusing to append")
+        if self._protector is not None:
+            self._follow_keyring()  # sealing happens now: under the key in force
         gate = Gate(self._redactor, self._protector, self.locked_reason, own)
-        req = prepare(events, gate, unix_micros(self._clock()) // 1000, validated=validated)
+        now = self._clock()
+        now_ms, received = unix_micros(now) // 1000, format_time(now)
+        req = None
+        pool = self._pool
+        keyring = self.keyring
+        if pool is not None and keyring is not None and pool.kek is not keyring.kek:
+            self.start_workers(pool.workers)  # the keyring was re-wrapped under a new KEK
+            pool = self._pool
+        if (pool is not None and hook is None and not own and isinstance(events, Sequence)
+                and MIN_EVENTS <= len(events) <= MAX_BATCH):
+            req = pool.prepare(events, now_ms, received)
+        if req is None:
+            req = prepare(events, gate, now_ms, received, validated=validated)
         if req is None:
             return []
         req.hook = hook
@@ -378,9 +441,10 @@ class AuditLog:
         self._group.commit(batch)
 
     def _commit_batch(self, batch: list[Request]) -> None:
-        received = format_time(self._clock())
         store = self._store
-        with store.transaction():
+        protector, indexer = self._protector, self._indexer
+        claimed: NewKeys = {}
+        with store.transaction(), self._owning():
             # 1. The file is still the one we opened, and another process may have appended
             #    since we last looked.
             self.check_identity()
@@ -388,36 +452,35 @@ class AuditLog:
             if state.size != self._edge.size or not self._head_checked:
                 self._catch_up(state)
             hwm = max(self._hwm, state.id_hwm)
-            protector = self._protector
-            sealing = Batch()
             if protector is not None:
                 self._follow_keyring()
                 protector.refresh()
+                if indexer is not None and any(req.hook is not None for req in batch):
+                    # An engine change (erasure, retention) sees every entry indexed.
+                    indexer.step()
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
             found = self._ids.existing(((req.ids, req.generated) for req in batch),
                                        self._edge.size)
-            # 3. Sequence (log/sequencer.py): plan every request, then the commit.
+            # 3. Sequence (log/sequencer.py): place every request's prepared leaves.
             edge = self._edge
             plan = BatchPlan(edge.size)
-            encode = self._encoder(sealing)
             placed: list[tuple[Request, list[Slot]]] = []
             for req in batch:
-                mark, sealed_mark = plan.mark(), sealing.mark()
+                mark = plan.mark()
                 try:
-                    # One savepoint per request: a request that fails (its hook refuses, an
-                    # event does not encode) leaves no trace, whatever it wrote.
+                    # One savepoint per request: a request that fails (its hook refuses, a
+                    # re-seal does not encode) leaves no trace, whatever it wrote.
                     with store.savepoint():
                         if req.hook is not None:
                             req.hook(plan.start + plan.mark())
-                        slots = plan.add(req.events, req.ids, req.texts, found=found,
-                                         received=received, encode=encode)
+                        if protector is not None:
+                            self._settle(req, protector, claimed)
+                        slots = plan.add(req.ids, req.texts, req.leaves, req.hashes,
+                                         found=found)
                 except (PolicyError, ConfigError, ValidationError) as exc:
                     # This request alone fails; undo what it added to the batch.
                     plan.undo(mark)
-                    sealing.undo(sealed_mark)
-                    pos = getattr(exc, "position", -1)
-                    req.error = (located(exc, pos, req.events[pos], positioned=not req.own)
-                                 if isinstance(exc, ValidationError) and pos >= 0 else exc)
+                    req.error = exc
                     req.done = True
                     continue
                 placed.append((req, slots))
@@ -427,13 +490,17 @@ class AuditLog:
                 # 4. Checkpoint.
                 note = self._signer.sign(Checkpoint(self.origin, new_edge.size,
                                                     new_edge.root()).format())
-                # 5. Write; the commit at the end of the block fsyncs.
+                # 5. Write; the commit at the end of the block fsyncs. No index rows: the
+                #    index step writes them from the cursor (log/indexing.py).
                 if protector is not None:
-                    protector.write(sealing, new_edge.size)
+                    if claimed:
+                        store.put_subject_keys(protector.wrap_rows(claimed))
+                    if UNINDEXED_KEY not in store.meta():
+                        store.set_meta({UNINDEXED_KEY: str(plan.start)})
                 write_commit(store, commit, note, state)
         # 6. Durable: adopt, remember the head outside the database, and answer.
         if protector is not None:
-            protector.adopt(sealing)
+            protector.adopt(claimed)
         if plan.hashes:
             try:
                 self.head_memory.remember(note, new_edge.size)
@@ -445,34 +512,64 @@ class AuditLog:
         self._ids.committed(index, plan.ids, commit.exact, new_edge.size)
         self._edge = new_edge
         self._hwm = commit.id_hwm
-        by_index = dict(zip(range(index, index + len(hashes)), hashes, strict=True))
+        rows: list[tuple[int, int]] = []
         for req, slots in placed:
             out: list[Receipt] = []
             for (ident_text, idx, dup), ident in zip(slots, req.ids, strict=True):
                 if idx == -1:
                     out.append(found[ident])
                 else:
-                    out.append(Receipt(ident_text, idx, by_index[idx], new_edge.size, dup))
+                    out.append(Receipt(ident_text, idx, hashes[idx - index], new_edge.size,
+                                       dup))
+            if req.sealing is not None and req.sealing.tokens:
+                rows.extend((slots[pos][1], tok) for pos, tok in req.sealing.tokens
+                            if not slots[pos][2])
             req.receipts = out
             req.done = True
+        if indexer is not None and plan.hashes:
+            if not any(req.hook is not None for req, _ in placed):
+                # (After an engine change -- an erasure -- the step rebuilds this commit's
+                # rows from the entries as they now open, instead.)
+                indexer.committed(Indexed(index, new_edge.size, rows))
+            indexer.start()
+        with self._integrated:
+            self._integrated.notify_all()
 
-    def _encoder(self, sealing: Batch) -> Encoder:
-        """How this commit turns an event into its leaf: sealed under the log's keys when it
-        is encrypted (the size limit then holds for the event as sent), else encoded."""
-        protector = self._protector
-        if protector is None:
-            encode_leaf = canonical.encode_leaf
+    @contextlib.contextmanager
+    def _owning(self) -> Iterator[None]:
+        """Mark this thread as the one inside the commit transaction (its hooks may run the
+        index step in it; any other thread must open a transaction of its own)."""
+        self._tx_owner = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._tx_owner = None
 
-            def encode(ev: Event, _at: int) -> bytes:
-                return encode_leaf(ev)
-            return encode
+    def _settle(self, req: Request, protector: Protector, claimed: NewKeys) -> None:
+        """Make a request's sealing current before it is placed (under the write lock).
 
-        def seal(ev: Event, at: int) -> bytes:
-            leaf = protector.seal(ev, at, sealing)
-            if sealing.growth:
-                check_unsealed_size(len(leaf) - sealing.growth)
-            return leaf
-        return seal
+        Its new subject keys are claimed for this commit -- insert or get: a subject that an
+        earlier request of the commit, or another process, gave a key first keeps that key,
+        and the request is sealed again under it. A request sealed before an erasure that
+        used subject keys is sealed again too (its keys may be the destroyed ones).
+        """
+        sealing = req.sealing
+        if sealing is None:
+            return
+        redo = set(sealing.redo)
+        if sealing.keyed and sealing.epoch != protector.epoch:
+            redo.update(pos for pos, _ in sealing.keyed)
+        new = sealing.new_keys
+        if new:
+            stored = self._store.subject_keys_by_ref([ref for ref in new if ref not in claimed])
+            lost = {ref for ref in new if ref in claimed or ref in stored}
+            if lost:
+                redo.update(pos for pos, refs in sealing.keyed if lost.intersection(refs))
+                for ref in lost:
+                    del new[ref]
+        claimed.update(new)
+        if redo:
+            reseal(req, protector, sorted(redo), claimed)
 
     def _trusted_edge(self, state: State) -> TreeEdge:
         """The stored tree's edge, checked against the head checkpoint this log signed.
@@ -626,11 +723,45 @@ class AuditLog:
         if self._protector is None:
             raise ConfigError("blind indexes exist only in encrypted logs; search by scanning")
         token = self._protector.blind().token(field, value)
-        if self._protector.needs_backfill():
-            with self._store.transaction():  # entries appended while locked: index them now
-                self._protector.refresh()
+        self.catch_up_index()
         end = self.size if before is None else min(before, self.size)
         return self._protector.index.lookup(token, end, limit)
+
+    def catch_up_index(self) -> None:
+        """Index every committed entry now (searches call it: none misses an entry the
+        background index step has not reached yet)."""
+        indexer = self._indexer
+        if indexer is None or not indexer.pending():
+            return
+        if self._tx_owner == threading.get_ident():
+            indexer.step()  # inside this thread's commit (an erasure's hook)
+        else:
+            indexer.run()
+
+    def index_status(self) -> dict[str, int]:
+        """How far the blind index has caught up: ``indexed`` entries of ``size``."""
+        with self._store.snapshot():
+            size = self._store.state().size
+            cursor = self._indexer.cursor() if self._indexer is not None else None
+        return {"indexed": size if cursor is None else min(cursor, size), "size": size}
+
+    def wait_integrated(self, size: int, timeout: float | None = None) -> bool:
+        """Wait until the log's signed checkpoint covers ``size`` entries (appends by any
+        process count); False when ``timeout`` seconds pass first.
+
+        Integration (the tree, its node blocks and the signed checkpoint) runs in the
+        transaction that sequences the entries, so every receipt is already covered by the
+        checkpoint of its ``tree_size``; this is how a caller holding only a size waits.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._integrated:
+            while self.size < size:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                # Another process's appends notify nobody here: look again now and then.
+                self._integrated.wait(0.05 if left is None else min(left, 0.05))
+        return True
 
     def subject_events(self, subject: str) -> Iterator[tuple[Entry, dict[str, Any]]]:
         """Every event naming ``subject`` (oldest first), opened (GDPR Art. 15 access)."""

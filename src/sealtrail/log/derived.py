@@ -16,12 +16,13 @@ and an attacker with the database file can edit them without touching a leaf:
 4096-entry segment of rows, plus the ids of the subject keys met, O(subjects)) inside one read
 snapshot of its own, and raises :class:`TamperError` naming the first entry that disagrees.
 
-What it expects, per entry (``log/protect.py`` writes it so):
+What it expects, per entry (``log/protect.py`` computes it, ``log/indexing.py`` writes it):
 
 - a token for ``actor.id``, ``actor.ip`` and ``target.id`` when the event has them, and one per
   distinct subject, in segment ``index >> 12`` (folded into ``blind``, or still pending);
-- entries appended while the keyring was locked carry no rows until a later commit with the
-  keyring open indexes them (``unindexed_from``);
+- entries at or past the index cursor (``unindexed_from``) carry no rows: the index step
+  (``log/indexing.py``) writes them after the commit, or, for entries appended while the
+  keyring was locked, once a process with the keyring runs it;
 - an erased event (its subject key destroyed) keeps the tokens of its clear fields; the tokens
   of the erased subject and of its sealed ``actor.ip``/``target.id`` are gone, those of its
   other subjects stay. Its fields are unreadable, so the rows it may keep beyond its clear
@@ -249,23 +250,25 @@ def _expect(protector: Protector, blind: BlindIndexer, index: int, leaf: bytes,
     except (DecryptionError, StorageError) as exc:
         raise TamperError("changed", index, f"the entry does not open: {exc}") from exc
     tokens: dict[int, str] = {}
-    if state.unindexed is not None and index >= state.unindexed and sealed is None:
-        return _Expect(index, tokens)  # appended locked: indexed by a later unlocked commit
+    erased = "erased" in ev
+    if ev.get("action") == ERASE_ACTION:
+        key_id = (ev.get("metadata") or {}).get("key_id")
+        if isinstance(key_id, str) and key_id:
+            state.erased_by.setdefault(key_id, index)
+    if state.unindexed is not None and index >= state.unindexed:
+        # At or past the index cursor: the index step has not written its rows yet (it
+        # runs after the commit), so none may be stored.
+        return _Expect(index, tokens, kids, erased, 0)
     actor = ev.get("actor") or {}
     target = ev.get("target") or {}
     for name, value in (("actor.id", actor.get("id")), ("actor.ip", actor.get("ip")),
                         ("target.id", target.get("id"))):
         if isinstance(value, str):
             tokens[blind.token(name, value)] = name
-    erased = "erased" in ev
     if not erased:
         for subject in ev.get("subjects") or ():
             if isinstance(subject, str):
                 tokens[blind.token("subject", subject)] = "subject"
-    if ev.get("action") == ERASE_ACTION:
-        key_id = (ev.get("metadata") or {}).get("key_id")
-        if isinstance(key_id, str) and key_id:
-            state.erased_by.setdefault(key_id, index)
     return _Expect(index, tokens, kids, erased,
                    sum(1 for f in _SEALED_BLIND if f in sealed_fields))
 

@@ -1,12 +1,17 @@
-"""Preparing an append: the checks and rewrites an event goes through before it is queued.
+"""Preparing an append: everything an event goes through before it is queued for sequencing.
 
 In order, per event (nothing is stored; any failure refuses the whole call, naming the event
 by its position): validation against the event schema, the names reserved for sealtrail's own
 records, redaction of secrets, that a locked keyring can still store it, and the id (a UUIDv7
 dated far ahead of the log's clock is refused: retries are found by the id's time). Events
-without an id get a fresh UUIDv7 here, so every receipt names its event.
+without an id get a fresh UUIDv7 here, so every receipt names its event. Then each event gets
+its receive time, is sealed (an encrypted log: personal fields under their keys, blind tokens
+computed) or encoded, and its leaf hashed -- so the one serial step, sequencing, only places
+leaves that are ready.
 
-The result is a :class:`Request`, the unit the group commit queues and sequences.
+This runs in the caller's thread, outside the write lock, or in a worker process
+(:mod:`sealtrail.log.workers`). The result is a :class:`Request`, the unit the group commit
+queues and sequences.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
+
+from sealtrail.core import canonical
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import MAX_EVENT_BYTES, Event, validate_event
+from sealtrail.core.merkle.hashing import leaf_hash, leaf_hashes
 from sealtrail.core.receipt import Receipt
 from sealtrail.core.redact import Redactor
 from sealtrail.core.reserved import reserved_field
 from sealtrail.core.uuid7 import uuid7_ms, uuid7_texts
-from sealtrail.log.protect import Protector
+from sealtrail.log.keyring import Keyring
+from sealtrail.log.protect import NewKeys, Protector, Sealing
 
 MAX_BATCH: Final = 100_000        # events in one append_many call
 MAX_SEQUENCED: Final = MAX_EVENT_BYTES + 1024  # an event plus its id and times, before sealing
@@ -34,11 +44,16 @@ MAX_FUTURE_MS: Final = 10 * 60_000  # a UUIDv7 id may be dated at most 10 minute
 class Request:
     """One append call's events on their way through the group commit."""
 
-    events: list[Event]         # validated; ``id`` may still be None (see ``texts``)
+    events: list[Event]         # validated, with their id, receive time and time set
     ids: list[bytes]            # the 16 id bytes of each event
     texts: list[str]            # the canonical id text of each event
     generated: frozenset[bytes] = frozenset()  # ids the log just made: cannot be stored yet
     own: bool = False           # the engine's own records (no caller sent them as a batch)
+    leaves: list[bytes] = field(default_factory=list)   # each event's leaf (sealed or not)
+    hashes: list[bytes] = field(default_factory=list)   # each leaf's RFC 6962 hash
+    sealing: Sealing | None = None  # tokens and new subject keys (an encrypted log)
+    # Prepared in worker processes, the events arrive packed: this unpacks them (a re-seal).
+    unpack: Callable[[], list[Event]] | None = None
     # Runs inside the commit transaction before sequencing, given the index the request's
     # first event will get; raising fails this request alone, so it must check before it
     # writes (erasure, legal holds and retention use it).
@@ -60,10 +75,10 @@ class Gate:
     own: bool = False
 
 
-def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int, *,
-            validated: bool = False) -> Request | None:
-    """The request for ``events`` (None when there are none); ValidationError naming
-    ``events[i].field`` for the first event that fails.
+def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int,
+            received: str, *, validated: bool = False) -> Request | None:
+    """The request for ``events`` (None when there are none), sealed and hashed, received at
+    ``received``; ValidationError naming ``events[i].field`` for the first event that fails.
 
     ``validated``: events that are already :class:`Event` values came from
     ``validate_event`` (the service validates a request whole, to report every bad event).
@@ -126,7 +141,69 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
             texts[i] = text
             ids[i] = raw_id
         generated = frozenset(raw for _, raw in fresh)
-    return Request(prepared, ids, texts, generated, own=own)
+    req = Request(prepared, ids, texts, generated, own=own)
+    seal(req, protector, received)
+    return req
+
+
+def seal(req: Request, protector: Protector | None, received: str) -> None:
+    """Give a request's events their id, receive time and time, then their leaves (sealed
+    when the log is encrypted) and leaf hashes. A ValidationError names the event."""
+    replace = msgspec.structs.replace
+    events = req.events
+    for pos, (ev, text) in enumerate(zip(events, req.texts, strict=True)):
+        events[pos] = replace(ev, id=text, received_at=received, time=ev.time or received)
+    encode(req, protector)
+
+
+def encode(req: Request, protector: Protector | None) -> None:
+    """The leaves and leaf hashes of a request's sequenced events."""
+    leaves: list[bytes] = []
+    sealing = protector.sealing() if protector is not None else None
+    for pos, ev in enumerate(req.events):
+        leaves.append(_leaf(req, pos, ev, protector, sealing=sealing, claimed=None))
+    req.leaves = leaves
+    req.hashes = leaf_hashes(leaves)
+    req.sealing = sealing
+
+
+def reseal(req: Request, protector: Protector, positions: Iterable[int],
+           claimed: NewKeys) -> None:
+    """Seal the events at ``positions`` again, under the write lock, with the subject keys
+    the commit settled (``claimed``, which gains the keys this makes). Their tokens do not
+    change (they do not depend on keys)."""
+    if not req.events and req.unpack is not None:
+        req.events = req.unpack()
+    sealing = Sealing(protector.epoch)
+    for pos in positions:
+        leaf = _leaf(req, pos, req.events[pos], protector, sealing=sealing,
+                     claimed=claimed)
+        req.leaves[pos] = leaf
+        req.hashes[pos] = leaf_hash(leaf)
+    claimed.update(sealing.new_keys)
+
+
+def _leaf(req: Request, pos: int, ev: Event, protector: Protector | None, *,
+          sealing: Sealing | None, claimed: NewKeys | None) -> bytes:
+    try:
+        if sealing is not None and protector is not None:
+            leaf = protector.seal(ev, pos, sealing, claimed)
+            if sealing.growth:
+                check_unsealed_size(len(leaf) - sealing.growth)
+            return leaf
+        return canonical.encode_leaf(ev)
+    except ValidationError as exc:
+        raise located(exc, pos, ev, positioned=not req.own) from exc
+
+
+def redactor_for(redaction: str, keyring: Keyring | None) -> Redactor | None:
+    """A log's redactor: ``hash`` needs the keyring's key (locked, it masks rather than
+    store a secret), ``mask`` masks, ``off`` has none."""
+    if redaction == "hash" and keyring is not None:
+        return Redactor("hash", keyring.redact_key)
+    if redaction in ("mask", "hash"):
+        return Redactor("mask")
+    return None
 
 
 def _at(pos: int, field_name: str, message: str) -> ValidationError:

@@ -1,15 +1,20 @@
-"""Personal-data protection in the engine: sealing fields, subject keys, blind-index rows.
+"""Personal-data protection in the engine: sealing fields, subject keys, blind-index tokens.
 
-On append (inside the commit transaction, for each sequenced event):
+Sealing happens when an append is prepared, before it is queued and outside the write lock
+(in the caller's thread, or in a worker process): for each event,
 
-1. blind-index rows for the searchable fields (``actor.id``, ``actor.ip``, ``target.id``, each
-   subject), keyed by segment (``index >> SEG_SHIFT``) so one commit's rows land in a few hot
-   pages instead of all over a B-tree;
+1. the blind-index tokens of its searchable fields (``actor.id``, ``actor.ip``, ``target.id``,
+   each subject) are computed; the index step (:mod:`sealtrail.log.indexing`) writes them
+   after the commit, so the append path writes no index rows;
 2. the policy's personal fields (and ``subjects``) are taken out of the event;
 3. they are sealed under the subjects' own key when the event names subjects (a new subject
-   gets a new random key, wrapped and written in the same transaction), else under the
-   keyring's active data key;
+   gets a new random key, proposed with the request and claimed by the commit: insert or
+   get, see :func:`claim_keys`), else under the keyring's active data key;
 4. the tokens go into the event's ``sealed`` map, which the leaf commits to.
+
+The commit re-seals a request (under the write lock) when its sealing is stale: another
+request or process claimed one of its new subjects first, or an erasure happened since it was
+prepared (``key_epoch`` moved).
 
 On read, :meth:`Protector.reveal` opens what it can: a field whose subject key was destroyed
 reads as erased; without the keyring the fields stay sealed (shown encrypted). Subject keys
@@ -21,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,12 +47,12 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy, restore
-from sealtrail.log.blindindex import SEG_SHIFT, BlindIndex
+from sealtrail.log.blindindex import BlindIndex
 from sealtrail.log.keyring import Keyring
 from sealtrail.store.protocol import Store, SubjectKey
 
 EPOCH_KEY: Final = "key_epoch"
-UNINDEXED_KEY: Final = "unindexed_from"  # entries from here were appended with the keyring locked
+UNINDEXED_KEY: Final = "unindexed_from"  # the index cursor: entries from here have no rows yet
 SUBJECT_PURPOSE: Final = "subject"
 _CACHE_MAX: Final = 100_000    # subject keys kept unwrapped in memory
 _TOKEN_CACHE_MAX: Final = 32_768  # recent (field, value) -> token: actors and addresses recur
@@ -75,26 +81,41 @@ def _combine(raws: list[bytes]) -> bytes:
                 info=b"sealtrail/subjects/v1").derive(b"".join(raws))
 
 
+NewKeys = dict[bytes, tuple[bytes, bytes]]  # subject ref -> (key id, raw key)
+
+
 @dataclass(slots=True)
-class Batch:
-    """What one commit adds beside its entries: new subject keys and blind-index rows."""
+class Sealing:
+    """What sealing one request produced beside its leaves (picklable: worker processes
+    return it)."""
 
-    new_keys: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)  # ref -> kid, raw
-    key_rows: list[SubjectKey] = field(default_factory=list)
-    blind_rows: list[tuple[int, int, int]] = field(default_factory=list)
+    epoch: str                                   # key_epoch when the request was sealed
+    tokens: list[tuple[int, int]] = field(default_factory=list)  # (event position, token)
+    new_keys: NewKeys = field(default_factory=dict)  # subjects first seen by this request
+    # Events sealed under subject keys: (position, the subjects' refs).
+    keyed: list[tuple[int, tuple[bytes, ...]]] = field(default_factory=list)
+    redo: set[int] = field(default_factory=set)  # positions to seal again before placing
+    locked: bool = False                         # prepared with the keyring locked (no tokens)
     growth: int = 0  # bytes the last sealed event grew by (tokens minus plaintexts)
-    locked_from: int | None = None  # first entry appended locked (not blind-indexed yet)
 
-    def mark(self) -> tuple[int, int, int]:
-        """Where one request's additions start, to undo them if the request fails."""
-        return len(self.key_rows), len(self.new_keys), len(self.blind_rows)
-
-    def undo(self, mark: tuple[int, int, int]) -> None:
-        """Drop what was added since ``mark`` (the request failed; its savepoint rolled back)."""
-        keys, new, blind = mark
-        del self.key_rows[keys:], self.blind_rows[blind:]
-        for ref in list(self.new_keys)[new:]:
-            del self.new_keys[ref]
+    def join(self, other: Sealing, offset: int) -> Sealing:
+        """This record followed by ``other``, whose positions start at ``offset`` (parts of
+        one request prepared apart). A subject both proposed a key for keeps this one's;
+        the events of ``other`` sealed under its own proposal are to be sealed again."""
+        self.tokens.extend((pos + offset, tok) for pos, tok in other.tokens)
+        clash = {ref for ref, got in other.new_keys.items()
+                 if ref in self.new_keys and self.new_keys[ref] != got}
+        for ref, got in other.new_keys.items():
+            self.new_keys.setdefault(ref, got)
+        for pos, refs in other.keyed:
+            self.keyed.append((pos + offset, refs))
+            if clash.intersection(refs):
+                self.redo.add(pos + offset)
+        self.redo.update(pos + offset for pos in other.redo)
+        if other.epoch != self.epoch:
+            self.epoch = ""  # parts of two epochs: the commit seals every keyed event again
+        self.locked = self.locked or other.locked
+        return self
 
 
 class Protector:
@@ -108,11 +129,18 @@ class Protector:
         self._store = store
         self.index = BlindIndex(store)
         self._blind = BlindIndexer(keyring.blind_key) if keyring is not None else None
-        self._by_ref: dict[bytes, tuple[bytes, bytes]] = {}
+        # Unwrapped subject keys by reference, each with the key_epoch it was read under: a
+        # request uses only those of the epoch it was sealed in (see sealing()).
+        self._by_ref: dict[bytes, tuple[str, bytes, bytes]] = {}
         self._tokens: dict[tuple[str, str], int] = {}
         self._aead: dict[str, AESGCM | None] = {}
         self._epoch = store.meta().get(EPOCH_KEY, "0")
         self._version = store.change_marker()
+        # Prepare reads subject keys outside the write lock, on a read handle of its own.
+        self._reader: Store | None = None
+        self._read_lock = threading.Lock()
+        self._read_version: int | None = None
+        self._read_epoch = self._epoch
 
     @property
     def unlocked(self) -> bool:
@@ -128,53 +156,25 @@ class Protector:
 
     # -- caches -----------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """Drop cached subject keys if any process erased one since we looked.
+    def close(self) -> None:
+        """Close the preparing side's read handle (the log closes its store)."""
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
-        Inside a commit (the write lock held) it also indexes entries that were appended while
-        the keyring was locked, so no event escapes ``find`` and ``query``.
-        """
-        meta = self._store.meta()
-        epoch = meta.get(EPOCH_KEY, "0")
+    def refresh(self) -> None:
+        """Drop cached subject keys if any process erased one since we looked."""
+        epoch = self._store.meta().get(EPOCH_KEY, "0")
         if epoch != self._epoch:
             self.forget()
             self._epoch = epoch
         self._version = self._store.change_marker()
-        start = meta.get(UNINDEXED_KEY)
-        if start is not None and self._blind is not None and self._store.in_transaction:
-            self._backfill(self._blind, int(start))
-
-    def needs_backfill(self) -> bool:
-        """Whether entries appended with the keyring locked still wait for blind indexing."""
-        return UNINDEXED_KEY in self._store.meta()
 
     def _check_fresh(self) -> None:
         """Cheap per-read check: another connection committed, so an erasure may have too."""
         if self._store.change_marker() != self._version:
             self.refresh()
-
-    def _backfill(self, blind: BlindIndexer, start: int) -> None:
-        """Blind-index the clear fields of entries appended while the keyring was locked
-        (they carry no sealed field: a locked log cannot write one)."""
-        rows: list[tuple[int, int, int]] = []
-        for chunk in self._store.iter_chunks(start):
-            for k, leaf in enumerate(chunk.leaves()):
-                index = chunk.start + k
-                if index < start or not leaf:
-                    continue
-                obj = _dec.decode(leaf)
-                if not isinstance(obj, dict) or "sealed" in obj:
-                    continue
-                seg = index >> SEG_SHIFT
-                actor = obj.get("actor") or {}
-                target = obj.get("target") or {}
-                for field_name, value in (("actor.id", actor.get("id")),
-                                          ("actor.ip", actor.get("ip")),
-                                          ("target.id", target.get("id"))):
-                    if isinstance(value, str):
-                        rows.append((seg, blind.token(field_name, value), index))
-        self.index.add_sorted(rows)
-        self._store.delete_meta(UNINDEXED_KEY)
 
     def forget(self) -> None:
         """Drop every unwrapped subject key this process holds (erasure: no copy remains)."""
@@ -194,15 +194,42 @@ class Protector:
         if self.policy.extract(ev)[1]:
             raise KeyringError(locked_reason or "the keyring is locked")
 
-    def seal(self, ev: Event, index: int, batch: Batch) -> bytes:
-        """The leaf of a sequenced event (``id`` set), personal fields sealed; records its
-        blind rows and, in ``batch.growth``, how much sealing grew it.
+    @property
+    def epoch(self) -> str:
+        """The ``key_epoch`` this side last saw (an erasure moves it)."""
+        return self._epoch
+
+    def sealing(self) -> Sealing:
+        """A fresh record for sealing one request, stamped with the ``key_epoch`` committed
+        now. Read before any key is looked up: a key found afterwards existed in that epoch
+        or a later one, so a request whose epoch is not the commit's is sealed again."""
+        return Sealing(self._committed_epoch(), locked=self._blind is None)
+
+    def _committed_epoch(self) -> str:
+        with self._read_lock:
+            reader = self._read_handle()
+            version = reader.change_marker()
+            if version != self._read_version:
+                self._read_epoch = reader.meta().get(EPOCH_KEY, "0")
+                self._read_version = version
+            return self._read_epoch
+
+    def _read_handle(self) -> Store:
+        if self._reader is None:
+            self._reader = self._store.reader()
+        return self._reader
+
+    def seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None = None) -> bytes:
+        """The leaf of a sequenced event (``id`` and times set), personal fields sealed; its
+        blind tokens go to ``out.tokens`` under ``pos`` and, in ``out.growth``, how much
+        sealing grew it. ``claimed``: subject keys this commit already holds (a re-seal
+        under the write lock uses them before the store).
 
         Raises ValidationError for text that is not valid Unicode (a lone surrogate), like
         the leaf encoder does, so the request fails naming the event.
         """
         try:
-            return self._seal(ev, index, batch)
+            return self._seal(ev, pos, out, claimed)
         except UnicodeEncodeError as exc:
             raise ValidationError("event", "contains a lone surrogate (not valid Unicode)"
                                   ) from exc
@@ -217,34 +244,31 @@ class Protector:
             tok = self._tokens[key] = blind.token(field, value)
         return tok
 
-    def _seal(self, ev: Event, index: int, batch: Batch) -> bytes:
+    def _seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None) -> bytes:
         keyring = self.keyring
         blind = self._blind
-        batch.growth = 0
+        out.growth = 0
         if keyring is None or blind is None:
-            # Locked: append_many let through only events with nothing to seal; they are
-            # blind-indexed by the next commit made with the keyring open.
+            # Locked: append_many let through only events with nothing to seal; the index
+            # step indexes them once a process with the keyring open runs it.
             if self.policy.extract(ev)[1]:
                 raise KeyringError("the keyring is locked")
-            if batch.locked_from is None:
-                batch.locked_from = index
             return canonical.encode_leaf(ev)
-        seg = index >> SEG_SHIFT
-        rows = batch.blind_rows
+        rows = out.tokens
         token = self._token
-        rows.append((seg, token(blind, "actor.id", ev.actor.id), index))
+        rows.append((pos, token(blind, "actor.id", ev.actor.id)))
         if ev.actor.ip is not None:
-            rows.append((seg, token(blind, "actor.ip", ev.actor.ip), index))
+            rows.append((pos, token(blind, "actor.ip", ev.actor.ip)))
         if ev.target is not None and ev.target.id is not None:
-            rows.append((seg, token(blind, "target.id", ev.target.id), index))
+            rows.append((pos, token(blind, "target.id", ev.target.id)))
         obj: dict[str, Any] = msgspec.to_builtins(ev)
         found = self.policy.take(obj)
         if not found:
             return canonical.encode_leaf(ev)
         if ev.subjects:
             for subject in set(ev.subjects):
-                rows.append((seg, token(blind, "subject", subject), index))
-            kid, aead = self._subject_key(keyring, blind, ev.subjects, batch)
+                rows.append((pos, token(blind, "subject", subject)))
+            kid, aead = self._subject_key(blind, pos, ev.subjects, out, claimed)
         else:
             kid = keyring.active
             aead = keyring.data[kid]
@@ -255,27 +279,33 @@ class Protector:
         ct = envelope.seal(aead, kid, nonce, envelope.fields_aad(self.origin, ev.id or "", paths),
                            plain)
         obj["sealed"] = {"ct": ct, "fields": paths}
-        batch.growth = len(ct) + 24 + sum(len(p) + 3 for p in paths) - len(plain)
+        out.growth = len(ct) + 24 + sum(len(p) + 3 for p in paths) - len(plain)
         return canonical.encode_leaf(obj)
 
-    def _subject_key(self, keyring: Keyring, blind: BlindIndexer, subjects: list[str],
-                     batch: Batch) -> tuple[str, AESGCM]:
+    def _subject_key(self, blind: BlindIndexer, pos: int, subjects: list[str], out: Sealing,
+                     claimed: NewKeys | None) -> tuple[str, AESGCM]:
         parts: list[tuple[bytes, bytes]] = []
-        for subject in sorted(set(subjects)):
-            ref = blind.subject_ref(subject)
-            got = self._by_ref.get(ref) or batch.new_keys.get(ref)
+        refs = [blind.subject_ref(subject) for subject in sorted(set(subjects))]
+        out.keyed.append((pos, tuple(refs)))
+        for ref in refs:
+            if claimed is not None:
+                # Under the write lock (a re-seal): the commit's own view, not the cache (an
+                # erasure earlier in this commit has deleted its key there).
+                got = claimed.get(ref) or out.new_keys.get(ref)
+            else:
+                cached = self._by_ref.get(ref)
+                got = (cached[1:] if cached is not None and cached[0] == out.epoch
+                       else out.new_keys.get(ref))
             if got is None:
-                row = self._store.subject_keys_by_ref([ref]).get(ref)
+                row = (self._store.subject_keys_by_ref([ref]) if claimed is not None
+                       else self._lookup_keys([ref])).get(ref)
                 if row is not None:
-                    got = (row.kid, self._unwrap(keyring, row.kid, ref, row.wrapped))
-                    self._remember(ref, got)
+                    got = (row.kid, self.unwrap_row(row))
+                    if claimed is None:
+                        self._remember(ref, out.epoch, got)
                 else:
-                    kid, raw = os.urandom(16), os.urandom(32)
-                    got = (kid, raw)
-                    batch.new_keys[ref] = got
-                    nonce = os.urandom(envelope.NONCE_BYTES)
-                    batch.key_rows.append(SubjectKey(kid, ref, envelope.wrap(
-                        keyring.wrap_key, nonce, raw, self._key_aad(kid, ref))))
+                    # New here: proposed with the request, claimed (or lost) by the commit.
+                    got = out.new_keys[ref] = (os.urandom(16), os.urandom(32))
             parts.append(got)
         parts.sort()
         text = "+".join(kid_text(kid) for kid, _ in parts)
@@ -285,6 +315,30 @@ class Protector:
             aead = AESGCM(raw)
             self._cache_aead(text, aead)
         return text, aead
+
+    def _lookup_keys(self, refs: list[bytes]) -> dict[bytes, SubjectKey]:
+        """Stored subject keys by reference, read through the preparing side's own read
+        handle (prepare runs outside the write lock, beside a commit in progress)."""
+        with self._read_lock:
+            return self._read_handle().subject_keys_by_ref(refs)
+
+    def unwrap_row(self, row: SubjectKey) -> bytes:
+        """The raw key of a stored subject-key row (StorageError when it does not unwrap)."""
+        keyring = self.keyring
+        if keyring is None:
+            raise KeyringError("the keyring is locked")
+        return self._unwrap(keyring, row.kid, row.ref, row.wrapped)
+
+    def wrap_rows(self, keys: NewKeys) -> list[SubjectKey]:
+        """Rows for new subject keys, wrapped under the keyring's current wrap key (done by
+        the commit, so a key proposed by a worker is wrapped under the key in force)."""
+        keyring = self.keyring
+        if keyring is None:
+            raise KeyringError("the keyring is locked")
+        return [SubjectKey(kid, ref, envelope.wrap(keyring.wrap_key,
+                                                   os.urandom(envelope.NONCE_BYTES), raw,
+                                                   self._key_aad(kid, ref)))
+                for ref, (kid, raw) in keys.items()]
 
     def _key_aad(self, kid: bytes, ref: bytes) -> bytes:
         # Binds the key to its subject's pseudonym: rows swapped between subjects fail.
@@ -303,24 +357,15 @@ class Protector:
             self._aead = {k: v for k, v in self._aead.items() if not k.startswith("s")}
         self._aead[kid] = aead
 
-    def _remember(self, ref: bytes, got: tuple[bytes, bytes]) -> None:
+    def _remember(self, ref: bytes, epoch: str, got: tuple[bytes, bytes]) -> None:
         if len(self._by_ref) >= _CACHE_MAX:
             self._by_ref.clear()
-        self._by_ref[ref] = got
+        self._by_ref[ref] = (epoch, *got)
 
-    def write(self, batch: Batch, end: int) -> None:
-        """Write the batch's keys and blind rows (inside the commit transaction); ``end`` is
-        the tree size the commit reaches."""
-        if batch.key_rows:
-            self._store.put_subject_keys(batch.key_rows)
-        self.index.add(batch.blind_rows, end)
-        if batch.locked_from is not None and UNINDEXED_KEY not in self._store.meta():
-            self._store.set_meta({UNINDEXED_KEY: str(batch.locked_from)})
-
-    def adopt(self, batch: Batch) -> None:
-        """After the commit: the batch's new keys are stored, so they may be cached."""
-        for ref, got in batch.new_keys.items():
-            self._remember(ref, got)
+    def adopt(self, keys: NewKeys) -> None:
+        """After the commit: these new keys are stored, so they may be cached."""
+        for ref, got in keys.items():
+            self._remember(ref, self._epoch, got)
 
     # -- opening ----------------------------------------------------------------------------
 

@@ -1,23 +1,17 @@
 """Sequencing one commit: plan the new entries in memory, then write them in one go.
 
-Planning is pure (no store access): each request's events get their indexes, leaves and leaf
-hashes (:meth:`BatchPlan.add`), a request that fails is taken out again
-(:meth:`BatchPlan.undo`), and :func:`plan_commit` extends the tree and cuts the entries into
-bundle-aligned chunks with their id-index rows. :func:`write` then puts the whole commit into
-the store inside the caller's transaction, the head last, by compare-and-swap on the head the
-commit started from.
+Planning is pure (no store access): each request's prepared leaves (sealed, encoded and
+hashed by :mod:`sealtrail.log.ingest`) get their indexes (:meth:`BatchPlan.add`), a request
+that fails is taken out again (:meth:`BatchPlan.undo`), and :func:`plan_commit` extends the
+tree and cuts the entries into bundle-aligned chunks with their id-index rows. :func:`write`
+then puts the whole commit into the store inside the caller's transaction, the head last, by
+compare-and-swap on the head the commit started from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
-from sealtrail.core.errors import ValidationError
-from sealtrail.core.event import Event
-from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.receipt import Receipt
 from sealtrail.log.idindex import rows_of
 from sealtrail.log.tree import BUNDLE, TreeEdge, crosses_anchor
@@ -26,8 +20,6 @@ from sealtrail.store.protocol import Chunk, State, Store
 # What a request's event became: (id text, its index or -1 when an earlier receipt answers
 # it, whether it is a duplicate).
 Slot = tuple[str, int, bool]
-# Encodes an event at an index into its leaf (sealing it when the log is encrypted).
-Encoder = Callable[[Event, int], bytes]
 
 
 @dataclass(slots=True)
@@ -50,33 +42,24 @@ class BatchPlan:
             self.pending.pop(ident, None)
         del self.leaves[mark:], self.hashes[mark:], self.ids[mark:]
 
-    def add(self, events: list[Event], ids: list[bytes], texts: list[str], *,
-            found: dict[bytes, Receipt], received: str, encode: Encoder) -> list[Slot]:
-        """Give one request's events their places: an id the log holds (``found``) or this
-        batch already placed is a duplicate; every other event gets the next index, its
-        ``id``, ``received_at`` and ``time`` (the receive time when it has none) and is
-        encoded. A ValidationError from ``encode`` carries ``position``: the event's place
-        in the request."""
-        replace = msgspec.structs.replace
+    def add(self, ids: list[bytes], texts: list[str], leaves: list[bytes],
+            hashes: list[bytes], *, found: dict[bytes, Receipt]) -> list[Slot]:
+        """Give one request's prepared leaves their places: an id the log holds (``found``)
+        or this batch already placed is a duplicate; every other leaf gets the next index."""
         slots: list[Slot] = []
-        for pos, (ev, ident, text) in enumerate(zip(events, ids, texts, strict=True)):
+        pending = self.pending
+        for ident, text, leaf, hashed in zip(ids, texts, leaves, hashes, strict=True):
             if ident in found:
                 slots.append((text, -1, True))
                 continue
-            if ident in self.pending:
-                slots.append((text, self.pending[ident], True))
+            if ident in pending:
+                slots.append((text, pending[ident], True))
                 continue
             at = self.start + len(self.leaves)
-            seq = replace(ev, id=text, received_at=received, time=ev.time or received)
-            try:
-                leaf = encode(seq, at)
-            except ValidationError as exc:
-                exc.position = pos
-                raise
-            self.pending[ident] = at
+            pending[ident] = at
             slots.append((text, at, False))
             self.leaves.append(leaf)
-            self.hashes.append(leaf_hash(leaf))
+            self.hashes.append(hashed)
             self.ids.append(ident)
         return slots
 

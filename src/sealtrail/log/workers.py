@@ -1,0 +1,242 @@
+"""Preparing large appends in worker processes, so the costly per-event work uses every core.
+
+Prepare (:mod:`sealtrail.log.ingest`: validate, redact, seal, encode, hash) is pure: it
+writes nothing and needs only the log's settings, its keyring and a read handle for subject
+keys. A :class:`PreparePool` runs it on parts of one ``append_many`` call in N processes
+(``AuditLog.open(..., workers=N)``; off by default); the caller's process then sequences the
+prepared leaves as it does its own. Nothing crosses a process boundary but the events
+(MessagePack), the prepared leaves, hashes, tokens and proposed subject keys: every worker
+opens the keyring itself, with the key-encryption key the log was opened with.
+
+What a worker cannot see is settled by the commit (:meth:`AuditLog._settle`): two parts that
+met the same new subject proposed two keys -- the first part's is kept and the other part's
+events are sealed again under it; an erasure that happened meanwhile makes every event sealed
+under a subject key be sealed again.
+
+A worker that dies (kill -9) loses nothing: nothing was stored for the call yet. The pool is
+started again and the call prepares in its own process instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from sealtrail.core.errors import ConfigError, KeyringError, ValidationError
+from sealtrail.core.event import Event
+from sealtrail.core.policy import FieldPolicy
+from sealtrail.log.ingest import Gate, Request, prepare, redactor_for
+from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
+from sealtrail.log.protect import Protector, Sealing
+from sealtrail.store.protocol import Store
+
+PART: Final = 500      # events per part handed to a worker
+MIN_EVENTS: Final = 2 * PART  # smaller calls prepare in the caller's process
+
+_log = logging.getLogger("sealtrail.workers")
+_events = msgspec.msgpack.Decoder(list[Event])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """What a worker needs to prepare for one log (picklable)."""
+
+    directory: Path
+    origin: str
+    policy: tuple[str, ...]       # the sealed paths
+    encrypted: bool
+    redaction: str
+    kek: KeyEncryptionKey | None  # None: locked (or unencrypted)
+    opener: Callable[[], Store]   # a read handle of the log's store
+    locked_reason: str
+
+
+class _Worker:
+    """One worker process's side: the log's redactor and sealing side."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        keyring = None
+        if spec.encrypted and spec.kek is not None:
+            keyring = Keyring.load(spec.directory / KEYRING_FILE, spec.origin, spec.kek)
+        self.keyring = keyring
+        self._stat = _identity(keyring.path) if keyring is not None else None
+        self.protector = (Protector(spec.origin, FieldPolicy.parse(list(spec.policy)), keyring,
+                                    spec.opener()) if spec.encrypted else None)
+        self.gate = Gate(redactor_for(spec.redaction, keyring), self.protector,
+                         spec.locked_reason)
+
+    def follow(self) -> bool:
+        """Re-read the keyring if another process rotated it (seal under the key in force);
+        False when it no longer opens with this worker's key-encryption key."""
+        keyring = self.keyring
+        if keyring is None:
+            return True
+        now = _identity(keyring.path)
+        if now != self._stat:
+            try:
+                keyring.reload()
+            except KeyringError:
+                return False
+            self._stat = now
+        return True
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+_WORKER: _Worker | None = None
+
+
+def _start(spec: WorkerSpec) -> None:
+    global _WORKER  # noqa: PLW0603 - one per worker process, set by the pool's initializer
+    _WORKER = _Worker(spec)
+
+
+Prepared = tuple[bytes, list[bytes], list[str], frozenset[bytes], list[bytes], list[bytes],
+                 Sealing | None]
+
+
+def _prepare_part(payload: bytes, now_ms: int, received: str
+                  ) -> tuple[str, Prepared | tuple[str, str, int]]:
+    """Prepare one part (in a worker): ``ok`` and what the request needs, or the refusal."""
+    worker = _WORKER
+    if worker is None:
+        raise ConfigError("worker not started")
+    if not worker.follow():
+        return "stale", ("the keyring was re-wrapped under another key", "", -1)
+    events = msgspec.msgpack.decode(payload)
+    try:
+        req = prepare(events, worker.gate, now_ms, received)
+    except ValidationError as exc:
+        return "invalid", (exc.field, exc.message, getattr(exc, "position", -1))
+    except KeyringError as exc:
+        return "keyring", (str(exc), "", -1)
+    if req is None:
+        return "ok", (msgspec.msgpack.encode([]), [], [], frozenset(), [], [], None)
+    return "ok", (msgspec.msgpack.encode(req.events), req.ids, req.texts, req.generated,
+                  req.leaves, req.hashes, req.sealing)
+
+
+class PreparePool:
+    """N worker processes preparing parts of large appends for one log."""
+
+    def __init__(self, workers: int, spec: WorkerSpec) -> None:
+        if workers < 2:
+            raise ConfigError(f"workers={workers}: a pool needs at least 2 (1 prepares in the "
+                              "caller's process)")
+        self.workers = workers
+        self._spec = spec
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a worker inherits no thread, lock or database handle of this process.
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start, initargs=(self._spec,))
+        return self._pool
+
+    @property
+    def kek(self) -> KeyEncryptionKey | None:
+        """The key-encryption key the workers open the keyring with."""
+        return self._spec.kek
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (started on first use)."""
+        pool = self._pool
+        return sorted(getattr(pool, "_processes", {}) or {}) if pool is not None else []
+
+    def prepare(self, events: Sequence[Event | Mapping[str, Any]], now_ms: int,
+                received: str) -> Request | None:
+        """One request for ``events``, prepared in parts by the workers; None when the pool
+        cannot take them (the caller prepares in its own process: a worker died, or an
+        event does not pack)."""
+        try:
+            payloads = [msgspec.msgpack.encode(list(events[i:i + PART]))
+                        for i in range(0, len(events), PART)]
+        except (TypeError, OverflowError, msgspec.EncodeError):
+            return None  # not plain data: let the in-process path name the bad field
+        try:
+            pool = self._executor()
+            futures = [pool.submit(_prepare_part, payload, now_ms, received)
+                       for payload in payloads]
+            results = [f.result() for f in futures]
+        except (BrokenProcessPool, OSError) as exc:
+            _log.warning("prepare workers failed (%s): preparing in this process; the pool "
+                         "starts again on the next call", exc)
+            self._reset()
+            return None
+        if any(status == "stale" for status, _ in results):
+            self._reset()  # started again with the keyring as it is now
+            return None
+        return _merge(results)
+
+    def _reset(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        """Stop the workers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _merge(results: list[tuple[str, Any]]) -> Request:
+    """One request from the parts, in order; a part's refusal is raised naming the event by
+    its place in the whole call."""
+    req = Request([], [], [], frozenset())
+    packed: list[bytes] = []
+    generated: set[bytes] = set()
+    sealing: Sealing | None = None
+    for k, (status, body) in enumerate(results):
+        offset = k * PART
+        if status == "invalid":
+            field_name, message, pos = body
+            raise _shifted(field_name, message, pos, offset)
+        if status == "keyring":
+            raise KeyringError(body[0])
+        events, ids, texts, gen, leaves, hashes, part_sealing = body
+        packed.append(events)
+        req.ids.extend(ids)
+        req.texts.extend(texts)
+        generated.update(gen)
+        req.leaves.extend(leaves)
+        req.hashes.extend(hashes)
+        if part_sealing is not None:
+            sealing = part_sealing if sealing is None else sealing.join(part_sealing, offset)
+    req.generated = frozenset(generated)
+    req.sealing = sealing
+    req.unpack = lambda: [ev for part in packed for ev in _events.decode(part)]
+    return req
+
+
+def _shifted(field_name: str, message: str, pos: int, offset: int) -> ValidationError:
+    """A part's refusal of its event ``pos``, named by the event's place in the call."""
+    prefix = f"events[{pos}]"
+    if pos >= 0 and field_name.startswith(prefix):
+        field_name = f"events[{pos + offset}]" + field_name[len(prefix):]
+    exc = ValidationError(field_name, message)
+    if pos >= 0:
+        exc.position = pos + offset
+    return exc
+
+
+def default_workers() -> int:
+    """The number of cores (what ``workers=0`` means)."""
+    return os.cpu_count() or 1
