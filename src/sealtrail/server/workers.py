@@ -39,7 +39,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
@@ -77,7 +77,7 @@ class _Slot:
     backoff: float = FIRST_BACKOFF
     restart_at: float | None = None
     restarts: int = 0
-    served: bool = field(default=False)
+    served: bool = False  # its server started (a later exit is not a failed start)
 
 
 class Supervisor:
@@ -99,13 +99,6 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._ever_served = False
-
-    @property
-    def pids(self) -> list[int]:
-        """The running workers' process ids."""
-        return [s.process.pid for s in self._slots
-                if s.process is not None and s.process.pid is not None
-                and s.process.exitcode is None]
 
     def run(self) -> int:
         """Supervise until SIGTERM or SIGINT (0) or a failed start (its status)."""
