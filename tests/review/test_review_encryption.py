@@ -79,7 +79,8 @@ def test_a_rejected_request_leaves_no_subject_key(log: AuditLog) -> None:
                                             "outcome": "success"}))
     bad = capture(log, lambda: log.append({"actor": {"id": "u1"}, "action": "a",
                                            "outcome": "success", "subjects": ["p-4"]}))
-    assert bad.sealing is not None and bad.sealing.new_keys  # sealed under a proposed key
+    assert bad.sealing is not None
+    assert bad.sealing.new_keys  # sealed under a key it proposed
 
     def refuse(_at: int) -> None:
         raise ConfigError("refused inside the commit")
