@@ -468,15 +468,14 @@ class AuditLog:
             for req in batch:
                 mark = plan.mark()
                 try:
-                    # One savepoint per request: a request that fails (its hook refuses, a
-                    # re-seal does not encode) leaves no trace, whatever it wrote.
-                    with store.savepoint():
-                        if req.hook is not None:
+                    if req.hook is None:
+                        slots = self._place(req, plan, found, claimed)
+                    else:
+                        # A savepoint for a request with a hook (an engine step's own
+                        # writes): if it fails, it leaves no trace, whatever it wrote.
+                        with store.savepoint():
                             req.hook(plan.start + plan.mark())
-                        if protector is not None:
-                            self._settle(req, protector, claimed)
-                        slots = plan.add(req.ids, req.texts, req.leaves, req.hashes,
-                                         found=found)
+                            slots = self._place(req, plan, found, claimed)
                 except (PolicyError, ConfigError, ValidationError) as exc:
                     # This request alone fails; undo what it added to the batch.
                     plan.undo(mark)
@@ -545,6 +544,13 @@ class AuditLog:
         finally:
             self._tx_owner = None
 
+    def _place(self, req: Request, plan: BatchPlan, found: dict[bytes, Receipt],
+               claimed: NewKeys) -> list[Slot]:
+        """Settle a request's sealing (an encrypted log), then place its leaves."""
+        if self._protector is not None:
+            self._settle(req, self._protector, claimed)
+        return plan.add(req.ids, req.texts, req.leaves, req.hashes, found=found)
+
     def _settle(self, req: Request, protector: Protector, claimed: NewKeys) -> None:
         """Make a request's sealing current before it is placed (under the write lock).
 
@@ -567,9 +573,12 @@ class AuditLog:
                 redo.update(pos for pos, refs in sealing.keyed if lost.intersection(refs))
                 for ref in lost:
                     del new[ref]
-        claimed.update(new)
         if redo:
-            reseal(req, protector, sorted(redo), claimed)
+            view = {**claimed, **new}  # claimed only once the request is sealed again
+            reseal(req, protector, sorted(redo), view)
+            claimed.update(view)
+        else:
+            claimed.update(new)
 
     def _trusted_edge(self, state: State) -> TreeEdge:
         """The stored tree's edge, checked against the head checkpoint this log signed.
