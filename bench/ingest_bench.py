@@ -76,13 +76,18 @@ def index_lag(events: list[dict[str, Any]], batch: int = 1000) -> list[float]:
         done: list[tuple[int, float]] = []
         stop = threading.Event()
 
+        failed: list[BaseException] = []
+
         def watch() -> None:
-            while not stop.is_set() or done:
-                indexed = log.index_status()["indexed"]
-                now = time.perf_counter()
-                while done and done[0][0] <= indexed:
-                    lags.append(now - done.pop(0)[1])
-                time.sleep(0.005)
+            try:
+                while not stop.is_set() or done:
+                    indexed = log.index_status()["indexed"]
+                    now = time.perf_counter()
+                    while done and done[0][0] <= indexed:
+                        lags.append(now - done.pop(0)[1])
+                    time.sleep(0.005)
+            except BaseException as exc:  # re-raised below: a lag figure must be whole
+                failed.append(exc)
         watcher = threading.Thread(target=watch)
         watcher.start()
         for i in range(0, len(events), batch):
@@ -90,6 +95,10 @@ def index_lag(events: list[dict[str, Any]], batch: int = 1000) -> list[float]:
             done.append((receipts[-1].index + 1, time.perf_counter()))
         stop.set()
         watcher.join(60)
+        if failed:
+            raise failed[0]
+        if len(lags) != -(-len(events) // batch):
+            raise RuntimeError(f"{len(lags)} lags for {-(-len(events) // batch)} batches")
     return lags
 
 
@@ -144,7 +153,7 @@ def say(message: str) -> None:
 def main() -> None:
     quick = "--quick" in sys.argv
     if not os.environ.get(PASSPHRASE_KEK_ENV) and not os.environ.get("SEALTRAIL_PASSPHRASE"):
-        os.environ[PASSPHRASE_KEK_ENV] = "YmVuY2ggb25seSwgbm90IGEgc2VjcmV0LCAzMiBieXRlcyE="
+        os.environ[PASSPHRASE_KEK_ENV] = "YmVuY2ggb25seTogbm90IGEgc2VjcmV0LCAzMiBCISE="
     n = 20_000 if quick else 50_000
     events = make_events(n, seed=20240601)
     defaults = with_subjects(events)
