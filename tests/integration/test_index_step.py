@@ -195,3 +195,32 @@ def test_wait_integrated_returns_once_the_checkpoint_covers_the_size(tmp_path: P
         log.append_many(_events(2, 1))
         waiter.join(10)
         assert done == [True]
+
+
+def test_each_process_indexes_its_own_entries_and_the_orphaned_after_a_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background step leaves entries it has no tokens for to the process that appended
+    them (cheaper than opening them), and takes them over once they waited PATIENCE."""
+    monkeypatch.setattr("sealtrail.log.indexing.PATIENCE", 0.2)
+    with AuditLog.open(tmp_path) as first, AuditLog.open(tmp_path) as second:
+        a, b = _stop_background(first), _stop_background(second)
+        first.append_many(_events(10))
+        second.append_many(_events(10, 10))
+        assert b.run(patient=True) == 0          # entries 0-9 are the first handle's
+        assert _cursor(tmp_path) == "0"
+        assert a.run(patient=True) == 10         # its own, from its tokens
+        assert _cursor(tmp_path) == "10"
+        assert b.run(patient=True) == 10
+        assert _cursor(tmp_path) is None
+        # A third writer appends and dies before indexing: its entries are orphaned.
+        third = AuditLog.open(tmp_path)
+        _stop_background(third)
+        third.append_many(_events(5, 20))
+        third._store.close()
+        first.append_many(_events(5, 25))
+        assert a.run(patient=True) == 0          # waits for the third one first
+        time.sleep(0.25)
+        assert a.run(patient=True) == 10         # then rebuilds its entries, and its own
+        assert _cursor(tmp_path) is None
+        assert verify_derived(first).entries == 30
+        assert first.find("target.id", "doc-22") == [22]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +36,7 @@ from sealtrail.store.protocol import Store
 
 LINGER: Final = 0.05       # seconds the background step waits to take more commits at once
 RETRY: Final = 1.0         # seconds before the background step tries again after a failure
+PATIENCE: Final = 1.0      # seconds the background step leaves another process's entries to it
 _QUEUE_MAX: Final = 2_000_000  # queued rows kept at most; past that, rebuilt from the entries
 
 _log = logging.getLogger("sealtrail.index")
@@ -88,6 +90,7 @@ class Indexer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
+        self._gap: tuple[int, float] | None = None  # (entry, since when) without tokens here
 
     # -- handing over -----------------------------------------------------------------------
 
@@ -110,10 +113,17 @@ class Indexer:
         value = self._store.meta().get(UNINDEXED_KEY)
         return int(value) if value is not None else None
 
-    def step(self) -> int:
+    def step(self, *, patient: bool = False) -> int:
         """Index every committed entry from the cursor (inside the caller's write
         transaction); the number of entries indexed. Does nothing when the keyring is locked
-        (the tokens need its blind key)."""
+        (the tokens need its blind key).
+
+        ``patient`` (the background step): stop at the first entries this process has no
+        tokens for -- another process appended them and its own step will index them from
+        its tokens, cheaper than opening them here -- unless they have waited
+        :data:`PATIENCE` seconds (that process may be gone). The cursor then moves to where
+        it stopped.
+        """
         store = self._store
         if not store.in_transaction:
             raise SealtrailError("the index step runs inside a write transaction")
@@ -129,23 +139,39 @@ class Indexer:
         at = start
         for part in self._take(start, size):
             if part.start > at:
+                if patient and not self._waited(at):
+                    break
                 self._rebuild(blind, at, part.start, rows)
             rows.extend((idx >> SEG_SHIFT, tok, idx) for idx, tok in part.rows)
             at = part.end
-        if at < size:
+        if at < size and (not patient or self._waited(at)):
             self._rebuild(blind, at, size, rows)
-        self._index.add(rows, size)
-        store.delete_meta(UNINDEXED_KEY)
+            at = size
+        if at == start:
+            return 0
+        self._index.add(rows, at)
+        if at < size:
+            store.set_meta({UNINDEXED_KEY: str(at)})
+        else:
+            store.delete_meta(UNINDEXED_KEY)
         # Forgotten now: if this transaction rolls back, the next run rebuilds from entries.
-        self._drop_below(size)
-        return size - start
+        self._drop_below(at)
+        return at - start
 
-    def run(self) -> int:
+    def _waited(self, at: int) -> bool:
+        """Whether entries from ``at`` without tokens here have waited long enough for the
+        process that appended them to index them."""
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != at:
+            self._gap = (at, now)
+        return now - self._gap[1] >= PATIENCE
+
+    def run(self, *, patient: bool = False) -> int:
         """:meth:`step` in a transaction of its own (when there is anything to do)."""
         if not self.pending():
             return 0
         with self._store.transaction():
-            return self.step()
+            return self.step(patient=patient)
 
     def _take(self, start: int, size: int) -> Iterator[Indexed]:
         """Queued parts within ``[start, size)``, in order, each wholly inside (a part
@@ -194,7 +220,9 @@ class Indexer:
                 break
             self._wake.clear()
             try:
-                self.run()
+                self.run(patient=True)
+                if self.pending():
+                    self._wake.set()  # entries of another process: look again shortly
                 self.last_error = ""
             except Exception as exc:
                 self.last_error = str(exc)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,6 +43,7 @@ from sealtrail.store.protocol import Store
 
 PART: Final = 500      # events per part handed to a worker
 MIN_EVENTS: Final = 2 * PART  # smaller calls prepare in the caller's process
+ORPHAN_CHECK: Final = 0.5  # seconds between a worker's checks that its parent still lives
 
 _log = logging.getLogger("sealtrail.workers")
 _events = msgspec.msgpack.Decoder(list[Event])
@@ -104,6 +107,18 @@ _WORKER: _Worker | None = None
 def _start(spec: WorkerSpec) -> None:
     global _WORKER  # noqa: PLW0603 - one per worker process, set by the pool's initializer
     _WORKER = _Worker(spec)
+    # A worker whose parent died (kill -9) would wait for work forever, holding the parent's
+    # pipes open: it leaves as soon as it sees it has been handed to another parent.
+    parent = os.getppid()
+    threading.Thread(target=_leave_with, args=(parent,), name="sealtrail-orphan-watch",
+                     daemon=True).start()
+
+
+def _leave_with(parent: int) -> None:
+    while True:
+        time.sleep(ORPHAN_CHECK)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 Prepared = tuple[bytes, list[bytes], list[str], frozenset[bytes], list[bytes], list[bytes],

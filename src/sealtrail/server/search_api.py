@@ -58,13 +58,16 @@ async def get_events(  # noqa: PLR0917 - one parameter per documented query filt
                  since=_time(since, "since"), until=_time(until, "until"), text=text)
     newest = order == "newest"
 
-    def run() -> tuple[list[dict[str, Any]], int | None]:
+    def run() -> tuple[list[dict[str, Any]], int | None, dict[str, int]]:
         page = search_page(alog, flt, limit=limit, newest_first=newest, cursor=cursor,
                            reader=Reader(actor_of(principal), principal.role))
-        return [{"index": e.index, "event": ev} for e, ev in page.rows], page.next_cursor
+        return ([{"index": e.index, "event": ev} for e, ev in page.rows], page.next_cursor,
+                alog.index_status())
 
-    events, nxt = await in_thread(run)
-    return MsgspecJson({"events": events, "next_cursor": nxt})
+    events, nxt, indexed = await in_thread(run)
+    # How far the blind index has caught up (a search by actor, address, target or subject
+    # catches it up first, so its answer covers every entry committed before it began).
+    return MsgspecJson({"events": events, "next_cursor": nxt, "index": indexed})
 
 
 @router.get("/v1/logs/{log}/entries",
