@@ -39,8 +39,10 @@ def create_key(data: Path, *args: str) -> str:
 
 
 def _monitor_children(pid: int) -> list[psutil.Process]:
+    """The live ``sealtrail monitor`` processes under ``pid`` (with ``serve --workers N`` the
+    leading worker starts it: a grandchild of the command)."""
     out = []
-    for child in psutil.Process(pid).children():
+    for child in psutil.Process(pid).children(recursive=True):
         try:
             if child.status() != psutil.STATUS_ZOMBIE and "monitor" in " ".join(
                     child.cmdline()):
