@@ -450,7 +450,7 @@ def embedded_batched(batches: list[Events], costs: Costs) -> Once:
     return once
 
 
-def _clients(base_url: str, token: str | None, n: int) -> list[httpx.Client]:
+def http_clients(base_url: str, token: str | None, n: int) -> list[httpx.Client]:
     headers = {"content-type": "application/json"}
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
@@ -464,7 +464,7 @@ def concurrent_posts(base_url: str, token: str, work: list[list[bytes]], events_
     POSTs its bodies one after another. Returns events sent (``events_each`` per body).
     ``spread`` gets, per repeat, the pid that answers each connection (serve --workers)."""
     def once() -> tuple[int, float, list[float]]:
-        clients = _clients(base_url, token, len(work))
+        clients = http_clients(base_url, token, len(work))
         try:
             pids = []
             for c in clients:  # connect before the clock starts
