@@ -177,7 +177,7 @@ def main() -> None:
     one, many, fsync = res["single"], res["threads64"], res["fsync"]
     say("index lag run")
     lags = index_lag(defaults)
-    lag50, lag99 = percentile(lags, 50) * 1e3, percentile(lags, 99) * 1e3
+    lag50, lag99 = percentile(lags, 0.5) * 1e3, percentile(lags, 0.99) * 1e3
     rows = [
         Row("sealtrail (plain)", "sequence + integrate alone, prepared leaves, batches of 1000",
             seq.median, seq.p50_us, seq.p99_us, ratio=seq.median / log_rate,
