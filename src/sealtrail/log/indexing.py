@@ -34,7 +34,7 @@ from sealtrail.log.blindindex import SEG_SHIFT, BlindIndex
 from sealtrail.log.protect import UNINDEXED_KEY, Protector
 from sealtrail.store.protocol import Store
 
-LINGER: Final = 0.05       # seconds the background step waits to take more commits at once
+LINGER: Final = 0.2        # seconds the background step waits to take more commits at once
 RETRY: Final = 1.0         # seconds before the background step tries again after a failure
 PATIENCE: Final = 1.0      # seconds the background step leaves another process's entries to it
 _QUEUE_MAX: Final = 2_000_000  # queued rows kept at most; past that, rebuilt from the entries

@@ -506,12 +506,13 @@ def stored_holds(store: Store) -> list[tuple[int, bytes, str, str | None]]:
     return [(h.number, h.ref, h.created, h.released) for h in store.holds(open_only=False)]
 
 
-def setting_records(store: Store, size: int) -> list[SettingRecord]:
+def setting_records(store: Store, size: int, start: int = 0) -> list[SettingRecord]:
     """The entries that changed a stored setting, in log order, read from the entries alone
     (a byte search skips every chunk that holds none): what :func:`check_stored` replays
-    before an irreversible step (a purge, an erasure) trusts a stored copy."""
+    before an irreversible step (a purge, an erasure) trusts a stored copy. ``start``: only
+    entries from there (the caller holds the records before it)."""
     out: list[SettingRecord] = []
-    for chunk in store.iter_chunks(0, size):
+    for chunk in store.iter_chunks(start, size):
         if not any(mark in chunk.data for mark in _SETTING_MARKS):
             continue
         try:
@@ -519,7 +520,8 @@ def setting_records(store: Store, size: int) -> list[SettingRecord]:
         except ValueError as exc:
             raise TamperError("changed", chunk.start, str(exc)) from exc
         for k, leaf in enumerate(leaves):
-            if not leaf or not any(mark in leaf for mark in _SETTING_MARKS):
+            if (chunk.start + k < start or not leaf
+                    or not any(mark in leaf for mark in _SETTING_MARKS)):
                 continue
             try:
                 x = _one_decoder.decode(leaf)
