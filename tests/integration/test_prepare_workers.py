@@ -12,17 +12,17 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.capture import capture
 
 from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.log.derived import verify_derived
-from sealtrail.log.ingest import Request
 from sealtrail.log.workers import PART
 
 
@@ -37,23 +37,6 @@ def _events(n: int, start: int = 0, subjects: int = 50) -> list[dict[str, Any]]:
 def _key_rows(data: Path) -> int:
     with closing(sqlite3.connect(next(data.rglob("log.db")))) as con:
         return int(con.execute("SELECT count(*) FROM subject_keys").fetchone()[0])
-
-
-def _capture(log: AuditLog, submit: Callable[[], Any]) -> Request:
-    """The request ``submit`` prepares, captured instead of committed."""
-    got: list[Request] = []
-    original = log._submit
-
-    def keep(req: Request) -> list[Any]:
-        got.append(req)
-        return [None]
-
-    log._submit = keep  # type: ignore[method-assign]
-    try:
-        submit()
-    finally:
-        log._submit = original  # type: ignore[method-assign]
-    return got[0]
 
 
 @pytest.fixture
@@ -125,7 +108,7 @@ def test_a_subject_another_handle_keyed_first_keeps_that_key(tmp_path: Path) -> 
     """Insert or get: two writers meet the same new subject; the one that commits second
     seals its event again under the first one's key."""
     with AuditLog.open(tmp_path) as first, AuditLog.open(tmp_path) as second:
-        late = _capture(first, lambda: first.append(_events(1, 0)[0]))
+        late = capture(first, lambda: first.append(_events(1, 0)[0]))
         assert late.sealing is not None
         assert late.sealing.new_keys  # it proposed a key for patient-0
         second.append(_events(1, 1, subjects=1)[0])  # patient-0 too, committed first
@@ -139,8 +122,8 @@ def test_a_subject_another_handle_keyed_first_keeps_that_key(tmp_path: Path) -> 
 
 def test_two_requests_of_one_commit_share_a_new_subject_key(tmp_path: Path) -> None:
     with AuditLog.open(tmp_path) as log:
-        a = _capture(log, lambda: log.append(_events(1, 0, subjects=1)[0]))
-        b = _capture(log, lambda: log.append(_events(1, 1, subjects=1)[0]))
+        a = capture(log, lambda: log.append(_events(1, 0, subjects=1)[0]))
+        b = capture(log, lambda: log.append(_events(1, 1, subjects=1)[0]))
         assert a.sealing is not None
         assert b.sealing is not None
         assert a.sealing.new_keys.keys() == b.sealing.new_keys.keys()
@@ -157,7 +140,7 @@ def test_an_event_prepared_before_an_erasure_is_not_sealed_under_the_erased_key(
         tmp_path: Path) -> None:
     with AuditLog.open(tmp_path) as log:
         log.append(_events(1, 0, subjects=1)[0])                   # patient-0 has a key
-        stale = _capture(log, lambda: log.append(_events(1, 1, subjects=1)[0]))
+        stale = capture(log, lambda: log.append(_events(1, 1, subjects=1)[0]))
         log.erase_subject("patient-0", reason="GDPR request", actor={"id": "dpo"})
         log._commit([stale])
         assert stale.error is None

@@ -6,15 +6,14 @@ Each test reproduces one finding and pins the fix.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sealtrail import AuditLog, ConfigError, StorageError, ValidationError
-from sealtrail.log.ingest import Request as _Request
 from sealtrail.log.search import Filter, search
+from tests.capture import capture
 from tests.conftest import TEST_PASSPHRASE
 
 DPO = {"id": "dpo"}
@@ -25,23 +24,6 @@ def log(tmp_path: Path) -> Iterator[AuditLog]:
     """An encrypted log."""
     with AuditLog.open(tmp_path) as opened:
         yield opened
-
-
-def capture(log: AuditLog, submit: Callable[[], Any]) -> _Request:
-    """The request ``submit`` would queue, captured instead of committed (to batch by hand)."""
-    got: list[_Request] = []
-    original = log._submit
-
-    def keep(req: _Request) -> list[Any]:
-        got.append(req)
-        return [None]
-
-    log._submit = keep  # type: ignore[method-assign]
-    try:
-        submit()
-    finally:
-        log._submit = original  # type: ignore[method-assign]
-    return got[0]
 
 
 def key_rows(tmp_path: Path) -> int:
