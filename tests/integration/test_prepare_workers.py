@@ -8,6 +8,7 @@ an erasure of its subject is not sealed under the destroyed key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -23,7 +24,7 @@ from tests.capture import capture
 from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.log.derived import verify_derived
-from sealtrail.log.workers import PART
+from sealtrail.log.workers import GIVE_UP, PART
 
 
 def _events(n: int, start: int = 0, subjects: int = 50) -> list[dict[str, Any]]:
@@ -151,3 +152,18 @@ def test_an_event_prepared_before_an_erasure_is_not_sealed_under_the_erased_key(
         assert log.read(log.entry(0))["erased"]
         assert log.find("subject", "patient-0") == [index]
         verify_derived(log)
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_start_are_given_up_and_nothing_fails(pooled: AuditLog,
+                                                                   tmp_path: Path) -> None:
+    """A pool whose workers die at start (here: a keyring they cannot find) costs each call a
+    fallback to this process, then is given up after GIVE_UP tries."""
+    pool = pooled.workers
+    assert pool is not None
+    pool._spec = dataclasses.replace(pool._spec, directory=tmp_path / "nowhere")
+    for k in range(GIVE_UP + 1):
+        receipts = pooled.append_many(_events(2 * PART, 2 * PART * k))
+        assert receipts[-1].index == 2 * PART * (k + 1) - 1
+    assert pool.disabled
+    assert pooled.verify().size == 2 * PART * (GIVE_UP + 1)

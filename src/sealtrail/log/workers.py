@@ -44,6 +44,7 @@ from sealtrail.store.protocol import Store
 PART: Final = 500      # events per part handed to a worker
 MIN_EVENTS: Final = 2 * PART  # smaller calls prepare in the caller's process
 ORPHAN_CHECK: Final = 0.5  # seconds between a worker's checks that its parent still lives
+GIVE_UP: Final = 3         # pools in a row that failed before their first answer: stop trying
 
 _log = logging.getLogger("sealtrail.workers")
 _events = msgspec.msgpack.Decoder(list[Event])
@@ -156,6 +157,8 @@ class PreparePool:
         self.workers = workers
         self._spec = spec
         self._pool: ProcessPoolExecutor | None = None
+        self._failures = 0  # pools in a row that failed before answering once
+        self.disabled = ""  # why the pool is no longer used (every call prepares in-process)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -180,6 +183,8 @@ class PreparePool:
         """One request for ``events``, prepared in parts by the workers; None when the pool
         cannot take them (the caller prepares in its own process: a worker died, or an
         event does not pack)."""
+        if self.disabled:
+            return None
         try:
             payloads = [msgspec.msgpack.encode(list(events[i:i + PART]))
                         for i in range(0, len(events), PART)]
@@ -191,10 +196,19 @@ class PreparePool:
                        for payload in payloads]
             results = [f.result() for f in futures]
         except (BrokenProcessPool, OSError) as exc:
-            _log.warning("prepare workers failed (%s): preparing in this process; the pool "
-                         "starts again on the next call", exc)
             self._reset()
+            self._failures += 1
+            if self._failures >= GIVE_UP:
+                # Workers that cannot even start (a script without the __main__ guard, a
+                # keyring they cannot open): stop paying for a pool on every call.
+                self.disabled = f"{self._failures} pools in a row failed: {exc}"
+                _log.warning("prepare workers disabled (%s): every call prepares in this "
+                             "process", self.disabled)
+            else:
+                _log.warning("prepare workers failed (%s): preparing in this process; the "
+                             "pool starts again on the next call", exc)
             return None
+        self._failures = 0
         if any(status == "stale" for status, _ in results):
             self._reset()  # started again with the keyring as it is now
             return None
