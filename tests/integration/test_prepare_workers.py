@@ -167,3 +167,42 @@ def test_workers_that_cannot_start_are_given_up_and_nothing_fails(pooled: AuditL
         assert receipts[-1].index == 2 * PART * (k + 1) - 1
     assert pool.disabled
     assert pooled.verify().size == 2 * PART * (GIVE_UP + 1)
+
+
+def test_a_replayed_duplicate_after_an_erasure_leaves_no_key_unstored(tmp_path: Path) -> None:
+    """A request of duplicates places nothing: the key it proposed for a subject erased
+    since must not be cached as stored, or later events of that subject would be sealed
+    under a key no row holds (unreadable: crypto-shredded by accident)."""
+    with AuditLog.open(tmp_path) as log:
+        first = log.append({**_events(1, 0, subjects=1)[0]})
+        log.erase_subject("patient-0", reason="request 9", actor={"id": "dpo"})
+        again = log.append({**_events(1, 0, subjects=1)[0], "id": first.id})
+        assert again.duplicate
+        later = log.append(_events(1, 5, subjects=1)[0])
+        assert log.read(log.entry(later.index))["metadata"] == {"n": 5}
+        verify_derived(log)
+    with AuditLog.open(tmp_path) as log:
+        assert log.read(log.entry(later.index))["metadata"] == {"n": 5}
+
+
+def test_a_key_read_while_an_erasure_forgets_is_not_cached(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A thread that read a subject key just before an erasure's forget() must not put it
+    back in the caches reads use afterwards."""
+    with AuditLog.open(tmp_path) as log:
+        log.append(_events(1, 0, subjects=1)[0])
+        protector = log._protector
+        assert protector is not None
+        protector.forget()
+        real = type(protector).unwrap_row
+
+        def racing(self: Any, row: Any) -> bytes:
+            raw = real(self, row)
+            self.forget()  # the erasure's forget() lands between the read and the caching
+            return raw
+        monkeypatch.setattr(type(protector), "unwrap_row", racing)
+        capture(log, lambda: log.append(_events(1, 1, subjects=1)[0]))
+        monkeypatch.undo()
+        assert not protector._by_ref
+        assert not [k for k in protector._aead if k.startswith("s")]

@@ -459,8 +459,14 @@ class AuditLog:
                 self._follow_keyring()
                 protector.refresh()
                 if indexer is not None and any(req.hook is not None for req in batch):
-                    # An engine change (erasure, retention) sees every entry indexed.
-                    indexer.step()
+                    # An engine change (erasure, retention) sees every entry indexed. If the
+                    # step fails, the other requests of the batch do not: the change's own
+                    # search runs it again and fails that request alone.
+                    try:
+                        with store.savepoint():
+                            indexer.step()
+                    except SealtrailError as exc:
+                        _log.warning("index step before an engine change: %s", exc)
             # 2. Known ids: look up those that may be old, then dedupe within the batch.
             found = self._ids.existing(((req.ids, req.generated) for req in batch),
                                        self._edge.size)
@@ -494,12 +500,12 @@ class AuditLog:
                                                     new_edge.root()).format())
                 # 5. Write; the commit at the end of the block fsyncs. No index rows: the
                 #    index step writes them from the cursor (log/indexing.py).
-                if protector is not None:
-                    if claimed:
-                        store.put_subject_keys(protector.wrap_rows(claimed))
-                    if UNINDEXED_KEY not in store.meta():
-                        store.set_meta({UNINDEXED_KEY: str(plan.start)})
+                if protector is not None and UNINDEXED_KEY not in store.meta():
+                    store.set_meta({UNINDEXED_KEY: str(plan.start)})
                 write_commit(store, commit, note, state)
+            if claimed and protector is not None:
+                # The keys of requests that placed events (only those are claimed).
+                store.put_subject_keys(protector.wrap_rows(claimed))
         # 6. Durable: adopt, remember the head outside the database, and answer.
         if protector is not None:
             protector.adopt(claimed)
@@ -549,12 +555,17 @@ class AuditLog:
 
     def _place(self, req: Request, plan: BatchPlan, found: dict[bytes, Receipt],
                claimed: NewKeys) -> list[Slot]:
-        """Settle a request's sealing (an encrypted log), then place its leaves."""
-        if self._protector is not None:
-            self._settle(req, self._protector, claimed)
-        return plan.add(req.ids, req.texts, req.leaves, req.hashes, found=found)
+        """Settle a request's sealing (an encrypted log), then place its leaves. Its new
+        subject keys are claimed only when it placed an event: a request of duplicates
+        stores nothing, so a key only it used must not be written, nor cached as stored."""
+        mine = (self._settle(req, self._protector, claimed)
+                if self._protector is not None else {})
+        slots = plan.add(req.ids, req.texts, req.leaves, req.hashes, found=found)
+        if mine and any(not dup for _, _, dup in slots):
+            claimed.update(mine)
+        return slots
 
-    def _settle(self, req: Request, protector: Protector, claimed: NewKeys) -> None:
+    def _settle(self, req: Request, protector: Protector, claimed: NewKeys) -> NewKeys:
         """Make a request's sealing current before it is placed (under the write lock).
 
         Its new subject keys are claimed for this commit -- insert or get: a subject that an
@@ -564,7 +575,7 @@ class AuditLog:
         """
         sealing = req.sealing
         if sealing is None:
-            return
+            return {}
         redo = set(sealing.redo)
         if sealing.keyed and sealing.epoch != protector.epoch:
             redo.update(pos for pos, _ in sealing.keyed)
@@ -577,11 +588,10 @@ class AuditLog:
                 for ref in lost:
                     del new[ref]
         if redo:
-            view = {**claimed, **new}  # claimed only once the request is sealed again
+            view = {**claimed, **new}
             reseal(req, protector, sorted(redo), view)
-            claimed.update(view)
-        else:
-            claimed.update(new)
+            return {ref: got for ref, got in view.items() if ref not in claimed}
+        return new
 
     def _trusted_edge(self, state: State) -> TreeEdge:
         """The stored tree's edge, checked against the head checkpoint this log signed.
@@ -847,8 +857,17 @@ class AuditLog:
         the same transaction (:func:`sealtrail.log.changes.apply` checks it still fits first;
         a refusal fails this request alone and stores nothing)."""
         store = self._store
+        indexer = self._indexer
 
         def hook(at: int) -> None:
+            if isinstance(change, changes.Retire) and indexer is not None:
+                # The index step ran just before (when it could): entries past its cursor
+                # have no rows yet, and emptied now, nothing could ever index them.
+                cursor = indexer.cursor()
+                if cursor is not None and any(end > cursor for _, end in change.ranges):
+                    raise ConfigError(f"entries from {cursor} are not blind-indexed yet (the "
+                                      "keyring is locked here): retention runs once a "
+                                      "process with the keyring has indexed them")
             changes.apply(store, change, at)
 
         return self.commit_with(event, hook)

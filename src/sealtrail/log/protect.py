@@ -141,6 +141,7 @@ class Protector:
         self._read_lock = threading.Lock()
         self._read_version: int | None = None
         self._read_epoch = self._epoch
+        self._generation = 0  # moved by forget(): caches filled before it are not kept
 
     @property
     def unlocked(self) -> bool:
@@ -177,7 +178,11 @@ class Protector:
             self.refresh()
 
     def forget(self) -> None:
-        """Drop every unwrapped subject key this process holds (erasure: no copy remains)."""
+        """Drop every unwrapped subject key this process holds (erasure: no copy remains).
+
+        A lookup that began before this call (another thread reading a key the erasure is
+        destroying) must not put it back: it checks the generation before it caches."""
+        self._generation += 1
         self._by_ref.clear()
         self._tokens.clear()
         self._aead = {k: v for k, v in self._aead.items() if not k.startswith("s")}
@@ -210,7 +215,12 @@ class Protector:
             reader = self._read_handle()
             version = reader.change_marker()
             if version != self._read_version:
-                self._read_epoch = reader.meta().get(EPOCH_KEY, "0")
+                epoch = reader.meta().get(EPOCH_KEY, "0")
+                if epoch != self._read_epoch:
+                    # Some process erased: no unwrapped subject key stays here either (a
+                    # worker process learns of erasures only this way).
+                    self.forget()
+                self._read_epoch = epoch
                 self._read_version = version
             return self._read_epoch
 
@@ -285,6 +295,7 @@ class Protector:
     def _subject_key(self, blind: BlindIndexer, pos: int, subjects: list[str], out: Sealing,
                      claimed: NewKeys | None) -> tuple[str, AESGCM]:
         parts: list[tuple[bytes, bytes]] = []
+        generation = self._generation
         refs = [blind.subject_ref(subject) for subject in sorted(set(subjects))]
         out.keyed.append((pos, tuple(refs)))
         for ref in refs:
@@ -301,7 +312,7 @@ class Protector:
                        else self._lookup_keys([ref])).get(ref)
                 if row is not None:
                     got = (row.kid, self.unwrap_row(row))
-                    if claimed is None:
+                    if claimed is None and self._generation == generation:
                         self._remember(ref, out.epoch, got)
                 else:
                     # New here: proposed with the request, claimed (or lost) by the commit.
@@ -313,7 +324,8 @@ class Protector:
         if aead is None:
             raw = parts[0][1] if len(parts) == 1 else _combine([r for _, r in parts])
             aead = AESGCM(raw)
-            self._cache_aead(text, aead)
+            if claimed is None and self._generation == generation:
+                self._cache_aead(text, aead)
         return text, aead
 
     def _lookup_keys(self, refs: list[bytes]) -> dict[bytes, SubjectKey]:
@@ -423,13 +435,15 @@ class Protector:
             self._aead[kid] = keyring.data[kid]
             return keyring.data[kid]
         raws = [kid_bytes(part) for part in kid.split("+")]
+        generation = self._generation
         stored = self._store.subject_keys_by_kid(raws)
         if len(stored) != len(set(raws)):
             self._cache_aead(kid, None)
             return None
         keys = [self._unwrap(keyring, r, stored[r].ref, stored[r].wrapped) for r in raws]
         aead = AESGCM(keys[0] if len(keys) == 1 else _combine(keys))
-        self._cache_aead(kid, aead)
+        if self._generation == generation:  # not when an erasure ran meanwhile
+            self._cache_aead(kid, aead)
         return aead
 
     def seal_note(self, text: str, ref: bytes) -> str:

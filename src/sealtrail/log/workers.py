@@ -105,14 +105,17 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 _WORKER: _Worker | None = None
 
 
-def _start(spec: WorkerSpec) -> None:
+def _start(spec: WorkerSpec, parent: int) -> None:
     global _WORKER  # noqa: PLW0603 - one per worker process, set by the pool's initializer
-    _WORKER = _Worker(spec)
     # A worker whose parent died (kill -9) would wait for work forever, holding the parent's
-    # pipes open: it leaves as soon as it sees it has been handed to another parent.
-    parent = os.getppid()
+    # pipes open: it leaves as soon as it sees it has been handed to another parent. The
+    # parent's pid comes from the parent: one that died while this worker was still starting
+    # up is already gone by now.
+    if os.getppid() != parent:
+        os._exit(0)
     threading.Thread(target=_leave_with, args=(parent,), name="sealtrail-orphan-watch",
                      daemon=True).start()
+    _WORKER = _Worker(spec)
 
 
 def _leave_with(parent: int) -> None:
@@ -165,7 +168,8 @@ class PreparePool:
             # spawn: a worker inherits no thread, lock or database handle of this process.
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start, initargs=(self._spec,))
+                                             initializer=_start,
+                                             initargs=(self._spec, os.getpid()))
         return self._pool
 
     @property
