@@ -940,8 +940,10 @@ class AuditLog:
         return records
 
     def _follow_keyring(self) -> None:
-        """Re-read the keyring when another process rotated it (called at each commit), so a
-        running service never keeps sealing under a retired data key."""
+        """Re-read the keyring when another process rotated it (called before each prepare
+        and at each commit), so a running service does not keep sealing under a retired data
+        key (requests prepared just before a rotation keep the key they were sealed under:
+        it stays in the keyring, for reading)."""
         keyring = self.keyring
         if keyring is None:
             return
