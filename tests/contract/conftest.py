@@ -31,11 +31,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                               reason=adapter.deviations[mark.args[0]]))
 
 
-@pytest.fixture(scope="session", params=ADAPTERS, ids=[a.name for a in ADAPTERS])
+@pytest.fixture(scope="session",
+                params=[pytest.param(a, marks=a.marks, id=a.name) for a in ADAPTERS])
 def adapter(request: pytest.FixtureRequest) -> Adapter:
-    """One adapter of the registry."""
+    """One adapter of the registry (its tests skip, saying why, when it is unreachable)."""
     chosen: Adapter = request.param
+    reason = chosen.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
     return chosen
+
+
+@pytest.fixture(autouse=True)
+def _adapter_cleanup(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test run on an adapter (its stores closed), drop what the adapter made."""
+    yield
+    callspec = getattr(request.node, "callspec", None)
+    chosen = callspec.params.get("adapter") if callspec is not None else None
+    if isinstance(chosen, Adapter):
+        chosen.cleanup()
 
 
 @pytest.fixture
