@@ -74,7 +74,7 @@ class MemoryAlertRows:
         with self._lock:
             found = [a for a in self._t.alerts.values() if a.log == log and a.rule == rule
                      and a.key == key and a.status != "resolved"]
-            return max(found, key=lambda a: a.last_seen) if found else None
+            return max(found, key=lambda a: (a.last_seen, a.id)) if found else None
 
     def put(self, row: AlertRow) -> None:
         with self._lock:

@@ -77,8 +77,8 @@ class AlertRows(Protocol):
         """The alert with this id; None when there is none."""
 
     def current(self, log: str, rule: str, key: str) -> AlertRow | None:
-        """The alert of (log, rule, key) not resolved and seen last; None when there is
-        none."""
+        """The alert of (log, rule, key) not resolved and seen last (of two seen at the same
+        time, the one with the greater id); None when there is none."""
 
     def put(self, row: AlertRow) -> None:
         """Store a new alert; when its id is stored, change only its status, last seen,

@@ -128,7 +128,7 @@ class SQLiteAlertRows:
     def current(self, log: str, rule: str, key: str) -> AlertRow | None:
         rows = self._q(f"SELECT {_COLUMNS} FROM alerts "  # noqa: S608 - constant columns
                        "WHERE log = ? AND rule = ? AND key = ? "
-                       "AND status != 'resolved' ORDER BY last_seen DESC LIMIT 1",
+                       "AND status != 'resolved' ORDER BY last_seen DESC, id DESC LIMIT 1",
                        (log, rule, key))
         return _row(rows[0]) if rows else None
 
