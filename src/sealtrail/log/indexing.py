@@ -15,7 +15,10 @@ cursor waits for a process that has it.
 
 A background thread (:meth:`Indexer.start`) runs the step shortly after each commit
 (:data:`LINGER` seconds, so a burst of commits is indexed in one transaction); searches run it
-first themselves, so a search never misses a committed entry (:meth:`AuditLog.find`).
+first themselves, so a search never misses a committed entry (:meth:`AuditLog.find`). With
+several processes appending, the background step indexes the entries it has tokens for and
+moves the cursor to where it stopped, leaving another process's entries to that process for
+:data:`PATIENCE` seconds before it opens them itself.
 """
 
 from __future__ import annotations
