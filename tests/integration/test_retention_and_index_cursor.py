@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.conftest import TEST_PASSPHRASE
 
 from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError
 from sealtrail.log.archive import apply_retention
 from sealtrail.log.derived import verify_derived
 from sealtrail.log.retention import RetentionPolicy
-from tests.conftest import TEST_PASSPHRASE
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
