@@ -133,16 +133,6 @@ READ_ACTIONS: Final = ("audit.search", "audit.entries.read", "audit.export",
 READ_ROLES: Final = ("reader", "auditor", "admin", "ingest", "operator")
 
 
-def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
-    """(device, inode, size, mtime) of a file, None when it is missing: a replaced or
-    rewritten file has another identity."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 _log = logging.getLogger("sealtrail")
 _memory_warned: set[str] = set()
 
@@ -236,7 +226,6 @@ class AuditLog:
         self._settings_checked: tuple[Any, ...] | None = None  # the state check_settings passed
         # The setting records read so far: (entries read, retired ranges then, records).
         self._setting_cache: tuple[int, tuple[Any, ...], list[SettingRecord]] | None = None
-        self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
         self._redactor = redactor_for(self.redaction, keyring)
         self._pool: PreparePool | None = None  # worker processes for large appends
 
@@ -897,12 +886,6 @@ class AuditLog:
         new active key id."""
         return subjects.rotate_keys(self, actor=actor, new_kek=new_kek)
 
-    def keyring_seen(self) -> None:
-        """The keyring file as it is now is this process's own doing (a rotation): the next
-        commit need not re-read it."""
-        keyring = self.keyring
-        self._keyring_stat = _file_identity(keyring.path) if keyring is not None else None
-
     def check_settings(self) -> None:
         """Raise TamperError unless every stored setting (signed statement, retention policy,
         legal holds, active key) is what the log's key signed and its own entries set.
@@ -947,16 +930,11 @@ class AuditLog:
         keyring = self.keyring
         if keyring is None:
             return
-        now = _file_identity(keyring.path)
-        if now != self._keyring_stat:
-            before = keyring.active
-            keyring.reload()
-            self._keyring_stat = now
-            if subjects.kid_number(keyring.active) < subjects.kid_number(before):
-                self.settings_problem = (f"the keyring's active data key went back from "
-                                         f"{before} to {keyring.active}: keyring.json was "
-                                         "replaced by an older copy")
-                raise TamperError("settings", 0, f"{self.settings_problem}: refusing to seal")
+        try:
+            keyring.follow()
+        except TamperError as exc:
+            self.settings_problem = exc.detail
+            raise TamperError("settings", 0, f"{exc.detail}: refusing to seal") from exc
 
     def keyring_info(self) -> list[dict[str, Any]]:
         """The keyring's key ids, purposes, dates (no key material)."""

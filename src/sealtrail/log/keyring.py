@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from sealtrail.core import envelope
-from sealtrail.core.errors import DecryptionError, KeyringError
+from sealtrail.core.errors import DecryptionError, KeyringError, TamperError
 
 KEYRING_FILE: Final = "keyring.json"
 FORMAT: Final = "sealtrail-keyring/1"
@@ -137,6 +137,21 @@ def new_kek(passphrase: str | None) -> KeyEncryptionKey | None:
     return None
 
 
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime) of a file, None when it is missing: a replaced or
+    rewritten file has another identity."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def kid_number(kid: str) -> int:
+    """The number of a data key id (``d7`` -> 7); -1 for anything else."""
+    return int(kid[1:]) if kid[:1] == "d" and kid[1:].isdigit() else -1
+
+
 @dataclass
 class Keyring:
     """An opened keyring: every key unwrapped, ready to seal and open."""
@@ -150,6 +165,8 @@ class Keyring:
     wrap_key: AESGCM
     blind_key: bytes = field(repr=False)
     redact_key: bytes = field(repr=False)
+    # The file's identity when it was last read here (:meth:`follow` compares it).
+    seen: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
 
     # -- creating and loading ---------------------------------------------------------------
 
@@ -188,11 +205,14 @@ class Keyring:
     @classmethod
     def load(cls, path: Path, origin: str, kek: KeyEncryptionKey) -> Keyring:
         """Open the keyring with ``kek``; KeyringError names a wrong passphrase or key."""
+        seen = file_identity(path)  # before reading: a change after it is seen next time
         doc = cls.read(path)
         if doc.get("origin") != origin:
             raise KeyringError(f"the keyring {path} belongs to {doc.get('origin')!r}, "
                                f"not {origin!r}")
-        return cls._unlock(path, doc, kek)
+        opened = cls._unlock(path, doc, kek)
+        opened.seen = seen
+        return opened
 
     @classmethod
     def _unlock(cls, path: Path, doc: dict[str, Any], kek: KeyEncryptionKey) -> Keyring:
@@ -246,6 +266,7 @@ class Keyring:
             keys.append(_wrapped(kek, self.origin, kid, "data", os.urandom(32), now))
             doc.update(keys=keys, active=kid, kek=kek.describe())
             _write(self.path, doc, exclusive=False)
+            self.seen = file_identity(self.path)  # this process's own change
         reloaded = self._unlock(self.path, doc, kek)
         self.kek, self.doc, self.data, self.active = kek, doc, reloaded.data, kid
         return kid
@@ -267,6 +288,23 @@ class Keyring:
         """Re-read the file (another process rotated): learn the new data keys."""
         fresh = self.load(self.path, self.origin, self.kek)
         self.doc, self.data, self.active = fresh.doc, fresh.data, fresh.active
+        self.seen = fresh.seen
+
+    def follow(self) -> bool:
+        """Re-read the file if it changed since it was read here (another process rotated):
+        whether it did. Every sealing side calls it before sealing, so none keeps sealing
+        under a retired data key. TamperError when the active data key went back (an older
+        copy of the file put in place); KeyringError when it no longer opens with this KEK.
+        """
+        if file_identity(self.path) == self.seen:
+            return False
+        before = self.active
+        self.reload()
+        if kid_number(self.active) < kid_number(before):
+            raise TamperError("settings", 0, f"the keyring's active data key went back from "
+                              f"{before} to {self.active}: keyring.json was replaced by an "
+                              "older copy")
+        return True
 
     def describe_keys(self) -> list[dict[str, Any]]:
         """Key ids, purposes and creation times (no key material)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sealtrail.core.errors import ConfigError, KeyringError, PolicyError, ValidationError
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.blindindex import SEG_SHIFT
-from sealtrail.log.keyring import KeyEncryptionKey
+from sealtrail.log.keyring import KeyEncryptionKey, kid_number
 from sealtrail.log.protect import kid_text
 from sealtrail.log.settings import ACTIVE_KEY_META
 
@@ -31,11 +31,6 @@ def check_reason(reason: str, hint: str) -> None:
         reason.encode()
     except UnicodeEncodeError as exc:
         raise ValidationError("reason", "contains a lone surrogate (not valid Unicode)") from exc
-
-
-def kid_number(kid: str) -> int:
-    """The number of a data key id (``d7`` -> 7); -1 for anything else."""
-    return int(kid[1:]) if kid[:1] == "d" and kid[1:].isdigit() else -1
 
 
 def ref_text(ref: bytes) -> str:
@@ -192,7 +187,6 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
         if keyring.path.read_bytes() != before:
             keyring.restore(before, kek_before)
         raise
-    alog.keyring_seen()
     return kid
 
 

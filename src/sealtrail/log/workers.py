@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import msgspec
 
-from sealtrail.core.errors import ConfigError, KeyringError, ValidationError
+from sealtrail.core.errors import ConfigError, KeyringError, TamperError, ValidationError
 from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log.ingest import Gate, Request, prepare, redactor_for
@@ -72,7 +72,6 @@ class _Worker:
         if spec.encrypted and spec.kek is not None:
             keyring = Keyring.load(spec.directory / KEYRING_FILE, spec.origin, spec.kek)
         self.keyring = keyring
-        self._stat = _identity(keyring.path) if keyring is not None else None
         self.protector = (Protector(spec.origin, FieldPolicy.parse(list(spec.policy)), keyring,
                                     spec.opener()) if spec.encrypted else None)
         self.gate = Gate(redactor_for(spec.redaction, keyring), self.protector,
@@ -84,22 +83,11 @@ class _Worker:
         keyring = self.keyring
         if keyring is None:
             return True
-        now = _identity(keyring.path)
-        if now != self._stat:
-            try:
-                keyring.reload()
-            except KeyringError:
-                return False
-            self._stat = now
+        try:
+            keyring.follow()
+        except (KeyringError, TamperError):
+            return False  # the caller prepares in its own process, which says why
         return True
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 _WORKER: _Worker | None = None
