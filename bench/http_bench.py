@@ -163,6 +163,20 @@ def _free_port() -> int:
         return port
 
 
+def metric_samples(base_url: str, token: str) -> dict[str, float]:
+    """The service's ``/metrics`` samples by name and labels (Prometheus text, one sample a
+    line: split on newlines only)."""
+    resp = httpx.get(f"{base_url}/metrics", timeout=30,
+                     headers={"Authorization": f"Bearer {token}"})
+    resp.raise_for_status()
+    out: dict[str, float] = {}
+    for line in resp.text.split("\n"):
+        name, _, value = line.rpartition(" ")
+        if name and not line.startswith("#"):
+            out[name] = float(value)
+    return out
+
+
 @dataclass
 class Server:
     """A running service child."""
@@ -183,18 +197,15 @@ class Server:
     def metrics(self) -> dict[str, float]:
         """The service's ingest histogram sum and count, the events its API stored (new,
         not duplicates) and its tree size (which also counts sealtrail's own events)."""
-        resp = httpx.get(f"{self.base_url}/metrics", timeout=30,
-                         headers={"Authorization": f"Bearer {self.tokens.auditor}"})
-        resp.raise_for_status()
+        samples = metric_samples(self.base_url, self.tokens.auditor)
         want = {f'sealtrail_ingest_seconds_sum{{log="{LOG}"}}': "append_s",
                 f'sealtrail_ingest_seconds_count{{log="{LOG}"}}': "requests",
                 f'sealtrail_ingest_events_total{{log="{LOG}"}}': "ingested",
                 f'sealtrail_tree_size{{log="{LOG}"}}': "size"}
         out = {"append_s": 0.0, "requests": 0.0, "ingested": 0.0, "size": 0.0}
-        for line in resp.text.splitlines():
-            name, _, value = line.rpartition(" ")
-            if name in want:
-                out[want[name]] = float(value)
+        for name, key in want.items():
+            if name in samples:
+                out[key] = samples[name]
         return out
 
     def stop(self) -> None:

@@ -59,6 +59,7 @@ from http_bench import (
     SERVICE,
     CliServer,
     http_clients,
+    metric_samples,
     prepare_data,
     running_cli_service,
     say,
@@ -273,14 +274,11 @@ def _progress(logs: list[ClientLog], t0: float, deadline: float, window: float) 
 
 def _tree_size(server: CliServer) -> float:
     """The log's size from the service's ``/metrics``."""
-    resp = httpx.get(f"{server.base_url}/metrics", timeout=30,
-                     headers={"Authorization": f"Bearer {server.tokens.auditor}"})
-    resp.raise_for_status()
-    for line in resp.text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == f'sealtrail_tree_size{{log="{LOG}"}}':
-            return float(value)
-    raise RuntimeError("/metrics has no sealtrail_tree_size for the log")
+    samples = metric_samples(server.base_url, server.tokens.auditor)
+    name = f'sealtrail_tree_size{{log="{LOG}"}}'
+    if name not in samples:
+        raise RuntimeError("/metrics has no sealtrail_tree_size for the log")
+    return samples[name]
 
 
 def _verify(data: Path, derived: bool) -> dict[str, Any]:
