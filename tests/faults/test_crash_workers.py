@@ -337,7 +337,7 @@ def test_sigkill_of_a_worker_fails_no_call(tmp_path: Path) -> None:
         for _ in range(WORKER_KILLS):
             # A pool none of whose workers was killed yet: the previous kill's pool is gone.
             child.wait_for(lambda lines: bool(workers_line(lines))
-                           and not set(workers_line(lines)) & set(killed), 30,
+                           and not set(workers_line(lines)) & set(killed), 120,
                            f"a new pool after killing workers {killed}")
             pool = set(workers_line(child.lines))
             pools.append(pool)

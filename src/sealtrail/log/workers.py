@@ -45,6 +45,7 @@ PART: Final = 500      # events per part handed to a worker
 MIN_EVENTS: Final = 2 * PART  # smaller calls prepare in the caller's process
 ORPHAN_CHECK: Final = 0.5  # seconds between a worker's checks that its parent still lives
 GIVE_UP: Final = 3         # pools in a row that failed before their first answer: stop trying
+PART_TIMEOUT: Final = 30.0  # seconds a call waits for its parts at least (more for big calls)
 
 _log = logging.getLogger("sealtrail.workers")
 _events = msgspec.msgpack.Decoder(list[Event])
@@ -186,8 +187,11 @@ class PreparePool:
             pool = self._executor()
             futures = [pool.submit(_prepare_part, payload, now_ms, received)
                        for payload in payloads]
-            results = [f.result() for f in futures]
-        except (BrokenProcessPool, OSError) as exc:
+            # Bounded: a worker killed while it held the pool's queue lock can leave the
+            # others (and so this call) waiting forever; then the call prepares here.
+            timeout = PART_TIMEOUT + 0.01 * len(events)
+            results = [f.result(timeout=timeout) for f in futures]
+        except (BrokenProcessPool, OSError, TimeoutError) as exc:
             self._reset()
             self._failures += 1
             if self._failures >= GIVE_UP:
@@ -207,9 +211,12 @@ class PreparePool:
         return _merge(results)
 
     def _reset(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        pool = self._pool
+        if pool is not None:
             self._pool = None
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.kill()  # a stuck worker must not outlive its pool
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the workers."""
