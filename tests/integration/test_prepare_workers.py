@@ -24,6 +24,7 @@ from tests.capture import capture
 from sealtrail import AuditLog
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.log.derived import verify_derived
+from sealtrail.log.keyring import FileHome
 from sealtrail.log.workers import GIVE_UP, PART
 
 
@@ -161,7 +162,8 @@ def test_workers_that_cannot_start_are_given_up_and_nothing_fails(pooled: AuditL
     fallback to this process, then is given up after GIVE_UP tries."""
     pool = pooled.workers
     assert pool is not None
-    pool._spec = dataclasses.replace(pool._spec, directory=tmp_path / "nowhere")
+    pool._spec = dataclasses.replace(pool._spec,
+                                     keyring_home=FileHome(tmp_path / "nowhere" / "k.json"))
     for k in range(GIVE_UP + 1):
         receipts = pooled.append_many(_events(2 * PART, 2 * PART * k))
         assert receipts[-1].index == 2 * PART * (k + 1) - 1

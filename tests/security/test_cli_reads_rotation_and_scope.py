@@ -14,7 +14,7 @@ import pytest
 from sealtrail.core.errors import StorageError
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.keyring import KEYRING_FILE, Keyring
+from sealtrail.log.keyring import KEYRING_FILE, FileHome, Keyring
 from tests.clirun import Ran, sealtrail
 
 # The reader that closes the pipe needs a real process (its standard output a real pipe).
@@ -133,7 +133,7 @@ def test_rotation_that_cannot_commit_leaves_the_keyring_as_it_was(data: Path) ->
     import sqlite3
 
     with AuditLog.open(data, create=False) as log:
-        before = Keyring.read(data / "default" / KEYRING_FILE)["active"]
+        before = Keyring.read(FileHome(data / "default" / KEYRING_FILE))["active"]
         con = sqlite3.connect(data / "default" / "log.db")
         with con:
             con.execute("CREATE TRIGGER no_more BEFORE INSERT ON chunks BEGIN "
@@ -141,7 +141,7 @@ def test_rotation_that_cannot_commit_leaves_the_keyring_as_it_was(data: Path) ->
         con.close()
         with pytest.raises(StorageError):
             log.rotate_keys(actor={"id": "ops"})
-    assert Keyring.read(data / "default" / KEYRING_FILE)["active"] == before
+    assert Keyring.read(FileHome(data / "default" / KEYRING_FILE))["active"] == before
     con = sqlite3.connect(data / "default" / "log.db")
     with con:
         con.execute("DROP TRIGGER no_more")

@@ -68,6 +68,7 @@ from sealtrail.log.datadir import (
     Clock,
     OpenSettings,
     StoreWrapper,
+    keyring_home,
     log_dir,
     newer_reason,
     open_log,
@@ -88,7 +89,7 @@ from sealtrail.log.ingest import (
     redactor_for,
     reseal,
 )
-from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
+from sealtrail.log.keyring import KeyEncryptionKey, Keyring
 from sealtrail.log.protect import UNINDEXED_KEY, NewKeys, Protector
 from sealtrail.log.sequencer import BatchPlan, Slot, plan_commit
 from sealtrail.log.sequencer import write as write_commit
@@ -175,8 +176,10 @@ class AuditLog:
     """A tamper-evident audit log in a data directory. Use :meth:`open`."""
 
     def __init__(self, directory: Path, store: Store, signer: Signer, *, origin: str,
-                 name: str, clock: Clock, keyring: Keyring | None = None) -> None:
+                 name: str, clock: Clock, keyring: Keyring | None = None,
+                 store_url: str | None = None) -> None:
         self.directory = directory
+        self.store_url = store_url  # None: SQLite under directory; else PostgreSQL's URL
         self.name = name
         self.origin = origin
         self._store = store
@@ -237,7 +240,8 @@ class AuditLog:
              clock: Clock | None = None, passphrase: str | None = None,
              kek: KeyEncryptionKey | None = None, encryption: bool = True,
              policy: FieldPolicy | None = None, redaction: str = "mask",
-             wrap_store: StoreWrapper | None = None, workers: int = 1) -> AuditLog:
+             wrap_store: StoreWrapper | None = None, workers: int = 1,
+             store: str | None = None) -> AuditLog:
         """Open a log, creating it (database, signing key, keyring) when ``create`` and new.
 
         ``origin`` names the log in its checkpoints (default ``sealtrail/<log>``); it is fixed
@@ -248,6 +252,12 @@ class AuditLog:
         (``SEALTRAIL_PASSPHRASE``, or ``SEALTRAIL_KEK`` for a raw key). Without any, an
         encrypted log still opens, locked: verify, proofs and checkpoints work; fields read
         as sealed; appends raise KeyringError.
+
+        ``store``: where the log's data lives — None (the default) for SQLite files under
+        ``data_dir``, or a PostgreSQL URL (``postgresql://user@host/db``): the log's tables,
+        keyring and rows are then in that database, shared by every node using it, while
+        the signing key, head memory and archive stay under ``data_dir`` on this node
+        (``log/datadir.py`` says what goes where).
 
         ``wrap_store`` wraps the store the log opens (fault-injection tests pass one).
 
@@ -263,9 +273,10 @@ class AuditLog:
                                 redaction)
         clock = clock or system_clock
         parts = open_log(data_dir, log, origin, create=create, clock=clock, settings=settings,
-                         wrap=wrap_store)
+                         wrap=wrap_store, store_url=store)
         alog = cls(parts.directory, parts.store, parts.signer, origin=parts.origin,
-                   name=parts.name, clock=clock, keyring=parts.keyring)
+                   name=parts.name, clock=clock, keyring=parts.keyring,
+                   store_url=parts.store_url)
         alog.locked_reason = parts.locked
         count = default_workers() if workers == 0 else workers
         if count > 1:
@@ -290,6 +301,7 @@ class AuditLog:
                               "prepare in this process (workers=1)")
         spec = WorkerSpec(self.directory, self.origin, self.sealed_paths, self.encrypted,
                           self.redaction, keyring.kek if keyring is not None else None,
+                          keyring.home if keyring is not None else None,
                           opener, self.locked_reason)
         if self._pool is not None:
             self._pool.close()
@@ -1054,7 +1066,8 @@ class AuditLog:
                     sealed_any = True
                     sealed_paths.update(canonical.leaf_object(leaf).get("sealed", {})
                                         .get("fields", []))
-        if fixed.encryption != "on" and (sealed_any or (self.directory / KEYRING_FILE).exists()):
+        keyring_kept = keyring_home(self.directory, self.store_url).exists()
+        if fixed.encryption != "on" and (sealed_any or keyring_kept):
             raise ConfigError("the log has sealed entries or a keyring, so it was encrypted, "
                               "but the settings table says encryption off: it was edited; "
                               "restore it from a backup before adopting")

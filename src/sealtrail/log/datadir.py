@@ -10,6 +10,14 @@ Layout, one directory per log under the data directory::
     <data>/<log>/verifier.vkey   its public half
     <data>/<log>/keyring.json    the log's encryption keys, wrapped by the KEK (0600)
     <data>/<log>/archive/        retention's archive segments
+
+With a PostgreSQL store (``store="postgresql://..."``, the CLI's ``--store``), a log's tables
+live in a schema of their own in that database (:func:`log_schema`), and so do its keyring
+and the service's rows (API keys, the monitor's alerts and outbox: :data:`SERVICE_SCHEMAS`),
+so every node using the database sees the same. What must not be in the database stays
+under ``<data>/<log>/`` on each node: the signing key and its public half (every node that
+appends signs checkpoints; provision the same key files to each), the head memory and the
+archive. The KEK never leaves the node (environment or passphrase).
 """
 
 from __future__ import annotations
@@ -29,11 +37,22 @@ from sealtrail.core.policy import FieldPolicy
 from sealtrail.core.timefmt import format_time
 from sealtrail.log import keys
 from sealtrail.log.idindex import VERSION, VERSION_META
-from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring, new_kek, resolve_kek
+from sealtrail.log.keyring import (
+    KEYRING_FILE,
+    FileHome,
+    KeyEncryptionKey,
+    Keyring,
+    KeyringHome,
+    new_kek,
+    resolve_kek,
+)
 from sealtrail.log.settings import SETTINGS_META, Fixed, fixed_from_meta, signed_fixed
 from sealtrail.log.tree import TreeEdge
 from sealtrail.store.monitor_state import AlertRows
 from sealtrail.store.outbox import OutboxRows
+from sealtrail.store.postgres import PostgresStore
+from sealtrail.store.postgres_catalog import postgres_logs, postgres_store_exists
+from sealtrail.store.postgres_keyring import PostgresKeyringHome
 from sealtrail.store.protocol import State, Store
 from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
@@ -48,6 +67,73 @@ StoreWrapper = Callable[[Store], Store]
 LOG_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 DB_FILE: Final = "log.db"
 ARCHIVE_DIR: Final = "archive"
+
+
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+SCHEMA_PREFIX: Final = "sealtrail_"
+SERVICE_SCHEMAS: Final = {"keys": "sealtrail__service", "alerts": "sealtrail__monitor",
+                          "outbox": "sealtrail__outbox"}
+"""The schemas of the service's rows in a PostgreSQL store: a log's schema never starts with
+``sealtrail__`` (a log name starts with a letter or digit)."""
+_ESCAPES: Final = {"_": "__", ".": "_d", "-": "_h"}
+_UNESCAPES: Final = {v[1]: k for k, v in _ESCAPES.items()}
+
+
+def check_store(store: str | None) -> str | None:
+    """``store`` itself when it is usable: None (SQLite files under the data directory) or a
+    PostgreSQL URL; ConfigError otherwise (naming what to give)."""
+    if store is None or store.startswith(POSTGRES_SCHEMES):
+        return store
+    raise ConfigError(f"store {store.split('://')[0]!r}...: give a postgresql:// URL (or no "
+                      "store: SQLite files under the data directory)")
+
+
+def log_schema(log: str) -> str:
+    """The PostgreSQL schema of a log: ``sealtrail_`` and the name with ``_ . -`` escaped
+    (``_`` -> ``__``, ``.`` -> ``_d``, ``-`` -> ``_h``), so two names never share one."""
+    if not LOG_NAME.match(log):
+        raise ConfigError(f"log name {log!r}: use 1-63 of a-z 0-9 . _ - (starting with a letter "
+                          "or digit)")
+    schema = SCHEMA_PREFIX + "".join(_ESCAPES.get(c, c) for c in log)
+    if len(schema) > 63:
+        raise ConfigError(f"log name {log!r} is too long for a PostgreSQL store (its schema "
+                          f"{schema!r} would pass PostgreSQL's 63 characters)")
+    return schema
+
+
+def schema_log(schema: str) -> str | None:
+    """The log whose schema ``schema`` is (:func:`log_schema` reversed), None if none."""
+    if not schema.startswith(SCHEMA_PREFIX) or schema.startswith(SCHEMA_PREFIX + "_"):
+        return None
+    out, rest = [], iter(schema[len(SCHEMA_PREFIX):])
+    for c in rest:
+        char = _UNESCAPES.get(next(rest, ""), "") if c == "_" else c
+        if not char:
+            return None
+        out.append(char)
+    name = "".join(out)
+    return name if LOG_NAME.match(name) else None
+
+
+def log_names(data_dir: str | os.PathLike[str], store: str | None = None) -> list[str]:
+    """Every log of a data directory (or, with a PostgreSQL store, of that database)."""
+    url = check_store(store)
+    if url is not None:
+        return postgres_logs(url, SCHEMA_PREFIX, schema_log)
+    path = Path(data_dir)
+    if not path.is_dir():
+        return []
+    return sorted(p.name for p in path.iterdir()
+                  if LOG_NAME.match(p.name) and (p / DB_FILE).is_file())
+
+
+def log_exists(data_dir: str | os.PathLike[str], log: str,
+               store: str | None = None) -> bool:
+    """Whether the log exists (its store was made; it may still be unfinished)."""
+    url = check_store(store)
+    if url is not None:
+        return postgres_store_exists(url, log_schema(log))
+    return (log_dir(data_dir, log) / DB_FILE).exists()
 
 
 def system_clock() -> datetime:
@@ -85,17 +171,31 @@ class Opened:
     name: str
     keyring: Keyring | None
     locked: str  # why an encrypted log's keyring stays locked ("" when open or unencrypted)
+    store_url: str | None = None  # None: SQLite under the directory; else PostgreSQL's URL
 
 
-def _open_store(path: Path, wrap: StoreWrapper | None) -> Store:
-    store: Store = SQLiteStore(path)
+def _open_store(directory: Path, store_url: str | None, wrap: StoreWrapper | None) -> Store:
+    store: Store = (SQLiteStore(directory / DB_FILE) if store_url is None
+                    else PostgresStore(store_url, log_schema(directory.name)))
     return wrap(store) if wrap is not None else store
 
 
-def open_store_readonly(directory: Path) -> Store:
+def open_store_readonly(directory: Path, store_url: str | None = None) -> Store:
     """The store of the log in ``directory``, opened read-only: nothing is created, upgraded
     or written (a copy an auditor was given, or files the caller may not write)."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresStore(url, log_schema(directory.name), readonly=True)
     return SQLiteStore(directory / DB_FILE, readonly=True)
+
+
+def keyring_home(directory: Path, store_url: str | None) -> KeyringHome:
+    """Where the log's keyring document lives: ``keyring.json`` beside the SQLite store, or a
+    row in the log's PostgreSQL schema (so every node sees a rotation)."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresKeyringHome(url, log_schema(directory.name))
+    return FileHome(directory / KEYRING_FILE)
 
 
 def open_key_rows(path: Path) -> KeyRows:
@@ -126,38 +226,41 @@ def signer_of(directory: Path, origin: str) -> Signer:
     return signer
 
 
-def open_keyring(directory: Path, origin: str, settings: OpenSettings
-                 ) -> tuple[Keyring | None, str]:
+def open_keyring(directory: Path, origin: str, settings: OpenSettings,
+                 store_url: str | None = None) -> tuple[Keyring | None, str]:
     """The log's keyring, unlocked with what the caller or environment gives.
 
     Returns (None, why) when it stays locked: no key given, or the file is missing (then the
     log still verifies and proves; sealed fields stay sealed). A key that does not open the
     keyring is an error, never a silent lock.
     """
-    path = directory / KEYRING_FILE
-    if not path.exists():
-        return None, (f"the keyring {path} is missing: encrypted fields cannot be read or "
-                      "written without it (restore it from your backup)")
-    doc = Keyring.read(path)
+    home = keyring_home(directory, store_url)
+    if not home.exists():
+        return None, (f"the keyring {home.where} is missing: encrypted fields cannot be read "
+                      "or written without it (restore it from your backup)")
+    doc = Keyring.read(home)
     kek = settings.kek or resolve_kek(doc.get("kek", {}), settings.passphrase)
     if kek is None:
         return None, ("the keyring is locked: set SEALTRAIL_PASSPHRASE (or pass passphrase=, "
                       "or the CLI's --passphrase-file) to write or read encrypted fields")
-    return Keyring.load(path, origin, kek), ""
+    return Keyring.load(home, origin, kek), ""
 
 
 def open_log(data_dir: str | os.PathLike[str], log: str, origin: str | None, *, create: bool,
-             clock: Clock, settings: OpenSettings, wrap: StoreWrapper | None = None) -> Opened:
+             clock: Clock, settings: OpenSettings, wrap: StoreWrapper | None = None,
+             store_url: str | None = None) -> Opened:
     """Open one log's parts, creating the log when ``create`` and it is new (or its creation
-    was cut short before anything was stored)."""
+    was cut short before anything was stored). ``store_url``: None for SQLite files under the
+    data directory, else a PostgreSQL URL."""
     directory = log_dir(data_dir, log)
-    db = directory / DB_FILE
-    if not db.exists():
+    where = data_dir if check_store(store_url) is None else "the PostgreSQL store"
+    db: object = directory / DB_FILE if store_url is None else log_schema(log)
+    if not log_exists(data_dir, log, store_url):
         if not create:
-            raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
+            raise ConfigError(f"no log {log!r} in {where}: run 'sealtrail init' first")
         return create_log(directory, log, origin or f"sealtrail/{log}", clock=clock,
-                          settings=settings, wrap=wrap)
-    store = _open_store(db, wrap)
+                          settings=settings, wrap=wrap, store_url=store_url)
+    store = _open_store(directory, store_url, wrap)
     meta = store.meta()
     stored_origin = meta.get("origin")
     if stored_origin is None:
@@ -167,9 +270,9 @@ def open_log(data_dir: str | os.PathLike[str], log: str, origin: str | None, *, 
             raise StorageError(f"{db} has no origin: it was not created by sealtrail")
         # A crash cut the creation short before anything was stored: finish it.
         if not create:
-            raise ConfigError(f"no log {log!r} in {data_dir}: run 'sealtrail init' first")
+            raise ConfigError(f"no log {log!r} in {where}: run 'sealtrail init' first")
         return create_log(directory, log, origin or f"sealtrail/{log}", clock=clock,
-                          settings=settings, wrap=wrap)
+                          settings=settings, wrap=wrap, store_url=store_url)
     if origin is not None and origin != stored_origin:
         store.close()
         raise ConfigError(f"origin {origin!r} differs from the log's origin "
@@ -182,15 +285,16 @@ def open_log(data_dir: str | os.PathLike[str], log: str, origin: str | None, *, 
         except TamperError:
             fixed = fixed_from_meta(meta)  # the log opens to be verified; appends refuse
         if fixed.encryption == "on":
-            keyring, locked = open_keyring(directory, stored_origin, settings)
+            keyring, locked = open_keyring(directory, stored_origin, settings, store_url)
     except BaseException:
         store.close()
         raise
-    return Opened(directory, store, signer, stored_origin, log, keyring, locked)
+    return Opened(directory, store, signer, stored_origin, log, keyring, locked, store_url)
 
 
 def create_log(directory: Path, log: str, origin: str, *, clock: Clock,
-               settings: OpenSettings, wrap: StoreWrapper | None = None) -> Opened:
+               settings: OpenSettings, wrap: StoreWrapper | None = None,
+               store_url: str | None = None) -> Opened:
     """Create a log: its signing key, keyring (when encrypted) and store, whose first
     commit holds the signed settings and the signed empty checkpoint. Each step is
     idempotent, so a creation cut short by a crash is finished by the next open."""
@@ -213,12 +317,12 @@ def create_log(directory: Path, log: str, origin: str, *, clock: Clock,
         raise ConfigError("an existing signing key has another origin")
     keyring = None
     if kek is not None:
-        path = directory / KEYRING_FILE
+        home = keyring_home(directory, store_url)
         now = format_time(clock())
         # A crash after the keyring was written but before the log: reuse it.
-        keyring = (Keyring.load(path, origin, kek) if path.exists()
-                   else Keyring.create(path, origin, kek, now))
-    store = _open_store(directory / DB_FILE, wrap)
+        keyring = (Keyring.load(home, origin, kek) if home.exists()
+                   else Keyring.create(home, origin, kek, now))
+    store = _open_store(directory, store_url, wrap)
     try:
         with store.transaction():
             # Another process creating the same log may have finished first (and appended).
@@ -236,7 +340,7 @@ def create_log(directory: Path, log: str, origin: str, *, clock: Clock,
     except BaseException:
         store.close()
         raise
-    return Opened(directory, store, signer, origin, log, keyring, "")
+    return Opened(directory, store, signer, origin, log, keyring, "", store_url)
 
 
 def newer_reason(meta: dict[str, str]) -> str:

@@ -1,6 +1,10 @@
 """The keyring: a log's encryption keys, wrapped by a key-encryption key (envelope encryption).
 
-One JSON file per log, ``keyring.json`` (mode 0600), holding no secret in clear::
+One JSON document per log, holding no secret in clear, kept where the log's store is (its
+:class:`KeyringHome`): ``keyring.json`` (mode 0600) beside a SQLite store (:class:`FileHome`),
+or a row of the log's schema in a PostgreSQL store
+(:class:`sealtrail.store.postgres_keyring.PostgresKeyringHome`), so that every node sees a
+rotation::
 
     {"format": "sealtrail-keyring/1", "origin": ..., "kek": {provider parameters},
      "active": "d2", "keys": [{"id", "purpose", "created", "wrapped"}, ...]}
@@ -29,7 +33,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -45,6 +49,86 @@ SCRYPT_N: Final = 2**15  # about 0.15 s and 32 MiB here; stored per keyring, so 
 SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
 MIN_PASSPHRASE: Final = 8
+
+
+@runtime_checkable
+class KeyringHome(Protocol):
+    """Where a keyring document is kept: read, written atomically, locked for a
+    read-modify-write across processes, and given an identity that changes with every write
+    (what :meth:`Keyring.follow` compares). Picklable: prepare workers open it again."""
+
+    @property
+    def where(self) -> str:
+        """Names the place in messages (a path, or a database schema)."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether a keyring document is there."""
+        ...
+
+    def read_text(self) -> str:
+        """The document's text; KeyringError when missing or unsafe."""
+        ...
+
+    def write_text(self, text: str, *, exclusive: bool) -> None:
+        """Write the document durably; ``exclusive``: KeyringError if one is there already."""
+        ...
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive across processes (and nodes) while held."""
+        ...
+
+    def identity(self) -> object:
+        """Changes whenever the document is written (None when there is none)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileHome:
+    """The keyring as ``keyring.json`` in the log's directory (mode 0600, written by atomic
+    rename and fsynced with its directory, locked by ``flock`` on a lock file beside it)."""
+
+    path: Path
+
+    @property
+    def where(self) -> str:
+        """The file's path."""
+        return str(self.path)
+
+    def exists(self) -> bool:
+        """Whether the file exists."""
+        return self.path.exists()
+
+    def read_text(self) -> str:
+        """The file's text, refused when missing or readable by others."""
+        path = self.path
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError as exc:
+            raise KeyringError(f"the keyring {path} is missing: encrypted fields cannot be "
+                               "read or written without it (restore it from your backup)") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyringError(f"the keyring {path} is readable by others (mode "
+                               f"{stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+        try:
+            return path.read_text()
+        except (OSError, ValueError) as exc:
+            raise KeyringError(f"the keyring {path} cannot be read: {exc}") from exc
+
+    def write_text(self, text: str, *, exclusive: bool) -> None:
+        """Atomically, 0600 from the first byte."""
+        try:
+            _write(self.path, text, exclusive=exclusive)
+        except FileExistsError as exc:
+            raise KeyringError(f"a keyring already exists at {self.path}") from exc
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """``flock`` on ``.keyring.json.lock``."""
+        return _locked(self.path)
+
+    def identity(self) -> object:
+        """The file's identity (device, inode, size, change time)."""
+        return file_identity(self.path)
 
 
 class KeyEncryptionKey(Protocol):
@@ -156,7 +240,7 @@ def kid_number(kid: str) -> int:
 class Keyring:
     """An opened keyring: every key unwrapped, ready to seal and open."""
 
-    path: Path
+    home: KeyringHome
     origin: str
     kek: KeyEncryptionKey
     doc: dict[str, Any]
@@ -165,57 +249,58 @@ class Keyring:
     wrap_key: AESGCM
     blind_key: bytes = field(repr=False)
     redact_key: bytes = field(repr=False)
-    # The file's identity when it was last read here (:meth:`follow` compares it).
-    seen: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
+    # The home's identity when it was last read here (:meth:`follow` compares it).
+    seen: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def where(self) -> str:
+        """Where the keyring is kept (for messages)."""
+        return self.home.where
 
     # -- creating and loading ---------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, origin: str, kek: KeyEncryptionKey, now: str) -> Keyring:
+    def create(cls, home: KeyringHome, origin: str, kek: KeyEncryptionKey, now: str
+               ) -> Keyring:
         """Write a new keyring with fresh keys (refuses to replace an existing one)."""
-        if path.exists():
-            raise KeyringError(f"a keyring already exists at {path}")
+        if home.exists():
+            raise KeyringError(f"a keyring already exists at {home.where}")
         doc: dict[str, Any] = {"format": FORMAT, "origin": origin, "kek": kek.describe(),
                                "active": "d1", "keys": []}
         for kid, purpose in (("d1", "data"), ("w1", "subject-wrap"), ("b1", "blind"),
                              ("r1", "redact")):
             doc["keys"].append(_wrapped(kek, origin, kid, purpose, os.urandom(32), now))
-        _write(path, doc, exclusive=True)
-        return cls._unlock(path, doc, kek)
+        home.write_text(_text(doc), exclusive=True)
+        return cls._unlock(home, doc, kek)
 
     @staticmethod
-    def read(path: Path) -> dict[str, Any]:
+    def read(home: KeyringHome) -> dict[str, Any]:
         """The keyring document (nothing unwrapped); KeyringError when missing or unsafe."""
+        text = home.read_text()
         try:
-            mode = path.stat().st_mode
-        except FileNotFoundError as exc:
-            raise KeyringError(f"the keyring {path} is missing: encrypted fields cannot be "
-                               "read or written without it (restore it from your backup)") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyringError(f"the keyring {path} is readable by others (mode "
-                               f"{stat.S_IMODE(mode):o}); run: chmod 600 {path}")
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise KeyringError(f"the keyring {path} cannot be read: {exc}") from exc
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise KeyringError(f"the keyring {home.where} cannot be read: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise KeyringError(f"{path} is not a {FORMAT} file")
+            raise KeyringError(f"{home.where} is not a {FORMAT} document")
         return doc
 
     @classmethod
-    def load(cls, path: Path, origin: str, kek: KeyEncryptionKey) -> Keyring:
+    def load(cls, home: KeyringHome, origin: str, kek: KeyEncryptionKey) -> Keyring:
         """Open the keyring with ``kek``; KeyringError names a wrong passphrase or key."""
-        seen = file_identity(path)  # before reading: a change after it is seen next time
-        doc = cls.read(path)
+        seen = home.identity()  # before reading: a change after it is seen next time
+        doc = cls.read(home)
         if doc.get("origin") != origin:
-            raise KeyringError(f"the keyring {path} belongs to {doc.get('origin')!r}, "
+            raise KeyringError(f"the keyring {home.where} belongs to {doc.get('origin')!r}, "
                                f"not {origin!r}")
-        opened = cls._unlock(path, doc, kek)
+        opened = cls._unlock(home, doc, kek)
         opened.seen = seen
         return opened
 
     @classmethod
-    def _unlock(cls, path: Path, doc: dict[str, Any], kek: KeyEncryptionKey) -> Keyring:
+    def _unlock(cls, home: KeyringHome, doc: dict[str, Any], kek: KeyEncryptionKey
+                ) -> Keyring:
+        path = home.where
         origin = str(doc["origin"])
         keys: dict[str, tuple[str, bytes]] = {}
         try:
@@ -240,7 +325,7 @@ class Keyring:
         active = str(doc.get("active"))
         if active not in data:
             raise KeyringError(f"the keyring {path} names an active key it does not hold")
-        return cls(path, origin, kek, doc, data, active, AESGCM(one("subject-wrap")),
+        return cls(home, origin, kek, doc, data, active, AESGCM(one("subject-wrap")),
                    one("blind"), one("redact"))
 
     # -- rotating ---------------------------------------------------------------------------
@@ -251,9 +336,9 @@ class Keyring:
         Old data keys stay, so old entries stay readable; nothing in the tree changes.
         Returns the new active key id.
         """
-        with _locked(self.path):
-            doc = self.read(self.path)  # another process may have rotated meanwhile
-            self._unlock(self.path, doc, self.kek)  # the KEK still opens what is on disk
+        with self.home.locked():
+            doc = self.read(self.home)  # another process may have rotated meanwhile
+            self._unlock(self.home, doc, self.kek)  # the KEK still opens what is stored
             n = max(int(k["id"][1:]) for k in doc["keys"] if k["purpose"] == "data") + 1
             kid = f"d{n}"
             kek = new_kek or self.kek
@@ -265,9 +350,9 @@ class Keyring:
                                      item["created"]) if new_kek is not None else item)
             keys.append(_wrapped(kek, self.origin, kid, "data", os.urandom(32), now))
             doc.update(keys=keys, active=kid, kek=kek.describe())
-            _write(self.path, doc, exclusive=False)
-            self.seen = file_identity(self.path)  # this process's own change
-        reloaded = self._unlock(self.path, doc, kek)
+            self.home.write_text(_text(doc), exclusive=False)
+            self.seen = self.home.identity()  # this process's own change
+        reloaded = self._unlock(self.home, doc, kek)
         self.kek, self.doc, self.data, self.active = kek, doc, reloaded.data, kid
         return kid
 
@@ -275,18 +360,17 @@ class Keyring:
         """The id the next :meth:`rotate` will give (as of the document last read)."""
         return f"d{max(int(k['id'][1:]) for k in self.doc['keys'] if k['purpose'] == 'data') + 1}"
 
-    def restore(self, content: bytes, kek: KeyEncryptionKey) -> None:
-        """Put back an earlier keyring file, opened by ``kek`` (a rotation whose record did
-        not commit)."""
-        doc = json.loads(content)
-        with _locked(self.path):
-            _write(self.path, doc, exclusive=False)
+    def restore(self, content: str, kek: KeyEncryptionKey) -> None:
+        """Put back an earlier keyring document, opened by ``kek`` (a rotation whose record
+        did not commit)."""
+        with self.home.locked():
+            self.home.write_text(content, exclusive=False)
         self.kek = kek
         self.reload()
 
     def reload(self) -> None:
         """Re-read the file (another process rotated): learn the new data keys."""
-        fresh = self.load(self.path, self.origin, self.kek)
+        fresh = self.load(self.home, self.origin, self.kek)
         self.doc, self.data, self.active = fresh.doc, fresh.data, fresh.active
         self.seen = fresh.seen
 
@@ -296,7 +380,7 @@ class Keyring:
         under a retired data key. TamperError when the active data key went back (an older
         copy of the file put in place); KeyringError when it no longer opens with this KEK.
         """
-        if file_identity(self.path) == self.seen:
+        if self.home.identity() == self.seen:
             return False
         before = self.active
         self.reload()
@@ -319,13 +403,17 @@ def _wrapped(kek: KeyEncryptionKey, origin: str, kid: str, purpose: str, key: by
             "wrapped": base64.b64encode(blob).decode()}
 
 
-def _write(path: Path, doc: dict[str, Any], *, exclusive: bool) -> None:
+def _text(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def _write(path: Path, text: str, *, exclusive: bool) -> None:
     """Write the keyring atomically, 0600 from the first byte, fsynced with its directory."""
     tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
-            os.write(fd, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
+            os.write(fd, text.encode())
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -431,7 +431,7 @@ class Protector:
             if kid not in keyring.data:
                 keyring.reload()  # rotated by another process
             if kid not in keyring.data:
-                raise KeyringError(f"data key {kid} is not in the keyring {keyring.path}")
+                raise KeyringError(f"data key {kid} is not in the keyring {keyring.where}")
             self._aead[kid] = keyring.data[kid]
             return keyring.data[kid]
         raws = [kid_bytes(part) for part in kid.split("+")]

@@ -174,7 +174,7 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
                               "try again")
         alog.store.set_meta({ACTIVE_KEY_META: made})
 
-    before, kek_before = keyring.path.read_bytes(), keyring.kek
+    before, kek_before = keyring.home.read_text(), keyring.kek
     try:
         alog.commit_with({"actor": dict(actor), "action": "keys.rotate",
                           "outcome": "success", "category": "configuration",
@@ -184,7 +184,7 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
     except Exception:
         # Not committed: put the keyring back as it was (a crash here instead is found and
         # recorded at the next open, see record_interrupted_rotation).
-        if keyring.path.read_bytes() != before:
+        if keyring.home.read_text() != before:
             keyring.restore(before, kek_before)
         raise
     return kid

@@ -37,7 +37,7 @@ from sealtrail.core.errors import ConfigError, KeyringError, TamperError, Valida
 from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log.ingest import Gate, Request, prepare, redactor_for
-from sealtrail.log.keyring import KEYRING_FILE, KeyEncryptionKey, Keyring
+from sealtrail.log.keyring import KeyEncryptionKey, Keyring, KeyringHome
 from sealtrail.log.protect import Protector, Sealing
 from sealtrail.store.protocol import Store
 
@@ -61,6 +61,7 @@ class WorkerSpec:
     encrypted: bool
     redaction: str
     kek: KeyEncryptionKey | None  # None: locked (or unencrypted)
+    keyring_home: KeyringHome | None  # where the keyring is kept (None: locked/unencrypted)
     opener: Callable[[], Store]   # a read handle of the log's store
     locked_reason: str
 
@@ -70,8 +71,8 @@ class _Worker:
 
     def __init__(self, spec: WorkerSpec) -> None:
         keyring = None
-        if spec.encrypted and spec.kek is not None:
-            keyring = Keyring.load(spec.directory / KEYRING_FILE, spec.origin, spec.kek)
+        if spec.encrypted and spec.kek is not None and spec.keyring_home is not None:
+            keyring = Keyring.load(spec.keyring_home, spec.origin, spec.kek)
         self.keyring = keyring
         self.protector = (Protector(spec.origin, FieldPolicy.parse(list(spec.policy)), keyring,
                                     spec.opener()) if spec.encrypted else None)
