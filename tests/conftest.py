@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,3 +32,16 @@ def passphrase_env(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(PASSPHRASE_ENV, TEST_PASSPHRASE)
     monkeypatch.delenv(KEK_ENV, raising=False)
     return TEST_PASSPHRASE
+
+
+@pytest.fixture
+def pg_store() -> Iterator[str]:
+    """The URL of a PostgreSQL database of this test's own, dropped after it (tests using it
+    carry ``pytest.mark.postgres``); skipped with the reason when PostgreSQL is unreachable."""
+    from tests.pgdb import scratch_database, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with scratch_database() as url:
+        yield url
