@@ -28,19 +28,24 @@ from sealtrail.core.errors import ConfigError, StorageError
 from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path
 from sealtrail.store.memory_monitor import MemoryAlertRows
 from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor, QueuedChange
+from sealtrail.store.postgres_monitor import PostgresAlertRows
 from sealtrail.store.sqlite_monitor import SQLiteAlertRows
+from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 ALERT_ROWS: Final[dict[str, Callable[[Path], AlertRows]]] = {
     "sqlite": lambda d: SQLiteAlertRows(monitor_db_path(d)),
     "memory": lambda _: MemoryAlertRows(),
+    "postgres": postgres_rows(PostgresAlertRows),
 }
 
 Fresh = Callable[[], AbstractContextManager[AlertRows]]
 
 
-make_rows, rows, fresh_rows = row_fixtures(ALERT_ROWS, "alertrows")
+_, rows, fresh_rows = row_fixtures(ALERT_ROWS, "alertrows")
+# make_rows marks the postgres adapter (skipped when unreachable); its schemas are dropped.
+make_rows, drop_pg_schemas = pg_row_fixtures(ALERT_ROWS)
 
 
 T1, T2, T3, T4 = ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z",

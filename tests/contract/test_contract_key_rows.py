@@ -27,20 +27,25 @@ from sealtrail.core.errors import ConfigError, StorageError
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.apikeys import DB_FILE, SERVICE_DIR, ApiKeys, KeyInfo, Principal
 from sealtrail.store.memory_service import MemoryKeyRows
+from sealtrail.store.postgres_service import PostgresKeyRows
 from sealtrail.store.service import KeyRow, KeyRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
+from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 KEY_ROWS: Final[dict[str, Callable[[Path], KeyRows]]] = {
     "sqlite": lambda d: SQLiteKeyRows(d / SERVICE_DIR / DB_FILE),
     "memory": lambda _: MemoryKeyRows(),
+    "postgres": postgres_rows(PostgresKeyRows),
 }
 
 Fresh = Callable[[], AbstractContextManager[KeyRows]]
 
 
-make_rows, rows, fresh_rows = row_fixtures(KEY_ROWS, "keyrows")
+_, rows, fresh_rows = row_fixtures(KEY_ROWS, "keyrows")
+# make_rows marks the postgres adapter (skipped when unreachable); its schemas are dropped.
+make_rows, drop_pg_schemas = pg_row_fixtures(KEY_ROWS)
 
 
 T1, T2, T3 = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"

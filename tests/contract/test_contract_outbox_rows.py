@@ -29,19 +29,24 @@ from sealtrail.monitor.dispatch import Dispatcher, RetryPolicy, delivered_of_rul
 from sealtrail.monitor.sinks import SinkError
 from sealtrail.store.memory_outbox import MemoryOutboxRows
 from sealtrail.store.outbox import DeliveredRow, OutboxRow, OutboxRows
+from sealtrail.store.postgres_outbox import PostgresOutboxRows
 from sealtrail.store.sqlite_outbox import SQLiteOutboxRows
+from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
 OUTBOX_ROWS: Final[dict[str, Callable[[Path], OutboxRows]]] = {
     "sqlite": lambda d: SQLiteOutboxRows(d / "_monitor" / "outbox.db"),
     "memory": lambda _: MemoryOutboxRows(),
+    "postgres": postgres_rows(PostgresOutboxRows),
 }
 
 Fresh = Callable[[], AbstractContextManager[OutboxRows]]
 
 
-make_rows, rows, fresh_rows = row_fixtures(OUTBOX_ROWS, "outbox")
+_, rows, fresh_rows = row_fixtures(OUTBOX_ROWS, "outbox")
+# make_rows marks the postgres adapter (skipped when unreachable); its schemas are dropped.
+make_rows, drop_pg_schemas = pg_row_fixtures(OUTBOX_ROWS)
 
 
 def body(n: int, rule: str = "r") -> bytes:
