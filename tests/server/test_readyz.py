@@ -77,7 +77,27 @@ def test_openapi_declares_both_answers_of_readyz(service: Service, client: httpx
     assert {"status", "problems", "not_ready"} <= set(not_ready["required"])
     item = not_ready["properties"]["not_ready"]["items"]
     assert set(item["properties"]["reason"]["enum"]) == {
-        "keyring_locked", "does_not_open", "verification_failed"}
+        "keyring_locked", "does_not_open", "verification_failed", "store_unreachable"}
     assert "security" not in op
     ready = op["responses"]["200"]["content"]["application/json"]["schema"]
-    assert set(ready["required"]) == {"status", "logs"}
+    assert set(ready["required"]) == {"status", "logs", "store", "lag"}
+    lag = ready["properties"]["lag"]["items"]
+    assert set(lag["required"]) == {"log", "size", "unsigned", "unindexed", "store_ms"}
+
+
+def test_ready_node_says_its_store_and_each_log_lag(service: Service, client: httpx.Client
+                                                   ) -> None:
+    """A ready node names its store and, per log, the integration and index lag and how
+    long one read of the store took; the lag gauges say the same in /metrics."""
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["store"] == "sqlite"
+    assert [row["log"] for row in body["lag"]] == ["default", "other"]
+    for row in body["lag"]:
+        assert row["unsigned"] == 0
+        assert row["size"] >= row["unindexed"] >= 0
+        assert row["store_ms"] >= 0
+    metrics = client.get("/metrics", headers=service.auth("auditor")).text
+    assert 'sealtrail_integration_lag_entries{log="default"} 0.0' in metrics
+    assert 'sealtrail_store_up{log="default"} 1.0' in metrics

@@ -33,7 +33,8 @@ from rich.console import Console
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
-from sealtrail.log.auditlog import DB_FILE, AuditLog, log_dir
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.datadir import check_store, log_exists
 
 DEFAULT_DATA = "./sealtrail-data"
 
@@ -42,6 +43,10 @@ DataOpt = Annotated[str | None, typer.Option(
     show_default=False)]
 LogOpt = Annotated[str | None, typer.Option("--log", help="Log (tenant) name [default: default].",
                                             show_default=False)]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="Where logs are stored: a postgresql:// URL [env SEALTRAIL_STORE; default: "
+    "SQLite files under --data]. Key files stay under --data either way.",
+    show_default=False)]
 PassOpt = Annotated[Path | None, typer.Option(
     "--passphrase-file", help="File holding the keyring passphrase [else env "
     "SEALTRAIL_PASSPHRASE, else a prompt where one is needed].", show_default=False)]
@@ -57,6 +62,7 @@ class Globals:
     data: str | None = None
     log: str | None = None
     passphrase_file: Path | None = None
+    store: str | None = None
 
 
 _GIVEN: ContextVar[Globals | None] = ContextVar("sealtrail_cli_globals", default=None)
@@ -80,12 +86,12 @@ def _show_version(value: bool) -> None:
 
 
 def global_options(ctx: typer.Context, data: DataOpt = None, log: LogOpt = None,
-                   passphrase_file: PassOpt = None,
+                   passphrase_file: PassOpt = None, store: StoreOpt = None,
                    _version: Annotated[bool, typer.Option(
                        "--version", callback=_show_version, is_eager=True,
                        help="Print the version and exit.")] = False) -> None:
-    """Global --data, --log and --passphrase-file."""
-    token = _GIVEN.set(Globals(data, log, passphrase_file))
+    """Global --data, --log, --passphrase-file and --store."""
+    token = _GIVEN.set(Globals(data, log, passphrase_file, store))
     ctx.call_on_close(lambda: _GIVEN.reset(token))
 
 
@@ -95,6 +101,21 @@ def where(data: str | None, log: str | None) -> tuple[str, str]:
     g = given()
     d = data or g.data or os.environ.get("SEALTRAIL_DATA") or DEFAULT_DATA
     return d, log or g.log or "default"
+
+
+def store_url() -> str | None:
+    """The store: global ``--store``, else env ``SEALTRAIL_STORE``, else None (SQLite under
+    the data directory); exit 2 naming the option when it is not a usable URL."""
+    url = given().store or os.environ.get("SEALTRAIL_STORE") or None
+    try:
+        return check_store(url)
+    except SealtrailError as exc:
+        fail(f"--store (or SEALTRAIL_STORE): {exc}")
+
+
+def place(data: str) -> str:
+    """Where logs are, for messages: the data directory, or the PostgreSQL store."""
+    return data if store_url() is None else "the PostgreSQL store (--store)"
 
 
 # -- the keyring passphrase ----------------------------------------------------------------
@@ -131,9 +152,11 @@ def open_log(data: str | None, log: str | None, *, create: bool = False,
              need_keys: bool = False) -> AuditLog:
     """Open the log; ``need_keys``: the command writes or must decrypt, so prompt if needed."""
     d, name = where(data, log)
-    if not (log_dir(d, name) / DB_FILE).exists() and not create:
-        fail(f"no log {name!r} in {d}: run 'sealtrail init' first")
-    alog = AuditLog.open(d, name, create=create, passphrase=passphrase(prompt=need_keys))
+    store = store_url()
+    if not create and not log_exists(d, name, store):
+        fail(f"no log {name!r} in {place(d)}: run 'sealtrail init' first")
+    alog = AuditLog.open(d, name, create=create, passphrase=passphrase(prompt=need_keys),
+                         store=store)
     if need_keys and alog.locked_reason:
         alog.close()
         fail(alog.locked_reason)

@@ -25,6 +25,7 @@ from sealtrail.cli.common import (
     operator,
     read_passphrase,
     say,
+    store_url,
     time_opt,
     where,
 )
@@ -77,7 +78,7 @@ def keys_create(role: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI option
         # The global ``sealtrail --log NAME keys create`` limits the key too: never widen a
         # key's scope because the option came before the command.
         log = log if log is not None else given().log
-        store = ApiKeys(d)
+        store = ApiKeys(d, store=store_url())
         try:
             now = datetime.now(UTC)
             token = store.create(role, log=log, name=name, now=now,
@@ -109,7 +110,7 @@ def keys_list(data: DataOpt = None) -> None:
     """The service's API keys as JSON Lines (never tokens)."""
     with errors():
         d, _ = where(data, None)
-        store = ApiKeys(d)
+        store = ApiKeys(d, store=store_url())
         try:
             for info in store.listing():
                 typer.echo(dumps({"id": info.id, "role": info.role, "log": info.log,
@@ -126,7 +127,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (keys l
     """Revoke an API key at once."""
     with errors():
         d, _ = where(data, None)
-        store = ApiKeys(d)
+        store = ApiKeys(d, store=store_url())
         try:
             store.revoke(key_id, datetime.now(UTC))
         finally:

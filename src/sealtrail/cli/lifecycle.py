@@ -22,13 +22,15 @@ from sealtrail.cli.common import (
     open_log,
     operator,
     passphrase,
+    store_url,
     where,
 )
 from sealtrail.cli.inputs import events_from
 from sealtrail.cli.output import dumps
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log import keys
-from sealtrail.log.auditlog import DB_FILE, AuditLog, log_dir
+from sealtrail.log.auditlog import AuditLog, log_dir
+from sealtrail.log.datadir import log_exists
 
 commands = typer.Typer(rich_markup_mode=None)
 settings_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -51,15 +53,18 @@ def init(data: DataOpt = None, log: LogOpt = None,  # noqa: PLR0917 - CLI option
     """Create the log, its signing key and keyring (0600). Last line: the verifier key."""
     with errors():
         d, name = where(data, log)
-        existed = (log_dir(d, name) / DB_FILE).exists()
+        store = store_url()
+        existed = log_exists(d, name, store)
         policy = FieldPolicy.parse(personal.split(",")) if personal is not None else None
         phrase = None if (existed or no_encryption) else passphrase(prompt=True, confirm=True)
         with AuditLog.open(d, name, origin=origin, create=True, passphrase=phrase,
                            encryption=not no_encryption, policy=policy,
-                           redaction=redaction) as alog:
+                           redaction=redaction, store=store) as alog:
             state = "exists" if existed else "created"
             enc = "encrypted" if alog.encrypted else "not encrypted"
-            typer.echo(f"log {name!r} {state} in {log_dir(d, name)} "
+            where_to = log_dir(d, name) if store is None else (
+                f"{alog.store.location} (keys in {log_dir(d, name)})")
+            typer.echo(f"log {name!r} {state} in {where_to} "
                        f"(origin {alog.origin}, size {alog.size}, {enc}, "
                        f"redaction {alog.redaction})")
             typer.echo(alog.vkey())

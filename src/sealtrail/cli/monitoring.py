@@ -29,6 +29,7 @@ from sealtrail.cli.common import (
     operator,
     passphrase,
     say,
+    store_url,
     where,
 )
 from sealtrail.cli.inputs import read_input
@@ -40,6 +41,7 @@ from sealtrail.core.redact import Redactor
 from sealtrail.core.sources import NAMES, Source, get_source
 from sealtrail.core.sources.base import checked_event
 from sealtrail.core.timefmt import parse_time
+from sealtrail.log.datadir import open_alert_rows
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
 from sealtrail.monitor.engine import evaluate_events, load_rules
@@ -180,6 +182,9 @@ def rules_list(rules: Annotated[list[Path] | None, typer.Argument(
 def _store(data: str | None) -> AlertStore:
     d, _ = where(data, None)
     path = monitor_db_path(d)
+    store = store_url()
+    if store is not None:
+        return AlertStore(path, rows=open_alert_rows(path, store))
     if not path.exists():
         fail(f"no alerts in {d}: the monitor runs with 'sealtrail serve'")
     return AlertStore(path)
@@ -260,8 +265,9 @@ def monitor_cmd(rules: Annotated[list[Path] | None, typer.Option(  # noqa: PLR09
     d, _ = where(data, None)
     with errors():
         cfg = monitor_config(rules or [], alert_webhook, alert_secret_file, monitor_config_file)
-        logs = Logs(Path(d), passphrase(), lambda: datetime.now(UTC))
-        wired = wire(Path(d), logs, cfg, lambda: datetime.now(UTC))
+        store = store_url()
+        logs = Logs(Path(d), passphrase(), lambda: datetime.now(UTC), store)
+        wired = wire(Path(d), logs, cfg, lambda: datetime.now(UTC), store)
         monitor = wired.monitor
         done = threading.Event()
         with _running_until(done):
@@ -316,7 +322,9 @@ def alerts_test(reason: Annotated[str, typer.Option(
 
     d, _ = where(data, None)
     with errors():
-        store = AlertStore(monitor_db_path(d))
+        url = store_url()
+        store = AlertStore(monitor_db_path(d), rows=None if url is None
+                           else open_alert_rows(monitor_db_path(d), url))
         try:
             with open_log(data, log, need_keys=True) as alog:
                 monitor = Monitor(Path(d), lambda: [], [], store, clock=alog.now)

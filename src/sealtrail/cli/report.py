@@ -58,8 +58,10 @@ def report(  # noqa: PLR0917 - CLI options
         fail("--since must be before --until")
     with errors(), open_log(data, log) as alog:
         result = generate_report(alog, standard, actor=operator(), since=since, until=until,
-                                 verify_now=verify, keys=load_keys(alog.directory.parent),
-                                 alerting=alerting_evidence(alog.directory.parent))
+                                 verify_now=verify,
+                                 keys=load_keys(alog.directory.parent, alog.store_url),
+                                 alerting=alerting_evidence(alog.directory.parent,
+                                                            alog.store_url))
         body = render(result, fmt)
         if out is None:
             sys.stdout.buffer.write(body)

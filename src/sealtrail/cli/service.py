@@ -25,11 +25,13 @@ from sealtrail.cli.common import (
     passphrase,
     read_text,
     say,
+    store_url,
     where,
 )
 from sealtrail.cli.monitorconf import monitor_config
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.datadir import log_names
 
 commands = typer.Typer(rich_markup_mode=None)
 
@@ -95,7 +97,11 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
             fail(f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
                  "--allow-plain-http if a TLS proxy in front does it")
         d, _ = where(data, None)
-        found = _log_names(Path(d))
+        store = store_url()
+        found = log_names(d, store)
+        if not found and not create and store is not None:
+            fail("no log in the PostgreSQL store (--store): create one with 'sealtrail --store "
+                 "URL init', or give --create to serve an empty store")
         if not found and not create:
             place = Path(d).resolve()
             fail(f"no log in {place}" + ("" if place.is_dir() else " (no such directory)")
@@ -104,9 +110,11 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
         monitor = None if no_monitor else monitor_config(
             rules or [], alert_webhook, alert_secret_file, monitor_config_file)
         phrase = passphrase(prompt=True)
-        _warn_locked(d, found, phrase)
+        _warn_locked(d, found, phrase, store)
         command = None
         secrets: dict[str, str] = {}
+        if store is not None:  # the monitor child's store (a URL may hold a password)
+            secrets["SEALTRAIL_STORE"] = store
         if monitor is not None and not monitor_in_process:
             # The child re-reads the same options; secrets reach it through its environment.
             if phrase is not None:
@@ -126,7 +134,7 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
         # from the same options (server/config.py).
         source = None if monitor is None or count == 1 else functools.partial(
             monitor_config, rules or [], alert_webhook, alert_secret_file, monitor_config_file)
-        config = ServiceConfig(Path(d), passphrase=phrase, rate=rate, burst=burst,
+        config = ServiceConfig(Path(d), passphrase=phrase, store=store, rate=rate, burst=burst,
                                monitor=monitor, monitor_command=command, workers=count,
                                monitor_source=source)
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
@@ -181,19 +189,13 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _log_names(data: Path) -> list[str]:
-    """The logs of a data directory (subdirectories holding a log database)."""
-    if not data.is_dir():
-        return []
-    return sorted(p.name for p in data.iterdir() if (p / "log.db").is_file())
-
-
-def _warn_locked(data: str, names: list[str], phrase: str | None) -> None:
+def _warn_locked(data: str, names: list[str], phrase: str | None, store: str | None) -> None:
     """Warn on stderr about encrypted logs the service will run locked (no passphrase)."""
     locked = []
     for name in names:
         try:
-            with AuditLog.open(data, name, create=False, passphrase=phrase) as alog:
+            with AuditLog.open(data, name, create=False, passphrase=phrase,
+                               store=store) as alog:
                 if alog.encrypted and alog.locked_reason:
                     locked.append(name)
         except SealtrailError:

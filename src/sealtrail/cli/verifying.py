@@ -31,6 +31,7 @@ from sealtrail.cli.common import (
     passphrase,
     say,
     stderr,
+    store_url,
     where,
 )
 from sealtrail.cli.keyarg import trusted_verifier
@@ -106,8 +107,10 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
     """
     with errors():
         d, name = where(data, log)
-        directory = find_copy(d, name)
-        copy = open_copy(directory, verifier=None if vkey is None else trusted_verifier(vkey))
+        store = store_url()
+        directory = find_copy(d, name, store)
+        copy = open_copy(directory, verifier=None if vkey is None else trusted_verifier(vkey),
+                         store_url=store)
         trusted = None
         if checkpoint is not None:
             try:
@@ -167,8 +170,8 @@ def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport 
     keyring opens without a prompt; None when skipped."""
     if wanted is False:
         return None
-    with AuditLog.open(data, name, create=False,
-                       passphrase=passphrase(prompt=bool(wanted))) as alog:
+    with AuditLog.open(data, name, create=False, passphrase=passphrase(prompt=bool(wanted)),
+                       store=store_url()) as alog:
         if not alog.encrypted:
             return None
         if alog.locked_reason:

@@ -129,13 +129,14 @@ def build_report(scan: Scan, ctx: Context, standard: str, *, log: str, origin: s
                   tuple(evaluate(scan, ctx, standard)))
 
 
-def load_keys(data_dir: str | Path) -> list[KeyInfo] | None:
-    """The service's API keys, or None when the data directory has no service (embedded)."""
+def load_keys(data_dir: str | Path, store: str | None = None) -> list[KeyInfo] | None:
+    """The service's API keys, or None when the data directory has no service (embedded).
+    ``store``: a PostgreSQL store's keys (shared by its nodes) instead of the directory's."""
     from sealtrail.log.apikeys import DB_FILE, SERVICE_DIR, ApiKeys  # noqa: PLC0415
 
-    if not (Path(data_dir) / SERVICE_DIR / DB_FILE).exists():
+    if store is None and not (Path(data_dir) / SERVICE_DIR / DB_FILE).exists():
         return None
-    keys = ApiKeys(data_dir)
+    keys = ApiKeys(data_dir, store=store)
     try:
         return keys.listing()
     finally:

@@ -73,16 +73,17 @@ class ApiKeys:
     """The service's API keys, over a :class:`~sealtrail.store.service.KeyRows` store.
 
     ``ApiKeys(data_dir)`` opens the data directory's SQLite file (safe for several
-    processes); ``ApiKeys(rows=...)`` works over any other store of the rows (tests:
+    processes), ``ApiKeys(data_dir, store=URL)`` the PostgreSQL store's rows (every node's);
+    ``ApiKeys(rows=...)`` works over any other store of the rows (tests:
     ``MemoryKeyRows``). The store keeps rows; everything decided about a key is decided here.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
-                 rows: KeyRows | None = None) -> None:
+                 rows: KeyRows | None = None, store: str | None = None) -> None:
         if rows is None:
             if data_dir is None:
                 raise TypeError("ApiKeys needs a data directory or rows=")
-            rows = open_key_rows(Path(data_dir) / SERVICE_DIR / DB_FILE)
+            rows = open_key_rows(Path(data_dir) / SERVICE_DIR / DB_FILE, store)
         elif data_dir is not None:
             raise TypeError("ApiKeys takes a data directory or rows=, not both")
         self._rows = rows

@@ -33,7 +33,7 @@ from sealtrail.core.errors import ConfigError, StorageError, VerificationError
 from sealtrail.core.note import Verifier, open_note
 from sealtrail.core.note import parse as parse_note
 from sealtrail.log import keys
-from sealtrail.log.datadir import DB_FILE, log_dir, open_store_readonly
+from sealtrail.log.datadir import log_dir, log_exists, open_store_readonly
 from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Store
@@ -67,6 +67,7 @@ class LogCopy:
     directory: Path
     verifier: Verifier
     stored: Verifier | None  # the stored key to compare a given one with (None: the same)
+    store_url: str | None = None  # None: the SQLite file in directory; else PostgreSQL
 
     def verify(self, *, trusted_checkpoint: str | None = None,
                progress: Progress | None = None, workers: int | None = None,
@@ -79,7 +80,7 @@ class LogCopy:
         first problem; another VerificationError when a trusted checkpoint or the head memory
         does not verify.
         """
-        store = open_store_readonly(self.directory)
+        store = open_store_readonly(self.directory, self.store_url)
         try:
             if self.stored is not None:
                 mismatch = key_mismatch(store, self.verifier, self.stored)
@@ -102,16 +103,19 @@ class LogCopy:
             store.close()
 
 
-def find_copy(data_dir: str | os.PathLike[str], log: str = "default") -> Path:
-    """The directory of a log's files; ConfigError when the name is not a log name or there
-    is no such log."""
+def find_copy(data_dir: str | os.PathLike[str], log: str = "default",
+              store_url: str | None = None) -> Path:
+    """The directory of a log's files (with a PostgreSQL store: of its key files);
+    ConfigError when the name is not a log name or there is no such log."""
     directory = log_dir(data_dir, log)
-    if not (directory / DB_FILE).exists():
-        raise ConfigError(f"no log {log!r} in {data_dir}")
+    if not log_exists(data_dir, log, store_url):
+        where = data_dir if store_url is None else "the PostgreSQL store"
+        raise ConfigError(f"no log {log!r} in {where}")
     return directory
 
 
-def open_copy(directory: Path, *, verifier: Verifier | None = None) -> LogCopy:
+def open_copy(directory: Path, *, verifier: Verifier | None = None,
+              store_url: str | None = None) -> LogCopy:
     """Settle the key to verify the log in ``directory`` (:func:`find_copy`) by: ``verifier``
     when given (a key the caller trusts), else the stored ``verifier.vkey``.
 
@@ -121,12 +125,12 @@ def open_copy(directory: Path, *, verifier: Verifier | None = None) -> LogCopy:
     """
     path = directory / keys.VERIFIER_KEY
     if verifier is None:
-        return LogCopy(directory, keys.load_verifier(path), None)
+        return LogCopy(directory, keys.load_verifier(path), None, store_url)
     try:
         stored = keys.load_verifier(path)
     except ConfigError:  # no stored key to compare with: the signatures decide
         stored = None
-    return LogCopy(directory, verifier, stored)
+    return LogCopy(directory, verifier, stored, store_url)
 
 
 def verify_copy(data_dir: str | os.PathLike[str], log: str = "default", *,

@@ -53,6 +53,9 @@ from sealtrail.store.outbox import OutboxRows
 from sealtrail.store.postgres import PostgresStore
 from sealtrail.store.postgres_catalog import postgres_logs, postgres_store_exists
 from sealtrail.store.postgres_keyring import PostgresKeyringHome
+from sealtrail.store.postgres_monitor import PostgresAlertRows
+from sealtrail.store.postgres_outbox import PostgresOutboxRows
+from sealtrail.store.postgres_service import PostgresKeyRows
 from sealtrail.store.protocol import State, Store
 from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
@@ -198,23 +201,35 @@ def keyring_home(directory: Path, store_url: str | None) -> KeyringHome:
     return FileHome(directory / KEYRING_FILE)
 
 
-def open_key_rows(path: Path) -> KeyRows:
+def open_key_rows(path: Path, store_url: str | None = None) -> KeyRows:
     """The service's API key rows, kept in the SQLite file ``path`` (``log/apikeys.py`` says
-    where: ``<data>/_service/service.db``), created 0600 in a 0700 directory when missing."""
+    where: ``<data>/_service/service.db``), created 0600 in a 0700 directory when missing;
+    with a PostgreSQL store, in its ``sealtrail__service`` schema (every node's keys)."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresKeyRows(url, SERVICE_SCHEMAS["keys"])
     return SQLiteKeyRows(path)
 
 
-def open_alert_rows(path: Path) -> AlertRows:
+def open_alert_rows(path: Path, store_url: str | None = None) -> AlertRows:
     """The monitor's alert index, changes queue and cursors, kept in the SQLite file ``path``
     (``monitor/alerts.py`` says where: ``<data>/_monitor/monitor.db``), created 0600 in a 0700
-    directory when missing."""
+    directory when missing; with a PostgreSQL store, in its ``sealtrail__monitor`` schema."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresAlertRows(url, SERVICE_SCHEMAS["alerts"])
     return SQLiteAlertRows(path)
 
 
-def open_outbox_rows(path: Path, *, readonly: bool = False) -> OutboxRows:
+def open_outbox_rows(path: Path, *, readonly: bool = False,
+                     store_url: str | None = None) -> OutboxRows:
     """The monitor's delivery outbox, kept in the SQLite file ``path``
     (``<data>/_monitor/outbox.db``), created 0600 in a 0700 directory when missing; read-only
-    (compliance reports), the file must exist and nothing is written."""
+    (compliance reports), the file must exist and nothing is written. With a PostgreSQL
+    store, in its ``sealtrail__outbox`` schema."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresOutboxRows(url, SERVICE_SCHEMAS["outbox"], readonly=readonly)
     return SQLiteOutboxRows(path, readonly=readonly)
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sealtrail.core.errors import ConfigError
+from sealtrail.core.errors import ConfigError, StorageError
 from sealtrail.log.datadir import open_alert_rows
 from sealtrail.monitor.privacy import scrub
 from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor
@@ -92,16 +92,24 @@ def outbox_db_path(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / MONITOR_DIR / "outbox.db"
 
 
-def alerting_evidence(data_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+def alerting_evidence(data_dir: str | os.PathLike[str], store: str | None = None
+                      ) -> dict[str, Any] | None:
     """What a compliance report can show of alerting, from the monitor's own files: how many
     sinks delivered a test alert (``sealtrail alerts test``), when the last one arrived, and
-    whether the service's monitor and integrity watch have run. None: never monitored."""
+    whether the service's monitor and integrity watch have run. None: never monitored.
+    ``store``: the monitor's rows in that PostgreSQL store instead of the directory's files."""
     from sealtrail.core.timefmt import format_time  # noqa: PLC0415 - reports only
     from sealtrail.monitor.dispatch import delivered_of_rule  # noqa: PLC0415
 
-    if not monitor_db_path(data_dir).exists():
+    if store is None and not monitor_db_path(data_dir).exists():
         return None
-    tested, last, known = delivered_of_rule(outbox_db_path(data_dir), "builtin.alert_test")
+    try:
+        tested, last, known = delivered_of_rule(outbox_db_path(data_dir), "builtin.alert_test",
+                                                store)
+    except StorageError:
+        if store is None:
+            raise
+        return None  # no outbox in the store: never monitored
     when = (format_time(datetime.fromtimestamp(last, UTC)) if last is not None else None)
     return {"sinks": len(known), "integrity_watch": True, "last_test_alert": when,
             "tested_sinks": sorted(tested)}

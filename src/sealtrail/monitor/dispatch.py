@@ -344,14 +344,14 @@ class Dispatcher:
                 log.exception("the on_failure callback raised")
 
 
-def delivered_of_rule(outbox_path: Path, rule: str
+def delivered_of_rule(outbox_path: Path, rule: str, store: str | None = None
                       ) -> tuple[set[str], float | None, set[str]]:
     """Which sinks delivered alerts of ``rule``, when the last one was delivered (Unix
     seconds), and every sink the outbox knows; reads the outbox only (compliance reports use
     it for test alerts)."""
-    if not outbox_path.exists():
+    if store is None and not outbox_path.exists():
         return set(), None, set()
-    outbox = open_outbox_rows(outbox_path, readonly=True)
+    outbox = open_outbox_rows(outbox_path, readonly=True, store_url=store)
     try:
         rows = outbox.delivered()
         known = outbox.sinks()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.datadir import open_alert_rows, open_outbox_rows
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path, outbox_db_path
 from sealtrail.monitor.config import MonitorConfig
 from sealtrail.monitor.dispatch import Dispatcher
@@ -59,22 +60,28 @@ class Wired:
 
 
 def wire(data_dir: Path, logs: OpenLogs, config: MonitorConfig | None,
-         clock: Callable[[], datetime]) -> Wired:
+         clock: Callable[[], datetime], store: str | None = None) -> Wired:
     """The monitor of a data directory. With ``config``, it runs its rules and delivers to its
     sinks; without, it is the API's monitor only (alerts raised by the service itself, such
-    as trail failures, and changes to alerts), the rules running elsewhere or not at all."""
-    store = AlertStore(monitor_db_path(data_dir))
+    as trail failures, and changes to alerts), the rules running elsewhere or not at all.
+    ``store``: a PostgreSQL URL keeps the alerts and the outbox there (shared by every node),
+    None in the data directory's SQLite files."""
+    alerts = AlertStore(monitor_db_path(data_dir),
+                        rows=None if store is None else open_alert_rows(Path(), store))
     holder: list[Monitor] = []
 
     def sink_failed(name: str, error: str, consecutive: int) -> None:
         if holder:
             holder[0].sink_failed(name, error, consecutive)
 
-    dispatcher = (Dispatcher(build_sinks(config.sinks), outbox_db_path(data_dir),
-                             on_failure=sink_failed)
+    dispatcher = (Dispatcher(build_sinks(config.sinks),
+                             outbox_db_path(data_dir) if store is None else None,
+                             on_failure=sink_failed,
+                             rows=None if store is None else open_outbox_rows(Path(),
+                                                                             store_url=store))
                   if config is not None and config.sinks else None)
     monitor = Monitor(data_dir, every_log(logs), config.rules if config is not None else [],
-                      store, dispatcher=dispatcher,
+                      alerts, dispatcher=dispatcher,
                       settings=config.settings if config is not None else None, clock=clock)
     holder.append(monitor)
-    return Wired(monitor, store, dispatcher)
+    return Wired(monitor, alerts, dispatcher)

@@ -29,6 +29,9 @@ class ServiceConfig:
 
     data_dir: Path
     passphrase: str | None = None
+    # Where the logs and the service's rows are: None, SQLite files under data_dir; else a
+    # PostgreSQL URL shared by every node (key files, head memory, archive stay in data_dir).
+    store: str | None = None
     clock: Clock = system_clock
     rate: float = 200.0
     burst: float = 400.0
@@ -51,6 +54,12 @@ class ServiceConfig:
     # ``monitor`` again: what lets this config reach a worker process (module docstring).
     monitor_source: Callable[[], MonitorConfig | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes serve the same logs (``--workers`` above 1, or a store
+        shared by several nodes): the rules then run only in the leader."""
+        return self.workers > 1 or self.store is not None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sealtrail.core.errors import ConfigError
-from sealtrail.log.auditlog import DB_FILE, LOG_NAME, AuditLog, Clock, log_dir, system_clock
+from sealtrail.log.auditlog import LOG_NAME, AuditLog, Clock, log_dir, system_clock
+from sealtrail.log.datadir import log_exists, log_names
 
 
 @dataclass
@@ -22,19 +23,17 @@ class Logs:
     data_dir: Path
     passphrase: str | None = None
     clock: Clock = system_clock
+    store: str | None = None  # None: SQLite under data_dir; else a PostgreSQL URL
     _open: dict[str, AuditLog] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def names(self) -> list[str]:
-        """Every log in the data directory."""
-        if not self.data_dir.is_dir():
-            return []
-        return sorted(p.name for p in self.data_dir.iterdir()
-                      if LOG_NAME.match(p.name) and (p / DB_FILE).exists())
+        """Every log in the data directory (or the PostgreSQL store)."""
+        return log_names(self.data_dir, self.store)
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` is a log here."""
-        return bool(LOG_NAME.match(name)) and (self.data_dir / name / DB_FILE).exists()
+        return bool(LOG_NAME.match(name)) and log_exists(self.data_dir, name, self.store)
 
     def get(self, name: str) -> AuditLog:
         """The opened log; ConfigError when there is none of that name."""
@@ -44,7 +43,8 @@ class Logs:
                 if not self.exists(name):
                     raise ConfigError(f"no log {name!r}")
                 log = AuditLog.open(self.data_dir, name, create=False,
-                                    passphrase=self.passphrase, clock=self.clock)
+                                    passphrase=self.passphrase, clock=self.clock,
+                                    store=self.store)
                 self._open[name] = log
             return log
 
@@ -55,7 +55,7 @@ class Logs:
             if self.exists(name):
                 raise ConfigError(f"log {name!r} exists")
             log = AuditLog.open(self.data_dir, name, create=True, passphrase=self.passphrase,
-                                encryption=encryption, clock=self.clock)
+                                encryption=encryption, clock=self.clock, store=self.store)
             self._open[name] = log
             return log
 

@@ -20,6 +20,7 @@ from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
 from sealtrail.monitor.watch import Result
 from sealtrail.server.logs import Logs
+from sealtrail.server.readiness import log_lag
 
 
 class _LogState(Collector):
@@ -49,6 +50,30 @@ class _LogState(Collector):
                     age.add_metric([name], delta.total_seconds())
         yield size
         yield age
+        unsigned = GaugeMetricFamily(
+            "sealtrail_integration_lag_entries", "Entries sequenced but not yet covered by "
+            "the signed checkpoint (0 while integration runs in the sequencing transaction)",
+            labels=["log"])
+        unindexed = GaugeMetricFamily("sealtrail_index_lag_entries",
+                                      "Entries the blind index has not caught up with",
+                                      labels=["log"])
+        store_s = GaugeMetricFamily("sealtrail_store_read_seconds",
+                                    "One consistent read of the log's store (its health)",
+                                    labels=["log"])
+        up = GaugeMetricFamily("sealtrail_store_up", "1 when the log's store answers",
+                               labels=["log"])
+        lagging = {row["log"]: row for row in log_lag(self._logs)}
+        for name in self._logs.names():
+            row = lagging.get(name)
+            up.add_metric([name], 0 if row is None else 1)
+            if row is not None:
+                unsigned.add_metric([name], row["unsigned"])
+                unindexed.add_metric([name], row["unindexed"])
+                store_s.add_metric([name], row["store_ms"] / 1000)
+        yield unsigned
+        yield unindexed
+        yield store_s
+        yield up
         ok = GaugeMetricFamily("sealtrail_verification_ok",
                                "1 when the last full verification passed, 0 when it failed",
                                labels=["log"])

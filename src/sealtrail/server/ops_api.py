@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sealtrail.log.apikeys import Principal
 from sealtrail.server.deps import Route, Service, in_thread, requires
 from sealtrail.server.openapi import answers
-from sealtrail.server.readiness import REASONS, readiness_problems
+from sealtrail.server.readiness import REASONS, log_lag, readiness_problems
 from sealtrail.server.responses import MsgspecJson
 
 ROUTES: Final = {("GET", "/metrics"): frozenset({"auditor", "admin"})}
@@ -35,11 +35,25 @@ _NOT_READY_SCHEMA: Final = {
         "reason": {"type": "string", "enum": list(REASONS)},
         "message": {"type": "string", "description": "What failed, for the operator (the "
                     "data directory reads as DATA; no secret or event content)"}}}
+_LAG_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object", "required": ["log", "size", "unsigned", "unindexed", "store_ms"],
+    "properties": {
+        "log": {"type": "string"},
+        "size": {"type": "integer", "description": "Entries sequenced"},
+        "unsigned": {"type": "integer", "description": "Entries past the signed checkpoint "
+                     "(integration lag; 0: integration runs in the sequencing transaction)"},
+        "unindexed": {"type": "integer", "description": "Entries the blind index has not "
+                      "caught up with yet"},
+        "store_ms": {"type": "number", "description": "One consistent read of the store, "
+                     "in milliseconds (the store's health)"}}}
 _READYZ_ANSWERS: Final[dict[int | str, dict[str, Any]]] = {
     200: {"description": "Every log is ready", "content": {"application/json": {"schema": {
-        "type": "object", "required": ["status", "logs"],
+        "type": "object", "required": ["status", "logs", "store", "lag"],
         "properties": {"status": {"type": "string", "const": "ready"},
-                       "logs": {"type": "integer", "description": "How many logs"}}}}}},
+                       "logs": {"type": "integer", "description": "How many logs"},
+                       "store": {"type": "string", "enum": ["sqlite", "postgresql"],
+                                 "description": "Where this node's logs are kept"},
+                       "lag": {"type": "array", "items": _LAG_SCHEMA}}}}}},
     503: {"description": "Not ready: each log that is not, and why", "content": {
         "application/json": {"schema": {
             "type": "object", "required": ["status", "problems", "not_ready"],
@@ -79,7 +93,10 @@ async def readyz(service: Service) -> Response:
     if problems:
         return MsgspecJson({"status": "not ready", "problems": len(problems),
                             "not_ready": problems}, status_code=503)
-    return MsgspecJson({"status": "ready", "logs": len(service.logs.names())})
+    lag = await in_thread(log_lag, service.logs)
+    return MsgspecJson({"status": "ready", "logs": len(service.logs.names()),
+                        "store": "sqlite" if service.config.store is None else "postgresql",
+                        "lag": lag})
 
 
 @router.get("/metrics", responses=answers("text/plain", "Prometheus text format"))

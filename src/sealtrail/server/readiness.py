@@ -2,21 +2,27 @@
 
 ``reason`` is one of ``keyring_locked`` (no passphrase or key given, a wrong one, or the
 keyring file missing: appends of personal fields are refused), ``does_not_open`` (the log
-cannot be opened at all) and ``verification_failed`` (its last scheduled verification failed:
-tampering, rollback, a replaced database, or storage that cannot be read through).
+cannot be opened at all), ``verification_failed`` (its last scheduled verification failed:
+tampering, rollback, a replaced database, or storage that cannot be read through) and
+``store_unreachable`` (the log's store does not answer: PostgreSQL down or cut off).
+
+:func:`log_lag` is what a ready node adds: per log, how far integration and the index are
+behind sequencing, and how long one read of the store took (the store's health).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from sealtrail.core.errors import KeyringError, SealtrailError
 from sealtrail.monitor.watch import Result
 from sealtrail.server.logs import Logs
 
-REASONS: Final = ("keyring_locked", "does_not_open", "verification_failed")
+REASONS: Final = ("keyring_locked", "does_not_open", "verification_failed",
+                  "store_unreachable")
 MAX_MESSAGE: Final = 300
 
 
@@ -46,8 +52,36 @@ def readiness_problems(logs: Logs, verified: Mapping[str, Result], data_dir: Pat
             if alog.locked_reason:
                 problems.append({"log": name, "reason": "keyring_locked",
                                  "message": clean(alog.locked_reason)})
+            try:
+                alog.index_status()
+            except SealtrailError as exc:
+                problems.append({"log": name, "reason": "store_unreachable",
+                                 "message": clean(f"{type(exc).__name__}: {exc}")})
     for name, result in sorted(dict(verified).items()):
         if not result.ok:
             problems.append({"log": name, "reason": "verification_failed",
                              "message": clean(result.problem or "verification failed")})
     return problems
+
+
+def log_lag(logs: Logs) -> list[dict[str, Any]]:
+    """Per log: ``size`` (entries sequenced), ``unsigned`` (entries past the signed
+    checkpoint: integration's lag, 0 while integration runs in the sequencing transaction),
+    ``unindexed`` (entries the blind index has not caught up with) and ``store_ms`` (one
+    consistent read of the store, in milliseconds: its health). Logs that do not open or
+    whose store does not answer are left out (:func:`readiness_problems` names them)."""
+    out: list[dict[str, Any]] = []
+    for name in logs.names():
+        try:
+            alog = logs.get(name)
+            began = time.perf_counter()
+            status = alog.index_status()
+            took = (time.perf_counter() - began) * 1000
+            signed = alog.checkpoint().checkpoint.size
+        except SealtrailError:
+            continue
+        out.append({"log": name, "size": status["size"],
+                    "unsigned": max(status["size"] - signed, 0),
+                    "unindexed": status["size"] - status["indexed"],
+                    "store_ms": round(took, 3)})
+    return out

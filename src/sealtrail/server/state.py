@@ -30,6 +30,7 @@ from sealtrail.server.leader import Leadership
 from sealtrail.server.logs import Logs
 from sealtrail.server.metrics import Metrics, MonitorState
 from sealtrail.server.monitor_process import MonitorProcess
+from sealtrail.server.pg_leader import PgLeadership
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
 
@@ -49,24 +50,30 @@ class ServiceState:
     retention: RetentionJob
     metrics: Metrics
     limiter: RateLimiter
-    leadership: Leadership = field(init=False)
+    leadership: Leadership | PgLeadership = field(init=False)
     _running: list[Callable[[], None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "leadership", Leadership(self.config.data_dir, self._lead))
+        # One data directory: a file lock. A PostgreSQL store shared by several nodes: a
+        # session advisory lock in that database (server/pg_leader.py), lost when the
+        # session is, so the jobs stop on losing it.
+        lead: Leadership | PgLeadership = (
+            Leadership(self.config.data_dir, self._lead) if self.config.store is None
+            else PgLeadership(self.config.store, "jobs", self._lead, self._unlead))
+        object.__setattr__(self, "leadership", lead)
 
     @classmethod
     def build(cls, config: ServiceConfig) -> ServiceState:
         """Open the data directory's logs and keys and set up the jobs (none started yet)."""
-        logs = Logs(config.data_dir, config.passphrase, config.clock)
-        keys = ApiKeys(config.data_dir)
+        logs = Logs(config.data_dir, config.passphrase, config.clock, config.store)
+        keys = ApiKeys(config.data_dir, store=config.store)
         # The rules run on this monitor when configured, not handed to a child process and
         # this is the only worker; otherwise it serves the API only (alerts the service
         # raises, alert changes), and with several workers the leader wires one for the
         # rules (_lead): every worker's dispatcher would deliver each alert again.
         wired = wire(config.data_dir, logs,
-                     config.monitor if config.monitor_command is None and config.workers <= 1
-                     else None, config.clock)
+                     config.monitor if config.monitor_command is None and not config.shared
+                     else None, config.clock, config.store)
         monitor, dispatcher, alert_store = wired.monitor, wired.dispatcher, wired.store
         child = (MonitorProcess(config.monitor_command, monitor)
                  if config.monitor_command is not None else None)
@@ -112,9 +119,9 @@ class ServiceState:
         self._running.append(self.retention.stop)
         if self.monitor_in_process:
             rules = self.monitor
-            if self.config.workers > 1:
+            if self.config.shared:
                 led: Wired = wire(self.config.data_dir, self.logs, self.config.monitor,
-                                  self.config.clock)
+                                  self.config.clock, self.config.store)
                 self._running.append(led.close)
                 rules = led.monitor
             rules.start()
@@ -122,6 +129,12 @@ class ServiceState:
         if self.child is not None:
             self.child.start()
             self._running.append(self.child.stop)
+
+    def _unlead(self) -> None:
+        """The lead was lost (the store's session ended: a pause, a cut, a restart): stop
+        the leader's jobs now; another node runs them (this one again if it retakes it)."""
+        while self._running:
+            self._running.pop()()
 
     def stop(self) -> None:
         """Stop the jobs in the reverse order (the monitor before the logs it reads), release
