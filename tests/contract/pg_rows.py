@@ -10,6 +10,9 @@ schema cleanup from :func:`pg_row_fixtures`::
 
     _, rows, fresh_rows = row_fixtures(ADAPTERS, "label")
     make_rows, drop_pg_schemas = pg_row_fixtures(ADAPTERS)
+
+The adapter's own tests (a lost connection, several handles on one schema) open stores in
+:func:`new_schema` of ``POSTGRES_URL``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import pytest
 from psycopg import sql
 
 from tests.contract.adapters import POSTGRES_URL
+
+__all__ = ["POSTGRES_URL", "lose_connection", "new_schema", "pg_row_fixtures", "postgres_rows"]
 
 R = TypeVar("R")
 
@@ -47,11 +52,28 @@ def postgres_rows(open_rows: Callable[[str, str], R]) -> Callable[[Path], R]:
     schema of the test database (the directory is not used)."""
 
     def make(_: Path) -> R:
-        schema = f"st_{secrets.token_hex(6)}"
-        _schemas.append(schema)
-        return open_rows(POSTGRES_URL, schema)
+        return open_rows(POSTGRES_URL, new_schema())
 
     return make
+
+
+def new_schema() -> str:
+    """A schema name for a test's own PostgreSQL stores (dropped after the test); the test
+    skips, saying why, when the server is unreachable."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    schema = f"st_{secrets.token_hex(6)}"
+    _schemas.append(schema)
+    return schema
+
+
+def lose_connection(store: object) -> None:
+    """End the server process of a store's connection, as a PostgreSQL restart does (the
+    adapter's connection is ``_db``, as SQLite's adapters name theirs)."""
+    pid = store._db.info.backend_pid  # type: ignore[attr-defined]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
 
 
 def drop_schemas() -> None:

@@ -30,7 +30,13 @@ from sealtrail.store.memory_monitor import MemoryAlertRows
 from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor, QueuedChange
 from sealtrail.store.postgres_monitor import PostgresAlertRows
 from sealtrail.store.sqlite_monitor import SQLiteAlertRows
-from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
+from tests.contract.pg_rows import (
+    POSTGRES_URL,
+    lose_connection,
+    new_schema,
+    pg_row_fixtures,
+    postgres_rows,
+)
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
@@ -674,3 +680,72 @@ def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> Non
     path.write_bytes(b"not a database, " * 100)
     with pytest.raises(StorageError, match="monitor database"):
         AlertStore(path)
+
+
+# -- the PostgreSQL adapter: several monitors on one schema, and a server restart ------------
+
+
+@pytest.mark.postgres
+def test_postgres_transactions_of_two_nodes_take_turns() -> None:
+    """A write or a transaction of another handle on the same schema (another node) waits
+    until a transaction ends, as SQLite's file lock makes other processes wait; then each
+    sees the other's alerts."""
+    schema = new_schema()
+    first, second = PostgresAlertRows(POSTGRES_URL, schema), PostgresAlertRows(POSTGRES_URL,
+                                                                               schema)
+    done = threading.Event()
+
+    def other() -> None:
+        with second.transaction():
+            second.put(alert(2))
+        second.queue_change("a002", "open")
+        done.set()
+
+    thread = threading.Thread(target=other)
+    try:
+        with first.transaction():
+            first.put(alert(1))
+            first.queue_change("a001", "open")
+            thread.start()
+            assert not done.wait(0.3)
+            assert first.get("a002") is None
+        thread.join(10)
+        assert done.is_set()
+        assert listing(first) == listing(second) == ["a001", "a002"]
+        queued = second.changes(-1)
+        assert [c.alert_id for c in queued] == ["a001", "a002"]
+    finally:
+        thread.join(10)
+        first.close()
+        second.close()
+
+
+@pytest.mark.postgres
+def test_postgres_alert_rows_survive_a_lost_connection() -> None:
+    """After the server ends the connection (a restart), a call connects again and goes on;
+    a transaction whose connection is lost raises StorageError and keeps nothing, and the
+    next call connects again."""
+    rows = PostgresAlertRows(POSTGRES_URL, new_schema())
+    try:
+        rows.put(alert(1))
+        lose_connection(rows)
+        assert rows.get("a001") == alert(1)
+        lose_connection(rows)
+        rows.queue_change("a001", "open")
+        lose_connection(rows)
+        with rows.transaction():
+            rows.put(alert(2))
+
+        def lost_in_a_transaction() -> None:
+            with rows.transaction():
+                rows.put(alert(3))
+                lose_connection(rows)
+                rows.queue_change("a003", "open")
+
+        with pytest.raises(StorageError, match="lost"):
+            lost_in_a_transaction()
+        assert listing(rows) == ["a001", "a002"]
+        assert [(c.alert_id, c.status) for c in rows.changes(-1)] == [("a001", "open")]
+        rows.purge_deleted()
+    finally:
+        rows.close()

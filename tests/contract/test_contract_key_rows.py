@@ -30,7 +30,13 @@ from sealtrail.store.memory_service import MemoryKeyRows
 from sealtrail.store.postgres_service import PostgresKeyRows
 from sealtrail.store.service import KeyRow, KeyRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
-from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
+from tests.contract.pg_rows import (
+    POSTGRES_URL,
+    lose_connection,
+    new_schema,
+    pg_row_fixtures,
+    postgres_rows,
+)
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
@@ -403,3 +409,83 @@ def test_the_row_repr_leaves_the_hash_out() -> None:
     """A row printed or logged does not carry the secret's hash."""
     assert FULL.hash.hex() not in repr(FULL)
     assert repr(FULL.hash) not in repr(FULL)
+
+
+# The PostgreSQL adapter: one schema shared by several service nodes, and a server restart.
+
+
+@pytest.mark.postgres
+def test_postgres_key_rows_survive_a_lost_connection() -> None:
+    """After the server ends a handle's connection (a restart), each call connects again and
+    answers: an insert stores its row once, a revocation answers True once."""
+    keys = PostgresKeyRows(POSTGRES_URL, new_schema())
+    try:
+        keys.insert(row(1))
+        lose_connection(keys)
+        assert keys.get(row(1).id) == row(1)
+        lose_connection(keys)
+        keys.insert(row(2))
+        lose_connection(keys)
+        assert keys.revoke(row(2).id, T2) is True
+        assert keys.revoke(row(2).id, T3) is False
+        lose_connection(keys)
+        assert keys.rows() == [row(1), row(2, revoked=T2)]
+    finally:
+        keys.close()
+
+
+@pytest.mark.postgres
+def test_postgres_nodes_share_keys_and_race_safely() -> None:
+    """Two handles on one schema (two nodes) see each other's keys; inserting the same ids
+    and revoking the same keys at once, each id is stored by one of them and each key
+    revoked by one of them, the other refused."""
+    schema = new_schema()
+    nodes = [PostgresKeyRows(POSTGRES_URL, schema) for _ in range(2)]
+    stored: list[int] = []
+    revoked: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def work(node: KeyRows) -> None:
+        try:
+            start.wait()
+            for n in range(30):
+                try:
+                    node.insert(row(n))
+                    stored.append(n)
+                except StorageError:
+                    pass
+                if node.revoke(row(n).id, T2):
+                    revoked.append(n)
+        except BaseException as exc:  # handed to the main thread
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(node,)) for node in nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert sorted(stored) == list(range(30))
+        assert sorted(revoked) == list(range(30))
+        assert nodes[0].rows() == nodes[1].rows() == [row(n, revoked=T2) for n in range(30)]
+    finally:
+        for node in nodes:
+            node.close()
+
+
+@pytest.mark.postgres
+def test_postgres_key_rows_keep_any_text() -> None:
+    """Texts PostgreSQL's TEXT refuses or orders its own way come back as given, in code
+    point order: NUL, non-ASCII, a lone surrogate."""
+    keys = PostgresKeyRows(POSTGRES_URL, new_schema())
+    try:
+        odd = [row(1, name="a\x00b", created="\x00"), row(2, name="\udc80", created="é"),
+               row(3, log="ünï", created="Z"), row(4, created="z")]
+        for key in odd:
+            keys.insert(key)
+        assert keys.rows() == sorted(odd, key=lambda k: (k.created, k.id))
+        assert [keys.get(key.id) for key in odd] == odd
+    finally:
+        keys.close()

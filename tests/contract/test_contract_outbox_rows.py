@@ -19,9 +19,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg import sql
 
 from sealtrail.core.errors import StorageError
 from sealtrail.log.datadir import open_outbox_rows
@@ -31,7 +33,13 @@ from sealtrail.store.memory_outbox import MemoryOutboxRows
 from sealtrail.store.outbox import DeliveredRow, OutboxRow, OutboxRows
 from sealtrail.store.postgres_outbox import PostgresOutboxRows
 from sealtrail.store.sqlite_outbox import SQLiteOutboxRows
-from tests.contract.pg_rows import pg_row_fixtures, postgres_rows
+from tests.contract.pg_rows import (
+    POSTGRES_URL,
+    lose_connection,
+    new_schema,
+    pg_row_fixtures,
+    postgres_rows,
+)
 from tests.contract.rowstores import row_fixtures
 
 # One more adapter is one more entry: a name and how to make an empty store in a directory.
@@ -641,3 +649,115 @@ def test_a_failed_commit_leaves_the_outbox_writable(tmp_path: Path) -> None:
     finally:
         outbox._db = real
         outbox.close()
+
+
+# The PostgreSQL adapter: several dispatchers on one schema, read-only, a server restart.
+
+
+def _pg_table(schema: str) -> list[tuple[Any, ...]]:
+    """Every row of the outbox's table, as stored."""
+    with psycopg.connect(POSTGRES_URL) as conn:
+        return conn.execute(sql.SQL("SELECT * FROM {}.deliveries ORDER BY seq").format(
+            sql.Identifier(schema))).fetchall()
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_outbox_reads_and_refuses_writes() -> None:
+    """Opened read-only, the PostgreSQL outbox needs the outbox made (StorageError
+    otherwise, and nothing is created), answers the reads, and refuses every write with
+    StorageError, leaving the rows as they were."""
+    schema = new_schema()
+    with pytest.raises(StorageError, match="cannot read the alert outbox"):
+        PostgresOutboxRows(POSTGRES_URL, schema, readonly=True)
+    with psycopg.connect(POSTGRES_URL) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s",
+                            (schema,)).fetchone() == (0,)
+    writer = PostgresOutboxRows(POSTGRES_URL, schema)
+    writer.enqueue("a1", "open", body(1), ["s", "t"], 1.0)
+    row = writer.next_row("s")
+    assert row is not None
+    writer.finish(row.seq, "delivered", 2.0, None)
+    writer.close()
+    before = _pg_table(schema)
+    reader = PostgresOutboxRows(POSTGRES_URL, schema, readonly=True)
+    try:
+        assert reader.delivered() == [DeliveredRow("s", body(1), 2.0)]
+        assert reader.sinks() == {"s", "t"}
+        assert reader.pending() == {"t": 1}
+        for write in (lambda: reader.enqueue("a2", "open", body(2), ["s"], 3.0),
+                      lambda: reader.enqueue("a2", "open", body(2), [], 3.0),
+                      lambda: reader.finish(row.seq, "failed", 3.0, "x"),
+                      lambda: reader.expire(row.seq, 3.0, "x"),
+                      lambda: reader.reschedule(row.seq, 3.0, "x"),
+                      lambda: reader.prune(1e12),
+                      lambda: reader.rewrite("a1", lambda _: b"{}"),
+                      reader.purge_deleted):
+            with pytest.raises(StorageError, match="read-only"):
+                write()
+    finally:
+        reader.close()
+    assert _pg_table(schema) == before
+
+
+@pytest.mark.postgres
+def test_postgres_dispatchers_share_one_outbox() -> None:
+    """Two handles on one schema (two nodes) queueing the same alerts at once store each
+    (alert, status, sink) once, counted by one of them, with distinct seqs; rewrites of one
+    alert from both take turns, so neither undoes the other."""
+    schema = new_schema()
+    nodes = [PostgresOutboxRows(POSTGRES_URL, schema) for _ in range(2)]
+    added = [0, 0]
+    start = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        start.wait()
+        for n in range(30):
+            added[k] += nodes[k].enqueue(f"a{n}", "open", b"alice bob", ["s1", "s2"], float(n))
+
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(added) == 60
+        assert nodes[0].pending() == nodes[1].pending() == {"s1": 30, "s2": 30}
+        scrub = [threading.Thread(target=lambda k=k, name=name: nodes[k].rewrite(
+                     "a0", lambda old: old.replace(name, b"[erased]")))
+                 for k, name in enumerate((b"alice", b"bob"))]
+        for thread in scrub:
+            thread.start()
+        for thread in scrub:
+            thread.join()
+        row = nodes[1].next_row("s1")
+        assert row is not None
+        assert (row.alert_id, row.body) == ("a0", b"[erased] [erased]")
+        assert len({r[0] for r in _pg_table(schema)}) == 60
+    finally:
+        for node in nodes:
+            node.close()
+
+
+@pytest.mark.postgres
+def test_postgres_outbox_survives_a_lost_connection() -> None:
+    """After the server ends the connection (a restart), each call connects again and
+    answers as if it had not: an enqueue counts its rows once, a finish or a reschedule
+    counts one attempt."""
+    rows = PostgresOutboxRows(POSTGRES_URL, new_schema())
+    try:
+        lose_connection(rows)
+        assert rows.enqueue("a1", "open", body(1), ["s"], 1.0) == 1
+        lose_connection(rows)
+        first = rows.next_row("s")
+        assert first is not None
+        lose_connection(rows)
+        rows.reschedule(first.seq, 5.0, "down")
+        lose_connection(rows)
+        assert rows.next_row("s") == OutboxRow(first.seq, "a1", body(1), 1, 1.0, 5.0)
+        rows.finish(first.seq, "delivered", 6.0, None)
+        lose_connection(rows)
+        assert rows.delivered() == [DeliveredRow("s", body(1), 6.0)]
+        lose_connection(rows)
+        rows.purge_deleted()
+    finally:
+        rows.close()
