@@ -20,7 +20,9 @@ as UTF-8 bytes and the reconnection after a server restart: ``store/postgres_row
   rewrite or an unlink left behind, once no snapshot still sees them, leave the heap, index
   and TOAST pages. PostgreSQL does not zero freed bytes (they stay in the data files until
   the space is reused), and the old versions stay in WAL not yet recycled, in archived WAL,
-  on replicas and in backups: those follow the operator's retention.
+  on replicas and in backups: those follow the operator's retention. Only the tables' owner
+  (or the database's) may vacuum them: another role's purge is StorageError, not a silent
+  skip.
 - **A server restart.** Every write is a transaction, so a broken connection is found by
   its ``BEGIN``, before the write is sent: it connects again and goes on. A connection lost
   later in a write is StorageError, and nothing is run again.
@@ -201,7 +203,7 @@ class PostgresAlertRows(PostgresRows):
     def purge_deleted(self) -> None:
         """``VACUUM`` the tables (see the module's docstring for what it can and cannot
         promise)."""
-        self._vacuum("alerts, alert_subjects, changes, cursors")
+        self._vacuum(("alerts", "alert_subjects", "changes", "cursors"))
 
     # -- the changes queue --------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ UTF-8 bytes and the reconnection after a server restart: ``store/postgres_rows.p
   rows, once no snapshot still sees them, leave the heap, index and TOAST pages. PostgreSQL
   does not zero freed bytes (they stay in the data files until the space is reused), and the
   old versions stay in WAL not yet recycled, in archived WAL, on replicas and in backups:
-  those follow the operator's retention.
+  those follow the operator's retention. Only the table's owner (or the database's) may
+  vacuum it: another role's purge is StorageError, not a silent skip.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class PostgresOutboxRows(PostgresRows):
     def purge_deleted(self) -> None:
         """``VACUUM deliveries`` (see the module's docstring for what it can and cannot
         promise)."""
-        self._vacuum("deliveries")
+        self._vacuum(("deliveries",))
 
     def delivered(self) -> list[DeliveredRow]:
         rows = self._rows("SELECT sink, body, finished FROM deliveries "

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
@@ -224,15 +224,27 @@ class PostgresRows:
         if self._readonly:
             raise StorageError(f"{self._what} {self.location} is open read-only")
 
-    def _vacuum(self, tables: str) -> None:
+    def _vacuum(self, tables: Sequence[str]) -> None:
         """``VACUUM`` the store's tables (outside a transaction): the dead row versions no
-        snapshot still sees leave the heap and index pages, and their TOAST."""
+        snapshot still sees leave the heap and index pages, and their TOAST. A role that may
+        not vacuum them (neither their owner nor the database's, nor a superuser) is refused
+        with StorageError, where ``VACUUM`` would skip them with a warning only."""
         self._refuse_write()
         with self._lock:
             if self._in_tx:
                 raise StorageError(f"{self._what}: purge_deleted cannot run inside a "
                                    "transaction")
-            self._run(lambda db: db.execute(f"VACUUM {tables}"))
+            barred = self._rows(
+                "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(%s::text[]::regclass[]) "
+                "AND NOT pg_has_role(c.relowner, 'MEMBER') AND NOT pg_has_role("
+                "(SELECT datdba FROM pg_database WHERE datname = current_database()), 'MEMBER')",
+                (list(tables),))
+            if barred:
+                raise StorageError(f"{self._what} {self.location}: purge_deleted needs the "
+                                   f"owner of {', '.join(sorted(str(r[0]) for r in barred))} "
+                                   "(only the owner may VACUUM a table)")
+            self._run(lambda db: db.execute(sql.SQL("VACUUM {}").format(
+                sql.SQL(", ").join(sql.Identifier(table) for table in tables))))
 
     # -- the unit of work ---------------------------------------------------------------------
 
