@@ -2,9 +2,14 @@
 
 How it keeps :class:`sealtrail.store.protocol.Store`:
 
-- **Layout.** The store is a connection URL and a schema name; the tables live in that schema
-  (created on the first writable open). ``schema_info`` holds the layout's version
-  (:data:`SCHEMA_VERSION`) and a token naming this store; an open refuses a newer version.
+- **Layout and migrations.** The store is a connection URL and a schema name; the tables
+  live in that schema. ``schema_info`` holds the layout's version and a token naming this
+  store. The layout is the ordered list :data:`MIGRATIONS` (version 1 is the first layout);
+  a writable open applies the ones the store lacks, all in one transaction under
+  ``pg_advisory_xact_lock`` (two nodes starting at once: the second waits, then finds the
+  work done), so a store is at one version or the next, never in between. A read-only open
+  never migrates and refuses a layout other than this sealtrail's; any open refuses a newer
+  layout (upgrade sealtrail). :func:`migrate` does the same from outside a server.
   Binary columns are BYTEA, indexes BIGINT.
 - **One writer at a time.** Every handle is one connection in autocommit mode, used by one
   thread at a time (a lock, as SQLite's handle). :meth:`PostgresStore.transaction` runs
@@ -25,6 +30,43 @@ How it keeps :class:`sealtrail.store.protocol.Store`:
   schema dropped and made again under a running process. A restore from a dump of this very
   store carries the same token and is not seen.
 - **Erasure.** See :meth:`purge_deleted` for what a ``VACUUM`` can and cannot promise.
+- **Losing the database.** A connection can break under a handle (PostgreSQL restarted,
+  ``pg_terminate_backend``, a network cut, the session ended by a timeout below). Outside a
+  transaction or snapshot the handle reconnects on its next use: a read that fails because
+  the connection is gone is run once more on a fresh connection (reads are idempotent).
+  Inside :meth:`PostgresStore.transaction` there is no retry: the statement raises
+  StorageError, the transaction is gone (PostgreSQL rolled it back; the caller had no
+  acknowledgement), and the next ``transaction()`` reconnects. Only a break during
+  ``COMMIT`` itself leaves the outcome unknown; its StorageError says so (the head
+  compare-and-swap of the next writer settles it). Reader handles and snapshots behave the
+  same. A reconnect may have missed anything (a restore, a failover to a replica), so it
+  moves :meth:`~PostgresStore.change_marker` for good: caches reload.
+
+Session settings (every connection; each overridable by the same-named libpq parameter in
+the URL's query string, e.g. ``?connect_timeout=10&keepalives_idle=5``; the server settings
+by a ``-c name=value`` in the URL's ``options``):
+
+- ``application_name=sealtrail`` (:data:`APPLICATION_NAME`): the operator tells sealtrail's
+  sessions apart in ``pg_stat_activity`` (and can end them).
+- ``connect_timeout`` (:data:`CONNECT_TIMEOUT` s): an unreachable server fails a connect
+  quickly instead of after the kernel's SYN retries (minutes).
+- ``keepalives=1``, ``keepalives_idle`` / ``keepalives_interval`` / ``keepalives_count``
+  (:data:`KEEPALIVES_IDLE`, :data:`KEEPALIVES_INTERVAL`, :data:`KEEPALIVES_COUNT`) and
+  ``tcp_user_timeout`` (:data:`TCP_USER_TIMEOUT_MS`): a peer that vanished (network cut, host
+  gone without closing its sockets) is noticed within about 2 + 1 x 2 = 4 s while waiting
+  for an answer, and within 4 s when data sent stays unacknowledged; without them a read
+  waits for the kernel's defaults (two hours of keepalive, or some 15 minutes of
+  retransmissions). The same four are set on the server's side of the session
+  (``tcp_keepalives_*``, ``tcp_user_timeout``), so PostgreSQL notices a vanished node too.
+- ``idle_in_transaction_session_timeout`` (:data:`IDLE_IN_TRANSACTION_TIMEOUT`, 5 s): a
+  node paused (SIGSTOP, a VM frozen) or hung inside a write transaction holds the ``state``
+  row lock, the write lock of every node; PostgreSQL ends such a session once it has been
+  idle inside a transaction that long and rolls its half-done transaction back, so the
+  others wait at most that long. The paused node's next statement fails (StorageError,
+  nothing stored) and its next transaction reconnects. Work inside one write transaction
+  must therefore never leave the connection unused for that long. A read snapshot
+  (:meth:`~PostgresStore.snapshot`) turns the timeout off for itself: it holds no lock a
+  writer waits for, and parallel verification keeps one open, idle, while its workers run.
 """
 
 from __future__ import annotations
@@ -37,10 +79,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sealtrail.core.errors import StorageError
 from sealtrail.store.protocol import (
@@ -55,7 +99,21 @@ from sealtrail.store.protocol import (
     SubjectKey,
 )
 
-SCHEMA_VERSION: Final = 1
+APPLICATION_NAME: Final = "sealtrail"
+"""``application_name`` of every session (``pg_stat_activity``)."""
+CONNECT_TIMEOUT: Final = 5
+"""Seconds a connection attempt may take."""
+KEEPALIVES_IDLE: Final = 2
+"""Seconds of silence on a connection before the first TCP keepalive probe."""
+KEEPALIVES_INTERVAL: Final = 1
+"""Seconds between two unanswered keepalive probes."""
+KEEPALIVES_COUNT: Final = 2
+"""Unanswered probes after which the connection is dead."""
+TCP_USER_TIMEOUT_MS: Final = 4000
+"""Milliseconds sent data may stay unacknowledged before the connection is dead."""
+IDLE_IN_TRANSACTION_TIMEOUT: Final = 5.0
+"""Seconds a session may sit idle inside a transaction before PostgreSQL ends it (and rolls
+the transaction back): the longest a paused or hung writer holds the write lock."""
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schema_info(
@@ -110,10 +168,145 @@ CREATE TABLE IF NOT EXISTS retired(
     kind TEXT NOT NULL);
 """
 
+
+
+def _layout_1(db: psycopg.Connection[tuple[Any, ...]]) -> None:
+    """The first layout (every table above) and the one ``state`` row."""
+    for statement in _TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO state VALUES (0, 0, NULL, 0, 0) ON CONFLICT (id) DO NOTHING")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the layout: ``apply`` runs inside the migrating transaction, with the
+    store's schema first on the ``search_path``, and brings version ``version - 1`` to
+    ``version``."""
+
+    version: int
+    summary: str
+    apply: Callable[[psycopg.Connection[tuple[Any, ...]]], None]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "the first layout", _layout_1),
+]
+"""Every layout step, in order (versions 1, 2, ... without gaps). Add a step, never edit one
+that has shipped: stores in the field are at its version."""
+
+SCHEMA_VERSION: Final = 1
+"""The layout this release writes (the last of :data:`MIGRATIONS`)."""
+
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_TIMEOUT = "30s"  # how long a writer waits for the write lock (SQLite's busy timeout)
 _PAGE = 64  # rows read per lock hold by the chunk and node iterators
 _XID = 1 << 32
+_EPOCH = 1 << 48  # change_marker moves by this much at each reconnect
+
+
+def conninfo(url: str, *, application_name: str = APPLICATION_NAME,
+             server: dict[str, str] | None = None) -> str:
+    """``url`` with every session setting of the module docstring it does not set itself:
+    libpq parameters the URL names win, and so do ``-c`` settings already in its
+    ``options``. ``server`` adds server settings (name -> value) to those."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise StorageError(f"not a usable database URL: {exc}") from exc
+    client = {"application_name": application_name, "connect_timeout": CONNECT_TIMEOUT,
+              "keepalives": 1, "keepalives_idle": KEEPALIVES_IDLE,
+              "keepalives_interval": KEEPALIVES_INTERVAL,
+              "keepalives_count": KEEPALIVES_COUNT, "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
+    extra: dict[str, Any] = {k: v for k, v in client.items() if k not in given}
+    chosen = {**client, **given}
+    settings = {
+        # PostgreSQL's side of the same connection notices a vanished node as fast.
+        "tcp_keepalives_idle": str(chosen["keepalives_idle"]),
+        "tcp_keepalives_interval": str(chosen["keepalives_interval"]),
+        "tcp_keepalives_count": str(chosen["keepalives_count"]),
+        "tcp_user_timeout": str(chosen["tcp_user_timeout"]),
+        "idle_in_transaction_session_timeout": str(int(IDLE_IN_TRANSACTION_TIMEOUT * 1000)),
+        **(server or {}),
+    }
+    options = str(given.get("options") or "")
+    added = " ".join(f"-c {name}={value}" for name, value in settings.items()
+                     if f"{name}=" not in options)
+    if added:
+        extra["options"] = f"{options} {added}".strip()
+    return make_conninfo(url, **extra)
+
+
+def _latest() -> int:
+    return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+
+def _stored_version(db: psycopg.Connection[tuple[Any, ...]], location: str) -> int:
+    """The layout version of the store (0: there is none), through ``db``'s search_path."""
+    exists = db.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()
+    if exists != (True,):
+        return 0
+    row = db.execute("SELECT version FROM schema_info WHERE id = 0").fetchone()
+    if row is None:
+        raise StorageError(f"the store in {location} has no schema version")
+    return int(row[0])
+
+
+def _newer(location: str, version: int) -> StorageError:
+    return StorageError(f"the store in {location} has schema {version}, newer than this "
+                        f"sealtrail's {_latest()}: upgrade sealtrail")
+
+
+def _migrate(db: psycopg.Connection[tuple[Any, ...]], schema: str,
+             location: str) -> tuple[int, int]:
+    """Make the store or bring its layout to :data:`MIGRATIONS`' last version, in one
+    transaction under the store's advisory lock; (version found, version now). ``db`` is in
+    autocommit mode with the schema as its search_path."""
+    latest = _latest()
+    versions = [m.version for m in MIGRATIONS]
+    if versions != list(range(1, latest + 1)):
+        raise StorageError(f"the migrations are not numbered 1..{latest}: {versions}")
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sealtrail store {schema}",))
+        current = _stored_version(db, location)
+        if current > latest:
+            raise _newer(location, current)
+        if current == latest:
+            return current, current
+        if current == 0:
+            db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            db.execute("CREATE TABLE IF NOT EXISTS schema_info(id SMALLINT PRIMARY KEY "
+                       "CHECK (id = 0), version INTEGER NOT NULL, token TEXT NOT NULL)")
+            db.execute("INSERT INTO schema_info VALUES (0, 0, %s)", (secrets.token_hex(16),))
+        for step in MIGRATIONS[current:]:
+            step.apply(db)
+            db.execute("UPDATE schema_info SET version = %s WHERE id = 0", (step.version,))
+    return current, latest
+
+
+def migrate(url: str, schema: str) -> tuple[int, int]:
+    """Make the store in ``schema`` or bring its layout up to date (what a writable open
+    does); (version found, version now), 0 found meaning there was no store. StorageError
+    when the store is newer than this sealtrail."""
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise StorageError(f"not a usable schema name: {schema!r}")
+    try:
+        db = psycopg.connect(conninfo(url), autocommit=True)
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to the log database: {exc}") from exc
+    location = _where(db, schema)
+    try:
+        with db:
+            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            return _migrate(db, schema, location)
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot migrate the log store {location}: {exc}") from exc
+
+
+def _where(db: psycopg.Connection[tuple[Any, ...]], schema: str) -> str:
+    """The database (no password) and the schema, for messages."""
+    info = db.info
+    return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} (schema {schema})"
 
 
 class PostgresStore:
@@ -134,20 +327,15 @@ class PostgresStore:
         self._in_snapshot = False
         self._savepoints = 0
         self._own_commits = 0
+        self._epoch = 0  # reconnects so far (each moves change_marker)
+        self._closed = False
+        self._conninfo = conninfo(url)
+        self._location = f"schema {schema}"
+        self._db: psycopg.Connection[tuple[Any, ...]] = self._connect()
+        self._location = _where(self._db, schema)
         try:
-            self._db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to the log database: {exc}") from exc
-        info = self._db.info
-        self._location = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname} " \
-                         f"(schema {schema})"
-        try:
-            self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-            if readonly:
-                self._db.execute("SET default_transaction_read_only = on")
-            else:
-                self._create()
+            if not readonly:
+                _migrate(self._db, schema, self._location)
             self._token = self._check_schema()
         except psycopg.Error as exc:
             self._db.close()
@@ -156,37 +344,57 @@ class PostgresStore:
             self._db.close()
             raise
 
-    def _create(self) -> None:
-        """Make the schema and its tables if missing (one creator at a time)."""
-        with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
-                             (f"sealtrail store {self._schema}",))
-            made = self._db.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()
-            if made == (True,):
-                return  # an existing store: its layout is checked, never altered here
-            self._db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(self._schema)))
-            for statement in _TABLES.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute("INSERT INTO schema_info VALUES (0, %s, %s) "
-                             "ON CONFLICT (id) DO NOTHING",
-                             (SCHEMA_VERSION, secrets.token_hex(16)))
-            self._db.execute("INSERT INTO state VALUES (0, 0, NULL, 0, 0) "
-                             "ON CONFLICT (id) DO NOTHING")
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """A new session with the settings of the module docstring, on the store's schema."""
+        try:
+            db = psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to the log database: {exc}") from exc
+        try:
+            db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+            if self._readonly:
+                db.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            db.close()
+            raise StorageError(f"cannot open the log store {self._location}: {exc}") from exc
+        return db
+
+    def _ensure(self) -> None:
+        """Outside a transaction or snapshot, a new connection in place of a lost one (the
+        caller holds the lock). A reconnect moves change_marker: commits may have been
+        missed, or the database may be another copy."""
+        if self._db.closed and not self._closed and not (self._in_tx or self._in_snapshot):
+            self._db = self._connect()
+            self._epoch += 1
+
+    def _lost(self) -> bool:
+        """Whether the connection is gone (broken, or ended by the server)."""
+        return self._db.closed and not self._closed
 
     def _check_schema(self) -> str:
-        """The store's token, after refusing a missing or newer layout."""
-        exists = self._db.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()
-        if not exists or not exists[0]:
+        """The store's token, after refusing a missing layout or one not this sealtrail's
+        (a newer one always; an older one on a read-only open, which never migrates)."""
+        version = _stored_version(self._db, self._location)
+        if version == 0:
             raise StorageError(f"no sealtrail store in {self._location}")
-        row = self._db.execute("SELECT version, token FROM schema_info WHERE id = 0").fetchone()
+        if version > _latest():
+            raise _newer(self._location, version)
+        if version < _latest():
+            raise StorageError(f"the store in {self._location} has schema {version}, older "
+                               f"than this sealtrail's {_latest()}: a writable open (a "
+                               "server start) or postgres.migrate upgrades it")
+        row = self._db.execute("SELECT token FROM schema_info WHERE id = 0").fetchone()
         if row is None:
             raise StorageError(f"the store in {self._location} has no schema version")
-        if int(row[0]) > SCHEMA_VERSION:
-            raise StorageError(f"the store in {self._location} has schema {row[0]}, newer "
-                               f"than this sealtrail's {SCHEMA_VERSION}: upgrade sealtrail")
-        return str(row[1])
+        return str(row[0])
+
+    def schema_version(self) -> int:
+        """The layout version the store is at (0: the schema holds no store)."""
+        exists = self._q("SELECT to_regclass('schema_info') IS NOT NULL")
+        if exists != [(True,)]:
+            return 0
+        rows = self._q("SELECT version FROM schema_info WHERE id = 0")
+        return int(rows[0][0]) if rows else 0
 
     @property
     def location(self) -> str:
@@ -196,15 +404,11 @@ class PostgresStore:
     def replaced(self) -> bool:
         """True when the schema no longer holds the store this handle opened (dropped, or
         dropped and made again): writes would go to another store."""
-        try:
-            with self._lock:
-                if self._db.execute("SELECT to_regclass('schema_info') IS NULL"
-                                    ).fetchone() == (True,):
-                    return True
-                row = self._db.execute("SELECT token FROM schema_info WHERE id = 0").fetchone()
-        except psycopg.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
-        return row is None or row[0] != self._token
+        with self._lock:
+            if self._q("SELECT to_regclass('schema_info') IS NULL") == [(True,)]:
+                return True
+            rows = self._q("SELECT token FROM schema_info WHERE id = 0")
+        return not rows or rows[0][0] != self._token
 
     def reader(self) -> Store:
         """A read-only connection of its own (a long read never holds up appends)."""
@@ -220,6 +424,21 @@ class PostgresStore:
         with contextlib.suppress(psycopg.Error):  # the transaction may be gone already
             self._db.execute("ROLLBACK")
 
+    def _begin(self, statements: Sequence[str], what: str) -> None:
+        """Open a transaction with ``statements``; once more on a new connection when the
+        connection turns out lost (nothing of the transaction was done yet)."""
+        for attempt in (1, 2):
+            self._ensure()
+            try:
+                for statement in statements:
+                    self._db.execute(statement)
+                return
+            except psycopg.Error as exc:
+                self._quiet_rollback()
+                if attempt == 1 and self._lost():
+                    continue
+                raise StorageError(f"{what}: {exc}") from exc
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN``, the write lock (the state row), ... ``COMMIT``; rolls back on any
@@ -229,14 +448,11 @@ class PostgresStore:
                 raise StorageError("cannot start a write: this handle is read-only")
             if self._in_tx or self._in_snapshot:
                 raise StorageError("cannot start a write: this handle is in a transaction")
-            try:
-                self._db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                self._db.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-                # The write lock, and the counter change_marker reads.
-                self._db.execute("UPDATE state SET commits = commits + 1 WHERE id = 0")
-            except psycopg.Error as exc:
-                self._quiet_rollback()
-                raise StorageError(f"cannot start a write: {exc}") from exc
+            self._begin(("BEGIN ISOLATION LEVEL READ COMMITTED",
+                         f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'",
+                         # The write lock, and the counter change_marker reads.
+                         "UPDATE state SET commits = commits + 1 WHERE id = 0"),
+                        "cannot start a write")
             self._in_tx = True
             self._savepoints = 0
             try:
@@ -246,6 +462,9 @@ class PostgresStore:
                 self._quiet_rollback()
                 raise
             try:
+                if self._lost():
+                    raise StorageError("commit failed, nothing was stored: the connection to "
+                                       "the database was lost inside the transaction")
                 # COMMIT of a transaction a failed statement aborted answers ROLLBACK quietly.
                 if self._db.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
                     self._quiet_rollback()
@@ -255,6 +474,10 @@ class PostgresStore:
                 self._own_commits += 1
             except psycopg.Error as exc:
                 self._quiet_rollback()
+                if self._lost():
+                    raise StorageError("the connection to the database was lost during "
+                                       "COMMIT: the transaction may or may not be stored "
+                                       f"({exc})") from exc
                 raise StorageError(f"commit failed, nothing was stored: {exc}") from exc
             finally:
                 self._in_tx = False
@@ -299,12 +522,12 @@ class PostgresStore:
             if self._in_tx or self._in_snapshot:
                 raise StorageError("cannot start a read snapshot: this handle is in a "
                                    "transaction")
-            try:
-                self._db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                self._db.execute("SELECT 1 FROM state WHERE id = 0")  # takes the snapshot
-            except psycopg.Error as exc:
-                self._quiet_rollback()
-                raise StorageError(f"cannot start a read snapshot: {exc}") from exc
+            self._begin(("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                         # A snapshot holds no lock a writer waits for, and may sit idle for
+                         # long (parallel verification waits for its workers inside one).
+                         "SET LOCAL idle_in_transaction_session_timeout = 0",
+                         "SELECT 1 FROM state WHERE id = 0"),  # takes the snapshot
+                        "cannot start a read snapshot")
             self._in_snapshot = True
             try:
                 yield
@@ -313,17 +536,28 @@ class PostgresStore:
                 self._quiet_rollback()
 
     def change_marker(self) -> int:
-        """The write-transaction counter, less this handle's own commits."""
-        return int(self._q("SELECT commits FROM state WHERE id = 0")[0][0]) - self._own_commits
+        """The write-transaction counter, less this handle's own commits, plus a step for
+        each reconnect."""
+        commits = int(self._q("SELECT commits FROM state WHERE id = 0")[0][0])
+        return commits - self._own_commits + self._epoch * _EPOCH
 
     # -- statements -----------------------------------------------------------------------------
 
-    def _q(self, query: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        try:
-            with self._lock:
-                return self._db.execute(query, args).fetchall()
-        except psycopg.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+    def _q(self, query: str, args: Sequence[object] = (), *,
+           rows: bool = True) -> list[tuple[Any, ...]]:
+        """Run a read (``rows``: and fetch its rows). Outside a transaction or snapshot, a
+        read that finds the connection lost runs once more on a new one."""
+        with self._lock:
+            for attempt in (1, 2):
+                self._ensure()
+                try:
+                    cur = self._db.execute(query, args)
+                    return cur.fetchall() if rows else []
+                except psycopg.Error as exc:
+                    if attempt == 1 and self._lost() and not (self._in_tx or self._in_snapshot):
+                        continue
+                    raise StorageError(f"read failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _w(self, query: str, rows: Sequence[Sequence[object]]) -> int:
         """Run a write for each row, as one statement: undone alone when it fails."""
@@ -622,9 +856,8 @@ class PostgresStore:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         try:
-            with self._lock:
-                self._db.execute("VACUUM subject_keys")
-        except psycopg.Error as exc:
+            self._q("VACUUM subject_keys", rows=False)
+        except StorageError as exc:
             raise StorageError(f"vacuum failed: {exc}") from exc
         return clear
 
@@ -722,4 +955,5 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
