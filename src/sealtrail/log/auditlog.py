@@ -333,6 +333,9 @@ class AuditLog:
                 _warn_memory(exc)
             finally:
                 self._store.close()
+                keyring = self._protector.keyring if self._protector is not None else None
+                if keyring is not None:
+                    keyring.home.close()
 
     def _close_indexer(self, indexer: Indexer) -> None:
         """Stop the index step, writing what it has first (best effort: what it leaves, the
@@ -1066,7 +1069,11 @@ class AuditLog:
                     sealed_any = True
                     sealed_paths.update(canonical.leaf_object(leaf).get("sealed", {})
                                         .get("fields", []))
-        keyring_kept = keyring_home(self.directory, self.store_url).exists()
+        home = keyring_home(self.directory, self.store_url)
+        try:
+            keyring_kept = home.exists()
+        finally:
+            home.close()
         if fixed.encryption != "on" and (sealed_any or keyring_kept):
             raise ConfigError("the log has sealed entries or a keyring, so it was encrypted, "
                               "but the settings table says encryption off: it was edited; "

@@ -250,15 +250,22 @@ def open_keyring(directory: Path, origin: str, settings: OpenSettings,
     keyring is an error, never a silent lock.
     """
     home = keyring_home(directory, store_url)
-    if not home.exists():
-        return None, (f"the keyring {home.where} is missing: encrypted fields cannot be read "
-                      "or written without it (restore it from your backup)")
-    doc = Keyring.read(home)
-    kek = settings.kek or resolve_kek(doc.get("kek", {}), settings.passphrase)
-    if kek is None:
-        return None, ("the keyring is locked: set SEALTRAIL_PASSPHRASE (or pass passphrase=, "
-                      "or the CLI's --passphrase-file) to write or read encrypted fields")
-    return Keyring.load(home, origin, kek), ""
+    try:
+        if not home.exists():
+            home.close()
+            return None, (f"the keyring {home.where} is missing: encrypted fields cannot be "
+                          "read or written without it (restore it from your backup)")
+        doc = Keyring.read(home)
+        kek = settings.kek or resolve_kek(doc.get("kek", {}), settings.passphrase)
+        if kek is None:
+            home.close()
+            return None, ("the keyring is locked: set SEALTRAIL_PASSPHRASE (or pass "
+                          "passphrase=, or the CLI's --passphrase-file) to write or read "
+                          "encrypted fields")
+        return Keyring.load(home, origin, kek), ""
+    except BaseException:
+        home.close()
+        raise
 
 
 def open_log(data_dir: str | os.PathLike[str], log: str, origin: str | None, *, create: bool,
@@ -354,6 +361,8 @@ def create_log(directory: Path, log: str, origin: str, *, clock: Clock,
                 store.put_checkpoint(0, note)
     except BaseException:
         store.close()
+        if keyring is not None:
+            keyring.home.close()
         raise
     return Opened(directory, store, signer, origin, log, keyring, "", store_url)
 

@@ -82,6 +82,10 @@ class KeyringHome(Protocol):
         """Changes whenever the document is written (None when there is none)."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the home holds open (a connection); it opens again on next use."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class FileHome:
@@ -129,6 +133,9 @@ class FileHome:
     def identity(self) -> object:
         """The file's identity (device, inode, size, change time)."""
         return file_identity(self.path)
+
+    def close(self) -> None:
+        """Nothing is held open between uses."""
 
 
 class KeyEncryptionKey(Protocol):
