@@ -67,6 +67,7 @@ def test_every_command_works_against_the_store(tmp_path: Path, pg_store: str) ->
     assert [json.loads(line)["index"] for line in lines] == [5, 6]
     proof = InclusionProof.parse(run(data, pg_store, "prove", "inclusion", "6").stdout)
     proof.verify()
+    assert proof.checkpoint is not None
     assert proof.root_hash == open_checkpoint(proof.checkpoint, vkey).root
 
     ok = run(data, pg_store, "verify")
