@@ -749,3 +749,21 @@ def test_postgres_alert_rows_survive_a_lost_connection() -> None:
         rows.purge_deleted()
     finally:
         rows.close()
+
+
+@pytest.mark.postgres
+def test_a_refused_postgres_write_leaves_the_transaction_usable() -> None:
+    """A write PostgreSQL refuses inside a transaction (a count past BIGINT) raises
+    StorageError and is undone alone: the transaction goes on and keeps its other writes, as
+    SQLite's, where a failed statement does not abort the transaction."""
+    rows = PostgresAlertRows(POSTGRES_URL, new_schema())
+    try:
+        with rows.transaction():
+            rows.put(alert(1))
+            with pytest.raises(StorageError, match="out of range"):
+                rows.put(alert(2, count=1 << 63))
+            rows.queue_change("a001", "open")
+        assert listing(rows) == ["a001"]
+        assert [(c.alert_id, c.status) for c in rows.changes(-1)] == [("a001", "open")]
+    finally:
+        rows.close()

@@ -105,10 +105,13 @@ class PostgresAlertRows(PostgresRows):
             yield
 
     def _write(self, query: str, args: tuple[Any, ...]) -> int:
-        """One write under the store's write lock (in the current transaction, or one of its
-        own); how many rows it changed."""
-        with self._transaction():
-            return self._count(query, args)
+        """One write under the store's write lock: in the current transaction (in a savepoint:
+        undone alone when it fails), or in one of its own; how many rows it changed."""
+        with self._lock:
+            if self._in_tx:
+                return self._in_savepoint(lambda db: db.execute(query, args).rowcount)
+            with self._transaction():
+                return self._count(query, args)
 
     # -- alerts -------------------------------------------------------------------------------
 

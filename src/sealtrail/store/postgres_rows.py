@@ -22,9 +22,11 @@ How the adapters keep their contracts where SQLite leaned on its file:
   IMMEDIATE``: ``BEGIN`` (read committed), then ``SELECT ... FOR UPDATE`` of the store's
   ``row_layouts`` row. That row lock is the store's write lock, held to ``COMMIT``, so the
   transactions of every handle, process and node serialise, and each statement after it sees
-  everything committed before. A transaction opened inside another joins it. A statement that
-  fails aborts the whole PostgreSQL transaction (SQLite undoes only the statement): the
-  commit then refuses, StorageError, and nothing is kept.
+  everything committed before. A transaction opened inside another joins it. A write inside
+  a transaction the caller opened runs in a savepoint of its own: a failed statement aborts
+  a whole PostgreSQL transaction, where SQLite undoes only the statement, so a refused write
+  raises StorageError and leaves the transaction usable, as in SQLite. (Should a statement
+  still abort it, the commit refuses, StorageError, and nothing is kept.)
 - **A server restart.** A call outside a transaction that finds the connection broken (it
   was before the call, or an OperationalError left it so) connects again once and runs the
   call again; a call inside a transaction raises StorageError (the transaction is gone) and
@@ -219,6 +221,25 @@ class PostgresRows:
     def _count(self, query: str, args: tuple[Any, ...] = ()) -> int:
         """How many rows a statement changed."""
         return self._run(lambda db: db.execute(query, args).rowcount)
+
+    def _in_savepoint(self, work: Callable[[Conn], T]) -> T:
+        """``work`` inside a transaction, undone alone when it fails: a failed statement
+        aborts a whole PostgreSQL transaction, where SQLite undoes only the statement, so the
+        transaction stays usable as SQLite's does."""
+
+        def guarded(db: Conn) -> T:
+            db.execute("SAVEPOINT statement")
+            try:
+                result = work(db)
+            except psycopg.Error:
+                with contextlib.suppress(psycopg.Error):  # the connection may be gone
+                    db.execute("ROLLBACK TO SAVEPOINT statement")
+                    db.execute("RELEASE SAVEPOINT statement")
+                raise
+            db.execute("RELEASE SAVEPOINT statement")
+            return result
+
+        return self._run(guarded)
 
     def _refuse_write(self) -> None:
         if self._readonly:
