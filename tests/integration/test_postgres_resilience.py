@@ -8,7 +8,11 @@ sessions with ``pg_terminate_backend``, as a restart of PostgreSQL or a network 
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -279,6 +283,40 @@ def test_a_snapshot_may_idle_longer_than_a_write_transaction(place: Place) -> No
         assert show(store, "idle_in_transaction_session_timeout") == "500ms"
     finally:
         store.close()
+
+
+_HOLDER = """
+import sys, time
+from sealtrail.store.postgres import PostgresStore
+store = PostgresStore(sys.argv[1], sys.argv[2])
+with store.transaction():
+    store.set_meta({"stopped": "1"})
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_stopped_process_inside_a_write_does_not_hold_up_the_others(place: Place) -> None:
+    """A real pause: a process SIGSTOPped while it holds the write lock."""
+    place.open().close()
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, place.url, place.schema],
+                             stdout=subprocess.PIPE, text=True)
+    other = place.open()
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        os.kill(child.pid, signal.SIGSTOP)
+        began = time.monotonic()
+        write(other, other="1")
+        assert time.monotonic() - began <= IDLE_IN_TRANSACTION_TIMEOUT + 5.0
+        assert other.meta() == {"other": "1"}
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.kill()
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+        other.close()
 
 
 # -- migrations -------------------------------------------------------------------------------

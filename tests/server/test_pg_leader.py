@@ -245,3 +245,25 @@ def test_a_failing_on_acquire_fails_start_and_gives_the_lock_back(name: str) -> 
     finally:
         other.release()
         failing.release()
+
+
+def test_a_slow_on_acquire_does_not_cost_the_lock(name: str) -> None:
+    """The jobs may take longer than the lease to start: heartbeats go on meanwhile."""
+    events: list[str] = []
+
+    def slow() -> None:
+        time.sleep(LEASE + 1.5)
+        events.append("started")
+
+    first = PgLeadership(POSTGRES_URL, name, slow, lambda: events.append("lost"))
+    second = PgLeadership(POSTGRES_URL, name, lambda: events.append("second"), lambda: None)
+    try:
+        first.start()  # on_acquire runs here, in the caller's thread
+        second.start()
+        time.sleep(LEASE)
+        assert first.leader
+        assert not second.leader
+        assert events == ["started"]
+    finally:
+        first.release()
+        second.release()

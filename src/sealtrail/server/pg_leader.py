@@ -58,6 +58,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -111,12 +112,16 @@ class PgLeadership:
     """Take the leadership ``name`` of the database at ``url`` when it is free, call
     ``on_acquire`` once per term and ``on_lose`` when a term ends without :meth:`release`.
 
-    :meth:`start` tries at once (a node that finds the lock free is leader before it serves
-    its first request, and an ``on_acquire`` failing there fails the start, the lock given
-    back), then a daemon thread heartbeats while leading and tries every ``interval``
-    seconds while following. :meth:`stop` ends the attempts (a held lock stays held and
-    heartbeated); :meth:`release`, once the jobs stopped, gives the lock up (``on_lose`` is
-    not called for it).
+    Two daemon threads: the *lock* thread alone uses the dedicated connection (heartbeats
+    while leading, tries every ``interval`` while following), so a slow ``on_acquire`` or
+    ``on_lose`` never delays a heartbeat; the *callback* thread runs the callbacks, one
+    after the other in the order of the events (``on_lose`` never overlaps ``on_acquire``),
+    and fences (see the module docstring). :meth:`start` tries at once: a node that finds
+    the lock free is leader, its ``on_acquire`` run in the caller's thread, before ``start``
+    returns; an ``on_acquire`` failing there fails the start, the lock given back.
+    :meth:`stop` ends the attempts (a held lock stays held and heartbeated, and its loss
+    still calls ``on_lose``); :meth:`release`, once the jobs stopped, gives the lock up
+    (``on_lose`` is not called for that).
     """
 
     def __init__(self, url: str, name: str, on_acquire: Callable[[], None],
@@ -132,15 +137,16 @@ class PgLeadership:
         self._on_lose = on_lose
         self._interval = interval
         self._lease = lease
+        self._conn = threading.Lock()  # the connection: the lock thread, start, release
         self._db: psycopg.Connection[tuple[Any, ...]] | None = None
         self._holds = False  # whether _db's session took the lock
-        self._state = threading.Lock()  # leader flag, term and fence deadline
+        self._state = threading.Lock()  # the flag, the fence and the events
         self._leading = False
         self._valid_until = 0.0  # monotonic: the fence of the current term
+        self._events: queue.Queue[str] = queue.Queue()  # "acquired" / "lost", in order
         self._stopping = threading.Event()  # no more attempts to take the lock
-        self._ending = threading.Event()  # the thread ends (release)
-        self._thread: threading.Thread | None = None
-        self._watch: threading.Thread | None = None
+        self._ending = threading.Event()  # the threads end (release)
+        self._threads: list[threading.Thread] = []
 
     @property
     def leader(self) -> bool:
@@ -148,19 +154,26 @@ class PgLeadership:
         return self._leading
 
     def start(self) -> None:
-        """Try to lead now; then keep heartbeating or trying in daemon threads."""
-        try:
-            self._try()
-        except Exception:
-            self._lose("its jobs failed to start")
-            self._close()
-            raise
-        self._thread = threading.Thread(target=self._run, name="sealtrail-pg-leader",
-                                        daemon=True)
-        self._thread.start()
-        self._watch = threading.Thread(target=self._fence, name="sealtrail-pg-leader-fence",
-                                       daemon=True)
-        self._watch.start()
+        """Try to lead now; then keep heartbeating or trying, in daemon threads."""
+        with self._conn:
+            took = self._take()
+        if took:
+            self._events.get_nowait()  # "acquired": run here, not by the callback thread
+        self._threads = [
+            threading.Thread(target=self._lock_loop, name="sealtrail-pg-leader", daemon=True),
+            threading.Thread(target=self._callback_loop, name="sealtrail-pg-leader-jobs",
+                             daemon=True)]
+        self._threads[0].start()
+        if took:
+            try:
+                self._on_acquire()
+            except BaseException:
+                self._lose("its jobs failed to start", notify=False)
+                with contextlib.suppress(Exception):
+                    self._on_lose()
+                self.release()
+                raise
+        self._threads[1].start()
 
     def stop(self) -> None:
         """Stop trying to take the lock; a held lock stays held (and heartbeated) until
@@ -172,47 +185,35 @@ class PgLeadership:
         this node's jobs have stopped."""
         self._stopping.set()
         self._ending.set()
-        for thread in (self._thread, self._watch):
-            if thread is not None:
-                thread.join(self._lease + 5.0)
         with self._state:
             self._leading = False
-        self._close()
+        for thread in self._threads:
+            if thread.ident is not None and thread is not threading.current_thread():
+                thread.join(self._lease + 5.0)
+        with self._conn:
+            self._close()
 
-    # -- the thread ---------------------------------------------------------------------------
+    # -- the lock thread: the only user of the connection ---------------------------------------
 
-    def _run(self) -> None:
+    def _lock_loop(self) -> None:
         while not self._ending.wait(self._interval):
-            if self._holds and not self._leading:
-                self._close()  # fenced by the watch thread: the lock goes back now
-            if self._leading:
-                self._heartbeat()
-            elif not self._stopping.is_set():
-                try:
-                    self._try()
-                except Exception:  # logged, not raised: nothing would see it end the thread
-                    log.exception("sealtrail: this node took the leadership %r but could "
-                                  "not start every background job; it gives it up",
-                                  self.name)
-                    self._lose("its jobs failed to start")
-                    self._close()
-            elif self._db is not None:
-                self._close()  # a follower's idle connection, once stopped
-
-    def _fence(self) -> None:
-        """Give leadership up when no heartbeat got through for ``lease - interval``."""
-        step = min(self._interval, 0.1)
-        while not self._ending.wait(step):
-            if self._leading and time.monotonic() > self._valid_until:
-                self._lose(f"no heartbeat got through for {self._lease - self._interval:g} s")
+            with self._conn:
+                if self._ending.is_set():
+                    return
+                if self._holds and not self._leading:
+                    self._close()  # fenced: the lock goes back now
+                if self._holds:
+                    self._heartbeat()
+                elif not self._stopping.is_set():
+                    self._take()
+                elif self._db is not None:
+                    self._close()  # a follower's connection, once stopped
 
     def _heartbeat(self) -> None:
         sent = time.monotonic()
-        db = self._db
         try:
-            if db is None:
-                raise psycopg.OperationalError("no connection")
-            db.execute("SELECT pg_backend_pid()").fetchone()
+            assert self._db is not None
+            self._db.execute("SELECT pg_backend_pid()").fetchone()
         except psycopg.Error as exc:
             self._lose(f"its lock session is gone ({str(exc).strip()})")
             self._close()
@@ -222,8 +223,8 @@ class PgLeadership:
                 # PostgreSQL cannot end the session before ``lease`` after this answer.
                 self._valid_until = sent + self._lease - self._interval
 
-    def _try(self) -> bool:
-        """Take the lock if free; on success start the jobs. Whether this node leads."""
+    def _take(self) -> bool:
+        """Take the lock if free (the caller holds ``_conn``). Whether this node leads."""
         if self._stopping.is_set():
             return False
         sent = time.monotonic()
@@ -242,31 +243,57 @@ class PgLeadership:
         with self._state:
             self._valid_until = sent + self._lease - self._interval
             self._leading = True
+            self._events.put("acquired")
         log.info("sealtrail: process %d leads %r (runs the background jobs)", os.getpid(),
                  self.name)
-        self._on_acquire()
         return True
 
-    def _lose(self, why: str) -> None:
-        """End the current term (once): ``leader`` False, then ``on_lose``."""
-        with self._state:
-            if not self._leading:
-                return
-            self._leading = False
-        log.warning("sealtrail: process %d no longer leads %r: %s", os.getpid(), self.name,
-                    why)
-        try:
-            self._on_lose()
-        except Exception:
-            log.exception("sealtrail: stopping the background jobs after losing the "
-                          "leadership %r failed", self.name)
-
     def _close(self) -> None:
+        """Close the connection (the caller holds ``_conn``): a held lock goes with it."""
         db, self._db = self._db, None
         self._holds = False
         if db is not None:
             with contextlib.suppress(psycopg.Error):
                 db.close()
+
+    # -- the callback thread ----------------------------------------------------------------------
+
+    def _callback_loop(self) -> None:
+        step = min(self._interval, 0.1)
+        while not self._ending.is_set():
+            if self._leading and time.monotonic() > self._valid_until:
+                self._lose(f"no heartbeat got through for {self._lease - self._interval:g} s")
+            try:
+                event = self._events.get(timeout=step)
+            except queue.Empty:
+                continue
+            if self._ending.is_set():
+                return
+            if event == "acquired":
+                try:
+                    self._on_acquire()
+                except Exception:  # logged, not raised: nothing would see it end the thread
+                    log.exception("sealtrail: this node took the leadership %r but could "
+                                  "not start every background job; it gives it up",
+                                  self.name)
+                    self._lose("its jobs failed to start")
+            else:
+                try:
+                    self._on_lose()
+                except Exception:
+                    log.exception("sealtrail: stopping the background jobs after losing the "
+                                  "leadership %r failed", self.name)
+
+    def _lose(self, why: str, *, notify: bool = True) -> None:
+        """End the current term (once): ``leader`` False, and ``on_lose`` queued."""
+        with self._state:
+            if not self._leading:
+                return
+            self._leading = False
+            if notify:
+                self._events.put("lost")
+        log.warning("sealtrail: process %d no longer leads %r: %s", os.getpid(), self.name,
+                    why)
 
 
 __all__ = ["APPLICATION_NAME", "LEASE", "POLL_INTERVAL", "SESSION", "PgLeadership", "lock_key"]
