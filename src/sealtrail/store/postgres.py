@@ -9,7 +9,10 @@ How it keeps :class:`sealtrail.store.protocol.Store`:
   ``pg_advisory_xact_lock`` (two nodes starting at once: the second waits, then finds the
   work done), so a store is at one version or the next, never in between. A read-only open
   never migrates and refuses a layout other than this sealtrail's; any open refuses a newer
-  layout (upgrade sealtrail). :func:`migrate` does the same from outside a server.
+  layout (upgrade sealtrail). :func:`migrate` does the same from outside a server. A node
+  of an older sealtrail keeps the handles it opened before a migration (they are not
+  checked again, not even on a reconnect): a step older code cannot read and write through
+  needs those nodes stopped before the first new one starts.
   Binary columns are BYTEA, indexes BIGINT.
 - **One writer at a time.** Every handle is one connection in autocommit mode, used by one
   thread at a time (a lock, as SQLite's handle). :meth:`PostgresStore.transaction` runs
