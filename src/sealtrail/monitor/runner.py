@@ -205,6 +205,8 @@ class Monitor:
 
     def _lock_loop(self) -> None:
         path = self.store.path.parent / "loop.lock"
+        # With the alerts in a PostgreSQL store nothing else made the monitor's directory.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
