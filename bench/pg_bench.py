@@ -6,7 +6,10 @@ redaction ``mask``, about 30% of the events naming a data subject):
 1. Batched ingest in-process: ``append_many`` in batches of 1,000 into a default log on
    PostgreSQL (a fresh database per repeat) and on SQLite (a fresh directory), measured
    round-robin (:func:`harness.interleaved`); events/s medians, ratio PostgreSQL ÷ SQLite
-   (target >= 0.5x).
+   (target >= 0.5x). CPU per event of this process and of the database's PostgreSQL
+   backends. Then the same events naming no subject (informative): a subject's key is read
+   from the store the first time the process meets the subject, one query each, which a
+   round trip to PostgreSQL makes costlier than a read of SQLite in the process.
 2. HTTP ingest over PostgreSQL, 3 nodes against 1: three ``sealtrail --store URL serve
    --workers 1`` processes over one database (the same signing key files on each; rate limit
    out of the way, ``--no-monitor``); the same client load (4 threads, one ``httpx.Client``
@@ -24,8 +27,10 @@ redaction ``mask``, about 30% of the events naming a data subject):
    redaction="off"``), on PostgreSQL and on SQLite (``--sqlite-entries`` for a smaller SQLite
    log; the row says so). Then ``prove_inclusion(i)`` for 1,000 random ``i`` (p50/p99; target
    < 5 ms at p99), ``prove_consistency(m, size)`` for 1,000 random ``m``, one full
-   ``verify()`` (workers=1), and ``checkpoint()`` alone (one read of the store's state row,
-   which every proof makes first: the store's round trip).
+   ``verify()`` (workers=1), ``checkpoint()`` alone (one read of the store's state row,
+   which every proof makes first) and, after each inclusion proof, a ``SELECT 1`` on a
+   connection of its own (PostgreSQL's round trip on this machine over the same time: a
+   proof makes two, ``state`` then one ``node_blocks`` query).
 5. Bytes per entry at that size: PostgreSQL's ``pg_total_relation_size`` summed over the log's
    schema (heap + TOAST + indexes, split in the row), SQLite's ``log.db`` + ``-wal`` once the
    log is closed (checkpointed), and the open size.
@@ -56,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from harness import (
     REPEATS,
@@ -176,24 +182,34 @@ def batched_once(events: Events, on_postgres: bool, cpu: Cpu) -> Once:
 
 
 def run_ingest(sz: Sizes) -> list[Row]:
-    say(f"1. batched ingest: {sz.ingest_events:,} default events per repeat, PostgreSQL and "
-        f"SQLite round-robin, {sz.repeats} rounds")
+    """Row 1: the default workload (about 30% of events name one of 10,000 subjects: each
+    subject's key is looked up in the store the first time the process sees it), and the
+    same events naming no subject (informative: no per-subject key lookups)."""
+    say(f"1. batched ingest: {sz.ingest_events:,} default events per repeat (with and without "
+        f"subjects), PostgreSQL and SQLite round-robin, {sz.repeats} rounds")
+    plain_events = make_events(sz.ingest_events + BATCH)
     events = make_events(sz.ingest_events + BATCH, subjects=True)
-    cpu = {"pg": Cpu(), "lite": Cpu()}
-    res = interleaved({"pg": batched_once(events, True, cpu["pg"]),
-                       "lite": batched_once(events, False, cpu["lite"])}, sz.repeats, say)
-    pg, lite = res["pg"], res["lite"]
-    ratio = pg.median / lite.median
-    label = (f"append_many, batches of {BATCH:,}, default log (encrypted, mask), in-process; "
-             "latency per batch")
-    per = ", ".join(f"{x:,.0f}" for x in pg.rates)
-    per_lite = ", ".join(f"{x:,.0f}" for x in lite.rates)
-    return [Row(PG, label, pg.median, pg.p50_us, pg.p99_us,
-                value=f"{cpu['pg'].per_event()}; repeats: {per}",
-                ratio=ratio, ratio_of="PostgreSQL ÷ SQLite",
-                target=verdict(ratio >= 0.5, "≥ 0.5x")),
-            Row(LITE, label, lite.median, lite.p50_us, lite.p99_us,
-                value=f"{cpu['lite'].per_event()}; repeats: {per_lite}")]
+    keys = ("pg", "lite", "pg-ns", "lite-ns")
+    cpu = {k: Cpu() for k in keys}
+    res = interleaved({k: batched_once(plain_events if k.endswith("-ns") else events,
+                                       k.startswith("pg"), cpu[k]) for k in keys},
+                      sz.repeats, say)
+    rows: list[Row] = []
+    for suffix, what in (("", "about 30% of events name a subject (10,000 subjects)"),
+                         ("-ns", "no event names a subject (informative)")):
+        pg, lite = res[f"pg{suffix}"], res[f"lite{suffix}"]
+        ratio = pg.median / lite.median
+        label = (f"append_many, batches of {BATCH:,}, default log (encrypted, mask), "
+                 f"in-process, {what}; latency per batch")
+        per = ", ".join(f"{x:,.0f}" for x in pg.rates)
+        per_lite = ", ".join(f"{x:,.0f}" for x in lite.rates)
+        rows.append(Row(PG, label, pg.median, pg.p50_us, pg.p99_us,
+                        value=f"{cpu[f'pg{suffix}'].per_event()}; repeats: {per}",
+                        ratio=ratio, ratio_of="PostgreSQL ÷ SQLite",
+                        target=verdict(ratio >= 0.5, "≥ 0.5x") if not suffix else ""))
+        rows.append(Row(LITE, label, lite.median, lite.p50_us, lite.p99_us,
+                        value=f"{cpu[f'lite{suffix}'].per_event()}; repeats: {per_lite}"))
+    return rows
 
 
 # -- 2. HTTP ingest, 3 nodes against 1 -----------------------------------------------------
@@ -427,6 +443,7 @@ class Large:
     incl: list[float] = field(default_factory=list)
     cons: list[float] = field(default_factory=list)
     head: list[float] = field(default_factory=list)  # checkpoint() alone
+    floor: list[float] = field(default_factory=list)  # SELECT 1 on a connection of its own
     verify_s: float = 0.0
     bytes_total: int = 0
     bytes_open: int = 0
@@ -436,6 +453,27 @@ class Large:
 def _files_size(d: Path) -> int:
     return sum((d / LOG / name).stat().st_size for name in DB_FILES
                if (d / LOG / name).exists())
+
+
+def proofs_with_floor(log: AuditLog, url: str, picks: list[int]
+                      ) -> tuple[list[float], list[float]]:
+    """``prove_inclusion(i)`` for each pick, each followed by one ``SELECT 1`` on a connection
+    of its own: the round trip's floor and noise over the same stretch of time."""
+    incl: list[float] = []
+    floor: list[float] = []
+    clock = time.perf_counter
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(10):
+            conn.execute("SELECT 1", prepare=True).fetchall()
+        for i in picks:
+            t0 = clock()
+            log.prove_inclusion(i)
+            t1 = clock()
+            conn.execute("SELECT 1", prepare=True).fetchall()
+            t2 = clock()
+            incl.append(t1 - t0)
+            floor.append(t2 - t1)
+    return incl, floor
 
 
 def build_and_measure(entries: int, url: str | None, plain: bool, data: Path) -> Large:
@@ -467,7 +505,11 @@ def build_and_measure(entries: int, url: str | None, plain: bool, data: Path) ->
         rnd = random.Random(20261202)
         log.prove_inclusion(0)  # one warm-up call (not counted)
         say(f"4. {where}: {PROOFS} inclusion and {PROOFS} consistency proofs at size {size:,}")
-        out.incl = timed_calls(log.prove_inclusion, [rnd.randrange(size) for _ in range(PROOFS)])
+        picks = [rnd.randrange(size) for _ in range(PROOFS)]
+        if url is None:
+            out.incl = timed_calls(log.prove_inclusion, picks)
+        else:
+            out.incl, out.floor = proofs_with_floor(log, url, picks)
         out.cons = timed_calls(lambda m: log.prove_consistency(m, size),
                                [rnd.randrange(1, size) for _ in range(PROOFS)])
         out.head = timed_calls(lambda _: log.checkpoint(), list(range(PROOFS)))
@@ -526,6 +568,12 @@ def large_rows(pg: Large, lite: Large, plain: bool) -> list[Row]:
         rows.append(Row(LITE, f"{label}, {lite_at}", None, b50, b99,
                         value=f"p50 {_ms(b50 / 1e6)}, p99 {_ms(b99 / 1e6)}",
                         target=verdict(b99 / 1e3 < PROOF_TARGET_MS, ok) if target else ""))
+    if pg.floor:
+        f50, f99 = _pct(pg.floor)
+        rows.append(Row("PostgreSQL", "round trip alone: SELECT 1 on a connection of its own, "
+                        "one after each inclusion proof (the round trip's floor and noise "
+                        "meanwhile)",
+                        None, f50, f99, value=f"p50 {_ms(f50 / 1e6)}, p99 {_ms(f99 / 1e6)}"))
     rows.append(Row(PG, f"verify() (workers=1), {at}, {cfg}", pg.entries / pg.verify_s,
                     value=f"{pg.verify_s:,.1f} s; {build_value(pg)}",
                     ratio=pg.verify_s / lite.verify_s * lite.entries / pg.entries,
