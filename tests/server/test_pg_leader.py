@@ -39,7 +39,7 @@ class Node:
 
     def __init__(self, name: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD), POSTGRES_URL, name], stdin=subprocess.PIPE,
+            [sys.executable, str(CHILD), url_of(name), name], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
         self.events: queue.Queue[tuple[float, str]] = queue.Queue()
         self.seen: list[str] = []
@@ -93,6 +93,12 @@ class Node:
 @pytest.fixture
 def name() -> str:
     return f"test-{secrets.token_hex(6)}"
+
+
+def url_of(name: str) -> str:
+    """The test database, the lock sessions named after the test's leadership (the URL's
+    ``application_name`` wins over the module's): a test ends only its own sessions."""
+    return f"{POSTGRES_URL}?application_name=sealtrail-leader-{name}"
 
 
 @pytest.fixture
@@ -202,9 +208,9 @@ def test_a_terminated_lock_session_calls_on_lose(nodes: list[Node], name: str) -
 
 def test_release_hands_over_and_stop_keeps_the_lock(name: str) -> None:
     events: list[str] = []
-    first = PgLeadership(POSTGRES_URL, name, lambda: events.append("a+"),
+    first = PgLeadership(url_of(name), name, lambda: events.append("a+"),
                          lambda: events.append("a-"))
-    second = PgLeadership(POSTGRES_URL, name, lambda: events.append("b+"),
+    second = PgLeadership(url_of(name), name, lambda: events.append("b+"),
                           lambda: events.append("b-"))
     try:
         first.start()
@@ -233,12 +239,12 @@ def test_a_failing_on_acquire_fails_start_and_gives_the_lock_back(name: str) -> 
     def broken() -> None:
         raise RuntimeError("job start failed")
 
-    failing = PgLeadership(POSTGRES_URL, name, broken, lambda: lost.append(True))
+    failing = PgLeadership(url_of(name), name, broken, lambda: lost.append(True))
     with pytest.raises(RuntimeError, match="job start failed"):
         failing.start()
     assert not failing.leader
     assert lost == [True]
-    other = PgLeadership(POSTGRES_URL, name, lambda: None, lambda: None)
+    other = PgLeadership(url_of(name), name, lambda: None, lambda: None)
     try:
         other.start()
         assert other.leader
@@ -255,8 +261,8 @@ def test_a_slow_on_acquire_does_not_cost_the_lock(name: str) -> None:
         time.sleep(LEASE + 1.5)
         events.append("started")
 
-    first = PgLeadership(POSTGRES_URL, name, slow, lambda: events.append("lost"))
-    second = PgLeadership(POSTGRES_URL, name, lambda: events.append("second"), lambda: None)
+    first = PgLeadership(url_of(name), name, slow, lambda: events.append("lost"))
+    second = PgLeadership(url_of(name), name, lambda: events.append("second"), lambda: None)
     try:
         first.start()  # on_acquire runs here, in the caller's thread
         second.start()
