@@ -639,6 +639,24 @@ def test_rollback_is_named_by_a_read_only_copy_verification(rich: Rich, copy: Co
     assert (err.value.kind, err.value.index) == ("truncated", small)
 
 
+def test_rollback_under_a_running_log_refuses_its_next_append(rich: Rich, copy: Copy) -> None:
+    """The database rolled back while a node holds the log open (no file is replaced on
+    PostgreSQL: the rows change under the same store token): the node's next append is
+    refused (the log shrank under it) and signs nothing; its verify names the rollback."""
+    data, url = copy
+    with opened(data, url, passphrase=TEST_PASSPHRASE) as service:
+        assert service.size == rich.t.size
+        small = _roll_back(url, rich)
+        with pytest.raises(TamperError, match="shrank") as err:
+            service.append({"actor": {"id": "x"}, "action": "doc.read", "outcome": "success"})
+        assert (err.value.kind, err.value.index) == ("truncated", small)
+        with pytest.raises(TamperError) as err:
+            service.verify()
+        assert (err.value.kind, err.value.index) == ("rolled back", small)
+    with edit(url) as db:
+        assert int(one(db, "SELECT size FROM state")[0]) == small
+
+
 def test_edited_memory_on_the_node_is_refused(copy: Copy) -> None:
     data, url = copy
     (data / LOG / FILE).write_text(json.dumps({"format": "sealtrail-head-memory/1",
@@ -1274,6 +1292,28 @@ def test_a_running_log_refuses_an_older_keyring_row_put_back_under_it(copy: Copy
                             "outcome": "success"})
 
 
+@pytest.mark.parametrize("version", ["kept", "as-copied"])
+def test_a_rotation_over_an_older_keyring_row_is_refused(rich: Rich, copy: Copy,
+                                                         version: str) -> None:
+    """The row put back under a running node, with its version kept (so that the version
+    alone does not change) or as copied: a rotation on top of it would issue d2 again with
+    a fresh key, destroying the genuine d2 and every entry sealed under it. It is refused;
+    the row is left as the attacker wrote it and no rotation is recorded."""
+    data, url = copy
+    doc, old_version = rich.old_keyring
+    with opened(data, url, passphrase=TEST_PASSPHRASE) as service:
+        with edit(url) as db:
+            if version == "kept":
+                run(db, "UPDATE keyring SET doc = %s", doc)
+            else:
+                run(db, "UPDATE keyring SET doc = %s, version = %s", doc, old_version)
+        with pytest.raises(TamperError, match="went back"):
+            service.rotate_keys(actor=OPS)
+        assert service.size == rich.t.size
+    with edit(url) as db:
+        assert one(db, "SELECT doc FROM keyring")[0] == doc
+
+
 def _keyring_and_active_key_put_back(url: str, rich: Rich) -> None:
     """The keyring row and the recorded active key both put back to before the rotation,
     so that they agree (d1); the ``keys.rotate`` entry in the log still says d2."""
@@ -1290,19 +1330,18 @@ def test_an_older_keyring_and_active_key_row_together_fail_verify(rich: Rich,
         _verify_keyless(data, url)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "not PostgreSQL-specific (keyring.json + log.db on SQLite behave the same): with the "
-    "keyring and meta.active_key both put back to d1 they agree, so the open's "
-    "record_interrupted_rotation sees nothing and the append seals under the retired d1; "
-    "only verify (settings replay of keys.rotate) names it afterwards"))
 def test_an_older_keyring_and_active_key_row_together_refuse_appends(rich: Rich,
                                                                      copy: Copy) -> None:
+    """The two agree, but the log's own keys.rotate entry (to d2) is past the keyring's
+    active key: the open takes the keyring for an older copy and the append is refused
+    (nothing sealed under the retired d1)."""
     data, url = copy
     _keyring_and_active_key_put_back(url, rich)
-    with opened(data, url, passphrase=TEST_PASSPHRASE) as log, \
-            pytest.raises(SealtrailError):
-        log.append({"actor": {"id": "b", "ip": "192.0.2.2"}, "action": "doc.read",
-                    "outcome": "success"})
+    with opened(data, url, passphrase=TEST_PASSPHRASE) as log:
+        with pytest.raises(TamperError, match="older copy"):
+            log.append({"actor": {"id": "b", "ip": "192.0.2.2"}, "action": "doc.read",
+                        "outcome": "success"})
+        assert log.size == rich.t.size
 
 
 # -- the layout row ---------------------------------------------------------------------------
@@ -1430,3 +1469,50 @@ def test_a_tree_row_at_a_negative_block_is_reported(copy: Copy) -> None:
         run(db, "INSERT INTO nodes VALUES (0, -1, %s)", os.urandom(BLOCK * HASH_SIZE))
     with pytest.raises(TamperError):
         _verify_keyless(data, url)
+
+
+# -- code left in the database: rules and triggers --------------------------------------------
+
+PLANTED = {
+    "chunks-inserts-discarded": (
+        "CREATE RULE planted AS ON INSERT TO chunks DO INSTEAD NOTHING", "verify", "missing"),
+    "chunks-inserts-rewritten": (
+        "CREATE FUNCTION planted() RETURNS trigger AS $$ BEGIN NEW.data := overlay(NEW.data "
+        "PLACING '\\x41'::bytea FROM length(NEW.data) - 3); RETURN NEW; END $$ "
+        "LANGUAGE plpgsql; CREATE TRIGGER planted BEFORE INSERT ON chunks FOR EACH ROW "
+        "EXECUTE FUNCTION planted()", "verify", "changed"),
+    "checkpoints-inserts-discarded": (
+        "CREATE RULE planted AS ON INSERT TO checkpoints DO INSTEAD NOTHING", "verify",
+        "checkpoint"),
+    "blind_pending-inserts-discarded": (
+        "CREATE RULE planted AS ON INSERT TO blind_pending DO INSTEAD NOTHING", "derived",
+        "missing"),
+    "subject_keys-inserts-discarded": (
+        "CREATE RULE planted AS ON INSERT TO subject_keys DO INSTEAD NOTHING", "derived",
+        "missing"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_a_rule_or_trigger_planted_in_the_schema_is_caught(rich: Rich, copy: Copy,
+                                                          name: str) -> None:
+    """An attacker with the database leaves code behind that alters what later appends
+    store. The appends are acknowledged (the store trusts the statement), but what was
+    lost or changed is named by the check that covers the table."""
+    data, url = copy
+    ddl, check, kind = PLANTED[name]
+    with edit(url) as db:
+        db.execute(ddl.encode())
+    events = [{"actor": {"id": f"late-{i}", "ip": "192.0.2.9"}, "action": "doc.read",
+               "outcome": "success", "subjects": [f"new-patient-{i % 3}"]}
+              for i in range(600)]  # past the next anchor (7168)
+    with opened(data, url, passphrase=TEST_PASSPHRASE,
+                clock=lambda: T0 + timedelta(days=42)) as log:
+        try:
+            log.append_many(events)
+        except SealtrailError:
+            return  # refused at once: nothing acknowledged
+    with pytest.raises(TamperError) as err:
+        _CHECKS[check](data, url)
+    assert err.value.kind == kind, err.value
+    assert err.value.index >= rich.t.size or kind == "checkpoint"
