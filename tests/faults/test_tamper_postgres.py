@@ -657,6 +657,30 @@ def test_rollback_under_a_running_log_refuses_its_next_append(rich: Rich, copy: 
         assert int(one(db, "SELECT size FROM state")[0]) == small
 
 
+def test_schema_replaced_by_a_log_made_elsewhere_is_refused(rich: Rich, copy: Copy,
+                                                             tmp_path: Path) -> None:
+    """The whole schema dropped and made again by the attacker's own sealtrail (own signing
+    key and keyring, same origin, more entries): not this node's log. verify (library and
+    CLI) names the first checkpoint its key did not sign; an append is refused."""
+    data, url = copy
+    with edit(url) as db:
+        db.execute("DROP SCHEMA sealtrail_default CASCADE")
+    with AuditLog.open(tmp_path / "attacker", LOG, store=url,
+                       passphrase="the attacker's own passphrase") as forged:
+        forged.append_many([{"actor": {"id": f"u{i}"}, "action": "doc.read",
+                             "outcome": "success"} for i in range(rich.t.size + 10)])
+    with opened(data, url) as log:
+        with pytest.raises(TamperError) as err:
+            log.verify()
+        assert (err.value.kind, err.value.index) == ("checkpoint", 0)
+        assert "trusted key" in str(err.value)
+        with pytest.raises(TamperError, match="refusing to append"):
+            log.append({"actor": {"id": "x"}, "action": "doc.read", "outcome": "success"})
+    code, out = cli_verify(data, url)
+    assert code == 1, out
+    assert "checkpoint at index 0" in out
+
+
 def test_edited_memory_on_the_node_is_refused(copy: Copy) -> None:
     data, url = copy
     (data / LOG / FILE).write_text(json.dumps({"format": "sealtrail-head-memory/1",
