@@ -373,11 +373,21 @@ class Keyring:
         with self.home.locked():
             self.home.write_text(content, exclusive=False)
         self.kek = kek
-        self.reload()
+        self.reload(back=True)
 
-    def reload(self) -> None:
-        """Re-read the file (another process rotated): learn the new data keys."""
+    def reload(self, *, back: bool = False) -> None:
+        """Re-read the document (another process rotated): learn the new data keys.
+
+        TamperError when the active data key went back (an older copy of the keyring put in
+        place: it would bring a retired, perhaps compromised, data key back into use, and a
+        rotation on top of it would issue a used key id again), unless ``back`` (this
+        process restores an earlier document itself, :meth:`restore`)."""
+        before = self.active
         fresh = self.load(self.home, self.origin, self.kek)
+        if not back and kid_number(fresh.active) < kid_number(before):
+            raise TamperError("settings", 0, f"the keyring's active data key went back from "
+                              f"{before} to {fresh.active}: the keyring ({self.home.where}) "
+                              "was replaced by an older copy")
         self.doc, self.data, self.active = fresh.doc, fresh.data, fresh.active
         self.seen = fresh.seen
 
@@ -389,12 +399,7 @@ class Keyring:
         """
         if self.home.identity() == self.seen:
             return False
-        before = self.active
         self.reload()
-        if kid_number(self.active) < kid_number(before):
-            raise TamperError("settings", 0, f"the keyring's active data key went back from "
-                              f"{before} to {self.active}: keyring.json was replaced by an "
-                              "older copy")
         return True
 
     def describe_keys(self) -> list[dict[str, Any]]:

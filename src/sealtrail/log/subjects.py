@@ -12,7 +12,14 @@ import base64
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sealtrail.core.errors import ConfigError, KeyringError, PolicyError, ValidationError
+from sealtrail.core.canonical import leaf_object
+from sealtrail.core.errors import (
+    ConfigError,
+    KeyringError,
+    PolicyError,
+    SealtrailError,
+    ValidationError,
+)
 from sealtrail.core.timefmt import format_time
 from sealtrail.log.blindindex import SEG_SHIFT
 from sealtrail.log.keyring import KeyEncryptionKey, kid_number
@@ -197,6 +204,15 @@ def record_interrupted_rotation(alog: AuditLog) -> None:
     if keyring is None:
         return
     recorded = alog.store.meta().get(ACTIVE_KEY_META, "d1")
+    later = _recorded_rotation_past(alog, keyring.active)
+    if later is not None:
+        # The log records a rotation past the keyring's active key: the keyring was put
+        # back (with the unsigned active_key setting, or without), not cut short.
+        alog.settings_problem = (f"the keyring's active data key is {keyring.active} but the "
+                                 f"log recorded a rotation to {later[1]} at entry {later[0]}: "
+                                 f"the keyring ({keyring.where}) was replaced by an older "
+                                 "copy (restore the current one)")
+        return
     if keyring.active == recorded:
         return
     if kid_number(keyring.active) < kid_number(recorded) or recorded not in keyring.data:
@@ -218,3 +234,30 @@ def record_interrupted_rotation(alog: AuditLog) -> None:
                       f"{keyring.active}, the last recorded rotation {recorded} (a rotation "
                       "was cut short before its record, or the keyring file was replaced)"},
                      hook)
+
+
+def _recorded_rotation_past(alog: AuditLog, active: str) -> tuple[int, str] | None:
+    """The entry (index, kid) recording the rotation that followed ``active``, if the log
+    has one: the next key id looked up as a ``keys.rotate`` target (a reserved action only the
+    engine writes) in the blind index as far as it reaches, and the entries past it read.
+    Nothing is written (an open must not): None when there is no such entry, or when it
+    cannot be looked up; then the unsigned ``active_key`` setting is all there is."""
+    following = f"d{kid_number(active) + 1}"
+    try:
+        protector = alog.subject_protector()
+        status = alog.index_status()
+        token = protector.blind().token("target.id", following)
+        hits = protector.index.lookup(token, status["indexed"], None)
+        tail = range(status["indexed"], status["size"])
+        for index in [*hits, *tail]:
+            leaf = alog.entry(index).leaf
+            if not leaf or b'"keys.rotate"' not in leaf:
+                continue  # retired by retention (its body is gone), or another action
+            event = leaf_object(leaf)
+            target = event.get("target")
+            if (event.get("action") == "keys.rotate" and isinstance(target, dict)
+                    and target.get("id") == following):
+                return index, following
+    except SealtrailError:
+        return None
+    return None

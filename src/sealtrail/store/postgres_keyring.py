@@ -3,10 +3,13 @@
 The document is what ``keyring.json`` holds beside a SQLite store: every key in it is wrapped
 by the KEK, which never reaches the database, so the row is no more secret than the file
 (a reader of the database learns key ids and dates, not keys). One row, ``keyring`` in the
-log's schema, with a ``version`` that every write increments: that number is the identity
-:meth:`sealtrail.log.keyring.Keyring.follow` compares before each sealing, so a rotation on one
-node is picked up by the others before they seal again. A read-modify-write (rotation) holds
-a session advisory lock named after the schema, the cross-node form of the file's ``flock``.
+log's schema, with a ``version`` that every write increments. The identity
+:meth:`sealtrail.log.keyring.Keyring.follow` compares before each sealing is that version
+*and* a SHA-256 of the document, so a rotation on one node is picked up by the others before
+they seal again, and so is a document edited in place without the version (an older copy
+put back by someone with the database): ``follow`` then refuses a data key that went back.
+A read-modify-write (rotation) holds a session advisory lock named after the schema, the
+cross-node form of the file's ``flock``.
 
 Implements :class:`sealtrail.log.keyring.KeyringHome` (structurally: the store layer does not
 import the engine). Picklable: a prepare worker process connects again on first use.
@@ -78,6 +81,14 @@ class PostgresKeyringHome:
             if self._has_table() else "SELECT NULL WHERE false")
         return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
+    def _identity(self) -> tuple[int, bytes] | None:
+        if not self._has_table():
+            return None
+        rows = self._q(sql.SQL(
+            "SELECT version, sha256(convert_to(doc, 'UTF8')) FROM {}.keyring WHERE id = 0"
+        ).format(sql.Identifier(self._schema)))
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     def _has_table(self) -> bool:
         rows = self._q("SELECT to_regclass(format('%%I.keyring', %s::text)) IS NOT NULL",
                        (self._schema,))
@@ -96,9 +107,8 @@ class PostgresKeyringHome:
         return row[0]
 
     def identity(self) -> object:
-        """The row's version (None when there is no row)."""
-        row = self._row()
-        return None if row is None else row[1]
+        """The row's version and the document's SHA-256 (None when there is no row)."""
+        return self._identity()
 
     def write_text(self, text: str, *, exclusive: bool) -> None:
         """Insert (``exclusive``: refused when a row exists) or replace, version + 1."""
