@@ -476,6 +476,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 5. No tree data past the size: the last block of each level ends exactly where the
         #    tree's complete nodes end, and no level beyond the tree's height has blocks.
         for level, last_block, length in store.node_extent():
+            if level < 0 or last_block < 0:
+                raise TamperError("extra", size, f"tree hashes at level {level}, block "
+                                  f"{last_block}: no tree has nodes there")
             count = size >> level
             want_block, want_len = ((count - 1) // BLOCK, ((count - 1) % BLOCK + 1) * HASH_SIZE)
             if count == 0 or (last_block, length) != (want_block, want_len):

@@ -656,9 +656,13 @@ class PostgresStore:
             lo = int(rows[-1][0]) + 1
 
     def node_extent(self) -> list[tuple[int, int, int]]:
-        """(level, last block, its length in bytes) for every level that has blocks."""
-        rows = self._q("SELECT DISTINCT ON (level) level, block, length(data) FROM nodes "
-                       "ORDER BY level, block DESC")
+        """(level, last block, its length in bytes) for every level that has blocks; and,
+        for a level that also has blocks at a negative number (no tree makes them: only an
+        edit of the table does), the lowest of those too, so they are not passed over."""
+        rows = self._q("(SELECT DISTINCT ON (level) level, block, length(data) FROM nodes "
+                       "ORDER BY level, block DESC) UNION ALL "
+                       "(SELECT DISTINCT ON (level) level, block, length(data) FROM nodes "
+                       "WHERE block < 0 ORDER BY level, block)")
         return [(int(lv), int(b), int(n)) for lv, b, n in rows]
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
@@ -844,8 +848,11 @@ class PostgresStore:
         snapshots needs ``pg_stat_activity`` rows (the same role, or ``pg_read_all_stats``);
         replication slots and prepared transactions are not waited for.
         """
-        if self._in_tx or self._in_snapshot:
-            raise StorageError("purge_deleted cannot run inside a transaction")
+        # The lock first: another thread's transaction on this handle (the background index
+        # step) holds it to its end, so only this thread's own transaction is refused here.
+        with self._lock:
+            if self._in_tx or self._in_snapshot:
+                raise StorageError("purge_deleted cannot run inside a transaction")
         deadline = time.monotonic() + wait_s
         horizon = int(self._q("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")[0][0])
         horizon %= _XID

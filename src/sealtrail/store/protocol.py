@@ -181,7 +181,9 @@ class EntryLog(Protocol):
         """All blocks of one level in block order: (block, data)."""
 
     def node_extent(self) -> list[tuple[int, int, int]]:
-        """(level, last block, its length in bytes) for every level that has blocks."""
+        """(level, last block, its length in bytes) for every level that has blocks. An
+        adapter that can hold blocks at a negative level or number (only an edit makes them)
+        lists those too, so ``verify`` reports them."""
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
         """Insert or replace node blocks (inside a transaction)."""
