@@ -14,6 +14,7 @@ run only in the process that leads the data directory (:mod:`sealtrail.server.le
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +53,9 @@ class ServiceState:
     limiter: RateLimiter
     leadership: Leadership | PgLeadership = field(init=False)
     _running: list[Callable[[], None]] = field(init=False, default_factory=list)
+    # Starting and stopping the leader's jobs: the leadership's thread (taking or losing the
+    # lead) and the app's shutdown may do either at once.
+    _jobs: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         # One data directory: a file lock. A PostgreSQL store shared by several nodes: a
@@ -113,6 +117,10 @@ class ServiceState:
 
     def _lead(self) -> None:
         """Start the jobs only the leader runs (each one's stop is kept for :meth:`stop`)."""
+        with self._jobs:
+            self._start_jobs()
+
+    def _start_jobs(self) -> None:
         self.verifier.start()
         self._running.append(self.verifier.stop)
         self.retention.start()
@@ -133,15 +141,17 @@ class ServiceState:
     def _unlead(self) -> None:
         """The lead was lost (the store's session ended: a pause, a cut, a restart): stop
         the leader's jobs now; another node runs them (this one again if it retakes it)."""
-        while self._running:
-            self._running.pop()()
+        with self._jobs:
+            while self._running:
+                self._running.pop()()
 
     def stop(self) -> None:
         """Stop the jobs in the reverse order (the monitor before the logs it reads), release
         the lead, then close the logs."""
         self.leadership.stop()  # no job starts after this
-        while self._running:
-            self._running.pop()()
+        with self._jobs:
+            while self._running:
+                self._running.pop()()
         self.leadership.release()
         if self.dispatcher is not None:
             self.dispatcher.close(5.0)
