@@ -160,6 +160,8 @@ def encode(req: Request, protector: Protector | None) -> None:
     """The leaves and leaf hashes of a request's sequenced events."""
     leaves: list[bytes] = []
     sealing = protector.sealing() if protector is not None else None
+    if protector is not None and sealing is not None:
+        protector.prefetch((ev.subjects for ev in req.events if ev.subjects), sealing)
     for pos, ev in enumerate(req.events):
         leaves.append(_leaf(req, pos, ev, protector, sealing=sealing, claimed=None))
     req.leaves = leaves
