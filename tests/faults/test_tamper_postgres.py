@@ -1545,3 +1545,21 @@ def test_a_rule_or_trigger_planted_in_the_schema_is_caught(rich: Rich, copy: Cop
         _CHECKS[check](data, url)
     assert err.value.kind == kind, err.value
     assert err.value.index >= rich.t.size or kind == "checkpoint"
+
+
+@pytest.mark.parametrize("table", ["chunks", "checkpoints", "subject_keys"])
+def test_a_rule_discarding_inserts_refuses_the_append_at_once(copy: Copy, table: str) -> None:
+    """Where every row of a write must land (entries, kept checkpoints, new subject keys),
+    fewer rows written is refused inside the commit: nothing is acknowledged."""
+    data, url = copy
+    with edit(url) as db:
+        db.execute(f"CREATE RULE planted AS ON INSERT TO {table} DO INSTEAD NOTHING".encode())
+    events = [{"actor": {"id": f"late-{i}", "ip": "192.0.2.9"}, "action": "doc.read",
+               "outcome": "success", "subjects": [f"new-patient-{i}"]}
+              for i in range(600)]  # past the next anchor (a kept checkpoint)
+    with opened(data, url, passphrase=TEST_PASSPHRASE,
+                clock=lambda: T0 + timedelta(days=42)) as log:
+        size = log.size
+        with pytest.raises(StorageError, match=f"{table}: 0 of"):
+            log.append_many(events)
+        assert log.size == size

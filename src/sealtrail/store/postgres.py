@@ -624,8 +624,8 @@ class PostgresStore:
                                     f"{self.state().size} under this writer: nothing was stored")
 
     def put_checkpoint(self, size: int, note: str) -> None:
-        self._w("INSERT INTO checkpoints VALUES (%s, %s) ON CONFLICT (size) "
-                "DO UPDATE SET note = excluded.note", [(size, note)])
+        self._all("checkpoints", "INSERT INTO checkpoints VALUES (%s, %s) ON CONFLICT (size) "
+                  "DO UPDATE SET note = excluded.note", [(size, note)])
 
     def iter_checkpoints(self) -> Iterator[KeptCheckpoint]:
         for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
@@ -666,13 +666,22 @@ class PostgresStore:
         return [(int(lv), int(b), int(n)) for lv, b, n in rows]
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
-        self._w("INSERT INTO nodes VALUES (%s, %s, %s) ON CONFLICT (level, block) "
-                "DO UPDATE SET data = excluded.data",
-                [(lv, b, d) for (lv, b), d in blocks.items()])
+        self._all("nodes", "INSERT INTO nodes VALUES (%s, %s, %s) ON CONFLICT (level, block) "
+                  "DO UPDATE SET data = excluded.data",
+                  [(lv, b, d) for (lv, b), d in blocks.items()])
 
     def put_chunks(self, chunks: list[Chunk]) -> None:
-        self._w("INSERT INTO chunks VALUES (%s, %s, %s, %s, %s)",
-                [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
+        self._all("chunks", "INSERT INTO chunks VALUES (%s, %s, %s, %s, %s)",
+                  [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
+
+    def _all(self, table: str, query: str, rows: Sequence[Sequence[object]]) -> None:
+        """A write of which every row must land (inserts and upserts): fewer rows written
+        means a rule or trigger planted on the table discards them, and the commit must not
+        be acknowledged (SQLite's ``RAISE(IGNORE)`` trigger is caught by ``verify`` only)."""
+        written = self._w(query, rows)
+        if written != len(rows):
+            raise StorageError(f"{table}: {written} of {len(rows)} rows written (a rule or "
+                               "trigger on the table discards writes: it was edited)")
 
     def _chunk_page(self, where: str, args: tuple[object, ...], order: str) -> list[Chunk]:
         # ``where`` and ``order`` are this module's constants; values are bound parameters.
@@ -827,8 +836,8 @@ class PostgresStore:
 
     def put_subject_keys(self, rows: list[SubjectKey]) -> None:
         """Insert keys (inside a transaction)."""
-        self._w("INSERT INTO subject_keys(kid, ref, wrapped) VALUES (%s, %s, %s)",
-                [tuple(r) for r in rows])
+        self._all("subject_keys", "INSERT INTO subject_keys(kid, ref, wrapped) "
+                  "VALUES (%s, %s, %s)", [tuple(r) for r in rows])
 
     def delete_subject_key(self, kid: bytes) -> None:
         """Destroy a subject key (inside a transaction; :meth:`purge_deleted` vacuums it)."""
