@@ -330,6 +330,12 @@ class Cluster:
                 f"{node} led, then the leaders were {[str(n) for n in leaders]}"
             time.sleep(0.1)
 
+    def losses(self) -> str:
+        """Each node's lines saying why it stopped leading (for failure messages)."""
+        return "; ".join(f"node {n.index}: " + " | ".join(
+            line.strip() for line in n.tail(100_000).splitlines() if "no longer leads" in line)
+            for n in self.nodes)
+
     def verify(self) -> subprocess.CompletedProcess[str]:
         """``sealtrail --store URL --data SEED verify``."""
         return sealtrail(self.seed, self.store, "verify")
@@ -366,6 +372,36 @@ class Cluster:
             row = db.execute(
                 "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
                 "WHERE a.client_port = ANY(%s) AND a.state = 'idle in transaction' "
+                "AND l.relation = 'sealtrail_default.state'::regclass "
+                "AND l.mode = 'RowExclusiveLock'", (ports,)).fetchone()
+        return row is not None and int(row[0]) > 0
+
+    def holds_state_lock(self, backend: int) -> bool:
+        """Whether session ``backend`` holds a write on the log's state row."""
+        with psycopg.connect(self.store, autocommit=True, connect_timeout=3) as db:
+            row = db.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = %s AND "
+                "relation = 'sealtrail_default.state'::regclass AND mode = 'RowExclusiveLock'",
+                (backend,)).fetchone()
+        return row is not None and int(row[0]) > 0
+
+    def stalled_backend(self, backend: int) -> bool:
+        """Whether session ``backend`` is ``active`` waiting for its client (ClientRead)."""
+        with psycopg.connect(self.store, autocommit=True, connect_timeout=3) as db:
+            row = db.execute("SELECT state, wait_event FROM pg_stat_activity WHERE pid = %s",
+                             (backend,)).fetchone()
+        return row == ("active", "ClientRead")
+
+    def stalled_mid_statement(self, node: Node) -> bool:
+        """Whether a session of ``node`` holds the write lock while PostgreSQL waits for the
+        rest of a statement stream (``active``, ``ClientRead``: a pipelined executemany cut
+        by a pause), where no idle timeout applies."""
+        ports = sorted(node.db_ports())
+        with psycopg.connect(self.store, autocommit=True, connect_timeout=3) as db:
+            row = db.execute(
+                "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                "WHERE a.client_port = ANY(%s) AND a.state = 'active' "
+                "AND a.wait_event = 'ClientRead' "
                 "AND l.relation = 'sealtrail_default.state'::regclass "
                 "AND l.mode = 'RowExclusiveLock'", (ports,)).fetchone()
         return row is not None and int(row[0]) > 0
