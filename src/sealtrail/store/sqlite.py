@@ -250,13 +250,21 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
 
-    def _w(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    def _w(self, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
         if not self._in_tx:
             raise StorageError("write outside a transaction")
         try:
-            self._db.executemany(sql, rows)
+            return self._db.executemany(sql, rows).rowcount
         except sqlite3.Error as exc:
             raise StorageError(f"write failed: {exc}") from exc
+
+    def _all(self, table: str, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """A write of which every row must land: fewer means a trigger planted on the table
+        discards them (``RAISE(IGNORE)``), and the commit must not be acknowledged."""
+        written = self._w(sql, rows)
+        if rows and written != len(rows):
+            raise StorageError(f"{table}: {written} of {len(rows)} rows written (a trigger "
+                               "on the table discards writes: it was edited)")
 
     def meta(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in self._q("SELECT key, value FROM meta")}
@@ -341,12 +349,12 @@ class SQLiteStore:
         return out
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
-        self._w("INSERT OR REPLACE INTO nodes VALUES (?, ?)",
-                [((lv << _LEVEL_SHIFT) | b, d) for (lv, b), d in blocks.items()])
+        self._all("nodes", "INSERT OR REPLACE INTO nodes VALUES (?, ?)",
+                  [((lv << _LEVEL_SHIFT) | b, d) for (lv, b), d in blocks.items()])
 
     def put_chunks(self, chunks: list[Chunk]) -> None:
-        self._w("INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
-                [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
+        self._all("chunks", "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                  [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
 
     def _chunk_page(self, where: str, args: tuple[object, ...], order: str) -> list[Chunk]:
         rows = self._q("SELECT start, count, batch_end, ids, data FROM chunks "
@@ -546,7 +554,8 @@ class SQLiteStore:
             key = (rows[-1][0], bytes(rows[-1][1]))  # as stored: an edited level still moves on
 
     def put_checkpoint(self, size: int, note: str) -> None:
-        self._w("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", [(size, note)])
+        self._all("checkpoints", "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)",
+                  [(size, note)])
 
     def iter_checkpoints(self) -> Iterator[KeptCheckpoint]:
         for size, note in self._q("SELECT size, note FROM checkpoints ORDER BY size"):
@@ -578,7 +587,8 @@ class SQLiteStore:
 
     def put_subject_keys(self, rows: list[SubjectKey]) -> None:
         """Insert keys (inside a transaction)."""
-        self._w("INSERT INTO subject_keys(kid, ref, wrapped) VALUES (?, ?, ?)", rows)
+        self._all("subject_keys", "INSERT INTO subject_keys(kid, ref, wrapped) "
+                  "VALUES (?, ?, ?)", [tuple(r) for r in rows])
 
     def delete_subject_key(self, kid: bytes) -> None:
         """Destroy a subject key (inside a transaction; secure_delete overwrites it)."""
