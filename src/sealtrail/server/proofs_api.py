@@ -40,7 +40,9 @@ async def get_checkpoint(log: str, service: Service,
     """The latest signed checkpoint (C2SP signed note)."""
     alog = open_log(service, log)
     service.metrics.proof_reads.labels(log, "checkpoint").inc()
-    return PlainTextResponse(alog.checkpoint().note)
+    # In a thread: the read may wait for the store (a commit in progress), the loop must not.
+    note = (await in_thread(alog.checkpoint)).note
+    return PlainTextResponse(note)
 
 
 @router.get("/v1/logs/{log}/proof/inclusion", responses=ERRORS)

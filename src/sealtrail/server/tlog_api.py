@@ -47,7 +47,9 @@ async def tlog_checkpoint(log: str, service: Service,
     """The checkpoint at the tiles prefix (same note as /v1/.../checkpoint)."""
     alog = open_log(service, log)
     service.metrics.proof_reads.labels(log, "checkpoint").inc()
-    return PlainTextResponse(alog.checkpoint().note, headers={"Cache-Control": "no-store"})
+    # In a thread: the read may wait for the store (a commit in progress), the loop must not.
+    note = (await in_thread(alog.checkpoint)).note
+    return PlainTextResponse(note, headers={"Cache-Control": "no-store"})
 
 
 # Registered before the hash tiles: their path pattern would also match tile/entries/...

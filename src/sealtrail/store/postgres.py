@@ -202,7 +202,8 @@ SCHEMA_VERSION: Final = 1
 """The layout this release writes (the last of :data:`MIGRATIONS`)."""
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_LOCK_TIMEOUT = "30s"  # how long a writer waits for the write lock (SQLite's busy timeout)
+_LOCK_WAIT_S = 30.0  # how long a writer waits for the write lock (SQLite's busy timeout)
+_LOCK_STEP_MS = 1000  # ... in steps this long, fencing stalled writers between steps
 _PAGE = 64  # rows read per lock hold by the chunk and node iterators
 _XID = 1 << 32
 _EPOCH = 1 << 48  # change_marker moves by this much at each reconnect
@@ -306,6 +307,34 @@ def migrate(url: str, schema: str) -> tuple[int, int]:
         raise StorageError(f"cannot migrate the log store {location}: {exc}") from exc
 
 
+_VALUES = re.compile(r"\bVALUES\s*(\([^)]*\))")
+_MAX_PARAMS = 30_000  # bound parameters per statement (PostgreSQL allows 65,535)
+
+
+def _statements(query: str, rows: Sequence[Sequence[object]]
+                ) -> Iterator[tuple[str, Sequence[object]]]:
+    """The statements that write ``rows`` by ``query``, each sent and answered before the
+    next: an ``INSERT ... VALUES (...)`` becomes one multi-row ``INSERT`` per few thousand
+    rows, anything else one statement per row. Never ``executemany``: psycopg pipelines it,
+    and a writer paused between the messages of a pipeline leaves its backend waiting for
+    the rest ('active', ClientRead), where no PostgreSQL 15 timeout ends it — the write lock
+    would be held for as long as the process is stopped. Between whole statements the
+    session is idle in its transaction, and ``idle_in_transaction_session_timeout`` ends it.
+    """
+    found = _VALUES.search(query)
+    if len(rows) == 1 or found is None or not query.lstrip().upper().startswith("INSERT"):
+        for row in rows:
+            yield query, row
+        return
+    group = found.group(1)
+    per = max(1, _MAX_PARAMS // max(1, group.count("%s")))
+    head, tail = query[:found.start(1)], query[found.end(1):]
+    for start in range(0, len(rows), per):
+        part = rows[start:start + per]
+        yield (head + ", ".join([group] * len(part)) + tail,
+               [value for row in part for value in row])
+
+
 def _where(db: psycopg.Connection[tuple[Any, ...]], schema: str) -> str:
     """The database (no password) and the schema, for messages."""
     info = db.info
@@ -332,6 +361,8 @@ class PostgresStore:
         self._own_commits = 0
         self._epoch = 0  # reconnects so far (each moves change_marker)
         self._closed = False
+        self._side: psycopg.Connection[tuple[Any, ...]] | None = None  # see state()
+        self._aside_lock = threading.Lock()
         self._conninfo = conninfo(url)
         self._location = f"schema {schema}"
         self._db: psycopg.Connection[tuple[Any, ...]] = self._connect()
@@ -361,6 +392,22 @@ class PostgresStore:
             db.close()
             raise StorageError(f"cannot open the log store {self._location}: {exc}") from exc
         return db
+
+    def _aside(self, query: str) -> list[tuple[Any, ...]]:
+        """A read on the side connection (made on first use, made again once if lost)."""
+        with self._aside_lock:
+            for attempt in (1, 2):
+                if self._closed:
+                    raise StorageError("the store is closed")
+                if self._side is None or self._side.closed:
+                    self._side = self._connect()
+                try:
+                    return self._side.execute(query).fetchall()
+                except psycopg.Error as exc:
+                    if attempt == 1 and self._side.closed:
+                        continue
+                    raise StorageError(f"read failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _ensure(self) -> None:
         """Outside a transaction or snapshot, a new connection in place of a lost one (the
@@ -442,6 +489,49 @@ class PostgresStore:
                     continue
                 raise StorageError(f"{what}: {exc}") from exc
 
+    def _take_write_lock(self) -> None:
+        """``BEGIN`` and the write lock, waiting for it at most :data:`_LOCK_WAIT_S` seconds.
+
+        The wait is cut into steps; after each step that did not get the lock, a writer
+        that holds it while stalled in the middle of a statement stream (its backend
+        'active', waiting for the client's next message for longer than the idle
+        timeout: a node paused between the messages of a pipeline) is ended with
+        ``pg_terminate_backend``. No PostgreSQL 15 timeout ends such a session (the idle
+        one ends only sessions *between* statements), so without this fence one paused
+        node would stop every node's writes for as long as it stays paused. Its
+        transaction is rolled back; it never acknowledged it."""
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                self._begin(("BEGIN ISOLATION LEVEL READ COMMITTED",
+                             f"SET LOCAL lock_timeout = '{_LOCK_STEP_MS}ms'",
+                             # The write lock, and the counter change_marker reads.
+                             "UPDATE state SET commits = commits + 1 WHERE id = 0"),
+                            "cannot start a write")
+                return
+            except StorageError as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, psycopg.errors.LockNotAvailable):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StorageError(f"cannot start a write: the write lock was not free "
+                                       f"within {_LOCK_WAIT_S:.0f} s") from exc
+                self._fence_stalled_writers()
+
+    def _fence_stalled_writers(self) -> None:
+        """End the sessions that hold this store's ``state`` table for writing while
+        stalled mid-statement longer than the idle timeout (see :meth:`_take_write_lock`)."""
+        with contextlib.suppress(psycopg.Error):
+            self._db.execute(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'relation' AND l.relation = 'state'::regclass "
+                "AND l.mode = 'RowExclusiveLock' AND l.granted "
+                "AND a.pid <> pg_backend_pid() AND a.state = 'active' "
+                "AND a.wait_event = 'ClientRead' "
+                "AND a.state_change < clock_timestamp() - make_interval(secs => %s)",
+                (IDLE_IN_TRANSACTION_TIMEOUT,))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN``, the write lock (the state row), ... ``COMMIT``; rolls back on any
@@ -451,11 +541,7 @@ class PostgresStore:
                 raise StorageError("cannot start a write: this handle is read-only")
             if self._in_tx or self._in_snapshot:
                 raise StorageError("cannot start a write: this handle is in a transaction")
-            self._begin(("BEGIN ISOLATION LEVEL READ COMMITTED",
-                         f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'",
-                         # The write lock, and the counter change_marker reads.
-                         "UPDATE state SET commits = commits + 1 WHERE id = 0"),
-                        "cannot start a write")
+            self._take_write_lock()
             self._in_tx = True
             self._savepoints = 0
             try:
@@ -573,13 +659,11 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StorageError(f"write failed: {exc}") from exc
         try:
+            count = 0
             with self._db.cursor() as cur:
-                if len(rows) == 1:
-                    cur.execute(query, rows[0])
-                    count = cur.rowcount
-                else:
-                    cur.executemany(query, rows)
-                    count = cur.rowcount
+                for statement, args in _statements(query, rows):
+                    cur.execute(statement, args)
+                    count += cur.rowcount
             self._db.execute("RELEASE statement")
         except psycopg.Error as exc:
             with contextlib.suppress(psycopg.Error):
@@ -602,7 +686,18 @@ class PostgresStore:
         self._w("DELETE FROM meta WHERE key = %s", [(key,)])
 
     def state(self) -> State:
-        rows = self._q("SELECT size, checkpoint, id_hwm FROM state WHERE id = 0")
+        """The head. While another thread of this process holds this handle in a write
+        transaction (which may be waiting for another node's write lock for seconds), it is
+        read on a side connection instead of waiting: the head committed now, as a read a
+        moment earlier would have seen it (checkpoint and health reads must not queue
+        behind a writer). The transaction's own thread reads on the handle, as ever."""
+        if self._lock.acquire(blocking=False):
+            try:
+                rows = self._q("SELECT size, checkpoint, id_hwm FROM state WHERE id = 0")
+            finally:
+                self._lock.release()
+        else:
+            rows = self._aside("SELECT size, checkpoint, id_hwm FROM state WHERE id = 0")
         if not rows:
             raise StorageError("the state row is missing")
         size, cp, hwm = rows[0]
@@ -976,3 +1071,7 @@ class PostgresStore:
         with self._lock:
             self._closed = True
             self._db.close()
+        with self._aside_lock:
+            if self._side is not None:
+                self._side.close()
+                self._side = None
