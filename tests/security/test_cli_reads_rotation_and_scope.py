@@ -127,13 +127,14 @@ def test_running_log_follows_a_rotation_by_another_process(data: Path) -> None:
         service.verify()
 
 
-def test_rotation_that_cannot_commit_leaves_the_keyring_as_it_was(data: Path) -> None:
-    """The keyring is replaced inside the transaction that appends the record: when the
-    commit fails (here: the chunks table refuses writes), the rotation is undone."""
+def test_rotation_that_cannot_commit_keeps_its_key_and_is_recorded_later(data: Path) -> None:
+    """The keyring is replaced inside the transaction that appends the record. When the
+    commit fails (here: the chunks table refuses writes) the new key stays: another process
+    may already have followed the keyring and sealed under it, and taking the key back would
+    make those events unreadable. The rotation is recorded once a commit works again."""
     import sqlite3
 
-    with AuditLog.open(data, create=False) as log:
-        before = Keyring.read(FileHome(data / "default" / KEYRING_FILE))["active"]
+    with AuditLog.open(data, create=False) as log, AuditLog.open(data, create=False) as other:
         con = sqlite3.connect(data / "default" / "log.db")
         with con:
             con.execute("CREATE TRIGGER no_more BEFORE INSERT ON chunks BEGIN "
@@ -141,13 +142,19 @@ def test_rotation_that_cannot_commit_leaves_the_keyring_as_it_was(data: Path) ->
         con.close()
         with pytest.raises(StorageError):
             log.rotate_keys(actor={"id": "ops"})
-    assert Keyring.read(FileHome(data / "default" / KEYRING_FILE))["active"] == before
-    con = sqlite3.connect(data / "default" / "log.db")
-    with con:
-        con.execute("DROP TRIGGER no_more")
-    con.close()
-    with AuditLog.open(data, create=False) as log:
-        size = log.size
+        assert Keyring.read(FileHome(data / "default" / KEYRING_FILE))["active"] == "d2"
+        con = sqlite3.connect(data / "default" / "log.db")
+        with con:
+            con.execute("DROP TRIGGER no_more")
+        con.close()
+        # Another process seals under the key it finds, and that stays readable.
+        receipt = other.append({"actor": {"id": "a", "name": "Ann"}, "action": "doc.read",
+                                "outcome": "success"})
+        assert other.entry(receipt.index).event()["sealed"]["ct"].startswith("d2:")
+    with AuditLog.open(data, create=False) as log:  # the next open records the rotation
+        recorded = [ev for ev in (e.event() for e in log.entries(0))
+                    if ev["action"] == "keys.rotate"]
+        assert [ev["target"]["id"] for ev in recorded] == ["d2"]
+        assert log.read(log.entry(receipt.index))["actor"]["name"] == "Ann"
         log.verify()
-        assert log.rotate_keys(actor={"id": "ops"}) == "d2"  # the same id, made for real
-        assert log.size == size + 1
+        assert log.rotate_keys(actor={"id": "ops"}) == "d3"

@@ -367,24 +367,16 @@ class Keyring:
         """The id the next :meth:`rotate` will give (as of the document last read)."""
         return f"d{max(int(k['id'][1:]) for k in self.doc['keys'] if k['purpose'] == 'data') + 1}"
 
-    def restore(self, content: str, kek: KeyEncryptionKey) -> None:
-        """Put back an earlier keyring document, opened by ``kek`` (a rotation whose record
-        did not commit)."""
-        with self.home.locked():
-            self.home.write_text(content, exclusive=False)
-        self.kek = kek
-        self.reload(back=True)
-
-    def reload(self, *, back: bool = False) -> None:
+    def reload(self) -> None:
         """Re-read the document (another process rotated): learn the new data keys.
 
         TamperError when the active data key went back (an older copy of the keyring put in
         place: it would bring a retired, perhaps compromised, data key back into use, and a
-        rotation on top of it would issue a used key id again), unless ``back`` (this
-        process restores an earlier document itself, :meth:`restore`)."""
+        rotation on top of it would issue a used key id again). Nothing here takes a key
+        back: a rotation whose record did not commit keeps its key (subjects.rotate_keys)."""
         before = self.active
         fresh = self.load(self.home, self.origin, self.kek)
-        if not back and kid_number(fresh.active) < kid_number(before):
+        if kid_number(fresh.active) < kid_number(before):
             raise TamperError("settings", 0, f"the keyring's active data key went back from "
                               f"{before} to {fresh.active}: the keyring ({self.home.where}) "
                               "was replaced by an older copy")

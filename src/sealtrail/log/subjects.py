@@ -9,6 +9,7 @@ changed) before it writes, and a refusal leaves nothing behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -159,10 +160,12 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
                 new_kek: KeyEncryptionKey | None = None) -> str:
     """Start a new data key (optionally rewrapping the keyring under ``new_kek``).
 
-    Old keys stay, so old entries stay readable; the tree is untouched. The rotation and its
-    ``keys.rotate`` record commit together: the keyring file is replaced inside the
-    transaction that appends the record, and a rotation cut short between the two (the file
-    replaced, the transaction lost) is found and recorded when the log next opens
+    Old keys stay, so old entries stay readable; the tree is untouched. The keyring is
+    replaced inside the transaction that appends the ``keys.rotate`` record. When that
+    transaction does not commit, the new key is kept, never taken back: another process or
+    node follows the keyring before each sealing and may already have sealed events under
+    it, which taking it back would make unreadable. The rotation is then recorded as soon as
+    a commit succeeds here, else when the log next opens
     (:func:`record_interrupted_rotation`). Returns the new active key id.
     """
     if not alog.encrypted:
@@ -181,7 +184,6 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
                               "try again")
         alog.store.set_meta({ACTIVE_KEY_META: made})
 
-    before, kek_before = keyring.home.read_text(), keyring.kek
     try:
         alog.commit_with({"actor": dict(actor), "action": "keys.rotate",
                           "outcome": "success", "category": "configuration",
@@ -189,10 +191,10 @@ def rotate_keys(alog: AuditLog, *, actor: Mapping[str, Any],
                           "reason": "rewrapped under a new key-encryption key" if new_kek
                           else "new data key"}, hook)
     except Exception:
-        # Not committed: put the keyring back as it was (a crash here instead is found and
-        # recorded at the next open, see record_interrupted_rotation).
-        if keyring.home.read_text() != before:
-            keyring.restore(before, kek_before)
+        # Not committed, but the keyring may hold the new key already (kept: see above).
+        # Record it now if a commit works again; else the next open does.
+        with contextlib.suppress(SealtrailError):
+            record_interrupted_rotation(alog)
         raise
     return kid
 
