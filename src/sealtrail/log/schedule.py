@@ -31,10 +31,18 @@ class Schedule:
         self.last_duration = 0.0
 
     def start(self) -> None:
-        """Start the thread (no-op when disabled or already started)."""
-        if self._enabled and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
+        """Start the thread (no-op when disabled or running). A stopped schedule starts
+        again (a node that lost the lead and took it back runs its jobs again)."""
+        if not self._enabled:
+            return
+        if self._thread is not None and not self.stopping.is_set():
+            return
+        # A fresh event: a thread of the earlier run still finishing its job keeps the old
+        # (set) one and ends; the new thread waits on this one.
+        self.stopping = stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(stopping,), name=self.name,
+                                        daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         """Stop after the current run (waits at most a second for it)."""
@@ -42,8 +50,8 @@ class Schedule:
         if self._thread is not None:
             self._thread.join(1.0)
 
-    def _run(self) -> None:
-        if self.stopping.wait(self._delay):
+    def _run(self, stopping: threading.Event) -> None:
+        if stopping.wait(self._delay):
             return
         while True:
             started = time.monotonic()
@@ -52,5 +60,5 @@ class Schedule:
             except Exception:  # the schedule must survive; the next run retries
                 log.exception("sealtrail: scheduled %s failed to run", self.name)
             self.last_duration = time.monotonic() - started
-            if self.stopping.wait(self._next_wait(self.last_duration)):
+            if stopping.wait(self._next_wait(self.last_duration)):
                 return

@@ -36,10 +36,13 @@ class MonitorProcess:
         self.restarts = 0
 
     def start(self) -> None:
-        """Start the child and the thread that restarts it."""
+        """Start the child and the thread that restarts it (again after :meth:`stop`: a node
+        that lost the lead and took it back runs the monitor again)."""
+        with self._spawning:
+            stop = self._stop = threading.Event()
         self._spawn()
-        self._thread = threading.Thread(target=self._watch, name="sealtrail-monitor-child",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._watch, args=(stop,),
+                                        name="sealtrail-monitor-child", daemon=True)
         self._thread.start()
 
     def _spawn(self) -> None:
@@ -54,14 +57,14 @@ class MonitorProcess:
                 [*self._command, "--exit-on-eof"], env=self._env, stdin=subprocess.PIPE,
                 start_new_session=True)
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         backoff = 1.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             proc = self._proc
             if proc is None:
                 return
             code = proc.wait()
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             self.restarts += 1
             log.error("sealtrail: the monitor process exited (%s); restarting in %.0f s",
@@ -71,7 +74,7 @@ class MonitorProcess:
                     "builtin.monitor_down", "Rule engine stopped", "monitor",
                     f"the monitor process exited with status {code}; restarted "
                     f"(restart {self.restarts})", severity="critical")
-            if self._stop.wait(backoff):
+            if stop.wait(backoff):
                 return
             backoff = min(backoff * 2, 30.0)
             self._spawn()
