@@ -165,3 +165,14 @@ def test_an_unreachable_store_fails_clearly(tmp_path: Path) -> None:
     assert res.returncode in (1, 2)
     assert "Traceback" not in res.stderr
     assert "connect" in res.stderr.lower()
+
+
+@pytest.mark.parametrize("url", ["postgresql:/admin:S3cr3tPW@db.internal/prod",
+                                 "postgresql://admin:S3cr3t%zzPW@db.internal/prod",
+                                 "admin:S3cr3tPW@db.internal"])
+def test_a_store_url_with_a_password_is_never_echoed(tmp_path: Path, url: str) -> None:
+    """A mistyped URL is refused without printing it: it may hold the database password."""
+    res = sealtrail("--data", tmp_path / "d", "--store", url, "verify", text=True)
+    assert res.returncode != 0
+    assert "S3cr3t" not in res.stderr + res.stdout
+    assert "--store" in res.stderr or "URL" in res.stderr

@@ -87,8 +87,11 @@ def check_store(store: str | None) -> str | None:
     PostgreSQL URL; ConfigError otherwise (naming what to give)."""
     if store is None or store.startswith(POSTGRES_SCHEMES):
         return store
-    raise ConfigError(f"store {store.split('://')[0]!r}...: give a postgresql:// URL (or no "
-                      "store: SQLite files under the data directory)")
+    scheme = store.split("://", 1)[0] if "://" in store else ""
+    shown = f"a {scheme}:// URL" if scheme.isalnum() else "not a URL"
+    raise ConfigError(f"store: {shown} (the value is not shown: it may hold a password); "
+                      "give a postgresql:// URL, or no store for SQLite files under the data "
+                      "directory")
 
 
 def log_schema(log: str) -> str:

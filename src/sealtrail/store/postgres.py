@@ -217,7 +217,10 @@ def conninfo(url: str, *, application_name: str = APPLICATION_NAME,
     try:
         given = conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise StorageError(f"not a usable database URL: {exc}") from exc
+        # Not psycopg's text: it quotes the token it could not parse, which may be the
+        # password.
+        raise StorageError("not a usable database URL (not shown: it may hold a password); "
+                           "use postgresql://user@host:port/database?param=value") from exc
     client = {"application_name": application_name, "connect_timeout": CONNECT_TIMEOUT,
               "keepalives": 1, "keepalives_idle": KEEPALIVES_IDLE,
               "keepalives_interval": KEEPALIVES_INTERVAL,

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import psycopg
 
 from sealtrail.core.errors import StorageError
+from sealtrail.store.postgres import conninfo
 
 
 def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10,
-                               application_name="sealtrail")
+        return psycopg.connect(conninfo(url), autocommit=True)
     except psycopg.Error as exc:
         raise StorageError(f"cannot connect to the PostgreSQL store: {exc}") from exc
 

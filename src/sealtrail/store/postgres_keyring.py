@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from sealtrail.core.errors import KeyringError, StorageError
+from sealtrail.store.postgres import conninfo
 
 _TABLE = """CREATE TABLE IF NOT EXISTS {}.keyring(
     id SMALLINT PRIMARY KEY CHECK (id = 0),
@@ -53,8 +54,7 @@ class PostgresKeyringHome:
     def _db(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
-                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10,
-                                             application_name="sealtrail")
+                self._conn = psycopg.connect(conninfo(self._url), autocommit=True)
             except psycopg.Error as exc:
                 raise StorageError(f"cannot connect to the keyring's database: {exc}") from exc
         return self._conn

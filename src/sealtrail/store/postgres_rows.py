@@ -47,6 +47,7 @@ import psycopg
 from psycopg import sql
 
 from sealtrail.core.errors import StorageError
+from sealtrail.store.postgres import conninfo
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 T = TypeVar("T")
@@ -125,8 +126,9 @@ class PostgresRows:
     def _connect(self, failure: str) -> Conn:
         """A new connection, its search path the schema (read-only for a read-only store)."""
         try:
-            conn: Conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10,
-                                         application_name="sealtrail")
+            # The log store's session settings (keepalives, the idle-in-transaction bound: a
+            # node paused inside an alert transaction must not hold the others' lock).
+            conn: Conn = psycopg.connect(conninfo(self._url), autocommit=True)
         except psycopg.Error as exc:
             raise StorageError(f"{failure}: cannot connect to its database: {exc}") from exc
         try:
