@@ -41,6 +41,7 @@ class PostgresKeyringHome:
         self._url = url
         self._schema = schema
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._held = False  # inside locked(): the connection holding the lock, never replaced
         self._lock = threading.RLock()
 
     def __reduce__(self) -> tuple[type[PostgresKeyringHome], tuple[str, str]]:
@@ -52,12 +53,18 @@ class PostgresKeyringHome:
         return f"PostgreSQL {self._schema}.keyring"
 
     def _db(self) -> psycopg.Connection[tuple[Any, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            try:
-                self._conn = psycopg.connect(conninfo(self._url), autocommit=True)
-            except psycopg.Error as exc:
-                raise StorageError(f"cannot connect to the keyring's database: {exc}") from exc
-        return self._conn
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if self._held:
+            # A new session would not hold the lock: the read-modify-write must not go on.
+            raise StorageError(f"the keyring's lock was lost with its connection "
+                               f"({self.where}): nothing was written")
+        try:
+            self._conn = conn = psycopg.connect(conninfo(self._url), autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to the keyring's database: {exc}") from exc
+        return conn
 
     def _q(self, query: sql.Composed | str, args: tuple[object, ...] = ()
            ) -> list[tuple[Any, ...]]:
@@ -117,8 +124,12 @@ class PostgresKeyringHome:
             conn = self._db()
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-                    conn.execute(sql.SQL(_TABLE).format(ident))
+                    if not self._has_table():
+                        # One creator at a time, with the store's own creation (same key).
+                        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                                     (f"sealtrail store {self._schema}",))
+                        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                        conn.execute(sql.SQL(_TABLE).format(ident))
                     if exclusive:
                         cur = conn.execute(sql.SQL(
                             "INSERT INTO {}.keyring VALUES (0, %s, 1) "
@@ -139,9 +150,11 @@ class PostgresKeyringHome:
         key = f"sealtrail keyring {self._schema}"
         with self._lock:
             self._q("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            self._held = True
             try:
                 yield
             finally:
+                self._held = False
                 conn = self._conn
                 if conn is not None and not conn.broken:  # a lost session released it
                     try:
