@@ -44,9 +44,13 @@ def erase(subject: SubjectOpt, reason: ReasonOpt,
         receipt = alog.erase_subject(subject, reason=reason, actor=operator())
         typer.echo(dumps({"erased": True, "event_index": receipt.index,
                           "wal_purged": alog.wal_purged}))
-        if not alog.wal_purged:
+        if not alog.wal_purged and alog.store_url is None:
             say("warning: a reader kept the WAL busy; the destroyed key's old pages "
                 "stay in log.db-wal until the next WAL checkpoint after readers finish")
+        elif not alog.wal_purged:
+            say("warning: another session's snapshot held VACUUM back; the destroyed key's "
+                "old row version stays in the table until the next erasure's VACUUM (and "
+                "in PostgreSQL's WAL, replicas and backups until they expire)")
 
 
 @commands.command("subject-export")

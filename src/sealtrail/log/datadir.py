@@ -344,10 +344,19 @@ def create_log(directory: Path, log: str, origin: str, *, clock: Clock,
     if kek is not None:
         home = keyring_home(directory, store_url)
         now = format_time(clock())
-        # A crash after the keyring was written but before the log: reuse it.
-        keyring = (Keyring.load(home, origin, kek) if home.exists()
-                   else Keyring.create(home, origin, kek, now))
-    store = _open_store(directory, store_url, wrap)
+        try:
+            # A crash after the keyring was written but before the log: reuse it.
+            keyring = (Keyring.load(home, origin, kek) if home.exists()
+                       else Keyring.create(home, origin, kek, now))
+        except BaseException:
+            home.close()
+            raise
+    try:
+        store = _open_store(directory, store_url, wrap)
+    except BaseException:
+        if keyring is not None:
+            keyring.home.close()
+        raise
     try:
         with store.transaction():
             # Another process creating the same log may have finished first (and appended).

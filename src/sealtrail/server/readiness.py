@@ -39,7 +39,12 @@ def readiness_problems(logs: Logs, verified: Mapping[str, Result], data_dir: Pat
         return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "\u2026"
 
     problems: list[dict[str, str]] = []
-    for name in logs.names():
+    try:
+        names = logs.names()
+    except SealtrailError as exc:  # the store (the catalog) does not answer at all
+        return [{"log": "*", "reason": "store_unreachable",
+                 "message": clean(f"{type(exc).__name__}: {exc}")}]
+    for name in names:
         try:
             alog = logs.get(name)
         except KeyringError as exc:
@@ -64,14 +69,19 @@ def readiness_problems(logs: Logs, verified: Mapping[str, Result], data_dir: Pat
     return problems
 
 
-def log_lag(logs: Logs) -> list[dict[str, Any]]:
-    """Per log: ``size`` (entries sequenced), ``unsigned`` (entries past the signed
-    checkpoint: integration's lag, 0 while integration runs in the sequencing transaction),
-    ``unindexed`` (entries the blind index has not caught up with) and ``store_ms`` (one
-    consistent read of the store, in milliseconds: its health). Logs that do not open or
-    whose store does not answer are left out (:func:`readiness_problems` names them)."""
+def log_lag(logs: Logs, *, sizes: bool = True) -> list[dict[str, Any]]:
+    """Per log: ``size`` (entries sequenced; left out when not ``sizes``: /readyz answers
+    without a key), ``unsigned`` (entries past the signed checkpoint: integration's lag, 0
+    while integration runs in the sequencing transaction), ``unindexed`` (entries the blind
+    index has not caught up with) and ``store_ms`` (one consistent read of the store, in
+    milliseconds: its health). Logs that do not open or whose store does not answer are
+    left out (:func:`readiness_problems` names them)."""
     out: list[dict[str, Any]] = []
-    for name in logs.names():
+    try:
+        names = logs.names()
+    except SealtrailError:
+        return out
+    for name in names:
         try:
             alog = logs.get(name)
             began = time.perf_counter()
@@ -80,8 +90,11 @@ def log_lag(logs: Logs) -> list[dict[str, Any]]:
             signed = alog.checkpoint().checkpoint.size
         except SealtrailError:
             continue
-        out.append({"log": name, "size": status["size"],
-                    "unsigned": max(status["size"] - signed, 0),
-                    "unindexed": status["size"] - status["indexed"],
-                    "store_ms": round(took, 3)})
+        row: dict[str, Any] = {"log": name, "size": status["size"],
+                               "unsigned": max(status["size"] - signed, 0),
+                               "unindexed": status["size"] - status["indexed"],
+                               "store_ms": round(took, 3)}
+        if not sizes:
+            del row["size"]
+        out.append(row)
     return out
