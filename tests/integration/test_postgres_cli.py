@@ -19,7 +19,8 @@ from sealtrail import AuditLog
 from sealtrail.core.checkpoint import open_checkpoint
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import InclusionProof
-from sealtrail.log.datadir import log_names
+from sealtrail.log.datadir import log_names, open_alert_rows
+from sealtrail.monitor.alerts import alerting_evidence
 
 pytestmark = pytest.mark.postgres
 
@@ -176,3 +177,20 @@ def test_a_store_url_with_a_password_is_never_echoed(tmp_path: Path, url: str) -
     assert res.returncode != 0
     assert "S3cr3t" not in res.stderr + res.stdout
     assert "--store" in res.stderr or "URL" in res.stderr
+
+
+def test_alerting_evidence_comes_from_the_store(tmp_path: Path, pg_store: str) -> None:
+    """A report on a PostgreSQL store: no monitor ever ran -> no alerting evidence, and
+    ``alerts list`` says so (nothing is made by asking); once the monitor's rows exist
+    (a service ran), the evidence is there, with no sink yet."""
+    data = tmp_path / "n1"
+    assert run(data, pg_store, "init").returncode == 0
+    listed = run(data, pg_store, "alerts", "list")
+    assert listed.returncode == 2
+    assert "no alerts" in listed.stderr
+    assert alerting_evidence(data, pg_store) is None
+    open_alert_rows(data / "_monitor" / "monitor.db", pg_store).close()  # as serve's monitor
+    evidence = alerting_evidence(data, pg_store)
+    assert evidence is not None
+    assert evidence["sinks"] == 0
+    assert run(data, pg_store, "alerts", "list").returncode == 0

@@ -28,6 +28,7 @@ from sealtrail.cli.common import (
     open_log,
     operator,
     passphrase,
+    place,
     say,
     store_url,
     where,
@@ -41,7 +42,7 @@ from sealtrail.core.redact import Redactor
 from sealtrail.core.sources import NAMES, Source, get_source
 from sealtrail.core.sources.base import checked_event
 from sealtrail.core.timefmt import parse_time
-from sealtrail.log.datadir import open_alert_rows
+from sealtrail.log.datadir import open_alert_rows, service_rows_exist
 from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 from sealtrail.monitor.builtin import builtin_rules
 from sealtrail.monitor.engine import evaluate_events, load_rules
@@ -183,11 +184,9 @@ def _store(data: str | None) -> AlertStore:
     d, _ = where(data, None)
     path = monitor_db_path(d)
     store = store_url()
-    if store is not None:
-        return AlertStore(path, rows=open_alert_rows(path, store))
-    if not path.exists():
-        fail(f"no alerts in {d}: the monitor runs with 'sealtrail serve'")
-    return AlertStore(path)
+    if not service_rows_exist("alerts", path, store):
+        fail(f"no alerts in {place(d)}: the monitor runs with 'sealtrail serve'")
+    return AlertStore(path, rows=None if store is None else open_alert_rows(path, store))
 
 
 @alerts_app.command("list")

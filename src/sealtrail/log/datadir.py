@@ -51,7 +51,11 @@ from sealtrail.log.tree import TreeEdge
 from sealtrail.store.monitor_state import AlertRows
 from sealtrail.store.outbox import OutboxRows
 from sealtrail.store.postgres import PostgresStore
-from sealtrail.store.postgres_catalog import postgres_logs, postgres_store_exists
+from sealtrail.store.postgres_catalog import (
+    postgres_logs,
+    postgres_store_exists,
+    postgres_table_exists,
+)
 from sealtrail.store.postgres_keyring import PostgresKeyringHome
 from sealtrail.store.postgres_monitor import PostgresAlertRows
 from sealtrail.store.postgres_outbox import PostgresOutboxRows
@@ -222,6 +226,15 @@ def open_alert_rows(path: Path, store_url: str | None = None) -> AlertRows:
     if url is not None:
         return PostgresAlertRows(url, SERVICE_SCHEMAS["alerts"])
     return SQLiteAlertRows(path)
+
+
+def service_rows_exist(kind: str, path: Path, store_url: str | None = None) -> bool:
+    """Whether the service's ``kind`` rows (``keys``, ``alerts``, ``outbox``) were ever made:
+    their SQLite file ``path``, or their schema in the PostgreSQL store."""
+    url = check_store(store_url)
+    if url is None:
+        return path.exists()
+    return postgres_table_exists(url, SERVICE_SCHEMAS[kind], "row_layouts")
 
 
 def open_outbox_rows(path: Path, *, readonly: bool = False,

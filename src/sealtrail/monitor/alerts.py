@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sealtrail.core.errors import ConfigError, StorageError
-from sealtrail.log.datadir import open_alert_rows
+from sealtrail.core.errors import ConfigError
+from sealtrail.log.datadir import open_alert_rows, service_rows_exist
 from sealtrail.monitor.privacy import scrub
 from sealtrail.store.monitor_state import AlertRow, AlertRows, Cursor
 
@@ -101,15 +101,10 @@ def alerting_evidence(data_dir: str | os.PathLike[str], store: str | None = None
     from sealtrail.core.timefmt import format_time  # noqa: PLC0415 - reports only
     from sealtrail.monitor.dispatch import delivered_of_rule  # noqa: PLC0415
 
-    if store is None and not monitor_db_path(data_dir).exists():
+    if not service_rows_exist("alerts", monitor_db_path(data_dir), store):
         return None
-    try:
-        tested, last, known = delivered_of_rule(outbox_db_path(data_dir), "builtin.alert_test",
-                                                store)
-    except StorageError:
-        if store is None:
-            raise
-        return None  # no outbox in the store: never monitored
+    tested, last, known = delivered_of_rule(outbox_db_path(data_dir), "builtin.alert_test",
+                                            store)
     when = (format_time(datetime.fromtimestamp(last, UTC)) if last is not None else None)
     return {"sinks": len(known), "integrity_watch": True, "last_test_alert": when,
             "tested_sinks": sorted(tested)}

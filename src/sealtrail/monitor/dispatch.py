@@ -37,7 +37,7 @@ from typing import Any
 from sealtrail.core.canonical import compact_json
 from sealtrail.core.errors import ConfigError, StorageError, ValidationError
 from sealtrail.core.retry import backoff
-from sealtrail.log.datadir import open_outbox_rows
+from sealtrail.log.datadir import open_outbox_rows, service_rows_exist
 from sealtrail.monitor.sinks import Sink, SinkError
 from sealtrail.store.outbox import OutboxRow, OutboxRows
 
@@ -349,8 +349,8 @@ def delivered_of_rule(outbox_path: Path, rule: str, store: str | None = None
     """Which sinks delivered alerts of ``rule``, when the last one was delivered (Unix
     seconds), and every sink the outbox knows; reads the outbox only (compliance reports use
     it for test alerts)."""
-    if store is None and not outbox_path.exists():
-        return set(), None, set()
+    if not service_rows_exist("outbox", outbox_path, store):
+        return set(), None, set()  # no sink ever had a delivery queued
     outbox = open_outbox_rows(outbox_path, readonly=True, store_url=store)
     try:
         rows = outbox.delivered()

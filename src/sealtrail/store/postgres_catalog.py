@@ -47,4 +47,15 @@ def postgres_logs(url: str, prefix: str, name_of: Callable[[str], str | None]) -
     return sorted(n for (schema,) in rows if (n := name_of(str(schema))) is not None)
 
 
-__all__ = ["postgres_logs", "postgres_store_exists"]
+def postgres_table_exists(url: str, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists (made by a row store on its first writable open)."""
+    with _connect(url) as conn:
+        try:
+            row = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) "
+                               "IS NOT NULL", (schema, table)).fetchone()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot read the PostgreSQL catalog: {exc}") from exc
+    return bool(row and row[0])
+
+
+__all__ = ["postgres_logs", "postgres_store_exists", "postgres_table_exists"]
