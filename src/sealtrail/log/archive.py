@@ -27,6 +27,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import struct
@@ -86,6 +87,8 @@ class Segment:
         """The segment file's name."""
         return f"seg-{self.start:012d}-{self.end:012d}{SUFFIX}"
 
+
+_log = logging.getLogger("sealtrail.archive")
 
 def archive_dir(alog: AuditLog) -> Path:
     """Where a log's segment files live (created 0700 on first use)."""
@@ -299,8 +302,16 @@ def plan_archived_purge(alog: AuditLog, policy: RetentionPolicy
             continue
         path = archive_dir(alog) / Segment(start, end, "").name
         header = _segment_header(path)
+        if header is None and not path.exists():
+            # Archived by another node (a PostgreSQL store's former leader): its file is in
+            # that node's data directory. Kept here, and said, so a retention maximum is not
+            # passed unnoticed (docs/deployment.md: put the archive on shared storage).
+            _log.warning("sealtrail: archived segment %d-%d of log %s has no file in %s: "
+                         "kept past its maximum (archived on another node?)", start, end,
+                         alog.name, archive_dir(alog))
+            continue
         if header is None or not header.get("newest_received"):
-            continue  # no file, or written before segments said their age: kept
+            continue  # written before segments said their age: kept
         age = now - parse_time(str(header["newest_received"]))
         rules = [policy.rule_for(c if c != "default" else None)
                  for c in header.get("categories") or ["default"]]
