@@ -310,32 +310,37 @@ def migrate(url: str, schema: str) -> tuple[int, int]:
         raise StorageError(f"cannot migrate the log store {location}: {exc}") from exc
 
 
-_VALUES = re.compile(r"\bVALUES\s*(\([^)]*\))")
-_MAX_PARAMS = 30_000  # bound parameters per statement (PostgreSQL allows 65,535)
+_VALUES = re.compile(r"\bVALUES\s*\(([^)]*)\)")
+_TYPED = re.compile(r"%s::(\w+)")
+_PER_STATEMENT = 50_000  # rows per unnest statement
 
 
 def _statements(query: str, rows: Sequence[Sequence[object]]
                 ) -> Iterator[tuple[str, Sequence[object]]]:
     """The statements that write ``rows`` by ``query``, each sent and answered before the
-    next: an ``INSERT ... VALUES (...)`` becomes one multi-row ``INSERT`` per few thousand
-    rows, anything else one statement per row. Never ``executemany``: psycopg pipelines it,
-    and a writer paused between the messages of a pipeline leaves its backend waiting for
-    the rest ('active', ClientRead), where no PostgreSQL 15 timeout ends it — the write lock
-    would be held for as long as the process is stopped. Between whole statements the
-    session is idle in its transaction, and ``idle_in_transaction_session_timeout`` ends it.
-    """
+    next. An ``INSERT ... VALUES (%s::type, ...)`` whose every placeholder names its type
+    becomes ``INSERT ... SELECT * FROM unnest(%s::type[], ...)``: one statement and one
+    array per column for all the rows (a multi-row ``VALUES`` costs the client a parse of
+    thousands of placeholders). Anything else runs one statement per row. Never
+    ``executemany``: psycopg pipelines it, and a writer paused between the messages of a
+    pipeline leaves its backend waiting for the rest ('active', ClientRead), where no
+    PostgreSQL 15 timeout ends it — the write lock would be held for as long as the process
+    is stopped. Between whole statements the session is idle in its transaction, and
+    ``idle_in_transaction_session_timeout`` ends it."""
     found = _VALUES.search(query)
-    if len(rows) == 1 or found is None or not query.lstrip().upper().startswith("INSERT"):
+    types = _TYPED.findall(found.group(1)) if found is not None else []
+    if (len(rows) == 1 or found is None or not types
+            or len(types) != found.group(1).count("%s")):
         for row in rows:
             yield query, row
         return
-    group = found.group(1)
-    per = max(1, _MAX_PARAMS // max(1, group.count("%s")))
-    head, tail = query[:found.start(1)], query[found.end(1):]
-    for start in range(0, len(rows), per):
-        part = rows[start:start + per]
-        yield (head + ", ".join([group] * len(part)) + tail,
-               [value for row in part for value in row])
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    # The query is this module's constant; the types come from its own casts.
+    statement = (f"{query[:found.start()]}SELECT * FROM unnest({arrays})"  # noqa: S608
+                 f"{query[found.end():]}")
+    for start in range(0, len(rows), _PER_STATEMENT):
+        part = rows[start:start + _PER_STATEMENT]
+        yield statement, [list(column) for column in zip(*part, strict=True)]
 
 
 def _where(db: psycopg.Connection[tuple[Any, ...]], schema: str) -> str:
@@ -681,7 +686,7 @@ class PostgresStore:
         return {str(k): str(v) for k, v in self._q("SELECT key, value FROM meta")}
 
     def set_meta(self, items: dict[str, str]) -> None:
-        self._w("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) "
+        self._w("INSERT INTO meta VALUES (%s::text, %s::text) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value", list(items.items()))
 
     def delete_meta(self, key: str) -> None:
@@ -764,12 +769,14 @@ class PostgresStore:
         return [(int(lv), int(b), int(n)) for lv, b, n in rows]
 
     def put_node_blocks(self, blocks: dict[tuple[int, int], bytes]) -> None:
-        self._all("nodes", "INSERT INTO nodes VALUES (%s, %s, %s) ON CONFLICT (level, block) "
+        self._all("nodes", "INSERT INTO nodes VALUES (%s::integer, %s::bigint, %s::bytea) "
+                  "ON CONFLICT (level, block) "
                   "DO UPDATE SET data = excluded.data",
                   [(lv, b, d) for (lv, b), d in blocks.items()])
 
     def put_chunks(self, chunks: list[Chunk]) -> None:
-        self._all("chunks", "INSERT INTO chunks VALUES (%s, %s, %s, %s, %s)",
+        self._all("chunks", "INSERT INTO chunks VALUES (%s::bigint, %s::integer, %s::bigint, "
+                  "%s::bytea, %s::bytea)",
                   [(c.start, c.count, c.batch_end, c.ids, c.data) for c in chunks])
 
     def _all(self, table: str, query: str, rows: Sequence[Sequence[object]]) -> None:
@@ -877,7 +884,8 @@ class PostgresStore:
         return [int(r[0]) for r in rows]
 
     def put_buckets(self, rows: list[tuple[int, int]]) -> None:
-        self._w("INSERT INTO id_buckets VALUES (%s, %s) ON CONFLICT DO NOTHING", list(rows))
+        self._w("INSERT INTO id_buckets VALUES (%s::bigint, %s::bigint) "
+                "ON CONFLICT DO NOTHING", list(rows))
 
     def find_other_ids(self, ids: list[bytes]) -> dict[bytes, int]:
         if not ids:
@@ -886,7 +894,7 @@ class PostgresStore:
         return {bytes(k): int(v) for k, v in rows}
 
     def put_other_ids(self, rows: list[tuple[bytes, int]]) -> None:
-        self._w("INSERT INTO exact_ids VALUES (%s, %s)", list(rows))
+        self._w("INSERT INTO exact_ids VALUES (%s::bytea, %s::bigint)", list(rows))
 
     def iter_id_buckets(self) -> Iterator[tuple[int, int]]:
         """Every (bucket, chunk start) row of the UUIDv7 id index, in key order (paged)."""
@@ -935,7 +943,7 @@ class PostgresStore:
     def put_subject_keys(self, rows: list[SubjectKey]) -> None:
         """Insert keys (inside a transaction)."""
         self._all("subject_keys", "INSERT INTO subject_keys(kid, ref, wrapped) "
-                  "VALUES (%s, %s, %s)", [tuple(r) for r in rows])
+                  "VALUES (%s::bytea, %s::bytea, %s::bytea)", [tuple(r) for r in rows])
 
     def delete_subject_key(self, kid: bytes) -> None:
         """Destroy a subject key (inside a transaction; :meth:`purge_deleted` vacuums it)."""
@@ -980,7 +988,8 @@ class PostgresStore:
 
     def put_blind(self, rows: list[tuple[int, int, int]]) -> None:
         """Insert (segment, token, index) rows (inside a transaction)."""
-        self._w("INSERT INTO blind VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", rows)
+        self._w("INSERT INTO blind VALUES (%s::bigint, %s::bigint, %s::bigint) "
+                "ON CONFLICT DO NOTHING", rows)
 
     def delete_blind(self, rows: list[tuple[int, int, int]]) -> None:
         """Delete (segment, token, index) rows (inside a transaction)."""
@@ -1014,7 +1023,7 @@ class PostgresStore:
 
     def put_blind_pending(self, rows: list[tuple[int, bytes]]) -> None:
         """Insert or replace (start, packed pairs) rows of the pending blind index."""
-        self._w("INSERT INTO blind_pending VALUES (%s, %s) ON CONFLICT (start) "
+        self._w("INSERT INTO blind_pending VALUES (%s::bigint, %s::bytea) ON CONFLICT (start) "
                 "DO UPDATE SET data = excluded.data", rows)
 
     def blind_pending(self) -> list[tuple[int, bytes]]:
