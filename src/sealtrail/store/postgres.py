@@ -334,7 +334,7 @@ def _statements(query: str, rows: Sequence[Sequence[object]]
         for row in rows:
             yield query, row
         return
-    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    arrays = ", ".join(f"%b::{kind}[]" for kind in types)  # binary: no hex, no text ints
     # The query is this module's constant; the types come from its own casts.
     statement = (f"{query[:found.start()]}SELECT * FROM unnest({arrays})"  # noqa: S608
                  f"{query[found.end():]}")
