@@ -23,6 +23,7 @@ the parent's main module (as ``__mp_main__``): it must not start appending.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import random
@@ -97,4 +98,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A hang is diagnosed, not only timed out: the test sends SIGUSR1 before it kills.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     main()

@@ -19,6 +19,7 @@ the receipts after it and ``workers`` with the pool's pids. The tests kill
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -115,10 +116,17 @@ class Child:
         later are noted in :attr:`orphans` and killed; then its output is read to the end."""
         try:
             code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
+            with contextlib.suppress(OSError):  # every thread's stack, on its stderr
+                os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)
             self.kill()
             self.proc.wait(10)
-            raise
+            for reader in self._readers:
+                reader.join(10)
+            tail = "".join(self.lines[-5:])
+            raise AssertionError(f"the child did not end within {timeout} s; last lines: "
+                                 f"{tail}; stderr: {self.stderr()}") from exc
         finally:
             left = still_running(list(self.known.values()), grace)
             self.orphans = [f"{p.pid} ({' '.join(p.cmdline())[-60:]})" for p in left

@@ -19,13 +19,14 @@ started again and the call prepares in its own process instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ MIN_EVENTS: Final = 2 * PART  # smaller calls prepare in the caller's process
 ORPHAN_CHECK: Final = 0.5  # seconds between a worker's checks that its parent still lives
 GIVE_UP: Final = 3         # pools in a row that failed before their first answer: stop trying
 PART_TIMEOUT: Final = 30.0  # seconds a call waits for its parts at least (more for big calls)
+DEATH_CHECK: Final = 0.25  # seconds between a waiting call's checks that its workers live
 
 _log = logging.getLogger("sealtrail.workers")
 _events = msgspec.msgpack.Decoder(list[Event])
@@ -188,10 +190,7 @@ class PreparePool:
             pool = self._executor()
             futures = [pool.submit(_prepare_part, payload, now_ms, received)
                        for payload in payloads]
-            # Bounded: a worker killed while it held the pool's queue lock can leave the
-            # others (and so this call) waiting forever; then the call prepares here.
-            timeout = PART_TIMEOUT + 0.01 * len(events)
-            results = [f.result(timeout=timeout) for f in futures]
+            results = self._results(pool, futures, PART_TIMEOUT + 0.01 * len(events))
         except (BrokenProcessPool, OSError, TimeoutError) as exc:
             self._reset()
             self._failures += 1
@@ -211,19 +210,61 @@ class PreparePool:
             return None
         return _merge(results)
 
+    @staticmethod
+    def _results(pool: ProcessPoolExecutor, futures: list[Future[tuple[str, Any]]],
+                 timeout: float) -> list[tuple[str, Any]]:
+        """The parts' results, waiting ``timeout`` seconds in all (one deadline for the
+        call, not one per part). A worker that died fails the call at once: the executor
+        notices a dead worker itself, but one killed while it held the pool's queue lock
+        can leave the executor (and so this call) waiting for good; its exit is seen here
+        within :data:`DEATH_CHECK` seconds and the call then prepares in-process."""
+        deadline = time.monotonic() + timeout
+        pending = set(futures)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the workers did not answer within {timeout:.0f} s")
+            _, pending = wait(pending, timeout=min(left, DEATH_CHECK))
+            if pending:
+                dead = _dead(pool)
+                if dead:
+                    raise BrokenProcessPool(f"prepare worker(s) {dead} died")
+        return [f.result() for f in futures]
+
     def _reset(self) -> None:
         pool = self._pool
         if pool is not None:
             self._pool = None
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.kill()  # a stuck worker must not outlive its pool
+            # A worker killed while writing its result leaves half a message in the result
+            # pipe, and the executor's thread waits in recv() for the rest for good: the
+            # interpreter then never exits (it joins that thread). With every worker dead,
+            # closing this process's write end leaves the pipe without writers, so that
+            # recv() ends (EOF) and the thread with it.
+            writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                with contextlib.suppress(OSError):
+                    writer.close()
             pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Stop the workers."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the workers. A pool one of whose workers died is killed, not waited for:
+        its executor may be wedged for good (see :meth:`_results`)."""
+        pool = self._pool
+        if pool is None:
+            return
+        if _dead(pool):
+            self._reset()
+            return
+        self._pool = None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dead(pool: ProcessPoolExecutor) -> list[int]:
+    """The pool's worker processes that have exited (a killed one, say)."""
+    return [pid for pid, proc in (getattr(pool, "_processes", None) or {}).items()
+            if proc.exitcode is not None]
 
 
 def _merge(results: list[tuple[str, Any]]) -> Request:
