@@ -19,6 +19,8 @@ from sealtrail.core.errors import (
     KeyringError,
     PolicyError,
     SealtrailError,
+    StorageError,
+    TamperError,
     ValidationError,
 )
 from sealtrail.core.timefmt import format_time
@@ -206,7 +208,13 @@ def record_interrupted_rotation(alog: AuditLog) -> None:
     if keyring is None:
         return
     recorded = alog.store.meta().get(ACTIVE_KEY_META, "d1")
-    later = _recorded_rotation_past(alog, keyring.active)
+    try:
+        later = _recorded_rotation_past(alog, keyring.active)
+    except TamperError as exc:
+        # Looking found tampering (of the index or the entries): appends refuse until
+        # verify has named it and it is mended.
+        alog.settings_problem = f"the keyring's recorded rotations cannot be read: {exc}"
+        return
     if later is not None:
         # The log records a rotation past the keyring's active key: the keyring was put
         # back (with the unsigned active_key setting, or without), not cut short.
@@ -260,6 +268,8 @@ def _recorded_rotation_past(alog: AuditLog, active: str) -> tuple[int, str] | No
             if (event.get("action") == "keys.rotate" and isinstance(target, dict)
                     and target.get("id") == following):
                 return index, following
-    except SealtrailError:
+    except (StorageError, ConfigError, KeyringError):
+        # Cannot be looked up (a read-only copy, a locked keyring). Not TamperError: a log
+        # that fails its checks while looking must not open as if nothing were found.
         return None
     return None
