@@ -82,19 +82,23 @@ class PostgresKeyringHome:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _row(self) -> tuple[str, int] | None:
-        rows = self._q(
-            sql.SQL("SELECT doc, version FROM {}.keyring WHERE id = 0").format(
-                sql.Identifier(self._schema))
-            if self._has_table() else "SELECT NULL WHERE false")
+        rows = self._keyring_q("SELECT doc, version FROM {}.keyring WHERE id = 0")
         return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
     def _identity(self) -> tuple[int, bytes] | None:
-        if not self._has_table():
-            return None
-        rows = self._q(sql.SQL(
-            "SELECT version, sha256(convert_to(doc, 'UTF8')) FROM {}.keyring WHERE id = 0"
-        ).format(sql.Identifier(self._schema)))
+        # One round trip: it runs before every sealing (Keyring.follow).
+        rows = self._keyring_q(
+            "SELECT version, sha256(convert_to(doc, 'UTF8')) FROM {}.keyring WHERE id = 0")
         return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def _keyring_q(self, query: str) -> list[tuple[Any, ...]]:
+        """``query`` on the keyring table; no rows when the table was never made."""
+        try:
+            return self._q(sql.SQL(query).format(sql.Identifier(self._schema)))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                return []
+            raise
 
     def _has_table(self) -> bool:
         rows = self._q("SELECT to_regclass(format('%%I.keyring', %s::text)) IS NOT NULL",
