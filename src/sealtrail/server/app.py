@@ -8,9 +8,11 @@ module                  routes
 ``ingest_api``          POST /v1/logs/{log}/events
 ``import_api``          POST /v1/logs/{log}/import
 ``search_api``          GET /v1/logs/{log}/events, /entries (audited reads of event content)
+``tail_api``            GET /v1/logs/{log}/events/stream (live tail, SSE), /export (audited)
 ``proofs_api``          GET /v1/logs/{log}/checkpoint, /proof/inclusion, /proof/consistency
 ``tlog_api``            GET /tlog/{log}/... (C2SP tlog-tiles)
 ``alerts_api``          GET /v1/logs/{log}/alerts, POST .../ack, .../resolve
+``compliance_api``      GET /v1/logs/{log}/reports, /evidence, GET/PUT /retention, /holds
 ``logs_api``            GET, POST /v1/logs (administration)
 ``ops_api``             GET /healthz, /readyz, /metrics
 ``docs_pages``          /docs, /redoc and their files (not in the OpenAPI document)
@@ -35,6 +37,7 @@ from starlette.routing import BaseRoute
 from sealtrail.server import (
     alerts_api,
     boundary,
+    compliance_api,
     docs_pages,
     import_api,
     ingest_api,
@@ -43,6 +46,7 @@ from sealtrail.server import (
     ops_api,
     proofs_api,
     search_api,
+    tail_api,
     tlog_api,
 )
 from sealtrail.server.config import MAX_BODY, MAX_EVENTS, ServiceConfig
@@ -59,12 +63,15 @@ __all__ = ["DOCS_ASSETS", "DOCS_CSP", "EVERYONE", "MAX_BODY", "MAX_ENTRIES", "MA
 # tlog tile paths end in {path:path}, so entry bundles come before hash tiles (tlog_api).
 _ROUTERS: Final[tuple[APIRouter, ...]] = (
     docs_pages.router, alerts_api.router, import_api.router, ingest_api.router,
-    search_api.router, proofs_api.router, tlog_api.router, logs_api.router, ops_api.router)
+    search_api.router, proofs_api.router, tlog_api.router, logs_api.router, ops_api.router,
+    compliance_api.router, tail_api.router)
 
 # The one table of who may call what (docs/service.md renders it; a test checks it).
 ROUTE_ROLES: Final[dict[Route, frozenset[str]]] = {
     **ingest_api.ROUTES, **search_api.ROUTES, **proofs_api.ROUTES, **tlog_api.ROUTES,
     **logs_api.ROUTES, **ops_api.ROUTES, **import_api.ROUTES, **alerts_api.ROUTES,
+    **compliance_api.ROUTES,
+    **tail_api.ROUTES,
 }
 
 
