@@ -130,6 +130,11 @@ CLAUSES: Final[dict[str, dict[str, tuple[str, ...] | str]]] = {
         "pci-dss": ("10.3.1", "7.2.1"), "hipaa": ("164.312(a)(1)", "164.308(a)(4)"),
         "gdpr": ("Art. 32(1)(b)",), "soc2": ("CC6.1", "CC6.3"),
         "nist-800-53": ("AU-9(4)", "AC-5", "AC-6"), "iso27001": ("A.5.3", "A.8.2")},
+    "review": {
+        "pci-dss": ("10.4.1", "10.4.1.1", "10.4.3"), "hipaa": ("164.308(a)(1)(ii)(D)",),
+        "gdpr": "GDPR sets no periodic log review requirement",
+        "soc2": ("CC4.1", "CC7.2", "CC7.3"), "nist-800-53": ("AU-6",),
+        "iso27001": ("A.8.15", "A.8.16")},
 }
 TITLES: Final = {
     "fields": "Security events carry the six PCI DSS 10.2.2 fields",
@@ -143,6 +148,7 @@ TITLES: Final = {
     "secrets": "No secret or card number stored in clear",
     "erasure": "Erasure requests are closed with an outcome within 30 days",
     "roles": "Access roles are separated",
+    "review": "Every period was reviewed and signed off, every exception addressed",
 }
 
 
@@ -183,6 +189,9 @@ class Context:
     meta: Mapping[str, str] = field(default_factory=dict)
     alerting: Mapping[str, Any] | None = None
     keys: Sequence[KeyInfo] | None = None
+    # The periodic review's state over the report's range (compliance/review.py's
+    # review_evidence); None when the caller did not compute it.
+    review: Mapping[str, Any] | None = None
 
 
 # -- the pass over the events -------------------------------------------------------------------
@@ -674,8 +683,44 @@ def check_roles(scan: Scan, ctx: Context) -> CheckResult:
         f"{r} {n}" for r, n in by_role.items()), ev)
 
 
+def check_review(scan: Scan, ctx: Context) -> CheckResult:
+    """Every ended period of the range signed off, every exception addressed (benign, or
+    assigned and the assignment closed): PCI DSS 10.4.1 / 10.4.3 (compliance/review.py)."""
+    rev = ctx.review
+    if rev is None:
+        return _result("review", "warn", "the periodic review was not assessed in this "
+                       "report's context", {},
+                       "Generate the report with the review state (sealtrail review list "
+                       "shows it), or attest to the daily review separately.")
+    periods = [p for p in rev.get("periods", ()) if isinstance(p, Mapping)]
+    unsigned = [str(p["period"]) for p in periods if p.get("status") != "signed_off"]
+    overdue = [str(p["period"]) for p in periods if p.get("status") == "overdue"]
+    open_exc = {str(p["period"]): int(p.get("open") or 0) for p in periods
+                if int(p.get("open") or 0) > 0}
+    ev = {"periods": len(periods), "signed_off": len(periods) - len(unsigned),
+          "not_signed_off": unsigned[:MAX_EXAMPLES * 3], "overdue": overdue[:MAX_EXAMPLES * 3],
+          "open_exceptions": open_exc, "grace_hours": rev.get("grace_hours"),
+          "exceptions": sum(int(p.get("exceptions") or 0) for p in periods)}
+    if not periods:
+        return _result("review", "warn", "no period of the range has ended yet", ev,
+                       "Widen the period.")
+    problems = []
+    if unsigned:
+        problems.append(f"{len(unsigned)} period(s) not signed off ({len(overdue)} overdue)")
+    if open_exc:
+        problems.append(f"{sum(open_exc.values())} exception(s) not addressed in "
+                        f"{len(open_exc)} period(s)")
+    if problems:
+        return _result("review", "fail", "; ".join(problems), ev,
+                       "Review each period (sealtrail review show / the console's Review "
+                       "page): mark every exception benign or assign it, close the "
+                       "assignments, and sign the period off.")
+    return _result("review", "pass", f"{len(periods)} period(s) signed off, "
+                   f"{ev['exceptions']} exception(s) addressed", ev)
+
+
 CHECKS: Final = ("fields", "coverage", "reads", "verification", "retention", "clock-skew",
-                 "alerting", "secrets", "erasure", "roles")
+                 "alerting", "secrets", "erasure", "roles", "review")
 
 
 def evaluate(scan: Scan, ctx: Context, standard: str) -> list[CheckResult]:
@@ -700,4 +745,5 @@ def evaluate(scan: Scan, ctx: Context, standard: str) -> list[CheckResult]:
 _FUNCS: Final = {"fields": check_fields, "coverage": check_coverage, "reads": check_reads,
                  "verification": check_verification, "clock-skew": check_skew,
                  "alerting": check_alerting, "secrets": check_secrets,
-                 "erasure": check_erasure, "roles": check_roles}
+                 "erasure": check_erasure, "roles": check_roles,
+                 "review": check_review}

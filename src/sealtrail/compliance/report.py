@@ -148,7 +148,8 @@ def generate_report(alog: AuditLog, standard: str, *, actor: Mapping[str, Any],
                     verify_now: bool = False, alerting: Mapping[str, Any] | None = None,
                     keys: Sequence[KeyInfo] | None = None, record: bool = True,
                     now: datetime | None = None,
-                    source: Mapping[str, str] | None = None) -> Report:
+                    source: Mapping[str, str] | None = None,
+                    review: Mapping[str, Any] | None = None) -> Report:
     """Run every check over ``since <= time < until`` and record the report's hash.
 
     1. ``verify_now``: run a full verification first when the last one is missing or older
@@ -160,7 +161,9 @@ def generate_report(alog: AuditLog, standard: str, *, actor: Mapping[str, Any],
     ``keys`` are the service's API keys (:func:`load_keys`); ``alerting`` the monitor's
     configuration (``sinks``, ``integrity_watch``, ``last_test_alert``), None when unknown
     here. ``source`` is the recorded event's origin (default: service ``sealtrail`` on this
-    host), so the report's own event carries every PCI DSS 10.2.2 field.
+    host), so the report's own event carries every PCI DSS 10.2.2 field. ``review`` is the
+    periodic review's state over the range (:func:`sealtrail.compliance.review.review_evidence`);
+    without it the review check is a warning.
     """
     if standard not in STANDARDS:
         raise ValueError(f"standard {standard!r}: use one of {', '.join(STANDARDS)}")
@@ -174,7 +177,8 @@ def generate_report(alog: AuditLog, standard: str, *, actor: Mapping[str, Any],
                 alog.verify()
     # 2.
     meta = alog.stored_notes()
-    ctx = Context(now=now, policy=load_policy(alog), meta=meta, alerting=alerting, keys=keys)
+    ctx = Context(now=now, policy=load_policy(alog), meta=meta, alerting=alerting, keys=keys,
+                  review=review)
     scan = scan_log(alog, since, until)
     report = build_report(scan, ctx, standard, log=alog.name, origin=alog.origin,
                           period_from=since, period_to=now if until is None else until,
