@@ -1,0 +1,530 @@
+// Transparency-log verification in the browser: the same checks as sealtrail's Python core
+// (core/b64.py, core/merkle/hashing.py, core/merkle/verify.py, core/note.py,
+// core/checkpoint.py, core/proofs.py), with WebCrypto for SHA-256 and Ed25519.
+//
+// Pure: no DOM, no fetch. Everything that decides is here so it can be checked against the
+// Python implementation on real proofs (tests/ui/test_event_proof.py). Verification throws a
+// TlogError whose `reason` is a short machine word (format, signature, inclusion,
+// consistency, leaf-hash); computation returns.
+//
+// Formats: docs/formats.md. Merkle tree: RFC 6962 / RFC 9162 §2.1 (leaf = SHA-256(0x00||leaf),
+// node = SHA-256(0x01||l||r)); inclusion RFC 9162 §2.1.3.2, consistency §2.1.4.2. Notes: C2SP
+// signed-note with Ed25519; checkpoints: C2SP tlog-checkpoint. Tree sizes and indexes are
+// BigInt internally: the bit arithmetic of the proofs needs 64 bits, JS numbers give 32.
+
+export const HASH_SIZE = 32;
+export const MAX_NOTE_BYTES = 1 << 20;
+export const MAX_SIGNATURES = 100;
+export const MAX_PROOF_HASHES = 64;
+const ALG_ED25519 = 0x01;
+const SIG_PREFIX = "\u2014 ";
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** A failed check or malformed input; `reason` says which check, for data-proof-reason. */
+export class TlogError extends Error {
+  constructor(reason, message) {
+    super(message);
+    this.name = "TlogError";
+    this.reason = reason;
+  }
+}
+
+// ---------------------------------------------------------------- bytes, base64, hashing
+
+const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Standard, padded base64 of bytes. */
+export function b64encode(bytes) {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+/**
+ * Decode canonical standard base64 or throw (reason `format`) naming `what`.
+ * As core/b64.py: a text that decodes but does not re-encode identically (non-zero padding
+ * bits) is refused, so every text has exactly one meaning.
+ */
+export function b64decode(text, what = "base64") {
+  if (typeof text !== "string" || !B64_RE.test(text)) {
+    throw new TlogError("format", `${what}: not valid base64`);
+  }
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  if (b64encode(out) !== text) throw new TlogError("format", `${what}: not canonical base64`);
+  return out;
+}
+
+/** Lowercase hex of bytes. */
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Bytes of lowercase or uppercase hex (even length), or throw. */
+export function unhex(text, what = "hex") {
+  if (typeof text !== "string" || !/^(?:[0-9a-fA-F]{2})*$/.test(text)) {
+    throw new TlogError("format", `${what}: not hex`);
+  }
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** Concatenate byte arrays. */
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Equal byte arrays (not secret data: proofs and signatures are public). */
+export function bytesEqual(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+/** UTF-8 bytes of a string. */
+export function utf8(text) {
+  return new TextEncoder().encode(text);
+}
+
+/** SHA-256 of bytes, with WebCrypto. */
+export async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+const LEAF_PREFIX = Uint8Array.of(0x00);
+const NODE_PREFIX = Uint8Array.of(0x01);
+
+/** The RFC 6962 leaf hash of one entry's exact bytes: SHA-256(0x00 || leaf). */
+export function leafHash(leaf) {
+  return sha256(concat(LEAF_PREFIX, leaf));
+}
+
+/** The RFC 6962 interior node hash: SHA-256(0x01 || left || right). */
+export function nodeHash(left, right) {
+  return sha256(concat(NODE_PREFIX, left, right));
+}
+
+// ---------------------------------------------------------------- integers
+
+/** A non-negative integer (safe Number or BigInt up to 2^64-1) as BigInt, or throw. */
+export function toBig(value, what, reason = "format") {
+  if (typeof value === "bigint") {
+    if (value < 0n || value > MAX_U64) throw new TlogError(reason, `${what} is out of range`);
+    return value;
+  }
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new TlogError(reason, `${what} must be a non-negative integer`);
+  }
+  return BigInt(value);
+}
+
+function bitLength(n) {
+  return n === 0n ? 0 : n.toString(2).length;
+}
+
+function popCount(n) {
+  let c = 0;
+  for (const ch of n.toString(2)) if (ch === "1") c++;
+  return c;
+}
+
+function checkHashes(hashes, what, reason) {
+  if (!Array.isArray(hashes)) throw new TlogError(reason, `${what} must be a list of hashes`);
+  hashes.forEach((h, i) => {
+    if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) {
+      throw new TlogError(reason, `${what} hash ${i} has ${h?.length} bytes, want ${HASH_SIZE}`);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- inclusion (RFC 9162 §2.1.3.2)
+
+/**
+ * The root an audit path implies for leaf hash `leaf` at `index` in a tree of `size`.
+ * Throws (reason `inclusion`) if the proof is malformed: index outside the tree, a hash not
+ * 32 bytes, or a path length other than exactly what (index, size) imply.
+ */
+export async function rootFromInclusionProof(index, size, leaf, proof) {
+  const m = toBig(index, "leaf index", "inclusion");
+  const n = toBig(size, "tree size", "inclusion");
+  if (n <= 0n || m >= n) {
+    throw new TlogError("inclusion", `leaf index ${m} is outside a tree of size ${n}`);
+  }
+  if (!(leaf instanceof Uint8Array) || leaf.length !== HASH_SIZE) {
+    throw new TlogError("inclusion", `leaf hash has ${leaf?.length} bytes, want ${HASH_SIZE}`);
+  }
+  checkHashes(proof, "proof", "inclusion");
+  // The path splits into `inner` hashes below the right border (chained by the index bits)
+  // and `border` hashes on the tree's right border (always hashed on the left).
+  const inner = bitLength(m ^ (n - 1n));
+  const border = popCount(m >> BigInt(inner));
+  if (proof.length !== inner + border) {
+    throw new TlogError("inclusion", `proof for index ${m} in size ${n} needs ` +
+      `${inner + border} hashes, has ${proof.length}`);
+  }
+  let r = leaf;
+  for (let i = 0; i < inner; i++) {
+    r = (m >> BigInt(i)) & 1n ? await nodeHash(proof[i], r) : await nodeHash(r, proof[i]);
+  }
+  for (const h of proof.slice(inner)) r = await nodeHash(h, r);
+  return r;
+}
+
+/** Throw (reason `inclusion`) unless `proof` shows leaf hash `leaf` at `index` in `root`. */
+export async function verifyInclusion(index, size, leaf, proof, root) {
+  const calculated = await rootFromInclusionProof(index, size, leaf, proof);
+  if (!bytesEqual(calculated, root)) {
+    throw new TlogError("inclusion", `inclusion proof for index ${index} in size ${size} ` +
+      "does not lead to the root");
+  }
+}
+
+// ---------------------------------------------------------------- consistency (RFC 9162 §2.1.4.2)
+
+/** The [first, second] roots a consistency proof implies (0 < first < second). */
+export async function rootsFromConsistencyProof(first, second, firstRoot, proof) {
+  const m = toBig(first, "first size", "consistency");
+  const n = toBig(second, "second size", "consistency");
+  if (!(0n < m && m < n)) {
+    throw new TlogError("consistency", `no consistency proof exists for sizes ${m} -> ${n}`);
+  }
+  if (!(firstRoot instanceof Uint8Array) || firstRoot.length !== HASH_SIZE) {
+    throw new TlogError("consistency", `first root has ${firstRoot?.length} bytes`);
+  }
+  checkHashes(proof, "proof", "consistency");
+  // Steps 1-2: an empty path fails; a power-of-two first size is its own first node.
+  if (proof.length === 0) throw new TlogError("consistency", "empty consistency proof");
+  const path = (m & (m - 1n)) === 0n ? [firstRoot, ...proof] : [...proof];
+  let fn = m - 1n;
+  let sn = n - 1n;
+  // Steps 3-4.
+  while (fn & 1n) {
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  // Step 5.
+  let fr = path[0];
+  let sr = path[0];
+  // Step 6.
+  for (const c of path.slice(1)) {
+    if (sn === 0n) throw new TlogError("consistency", "consistency proof is too long");
+    if (fn & 1n || fn === sn) {
+      fr = await nodeHash(c, fr);
+      sr = await nodeHash(c, sr);
+      if (!(fn & 1n)) {
+        while ((fn & 1n) === 0n && fn !== 0n) {
+          fn >>= 1n;
+          sn >>= 1n;
+        }
+      }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn >>= 1n;
+    sn >>= 1n;
+  }
+  // Step 7 (the root comparison is the caller's).
+  if (sn !== 0n) throw new TlogError("consistency", "consistency proof is too short");
+  return [fr, sr];
+}
+
+/**
+ * Throw (reason `consistency`) unless `proof` shows tree `secondRoot` extends `firstRoot`.
+ * Edge cases as docs/formats.md: first == second verifies only with an empty proof and equal
+ * roots; first == 0 only with an empty proof; first > second fails.
+ */
+export async function verifyConsistency(first, second, firstRoot, secondRoot, proof) {
+  const m = toBig(first, "first size", "consistency");
+  const n = toBig(second, "second size", "consistency");
+  if (n < m) throw new TlogError("consistency", `no consistency proof exists for ${m} -> ${n}`);
+  if (m === n || m === 0n) {
+    if (!Array.isArray(proof) || proof.length !== 0) {
+      throw new TlogError("consistency", `sizes ${m} -> ${n} take an empty proof`);
+    }
+    if (m === n && !bytesEqual(firstRoot, secondRoot)) {
+      throw new TlogError("consistency", `two different roots for the same size ${m}`);
+    }
+    return;
+  }
+  const [fr, sr] = await rootsFromConsistencyProof(m, n, firstRoot, proof);
+  if (!bytesEqual(fr, firstRoot)) {
+    throw new TlogError("consistency", `consistency proof ${m} -> ${n} does not lead to the ` +
+      "first root");
+  }
+  if (!bytesEqual(sr, secondRoot)) {
+    throw new TlogError("consistency", `consistency proof ${m} -> ${n} does not lead to the ` +
+      "second root");
+  }
+}
+
+// ---------------------------------------------------------------- keys and notes (C2SP)
+
+function checkName(name, what) {
+  // As core/note.py: not empty, no '+', no white space (Python's isspace includes \x1c-\x1f).
+  if (!name || name.includes("+") || /[\s\x1c-\x1f\x85]/u.test(name)) {
+    throw new TlogError("format", `${what}: key name is empty or has '+' or spaces`);
+  }
+}
+
+/** The 4-byte C2SP key id: SHA-256(name || 0x0A || 0x01 || publicKey)[:4]. */
+export async function keyId(name, publicKey) {
+  const digest = await sha256(concat(utf8(name), Uint8Array.of(0x0a, ALG_ED25519), publicKey));
+  return digest.slice(0, 4);
+}
+
+/**
+ * Parse a verifier key `name+hexid+base64(0x01 || pubkey)` (the base64 may hold '+').
+ * Returns {name, keyId, publicKey, text}; throws (reason `format`) if malformed or if the id
+ * does not match the key.
+ */
+export async function parseVkey(vkey) {
+  if (typeof vkey !== "string" || vkey.length > 4096) {
+    throw new TlogError("format", "verifier key: not a short text");
+  }
+  const text = vkey.trim();
+  const first = text.indexOf("+");
+  const second = first < 0 ? -1 : text.indexOf("+", first + 1);
+  if (second < 0) throw new TlogError("format", "verifier key: want name+keyid+key");
+  const name = text.slice(0, first);
+  const hexid = text.slice(first + 1, second);
+  checkName(name, "verifier key");
+  if (hexid.length !== 8) {
+    throw new TlogError("format", "verifier key: key id must be 8 hex digits");
+  }
+  const kid = unhex(hexid, "verifier key: key id");
+  const raw = b64decode(text.slice(second + 1), "verifier key");
+  if (raw.length !== 33 || raw[0] !== ALG_ED25519) {
+    throw new TlogError("format",
+      "verifier key: only Ed25519 (type 0x01, 32 bytes) is supported");
+  }
+  const publicKey = raw.slice(1);
+  if (!bytesEqual(kid, await keyId(name, publicKey))) {
+    throw new TlogError("format", "verifier key: key id does not match the key");
+  }
+  return { name, keyId: kid, publicKey, text };
+}
+
+/** The vkey text of a parsed key. */
+export function formatVkey(key) {
+  return `${key.name}+${hex(key.keyId)}+${b64encode(concat(Uint8Array.of(ALG_ED25519),
+    key.publicKey))}`;
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\x00-\x09\x0b-\x1f\x7f]/;
+
+function checkText(text) {
+  if (!text.endsWith("\n")) throw new TlogError("format", "note text must end with a newline");
+  if (CONTROL_RE.test(text)) throw new TlogError("format", "note text has a control character");
+}
+
+/**
+ * Split a signed note into its text and signature lines; throw (reason `format`) if
+ * malformed. `note` is a string or the UTF-8 bytes (decoded strictly).
+ * Returns {text, signatures: [{name, keyId, signature}]}.
+ */
+export function parseNote(note) {
+  if (note instanceof Uint8Array) {
+    if (note.length > MAX_NOTE_BYTES) throw new TlogError("format", "note is too large");
+    try {
+      note = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(note);
+    } catch {
+      throw new TlogError("format", "note is not valid UTF-8");
+    }
+  }
+  if (typeof note !== "string") throw new TlogError("format", "note is not text");
+  if (note.length > MAX_NOTE_BYTES) throw new TlogError("format", "note is too large");
+  const cut = note.lastIndexOf("\n\n");
+  if (cut < 0) throw new TlogError("format", "note has no blank line before its signatures");
+  const text = note.slice(0, cut + 1);
+  const sigblock = note.slice(cut + 2);
+  checkText(text);
+  if (!sigblock.endsWith("\n")) {
+    throw new TlogError("format", "note signatures must end with a newline");
+  }
+  const lines = sigblock.slice(0, -1).split("\n");
+  if (lines.length > MAX_SIGNATURES) throw new TlogError("format", "note has too many signatures");
+  const signatures = lines.map((line) => {
+    if (!line.startsWith(SIG_PREFIX)) {
+      throw new TlogError("format",
+        "note signature line does not start with an em dash and a space");
+    }
+    const rest = line.slice(SIG_PREFIX.length);
+    const space = rest.indexOf(" ");
+    if (space < 0) throw new TlogError("format", "note signature line has no signature");
+    const name = rest.slice(0, space);
+    checkName(name, "note signature");
+    const raw = b64decode(rest.slice(space + 1), "note signature");
+    if (raw.length < 5) throw new TlogError("format", "note signature is too short");
+    return { name, keyId: raw.slice(0, 4), signature: raw.slice(4) };
+  });
+  return { text, signatures };
+}
+
+async function ed25519Verify(publicKey, signature, message) {
+  if (signature.length !== 64) return false;
+  const key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false,
+    ["verify"]);
+  return crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
+}
+
+/**
+ * Parse and verify a note against trusted keys (parsed vkeys): signatures by unknown keys are
+ * ignored, a known key whose signature fails rejects the note (reason `signature`), and at
+ * least one known key must verify. Returns the parsed note.
+ */
+export async function verifyNote(note, verifiers) {
+  const parsed = parseNote(note);
+  const message = utf8(parsed.text);
+  let verified = false;
+  for (const sig of parsed.signatures) {
+    for (const v of verifiers) {
+      if (v.name === sig.name && bytesEqual(v.keyId, sig.keyId)) {
+        if (!(await ed25519Verify(v.publicKey, sig.signature, message))) {
+          throw new TlogError("signature", `signature by ${sig.name} does not verify`);
+        }
+        verified = true;
+      }
+    }
+  }
+  if (!verified) throw new TlogError("signature", "no signature by a trusted key");
+  return parsed;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+/**
+ * Parse a checkpoint body (the note text): origin, size (decimal, no leading zeros, < 2^64;
+ * a BigInt), base64 root (32 bytes), extension lines. Throws (reason `format`).
+ */
+export function parseCheckpoint(text) {
+  if (typeof text !== "string" || !text.endsWith("\n")) {
+    throw new TlogError("format", "checkpoint must end with a newline");
+  }
+  const lines = text.slice(0, -1).split("\n");
+  if (lines.length < 3) throw new TlogError("format", "checkpoint needs origin, size and root lines");
+  const [origin, sizeText, rootText, ...extensions] = lines;
+  if (!origin) throw new TlogError("format", "checkpoint origin must be one non-empty line");
+  if (!/^(?:0|[1-9][0-9]{0,19})$/.test(sizeText)) {
+    throw new TlogError("format", "checkpoint size is not a decimal number without leading zeros");
+  }
+  const size = BigInt(sizeText);
+  if (size > MAX_U64) throw new TlogError("format", "checkpoint size does not fit in 64 bits");
+  const root = b64decode(rootText, "checkpoint root");
+  if (root.length !== HASH_SIZE) {
+    throw new TlogError("format", `checkpoint root must be ${HASH_SIZE} bytes`);
+  }
+  for (const ext of extensions) {
+    if (!ext) throw new TlogError("format", "checkpoint extension lines must be non-empty");
+  }
+  return { origin, size, root, extensions };
+}
+
+/**
+ * Verify a signed checkpoint note with a trusted key (a parsed vkey) and return the parsed
+ * checkpoint plus the note text; its origin must equal the key name (or `origin` if given).
+ */
+export async function openCheckpoint(note, verifier, origin = null) {
+  const parsed = await verifyNote(note, [verifier]);
+  const cp = parseCheckpoint(parsed.text);
+  const want = origin ?? verifier.name;
+  if (cp.origin !== want) {
+    throw new TlogError("format", `checkpoint origin ${JSON.stringify(cp.origin)} is not the ` +
+      `expected ${JSON.stringify(want)}`);
+  }
+  return cp;
+}
+
+// ---------------------------------------------------------------- proof documents (JSON)
+
+function docInt(doc, key) {
+  const v = doc[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw new TlogError("format", `proof field '${key}' must be a non-negative integer`);
+  }
+  return BigInt(v);
+}
+
+function docHash(doc, key) {
+  if (typeof doc[key] !== "string") {
+    throw new TlogError("format", `proof field '${key}' must be a base64 string`);
+  }
+  return b64decode(doc[key], key);
+}
+
+function docHashes(doc, key) {
+  const v = doc[key];
+  if (!Array.isArray(v) || v.length > MAX_PROOF_HASHES) {
+    throw new TlogError("format", `proof field '${key}' must be a list of at most ` +
+      `${MAX_PROOF_HASHES} hashes`);
+  }
+  return v.map((item, i) => {
+    if (typeof item !== "string") {
+      throw new TlogError("format", `proof field ${key}[${i}] must be a base64 string`);
+    }
+    return b64decode(item, `${key}[${i}]`);
+  });
+}
+
+function asObject(doc) {
+  if (typeof doc === "string") {
+    try {
+      doc = JSON.parse(doc);
+    } catch (err) {
+      throw new TlogError("format", `proof is not JSON: ${err.message}`);
+    }
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new TlogError("format", "proof must be a JSON object");
+  }
+  return doc;
+}
+
+/** Parse an inclusion proof document (object or JSON text): leaf_index, tree_size, hashes. */
+export function parseInclusionProof(doc) {
+  doc = asObject(doc);
+  return {
+    leafIndex: docInt(doc, "leaf_index"),
+    treeSize: docInt(doc, "tree_size"),
+    leafHash: docHash(doc, "leaf_hash"),
+    auditPath: docHashes(doc, "audit_path"),
+  };
+}
+
+/** Parse a consistency proof document: first, second, consistency (the roots are ignored:
+ * a verifier compares with roots it holds from signed checkpoints). */
+export function parseConsistencyProof(doc) {
+  doc = asObject(doc);
+  return {
+    first: docInt(doc, "first"),
+    second: docInt(doc, "second"),
+    consistency: docHashes(doc, "consistency"),
+  };
+}
+
+// ---------------------------------------------------------------- entries (JSON Lines)
+
+/**
+ * The objects of a JSON Lines text. Split on "\n" only: a JSON string may hold U+2028 or
+ * U+2029, which other line splitters cut on. Throws (reason `format`) on a bad line.
+ */
+export function parseJsonLines(text) {
+  const lines = text.split("\n");
+  if (lines.length && lines[lines.length - 1] === "") lines.pop();
+  return lines.map((line, i) => {
+    try {
+      return JSON.parse(line);
+    } catch (err) {
+      throw new TlogError("format", `line ${i + 1} is not JSON: ${err.message}`);
+    }
+  });
+}
