@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sealtrail.log.auditlog import Clock, system_clock
 from sealtrail.monitor.config import MonitorConfig
+
+if TYPE_CHECKING:  # the console's module imports this one; the config only names the type
+    from sealtrail.server.web.oidc import OidcConfig
 
 MAX_BODY: Final = 8 * 1024 * 1024
 MAX_EVENTS: Final = 10_000
@@ -53,6 +56,14 @@ class ServiceConfig:
     # A picklable callable (a module-level function or a partial of one) that makes
     # ``monitor`` again: what lets this config reach a worker process (module docstring).
     monitor_source: Callable[[], MonitorConfig | None] | None = None
+    # The log the service's own records go to (console sign-ins, administration changes).
+    audit_log: str = "default"
+    # The console: its sessions' cookies carry Secure unless this is off (plain-HTTP
+    # development on a host other than localhost); TOTP required for these roles.
+    ui_secure_cookies: bool = True
+    ui_require_mfa: frozenset[str] = frozenset()
+    # Single sign-on to the console with an OpenID Connect provider (None: passwords only).
+    oidc: OidcConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -10,14 +10,17 @@ log-scoped key may only touch its log. The node's :class:`ServiceState` lives on
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from sealtrail.log.apikeys import Principal
+from sealtrail.core.errors import ConfigError
+from sealtrail.core.reserved import is_reserved_action
+from sealtrail.log.apikeys import Principal, Role
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.state import ServiceState
@@ -44,14 +47,25 @@ Service = Annotated[ServiceState, Depends(service)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: st_<id>_<secret>")
 
 
+SESSION_COOKIE: Final = "sealtrail_session"
+"""The console's session cookie (server/web/auth.py sets it; HttpOnly, SameSite=Strict)."""
+CSRF_HEADER: Final = "X-CSRF-Token"
+_UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def authenticate(request: Request,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
                  ) -> Principal:
-    """The key's principal (401 without a valid key, 429 past its rate)."""
+    """The caller's principal: an API key (``Authorization: Bearer``), else a console
+    session (its cookie; a state change must also carry the session's CSRF token). 401
+    without either, 403 for a state change without the token, 429 past the caller's rate."""
     state = service(request)
-    principal = (state.keys.authenticate(credentials.credentials.strip(), state.config.clock(),
-                                         client_cert_sha256(request.scope))
-                 if credentials is not None else None)
+    if credentials is not None:
+        principal = state.keys.authenticate(credentials.credentials.strip(),
+                                            state.config.clock(),
+                                            client_cert_sha256(request.scope))
+    else:
+        principal = session_principal(request)
     if principal is None:
         state.metrics.rejected.labels("unauthenticated").inc()
         raise HTTPException(401, "a valid API key is required",
@@ -62,6 +76,31 @@ def authenticate(request: Request,
         raise HTTPException(429, "rate limit exceeded",
                             headers={"Retry-After": RateLimiter.retry_after(wait)})
     return principal
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The principal of the request's console session (None without a live one).
+
+    The session's user is looked up on every request, so disabling a user or an idle or
+    absolute timeout ends access at once. A state change (POST, PUT, PATCH, DELETE) must
+    carry the session's CSRF token in ``X-CSRF-Token`` (compared in constant time): the
+    cookie alone, which a browser attaches by itself, never authorises a change.
+    """
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 128:
+        return None
+    state = service(request)
+    info = state.users.session(token, state.config.clock())
+    if info is None:
+        return None
+    if request.method in _UNSAFE:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), info.csrf.encode()):
+            state.metrics.rejected.labels("forbidden").inc()
+            raise HTTPException(403, f"a console change needs the session's {CSRF_HEADER} "
+                                "header (reload the page)")
+    request.state.session = info
+    return Principal(f"user:{info.user}", cast(Role, info.role), None, info.user, kind="user")
 
 
 def requires(routes: Mapping[Route, frozenset[str]], method: str, path: str) -> Any:
@@ -92,8 +131,41 @@ def open_log(state: ServiceState, name: str) -> AuditLog:
 
 
 def actor_of(principal: Principal) -> dict[str, str]:
-    """The key as the actor of the events its requests cause (audited reads, alert changes)."""
+    """The caller as the actor of the events its requests cause (audited reads, alert
+    changes): the API key, or the console user."""
+    if principal.kind == "user":
+        return {"id": principal.key_id, "type": "user", "name": principal.name}
     return {"id": f"key:{principal.key_id}", "type": "api_key", "name": principal.name}
+
+
+async def service_event(state: ServiceState, who: Principal | Mapping[str, Any], *,
+                        action: str, target: Mapping[str, Any], outcome: str = "success",
+                        category: str = "admin", reason: str | None = None,
+                        metadata: Mapping[str, Any] | None = None,
+                        log: str | None = None) -> None:
+    """Record one of the service's own events (a console sign-in, an administration change)
+    in ``log`` (default: the service's audit log, ``ServiceConfig.audit_log``), durably,
+    before the caller answers: a change that cannot be recorded is not reported done.
+
+    ``action`` must be a reserved one (``sealtrail.<area>.<verb>``): it is appended as
+    sealtrail's own record, which no client key can forge.
+    """
+    name = log or state.config.audit_log
+    if not state.logs.exists(name):
+        raise ConfigError(f"the service's audit log {name!r} does not exist: create it "
+                          f"(sealtrail --log {name} init) or name another with serve "
+                          "--audit-log")
+    if not is_reserved_action(action):
+        raise ValueError(f"service events use a reserved action, not {action!r}")
+    alog = state.logs.get(name)
+    actor = actor_of(who) if isinstance(who, Principal) else dict(who)
+    event: dict[str, Any] = {"actor": actor, "action": action, "outcome": outcome,
+                             "category": category, "target": dict(target)}
+    if reason is not None:
+        event["reason"] = reason
+    if metadata:
+        event["metadata"] = dict(metadata)
+    await in_thread(alog.append_own, [event])
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.users import Users
 from sealtrail.monitor.alerts import AlertStore
 from sealtrail.monitor.dispatch import Dispatcher
 from sealtrail.monitor.runner import Monitor
@@ -34,6 +35,7 @@ from sealtrail.server.monitor_process import MonitorProcess
 from sealtrail.server.pg_leader import PgLeadership
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
+from sealtrail.server.review_job import ReviewJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class ServiceState:
     config: ServiceConfig
     logs: Logs
     keys: ApiKeys
+    users: Users
     monitor: Monitor
     dispatcher: Dispatcher | None
     alert_store: AlertStore
@@ -51,6 +54,7 @@ class ServiceState:
     retention: RetentionJob
     metrics: Metrics
     limiter: RateLimiter
+    review: ReviewJob | None = None  # overdue reviews become alerts (leader only)
     leadership: Leadership | PgLeadership = field(init=False)
     _running: list[Callable[[], None]] = field(init=False, default_factory=list)
     # Starting and stopping the leader's jobs: the leadership's thread (taking or losing the
@@ -71,6 +75,7 @@ class ServiceState:
         """Open the data directory's logs and keys and set up the jobs (none started yet)."""
         logs = Logs(config.data_dir, config.passphrase, config.clock, config.store)
         keys = ApiKeys(config.data_dir, store=config.store)
+        users = Users(config.data_dir, store=config.store)
         # The rules run on this monitor when configured, not handed to a child process and
         # this is the only worker; otherwise it serves the API only (alerts the service
         # raises, alert changes), and with several workers the leader wires one for the
@@ -98,12 +103,15 @@ class ServiceState:
                             on_result=verified)
         retention = RetentionJob(logs, config.clock, delay=config.retention_delay,
                                  interval=config.retention_interval)
+        # Hourly, on the monitor that serves the API (it records alerts in the log).
+        review = ReviewJob(logs, monitor, config.clock, delay=config.retention_delay,
+                           interval=3600.0)
         metrics = Metrics(logs, config.clock, verifier.results)
         metrics.registry.register(MonitorState(monitor, dispatcher))
-        return cls(config=config, logs=logs, keys=keys, monitor=monitor,
+        return cls(config=config, logs=logs, keys=keys, users=users, monitor=monitor,
                    dispatcher=dispatcher, alert_store=alert_store, child=child,
                    verifier=verifier, retention=retention, metrics=metrics,
-                   limiter=RateLimiter(config.rate, config.burst))
+                   limiter=RateLimiter(config.rate, config.burst), review=review)
 
     @property
     def monitor_in_process(self) -> bool:
@@ -125,6 +133,9 @@ class ServiceState:
         self._running.append(self.verifier.stop)
         self.retention.start()
         self._running.append(self.retention.stop)
+        if self.review is not None:
+            self.review.start()
+            self._running.append(self.review.stop)
         if self.monitor_in_process:
             rules = self.monitor
             if self.config.shared:
@@ -158,3 +169,4 @@ class ServiceState:
         self.alert_store.close()
         self.logs.close()
         self.keys.close()
+        self.users.close()

@@ -1,0 +1,175 @@
+"""The console in a real browser: a real service on loopback with data, users of every role,
+and Debian's Chromium driven by Playwright (never a downloaded browser).
+
+Fixtures:
+
+- ``browser``: one headless Chromium for the session (skips when there is none).
+- ``console``: a running service over a data directory with events (personal fields
+  included), an alert, API keys and one console user per role (:data:`USERS`).
+- ``signed_in_page(role)``: a fresh browser context signed in through the real form as that
+  role's user; console errors and failed requests of the page are collected on
+  ``page.console_errors`` (tests assert there are none).
+- ``screenshot_dir``: where the tests save screenshots of the pages (``test-output/screenshots``
+  under the repository, or ``$SEALTRAIL_SCREENSHOTS``); docs/console.md shows some of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealtrail.log.apikeys import ApiKeys
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.users import Users
+from sealtrail.server.app import ServiceConfig
+from tests.server.conftest import make_data_dir, running
+
+PASSWORD = "correct horse battery staple"
+# role -> console user name
+USERS: dict[str, str] = {"reader": "rita", "auditor": "audrey", "admin": "adam"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def chromium_path() -> str:
+    """The system Chromium, or skip (``scripts/test`` installs it with apt as root)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no system chromium (scripts/test installs it with apt when run as root)")
+    return path
+
+
+def sample_events(n: int = 30) -> list[dict[str, Any]]:
+    """Events of every category and outcome, some with personal fields."""
+    categories = ["authentication", "data_access", "data_change", "configuration", "admin"]
+    outcomes = ["success", "success", "failure", "denied"]
+    out = []
+    for i in range(n):
+        out.append({
+            "actor": {"id": f"user-{i % 5}", "ip": f"198.51.100.{i % 7 + 1}",
+                      "name": f"Person {i % 5}"},
+            "action": ["user.login", "doc.read", "doc.update", "settings.change",
+                       "role.grant"][i % 5],
+            "category": categories[i % 5],
+            "outcome": outcomes[i % 4],
+            "target": {"type": "doc", "id": f"doc-{i}"},
+            "source": {"service": "billing"},
+            "reason": f"sample event {i}",
+        })
+    return out
+
+
+@dataclass
+class Console:
+    """A running console: its URL, data directory, config and API tokens by caller."""
+
+    base_url: str
+    data_dir: Path
+    config: ServiceConfig
+    tokens: dict[str, str]
+    users: dict[str, str] = field(default_factory=lambda: dict(USERS))
+
+    def auth(self, caller: str) -> dict[str, str]:
+        """The Authorization header of one API key."""
+        return {"Authorization": f"Bearer {self.tokens[caller]}"}
+
+
+def make_console_data(data_dir: Path, events: int = 30) -> dict[str, str]:
+    """The data directory: logs, keys (tests/server's), sample events, a user per role."""
+    tokens = make_data_dir(data_dir)
+    with AuditLog.open(data_dir, "default") as alog:
+        alog.append_many(sample_events(events))
+    now = datetime.now(UTC)
+    users = Users(data_dir)
+    try:
+        for role, name in USERS.items():
+            users.create(name, role, PASSWORD, now)
+    finally:
+        users.close()
+    keys = ApiKeys(data_dir)
+    try:
+        tokens["ingest_ui"] = keys.create("ingest", log=None, name="ui-ingest", now=now)
+    finally:
+        keys.close()
+    return tokens
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = chromium_path()
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=path, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    """A running service with data and a console user per role (cookies are Secure: Chromium
+    treats loopback as a secure context, as it would a TLS site)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    tokens = make_console_data(data_dir)
+    config = ServiceConfig(data_dir, verify_delay=0.5, retention_interval=0)
+    with running(config) as url:
+        yield Console(url, data_dir, config, tokens)
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    """Where screenshots go (kept after the run: CI artefacts, the docs' images)."""
+    where = Path(os.environ.get("SEALTRAIL_SCREENSHOTS", REPO / "test-output" / "screenshots"))
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Collect the page's console errors, uncaught exceptions and failed requests."""
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"exception: {exc}"))
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}")
+            if "/events/stream" not in req.url else None)
+    return errors
+
+
+def sign_in(page: Any, base_url: str, name: str, password: str = PASSWORD,
+            otp: str | None = None) -> None:
+    """Sign in through the real form."""
+    page.goto(f"{base_url}/ui/")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
+    if otp is not None:
+        page.fill("input[name=otp]", otp)
+    page.click("[type=submit]")
+    page.wait_for_load_state("load")
+
+
+@pytest.fixture
+def signed_in_page(browser: Any, console: Console) -> Iterator[Callable[[str], Any]]:
+    """``signed_in_page(role)``: a new context and page, signed in as that role's user."""
+    contexts: list[Any] = []
+
+    def make(role: str) -> Any:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.console_errors = watch_errors(page)
+        sign_in(page, console.base_url, USERS[role])
+        assert page.locator("input[name=password]").count() == 0, page.content()[:2000]
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
