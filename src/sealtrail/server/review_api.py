@@ -1,0 +1,185 @@
+"""Review routes: the periodic log review (PCI DSS 10.4.1, 10.4.3; HIPAA 164.308(a)(1)(ii)(D)).
+
+Listing periods and opening one are for auditors and admins (an admin may see how the review
+stands; opening a period shows actor ids and event indexes, so it is an audited read). The
+steps of the review (a disposition per exception, closing an assignment, the sign-off) are
+for auditors only: the people who run the system do not review themselves (separation of
+duties, PCI DSS 10.4.1 and 7.2). Each step is an event in the log naming the caller
+(``deps.actor_of``) and its note; the state answered is read back from the log
+(compliance/review.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from typing import Any, Final
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from sealtrail.compliance.review import MAX_NOTE, ConflictError, ReviewBook, parse_period
+from sealtrail.core.errors import ValidationError
+from sealtrail.log.apikeys import Principal
+from sealtrail.log.reads import Reader
+from sealtrail.server.deps import Service, actor_of, in_thread, open_log, read_body, requires
+from sealtrail.server.openapi import ERRORS, json_body
+from sealtrail.server.state import ServiceState
+
+READ_ROLES: Final = frozenset({"auditor", "admin"})
+REVIEW_ROLES: Final = frozenset({"auditor"})
+_LIST = "/v1/logs/{log}/reviews"
+_ITEM = "/v1/logs/{log}/reviews/{period}"
+_SIGN = "/v1/logs/{log}/reviews/{period}/sign-off"
+_EXC = "/v1/logs/{log}/reviews/{period}/exceptions/{exception_id}"
+_CLOSE = "/v1/logs/{log}/reviews/{period}/assignments/{assignment_id}/close"
+ROUTES: Final = {
+    ("GET", _LIST): READ_ROLES,
+    ("GET", _ITEM): READ_ROLES,
+    ("POST", _SIGN): REVIEW_ROLES,
+    ("POST", _EXC): REVIEW_ROLES,
+    ("POST", _CLOSE): REVIEW_ROLES,
+}
+MAX_BODY: Final = MAX_NOTE * 2 + 1024
+
+router = APIRouter()
+as_list = requires(ROUTES, "GET", _LIST)
+as_item = requires(ROUTES, "GET", _ITEM)
+as_sign = requires(ROUTES, "POST", _SIGN)
+as_exc = requires(ROUTES, "POST", _EXC)
+as_close = requires(ROUTES, "POST", _CLOSE)
+
+_NOTE = {"type": "string", "minLength": 1, "maxLength": MAX_NOTE}
+_SIGN_BODY: Final = json_body({"type": "object", "required": ["note"],
+                               "properties": {"note": _NOTE}},
+                              "What was reviewed and concluded")
+_EXC_BODY: Final = json_body({"type": "object", "required": ["disposition", "note"],
+                              "properties": {
+                                  "disposition": {"type": "string",
+                                                  "enum": ["benign", "assigned"]},
+                                  "note": _NOTE,
+                                  "assignee": {"type": "string", "maxLength": 256}}},
+                             "benign (with why), or assigned to someone (with what to do)")
+_CLOSE_BODY: Final = json_body({"type": "object", "required": ["note"],
+                                "properties": {"note": _NOTE}}, "How it was resolved")
+
+
+def _json(doc: Any) -> Response:
+    return Response(msgspec.json.encode(doc), media_type="application/json")
+
+
+def _book(service: ServiceState, log: str) -> ReviewBook:
+    return ReviewBook(open_log(service, log), service.alert_store)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await read_body(request, MAX_BODY)  # never read whole past the limit
+    if raw is None:
+        raise ValidationError("note", f"at most {MAX_NOTE} characters")
+    try:
+        doc = msgspec.json.decode(raw or b"{}")
+    except msgspec.DecodeError as exc:
+        raise ValidationError("body", "not JSON") from exc
+    if not isinstance(doc, dict):
+        raise ValidationError("body", "a JSON object")
+    return doc
+
+
+def _text(doc: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = doc.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(name, "required (text)")
+    return value
+
+
+@router.get(_LIST, responses=ERRORS)
+async def list_reviews(log: str, service: Service, *,
+                       since: str | None = Query(None, max_length=10,
+                                                 description="first period, YYYY-MM-DD"),
+                       until: str | None = Query(None, max_length=10,
+                                                 description="last period, YYYY-MM-DD"),
+                       principal: Principal = as_list) -> Response:
+    """The log's review periods, newest first, with their status (pending, overdue,
+    signed_off) and how many exceptions are open; by default the last 30 days."""
+    book = _book(service, log)
+    now = service.config.clock()
+    first = parse_period(since, now, name="since") if since is not None else None
+    last = parse_period(until, now, name="until") if until is not None else None
+    items = await in_thread(functools.partial(book.listing, now, first, last))
+    return _json({"log": log, "grace_hours": book.grace.total_seconds() / 3600,
+                  "periods": [i.brief() for i in items]})
+
+
+@router.get(_ITEM, responses=ERRORS)
+async def show_review(log: str, period: str, service: Service,
+                      principal: Principal = as_item) -> Response:
+    """One period: its summary, alerts, exceptions with their disposition, assignments and
+    sign-off (recorded as an audited read)."""
+    book = _book(service, log)
+    now = service.config.clock()
+    day = parse_period(period, now)
+    item = await in_thread(functools.partial(
+        book.item, day, now, reader=Reader(actor_of(principal), principal.role)))
+    return _json(item.to_json())
+
+
+async def _step(service: ServiceState, log: str, period: str, fn: Any) -> Response:
+    """Run one review step; a refused step is 409, an unknown exception or assignment 404."""
+    book = _book(service, log)
+    now = service.config.clock()
+    day: date = parse_period(period, now)
+    try:
+        item = await in_thread(functools.partial(fn, book, day, now))
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except LookupError as exc:
+        raise HTTPException(404, str(exc.args[0]) if exc.args else "not found") from exc
+    return _json(item.to_json())
+
+
+@router.post(_SIGN, responses=ERRORS, openapi_extra=_SIGN_BODY)
+async def sign_off(log: str, period: str, request: Request, service: Service,
+                   principal: Principal = as_sign) -> Response:
+    """Sign the period off (409 while an exception has no disposition or the day is not
+    over, or when it is signed off already)."""
+    doc = await _body(request)
+    note = _text(doc, "note")
+
+    def run(book: ReviewBook, day: date, now: Any) -> Any:
+        return book.sign_off(day, actor=actor_of(principal), role=principal.role,
+                             note=note or "", now=now)
+
+    return await _step(service, log, period, run)
+
+
+@router.post(_EXC, responses=ERRORS, openapi_extra=_EXC_BODY)
+async def dispose(log: str, period: str, exception_id: str, request: Request,  # noqa: PLR0917 - FastAPI's parameters
+                  service: Service, principal: Principal = as_exc) -> Response:
+    """Mark an exception benign, or assign it to someone (409 when it has a disposition)."""
+    doc = await _body(request)
+    disposition = _text(doc, "disposition")
+    note = _text(doc, "note")
+    assignee = _text(doc, "assignee", required=False)
+
+    def run(book: ReviewBook, day: date, now: Any) -> Any:
+        return book.dispose(day, exception_id, disposition or "", actor=actor_of(principal),
+                            role=principal.role, note=note or "", now=now, assignee=assignee)
+
+    return await _step(service, log, period, run)
+
+
+@router.post(_CLOSE, responses=ERRORS, openapi_extra=_CLOSE_BODY)
+async def close_assignment(log: str, period: str, assignment_id: str,  # noqa: PLR0917 - FastAPI's parameters
+                           request: Request, service: Service,
+                           principal: Principal = as_close) -> Response:
+    """Close an assignment with how it was resolved (409 when it is closed already)."""
+    doc = await _body(request)
+    note = _text(doc, "note")
+
+    def run(book: ReviewBook, day: date, now: Any) -> Any:
+        return book.close(day, assignment_id, actor=actor_of(principal),
+                          role=principal.role, note=note or "", now=now)
+
+    return await _step(service, log, period, run)

@@ -1,0 +1,99 @@
+"""The automated half of the periodic review (PCI DSS 10.4.1.1): an overdue review is an alert.
+
+A daemon thread (run by the leader only, like retention) looks at every log each ``interval``
+seconds (hourly by default): a period that ended more than the grace (24 h) ago without a
+sign-off (:mod:`sealtrail.compliance.review`) raises an alert through the monitor (rule
+``builtin.review_overdue``, one alert per period: its key is the period id), which records it
+in the log (``alert.open``) and hands it to the sinks like any other. A period already alerted
+on (whatever that alert's status now) is not alerted again: resolving the alert is the
+responder's word that it is being dealt with, and the period stays *overdue* in the review
+listing and fails the compliance check until it is signed off.
+
+Only the last ``lookback`` days (7) are looked at: a log that was never reviewed raises at most
+that many alerts at once, not one per day of its history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sealtrail.compliance.review import CLAUSES, DEFAULT_GRACE, OVERDUE_RULE, ReviewBook
+from sealtrail.core.errors import SealtrailError
+from sealtrail.log.schedule import Schedule
+from sealtrail.monitor.runner import Monitor, system_detection
+from sealtrail.server.logs import Logs
+
+log = logging.getLogger("sealtrail.server")
+
+TITLE = "Log review overdue"
+MAX_KNOWN = 10_000  # overdue alerts of a log looked at to avoid raising one twice
+
+
+@dataclass(slots=True)
+class ReviewRun:
+    """One log's last check: when, which periods it raised alerts for, or what failed."""
+
+    ok: bool
+    at: datetime
+    raised: list[str] = field(default_factory=list)
+    overdue: int = 0
+    problem: str = ""
+
+
+class ReviewJob:
+    """Raises an alert for each overdue review, on a schedule."""
+
+    def __init__(self, logs: Logs, monitor: Monitor, now: Callable[[], datetime], *,
+                 delay: float, interval: float, grace: timedelta = DEFAULT_GRACE,
+                 lookback: int = 7) -> None:
+        self._logs = logs
+        self._monitor = monitor
+        self._now = now
+        self.grace = grace
+        self.lookback = lookback
+        self._schedule = Schedule("sealtrail-review", self.run_all, delay=delay,
+                                  next_wait=lambda _: interval, enabled=interval > 0)
+        self.results: dict[str, ReviewRun] = {}
+
+    def start(self) -> None:
+        """Start the schedule (no-op when the interval is 0)."""
+        self._schedule.start()
+
+    def stop(self) -> None:
+        """Stop after the current step."""
+        self._schedule.stop()
+
+    def run_all(self) -> None:
+        """Check every log now."""
+        for name in self._logs.names():
+            if self._schedule.stopping.is_set():
+                return
+            try:
+                self.results[name] = self.run_one(name)
+            except SealtrailError as exc:
+                log.warning("sealtrail: review check of log %s did not run: %s", name, exc)
+                self.results[name] = ReviewRun(False, self._now(), problem=str(exc))
+
+    def run_one(self, name: str) -> ReviewRun:
+        """Check one log: alert on each overdue period not alerted on before."""
+        now = self._now()
+        alog = self._logs.get(name)
+        store = self._monitor.store
+        book = ReviewBook(alog, store, grace=self.grace)
+        overdue = book.overdue(now, self.lookback)
+        known = {a.key for a in store.list(name, rule=OVERDUE_RULE, limit=MAX_KNOWN)}
+        raised = []
+        for item in overdue:
+            if item.period in known:
+                continue
+            hours = int(self.grace / timedelta(hours=1))
+            self._monitor.raise_alert(name, system_detection(
+                OVERDUE_RULE, TITLE, "medium", item.period,
+                f"the review of log {name} for {item.period} is not signed off "
+                f"{hours} h after the period ended ({len(item.exceptions)} exception(s), "
+                f"{item.undecided} without a disposition)", CLAUSES), alog=alog)
+            raised.append(item.period)
+        return ReviewRun(True, now, raised, len(overdue))
