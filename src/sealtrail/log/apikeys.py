@@ -49,6 +49,8 @@ class Principal:
     role: Role
     log: str | None
     name: str
+    # "api_key" for a bearer key; "user" for a console session (key_id is "user:<name>").
+    kind: str = "api_key"
 
     def may_use(self, log: str) -> bool:
         """Whether the key's scope covers ``log`` (auditors see every log)."""

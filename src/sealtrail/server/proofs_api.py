@@ -25,12 +25,14 @@ ROUTES: Final = {
     ("GET", "/v1/logs/{log}/checkpoint"): EVERYONE,
     ("GET", "/v1/logs/{log}/proof/inclusion"): EVERYONE,
     ("GET", "/v1/logs/{log}/proof/consistency"): EVERYONE,
+    ("GET", "/v1/logs/{log}/vkey"): EVERYONE,
 }
 
 router = APIRouter()
 as_checkpoint = requires(ROUTES, "GET", "/v1/logs/{log}/checkpoint")
 as_inclusion = requires(ROUTES, "GET", "/v1/logs/{log}/proof/inclusion")
 as_consistency = requires(ROUTES, "GET", "/v1/logs/{log}/proof/consistency")
+as_vkey = requires(ROUTES, "GET", "/v1/logs/{log}/vkey")
 
 
 @router.get("/v1/logs/{log}/checkpoint",
@@ -43,6 +45,17 @@ async def get_checkpoint(log: str, service: Service,
     # In a thread: the read may wait for the store (a commit in progress), the loop must not.
     note = (await in_thread(alog.checkpoint)).note
     return PlainTextResponse(note)
+
+
+@router.get("/v1/logs/{log}/vkey", responses=answers("text/plain", "The verifier key"))
+async def get_vkey(log: str, service: Service, principal: Principal = as_vkey) -> Response:
+    """The log's verifier key (``name+id+base64``), one line: what a client pins on first use.
+
+    Trusting it on first use only helps against a server that changes it later; compare it
+    with the key the operator published (``sealtrail vkey``) to trust the first answer too.
+    """
+    alog = open_log(service, log)
+    return PlainTextResponse(alog.vkey() + "\n")
 
 
 @router.get("/v1/logs/{log}/proof/inclusion", responses=ERRORS)
