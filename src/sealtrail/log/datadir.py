@@ -60,12 +60,15 @@ from sealtrail.store.postgres_keyring import PostgresKeyringHome
 from sealtrail.store.postgres_monitor import PostgresAlertRows
 from sealtrail.store.postgres_outbox import PostgresOutboxRows
 from sealtrail.store.postgres_service import PostgresKeyRows
+from sealtrail.store.postgres_users import PostgresUserRows
 from sealtrail.store.protocol import State, Store
 from sealtrail.store.service import KeyRows
 from sealtrail.store.sqlite import KNOWN_SCHEMAS, SQLiteStore
 from sealtrail.store.sqlite_monitor import SQLiteAlertRows
 from sealtrail.store.sqlite_outbox import SQLiteOutboxRows
 from sealtrail.store.sqlite_service import SQLiteKeyRows
+from sealtrail.store.sqlite_users import SQLiteUserRows
+from sealtrail.store.users import UserRows
 
 Clock = Callable[[], datetime]
 # Wraps the store a log opens (fault-injection tests pass one in; production passes none).
@@ -216,6 +219,17 @@ def open_key_rows(path: Path, store_url: str | None = None) -> KeyRows:
     if url is not None:
         return PostgresKeyRows(url, SERVICE_SCHEMAS["keys"])
     return SQLiteKeyRows(path)
+
+
+def open_user_rows(path: Path, store_url: str | None = None) -> UserRows:
+    """The console's users, sessions and failed sign-ins, kept in the SQLite file ``path``
+    (``log/users.py`` says where: ``<data>/_service/service.db``, beside the API keys),
+    created 0600 in a 0700 directory when missing; with a PostgreSQL store, in its
+    ``sealtrail__service`` schema (every node's users and sessions)."""
+    url = check_store(store_url)
+    if url is not None:
+        return PostgresUserRows(url, SERVICE_SCHEMAS["keys"])
+    return SQLiteUserRows(path)
 
 
 def open_alert_rows(path: Path, store_url: str | None = None) -> AlertRows:
