@@ -18,8 +18,11 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from sealtrail.log.auditlog import AuditLog
 from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path, new_alert_id
 from sealtrail.server.app import (
+    CONSOLE_OPEN_ROUTES,
+    CONSOLE_STATIC,
     DOCS_ASSETS,
     OPEN_ROUTES,
     ROUTE_ROLES,
@@ -39,7 +42,8 @@ NO_KEY: dict[str, str | None] = {
     "unknown_key": "Bearer st_0000000000000000_" + "A" * 43,
 }
 CALLERS = [*NO_KEY, "wrong_secret", *KEYS, *DEAD_KEYS]
-DOCS = frozenset({"/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect", DOCS_ASSETS})
+DOCS = frozenset({"/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect", DOCS_ASSETS,
+                  CONSOLE_STATIC})
 LOG = "default"
 _names = itertools.count()
 
@@ -59,6 +63,17 @@ def _new_alert(service: Service) -> str:
                     updated_by="test"))
     store.close()
     return alert_id
+
+
+def _release_request(service: Service) -> dict[str, Any]:
+    """The release of a hold placed just now with the library (as ``sealtrail hold add``)."""
+    subject = f"held-{next(_names)}"
+    with AuditLog.open(service.data_dir, LOG, create=False) as alog:
+        alog.hold_subject(subject, reason="matter 2", actor={"id": "test"})
+        ref = alog.holds()[-1]["subject_ref"]
+        number = max(h["hold"] for h in alog.holds() if h["subject_ref"] == ref)
+    return {"method": "DELETE", "url": f"/v1/logs/{LOG}/holds/{number}",
+            "json": {"subject": subject, "reason": "matter closed"}}
 
 
 # A minimally valid request for each route (a route missing here fails its tests by name).
@@ -94,8 +109,29 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
         "content": json.dumps([{"action": "repo.create", "actor": "octocat",
                                 "@timestamp": 1767225600000,
                                 "_document_id": f"doc-{next(_names)}"}]).encode()},
+    ("GET", "/v1/logs/{log}/vkey"): _request("GET", "/v1/logs/{log}/vkey"),
+    ("GET", "/v1/logs/{log}/overview"): _request("GET", "/v1/logs/{log}/overview"),
+    ("GET", "/ui/"): _request("GET", "/ui/"),
+    ("GET", "/ui/logs/{log}/events"): _request("GET", "/ui/logs/{log}/events"),
+    ("GET", "/ui/logs/{log}/events/{index}"): lambda _s: {
+        "method": "GET", "url": f"/ui/logs/{LOG}/events/0"},
+    ("GET", "/ui/logs/{log}/alerts"): _request("GET", "/ui/logs/{log}/alerts"),
+    ("GET", "/ui/logs/{log}/review"): _request("GET", "/ui/logs/{log}/review"),
+    ("GET", "/ui/logs/{log}/compliance"): _request("GET", "/ui/logs/{log}/compliance"),
+    ("GET", "/ui/admin"): _request("GET", "/ui/admin"),
     ("GET", "/healthz"): _request("GET", "/healthz"),
     ("GET", "/readyz"): _request("GET", "/readyz"),
+    ("GET", "/v1/logs/{log}/reports"): lambda _s: {
+        "method": "GET", "url": f"/v1/logs/{LOG}/reports", "params": {"standard": "soc2"}},
+    ("GET", "/v1/logs/{log}/evidence"): lambda _s: {
+        "method": "GET", "url": f"/v1/logs/{LOG}/evidence", "params": {"action": "seed.*"}},
+    ("GET", "/v1/logs/{log}/retention"): _request("GET", "/v1/logs/{log}/retention"),
+    ("PUT", "/v1/logs/{log}/retention"): lambda _s: {
+        "method": "PUT", "url": f"/v1/logs/{LOG}/retention", "json": {"preset": "pci-dss"}},
+    ("POST", "/v1/logs/{log}/holds"): lambda _s: {
+        "method": "POST", "url": f"/v1/logs/{LOG}/holds",
+        "json": {"subject": f"held-{next(_names)}", "reason": "matter 1"}},
+    ("DELETE", "/v1/logs/{log}/holds/{hold}"): _release_request,
 }
 
 
@@ -105,6 +141,8 @@ def expected_status(route: Route, caller: str) -> int:
     success = 201 if method == "POST" and "/alerts/" not in path else 200
     if route in OPEN_ROUTES:
         return success
+    if path.startswith("/ui/") and caller == "no_header":
+        return 200  # a console page with no key and no session: the sign-in form
     if caller not in KEYS:
         return 401
     role, scope = KEYS[caller]
@@ -140,6 +178,9 @@ def test_route_status_matches_role_table(service: Service, client: httpx.Client,
     assert response.status_code == want, (want, response.status_code, response.text)
     if want == 401:
         assert response.headers.get("www-authenticate") == "Bearer"
+    if route[1].startswith("/ui/") and caller == "no_header":
+        assert 'name="password"' in response.text  # the sign-in form, and nothing else
+        assert "data-role" in response.text and 'data-role=""' in response.text
 
 
 def test_app_routes_are_exactly_the_role_table(tmp_path: Path) -> None:
@@ -156,7 +197,7 @@ def test_app_routes_are_exactly_the_role_table(tmp_path: Path) -> None:
     # The /v1 and /metrics routes in particular: a new one without a role fails here.
     assert {r for r in exposed if r[1].startswith("/v1") or r[1] == "/metrics"} == {
         r for r in ROUTE_ROLES if r[1].startswith("/v1") or r[1] == "/metrics"}
-    assert exposed == set(ROUTE_ROLES) | set(OPEN_ROUTES)
+    assert exposed == set(ROUTE_ROLES) | set(OPEN_ROUTES) | set(CONSOLE_OPEN_ROUTES)
     app.state.logs.close()
     app.state.keys.close()
 

@@ -94,6 +94,8 @@ async def viewer(request: Request) -> Principal | None:
     credentials = await _bearer(request)
     if credentials is not None:
         return authenticate(request, credentials)
+    if "authorization" in request.headers:  # another scheme: a tool, answered as the API is
+        raise HTTPException(401, "a valid API key is required")
     return session_principal(request)
 
 
