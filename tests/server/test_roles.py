@@ -29,6 +29,7 @@ from sealtrail.server.app import (
     ServiceConfig,
     create_app,
 )
+from tests.review_workflow.requests import REVIEW_REQUESTS
 from tests.server.conftest import DEAD_KEYS, KEYS, Service, seed_event
 
 Route = tuple[str, str]
@@ -132,6 +133,7 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
         "method": "POST", "url": f"/v1/logs/{LOG}/holds",
         "json": {"subject": f"held-{next(_names)}", "reason": "matter 1"}},
     ("DELETE", "/v1/logs/{log}/holds/{hold}"): _release_request,
+    **REVIEW_REQUESTS,
 }
 
 

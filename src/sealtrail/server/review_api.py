@@ -64,8 +64,8 @@ _CLOSE_BODY: Final = json_body({"type": "object", "required": ["note"],
                                 "properties": {"note": _NOTE}}, "How it was resolved")
 
 
-def _json(doc: Any) -> Response:
-    return Response(msgspec.json.encode(doc), media_type="application/json")
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(doc), status_code=status, media_type="application/json")
 
 
 def _book(service: ServiceState, log: str) -> ReviewBook:
@@ -126,7 +126,8 @@ async def show_review(log: str, period: str, service: Service,
 
 
 async def _step(service: ServiceState, log: str, period: str, fn: Any) -> Response:
-    """Run one review step; a refused step is 409, an unknown exception or assignment 404."""
+    """Run one review step: 201 with the period's item (the step is a new entry of the log);
+    a refused step is 409, an unknown exception or assignment 404."""
     book = _book(service, log)
     now = service.config.clock()
     day: date = parse_period(period, now)
@@ -136,7 +137,7 @@ async def _step(service: ServiceState, log: str, period: str, fn: Any) -> Respon
         raise HTTPException(409, str(exc)) from exc
     except LookupError as exc:
         raise HTTPException(404, str(exc.args[0]) if exc.args else "not found") from exc
-    return _json(item.to_json())
+    return _json(item.to_json(), 201)
 
 
 @router.post(_SIGN, responses=ERRORS, openapi_extra=_SIGN_BODY)
