@@ -230,8 +230,9 @@ async def get_evidence(  # noqa: PLR0917 - one parameter per documented filter
     if format not in BUNDLE_KINDS:
         raise ValidationError("format", "use zip or tar.gz")
     start, end = _period(since, until)
-    flt = Filter(actor=actor, subject=subject, action=action, category=category,
-                 outcome=outcome, target=target, source=source, since=start, until=end)
+    flt = Filter(actor=_given(actor), subject=_given(subject), action=_given(action),
+                 category=_given(category), outcome=_given(outcome), target=_given(target),
+                 source=_given(source), since=start, until=end)
     ext, media = BUNDLE_KINDS[format]
     stamp = format_time(alog.now()).replace(":", "").replace("-", "")[:15]
     name = f"sealtrail-evidence-{log}-{stamp}.{ext}"
@@ -244,6 +245,11 @@ async def get_evidence(  # noqa: PLR0917 - one parameter per documented filter
                  "X-Content-Type-Options": "nosniff",
                  "X-Sealtrail-Events": str(built.events),
                  "X-Sealtrail-Export-Event": str(built.export_event)})
+
+
+def _given(value: str | None) -> str | None:
+    """A filter left empty (a form's blank field) selects everything, like one not sent."""
+    return value if value is not None and value.strip() else None
 
 
 def _build_bundle(alog: AuditLog, name: str, flt: Filter,  # noqa: PLR0917
