@@ -29,6 +29,7 @@ from sealtrail.cli import (
     retention,
     search,
     service,
+    users,
     verifying,
 )
 from sealtrail.cli.common import global_options
@@ -63,6 +64,7 @@ app.add_typer(retention.retention_app, name="retention")
 app.add_typer(retention.archive_app, name="archive")
 app.add_typer(monitoring.rules_app, name="rules")
 app.add_typer(monitoring.alerts_app, name="alerts")
+app.add_typer(users.users_app, name="users")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
