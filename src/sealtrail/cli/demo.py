@@ -3,7 +3,8 @@
 It makes (or reuses) a data directory with an encrypted log, appends sample events (a login
 burst, reads of records about a data subject, an admin change) and imports a few AWS
 CloudTrail records (``sealtrail import``'s path), creates one API key per role,
-prints them with ready-to-paste requests, and serves the API on loopback until interrupted.
+prints them with ready-to-paste requests, makes one console user per role (printed with
+their passwords), and serves the API and the console on loopback until interrupted.
 The monitor runs the built-in rules, so the sample's login burst and role grant show up as
 alerts.
 """
@@ -101,6 +102,35 @@ def prepare(data: Path, passphrase: str) -> dict[str, str]:
     return tokens
 
 
+def console_logins(data: Path) -> dict[str, tuple[str, str]]:
+    """One console user per role (made once, with a random password kept in
+    ``DATA/demo-logins.json``, 0600, so a restarted demo prints the same logins)."""
+    from sealtrail.log.users import Users  # noqa: PLC0415 - the demo's only use
+
+    kept = data / "demo-logins.json"
+    logins: dict[str, tuple[str, str]] = {}
+    if kept.exists():
+        logins = {role: (pair[0], pair[1]) for role, pair in json.loads(kept.read_text()).items()}
+    users = Users(data)
+    try:
+        now = datetime.now(UTC)
+        for role in ("reader", "auditor", "admin"):
+            name = f"demo-{role}"
+            if role in logins and users.get(name) is not None:
+                continue
+            if users.get(name) is not None:
+                name = f"demo-{role}-{secrets.token_hex(2)}"
+            password = secrets.token_urlsafe(12)
+            users.create(name, role, password, now)
+            logins[role] = (name, password)
+    finally:
+        users.close()
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({role: list(pair) for role, pair in logins.items()}, out)
+    return logins
+
+
 def run_demo(data: Path, port: int) -> None:
     """Prepare the demo and serve it on 127.0.0.1:``port`` until interrupted."""
     from sealtrail.server.app import ServiceConfig, create_app  # noqa: PLC0415
@@ -111,7 +141,9 @@ def run_demo(data: Path, port: int) -> None:
     try:
         phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
         tokens = prepare(data, phrase)
+        logins = console_logins(data)
         _announce(data, port, tokens, show_phrase=phrase == DEMO_PASSPHRASE)
+        _announce_console(port, logins)
         app = create_app(ServiceConfig(data, passphrase=phrase))
     except BaseException:
         for sock in sockets:
@@ -150,3 +182,12 @@ def _announce(data: Path, port: int, tokens: dict[str, str], *, show_phrase: boo
                f"'{base}/v1/logs/default/alerts?status=open'   "
                "# the monitor's alerts on the sample")
     typer.echo("  Ctrl-C stops the service; the data stays for next time.\n")
+
+
+def _announce_console(port: int, logins: dict[str, tuple[str, str]]) -> None:
+    """Print where the console is and how to sign in (last: what a person needs first)."""
+    typer.secho(f"  Console: point a browser at http://127.0.0.1:{port}/ui/", bold=True)
+    for role in ("auditor", "reader", "admin"):
+        name, password = logins[role]
+        typer.echo(f"    sign in as {name:<18} password {password}   ({role})")
+    typer.echo("")

@@ -80,8 +80,15 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
               "--workers", min=1, help="Worker processes serving the API [default: the "
               "number of cores]; 1 serves in this process. One of them (the leader) runs "
               "verification, retention and the monitor.")] = None,
+          audit_log: Annotated[str, typer.Option(
+              "--audit-log", help="The log that records the service's own events (console "
+              "sign-ins, administration changes).")] = "default",
+          ui_require_mfa: Annotated[bool, typer.Option(
+              "--ui-require-mfa", help="Console admins must sign in with a TOTP code "
+              "(enrol one with 'sealtrail users mfa NAME').")] = False,
           data: DataOpt = None) -> None:
-    """Run the HTTP API (loopback by default; TLS with --tls-cert/--tls-key) and the monitor.
+    """Run the HTTP API and web console (loopback by default; TLS with --tls-cert/--tls-key)
+    and the monitor.
 
     Encrypted logs need the keyring passphrase (env SEALTRAIL_PASSPHRASE, --passphrase-file,
     or a prompt on a terminal); without it they are served locked and a warning at start
@@ -136,7 +143,9 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
             monitor_config, rules or [], alert_webhook, alert_secret_file, monitor_config_file)
         config = ServiceConfig(Path(d), passphrase=phrase, store=store, rate=rate, burst=burst,
                                monitor=monitor, monitor_command=command, workers=count,
-                               monitor_source=source)
+                               monitor_source=source, audit_log=audit_log,
+                               ui_require_mfa=frozenset({"admin"}) if ui_require_mfa
+                               else frozenset())
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
         from sealtrail.server.serving import listen  # noqa: PLC0415
         from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415
@@ -161,14 +170,15 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
         with _environment(secrets):  # the monitor child (and the workers) inherit them
             if count > 1:
                 from sealtrail.server.workers import run_workers  # noqa: PLC0415
-                say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (API docs at /docs) "
-                    f"with {count} worker processes")
+                say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (console at /ui/, API "
+                    f"docs at /docs) with {count} worker processes")
                 code = run_workers(config, sockets, count, options)
                 if code:
                     raise typer.Exit(code)
                 return
             application = create_app(config)
-            say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (API docs at /docs)")
+            say(f"sealtrail serving {d} on {scheme}://{host}:{bound} (console at /ui/, "
+                "API docs at /docs)")
             serve_http(application, sockets=sockets, **options)
 
 
