@@ -160,7 +160,7 @@ def test_the_review_from_start_to_sign_off(service: Service, client: httpx.Clien
     assert reads
 
 
-def alog_reads(service: Service) -> list[dict]:  # type: ignore[type-arg]
+def alog_reads(service: Service) -> list[dict[str, Any]]:
     """The log's audit_access read records."""
     with AuditLog.open(service.data_dir, LOG, create=False) as alog:
         return [ev for ev in (alog.read(e) for e in alog.entries(0))
