@@ -38,7 +38,9 @@ from sealtrail.server.web.oidc import (
     new_pending,
     validate_id_token,
 )
+from tests.clirun import sealtrail
 from tests.server.conftest import make_data_dir, running
+from tests.server.test_serve_cli import serving
 from tests.ui.oidc_provider import Provider, running_provider
 
 CLIENT_ID = "sealtrail-console"
@@ -589,6 +591,79 @@ def test_the_pending_key_is_shared_through_the_secret() -> None:
     assert one.pending_key == two.pending_key != public.pending_key
     assert "'s'" not in repr(one)
     assert len(public.pending_key) == 32
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def set_cookie(response: httpx.Response, name: str) -> str:
+    """A cookie's value from ``Set-Cookie`` (read by hand: the service marks its cookies
+    Secure, which httpx keeps off plain http; Chromium sends them to loopback, as here)."""
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith(name + "="):
+            return header.split(";", 1)[0].split("=", 1)[1]
+    raise AssertionError(f"no {name} cookie in {response.headers}")
+
+
+def test_serve_with_oidc_options_and_two_workers(provider: Provider, tmp_path: Path) -> None:
+    """``sealtrail serve --workers 2`` with the ``--oidc-*`` options (the secret from a file)
+    signs a provider user in; sign-ins that start in one worker process and come back to the
+    other work, since the pending login travels sealed in the cookie."""
+    data = tmp_path / "data"
+    tokens = make_data_dir(data)
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text(SECRET + "\n")
+    client_id = "cli-console"
+    with serving(data, tmp_path, "--workers", "2", "--no-monitor",
+                 "--oidc-issuer", provider.issuer, "--oidc-client-id", client_id,
+                 "--oidc-client-secret-file", str(secret_file),
+                 "--oidc-role-map", "st-auditors=auditor",
+                 "--oidc-role-map", "st-admins=admin") as served:
+        provider.add_client(client_id, SECRET, served.base_url + CALLBACK_PATH)
+        provider.login_as = "aud"
+        for _ in range(4):  # new connections: the kernel spreads them over the workers
+            with httpx.Client(timeout=30) as client:
+                login = client.get(f"{served.base_url}/ui/oidc/login")
+                assert login.status_code == 302, login.text
+                pending = set_cookie(login, PENDING_COOKIE)
+                back = client.get(login.headers["location"]).headers["location"]
+            with httpx.Client(timeout=30) as client:
+                landed = client.get(back, headers={"Cookie": f"{PENDING_COOKIE}={pending}"})
+                assert landed.status_code == 200, (landed.status_code, landed.headers)
+                session = set_cookie(landed, "sealtrail_session")
+            with httpx.Client(timeout=30) as client:
+                logs = client.get(f"{served.base_url}/v1/logs",
+                                  headers={"Cookie": f"sealtrail_session={session}"})
+                assert logs.status_code == 200, logs.text
+        with httpx.Client(timeout=30) as api:
+            found = api.get(f"{served.base_url}/v1/logs/default/events",
+                            params={"action": "sealtrail.console.sign_in"},
+                            headers={"Authorization": f"Bearer {tokens['auditor']}"})
+        assert [row["event"]["metadata"]["via"] for row in found.json()["events"]] == \
+            ["oidc"] * 4
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--oidc-issuer", "http://idp.example.com", "--oidc-client-id", "c",
+      "--oidc-role-map", "g=reader"], "--oidc-issuer"),
+    (["--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "c"],
+     "--oidc-role-map"),
+    (["--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "c",
+      "--oidc-role-map", "g"], "--oidc-role-map"),
+    (["--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "c",
+      "--oidc-role-map", "g=owner"], "--oidc-role-map"),
+    (["--oidc-role-map", "g=reader"], "--oidc-issuer"),
+    (["--oidc-issuer", "https://idp.example.com", "--oidc-role-map", "g=reader"],
+     "--oidc-client-id"),
+])
+def test_serve_refuses_bad_oidc_options(tmp_path: Path, args: list[str], named: str) -> None:
+    """Incomplete or wrong ``--oidc-*`` options stop ``serve`` before it listens (exit 2),
+    naming the option."""
+    make_data_dir(tmp_path)
+    ran = sealtrail("--data", tmp_path, "serve", "--port", "0", "--no-monitor", *args,
+                    text=True)
+    assert ran.returncode == 2, (ran.stdout, ran.stderr)
+    assert named in ran.stderr
 
 
 # -- in a real browser --------------------------------------------------------------------

@@ -27,6 +27,7 @@ from sealtrail.cli import (
     reading,
     report,
     retention,
+    review,
     search,
     service,
     users,
@@ -65,6 +66,7 @@ app.add_typer(retention.archive_app, name="archive")
 app.add_typer(monitoring.rules_app, name="rules")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.add_typer(users.users_app, name="users")
+app.add_typer(review.review_app, name="review")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

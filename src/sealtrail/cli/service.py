@@ -86,6 +86,25 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
           ui_require_mfa: Annotated[bool, typer.Option(
               "--ui-require-mfa", help="Console admins must sign in with a TOTP code "
               "(enrol one with 'sealtrail users mfa NAME').")] = False,
+          oidc_issuer: Annotated[str | None, typer.Option(
+              "--oidc-issuer", help="Single sign-on to the console: the OpenID Connect "
+              "provider's issuer URL (https; http only on loopback).")] = None,
+          oidc_client_id: Annotated[str | None, typer.Option(
+              "--oidc-client-id", help="The console's client id at the provider.")] = None,
+          oidc_secret_file: Annotated[Path | None, typer.Option(
+              "--oidc-client-secret-file", help="A file holding the client secret (none: a "
+              "public client; '-' reads standard input).")] = None,
+          oidc_role_claim: Annotated[str, typer.Option(
+              "--oidc-role-claim", help="The ID token claim whose values give the role (a "
+              "dotted path reaches a nested one: realm_access.roles).")] = "groups",
+          oidc_role_map: Annotated[list[str] | None, typer.Option(
+              "--oidc-role-map", help="VALUE=ROLE: a role claim value and the role "
+              "(reader, auditor, admin) it gives. Repeatable; the highest match wins.")
+          ] = None,
+          oidc_redirect_url: Annotated[str | None, typer.Option(
+              "--oidc-redirect-url", help="The callback URL registered at the provider "
+              "[default: this service's URL + /ui/oidc/callback, as the browser reached "
+              "it].")] = None,
           data: DataOpt = None) -> None:
     """Run the HTTP API and web console (loopback by default; TLS with --tls-cert/--tls-key)
     and the monitor.
@@ -116,6 +135,13 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
                  "init', or give --create to serve an empty data directory")
         monitor = None if no_monitor else monitor_config(
             rules or [], alert_webhook, alert_secret_file, monitor_config_file)
+        from sealtrail.server.web.oidc import config_from_options  # noqa: PLC0415
+        oidc = config_from_options(
+            issuer=oidc_issuer, client_id=oidc_client_id,
+            secret=None if oidc_secret_file is None
+            else read_text(oidc_secret_file, "--oidc-client-secret-file").strip(),
+            role_claim=oidc_role_claim, role_map=oidc_role_map or [],
+            redirect_url=oidc_redirect_url)
         phrase = passphrase(prompt=True)
         _warn_locked(d, found, phrase, store)
         command = None
@@ -145,7 +171,7 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
                                monitor=monitor, monitor_command=command, workers=count,
                                monitor_source=source, audit_log=audit_log,
                                ui_require_mfa=frozenset({"admin"}) if ui_require_mfa
-                               else frozenset())
+                               else frozenset(), oidc=oidc)
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
         from sealtrail.server.serving import listen  # noqa: PLC0415
         from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415

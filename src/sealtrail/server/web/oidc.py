@@ -221,6 +221,35 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def parse_role_map(items: list[str]) -> dict[str, str]:
+    """``--oidc-role-map VALUE=ROLE`` options as a table (the last ``=`` splits, so a claim
+    value may itself hold one)."""
+    table: dict[str, str] = {}
+    for item in items:
+        value, sep, role = item.rpartition("=")
+        if not sep or not value:
+            raise ConfigError(f"--oidc-role-map: {item!r} is not VALUE=ROLE")
+        table[value] = role.strip()
+    return table
+
+
+def config_from_options(*, issuer: str | None, client_id: str | None, secret: str | None,
+                        role_claim: str, role_map: list[str], redirect_url: str | None
+                        ) -> OidcConfig | None:
+    """``serve``'s ``--oidc-*`` options as a config (None when single sign-on is not asked
+    for); ConfigError naming the option when they are incomplete or wrong."""
+    if issuer is None and client_id is None:
+        if secret is not None or role_map or redirect_url is not None:
+            raise ConfigError("--oidc-issuer and --oidc-client-id: the other --oidc-* options "
+                              "need them")
+        return None
+    if issuer is None or client_id is None:
+        raise ConfigError("--oidc-issuer and --oidc-client-id go together")
+    return OidcConfig(issuer=issuer, client_id=client_id, client_secret=secret,
+                      role_claim=role_claim, role_map=parse_role_map(role_map),
+                      redirect_url=redirect_url)
+
+
 # -- the pending login: sealed in a cookie ------------------------------------------------
 
 
@@ -662,6 +691,6 @@ async def _refuse(request: Request, refused: SignInError) -> Response:
 
 
 __all__ = ["CALLBACK_PATH", "ERRORS", "PENDING_COOKIE", "OidcConfig", "PendingLogin",
-           "ProviderInfo", "SignInError", "authorization_url", "discover", "exchange_code",
-           "map_role", "new_pending", "oidc_callback", "oidc_login", "user_name",
-           "validate_id_token"]
+           "ProviderInfo", "SignInError", "authorization_url", "config_from_options",
+           "discover", "exchange_code", "map_role", "new_pending", "oidc_callback",
+           "oidc_login", "parse_role_map", "user_name", "validate_id_token"]
