@@ -1,0 +1,108 @@
+"""``sealtrail review ...`` end to end on a data directory: the monitor's real alert, the steps
+recorded in the log with the named reviewer, and the errors a person would make."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path
+from sealtrail.monitor.builtin import builtin_rules
+from sealtrail.monitor.runner import Monitor
+from tests.clirun import sealtrail
+from tests.review_workflow.conftest import Clock, activity, failures
+
+YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
+Y = YESTERDAY.isoformat()
+
+
+def _data(tmp_path: Path) -> Path:
+    """A log whose yesterday holds a brute force the monitor raised an alert for."""
+    clock = Clock(datetime.combine(YESTERDAY, datetime.min.time(), tzinfo=UTC)
+                  + timedelta(hours=10))
+    with AuditLog.open(tmp_path, clock=clock) as alog:
+        alog.append_many(activity())
+        alog.append_many(failures(6))
+        monitor = Monitor(tmp_path, lambda: [("default", alog)], builtin_rules(),
+                          AlertStore(monitor_db_path(tmp_path)), clock=clock)
+        monitor.step()
+        monitor.store.close()
+    return tmp_path
+
+
+def test_review_on_the_command_line(tmp_path: Path) -> None:
+    """list, show, a refused sign-off, assign, benign, close, sign-off; the state read back."""
+    data = _data(tmp_path)
+
+    def run(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str, str]:
+        ran = sealtrail("review", *args, "--data", str(data), env=env, text=True)
+        return ran.returncode, ran.stdout, ran.stderr
+
+    code, out, _ = run("list", "--since", Y, "--format", "json")
+    assert code == 0
+    (row, *_rest) = [json.loads(line) for line in out.splitlines()
+                     if json.loads(line)["period"] == Y]
+    assert row["status"] == "pending"
+    assert row["exceptions"]["total"] == 2
+
+    code, out, _ = run("show", Y, "--format", "json", "--reviewer", "ann")
+    assert code == 0, out
+    item = json.loads(out)
+    alert_exc, auth_exc = item["exception_list"]
+
+    code, _, err = run("sign-off", Y, "--note", "done", "--reviewer", "ann")
+    assert code == 2
+    assert "no disposition" in err
+
+    code, out, err = run("assign", Y, alert_exc["id"], "--to", "netops", "--note",
+                         "block the address", "--reviewer", "ann")
+    assert code == 0, err
+    code, out, err = run("benign", Y, auth_exc["id"], "--note", "the same incident",
+                         env={"USER": "bob"})
+    assert code == 0, err
+    code, out, _ = run("show", Y, "--format", "json", "--reviewer", "ann")
+    (asg,) = json.loads(out)["assignments"]
+    code, out, err = run("close", Y, asg["id"], "--note", "blocked", "--reviewer", "ann")
+    assert code == 0, err
+    code, out, err = run("sign-off", Y, "--note", "reviewed", "--reviewer", "ann")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "signed_off"
+
+    code, out, _ = run("list", "--since", Y, "--until", Y)
+    assert code == 0
+    assert f"{Y}  signed_off" in out
+    assert "signed off by user:ann" in out
+    code, out, _ = run("show", Y, "--reviewer", "ann")
+    assert "signed off by user:ann" in out
+    assert f"exception {auth_exc['id']}" in out
+
+    with AuditLog.open(data, create=False) as alog:
+        steps = [ev for ev in (alog.read(e) for e in alog.entries(0))
+                 if str(ev.get("action", "")).startswith("review.")]
+    assert [(s["action"], s["actor"]["id"]) for s in steps] == [
+        ("review.assign", "user:ann"), ("review.exception.benign", "user:bob"),
+        ("review.close", "user:ann"), ("review.sign_off", "user:ann")]
+
+
+def test_cli_errors_name_what_is_wrong(tmp_path: Path) -> None:
+    """A bad period, a bad exception id, an unknown exception, a missing note: exit 2."""
+    data = _data(tmp_path)
+    ran = sealtrail("review", "show", "2026-13-01", "--data", str(data), text=True)
+    assert ran.returncode == 2
+    assert "PERIOD" in ran.stderr
+    ran = sealtrail("review", "benign", Y, "nope", "--note", "x", "--reviewer", "ann",
+                    "--data", str(data), text=True)
+    assert ran.returncode == 2
+    assert "exception_id" in ran.stderr
+    ran = sealtrail("review", "benign", Y, "auth-" + "0" * 16, "--note", "x", "--reviewer",
+                    "ann", "--data", str(data), text=True)
+    assert ran.returncode == 2
+    assert "no exception" in ran.stderr
+    ran = sealtrail("review", "sign-off", Y, "--reviewer", "ann", "--data", str(data),
+                    text=True)
+    assert ran.returncode == 2
+    assert "--note" in ran.stderr
+    ran = sealtrail("review", "list", "--format", "xml", "--data", str(data), text=True)
+    assert ran.returncode == 2
