@@ -161,7 +161,9 @@ async def sign_out(request: Request) -> Response:
                             action="sealtrail.console.sign_out", target=CONSOLE_TARGET,
                             category="authentication", metadata={"session": info.id})
     response = RedirectResponse("/ui/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    if info is not None:  # never on a request that proved nothing (a forged cross-site form)
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request),
+                               httponly=True, samesite="strict")
     return harden(response)
 
 
