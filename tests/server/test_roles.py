@@ -31,6 +31,7 @@ from sealtrail.server.app import (
 )
 from tests.review_workflow.requests import REVIEW_REQUESTS
 from tests.server.conftest import DEAD_KEYS, KEYS, Service, seed_event
+from tests.server.test_admin_api import ADMIN_OK, ADMIN_REQUESTS
 
 Route = tuple[str, str]
 
@@ -134,13 +135,14 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
         "json": {"subject": f"held-{next(_names)}", "reason": "matter 1"}},
     ("DELETE", "/v1/logs/{log}/holds/{hold}"): _release_request,
     **REVIEW_REQUESTS,
+    **ADMIN_REQUESTS,
 }
 
 
 def expected_status(route: Route, caller: str) -> int:
     """What the table implies for one caller on one route (log routes called on ``default``)."""
     method, path = route
-    success = 201 if method == "POST" and "/alerts/" not in path else 200
+    success = ADMIN_OK.get(route, 201 if method == "POST" and "/alerts/" not in path else 200)
     if route in OPEN_ROUTES:
         return success
     if path.startswith("/ui/") and caller == "no_header":

@@ -15,6 +15,7 @@ module                  routes
 ``review_api``          GET /v1/logs/{log}/reviews[/{period}], POST .../sign-off, ... (review)
 ``compliance_api``      GET /v1/logs/{log}/reports, /evidence, GET/PUT /retention, /holds
 ``logs_api``            GET, POST /v1/logs (administration)
+``admin_api``           GET, POST /v1/keys, /v1/users; POST .../revoke, .../disable (admin)
 ``ops_api``             GET /healthz, /readyz, /metrics
 ``docs_pages``          /docs, /redoc and their files (not in the OpenAPI document)
 ======================  ===================================================================
@@ -36,6 +37,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.routing import BaseRoute, Mount
 
 from sealtrail.server import (
+    admin_api,
     alerts_api,
     boundary,
     compliance_api,
@@ -73,7 +75,7 @@ _ROUTERS: Final[tuple[APIRouter, ...]] = (
     import_api.router, ingest_api.router,
     search_api.router, proofs_api.router, tlog_api.router, logs_api.router, ops_api.router,
     compliance_api.router, tail_api.router, overview_api.router,
-    console_pages.router, console_auth.router)
+    console_pages.router, console_auth.router, admin_api.router)
 
 # The console's sign-in, sign-out and single sign-on routes: open to a request with no
 # session (each checks its own form or provider answer); their static files are at
@@ -89,6 +91,7 @@ ROUTE_ROLES: Final[dict[Route, frozenset[str]]] = {
     **review_api.ROUTES,
     **tail_api.ROUTES,
     **overview_api.ROUTES, **console_pages.ROUTES,
+    **admin_api.ROUTES,
 }
 
 
