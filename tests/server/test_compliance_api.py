@@ -22,10 +22,11 @@ import pytest
 
 from sealtrail.compliance.bundle import verify_bundle_file
 from sealtrail.compliance.report import generate_report, load_keys, report_hash
+from sealtrail.compliance.review import ReviewBook, review_evidence
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.retention import RetentionPolicy
-from sealtrail.monitor.alerts import alerting_evidence
+from sealtrail.monitor.alerts import AlertStore, alerting_evidence, monitor_db_path
 from sealtrail.server.app import ServiceConfig
 from sealtrail.server.compliance_api import ROUTES
 from tests.server.conftest import KEYS, Service, running, service_at
@@ -108,13 +109,21 @@ def test_report_json_is_the_library_report_and_is_recorded(service: Service,
     # verify=true ran a full verification first (never verified before): it passes.
     checks = {c["id"]: c for c in got["checks"]}
     assert checks["verification"]["status"] == "pass"
+    # The service passes the review state: March 2025 was never reviewed, which fails.
+    assert checks["review"]["status"] == "fail"
+    assert checks["review"]["evidence"]["periods"] == 31
+    since, until = parse_time("2025-03-01T00:00:00Z"), parse_time("2025-04-01T00:00:00Z")
+    when = parse_time(got["generated_at"])
     with AuditLog.open(service.data_dir, log, create=False) as alog:
-        mine = generate_report(alog, "pci-dss", actor={"id": "test"},
-                               since=parse_time("2025-03-01T00:00:00Z"),
-                               until=parse_time("2025-04-01T00:00:00Z"),
-                               keys=load_keys(service.data_dir),
+        alerts = AlertStore(monitor_db_path(service.data_dir))
+        try:
+            review = review_evidence(ReviewBook(alog, alerts), since, until, when)
+        finally:
+            alerts.close()
+        mine = generate_report(alog, "pci-dss", actor={"id": "test"}, since=since,
+                               until=until, keys=load_keys(service.data_dir),
                                alerting=alerting_evidence(service.data_dir), record=False,
-                               now=parse_time(got["generated_at"]))
+                               now=when, review=review)
     expected = mine.body()
     # The API's report saw the log one entry shorter: its own record came after it.
     assert got["tree_size"] == expected.pop("tree_size") - 1

@@ -6,7 +6,8 @@ log; only the actor differs (the key or console user instead of the OS user):
 
 - a report appends ``report.generate`` naming its hash (``compliance/report.py``); its checks'
   evidence quotes who read the trail and which sources sent events, so running one is for
-  auditors, like every read of event content;
+  auditors, like every read of event content. The service also passes the periodic review's
+  state (``compliance/review.py``), so the review check is judged;
 - an evidence bundle is an audited read (``audit.export``, recorded before a byte is written,
   ``compliance/bundle.py``); it carries whole entries, so it is for auditors only;
 - the retention policy and the holds are shown to auditors and admins (they hold no event
@@ -39,6 +40,7 @@ from fastapi.responses import StreamingResponse
 from sealtrail.compliance.bundle import export_bundle
 from sealtrail.compliance.checks import STANDARDS
 from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
+from sealtrail.compliance.review import ReviewBook, review_evidence
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.apikeys import Principal
@@ -147,10 +149,15 @@ async def get_report(  # noqa: PLR0917 - one parameter per documented query opti
     config = service.config
 
     def run() -> tuple[bytes, str]:
+        now = alog.now()
+        # The service knows the periodic review's state (the CLI may not): the review check
+        # is then judged, not left a warning.
+        review = review_evidence(ReviewBook(alog, service.alert_store), start, end, now)
         report = generate_report(
             alog, standard, actor=actor_of(principal), since=start, until=end,
             verify_now=verify, keys=load_keys(config.data_dir, config.store),
-            alerting=alerting_evidence(config.data_dir, config.store))
+            alerting=alerting_evidence(config.data_dir, config.store), review=review,
+            now=now)
         return render(report, format), report.generated_at
 
     body, generated = await in_thread(run)
