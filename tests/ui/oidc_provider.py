@@ -82,9 +82,12 @@ class Client(ClientMixin):  # type: ignore[misc]
         return redirect_uri in self.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
+        return bool(self.client_secret) and hmac.compare_digest(client_secret.encode(),
+                                                                self.client_secret.encode())
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if not self.client_secret:  # a public client: PKCE is its only proof
+            return method == "none"
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
@@ -185,7 +188,8 @@ class StarletteJsonRequest(JsonRequest):  # type: ignore[misc]
 class CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
     """The code grant over the provider's in-memory tables."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar = ["client_secret_basic", "client_secret_post",
+                                             "none"]
 
     @property
     def provider(self) -> Provider:
@@ -342,7 +346,8 @@ class Provider:
                             "name": name.title(), "groups": groups, **claims}
 
     def add_client(self, client_id: str, client_secret: str, *redirect_uris: str) -> Client:
-        """Register a relying party (its redirect URIs are matched exactly)."""
+        """Register a relying party (its redirect URIs are matched exactly); an empty secret
+        makes a public client (token requests authenticate with PKCE alone)."""
         client = Client(client_id, client_secret, list(redirect_uris))
         self.clients[client_id] = client
         return client
@@ -364,7 +369,7 @@ class Provider:
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": SCOPES,
             "token_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                      "client_secret_post"],
+                                                      "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce",
                                  "preferred_username", "name", "groups"],

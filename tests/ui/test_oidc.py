@@ -33,8 +33,10 @@ from sealtrail.server.web.oidc import (
     OidcConfig,
     PendingLogin,
     SignInError,
+    authorization_url,
     discover,
     exchange_code,
+    map_role,
     new_pending,
     validate_id_token,
 )
@@ -520,6 +522,29 @@ def test_the_provider_checks_the_client_secret(sso: Sso, provider: Provider) -> 
     assert refused.json()["error"] == "invalid_client"
 
 
+def test_a_public_client_signs_in_with_pkce_alone(provider: Provider) -> None:
+    """A client without a secret sends its id and the verifier; the provider lets the
+    exchange through on PKCE alone, and the ID token checks."""
+    redirect_uri = "http://127.0.0.1:9/ui/oidc/callback"
+    provider.add_client("public-console", "", redirect_uri)
+    config = OidcConfig(issuer=provider.issuer, client_id="public-console", role_map=ROLE_MAP)
+    now = int(datetime.now(UTC).timestamp())
+    pending = new_pending(redirect_uri, "/ui/", now)
+
+    async def run() -> dict[str, Any]:
+        info = await discover(config)
+        with httpx.Client(timeout=30) as client:
+            answer = client.get(authorization_url(config, info, pending) + "&login_hint=aud")
+        back = parse_qs(urlsplit(answer.headers["location"]).query)
+        assert back["state"] == [pending.state]
+        tokens = await exchange_code(config, info, back["code"][0], pending)
+        return await validate_id_token(config, info, tokens, pending, now)
+
+    claims = asyncio.run(run())
+    assert claims["aud"] == ["public-console"]
+    assert map_role(config, claims) == "auditor"
+
+
 # -- the client's own pieces --------------------------------------------------------------
 
 
@@ -670,7 +695,8 @@ def test_serve_refuses_bad_oidc_options(tmp_path: Path, args: list[str], named: 
 
 
 @pytest.mark.browser
-def test_sign_in_with_sso_in_chromium(sso: Sso, provider: Provider, browser: Any) -> None:
+def test_sign_in_with_sso_in_chromium(sso: Sso, provider: Provider, browser: Any,
+                                      screenshot_dir: Path) -> None:
     """Chromium follows the sign-in page's single sign-on link through the provider and lands
     on the console signed in (the session cookie survives the cross-site return)."""
     provider.login_as = "aud"
@@ -678,6 +704,7 @@ def test_sign_in_with_sso_in_chromium(sso: Sso, provider: Provider, browser: Any
     try:
         page = context.new_page()
         page.goto(f"{sso.base_url}/ui/")
+        page.screenshot(path=str(screenshot_dir / "signin-sso.png"), full_page=True)
         page.click("text=Sign in with single sign-on")
         page.wait_for_url(f"{sso.base_url}/ui/**")
         page.wait_for_load_state("load")
@@ -685,7 +712,11 @@ def test_sign_in_with_sso_in_chromium(sso: Sso, provider: Provider, browser: Any
         assert page.locator("input[name=password]").count() == 0, page.content()[:2000]
         assert "aud" in page.content()
         provider.login_as = "bob"
-        page.goto(f"{sso.base_url}/ui/oidc/login")
-        page.wait_for_url("**/ui/?error=oidc_role")
+        fresh = browser.new_context().new_page()
+        fresh.goto(f"{sso.base_url}/ui/oidc/login")
+        fresh.wait_for_url("**/ui/?error=oidc_role")
+        assert fresh.locator("input[name=password]").count() == 1
+        fresh.screenshot(path=str(screenshot_dir / "signin-sso-refused.png"), full_page=True)
+        fresh.context.close()
     finally:
         context.close()

@@ -593,6 +593,14 @@ def _redirect_uri(config: OidcConfig, request: Request) -> str:
     return str(request.base_url).rstrip("/") + CALLBACK_PATH
 
 
+def _cookie_path(config: OidcConfig) -> str:
+    """Where the browser sends the pending cookie: the callback's path as the browser sees it
+    (a proxy that serves the console under a prefix shows it in ``--oidc-redirect-url``)."""
+    if config.redirect_url is not None:
+        return urlsplit(config.redirect_url).path or CALLBACK_PATH
+    return CALLBACK_PATH
+
+
 def _now(request: Request) -> int:
     return int(service(request).config.clock().timestamp())
 
@@ -616,7 +624,7 @@ async def oidc_login(request: Request) -> Response:
     # SameSite=Lax, not Strict: the provider's redirect back is a cross-site navigation, on
     # which a Strict cookie would not be sent. Only the callback's path receives it.
     response.set_cookie(PENDING_COOKIE, pending.seal(config.pending_key), max_age=PENDING_TTL,
-                        path=CALLBACK_PATH, httponly=True, samesite="lax",
+                        path=_cookie_path(config), httponly=True, samesite="lax",
                         secure=_secure(request))
     return harden(response)
 
@@ -631,7 +639,7 @@ async def oidc_callback(request: Request) -> Response:
     except SignInError as refused:
         return await _refuse(request, refused)
     response = await start_session(request, user, via="oidc", next_path=next_path)
-    response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
+    response.delete_cookie(PENDING_COOKIE, path=_cookie_path(config))
     return response
 
 
@@ -686,7 +694,7 @@ async def _refuse(request: Request, refused: SignInError) -> Response:
                         target=CONSOLE_TARGET, category="authentication", outcome="failure",
                         reason=refused.message[:500], metadata=metadata)
     response = RedirectResponse(f"/ui/?error={refused.code}", status_code=303)
-    response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
+    response.delete_cookie(PENDING_COOKIE, path=_cookie_path(_config(request)))
     return harden(response)
 
 
