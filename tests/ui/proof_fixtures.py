@@ -1,34 +1,31 @@
-"""Fixtures for the in-browser proof tests: a headless Chromium, and a page that can import the
-console's ES modules (``static/tlog.js``) to run them against the Python implementation.
+"""Fixtures for the in-browser proof tests: a page that can import the console's ES modules
+(``static/tlog.js``, ``static/pins.js``) to run them against the Python implementation, and a
+console service that can be stopped and started again on the same address (the same browser
+origin, so the same localStorage) over another data directory.
 
-Kept out of ``conftest.py`` (the lead's) so both can grow independently: test modules import
-what they use from here. The browser is Debian's ``chromium`` driven by Playwright; nothing is
-downloaded.
+Kept out of ``conftest.py`` (the lead's: it provides ``browser``) so both can grow
+independently: test modules import what they use from here.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
-import shutil
+import socket
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 import sealtrail.server
+from sealtrail.server.app import ServiceConfig, create_app
 
 STATIC = Path(sealtrail.server.__file__).parent / "web" / "static"
-
-
-def chromium_path() -> str:
-    """The system Chromium, or skip (``.ci/run`` installs it with apt)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("no system chromium")
-    return path
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -59,22 +56,9 @@ def static_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def proof_browser() -> Iterator[Any]:
-    """A headless Chromium for one test module (Playwright's sync API)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = chromium_path()
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture(scope="module")
-def tlog_page(proof_browser: Any, static_url: str) -> Iterator[Any]:
+def tlog_page(browser: Any, static_url: str) -> Iterator[Any]:
     """A page on the static server, where ``import('/tlog.js')`` loads the module under test."""
-    context = proof_browser.new_context()
+    context = browser.new_context()
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -84,3 +68,42 @@ def tlog_page(proof_browser: Any, static_url: str) -> Iterator[Any]:
     finally:
         context.close()
     assert errors == [], errors
+
+
+def free_port() -> int:
+    """A loopback port free now (services started one after another reuse it: the browser's
+    origin, and so its localStorage, stays the same)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_on(config: ServiceConfig, port: int) -> Iterator[str]:
+    """The app on uvicorn at 127.0.0.1:``port`` in a thread (as tests/server's ``running``,
+    on a given port); yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-proof", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it started")
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start within 20 s")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        if thread.is_alive():  # pragma: no cover - a hung shutdown is a failure of its own
+            raise RuntimeError("uvicorn did not stop within 20 s")
+
+
+def serve_console(data_dir: Path, port: int) -> AbstractContextManager[str]:
+    """A console service over ``data_dir`` (made by ``make_console_data``) on ``port``; no
+    monitor (its alert events are not what these tests look at)."""
+    return running_on(ServiceConfig(data_dir, monitor=None, retention_interval=0), port)

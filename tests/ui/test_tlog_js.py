@@ -10,6 +10,7 @@ the Python tree. Notes, verifier keys, checkpoints and base64 get the same treat
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -24,9 +25,9 @@ from sealtrail.core.errors import SealtrailError
 from sealtrail.core.merkle import verify as mv
 from sealtrail.core.merkle.hashing import leaf_hash, node_hash
 from sealtrail.log.auditlog import AuditLog
-from tests.ui.proof_fixtures import proof_browser, static_url, tlog_page
+from tests.ui.proof_fixtures import static_url, tlog_page
 
-__all__ = ["proof_browser", "static_url", "tlog_page"]  # fixtures used by name
+__all__ = ["static_url", "tlog_page"]  # fixtures used by name
 
 pytestmark = pytest.mark.browser
 
@@ -414,3 +415,115 @@ def test_notes_keys_checkpoints_and_base64_agree(real_log: AuditLog,
     cases += [{"kind": "jsonl", "text": '{"a":"x\u2028y"}\n{"b":"\u2029"}\n'},
               {"kind": "jsonl", "text": '{"a":1}\r\n{"b":2}'}]
     _compare(cases, run_js(cases))
+
+
+MEMORY_RUNNER = """
+async ({ vkey, memo, fresh, proof, fail }) => {
+  const t = await import("/tlog.js");
+  const p = await import("/pins.js");
+  const key = await t.parseVkey(vkey);
+  const cp = await t.openCheckpoint(fresh, key);
+  const fetch = async () => { if (fail) throw new Error("offline"); return proof; };
+  try {
+    const r = await p.checkAgainstMemory(memo ? { note: memo } : null, cp, key, fetch);
+    return { ok: true, kind: r.kind };
+  } catch (e) {
+    return { ok: false, reason: e instanceof t.TlogError ? e.reason : "js:" + e.name };
+  }
+}
+"""
+
+
+def test_checkpoint_memory_catches_rollback_fork_and_inconsistency(
+        real_log: AuditLog, tlog_page: Any) -> None:
+    """pins.js holds a new checkpoint against the remembered one: the same tree, a proven
+    extension, and otherwise rollback (smaller), fork (same size, other root) or consistency
+    (a proof that does not link the two roots this browser verified, or none at all)."""
+    signer = note.Signer.parse((real_log.directory / "signing.key").read_text())
+    vkey = real_log.vkey()
+    assert signer.verifier().format() == vkey
+    roots = {n: real_log.prove_consistency(0, n).second_root for n in (10, 20)}
+
+    def signed(size: int, root: bytes) -> str:
+        return signer.sign(Checkpoint(real_log.origin, size, root).format())
+
+    good = real_log.prove_consistency(10, 20).to_json()
+    bad = {**good, "consistency": [_flip(good["consistency"][0], 3), *good["consistency"][1:]]}
+    other_sizes = real_log.prove_consistency(9, 20).to_json()
+    forked = signed(10, bytes(32))
+    stranger = _signer(real_log.origin, 5).sign(Checkpoint(real_log.origin, 10,
+                                                           roots[10]).format())
+    cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"memo": None, "fresh": signed(10, roots[10])}, {"ok": True, "kind": "first"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(10, roots[10])},
+         {"ok": True, "kind": "same"}),
+        ({"memo": signed(10, roots[10]), "fresh": forked}, {"ok": False, "reason": "fork"}),
+        ({"memo": signed(20, roots[20]), "fresh": signed(10, roots[10])},
+         {"ok": False, "reason": "rollback"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(20, roots[20]), "proof": good},
+         {"ok": True, "kind": "extends"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(20, roots[20]), "proof": bad},
+         {"ok": False, "reason": "consistency"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(20, roots[20]),
+          "proof": other_sizes}, {"ok": False, "reason": "consistency"}),
+        ({"memo": forked, "fresh": signed(20, roots[20]), "proof": good},
+         {"ok": False, "reason": "consistency"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(20, roots[20]), "fail": True},
+         {"ok": False, "reason": "consistency"}),
+        ({"memo": signed(10, roots[10]), "fresh": signed(20, roots[20]), "proof": "[]"},
+         {"ok": False, "reason": "consistency"}),
+        # A remembered note the pinned key does not verify is no evidence: as if none.
+        ({"memo": stranger, "fresh": signed(10, bytes(32))}, {"ok": True, "kind": "first"}),
+    ]
+    for args, want in cases:
+        got = tlog_page.evaluate(MEMORY_RUNNER, {"vkey": vkey, "proof": None, "fail": False,
+                                                 **args})
+        assert got == want, (args, got)
+
+
+def test_pins_are_per_origin_and_log_and_pasted_keys_are_checked(
+        real_log: AuditLog, tlog_page: Any) -> None:
+    """A pin is stored per (origin, log); a pasted key must parse (else refused, nothing
+    changes); pasting keeps the checkpoint memory only if the new key verifies it; forget
+    drops both."""
+    vkey = real_log.vkey()
+    other = _signer(real_log.origin, 5).verifier().format()
+    cp_note = real_log.checkpoint().note
+    got = tlog_page.evaluate("""
+    async ({ vkey, other, note }) => {
+      const t = await import("/tlog.js");
+      const p = await import("/pins.js");
+      const out = {};
+      p.forget("a", "http://x"); p.forget("b", "http://x"); p.forget("a", "http://y");
+      out.empty = p.loadPin("a", "http://x");
+      p.savePin("a", vkey + "\\n", "first-use", new Date(0), "http://x");
+      out.pinA = p.loadPin("a", "http://x");
+      out.pinB = p.loadPin("b", "http://x");
+      out.pinOtherOrigin = p.loadPin("a", "http://y");
+      const cp = await t.openCheckpoint(note, await t.parseVkey(vkey));
+      p.saveCheckpoint("a", note, cp, new Date(0), "http://x");
+      try { await p.pinPasted("a", "not a key", new Date(1), "http://x"); out.bad = "pinned"; }
+      catch (e) { out.bad = e.reason; }
+      out.afterBad = p.loadPin("a", "http://x").vkey;
+      out.same = (await p.pinPasted("a", vkey, new Date(1), "http://x")).keptMemory;
+      out.other = (await p.pinPasted("a", other, new Date(1), "http://x")).keptMemory;
+      out.memoAfterOther = p.loadCheckpoint("a", "http://x");
+      out.fp = await p.fingerprint(vkey);
+      p.forget("a", "http://x");
+      out.forgotten = [p.loadPin("a", "http://x"), p.loadCheckpoint("a", "http://x")];
+      return out;
+    }""", {"vkey": vkey, "other": other, "note": cp_note})
+    assert got["empty"] is None
+    assert got["pinA"] == {"vkey": vkey, "source": "first-use",
+                           "pinnedAt": "1970-01-01T00:00:00.000Z"}
+    assert got["pinB"] is None
+    assert got["pinOtherOrigin"] is None
+    assert got["bad"] == "format"
+    assert got["afterBad"] == vkey
+    assert got["same"] is True
+    assert got["other"] is False
+    assert got["memoAfterOther"] is None
+    fp = got["fp"]
+    assert fp["keyId"] == vkey.split("+")[1]
+    assert fp["sha256"] == hashlib.sha256(vkey.encode()).hexdigest()
+    assert got["forgotten"] == [None, None]

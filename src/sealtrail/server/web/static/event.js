@@ -1,0 +1,329 @@
+// The event page: one entry, its inclusion proof checked here, in the browser, against the
+// key this browser pinned, and its fields decoded from the leaf that was checked.
+//
+// Steps (numbered as in the code):
+//  1. the pinned key (pinned now from GET /vkey on first use; otherwise never re-fetched);
+//  2. the entry (GET /entries, JSON Lines) -> the exact leaf bytes;
+//  3. the signed checkpoint (GET /checkpoint) verified with the PINNED key -> size, root;
+//  4. the inclusion proof at that size (GET /proof/inclusion): our own leaf hash must equal
+//     the proof's, and the audit path must lead to the checkpoint's root (the proof's own
+//     root_hash and checkpoint are not used);
+//  5. checkpoint memory: the newest checkpoint this browser verified must be the same tree
+//     or be proven a prefix of this one (GET /proof/consistency), else rollback or fork;
+//  6. the fields, decoded from the verified leaf; sealed fields shown as sealed, with the
+//     value the server opened (if it did, for this role) labelled as such, never as verified.
+// data-proof-status on #proof-status is "checking", then "verified" or "failed" (with
+// data-proof-reason: fetch, format, key-changed, signature, leaf-hash, inclusion, rollback,
+// fork, consistency).
+
+import { ApiError, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
+import { checkAgainstMemory, fingerprint, forget, loadCheckpoint, loadPin, pinPasted, savePin,
+  saveCheckpoint } from "./pins.js";
+import { TlogError, b64decode, b64encode, bytesEqual, hex, leafHash, openCheckpoint, parseJsonLines,
+  parseInclusionProof, parseNote, parseVkey, verifyInclusion } from "./tlog.js";
+
+const log = currentLog();
+const index = document.body.dataset.index || "";
+
+// ---------------------------------------------------------------- fetching
+
+async function fetchText(rest, query) {
+  try {
+    return await apiText(logPath(rest), { query });
+  } catch (err) {
+    throw new TlogError("fetch", `GET ${rest}: ${err.message}`);
+  }
+}
+
+async function fetchJson(rest, query) {
+  const text = await fetchText(rest, query);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new TlogError("format", `GET ${rest} did not answer JSON`);
+  }
+}
+
+// ---------------------------------------------------------------- rendering helpers
+
+function fact(list, term, ...desc) {
+  list.append(el("dt", {}, term), el("dd", {}, ...desc));
+}
+
+function setStatus(status, reason, text) {
+  const node = qs("#proof-status");
+  node.dataset.proofStatus = status;
+  if (reason) node.dataset.proofReason = reason;
+  else delete node.dataset.proofReason;
+  node.className = `proof-status ${status}`;
+  clear(node).append(
+    el("span", { class: `badge ${status}` }, status === "verified" ? "Verified"
+      : status === "failed" ? "Failed" : "Checking"), " ", text);
+}
+
+function valueNode(value) {
+  if (value === null || typeof value !== "object") {
+    return el("span", { class: typeof value === "string" ? "" : "mono" },
+      typeof value === "string" ? value : JSON.stringify(value));
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) return el("span", { class: "mono" }, "[]");
+    return el("ol", { class: "values" }, value.map((v) => el("li", {}, valueNode(v))));
+  }
+  const dl = el("dl", { class: "facts nested" });
+  for (const [k, v] of Object.entries(value)) fact(dl, k, valueNode(v));
+  return dl;
+}
+
+function atPath(obj, path) {
+  let node = obj;
+  for (const part of path.split(".")) {
+    if (node === null || typeof node !== "object" || !Object.hasOwn(node, part)) {
+      return { found: false };
+    }
+    node = node[part];
+  }
+  return { found: true, value: node };
+}
+
+// ---------------------------------------------------------------- the key pin section
+
+async function showPin(pin, note) {
+  const info = clear(qs("#pin-info"));
+  if (!pin) {
+    fact(info, "Pinned key", "none: the next check pins the key the server presents");
+    return;
+  }
+  try {
+    const fp = await fingerprint(pin.vkey);
+    fact(info, "Key name", fp.name);
+    fact(info, "Key id", el("code", {}, fp.keyId));
+    fact(info, "Fingerprint (SHA-256 of the key text)", el("code", { id: "pin-fingerprint" },
+      fp.sha256));
+    fact(info, "Verifier key", el("code", { id: "pinned-vkey" }, fp.text));
+    fact(info, "Pinned", pin.source === "pasted" ? `pasted by you, ${pin.pinnedAt}`
+      : `on first use (the server's answer, unverified then), ${pin.pinnedAt}`);
+  } catch (err) {
+    fact(info, "Pinned key", `unreadable (${err.message}): forget it and pin again`);
+  }
+  const memo = loadCheckpoint(log);
+  fact(info, "Checkpoint memory", memo ? `size ${memo.size}, root ${memo.root}, seen ${memo.seenAt}`
+    : "none yet");
+  if (note) fact(info, "Note", note);
+}
+
+// ---------------------------------------------------------------- the check
+
+function reasonOf(err) {
+  return err instanceof TlogError ? err.reason : "fetch";
+}
+
+/** Which key signed the note, when not the pinned one (for the key-changed warning). */
+function otherSigners(noteText, key) {
+  try {
+    return parseNote(noteText).signatures
+      .filter((s) => !(s.name === key.name && bytesEqual(s.keyId, key.keyId)))
+      .map((s) => `${s.name} ${hex(s.keyId)}`);
+  } catch {
+    return [];
+  }
+}
+
+async function keyChangedWarning(key, signers) {
+  let presented = "";
+  try {
+    // Shown for comparison only: never pinned in place of the user's key.
+    presented = (await fetchText("/vkey")).trim();
+  } catch { /* the warning stands without it */ }
+  const box = clear(qs("#pin-alert"));
+  box.append(el("div", { class: "alert-box loud", role: "alert", id: "key-changed" },
+    el("p", {}, el("strong", {}, "Warning: the log's signing key has changed.")),
+    el("p", {}, `This browser pinned key ${key.name} ${hex(key.keyId)}, but the server's ` +
+      `checkpoint is signed by ${signers.length ? signers.join(", ") : "another key"}. ` +
+      "Nothing the server sends is accepted until you decide."),
+    presented ? el("p", {}, "The server now presents: ", el("code", {}, presented)) : null,
+    el("p", {}, "If your operator announced a new key, check its fingerprint with them and " +
+      "paste it below. Otherwise treat this server as compromised.")));
+}
+
+async function check() {
+  const checked = clear(qs("#proof-checked"));
+  clear(qs("#proof-alert"));
+  clear(qs("#pin-alert"));
+  clear(qs("#fields"));
+  clear(qs("#raw-leaf"));
+  setStatus("checking", null, "Checking the proof…");
+  const i = Number(index);
+  let pin = loadPin(log);
+  let pinNote = "";
+  try {
+    // 1. The pinned key; pin on first use.
+    if (!pin) {
+      const text = (await fetchText("/vkey")).trim();
+      await parseVkey(text);
+      pin = savePin(log, text, "first-use");
+      pinNote = "Pinned just now, on first use.";
+    }
+    const key = await parseVkey(pin.vkey);
+    await showPin(pin, pinNote);
+
+    // 2. The entry: the exact leaf bytes.
+    const lines = parseJsonLines(await fetchText("/entries", { start: i, end: i + 1 }));
+    const entry = lines.find((line) => line && line.index === i);
+    if (!entry || typeof entry.leaf !== "string") {
+      throw new TlogError("fetch", `the server sent no entry ${i}`);
+    }
+    const leaf = b64decode(entry.leaf, "entry leaf");
+    let leafText = null;
+    try {
+      leafText = new TextDecoder("utf-8", { fatal: true }).decode(leaf);
+    } catch { /* shown as base64 below */ }
+    qs("#raw-leaf").append(leafText ?? entry.leaf);
+
+    // 3. The checkpoint, verified with the pinned key.
+    const noteText = await fetchText("/checkpoint");
+    let cp;
+    try {
+      cp = await openCheckpoint(noteText, key);
+    } catch (err) {
+      const others = otherSigners(noteText, key);
+      const byPinned = (() => {
+        try {
+          return parseNote(noteText).signatures.some(
+            (s) => s.name === key.name && bytesEqual(s.keyId, key.keyId));
+        } catch {
+          return true;
+        }
+      })();
+      if (err instanceof TlogError && err.reason === "signature" && !byPinned &&
+          others.length) {
+        await keyChangedWarning(key, others);
+        throw new TlogError("key-changed", "the checkpoint is not signed by the pinned key");
+      }
+      throw err;
+    }
+    fact(checked, "Checkpoint signature", `Ed25519 signature verified with the pinned key ` +
+      `${key.name} ${hex(key.keyId)}`);
+    fact(checked, "Checkpoint", `tree size ${cp.size}, root `,
+      el("code", { id: "checked-root" }, b64encode(cp.root)));
+
+    // 4. Inclusion of our leaf at the checkpoint's size, against the checkpoint's root.
+    if (BigInt(i) >= cp.size) {
+      throw new TlogError("inclusion", `entry ${i} is not in the signed tree of size ${cp.size}`);
+    }
+    const doc = await fetchJson("/proof/inclusion", { index: i, size: cp.size.toString() });
+    const proof = parseInclusionProof(doc);
+    if (proof.leafIndex !== BigInt(i) || proof.treeSize !== cp.size) {
+      throw new TlogError("inclusion", "the proof is for another index or tree size");
+    }
+    const ours = await leafHash(leaf);
+    if (!bytesEqual(ours, proof.leafHash)) {
+      throw new TlogError("leaf-hash", "the entry's bytes do not hash to the proof's leaf hash");
+    }
+    fact(checked, "Leaf hash", "SHA-256(0x00 ‖ leaf), computed here (equal to the proof's): ",
+      el("code", { id: "checked-leaf-hash" }, b64encode(ours)));
+    await verifyInclusion(BigInt(i), cp.size, ours, proof.auditPath, cp.root);
+    fact(checked, "Audit path", `${proof.auditPath.length} hashes, from the leaf at index ${i} ` +
+      "to the checkpoint's root (RFC 9162 §2.1.3.2)");
+
+    // 5. Checkpoint memory.
+    const memory = await checkAgainstMemory(loadCheckpoint(log), cp, key,
+      (first, second) => fetchJson("/proof/consistency",
+        { first: first.toString(), second: second.toString() }));
+    if (memory.kind === "extends") {
+      fact(checked, "Checkpoint memory", `consistent with the checkpoint of size ` +
+        `${memory.previous.size} this browser verified before (consistency proof of ` +
+        `${memory.proofLength} hashes); remembered the new one`);
+    } else if (memory.kind === "same") {
+      fact(checked, "Checkpoint memory", "the same tree this browser verified before");
+    } else {
+      fact(checked, "Checkpoint memory", "the first checkpoint this browser verified for " +
+        "this log; remembered");
+    }
+    if (memory.kind !== "same") saveCheckpoint(log, noteText, cp);
+    await showPin(pin, pinNote);
+
+    // 6. The fields, from the verified leaf.
+    showFields(leafText, entry.event);
+    setStatus("verified", null, `entry ${i} is in the log's signed tree of size ${cp.size}.`);
+  } catch (err) {
+    const reason = reasonOf(err);
+    setStatus("failed", reason, `(${reason}) ${err.message}`);
+    qs("#proof-alert").append(el("p", { class: "alert-box", role: "alert" },
+      `Not verified: ${err.message}. ` + (err instanceof ApiError ? "" :
+        "Do not rely on this entry's content as shown by this server.")));
+    if (pin && !qs("#pin-info").firstChild) await showPin(pin, pinNote);
+  }
+}
+
+function showFields(leafText, opened) {
+  const box = clear(qs("#fields"));
+  let leafObj;
+  try {
+    leafObj = JSON.parse(leafText);
+  } catch {
+    box.append(el("p", { class: "notice" }, "The leaf is not a JSON object."));
+    return;
+  }
+  if (leafObj === null || typeof leafObj !== "object" || Array.isArray(leafObj)) {
+    box.append(el("p", { class: "notice" }, "The leaf is not a JSON object."));
+    return;
+  }
+  const dl = el("dl", { class: "facts", id: "event-fields" });
+  for (const [k, v] of Object.entries(leafObj)) {
+    if (k === "sealed") continue;
+    fact(dl, k, valueNode(v));
+  }
+  box.append(dl);
+  const sealed = leafObj.sealed;
+  if (sealed && typeof sealed === "object" && Array.isArray(sealed.fields)) {
+    const erased = opened && Array.isArray(opened.erased) ? opened.erased : [];
+    const stillSealed = opened && opened.sealed;
+    const keyIdText = typeof sealed.ct === "string" ? sealed.ct.split(":")[0] : "";
+    box.append(el("h3", {}, "Sealed personal fields"),
+      el("p", { class: "muted small" }, "In the verified leaf these fields are one " +
+        `AES-256-GCM token (key ${keyIdText}); the leaf commits to the ciphertext. A value ` +
+        "beside a field was opened by the server for your role: it is not covered by the proof."));
+    const sdl = el("dl", { class: "facts", id: "sealed-fields" });
+    for (const path of sealed.fields) {
+      const found = opened && !stillSealed ? atPath(opened, String(path)) : { found: false };
+      let shown;
+      if (erased.includes(path)) shown = el("span", { class: "badge" }, "erased (key destroyed)");
+      else if (found.found) {
+        shown = el("span", {}, el("span", { class: "badge warn" }, "opened by the server"), " ",
+          valueNode(found.value));
+      } else shown = el("span", { class: "muted" }, "not opened for your role");
+      fact(sdl, String(path), el("span", { class: "badge" }, "sealed"), " ", shown);
+    }
+    box.append(sdl);
+    box.append(el("p", { class: "small" }, "Token: ", el("code", {}, String(sealed.ct ?? ""))));
+  }
+}
+
+// ---------------------------------------------------------------- the pin form
+
+qs("#pin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = qs("#pin-form-status");
+  const text = qs("#trusted-vkey").value;
+  try {
+    const { keptMemory } = await pinPasted(log, text);
+    clear(status).append(el("span", { class: "success" }, "Pinned. " + (keptMemory
+      ? "The remembered checkpoint verifies with it and is kept."
+      : "No remembered checkpoint verifies with it: memory starts again.")));
+    qs("#trusted-vkey").value = "";
+    await check();
+  } catch (err) {
+    clear(status).append(el("span", { class: "error", role: "alert" },
+      `Not pinned: ${err.message}`));
+  }
+});
+
+qs("#pin-forget").addEventListener("click", async () => {
+  forget(log);
+  clear(qs("#pin-form-status")).append("Pin and checkpoint memory forgotten; the check " +
+    "below pinned the key the server presents now.");
+  await check();
+});
+
+check();
