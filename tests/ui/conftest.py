@@ -139,8 +139,11 @@ def watch_errors(page: Any) -> list[str]:
     page.on("console", lambda msg: errors.append(f"console: {msg.text}")
             if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(f"exception: {exc}"))
-    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}")
-            if "/events/stream" not in req.url else None)
+    # A request the page's own navigation cancelled (ERR_ABORTED) is not a failure.
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url} "
+                                                       f"({req.failure})")
+            if "/events/stream" not in req.url and "ERR_ABORTED" not in (req.failure or "")
+            else None)
     return errors
 
 
