@@ -121,6 +121,12 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
     ("GET", "/ui/logs/{log}/review"): _request("GET", "/ui/logs/{log}/review"),
     ("GET", "/ui/logs/{log}/compliance"): _request("GET", "/ui/logs/{log}/compliance"),
     ("GET", "/ui/admin"): _request("GET", "/ui/admin"),
+    ("GET", "/v1/logs/{log}/events/stream"): lambda _s: {
+        "method": "GET", "url": f"/v1/logs/{LOG}/events/stream", "params": {"max_seconds": 1}},
+    ("GET", "/v1/logs/{log}/export"): lambda _s: {
+        "method": "GET", "url": f"/v1/logs/{LOG}/export", "params": {"limit": 1}},
+    ("GET", "/v1/logs/{log}/alerts/{alert_id}"): lambda s: {
+        "method": "GET", "url": f"/v1/logs/{LOG}/alerts/{_new_alert(s)}"},
     ("GET", "/healthz"): _request("GET", "/healthz"),
     ("GET", "/readyz"): _request("GET", "/readyz"),
     ("GET", "/v1/logs/{log}/reports"): lambda _s: {

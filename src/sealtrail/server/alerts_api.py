@@ -1,4 +1,5 @@
-"""Alert routes: list and filter a log's alerts, acknowledge and resolve them.
+"""Alert routes: list and filter a log's alerts, show one with its events, acknowledge and
+resolve them.
 
 Reading alerts is for readers, auditors and admins (an alert points at events; it does not
 show their content, so listing is not an audited read). Acknowledging and resolving change
@@ -9,15 +10,24 @@ that made it and the reason it gave.
 from __future__ import annotations
 
 import functools
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.log.apikeys import Principal
+from sealtrail.log.reads import Reader
 from sealtrail.monitor.alerts import SEVERITIES, STATUSES
-from sealtrail.server.deps import Service, actor_of, in_thread, open_log, read_body, requires
+from sealtrail.server.deps import (
+    READERS,
+    Service,
+    actor_of,
+    in_thread,
+    open_log,
+    read_body,
+    requires,
+)
 from sealtrail.server.openapi import ERRORS, json_body
 from sealtrail.server.state import ServiceState
 
@@ -25,6 +35,7 @@ LIST_ROLES: Final = frozenset({"reader", "auditor", "admin"})
 CHANGE_ROLES: Final = frozenset({"auditor", "admin"})
 ROUTES: Final = {
     ("GET", "/v1/logs/{log}/alerts"): LIST_ROLES,
+    ("GET", "/v1/logs/{log}/alerts/{alert_id}"): LIST_ROLES,
     ("POST", "/v1/logs/{log}/alerts/{alert_id}/ack"): CHANGE_ROLES,
     ("POST", "/v1/logs/{log}/alerts/{alert_id}/resolve"): CHANGE_ROLES,
 }
@@ -33,6 +44,7 @@ MAX_REASON: Final = 4096
 
 router = APIRouter()
 as_list = requires(ROUTES, "GET", "/v1/logs/{log}/alerts")
+as_detail = requires(ROUTES, "GET", "/v1/logs/{log}/alerts/{alert_id}")
 as_ack = requires(ROUTES, "POST", "/v1/logs/{log}/alerts/{alert_id}/ack")
 as_resolve = requires(ROUTES, "POST", "/v1/logs/{log}/alerts/{alert_id}/resolve")
 _REASON_BODY: Final = json_body({"type": "object", "required": ["reason"], "properties": {
@@ -63,6 +75,46 @@ async def list_alerts(log: str, service: Service, *,
     out = [a.to_dict() for a in found]
     nxt = found[-1].last_seen if len(found) == limit else None
     return Response(msgspec.json.encode({"alerts": out, "next_before": nxt}),
+                    media_type="application/json")
+
+
+@router.get("/v1/logs/{log}/alerts/{alert_id}", responses=ERRORS)
+async def get_alert(log: str, alert_id: str, service: Service,
+                    principal: Principal = as_detail) -> Response:
+    """One alert and the events that raised it (its evidence: the newest entries it kept).
+
+    The events are event content: a reader or auditor gets them, and the read is recorded
+    (``audit.entries.read``, naming the alert) before they are sent; an admin, who reads no
+    event content, gets their indexes only (``events`` is null).
+    """
+    alog = open_log(service, log)
+    if len(alert_id) > 64:
+        raise ValidationError("alert_id", "at most 64 characters")
+    alert = await in_thread(service.monitor.store.get, alert_id)
+    if alert is None or alert.log != log:
+        raise HTTPException(404, f"no alert {alert_id!r} in log {log!r}")
+    out = alert.to_dict()
+    if principal.role not in READERS:
+        return Response(msgspec.json.encode({**out, "events": None}),
+                        media_type="application/json")
+
+    def read() -> list[dict[str, Any]]:
+        size = alog.size
+        wanted = sorted({i for i in alert.entries if isinstance(i, int) and 0 <= i < size})
+        if not wanted:
+            return []
+        alog.refresh_keys()
+        Reader(actor_of(principal), principal.role).record(
+            alog, "audit.entries.read", {"alert": alert_id}, len(wanted))
+        rows = []
+        for index in wanted:
+            entry = alog.entry(index)
+            rows.append({"index": index,
+                         "event": None if entry.retired else alog.read(entry)})
+        return rows
+
+    events = await in_thread(read)
+    return Response(msgspec.json.encode({**out, "events": events}),
                     media_type="application/json")
 
 
