@@ -16,7 +16,8 @@ and served by uvicorn on a real loopback port. It answers:
 What a test may turn, to play a provider that misbehaves or an attacker on the way:
 :attr:`Provider.id_token_mode` (``"good"``, ``"bad_signature"``: signed with a key not in the
 JWKS under the same key id, ``"wrong_audience"``, ``"expired"``, ``"wrong_issuer"``,
-``"wrong_nonce"``), and the users' claims in :attr:`Provider.users`.
+``"wrong_nonce"``), the users' claims in :attr:`Provider.users`, the signing key
+(:meth:`Provider.rotate_key`) and the size of its answers (:attr:`Provider.padding`).
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ class IdTokens(OpenIDCode):  # type: ignore[misc]
         return "RS256"
 
     def get_encode_header(self, client: Client) -> dict[str, str]:
-        return {"alg": "RS256", "kid": KID}
+        return {"alg": "RS256", "kid": str(self.provider.key.kid)}
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
         mode = self.provider.id_token_mode
@@ -339,6 +340,8 @@ class Provider:
     tokens: list[dict[str, Any]] = field(default_factory=list)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: int = 0
+    retired: list[RSAKey] = field(default_factory=list)
+    padding: int = 0
 
     def add_user(self, name: str, groups: list[str] | str, **claims: Any) -> None:
         """A user the provider signs in: ``sub`` is stable, ``groups`` carries the roles."""
@@ -352,9 +355,23 @@ class Provider:
         self.clients[client_id] = client
         return client
 
+    def rotate_key(self) -> None:
+        """Sign with a new key under a new key id from now on (the JWKS publishes only it,
+        and the rogue key takes its id)."""
+        kid = f"test-key-{len(self.retired) + 2}"
+        self.retired.append(self.key)
+        self.key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig",
+                                                         "alg": "RS256"})
+        self.rogue_key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig",
+                                                               "alg": "RS256"})
+
     def jwks(self) -> dict[str, Any]:
-        """The public key set the provider publishes (never the rogue key)."""
-        return dict(KeySet([self.key]).as_dict(private=False))
+        """The public key set the provider publishes (never the rogue key), padded on request
+        (a provider whose answers are too large)."""
+        keys = dict(KeySet([self.key]).as_dict(private=False))
+        if self.padding:
+            keys["padding"] = "x" * self.padding
+        return keys
 
     def discovery(self) -> dict[str, Any]:
         """The OpenID provider metadata (OpenID Connect Discovery 1.0, section 3)."""
@@ -373,6 +390,7 @@ class Provider:
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce",
                                  "preferred_username", "name", "groups"],
+            **({"padding": "x" * self.padding} if self.padding else {}),
         }
 
 

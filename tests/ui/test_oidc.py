@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ import pytest
 from sealtrail.core.errors import ConfigError
 from sealtrail.log.users import Users
 from sealtrail.server.app import ServiceConfig
+from sealtrail.server.web import oidc
 from sealtrail.server.web.oidc import (
     CALLBACK_PATH,
     ERRORS,
@@ -546,6 +548,66 @@ def test_a_public_client_signs_in_with_pkce_alone(provider: Provider) -> None:
 
 
 # -- the client's own pieces --------------------------------------------------------------
+
+
+def sign_in_directly(provider: Provider, config: OidcConfig, user: str
+                     ) -> tuple[dict[str, Any], PendingLogin, int]:
+    """One pass of the flow without a service: authorize as ``user``, exchange the code;
+    returns the token answer, the pending login and the time."""
+    redirect_uri = "http://127.0.0.1:9/ui/oidc/callback"
+    if redirect_uri not in provider.clients[config.client_id].redirect_uris:
+        provider.clients[config.client_id].redirect_uris.append(redirect_uri)
+    now = int(datetime.now(UTC).timestamp())
+    pending = new_pending(redirect_uri, "/ui/", now)
+
+    async def run() -> dict[str, Any]:
+        info = await discover(config)
+        with httpx.Client(timeout=30) as client:
+            answer = client.get(authorization_url(config, info, pending) + f"&login_hint={user}")
+        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+        return await exchange_code(config, info, code, pending)
+
+    return asyncio.run(run()), pending, now
+
+
+def test_a_rotated_provider_key_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the provider rotates its signing key, an ID token under the new key id makes the
+    client fetch the JWKS again (at most every JWKS_MIN_REFRESH seconds: sooner, refused)."""
+    with running_provider() as fresh:
+        fresh.add_user("aud", ["st-auditors"])
+        fresh.add_client(CLIENT_ID, SECRET)
+        config = OidcConfig(issuer=fresh.issuer, client_id=CLIENT_ID, client_secret=SECRET,
+                            role_map=ROLE_MAP)
+
+        def check(tokens: dict[str, Any], pending: PendingLogin, now: int) -> dict[str, Any]:
+            async def run() -> dict[str, Any]:
+                info = await discover(config)
+                return await validate_id_token(config, info, tokens, pending, now)
+            return asyncio.run(run())
+
+        assert check(*sign_in_directly(fresh, config, "aud"))["sub"] == "sub-aud"
+        fresh.rotate_key()
+        rotated = sign_in_directly(fresh, config, "aud")
+        with pytest.raises(SignInError) as refused:
+            check(*rotated)  # the key set was fetched a moment ago: not again yet
+        assert refused.value.code == "oidc_token"
+        monkeypatch.setattr(oidc, "JWKS_MIN_REFRESH", 0.0)
+        assert check(*rotated)["sub"] == "sub-aud"
+
+
+def test_answers_larger_than_the_limit_are_refused(provider: Provider) -> None:
+    """A discovery document past MAX_DOCUMENT bytes is not read to its end: refused."""
+    config = OidcConfig(issuer=provider.issuer, client_id=CLIENT_ID, client_secret=SECRET,
+                        role_map=ROLE_MAP)
+    provider.padding = oidc.MAX_DOCUMENT
+    try:
+        with pytest.raises(SignInError) as refused:
+            # A moment far ahead: past the cached copy's age, so it is fetched again.
+            asyncio.run(discover(config, now=time.monotonic() + 10 * oidc.DISCOVERY_TTL))
+    finally:
+        provider.padding = 0
+    assert refused.value.code == "oidc_unavailable"
+    assert "larger than" in refused.value.message
 
 
 def test_discovery_insists_on_the_exact_issuer(provider: Provider) -> None:
