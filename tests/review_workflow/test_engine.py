@@ -198,3 +198,20 @@ def test_notes_are_required_and_bounded(alog: AuditLog, clock: Clock) -> None:
     with pytest.raises(LookupError):
         book.dispose(DAY1, "auth-" + "0" * 16, "benign", actor=AUDITOR, role="auditor",
                      note="n", now=clock.now)
+
+
+def test_scan_starts_near_the_period_and_counts_late_events(alog: AuditLog,
+                                                          clock: Clock) -> None:
+    """The scan skips what was received more than a day before the period (a binary search
+    on received_at), and an event delivered late counts in the day its time names."""
+    for day in range(4):
+        clock.now = T0 + timedelta(days=day)
+        alog.append_many(activity())
+    late = (T0 + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    alog.append({**activity()[0], "time": late})  # received on day 4, about day 1
+    book = ReviewBook(alog, None)
+    day3 = T0 + timedelta(days=2)
+    assert book.start_index(day3.replace(hour=0)) == 3  # day 2's first entry (the slack)
+    assert book.item(day3.date(), clock.now).summary.events == 3
+    assert book.item(DAY1, clock.now).summary.events == 4
+    assert [i.summary.events for i in book.listing(clock.now)] == [3, 3, 3, 4]

@@ -75,6 +75,8 @@ MAX_PERIODS: Final = 366      # periods one listing may cover
 MAX_ALERTS: Final = 100_000   # alerts of a log looked at per listing
 MAX_EXAMPLES: Final = 20      # event indexes kept per exception or summary bucket
 DAY: Final = timedelta(days=1)
+# How far before a period's start the scan begins reading, by received_at (see start_index).
+SCAN_SLACK: Final = timedelta(days=1)
 
 _PERIOD = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EXCEPTION_ID = re.compile(r"(alert-[0-9a-f-]{36}|auth-[0-9a-f]{16})")
@@ -477,6 +479,33 @@ class ReviewBook:
                 continue
         return None
 
+    def _received(self, index: int) -> datetime | None:
+        """When entry ``index`` was received (None: retired or unreadable)."""
+        entry = self.alog.entry(index)
+        if entry.retired:
+            return None
+        try:
+            return parse_time(str(entry.event().get("received_at")))
+        except ValueError:
+            return None
+
+    def start_index(self, since: datetime) -> int:
+        """The first entry worth reading for events of ``since`` on: a binary search on
+        ``received_at`` (the log's own clock, in index order) for the first entry received
+        after ``since`` less :data:`SCAN_SLACK` (an event received before its own time by more
+        than that, a source's clock a day fast, is not counted). Retired entries, which
+        retention takes from the front, count as earlier."""
+        lo, hi = 0, self.alog.size
+        bound = since - SCAN_SLACK
+        while lo < hi:
+            mid = (lo + hi) // 2
+            got = self._received(mid)
+            if got is None or got < bound:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def _scan(self, first: date, last: date) -> tuple[dict[date, Summary], list[Record]]:
         """One pass over the log from ``first`` on: each day's summary up to ``last``, and
         every review record (they are all written after the day they review began)."""
@@ -484,8 +513,9 @@ class ReviewBook:
         _, end = period_bounds(last)
         summaries = {d: Summary() for d in _days(first, last)}
         records: list[Record] = []
+        begin = self.start_index(start)
         for entry, ev in search(self.alog, Filter(since=start), limit=1 << 62,
-                                newest_first=False):
+                                newest_first=False, after=begin - 1 if begin else None):
             rec = _record(entry.index, ev)
             if rec is not None:
                 records.append(rec)
