@@ -11,7 +11,6 @@ see), a bad key 401, a role not allowed a plain 403 page.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -162,6 +161,11 @@ def _page_endpoint(path: str, page: Page) -> Callable[[Request], Awaitable[HTMLR
         if index is not None and not _INDEX.match(index):
             return problem_page(request, 404, "An event is named by its index, a number.",
                                 principal)
+        if log is None and "{log}" not in path:
+            # A page of no one log (the overview) shows the one asked for, if it may.
+            asked = request.query_params.get("log")
+            if asked is not None and principal.may_use(asked) and state.logs.exists(asked):
+                log = asked
         return render(request, page.template, title=page.title, page=page.nav,
                       module=page.module, index=index,
                       **_chrome(request, principal, log, page.nav))
@@ -177,7 +181,3 @@ for _path, _page in PAGES.items():
                          response_class=HTMLResponse)
 
 
-@functools.cache
-def page_paths() -> tuple[str, ...]:
-    """Every page's path template (the tests open each)."""
-    return tuple(PAGES)

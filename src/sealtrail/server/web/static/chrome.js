@@ -10,7 +10,7 @@ if (select) {
       const rest = path.slice(marker.length).split("/")[0];
       location.assign(`/ui/logs/${to}/${rest}`);
     } else {
-      location.assign(`/ui/logs/${to}/alerts`);
+      location.assign(`${path}?log=${to}`);
     }
   });
 }
