@@ -545,3 +545,48 @@ def test_page_admin_sets_policy_and_places_and_releases_a_hold(
         assert [e for e in errors if "422" not in e] == [], errors
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+def test_page_with_results_is_accessible_and_fits_at_200_percent(
+        browser: Any, console: tuple[str, Path], role: str) -> None:
+    """With a report shown (auditor) or the release form open (admin), axe-core finds no
+    WCAG 2.1 A/AA violation and the page does not scroll sideways at 200 % zoom."""
+    from tests.ui.conftest import REPO, USERS, sign_in
+
+    axe = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+    if not axe.is_file():
+        pytest.skip("axe-core is not installed (scripts/test installs it into .cache/npm)")
+    base_url, _ = console
+    # The CSP is bypassed in this context only, to inject axe (the other tests keep it).
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    try:
+        page = context.new_page()
+        sign_in(page, base_url, USERS[role])
+        page.goto(f"{base_url}/ui/logs/default/compliance")
+        page.wait_for_selector("#holds-table tbody tr")
+        if role == "auditor":
+            page.click("#report-run")
+            page.wait_for_selector("#report-checks tbody tr[data-check]")
+            page.click("#report-evidence summary")
+        else:
+            page.fill("#hold-subject", f"a11y-{next(_names)}")
+            page.fill("#hold-reason", "accessibility check")
+            page.click("#hold-place")
+            page.wait_for_selector("#holds-table tbody tr[data-hold] button")
+            page.click("#holds-table tbody tr[data-hold] button")
+            page.wait_for_selector("#release-form:not(.hidden)")
+        page.add_script_tag(path=str(axe))
+        found = page.evaluate("""async () => {
+            const r = await axe.run(document, {runOnly: {type: 'tag',
+                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+            return r.violations.map(v => ({id: v.id, nodes: v.nodes.slice(0, 3)
+                .map(n => n.target.join(' '))}));
+        }""")
+        assert found == [], json.dumps(found, indent=1)
+        page.set_viewport_size({"width": 640, "height": 900})
+        wide = page.evaluate("document.documentElement.scrollWidth - "
+                             "document.documentElement.clientWidth")
+        assert wide <= 1, f"the page scrolls sideways by {wide}px at 200 % zoom"
+    finally:
+        context.close()

@@ -233,6 +233,7 @@ function renderRetention(doc) {
         d.online && `online ${d.online}`].filter(Boolean).join(", ");
       preset.append(el("option", { value: name }, `${name} (${text})`));
     }
+    if (doc.policy && doc.presets && doc.presets[doc.policy.name]) preset.value = doc.policy.name;
   }
   renderHolds(doc.holds || []);
 }
