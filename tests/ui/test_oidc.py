@@ -273,6 +273,8 @@ def test_no_mapped_role_is_refused_with_a_message_and_an_event(sso: Sso,
     assert event["metadata"]["result"] == "oidc_role"
     assert event["metadata"]["via"] == "oidc"
     assert event["metadata"]["values"] == ["marketing", "staff"]
+    assert event["metadata"]["sub"] == "sub-bob"
+    assert event["actor"]["name"] == "bob"
     assert "groups" in event["reason"]
     users = Users(sso.data_dir)
     try:

@@ -288,10 +288,10 @@ class PendingLogin:
                           str(data["t"]), int(data["x"]))
         except (ValueError, InvalidTag, KeyError, TypeError) as exc:
             raise SignInError("oidc_state", "the pending sign-in cookie does not open "
-                                "(altered, or sealed by another service)") from exc
+                              "(altered, or sealed by another service)") from exc
         if pending.expires < now:
             raise SignInError("oidc_state", "the sign-in took longer than "
-                                f"{PENDING_TTL // 60} minutes")
+                              f"{PENDING_TTL // 60} minutes")
         return pending
 
 
@@ -366,7 +366,7 @@ async def _read_json(response: httpx.Response, what: str) -> Any:
         body += chunk
         if len(body) > MAX_DOCUMENT:
             raise SignInError("oidc_unavailable",
-                                f"the provider's {what} is larger than {MAX_DOCUMENT} bytes")
+                              f"the provider's {what} is larger than {MAX_DOCUMENT} bytes")
     try:
         return json.loads(bytes(body))
     except ValueError as exc:
@@ -378,11 +378,11 @@ async def _get_json(url: str, what: str) -> dict[str, Any]:
         async with _client() as client, client.stream("GET", url) as response:
             if response.status_code != 200:
                 raise SignInError("oidc_unavailable",
-                                    f"the provider's {what} answered {response.status_code}")
+                                  f"the provider's {what} answered {response.status_code}")
             data = await _read_json(response, what)
     except httpx.HTTPError as exc:
         raise SignInError("oidc_unavailable", f"the provider's {what} could not be "
-                            f"fetched: {type(exc).__name__}") from exc
+                          f"fetched: {type(exc).__name__}") from exc
     if not isinstance(data, dict):
         raise SignInError("oidc_unavailable", f"the provider's {what} is not a JSON object")
     return data
@@ -402,7 +402,7 @@ async def discover(config: OidcConfig, *, now: float | None = None) -> ProviderI
     metadata = await _get_json(config.discovery_url, "discovery document")
     if metadata.get("issuer") != config.issuer:
         raise SignInError("oidc_unavailable", "the discovery document names issuer "
-                            f"{str(metadata.get('issuer'))[:200]!r}, not {config.issuer!r}")
+                          f"{str(metadata.get('issuer'))[:200]!r}, not {config.issuer!r}")
     for key in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         value = metadata.get(key)
         if not isinstance(value, str):
@@ -411,7 +411,7 @@ async def discover(config: OidcConfig, *, now: float | None = None) -> ProviderI
             _check_url(value, key)
         except ConfigError as exc:
             raise SignInError("oidc_unavailable",
-                                f"the discovery document's {exc}") from exc
+                              f"the discovery document's {exc}") from exc
     methods = metadata.get("code_challenge_methods_supported")
     if isinstance(methods, list) and "S256" not in methods:
         raise SignInError("oidc_unavailable", "the provider does not offer PKCE with S256")
@@ -479,12 +479,12 @@ async def exchange_code(config: OidcConfig, info: ProviderInfo, code: str,
             data = await _read_json(response, "token answer")
     except httpx.HTTPError as exc:
         raise SignInError("oidc_unavailable", "the token endpoint could not be reached: "
-                            f"{type(exc).__name__}") from exc
+                          f"{type(exc).__name__}") from exc
     if status != 200 or not isinstance(data, dict):
         error = data.get("error") if isinstance(data, dict) else None
         shown = re.sub(r"[^A-Za-z0-9_.-]", "", str(error))[:64] if error else str(status)
         raise SignInError("oidc_exchange", f"the token endpoint refused the code ({shown})",
-                            detail={"provider_error": shown})
+                          detail={"provider_error": shown})
     if not isinstance(data.get("id_token"), str):
         raise SignInError("oidc_exchange", "the token answer has no id_token")
     return data
@@ -506,7 +506,7 @@ async def validate_id_token(config: OidcConfig, info: ProviderInfo, tokens: Mapp
             token = jwt.decode(raw, await _key_set(info, refresh=True), algorithms=algorithms)
     except JoseError as exc:
         raise SignInError("oidc_token", "the ID token's signature does not verify with the "
-                            f"provider's keys ({exc.error})") from exc
+                          f"provider's keys ({exc.error})") from exc
     except ValueError as exc:
         raise SignInError("oidc_token", "the ID token is malformed") from exc
     options = {"iss": {"essential": True, "value": config.issuer},
@@ -561,8 +561,10 @@ def map_role(config: OidcConfig, claims: Mapping[str, Any]) -> str:
         shown = [v[:64] for v in values[:20]]
         raise SignInError(
             "oidc_role", f"no value of the {config.role_claim!r} claim maps to a role "
-            f"(the claim has {shown!r})", subject=_str_claim(claims, "sub"),
-            detail={"claim": config.role_claim, "values": shown})
+            f"(the claim has {shown!r})",
+            subject=_str_claim(claims, config.name_claim) or _str_claim(claims, "sub"),
+            detail={"claim": config.role_claim, "values": shown,
+                    "sub": _str_claim(claims, "sub")})
     return max(roles, key=ROLES.index)
 
 
@@ -574,7 +576,7 @@ def user_name(config: OidcConfig, claims: Mapping[str, Any]) -> str:
         if isinstance(value, str) and _NAME.fullmatch(value):
             return value
     raise SignInError("oidc_name", f"neither {config.name_claim!r} nor 'sub' is a usable "
-                        "user name", subject=_str_claim(claims, "sub"))
+                      "user name", subject=_str_claim(claims, "sub"))
 
 
 # -- the two routes -----------------------------------------------------------------------
@@ -658,7 +660,7 @@ async def _complete(request: Request, config: OidcConfig) -> tuple[str, str, str
     if "error" in params:
         error = re.sub(r"[^A-Za-z0-9_.-]", "", params["error"])[:64]
         raise SignInError("oidc_denied", f"the provider answered {error!r}",
-                            detail={"provider_error": error})
+                          detail={"provider_error": error})
     code = params.get("code", "")
     if not code or len(code) > MAX_PARAM:
         raise SignInError("oidc_exchange", "the provider's answer has no code")
