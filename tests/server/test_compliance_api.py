@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from sealtrail.compliance.report import generate_report, load_keys, report_hash
 from sealtrail.compliance.review import ReviewBook, review_evidence
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.retention import RetentionPolicy
+from sealtrail.log.retention import RetentionPolicy, set_policy
 from sealtrail.monitor.alerts import AlertStore, alerting_evidence, monitor_db_path
 from sealtrail.server.app import ServiceConfig
 from sealtrail.server.compliance_api import ROUTES
@@ -590,3 +591,27 @@ def test_page_with_results_is_accessible_and_fits_at_200_percent(
         assert wide <= 1, f"the page scrolls sideways by {wide}px at 200 % zoom"
     finally:
         context.close()
+
+
+def test_retention_view_shows_the_scheduled_run(tmp_path: Path) -> None:
+    """The view carries this node's last scheduled retention run for the log (nothing is due
+    here: a fresh log under the PCI DSS preset purges and archives nothing)."""
+    from tests.server.conftest import make_data_dir
+
+    tokens = make_data_dir(tmp_path)
+    with AuditLog.open(tmp_path, "default", create=False) as alog:
+        set_policy(alog, RetentionPolicy.preset("pci-dss"), actor={"id": "test"})
+    config = ServiceConfig(tmp_path, monitor=None, verify_interval=0, retention_delay=0.1,
+                           retention_interval=3600)
+    with running(config) as url, httpx.Client(base_url=url, timeout=30) as client:
+        auth = {"Authorization": f"Bearer {tokens['admin']}"}
+        deadline = time.monotonic() + 20
+        while True:
+            got = client.get("/v1/logs/default/retention", headers=auth).json()
+            if got["last_run"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert got["last_run"]["ok"] is True, got
+    assert (got["last_run"]["purged"], got["last_run"]["archived"]) == (0, 0)
+    assert got["schedule_seconds"] == 3600
+    assert got["policy"]["name"] == "pci-dss"
