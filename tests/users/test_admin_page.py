@@ -1,7 +1,8 @@
 """The administration page (``/ui/admin``, ``admin.html`` + ``admin.js``) in Debian's Chromium:
 an admin creates a key (its token shown once, then gone from the page), revokes it after a
 confirmation, creates a user, sees a refused body's error, and disables the user; no console
-errors. The fixtures are the console's (``tests/ui/conftest.py``)."""
+errors. The fixtures are the console's (``tests/ui/conftest.py``, through this directory's
+conftest)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,7 @@ import httpx
 import pytest
 
 from sealtrail.log.users import Users
-from tests.ui.conftest import (  # noqa: F401 - the console's fixtures, used by name
-    PASSWORD,
-    Console,
-    browser,
-    console,
-    screenshot_dir,
-    signed_in_page,
-)
+from tests.ui.conftest import PASSWORD, Console
 
 pytestmark = pytest.mark.browser
 
