@@ -166,6 +166,12 @@ def _entry_leaf(text: str) -> str:
     return json.dumps(line) + "\n"
 
 
+def _entry_retired(text: str) -> str:
+    line = json.loads(text.split("\n", maxsplit=1)[0])
+    line["leaf"] = ""  # as the API answers for an entry whose body retention removed
+    return json.dumps(line) + "\n"
+
+
 @pytest.mark.parametrize(("where", "handler", "expected"), [
     ("**/proof/inclusion?*", _tamper_json(_path_flip), ("failed", "inclusion")),
     ("**/proof/inclusion?*", _tamper_json(_path_cut), ("failed", "inclusion")),
@@ -174,8 +180,9 @@ def _entry_leaf(text: str) -> str:
     ("**/checkpoint", _tamper_text(_note_root), ("failed", "signature")),
     ("**/checkpoint", _tamper_text(_note_size), ("failed", "signature")),
     ("**/entries?*", _tamper_text(_entry_leaf), ("failed", "leaf-hash")),
+    ("**/entries?*", _tamper_text(_entry_retired), ("failed", "retired")),
 ], ids=["path-bit", "path-cut", "proof-leaf-hash", "proof-root-ignored", "checkpoint-root",
-        "checkpoint-size", "entry-leaf"])
+        "checkpoint-size", "entry-leaf", "entry-retired"])
 def test_altered_in_flight_fails_with_its_reason(
         auditor_page: Any, console: Console, where: str, handler: Callable[[Any], None],
         expected: tuple[str, str | None]) -> None:
@@ -273,5 +280,40 @@ def test_rollback_is_caught_by_a_browser_that_saw_a_newer_checkpoint(
             page.screenshot(path=str(screenshot_dir / "event-rollback.png"), full_page=True)
         # (The overview's requests, cut short by leaving it straight after sign-in, aside.)
         assert [e for e in errors if not e.endswith("/v1/logs/default/overview")] == []
+    finally:
+        context.close()
+
+
+def test_fork_is_caught_when_the_same_size_has_another_root(
+        browser: Any, tmp_path: Path) -> None:
+    """Two copies of a log grow apart by the same number of entries (a server showing one
+    browser one history and then another): at the same size the roots differ, and the page
+    says failed/fork instead of accepting the second tree."""
+    first = tmp_path / "first"
+    first.mkdir()
+    make_console_data(first, events=12)
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    for where, marker in ((first, "a"), (second, "b")):
+        with AuditLog.open(where, "default", create=False) as alog:
+            alog.append_many([{**ev, "reason": f"history {marker}"}
+                              for ev in sample_events(5)])
+    port = free_port()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sizes = []
+        for where, expected in ((first, ("verified", None)), (second, ("failed", "fork"))):
+            with serve_console(where, port) as url:
+                # The same requests in the same order on both: sign-in, the overview loaded
+                # in full, the event; so both logs record the same number of entries.
+                sign_in(page, url, USERS["reader"])
+                page.wait_for_selector("#integrity dt")
+                assert _open(page, url) == expected
+                sizes.append(page.evaluate(
+                    "() => Object.entries(localStorage).filter(([k]) => "
+                    "k.includes(' checkpoint ')).map(([, v]) => JSON.parse(v).size)"))
+        assert sizes[0] == sizes[1]  # the remembered checkpoint was kept, not replaced
+        assert "forked" in page.locator("#proof-alert").inner_text()
     finally:
         context.close()

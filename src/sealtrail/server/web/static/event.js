@@ -14,7 +14,7 @@
 //     value the server opened (if it did, for this role) labelled as such, never as verified.
 // data-proof-status on #proof-status is "checking", then "verified" or "failed" (with
 // data-proof-reason: fetch, format, key-changed, signature, leaf-hash, inclusion, rollback,
-// fork, consistency).
+// fork, consistency, retired).
 
 import { ApiError, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
 import { checkAgainstMemory, fingerprint, forget, loadCheckpoint, loadPin, pinPasted, savePin,
@@ -146,7 +146,20 @@ async function keyChangedWarning(key, signers) {
       "paste it below. Otherwise treat this server as compromised.")));
 }
 
+function busy(on) {
+  for (const id of ["#pin-submit", "#pin-forget"]) qs(id).disabled = on;
+}
+
 async function check() {
+  busy(true);
+  try {
+    await runCheck();
+  } finally {
+    busy(false);
+  }
+}
+
+async function runCheck() {
   const checked = clear(qs("#proof-checked"));
   clear(qs("#proof-alert"));
   clear(qs("#pin-alert"));
@@ -174,6 +187,12 @@ async function check() {
       throw new TlogError("fetch", `the server sent no entry ${i}`);
     }
     const leaf = b64decode(entry.leaf, "entry leaf");
+    if (leaf.length === 0) {
+      // Retention removed the body (purge or archive, with a receipt in the log); only its
+      // leaf hash is still in the tree, so there is no content here to verify.
+      throw new TlogError("retired", `entry ${i}'s body was removed by retention; its leaf ` +
+        "hash stays in the tree but there is no content to check");
+    }
     let leafText = null;
     try {
       leafText = new TextDecoder("utf-8", { fatal: true }).decode(leaf);
