@@ -700,7 +700,8 @@ def check_review(scan: Scan, ctx: Context) -> CheckResult:
     ev = {"periods": len(periods), "signed_off": len(periods) - len(unsigned),
           "not_signed_off": unsigned[:MAX_EXAMPLES * 3], "overdue": overdue[:MAX_EXAMPLES * 3],
           "open_exceptions": open_exc, "grace_hours": rev.get("grace_hours"),
-          "exceptions": sum(int(p.get("exceptions") or 0) for p in periods)}
+          "exceptions": sum(int(p.get("exceptions") or 0) for p in periods),
+          "first": rev.get("first"), "last": rev.get("last")}
     if not periods:
         return _result("review", "warn", "no period of the range has ended yet", ev,
                        "Widen the period.")

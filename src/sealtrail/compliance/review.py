@@ -563,7 +563,7 @@ class ReviewBook:
         last = until or today
         if since is None:
             began = self.first_day() or today
-            since = max(began, last - timedelta(days=29))
+            since = min(max(began, last - timedelta(days=29)), last)
         return list(reversed(self.items(since, last, now)))
 
     def item(self, day: date, now: datetime, *, reader: Reader | None = None) -> ReviewItem:
@@ -706,4 +706,4 @@ def review_evidence(book: ReviewBook, since: datetime | None, until: datetime | 
              "open": i.open_exceptions, "signed_off_by": None if i.sign_off is None
              else i.sign_off.by} for i in book.items(first, last, now)]
     return {"periods": rows, "grace_hours": book.grace / timedelta(hours=1),
-            "threshold": book.threshold}
+            "threshold": book.threshold, "first": first.isoformat(), "last": last.isoformat()}
