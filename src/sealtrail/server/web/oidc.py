@@ -92,7 +92,7 @@ JWKS_MIN_REFRESH: Final = 30.0
 LEEWAY: Final = 60
 """Seconds of clock skew allowed on ``exp`` and ``iat``."""
 ASYMMETRIC: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                               "ES256", "ES384", "ES512", "EdDSA"})
+                               "ES256", "ES384", "ES512", "EdDSA", "Ed25519"})
 _AAD: Final = b"sealtrail oidc pending login v1"
 _NAME: Final = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
 
