@@ -277,3 +277,24 @@ def test_a_console_session_of_an_admin_may_and_of_others_may_not(
                if e["target"]["id"] == "by-admin"]
     assert [e["actor"] for e in created] == [{"id": "user:session-admin", "type": "user",
                                               "name": "session-admin"}]
+
+
+def test_a_change_that_cannot_be_recorded_is_undone(
+        start_service: Callable[..., Service]) -> None:
+    """With the service's audit log missing, a new key is revoked and a new user disabled
+    before the refusal is answered: nothing works that the trail does not account for."""
+    service = start_service(audit_log="missing")
+    with service.client() as client:
+        client.headers.update(service.auth("admin"))
+        made = client.post("/v1/keys", json={"role": "reader", "name": "unrecorded"})
+        assert made.status_code == 400, made.text
+        assert "token" not in made.json()
+        assert "missing" in made.json()["error"]
+        keys = [k for k in client.get("/v1/keys").json()["keys"] if k["name"] == "unrecorded"]
+        assert len(keys) == 1
+        assert keys[0]["revoked"] is not None
+        user = client.post("/v1/users", json={"name": "unrecorded", "role": "admin",
+                                              "password": PASSWORD})
+        assert user.status_code == 400, user.text
+        users = client.get("/v1/users").json()["users"]
+        assert [u["disabled"] is not None for u in users if u["name"] == "unrecorded"] == [True]
