@@ -60,6 +60,10 @@ class ServiceState:
     # Starting and stopping the leader's jobs: the leadership's thread (taking or losing the
     # lead) and the app's shutdown may do either at once.
     _jobs: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Console sign-in attempts per client address (a spray over many names, which the
+    # per-name lockout does not see): one a second, ten at once.
+    signin_limiter: RateLimiter = field(init=False,
+                                        default_factory=lambda: RateLimiter(1.0, 10.0))
 
     def __post_init__(self) -> None:
         # One data directory: a file lock. A PostgreSQL store shared by several nodes: a

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log.users import SessionInfo, UserInfo
 from sealtrail.server.deps import SESSION_COOKIE, in_thread, read_body, service, service_event
+from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.web.pages import render, signin_page
 from sealtrail.server.web.security import harden
 
@@ -64,6 +65,13 @@ async def sign_in(request: Request) -> Response:
     form = await _form(request)
     name = form.get("username", "")[:MAX_NAME]
     next_path = _safe_next(form.get("next", "/ui/"))
+    wait = state.signin_limiter.take(f"ip:{_ip(request).get('ip', '?')}")
+    if wait:
+        page = signin_form(request, status=429, name=name, next_path=next_path,
+                           error="Too many sign-in attempts from this address: wait a "
+                           "moment and try again.")
+        page.headers["Retry-After"] = RateLimiter.retry_after(wait)
+        return page
     sent = form.get("signin_token", "")
     kept = request.cookies.get(SIGNIN_COOKIE, "")
     if not sent or not kept or not hmac.compare_digest(sent.encode(), kept.encode()):
