@@ -315,7 +315,8 @@ function showFields(leafText, opened) {
       fact(sdl, String(path), el("span", { class: "badge" }, "sealed"), " ", shown);
     }
     box.append(sdl);
-    box.append(el("p", { class: "small" }, "Token: ", el("code", {}, String(sealed.ct ?? ""))));
+    box.append(el("p", { class: "small wrap" }, "Token: ",
+      el("code", {}, String(sealed.ct ?? ""))));
   }
 }
 
