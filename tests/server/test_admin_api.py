@@ -205,6 +205,7 @@ def test_a_user_is_made_listed_and_disabled(service: Service, admin: httpx.Clien
         again = admin.post("/v1/users", json={"name": "carol@example.org", "role": "admin",
                                               "password": PASSWORD})
         assert again.status_code == 409
+        assert again.json()["field"] == "name"
         gone = admin.post("/v1/users/carol@example.org/disable")
         assert gone.status_code == 200, gone.text
         assert gone.json()["user"]["disabled"] is not None

@@ -32,7 +32,7 @@ from sealtrail.log.auditlog import LOG_NAME
 from sealtrail.log.users import MAX_PASSWORD, MIN_PASSWORD, USER_NAME, USER_ROLES, UserInfo
 from sealtrail.server.deps import Service, in_thread, read_body, requires, service_event
 from sealtrail.server.openapi import ERRORS, json_body
-from sealtrail.server.responses import MsgspecJson
+from sealtrail.server.responses import MsgspecJson, error_response
 from sealtrail.server.state import ServiceState
 
 ADMINS: Final = frozenset({"admin"})
@@ -221,13 +221,14 @@ async def create_user(request: Request, service: Service,
     password = _text(doc, "password")
     if password is None or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ValidationError("password", f"{MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    taken = error_response(409, f"name: a user named {name!r} exists", field="name")
     if await in_thread(service.users.get, name) is not None:
-        raise HTTPException(409, f"a user named {name!r} exists")
+        return taken
     now = service.config.clock()
     try:
         info = await in_thread(service.users.create, name, role, password, now)
-    except ConfigError as exc:  # made at the same moment by another request
-        raise HTTPException(409, str(exc)) from exc
+    except ConfigError:  # made at the same moment by another request
+        return taken
     try:
         await service_event(service, principal, action="sealtrail.user.create",
                             target={"type": "user", "id": name},
