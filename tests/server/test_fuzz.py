@@ -69,12 +69,13 @@ def openapi_path(path: str) -> str:
 
 
 def caller_for(method: str, path: str) -> str | None:
-    """Who fuzzes a route: an auditor where readers may call it, an ingest key where only
-    ingest may, else the admin; nobody (no key) for the open routes."""
+    """Who fuzzes a route: an auditor where readers or only auditors may call it, an ingest
+    key where only ingest may, else the admin; nobody (no key) for the open routes."""
     if (method, path) in OPEN_ROUTES:
         return None
     allowed = ROUTE_ROLES[(method, path)]
-    role = ("auditor" if "reader" in allowed else "ingest" if allowed == {"ingest"}
+    role = ("auditor" if "reader" in allowed or allowed == {"auditor"}
+            else "ingest" if allowed == {"ingest"}
             else "admin")
     assert role in allowed, f"no fuzzing role for {method} {path}: {sorted(allowed)}"
     assert CALLERS[role] in KEYS
