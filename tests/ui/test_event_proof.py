@@ -141,6 +141,10 @@ def _leaf_hash_flip(doc: dict[str, Any]) -> None:
     doc["leaf_hash"] = _flip_b64(doc["leaf_hash"])
 
 
+def _consistency_flip(doc: dict[str, Any]) -> None:
+    doc["consistency"][-1] = _flip_b64(doc["consistency"][-1])
+
+
 def _proof_root_and_note(doc: dict[str, Any]) -> None:
     # What the page must not rely on: the proof's own root and checkpoint.
     doc["root_hash"] = _flip_b64(doc["root_hash"])
@@ -181,8 +185,12 @@ def _entry_retired(text: str) -> str:
     ("**/checkpoint", _tamper_text(_note_size), ("failed", "signature")),
     ("**/entries?*", _tamper_text(_entry_leaf), ("failed", "leaf-hash")),
     ("**/entries?*", _tamper_text(_entry_retired), ("failed", "retired")),
+    # The second visit's checkpoint is newer (the first visit's read was recorded): the
+    # consistency proof from the remembered one is what gets altered.
+    ("**/proof/consistency?*", _tamper_json(_consistency_flip), ("failed", "consistency")),
 ], ids=["path-bit", "path-cut", "proof-leaf-hash", "proof-root-ignored", "checkpoint-root",
-        "checkpoint-size", "entry-leaf", "entry-retired"])
+        "checkpoint-size", "entry-leaf", "entry-retired",
+        "consistency-bit"])
 def test_altered_in_flight_fails_with_its_reason(
         auditor_page: Any, console: Console, where: str, handler: Callable[[Any], None],
         expected: tuple[str, str | None]) -> None:
