@@ -193,3 +193,20 @@ def test_the_job_raises_an_overdue_alert(tmp_path: Path) -> None:
                    and ev["target"]["id"] == alert.id for ev in opened)
     finally:
         state.stop()
+
+
+def test_a_long_note_in_any_script_is_taken_and_a_longer_one_named(
+        service: Service, client: httpx.Client) -> None:
+    """A note of 4096 non-ASCII characters (escaped in JSON) fits; 4097 is refused naming
+    ``note``; a body that is not JSON names ``body``."""
+    h = service.auth("auditor")
+    day = (YESTERDAY - timedelta(days=3)).isoformat()
+    url = f"/v1/logs/{LOG}/reviews/{day}/sign-off"
+    too_long = client.post(url, json={"note": "é" * 4097}, headers=h)
+    assert too_long.status_code == 422
+    assert too_long.json()["field"] == "note"
+    not_json = client.post(url, content=b"{", headers={**h, "content-type": "application/json"})
+    assert not_json.status_code == 422
+    assert not_json.json()["field"] == "body"
+    fits = client.post(url, json={"note": "é" * 4096}, headers=h)
+    assert fits.status_code == 201, fits.text

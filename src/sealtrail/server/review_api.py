@@ -40,7 +40,9 @@ ROUTES: Final = {
     ("POST", _EXC): REVIEW_ROLES,
     ("POST", _CLOSE): REVIEW_ROLES,
 }
-MAX_BODY: Final = MAX_NOTE * 2 + 1024
+# A note of MAX_NOTE characters may take 6 bytes each as JSON (\uXXXX escapes), plus the
+# other fields: the body is never read past this.
+MAX_BODY: Final = MAX_NOTE * 6 + 2048
 
 router = APIRouter()
 as_list = requires(ROUTES, "GET", _LIST)
