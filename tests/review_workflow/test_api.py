@@ -210,3 +210,28 @@ def test_a_long_note_in_any_script_is_taken_and_a_longer_one_named(
     assert not_json.json()["field"] == "body"
     fits = client.post(url, json={"note": "é" * 4096}, headers=h)
     assert fits.status_code == 201, fits.text
+
+
+def test_the_leader_runs_the_review_job(tmp_path: Path) -> None:
+    """A running service (the leader of its data directory) raises the overdue alert by
+    itself shortly after start."""
+    import time
+
+    clock = Clock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
+    with AuditLog.open(tmp_path, "default", clock=clock) as alog:
+        alog.append_many(activity())
+    clock.now = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
+    config = replace(ServiceConfig(tmp_path, monitor=None), clock=clock, retention_delay=0.1,
+                     verify_interval=0, retention_interval=0)
+    found: list[str] = []
+    with running(config):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(found) < 2:
+            store = AlertStore(monitor_db_path(tmp_path))
+            try:
+                found = sorted(a.key for a in store.list("default",
+                                                         rule="builtin.review_overdue"))
+            finally:
+                store.close()
+            time.sleep(0.1)
+    assert found == ["2026-11-02", "2026-11-03"]
