@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import quote, urlencode
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from sealtrail.core.errors import ConfigError, StorageError
@@ -169,11 +169,18 @@ def _b32decode(text: str) -> bytes:
 
 # -- the hasher ---------------------------------------------------------------------------
 
-@functools.cache
 def _dummy_hash(hasher: PasswordHasher) -> str:
     """A hash checked when there is no user (or no password) to check against: the same
-    parameters and the same cost as a real one."""
-    return hasher.hash(secrets.token_urlsafe(16))
+    parameters and the same cost as a real one (made once per set of parameters)."""
+    return _dummy_for((hasher.time_cost, hasher.memory_cost, hasher.parallelism,
+                       hasher.hash_len, hasher.salt_len, hasher.type))
+
+
+@functools.cache
+def _dummy_for(params: tuple[int, int, int, int, int, Type]) -> str:
+    time_cost, memory_cost, parallelism, hash_len, salt_len, kind = params
+    return PasswordHasher(time_cost, memory_cost, parallelism, hash_len, salt_len,
+                          type=kind).hash(secrets.token_urlsafe(16))
 
 
 def _check_password(hasher: PasswordHasher, stored: str | None, password: str) -> bool:
