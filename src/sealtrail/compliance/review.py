@@ -54,8 +54,9 @@ from sealtrail.log.search import Filter, search
 from sealtrail.monitor.alerts import Alert, AlertStore
 
 __all__ = ["ASSIGN", "AUTH_FAILURE_THRESHOLD", "BENIGN", "CLAUSES", "CLOSE", "DEFAULT_GRACE",
-           "OVERDUE_RULE", "SIGN_OFF", "ConflictError", "ReviewBook", "ReviewItem", "build_item",
-           "fold", "parse_period", "review_evidence"]
+           "OVERDUE_RULE", "SIGN_OFF", "ConflictError", "Record", "ReviewBook", "ReviewItem",
+           "access_exception_id", "alert_exception_id", "build_item", "fold", "parse_period",
+           "review_evidence"]
 
 SIGN_OFF: Final = "review.sign_off"
 BENIGN: Final = "review.exception.benign"
