@@ -378,6 +378,13 @@ def test_notes_keys_checkpoints_and_base64_agree(real_log: AuditLog,
         {"kind": "note", "vkeys": [other.verifier().format()],
          "text": other.sign(text).replace("extension", "Extension", 1)},
     ]
+    # A key that is no curve point (its id matches it): verifies nothing, in both.
+    for junk in (b"\xff" * 32, bytes(32), bytes([1]) + bytes(31)):
+        kid_junk = note.key_id(origin, 1, junk)
+        junk_vkey = note.Verifier(origin, kid_junk, junk).format()
+        junk_note = f"{text}\n\u2014 {origin} {_e(kid_junk + bytes(64))}\n"
+        cases += [{"kind": "vkey", "text": junk_vkey},
+                  {"kind": "note", "text": junk_note, "vkeys": [junk_vkey]}]
     # Verifier keys.
     kid = vkey.split("+")[1]
     rest = vkey.split("+", 2)[2]

@@ -14,7 +14,7 @@
 //     value the server opened (if it did, for this role) labelled as such, never as verified.
 // data-proof-status on #proof-status is "checking", then "verified" or "failed" (with
 // data-proof-reason: fetch, format, key-changed, signature, leaf-hash, inclusion, rollback,
-// fork, consistency, retired).
+// fork, consistency, retired; error for anything unexpected).
 
 import { ApiError, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
 import { checkAgainstMemory, fingerprint, forget, loadCheckpoint, loadPin, pinPasted, savePin,
@@ -115,7 +115,8 @@ async function showPin(pin, note) {
 // ---------------------------------------------------------------- the check
 
 function reasonOf(err) {
-  return err instanceof TlogError ? err.reason : "fetch";
+  // Requests are wrapped as TlogError("fetch") by fetchText; anything else is unexpected.
+  return err instanceof TlogError ? err.reason : "error";
 }
 
 /** Which key signed the note, when not the pinned one (for the key-changed warning). */

@@ -372,9 +372,22 @@ export function parseNote(note) {
 
 async function ed25519Verify(publicKey, signature, message) {
   if (signature.length !== 64) return false;
-  const key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false,
-    ["verify"]);
-  return crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
+  let key;
+  try {
+    key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false,
+      ["verify"]);
+  } catch (err) {
+    // A browser without Ed25519 in WebCrypto cannot check anything: say so, never pass.
+    if (err && err.name === "NotSupportedError") {
+      throw new TlogError("signature", "this browser's WebCrypto has no Ed25519");
+    }
+    return false; // a key that is not a curve point verifies nothing (as the Python side)
+  }
+  try {
+    return await crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
+  } catch {
+    return false;
+  }
 }
 
 /**
