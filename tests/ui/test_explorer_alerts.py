@@ -19,8 +19,16 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from sealtrail.core.event import CATEGORIES, OUTCOMES
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.monitor.alerts import Alert, AlertStore, monitor_db_path, new_alert_id
+from sealtrail.monitor.alerts import (
+    SEVERITIES,
+    STATUSES,
+    Alert,
+    AlertStore,
+    monitor_db_path,
+    new_alert_id,
+)
 from sealtrail.server.tail_api import CSV_COLUMNS
 from tests.ui.conftest import Console
 
@@ -266,3 +274,24 @@ def test_a_reader_sees_alerts_but_cannot_change_them(
     assert page.locator("#alert-change").is_hidden()
     assert page.locator("#alert-readonly").is_visible()
     assert page.console_errors == []
+
+
+def test_the_pages_offer_exactly_the_values_the_api_knows() -> None:
+    """The category and outcome selects are the event model's; the alert filters the
+    alert store's (a value added there must be offered here)."""
+    templates = Path(__file__).resolve().parents[2] / "src/sealtrail/server/web/templates"
+    explorer_html = (templates / "explorer.html").read_text("utf-8")
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = (("category", CATEGORIES),
+                                                        ("outcome", OUTCOMES))
+    for name, values in choices:
+        listed = re.search(r'{% for \w+ in \[([^\]]*)\] %}',
+                           explorer_html[explorer_html.index(f'id="f-{name}"'):])
+        assert listed is not None
+        assert tuple(re.findall(r'"([^"]+)"', listed.group(1))) == values
+    alerts_html = (templates / "alerts.html").read_text("utf-8")
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = (("status", STATUSES),
+                                                        ("severity", SEVERITIES))
+    for name, values in filters:
+        block = alerts_html[alerts_html.index(f'id="a-{name}"'):]
+        block = block[:block.index("</select>")]
+        assert sorted(re.findall(r'<option value="([^"]+)"', block)) == sorted(values)
