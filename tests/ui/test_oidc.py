@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import json
 import secrets
@@ -50,6 +51,14 @@ from tests.ui.oidc_provider import Provider, running_provider
 CLIENT_ID = "sealtrail-console"
 SECRET = "client secret: for these tests only"  # spaces and a colon: form-encoded in Basic
 ROLE_MAP = {"st-readers": "reader", "st-auditors": "auditor", "st-admins": "admin"}
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine to its end in a thread of its own: Playwright's sync API keeps an
+    event loop running in this thread while a browser fixture is alive (asyncio.run here
+    would refuse)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +362,7 @@ def test_a_replayed_code_is_refused_by_the_provider(sso: Sso, provider: Provider
             await exchange_code(sso.oidc, info, code, pending)
         return first, refused.value
 
-    first, refused = asyncio.run(twice())
+    first, refused = run_async(twice())
     assert isinstance(first["id_token"], str)
     assert refused.code == "oidc_exchange"
     assert "invalid_grant" in refused.message
@@ -417,7 +426,7 @@ def test_a_tampered_id_token_does_not_verify(sso: Sso, provider: Provider) -> No
             reasons.append(refused.value.message)
         return reasons
 
-    reasons = asyncio.run(run())
+    reasons = run_async(run())
     assert all("signature" in r or "malformed" in r for r in reasons), reasons
 
 
@@ -544,7 +553,7 @@ def test_a_public_client_signs_in_with_pkce_alone(provider: Provider) -> None:
         tokens = await exchange_code(config, info, back["code"][0], pending)
         return await validate_id_token(config, info, tokens, pending, now)
 
-    claims = asyncio.run(run())
+    claims = run_async(run())
     assert claims["aud"] == ["public-console"]
     assert map_role(config, claims) == "auditor"
 
@@ -569,7 +578,7 @@ def sign_in_directly(provider: Provider, config: OidcConfig, user: str
         code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
         return await exchange_code(config, info, code, pending)
 
-    return asyncio.run(run()), pending, now
+    return run_async(run()), pending, now
 
 
 def test_a_rotated_provider_key_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -585,7 +594,7 @@ def test_a_rotated_provider_key_is_fetched_again(monkeypatch: pytest.MonkeyPatch
             async def run() -> dict[str, Any]:
                 info = await discover(config)
                 return await validate_id_token(config, info, tokens, pending, now)
-            return asyncio.run(run())
+            return run_async(run())
 
         assert check(*sign_in_directly(fresh, config, "aud"))["sub"] == "sub-aud"
         fresh.rotate_key()
@@ -605,7 +614,7 @@ def test_answers_larger_than_the_limit_are_refused(provider: Provider) -> None:
     try:
         with pytest.raises(SignInError) as refused:
             # A moment far ahead: past the cached copy's age, so it is fetched again.
-            asyncio.run(discover(config, now=time.monotonic() + 10 * oidc.DISCOVERY_TTL))
+            run_async(discover(config, now=time.monotonic() + 10 * oidc.DISCOVERY_TTL))
     finally:
         provider.padding = 0
     assert refused.value.code == "oidc_unavailable"
@@ -617,7 +626,7 @@ def test_discovery_insists_on_the_exact_issuer(provider: Provider) -> None:
     config = OidcConfig(issuer=provider.issuer + "/", client_id=CLIENT_ID,
                         client_secret=SECRET, role_map=ROLE_MAP)
     with pytest.raises(SignInError) as refused:
-        asyncio.run(discover(config))
+        run_async(discover(config))
     assert refused.value.code == "oidc_unavailable"
     assert "issuer" in refused.value.message
 
@@ -780,6 +789,7 @@ def test_sign_in_with_sso_in_chromium(sso: Sso, provider: Provider, browser: Any
         fresh.goto(f"{sso.base_url}/ui/oidc/login")
         fresh.wait_for_url("**/ui/?error=oidc_role")
         assert fresh.locator("input[name=password]").count() == 1
+        assert "ask an administrator" in fresh.locator("#sso-error").inner_text()
         fresh.screenshot(path=str(screenshot_dir / "signin-sso-refused.png"), full_page=True)
         fresh.context.close()
     finally:

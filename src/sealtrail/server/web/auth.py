@@ -50,7 +50,7 @@ def signin_form(request: Request, *, status: int = 401, error: str | None = None
     token = secrets.token_urlsafe(32)
     response = render(request, "signin.html", status=status, title="Sign in", error=error,
                       name=name, otp=otp, next_path=_safe_next(next_path), signin_token=token,
-                      sso_error=request.query_params.get("error"))
+                      sso_error=_sso_error(request.query_params.get("error")))
     response.set_cookie(SIGNIN_COOKIE, token, max_age=1800, path="/ui/", httponly=True,
                         samesite="strict", secure=_secure(request))
     if status == 401:
@@ -195,6 +195,16 @@ async def oidc_callback(request: Request) -> Response:
         return render(request, "message.html", status=404, title="404",
                       message="Single sign-on is not configured on this service.")
     return await oidc.oidc_callback(request)
+
+
+def _sso_error(code: str | None) -> str | None:
+    """What a failed single sign-on's code means (only known codes: the query string is
+    anyone's to write, so its text is never shown)."""
+    if code is None:
+        return None
+    from sealtrail.server.web.oidc import ERRORS  # noqa: PLC0415 - authlib only when needed
+
+    return ERRORS.get(code, "Single sign-on failed.")
 
 
 def _set_session_cookie(request: Request, response: Response, token: str) -> None:
