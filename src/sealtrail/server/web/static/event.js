@@ -136,7 +136,8 @@ async function keyChangedWarning(key, signers) {
     // Shown for comparison only: never pinned in place of the user's key.
     presented = (await fetchText("/vkey")).trim();
   } catch { /* the warning stands without it */ }
-  const box = clear(qs("#pin-alert"));
+  // At the top of the page, beside the status: the first thing anyone sees.
+  const box = clear(qs("#proof-alert"));
   box.append(el("div", { class: "alert-box loud", role: "alert", id: "key-changed" },
     el("p", {}, el("strong", {}, "Warning: the log's signing key has changed.")),
     el("p", {}, `This browser pinned key ${key.name} ${hex(key.keyId)}, but the server's ` +
@@ -144,7 +145,8 @@ async function keyChangedWarning(key, signers) {
       "Nothing the server sends is accepted until you decide."),
     presented ? el("p", {}, "The server now presents: ", el("code", {}, presented)) : null,
     el("p", {}, "If your operator announced a new key, check its fingerprint with them and " +
-      "paste it below. Otherwise treat this server as compromised.")));
+      "paste it under “Pinned key” below. Otherwise treat this server as compromised."),
+    el("p", {}, el("a", { href: "#trusted-vkey" }, "Go to the pinned key"))));
 }
 
 function busy(on) {
@@ -269,9 +271,11 @@ async function runCheck() {
   } catch (err) {
     const reason = reasonOf(err);
     setStatus("failed", reason, `(${reason}) ${err.message}`);
-    qs("#proof-alert").append(el("p", { class: "alert-box", role: "alert" },
-      `Not verified: ${err.message}. ` + (err instanceof ApiError ? "" :
-        "Do not rely on this entry's content as shown by this server.")));
+    if (reason !== "key-changed") { // (that one has its own, louder, warning)
+      qs("#proof-alert").append(el("p", { class: "alert-box", role: "alert" },
+        `Not verified: ${err.message}. ` + (err instanceof ApiError ? "" :
+          "Do not rely on this entry's content as shown by this server.")));
+    }
     if (pin && !qs("#pin-info").firstChild) await showPin(pin, pinNote);
   }
 }
