@@ -127,13 +127,17 @@ def test_state_is_rebuilt_from_the_log(tmp_path: Path, alog: AuditLog, monitor: 
 
 
 def test_a_client_cannot_forge_a_sign_off(alog: AuditLog, clock: Clock) -> None:
-    """An ingested event shaped like a sign-off (another source) changes nothing."""
+    """A client cannot write a review step (``review.*`` is reserved: refused, naming the
+    field), and nothing shaped like one from another source counts."""
     alog.append_many(activity())
     clock.now = T0 + timedelta(days=1)
-    alog.append({"action": "review.sign_off", "actor": {"id": "user:ann"},
-                 "outcome": "success", "category": "audit_access",
-                 "source": {"service": "web"},
-                 "target": {"type": "review_period", "id": DAY1.isoformat()}})
+    forged = {"action": "review.sign_off", "actor": {"id": "user:ann"},
+              "outcome": "success", "category": "audit_access",
+              "source": {"service": "web"},
+              "target": {"type": "review_period", "id": DAY1.isoformat()}}
+    with pytest.raises(ValidationError, match="reserved"):
+        alog.append(forged)
+    alog.append({**forged, "action": "reviews.sign_off"})
     item = ReviewBook(alog, None).item(DAY1, clock.now)
     assert item.sign_off is None
     assert item.status == "pending"
