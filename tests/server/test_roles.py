@@ -190,7 +190,8 @@ def test_route_status_matches_role_table(service: Service, client: httpx.Client,
         assert response.headers.get("www-authenticate") == "Bearer"
     if route[1].startswith("/ui/") and caller == "no_header":
         assert 'name="password"' in response.text  # the sign-in form, and nothing else
-        assert "data-role" in response.text and 'data-role=""' in response.text
+        assert "data-role" in response.text
+        assert 'data-role=""' in response.text
 
 
 def test_app_routes_are_exactly_the_role_table(tmp_path: Path) -> None:

@@ -594,7 +594,8 @@ def test_a_rotated_provider_key_is_fetched_again(monkeypatch: pytest.MonkeyPatch
             async def run() -> dict[str, Any]:
                 info = await discover(config)
                 return await validate_id_token(config, info, tokens, pending, now)
-            return run_async(run())
+            claims: dict[str, Any] = run_async(run())
+            return claims
 
         assert check(*sign_in_directly(fresh, config, "aud"))["sub"] == "sub-aud"
         fresh.rotate_key()
