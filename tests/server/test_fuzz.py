@@ -144,10 +144,24 @@ def cases(operation: Operation, route: tuple[str, str]) -> st.SearchStrategy[Cas
         parts.append(st.sampled_from(paths).flatmap(lambda p: operation.as_strategy(
             GenerationMode.POSITIVE, path_parameters={"log": "default", "path": p})))
     strategy: st.SearchStrategy[Case[Any]] = st.one_of(parts)
+    if _has_query(operation, "max_seconds"):
+        strategy = strategy.map(_brief)
     body = BODIES.get(route)
     if body is None:
         return strategy
     return st.tuples(strategy, body).map(lambda pair: _with_body(*pair))
+
+
+def _brief(case: Case[Any]) -> Case[Any]:
+    """A live tail (``max_seconds``) that would be valid lasts 1 s, not up to an hour: the
+    stream answers 200 and stays open by design (an invalid value is left to be refused)."""
+    query = dict(case.query or {})
+    value = query.get("max_seconds")
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if value is None or (text.isdigit() and 1 <= int(text) <= 3600):
+        query["max_seconds"] = 1
+    case.query = query
+    return case
 
 
 def _with_body(case: Case[Any], body: Any) -> Case[Any]:
