@@ -295,3 +295,22 @@ def test_the_pages_offer_exactly_the_values_the_api_knows() -> None:
         block = alerts_html[alerts_html.index(f'id="a-{name}"'):]
         block = block[:block.index("</select>")]
         assert sorted(re.findall(r'<option value="([^"]+)"', block)) == sorted(values)
+
+
+def test_an_admin_handles_alerts_without_reading_their_events(
+        signed_in_page: Callable[[str], Any], console: Console) -> None:
+    """An admin, who reads no event content, sees the alert's events by number only (no link
+    to a page it may not open) and may still acknowledge it."""
+    indexes = ingest(console, [marked("suspect.read", 5), marked("suspect.read", 6)])
+    alert_id = make_alert(console, indexes, "Admin's view")
+    page = signed_in_page("admin")
+    page.goto(f"{console.base_url}/ui/logs/{LOG}/alerts?alert={alert_id}")
+    items = page.locator("#alert-events li")
+    expect(items).to_have_count(2)
+    assert items.all_inner_texts() == [f"Event {i}" for i in indexes]
+    assert page.locator("#alert-events a").count() == 0
+    assert page.locator("#alert-change").is_visible()
+    page.fill("#alert-reason", "Handled by the on-call admin")
+    page.click("#alert-ack")
+    expect(page.locator("#alert-facts [data-value=acknowledged]")).to_have_count(1)
+    assert page.console_errors == []

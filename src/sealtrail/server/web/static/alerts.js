@@ -86,7 +86,7 @@ function eventLink(index, ev) {
   const href = `/ui/logs/${encodeURIComponent(currentLog())}/events/${index}`;
   const what = ev ? [ev.time ? formatTime(ev.time) : "", ev.action || "",
     ev.actor && ev.actor.id ? `by ${ev.actor.id}` : "", ev.outcome || ""]
-    .filter(Boolean).join(" · ") : "";
+    .filter(Boolean).join(" · ") : "(retired by retention)";
   return el("li", { dataset: { index: String(index) } },
     el("a", { href }, `Event ${index}`), what ? el("span", { class: "muted" }, ` ${what}`) : null);
 }
@@ -119,14 +119,19 @@ async function showAlert(id, { focus = false } = {}) {
     }
     if (alert.note) fact(dl, "Reason given", alert.note);
     if (alert.opened_index !== null && alert.opened_index !== undefined) {
-      fact(dl, "Opened by", el("a", { href: `/ui/logs/${encodeURIComponent(currentLog())}/events/${alert.opened_index}` },
-        `Event ${alert.opened_index}`), " (the alert's own record in the log)");
+      const record = alert.events === null || alert.events === undefined
+        ? `Event ${alert.opened_index}`
+        : el("a", { href: `/ui/logs/${encodeURIComponent(currentLog())}/events/${alert.opened_index}` },
+          `Event ${alert.opened_index}`);
+      fact(dl, "Opened by", record, " (the alert's own record in the log)");
     }
     const list = clear(qs("#alert-events"));
     const note = qs("#alert-events-note");
     if (alert.events === null || alert.events === undefined) {
       note.textContent = "Your role reads no event content: the events are listed by number.";
-      for (const index of alert.entries || []) list.append(eventLink(index, null));
+      for (const index of alert.entries || []) {
+        list.append(el("li", { dataset: { index: String(index) } }, `Event ${index}`));
+      }
     } else {
       note.textContent = alert.events.length
         ? "Reading these is recorded in the log. Open one to see all its fields and its proof."
