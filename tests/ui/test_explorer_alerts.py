@@ -136,6 +136,9 @@ def test_an_api_error_is_shown_next_to_the_field_it_names(
     error.wait_for(state="visible")
     assert "retired_category" in error.inner_text()
     assert page.get_attribute("#f-category", "aria-invalid") == "true"
+    # The export links are withdrawn while the search is refused.
+    assert page.get_attribute("#export-csv", "href") is None
+    assert page.get_attribute("#export-csv", "aria-disabled") == "true"
 
 
 def test_columns_are_chosen_and_remembered(signed_in_page: Callable[[str], Any],

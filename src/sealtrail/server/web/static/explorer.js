@@ -174,11 +174,19 @@ function redrawColumns() {
 
 // -- search and paging ------------------------------------------------------------------------
 
-function updateExports() {
+// The export links carry the filters of the search shown; while a search is refused they
+// are withdrawn (a download of the refusal would be a file holding an error).
+function updateExports(usable) {
   for (const fmt of ["csv", "jsonl"]) {
     const link = qs(`#export-${fmt}`);
-    link.href = `${logPath("/export")}?${searchParams(query, { format: fmt })}`;
-    link.setAttribute("download", `${currentLog()}-events.${fmt}`);
+    if (usable) {
+      link.href = `${logPath("/export")}?${searchParams(query, { format: fmt })}`;
+      link.setAttribute("download", `${currentLog()}-events.${fmt}`);
+      link.removeAttribute("aria-disabled");
+    } else {
+      link.removeAttribute("href");
+      link.setAttribute("aria-disabled", "true");
+    }
   }
 }
 
@@ -193,7 +201,7 @@ async function runSearch({ more = false } = {}) {
     query = formQuery();
     const params = searchParams(query);
     history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
-    updateExports();
+    updateExports(false);
   }
   say(more ? "Loading older events…" : "Searching…");
   older.disabled = true;
@@ -212,6 +220,7 @@ async function runSearch({ more = false } = {}) {
       shown.add(item.index);
       tbody.append(rowOf(item, false));
     }
+    if (!more) updateExports(true);
     nextCursor = doc.next_cursor;
     older.classList.toggle("hidden", nextCursor === null || nextCursor === undefined);
     older.disabled = false;
