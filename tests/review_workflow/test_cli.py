@@ -32,6 +32,16 @@ def _data(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _review_check(data: Path) -> str:
+    """The review check's status in ``sealtrail report`` over yesterday (PCI DSS 10.4.1)."""
+    ran = sealtrail("report", "--standard", "pci-dss", "--format", "json", "--since", Y,
+                    "--until", datetime.now(UTC).date().isoformat(), "--no-verify",
+                    "--data", str(data), text=True)
+    report = json.loads(ran.stdout)
+    (check,) = [c for c in report["checks"] if c["id"] == "review"]
+    return str(check["status"])
+
+
 def test_review_on_the_command_line(tmp_path: Path) -> None:
     """list, show, a refused sign-off, assign, benign, close, sign-off; the state read back."""
     data = _data(tmp_path)
@@ -42,8 +52,8 @@ def test_review_on_the_command_line(tmp_path: Path) -> None:
 
     code, out, _ = run("list", "--since", Y, "--format", "json")
     assert code == 0
-    (row, *_rest) = [json.loads(line) for line in out.splitlines()
-                     if json.loads(line)["period"] == Y]
+    (row, *_rest) = [json.loads(line) for line in out.split("\n")
+                     if line and json.loads(line)["period"] == Y]
     assert row["status"] == "pending"
     assert row["exceptions"]["total"] == 2
 
@@ -51,6 +61,8 @@ def test_review_on_the_command_line(tmp_path: Path) -> None:
     assert code == 0, out
     item = json.loads(out)
     alert_exc, auth_exc = item["exception_list"]
+
+    assert _review_check(data) == "fail"  # the report judges the open period, as the API's
 
     code, _, err = run("sign-off", Y, "--note", "done", "--reviewer", "ann")
     assert code == 2
@@ -69,6 +81,7 @@ def test_review_on_the_command_line(tmp_path: Path) -> None:
     code, out, err = run("sign-off", Y, "--note", "reviewed", "--reviewer", "ann")
     assert code == 0, err
     assert json.loads(out)["status"] == "signed_off"
+    assert _review_check(data) == "pass"
 
     code, out, _ = run("list", "--since", Y, "--until", Y)
     assert code == 0

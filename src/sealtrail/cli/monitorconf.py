@@ -1,18 +1,41 @@
 """The monitor's configuration from command-line options, shared by ``serve`` (which runs the
 monitor) and ``monitor`` (the process ``serve`` starts for it): the same options, read the same
-way, with errors that name the option.
+way, with errors that name the option. Also the monitor's alert store, for the commands that
+read it beside a log (``review``, ``report``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sealtrail.cli.common import fail, read_text
+from sealtrail.cli.common import fail, read_text, store_url, where
 
 if TYPE_CHECKING:  # loaded by the commands that run the monitor only
+    from sealtrail.monitor.alerts import AlertStore
     from sealtrail.monitor.config import MonitorConfig
+
+
+@contextmanager
+def alert_store(data: str | None) -> Iterator[AlertStore | None]:
+    """The monitor's alerts of this data directory (or ``--store``), None when there are none
+    yet (no monitor ever ran): what the periodic review counts as a period's alerts."""
+    from sealtrail.log.datadir import open_alert_rows, service_rows_exist  # noqa: PLC0415
+    from sealtrail.monitor.alerts import AlertStore, monitor_db_path  # noqa: PLC0415
+
+    d, _ = where(data, None)
+    path = monitor_db_path(d)
+    store = store_url()
+    alerts = (AlertStore(path, rows=None if store is None else open_alert_rows(path, store))
+              if service_rows_exist("alerts", path, store) else None)
+    try:
+        yield alerts
+    finally:
+        if alerts is not None:
+            alerts.close()
 
 
 def monitor_config(rules: list[Path], webhook: str | None, secret_file: Path | None,

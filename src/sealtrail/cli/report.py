@@ -22,9 +22,11 @@ from sealtrail.cli.common import (
     operator,
     time_opt,
 )
+from sealtrail.cli.monitorconf import alert_store
 from sealtrail.compliance.bundle import open_private
 from sealtrail.compliance.checks import STANDARDS
 from sealtrail.compliance.report import FORMATS, generate_report, load_keys, render
+from sealtrail.compliance.review import ReviewBook, review_evidence
 from sealtrail.monitor.alerts import alerting_evidence
 
 commands = typer.Typer(rich_markup_mode=None)
@@ -56,12 +58,16 @@ def report(  # noqa: PLR0917 - CLI options
     since, until = time_opt(since_, "--since"), time_opt(until_, "--until")
     if since is not None and until is not None and since >= until:
         fail("--since must be before --until")
-    with errors(), open_log(data, log) as alog:
+    with errors(), alert_store(data) as alerts, open_log(data, log) as alog:
+        # The periodic review's state, judged as the service's report judges it.
+        now = alog.now()
+        review = review_evidence(ReviewBook(alog, alerts), since, until, now)
         result = generate_report(alog, standard, actor=operator(), since=since, until=until,
                                  verify_now=verify,
                                  keys=load_keys(alog.directory.parent, alog.store_url),
                                  alerting=alerting_evidence(alog.directory.parent,
-                                                            alog.store_url))
+                                                            alog.store_url),
+                                 review=review, now=now)
         body = render(result, fmt)
         if out is None:
             sys.stdout.buffer.write(body)

@@ -25,14 +25,11 @@ from sealtrail.cli.common import (
     errors,
     fail,
     open_log,
-    store_url,
-    where,
 )
+from sealtrail.cli.monitorconf import alert_store
 from sealtrail.cli.output import dumps, printable
 from sealtrail.compliance.review import REVIEW_ROLE, ConflictError, ReviewBook, parse_period
-from sealtrail.log.datadir import open_alert_rows, service_rows_exist
 from sealtrail.log.reads import Reader
-from sealtrail.monitor.alerts import AlertStore, monitor_db_path
 
 review_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="The periodic log review (PCI DSS 10.4.1, 10.4.3): list the "
@@ -65,17 +62,8 @@ def _reviewer(name: str | None) -> dict[str, str]:
 @contextmanager
 def _book(data: str | None, log: str | None) -> Iterator[ReviewBook]:
     """The log's review, with the monitor's alerts when the data directory has them."""
-    d, _ = where(data, None)
-    path = monitor_db_path(d)
-    store = store_url()
-    alerts = (AlertStore(path, rows=None if store is None else open_alert_rows(path, store))
-              if service_rows_exist("alerts", path, store) else None)
-    try:
-        with open_log(data, log, need_keys=True) as alog:
-            yield ReviewBook(alog, alerts)
-    finally:
-        if alerts is not None:
-            alerts.close()
+    with alert_store(data) as alerts, open_log(data, log, need_keys=True) as alog:
+        yield ReviewBook(alog, alerts)
 
 
 def _format(value: str) -> str:
