@@ -48,7 +48,7 @@ from sealtrail.log.auditlog import READ_ACTIONS, AuditLog, Entry
 from sealtrail.log.reads import Reader
 from sealtrail.log.search import Filter, check_answerable, search, search_page
 from sealtrail.server.deps import READERS, Service, actor_of, in_thread, open_log, requires
-from sealtrail.server.openapi import answers
+from sealtrail.server.openapi import ERRORS, answers
 
 MAX_STREAMS: Final = 4
 """Open live tails per caller (API key or console user) in one process."""
@@ -241,8 +241,17 @@ async def _follow(tail: _Tail, max_seconds: float) -> AsyncIterator[str]:
             await in_thread(tail.settle)
 
 
-@router.get("/v1/logs/{log}/events/stream", responses=answers(
-    "text/event-stream", "Server-Sent Events: one `entry` event per new matching entry"))
+# Each server-sent event as a parsed object (what SSE clients and the API fuzzer read).
+_SSE_EVENT: Final = {"type": "object", "properties": {
+    "event": {"type": "string", "enum": ["entry"]},
+    "id": {"type": "string", "description": "The entry's index (or the position, on a "
+           "keep-alive)"},
+    "data": {"type": "string", "description": 'JSON: {"index": N, "event": {...}}'}}}
+
+
+@router.get("/v1/logs/{log}/events/stream", responses={
+    200: {"description": "Server-Sent Events: one `entry` event per new matching entry",
+          "content": {"text/event-stream": {"schema": _SSE_EVENT}}}, **ERRORS})
 async def stream_events(  # noqa: PLR0917 - one parameter per search filter
         log: str, request: Request, service: Service, principal: Principal = as_stream,
         since: _Text = None, until: _Text = None, actor: _Text = None, ip: _Text = None,
