@@ -396,6 +396,23 @@ def test_notes_keys_checkpoints_and_base64_agree(real_log: AuditLog,
         f"a b+{kid}+{rest}", f"+{kid}+{rest}", f"{origin}+{kid}+{rest[:-1]}",
         f"{origin}+{kid}+{rest}=", "", "x", other.verifier().format(),
         stranger.verifier().format(), f"{origin}+zzzzzzzz+{rest}"]]
+    # White space exactly as Python's str.isspace/str.strip (not JS's \s and trim): U+FEFF
+    # is not white space to Python (kept by strip, allowed in a name); U+001C-U+001F and
+    # U+0085 are (stripped around a key, refused in a name).
+    odd = _signer("odd\ufeffname", 11)
+    odd_text = f"odd\ufeffname\n7\n{_e(bytes(32))}\n"
+    cases += [{"kind": "vkey", "text": t} for t in [
+        "\ufeff" + vkey, vkey + "\ufeff", "\x1c" + vkey, vkey + "\x1f", "\x85" + vkey + "\x85",
+        "\u3000" + vkey + "\u2028", "\u180e" + vkey, odd.verifier().format()]]
+    for ch in "\x1c\x85\xa0\ufeff\u180e\u200b":
+        name = f"a{ch}b"
+        cases.append({"kind": "vkey", "text": note.Verifier(
+            name, note.key_id(name, 1, odd.verifier().public_key),
+            odd.verifier().public_key).format()})
+    cases += [
+        {"kind": "note", "text": odd.sign(odd_text), "vkeys": [odd.verifier().format()]},
+        {"kind": "open_cp", "text": odd.sign(odd_text), "vkey": odd.verifier().format()},
+    ]
     # Checkpoint bodies.
     root = _e(bytes(range(32)))
     cases += [{"kind": "checkpoint", "text": t} for t in [
@@ -418,6 +435,14 @@ def test_notes_keys_checkpoints_and_base64_agree(real_log: AuditLog,
         {**doc, "audit_path": [doc["leaf_hash"]] * 65}, {**doc, "leaf_hash": None},
         {k: v for k, v in doc.items() if k != "leaf_hash"}, [doc]]]
     cases += [{"kind": "incl_doc", "text": "not json"}]
+    # Integers as Python's json types them: 3.0 and 3e0 are floats (refused), -0 is the int
+    # 0, and an integer beyond 2^53 keeps its exact value (a BigInt in JS).
+    text = json.dumps(doc)
+    cases += [{"kind": "incl_doc", "text": text.replace('"leaf_index": 3', f'"leaf_index": {v}')}
+              for v in ("3.0", "3e0", "3E0", "30e-1", "-0", "true", "3.5")]
+    cases += [{"kind": "incl_doc", "text": json.dumps(d)} for d in [
+        {**doc, "tree_size": float(SIZE)}, {**doc, "tree_size": (1 << 64) + 5},
+        {**doc, "leaf_index": 10 ** 30}, {**doc, "extra": 1.5, "more": [2e5, "3.0"]}]]
     # JSON Lines split on "\n" only: U+2028/U+2029 inside strings, a final newline.
     cases += [{"kind": "jsonl", "text": '{"a":"x\u2028y"}\n{"b":"\u2029"}\n'},
               {"kind": "jsonl", "text": '{"a":1}\r\n{"b":2}'}]

@@ -10,7 +10,7 @@
 // another root a fork.
 
 import { TlogError, b64encode, bytesEqual, hex, openCheckpoint, parseConsistencyProof,
-  parseVkey, sha256, utf8, verifyConsistency } from "./tlog.js";
+  parseVkey, pyStrip, sha256, utf8, verifyConsistency } from "./tlog.js";
 
 const PREFIX = "sealtrail/v1";
 
@@ -40,7 +40,7 @@ export function loadPin(log, origin) {
 
 /** Pin `vkey` (text, already parsed by the caller) for `log`. */
 export function savePin(log, vkey, source, now = new Date(), origin) {
-  const pin = { vkey: vkey.trim(), source, pinnedAt: now.toISOString() };
+  const pin = { vkey: pyStrip(vkey), source, pinnedAt: now.toISOString() };
   storage().setItem(slot("pin", log, origin), JSON.stringify(pin));
   return pin;
 }

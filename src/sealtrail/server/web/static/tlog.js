@@ -268,9 +268,30 @@ export async function verifyConsistency(first, second, firstRoot, secondRoot, pr
 
 // ---------------------------------------------------------------- keys and notes (C2SP)
 
+// Python's white space (str.isspace, and what str.strip() removes), exactly: JS's \s and
+// trim() differ (they include U+FEFF and leave out U+001C-U+001F and U+0085), and a key or
+// note the Python core accepts must be accepted here, and refused here when it refuses it.
+// The list is Python 3.11's (every code point c with chr(c).isspace()).
+const PY_SPACE = "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003" +
+  "\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/** True when `ch` (one character) is white space to Python's str.isspace. */
+export function isPySpace(ch) {
+  return ch.length === 1 && PY_SPACE.includes(ch);
+}
+
+/** `text` without leading and trailing white space as Python's str.strip() sees it. */
+export function pyStrip(text) {
+  let start = 0;
+  let end = text.length;
+  while (start < end && PY_SPACE.includes(text[start])) start++;
+  while (end > start && PY_SPACE.includes(text[end - 1])) end--;
+  return text.slice(start, end);
+}
+
 function checkName(name, what) {
-  // As core/note.py: not empty, no '+', no white space (Python's isspace includes \x1c-\x1f).
-  if (!name || name.includes("+") || /[\s\x1c-\x1f\x85]/u.test(name)) {
+  // As core/note.py: not empty, no '+', no character Python's isspace calls white space.
+  if (!name || name.includes("+") || Array.from(name).some(isPySpace)) {
     throw new TlogError("format", `${what}: key name is empty or has '+' or spaces`);
   }
 }
@@ -290,7 +311,7 @@ export async function parseVkey(vkey) {
   if (typeof vkey !== "string" || vkey.length > 4096) {
     throw new TlogError("format", "verifier key: not a short text");
   }
-  const text = vkey.trim();
+  const text = pyStrip(vkey); // as Verifier.parse: vkey.strip()
   const first = text.indexOf("+");
   const second = first < 0 ? -1 : text.indexOf("+", first + 1);
   if (second < 0) throw new TlogError("format", "verifier key: want name+keyid+key");
@@ -459,11 +480,62 @@ export async function openCheckpoint(note, verifier, origin = null) {
 
 // ---------------------------------------------------------------- proof documents (JSON)
 
-function docInt(doc, key) {
-  const v = doc[key];
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    throw new TlogError("format", `proof field '${key}' must be a non-negative integer`);
+// Integers in proof documents are typed as Python's json.loads types them: `3` is an int,
+// `3.0` and `3e0` are floats (which core/proofs.py refuses), though JS's JSON.parse makes all
+// three the number 3. A document given as text is parsed keeping each number's source: an
+// integer literal becomes a BigInt (exact at any size, as Python's int), any other number
+// stays a Number and is refused where an integer is wanted.
+const JSON_INT_RE = /^-?(?:0|[1-9][0-9]*)$/;
+
+/** Does the JSON text hold a number literal with a fraction or an exponent (outside strings)? */
+function hasNonIntegerLiteral(text) {
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      if (ch === "\\") i++;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') {
+      inString = true;
+    } else if (ch === "." || ch === "e" || ch === "E") {
+      // Outside strings these only occur in numbers (true/false/null hold an "e", but
+      // never after a digit): a digit before means a number literal with a fraction/exponent.
+      if (/[0-9]/.test(text[i - 1] ?? "")) return true;
+    }
   }
+  return false;
+}
+
+/**
+ * Parse JSON text with integers as Python sees them: integer literals as BigInt, every other
+ * number as a Number (a float). Browsers without JSON.parse's source text (the reviver's
+ * third argument) get a stricter fallback: a text holding any non-integer number literal is
+ * refused, and integers are Numbers (exact up to 2^53).
+ */
+export function parseJsonExact(text) {
+  let exact = true;
+  const doc = JSON.parse(text, function revive(key, value, context) {
+    if (typeof value !== "number") return value;
+    if (!context || typeof context.source !== "string") {
+      exact = false;
+      return value;
+    }
+    return JSON_INT_RE.test(context.source) ? BigInt(context.source) : value;
+  });
+  if (!exact && hasNonIntegerLiteral(text)) {
+    throw new SyntaxError("a number with a fraction or an exponent (this browser cannot " +
+      "tell it from an integer)");
+  }
+  return { doc, exact };
+}
+
+function docInt(doc, key, exact) {
+  const v = doc[key];
+  // From text (`exact`): only integer literals (BigInt). A document built in JS has no
+  // literal form: a safe integer Number is taken as the integer it is.
+  const ok = typeof v === "bigint" ? v >= 0n
+    : !exact && typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+  if (!ok) throw new TlogError("format", `proof field '${key}' must be a non-negative integer`);
   return BigInt(v);
 }
 
@@ -489,9 +561,10 @@ function docHashes(doc, key) {
 }
 
 function asObject(doc) {
+  let exact = false;
   if (typeof doc === "string") {
     try {
-      doc = JSON.parse(doc);
+      ({ doc, exact } = parseJsonExact(doc));
     } catch (err) {
       throw new TlogError("format", `proof is not JSON: ${err.message}`);
     }
@@ -499,15 +572,18 @@ function asObject(doc) {
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
     throw new TlogError("format", "proof must be a JSON object");
   }
-  return doc;
+  return { doc, exact };
 }
 
-/** Parse an inclusion proof document (object or JSON text): leaf_index, tree_size, hashes. */
-export function parseInclusionProof(doc) {
-  doc = asObject(doc);
+/**
+ * Parse an inclusion proof document: leaf_index, tree_size, hashes. Pass the JSON text as
+ * received (an object already parsed by JSON.parse has lost whether `3.0` was `3`).
+ */
+export function parseInclusionProof(input) {
+  const { doc, exact } = asObject(input);
   return {
-    leafIndex: docInt(doc, "leaf_index"),
-    treeSize: docInt(doc, "tree_size"),
+    leafIndex: docInt(doc, "leaf_index", exact),
+    treeSize: docInt(doc, "tree_size", exact),
     leafHash: docHash(doc, "leaf_hash"),
     auditPath: docHashes(doc, "audit_path"),
   };
@@ -515,11 +591,11 @@ export function parseInclusionProof(doc) {
 
 /** Parse a consistency proof document: first, second, consistency (the roots are ignored:
  * a verifier compares with roots it holds from signed checkpoints). */
-export function parseConsistencyProof(doc) {
-  doc = asObject(doc);
+export function parseConsistencyProof(input) {
+  const { doc, exact } = asObject(input);
   return {
-    first: docInt(doc, "first"),
-    second: docInt(doc, "second"),
+    first: docInt(doc, "first", exact),
+    second: docInt(doc, "second", exact),
     consistency: docHashes(doc, "consistency"),
   };
 }
