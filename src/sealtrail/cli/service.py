@@ -83,6 +83,10 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
           audit_log: Annotated[str, typer.Option(
               "--audit-log", help="The log that records the service's own events (console "
               "sign-ins, administration changes).")] = "default",
+          forwarded_allow_ips: Annotated[str | None, typer.Option(
+              "--forwarded-allow-ips", help="Comma-separated addresses of the proxies whose "
+              "X-Forwarded-For is believed (the client address the console's sign-in limit "
+              "and audit records see) [default: 127.0.0.1].")] = None,
           ui_require_mfa: Annotated[bool, typer.Option(
               "--ui-require-mfa", help="Console admins must sign in with a TOTP code "
               "(enrol one with 'sealtrail users mfa NAME').")] = False,
@@ -192,7 +196,8 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
                    "ssl_certfile": str(tls_cert) if tls_cert else None,
                    "ssl_keyfile": str(tls_key) if tls_key else None,
                    "ssl_ca_certs": str(client_ca) if client_ca else None,
-                   "ssl_cert_reqs": ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE}
+                   "ssl_cert_reqs": ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE,
+                   "forwarded_allow_ips": forwarded_allow_ips}
         with _environment(secrets):  # the monitor child (and the workers) inherit them
             if count > 1:
                 from sealtrail.server.workers import run_workers  # noqa: PLC0415

@@ -25,6 +25,7 @@ typed values applied by :meth:`AuditLog.commit_change` (``log/changes.py``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hmac
 import logging
 import os
@@ -361,6 +362,23 @@ class AuditLog:
     def vkey(self) -> str:
         """The verifier key text (``name+id+key``)."""
         return self.verifier.format()
+
+    def without_unsealable(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """``event`` as it can be appended now, and the fields left out: an encrypted log
+        whose keyring is locked cannot seal, so its personal fields (this log's policy) are
+        dropped and its ``reason`` says so; otherwise the event is unchanged. For records
+        sealtrail must write even then (a console sign-in), rather than not at all."""
+        plain = copy.deepcopy(dict(event))
+        if self._protector is None or self._protector.unlocked:
+            return plain, []
+        taken = self._protector.policy.take(plain)
+        plain.pop("subjects", None)
+        dropped = [path for path, _ in taken]
+        if dropped and "reason" not in self._protector.policy.paths:
+            said = plain.get("reason")
+            plain["reason"] = ((f"{said}; " if said else "") + "recorded without "
+                               f"{', '.join(sorted(dropped))}: the keyring is locked")
+        return plain, dropped
 
     @property
     def size(self) -> int:

@@ -50,6 +50,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: st_<id>_<secret>
 SESSION_COOKIE: Final = "sealtrail_session"
 """The console's session cookie (server/web/auth.py sets it; HttpOnly, SameSite=Strict)."""
 CSRF_HEADER: Final = "X-CSRF-Token"
+BACKGROUND_HEADER: Final = "X-Sealtrail-Background"
+"""Sent (``1``) by console requests no person asked for; they do not reset the idle timer."""
 _UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -90,7 +92,11 @@ def session_principal(request: Request) -> Principal | None:
     if not token or len(token) > 128:
         return None
     state = service(request)
-    info = state.users.session(token, state.config.clock())
+    # A request the page makes by itself (the overview's refresh, the live tail) is checked
+    # but does not count as activity: an unattended console still times out (PCI DSS 8.2.8).
+    background = (request.headers.get(BACKGROUND_HEADER) == "1"
+                  or request.query_params.get("background") == "1")
+    info = state.users.session(token, state.config.clock(), touch=not background)
     if info is None:
         return None
     if request.method in _UNSAFE:
@@ -101,6 +107,26 @@ def session_principal(request: Request) -> Principal | None:
                                 "header (reload the page)")
     request.state.session = info
     return Principal(f"user:{info.user}", cast(Role, info.role), None, info.user, kind="user")
+
+
+def still_allowed(request: Request, principal: Principal) -> Callable[[], bool]:
+    """A check, for an answer that lasts (a live tail), that the caller is still who they
+    were: the same key not revoked or expired, or the same session not ended, timed out or
+    its user disabled, and with the same role. Blocking: run it in a thread."""
+    state = service(request)
+    credential = request.headers.get("authorization", "").partition(" ")[2].strip()
+    cert = client_cert_sha256(request.scope)
+    token = request.cookies.get(SESSION_COOKIE, "")
+
+    def check() -> bool:
+        now = state.config.clock()
+        if principal.kind == "user":
+            info = state.users.session(token, now, touch=False)
+            return info is not None and info.role == principal.role
+        again = state.keys.authenticate(credential, now, cert)
+        return again is not None and again.role == principal.role
+
+    return check
 
 
 def requires(routes: Mapping[Route, frozenset[str]], method: str, path: str) -> Any:
@@ -165,7 +191,11 @@ async def service_event(state: ServiceState, who: Principal | Mapping[str, Any],
         event["reason"] = reason
     if metadata:
         event["metadata"] = dict(metadata)
-    await in_thread(alog.append_own, [event])
+    # A service whose keyring is locked (no passphrase) still records who signed in and what
+    # changed, without the personal fields it cannot seal (the address, the typed name,
+    # the details): a record with less is better than a console nobody can sign in to.
+    kept, _ = alog.without_unsealable(event)
+    await in_thread(alog.append_own, [kept])
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:

@@ -21,6 +21,7 @@ from typing import Any, Final
 import msgspec
 from fastapi import APIRouter, Response
 
+from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.apikeys import Principal
 from sealtrail.log.auditlog import AuditLog
@@ -48,7 +49,7 @@ class _Plain(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Plain).decode
-_cache: dict[str, tuple[float, int, dict[str, Any]]] = {}
+_cache: dict[tuple[int, str], tuple[float, int, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -65,14 +66,15 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
     now = state.config.clock()
     signed = alog.checkpoint()
     size = signed.checkpoint.size
+    key = (id(state), name)  # one service's log: two services in a process share nothing
     with _cache_lock:
-        hit = _cache.get(name)
+        hit = _cache.get(key)
     if hit is not None and hit[1] == size and time.monotonic() - hit[0] < _FRESH:
         activity = hit[2]
     else:
         activity = _activity(alog, size, now)
         with _cache_lock:
-            _cache[name] = (time.monotonic(), size, activity)
+            _cache[key] = (time.monotonic(), size, activity)
     result = state.verifier.results.get(name)
     verification = (None if result is None else
                     {"ok": result.ok, "size": result.size, "at": format_time(result.at),
@@ -87,7 +89,11 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
         elif status == "acknowledged":
             acknowledged += count
     policy = load_policy(alog)
-    holds = alog.holds()
+    try:
+        holds: int | None = len(alog.holds())
+        holds_note = ""
+    except SealtrailError as exc:  # an unencrypted log has none; a locked one cannot say
+        holds, holds_note = None, exc.public_message()
     return {
         "log": name,
         "now": format_time(now),
@@ -97,7 +103,7 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
         "alerts": {"open": dict(open_alerts), "acknowledged": acknowledged},
         "activity": activity,
         "retention": {"policy": None if policy is None else policy.to_json(),
-                      "holds": len(holds)},
+                      "holds": holds, "holds_note": holds_note},
     }
 
 

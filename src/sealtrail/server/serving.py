@@ -217,6 +217,7 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8470,
                  keep_alive_timeout: int = KEEP_ALIVE_TIMEOUT,
                  max_header_bytes: int = MAX_HEADER_BYTES,
                  max_connections: int | None = None,
+                 forwarded_allow_ips: str | None = None,
                  lifespan: str = "auto") -> uvicorn.Server:
     """A :class:`uvicorn.Server` for ``app`` speaking HTTP/1.1 through :class:`GuardedH11Protocol`.
 
@@ -226,6 +227,9 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8470,
     described in this module; ``keep_alive_timeout`` (default 5 s) closes idle kept-alive
     connections; ``max_header_bytes`` (default 16 KiB) bounds the request line and headers;
     ``max_connections`` (default: no limit) answers 503 beyond that many open connections.
+    ``forwarded_allow_ips`` (default: uvicorn's, 127.0.0.1) are the proxies whose
+    ``X-Forwarded-For``/``-Proto`` are believed: the client address the console's sign-in
+    limit and audit records see.
     """
     if max_header_bytes <= 0:
         raise ValueError("max_header_bytes must be positive")
@@ -238,7 +242,9 @@ def build_server(app: Any, *, host: str = "127.0.0.1", port: int = 8470,
         header_timeout=header_timeout, body_timeout=body_timeout,
         timeout_keep_alive=keep_alive_timeout,
         h11_max_incomplete_event_size=max_header_bytes,
-        limit_concurrency=max_connections)
+        limit_concurrency=max_connections,
+        **({"forwarded_allow_ips": forwarded_allow_ips, "proxy_headers": True}
+           if forwarded_allow_ips is not None else {}))
     return uvicorn.Server(config)
 
 

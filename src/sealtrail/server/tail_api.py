@@ -31,7 +31,7 @@ import json
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import IO, Annotated, Any, Final
 
@@ -47,7 +47,15 @@ from sealtrail.log.apikeys import Principal
 from sealtrail.log.auditlog import READ_ACTIONS, AuditLog, Entry
 from sealtrail.log.reads import Reader
 from sealtrail.log.search import Filter, check_answerable, search, search_page
-from sealtrail.server.deps import READERS, Service, actor_of, in_thread, open_log, requires
+from sealtrail.server.deps import (
+    READERS,
+    Service,
+    actor_of,
+    in_thread,
+    open_log,
+    requires,
+    still_allowed,
+)
 from sealtrail.server.openapi import ERRORS, answers
 
 MAX_STREAMS: Final = 4
@@ -56,6 +64,7 @@ MAX_EXPORT: Final = 100_000
 """Rows in one export (the answer says when the result had more)."""
 STREAM_BATCH: Final = 500
 POLL_SECONDS: Final = 0.5
+RECHECK_SECONDS: Final = 2.0  # how soon a revoked key or ended session stops a stream
 KEEPALIVE_SECONDS: Final = 15.0
 MAX_STREAM_SECONDS: Final = 3600
 MAX_FILTER: Final = 512
@@ -217,13 +226,21 @@ def _sse_entry(entry: Entry, ev: dict[str, Any]) -> str:
     return f"id: {entry.index}\nevent: entry\ndata: {data}\n\n"
 
 
-async def _follow(tail: _Tail, max_seconds: float) -> AsyncIterator[str]:
+async def _follow(tail: _Tail, max_seconds: float,
+                  allowed: Callable[[], bool]) -> AsyncIterator[str]:
     """The stream's text: a retry hint and the starting id, then entries as they come,
-    the cursor and a keep-alive comment when quiet, until ``max_seconds`` have passed."""
-    started = last_sent = time.monotonic()
+    the cursor and a keep-alive comment when quiet, until ``max_seconds`` have passed or
+    the caller may no longer read (checked every :data:`RECHECK_SECONDS`: a revoked key, a
+    disabled user, an ended or timed-out session stop the stream within seconds)."""
+    started = last_sent = checked = time.monotonic()
     yield f"retry: 2000\nid: {tail.cursor}\n: following\n\n"
     try:
         while time.monotonic() - started < max_seconds:
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await in_thread(allowed):
+                    yield ": the caller may no longer read this log\n\n"
+                    return
+                checked = time.monotonic()
             rows = await in_thread(tail.batch)
             if rows:
                 yield "".join(_sse_entry(e, ev) for e, ev in rows)
@@ -286,7 +303,8 @@ async def stream_events(  # noqa: PLR0917 - one parameter per search filter
         raise HTTPException(429, f"at most {MAX_STREAMS} live tails at once; close one",
                             headers={"Retry-After": "5"})
     tail = _Tail(alog, flt, Reader(actor_of(principal), principal.role), cursor)
-    return _SlotResponse(_follow(tail, max_seconds), slots, principal.key_id,
+    follow = _follow(tail, max_seconds, still_allowed(request, principal))
+    return _SlotResponse(follow, slots, principal.key_id,
                          {"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 

@@ -15,6 +15,7 @@ form, compared in constant time.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from typing import Any, Final
@@ -27,7 +28,7 @@ from sealtrail.core.errors import SealtrailError
 from sealtrail.log.users import SessionInfo, UserInfo
 from sealtrail.server.deps import SESSION_COOKIE, in_thread, read_body, service, service_event
 from sealtrail.server.ratelimit import RateLimiter
-from sealtrail.server.web.pages import render, signin_page
+from sealtrail.server.web.pages import render
 from sealtrail.server.web.security import harden
 
 SIGNIN_COOKIE: Final = "sealtrail_signin"
@@ -65,6 +66,13 @@ async def sign_in(request: Request) -> Response:
     form = await _form(request)
     name = form.get("username", "")[:MAX_NAME]
     next_path = _safe_next(form.get("next", "/ui/"))
+    sent = form.get("signin_token", "")
+    kept = request.cookies.get(SIGNIN_COOKIE, "")
+    if not sent or not kept or not hmac.compare_digest(sent.encode(), kept.encode()):
+        return signin_form(request, status=400, name=name, next_path=next_path,
+                           error="The sign-in form expired. Please try again.")
+    # Only a post from the form (its token checked above) spends the address's allowance:
+    # junk posts from a shared address (a proxy) cannot lock everyone out.
     wait = state.signin_limiter.take(f"ip:{_ip(request).get('ip', '?')}")
     if wait:
         page = signin_form(request, status=429, name=name, next_path=next_path,
@@ -72,11 +80,6 @@ async def sign_in(request: Request) -> Response:
                            "moment and try again.")
         page.headers["Retry-After"] = RateLimiter.retry_after(wait)
         return page
-    sent = form.get("signin_token", "")
-    kept = request.cookies.get(SIGNIN_COOKIE, "")
-    if not sent or not kept or not hmac.compare_digest(sent.encode(), kept.encode()):
-        return signin_form(request, status=400, name=name, next_path=next_path,
-                           error="The sign-in form expired. Please try again.")
     password = form.get("password", "")
     otp = form.get("otp", "").strip() or None
     if not name or not password or len(password) > MAX_PASSWORD:
@@ -98,13 +101,16 @@ async def sign_in(request: Request) -> Response:
                                 "administrator to enrol you (sealtrail users mfa NAME)."),
         "disabled": "Wrong user name, password or code.",
     }
-    await service_event(state, actor, action=("sealtrail.console.lockout"
-                                              if result.outcome == "locked"
-                                              else "sealtrail.console.sign_in"),
-                        target=CONSOLE_TARGET, category="authentication",
-                        outcome="denied" if result.outcome == "locked" else "failure",
-                        reason=_REASONS.get(result.outcome, result.outcome),
-                        metadata={"via": "password", "result": result.outcome})
+    try:
+        await service_event(state, actor, action=("sealtrail.console.lockout"
+                                                  if result.outcome == "locked"
+                                                  else "sealtrail.console.sign_in"),
+                            target=CONSOLE_TARGET, category="authentication",
+                            outcome="denied" if result.outcome == "locked" else "failure",
+                            reason=_REASONS.get(result.outcome, result.outcome),
+                            metadata={"via": "password", "result": result.outcome})
+    except SealtrailError as exc:
+        return _unrecorded(request, exc, name, next_path)
     status = 429 if result.outcome == "locked" else 401
     page = signin_form(request, status=status, error=messages.get(result.outcome, "Refused."),
                        name=name, otp=result.outcome == "mfa_required" or otp is not None,
@@ -136,9 +142,14 @@ async def start_session(request: Request, user: UserInfo, *, via: str,
     state = service(request)
     token, info = await in_thread(lambda: state.users.start_session(
         user, state.config.clock(), via=via))
-    await service_event(state, _actor(request, user.name, user), action="sealtrail.console.sign_in",
-                        target=CONSOLE_TARGET, category="authentication", outcome="success",
-                        metadata={"via": via, "session": info.id, "role": user.role})
+    try:
+        await service_event(state, _actor(request, user.name, user),
+                            action="sealtrail.console.sign_in", target=CONSOLE_TARGET,
+                            category="authentication", outcome="success",
+                            metadata={"via": via, "session": info.id, "role": user.role})
+    except SealtrailError as exc:  # a sign-in that is not on record does not happen
+        await in_thread(state.users.end_session, token)
+        return _unrecorded(request, exc, user.name, next_path)
     target = _safe_next(next_path)
     response: Response
     if via == "password":
@@ -164,10 +175,13 @@ async def sign_out(request: Request) -> Response:
             return render(request, "message.html", status=403, title="403",
                           message="The sign-out form expired: reload the page and try again.")
         await in_thread(state.users.end_session, token)
-        await service_event(state, {"id": f"user:{info.user}", "type": "user",
-                                    "name": info.user, **_ip(request)},
-                            action="sealtrail.console.sign_out", target=CONSOLE_TARGET,
-                            category="authentication", metadata={"session": info.id})
+        # The session ends whether or not the record can be written (ending it is the safe
+        # side); a failure to record is the trail failure the integrity watch reports.
+        with contextlib.suppress(SealtrailError):
+            await service_event(state, {"id": f"user:{info.user}", "type": "user",
+                                        "name": info.user, **_ip(request)},
+                                action="sealtrail.console.sign_out", target=CONSOLE_TARGET,
+                                category="authentication", metadata={"session": info.id})
     response = RedirectResponse("/ui/", status_code=303)
     if info is not None:  # never on a request that proved nothing (a forged cross-site form)
         response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request),
@@ -195,6 +209,14 @@ async def oidc_callback(request: Request) -> Response:
         return render(request, "message.html", status=404, title="404",
                       message="Single sign-on is not configured on this service.")
     return await oidc.oidc_callback(request)
+
+
+def _unrecorded(request: Request, exc: SealtrailError, name: str,
+                next_path: str) -> HTMLResponse:
+    """The form again, saying the sign-in could not be recorded (so it did not happen)."""
+    return signin_form(request, status=503, name=name, next_path=next_path,
+                       error="Sign-in cannot be recorded in the audit trail right now, so it "
+                       f"is refused: {exc.public_message()}")
 
 
 def _sso_error(code: str | None) -> str | None:
@@ -248,5 +270,4 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in parsed.items() if values}
 
 
-__all__ = ["OPEN_ROUTES", "SealtrailError", "router", "sign_in", "sign_out", "signin_page",
-           "start_session"]
+__all__ = ["OPEN_ROUTES", "router", "sign_in", "sign_out", "start_session"]

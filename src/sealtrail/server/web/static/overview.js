@@ -65,7 +65,7 @@ async function refresh() {
   }
   let doc;
   try {
-    doc = await api(`/v1/logs/${encodeURIComponent(log)}/overview`);
+    doc = await api(`/v1/logs/${encodeURIComponent(log)}/overview`, { background: true });
   } catch (err) {
     showError(errorBox, err);
     return;
@@ -97,7 +97,8 @@ async function refresh() {
   const retention = clear(document.getElementById("retention"));
   const policy = doc.retention.policy;
   fact(retention, "Policy", policy ? JSON.stringify(policy) : "none (everything is kept)");
-  fact(retention, "Open legal holds", String(doc.retention.holds));
+  fact(retention, "Open legal holds", doc.retention.holds === null
+    ? `unknown: ${doc.retention.holds_note}` : String(doc.retention.holds));
   const a = doc.activity;
   barChart(document.getElementById("rate-chart"), a.buckets, "Events per hour");
   hbars(document.getElementById("category-chart"), a.by_category, "Events by category, last 24 h");
