@@ -312,9 +312,11 @@ async def stream_events(  # noqa: PLR0917 - one parameter per search filter
 
 
 def _csv_safe(value: Any) -> str:
-    """A CSV cell: a value a spreadsheet would run as a formula gets a leading quote."""
+    """A CSV cell: a value a spreadsheet would run as a formula gets a leading quote (also
+    behind leading spaces or line breaks, which some spreadsheets skip)."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    first = text.lstrip(" \t\r\n")[:1]
+    return "'" + text if first in ("=", "+", "-", "@") or text[:1] in ("\t", "\r") else text
 
 
 def csv_row(index: int, ev: dict[str, Any]) -> list[str]:
