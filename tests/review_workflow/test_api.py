@@ -149,9 +149,10 @@ def test_the_review_from_start_to_sign_off(service: Service, client: httpx.Clien
     # What the log holds: the steps, by the auditor's key, with their notes.
     with AuditLog.open(service.data_dir, LOG, create=False) as alog:
         steps = [alog.read(e) for e in alog.entries(0)]
-    steps = [s for s in steps if str(s.get("action", "")).startswith("review.")]
-    assert [s["action"] for s in steps] == ["review.assign", "review.exception.benign",
-                                            "review.close", "review.sign_off"]
+    steps = [s for s in steps if str(s.get("action", "")).startswith("sealtrail.review.")]
+    assert [s["action"] for s in steps] == [
+        "sealtrail.review.assign", "sealtrail.review.exception.benign",
+        "sealtrail.review.close", "sealtrail.review.sign_off"]
     assert {s["actor"]["id"] for s in steps} == {f"key:{service.key_id('auditor')}"}
     assert steps[-1]["reason"] == "reviewed: one incident, handled"
     # Opening a period is an audited read.

@@ -3,6 +3,7 @@ recorded in the log with the named reviewer, and the errors a person would make.
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,10 +94,39 @@ def test_review_on_the_command_line(tmp_path: Path) -> None:
 
     with AuditLog.open(data, create=False) as alog:
         steps = [ev for ev in (alog.read(e) for e in alog.entries(0))
-                 if str(ev.get("action", "")).startswith("review.")]
+                 if str(ev.get("action", "")).startswith("sealtrail.review.")]
     assert [(s["action"], s["actor"]["id"]) for s in steps] == [
-        ("review.assign", "user:ann"), ("review.exception.benign", "user:bob"),
-        ("review.close", "user:ann"), ("review.sign_off", "user:ann")]
+        ("sealtrail.review.assign", "user:ann"),
+        ("sealtrail.review.exception.benign", "user:bob"),
+        ("sealtrail.review.close", "user:ann"), ("sealtrail.review.sign_off", "user:ann")]
+
+
+def test_cli_steps_say_they_came_from_the_cli_and_who_ran_it(tmp_path: Path) -> None:
+    """``--reviewer`` names anyone: each CLI step records ``via: cli`` and the operating
+    system user who ran it, and ``review show`` prints both, so a CLI sign-off is never
+    mistaken for a console user's."""
+    data = _data(tmp_path)
+    os_user = getpass.getuser()
+    ran = sealtrail("review", "show", Y, "--format", "json", "--reviewer", "ann",
+                    "--data", str(data), text=True)
+    alert_exc, auth_exc = json.loads(ran.stdout)["exception_list"]
+    for exc in (alert_exc, auth_exc):
+        ran = sealtrail("review", "benign", Y, exc["id"], "--note", "fine", "--reviewer",
+                        "audrey", "--data", str(data), text=True)
+        assert ran.returncode == 0, ran.stderr
+    ran = sealtrail("review", "sign-off", Y, "--note", "ok", "--reviewer", "audrey",
+                    "--data", str(data), text=True)
+    assert ran.returncode == 0, ran.stderr
+    with AuditLog.open(data, create=False) as alog:
+        steps = [ev for ev in (alog.read(e) for e in alog.entries(0))
+                 if str(ev.get("action", "")).startswith("sealtrail.review.")]
+    assert len(steps) == 3
+    assert {(s["metadata"]["via"], s["metadata"]["os_user"]) for s in steps} == {
+        ("cli", os_user)}
+    ran = sealtrail("review", "show", Y, "--reviewer", "audrey", "--data", str(data),
+                    text=True)
+    assert f"signed off by user:audrey via cli (os user {os_user})" in ran.stdout
+    assert f"decided by user:audrey via cli (os user {os_user})" in ran.stdout
 
 
 def test_cli_errors_name_what_is_wrong(tmp_path: Path) -> None:

@@ -114,12 +114,13 @@ def test_state_is_rebuilt_from_the_log(tmp_path: Path, alog: AuditLog, monitor: 
             store.close()
         # The steps are events of the log, written by sealtrail, by the reviewer.
         steps = [again.read(e) for e in again.entries(0)
-                 if again.read(e).get("action", "").startswith("review.")]
+                 if again.read(e).get("action", "").startswith("sealtrail.review.")]
     assert after == before
     assert after["status"] == "signed_off"
     assert after["exceptions"] == {"total": 2, "open": 0, "addressed": 2, "undecided": 0}
-    assert [s["action"] for s in steps] == ["review.assign", "review.close",
-                                            "review.exception.benign", "review.sign_off"]
+    assert [s["action"] for s in steps] == [
+        "sealtrail.review.assign", "sealtrail.review.close",
+        "sealtrail.review.exception.benign", "sealtrail.review.sign_off"]
     assert {s["actor"]["id"] for s in steps} == {"user:ann"}
     assert {s["source"]["service"] for s in steps} == {"sealtrail"}
     assert steps[-1]["target"] == {"type": "review_period", "id": DAY1.isoformat()}
@@ -127,16 +128,20 @@ def test_state_is_rebuilt_from_the_log(tmp_path: Path, alog: AuditLog, monitor: 
 
 
 def test_a_client_cannot_forge_a_sign_off(alog: AuditLog, clock: Clock) -> None:
-    """A client cannot write a review step (``review.*`` is reserved: refused, naming the
-    field), and nothing shaped like one from another source counts."""
+    """A client cannot write a review step (``sealtrail.review.*`` is reserved: refused,
+    naming the field); the plain ``review.*`` namespace is the clients' own (accepted) and the
+    review ignores it, as it ignores anything shaped like a step from another source."""
     alog.append_many(activity())
     clock.now = T0 + timedelta(days=1)
-    forged = {"action": "review.sign_off", "actor": {"id": "user:ann"},
+    forged = {"action": "sealtrail.review.sign_off", "actor": {"id": "user:ann"},
               "outcome": "success", "category": "audit_access",
               "source": {"service": "web"},
               "target": {"type": "review_period", "id": DAY1.isoformat()}}
-    with pytest.raises(ValidationError, match="reserved"):
+    with pytest.raises(ValidationError, match="reserved") as refused:
         alog.append(forged)
+    assert str(refused.value.field).endswith("action")
+    plain = alog.append({**forged, "action": "review.sign_off"})  # a client's own action
+    assert alog.read(alog.entry(plain.index)).get("action") == "review.sign_off"
     alog.append({**forged, "action": "reviews.sign_off"})
     item = ReviewBook(alog, None).item(DAY1, clock.now)
     assert item.sign_off is None

@@ -106,10 +106,11 @@ def test_auditor_reviews_a_day(browser: Any, review_console: Console,
 
     with AuditLog.open(review_console.data_dir, "default", create=False) as alog:
         steps = [ev for ev in (alog.read(e) for e in alog.entries(0))
-                 if str(ev.get("action", "")).startswith("review.")]
+                 if str(ev.get("action", "")).startswith("sealtrail.review.")]
     assert [(s["action"], s["actor"]["id"]) for s in steps] == [
-        ("review.assign", "user:audrey"), ("review.exception.benign", "user:audrey"),
-        ("review.close", "user:audrey"), ("review.sign_off", "user:audrey")]
+        ("sealtrail.review.assign", "user:audrey"),
+        ("sealtrail.review.exception.benign", "user:audrey"),
+        ("sealtrail.review.close", "user:audrey"), ("sealtrail.review.sign_off", "user:audrey")]
 
 
 def test_admin_reads_only_and_reader_is_refused(browser: Any,

@@ -4,8 +4,11 @@ The same workflow as the console's Review page and the API (compliance/review.py
 directly on the log: each step is an event sealtrail appends to the log, with the reviewer
 (``--reviewer``, else the operating-system user) as its actor and the note as its reason. The
 CLI records its steps in the auditor role: file access to the data directory stands in for the
-API's auditor key, and whoever signs off names themselves. Opening a period (``show``) is an
-audited read, like every read of event content.
+API's auditor key, and whoever signs off names themselves. So that a name typed with
+``--reviewer`` is never mistaken for a console sign-in, every CLI step also records
+``metadata.via = "cli"`` and the operating-system user who ran it (``metadata.os_user``);
+``review show`` prints both. Opening a period (``show``) is an audited read, like every read
+of event content.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sealtrail.cli.common import (
     errors,
     fail,
     open_log,
+    operator,
 )
 from sealtrail.cli.monitorconf import alert_store
 from sealtrail.cli.output import dumps, printable
@@ -57,6 +61,11 @@ def _reviewer(name: str | None) -> dict[str, str]:
     if not who or len(who) > 200 or not who.isprintable():
         fail("--reviewer: name who reviews (at most 200 printable characters)")
     return {"id": f"user:{who}", "type": "user", "name": who}
+
+
+def _origin() -> dict[str, str]:
+    """The keyword arguments that mark a step as the CLI's, run by this OS user."""
+    return {"via": "cli", "os_user": operator()["id"]}
 
 
 @contextmanager
@@ -116,11 +125,29 @@ def _show_text(doc: dict[str, Any]) -> None:
             state += f" ({exc['assignment']}, {'closed' if exc['addressed'] else 'open'})"
         typer.echo(f"exception {exc['id']} [{exc['severity']}] {printable(exc['title'])}: "
                    f"{state}")
+        if exc["decided"]:
+            typer.echo(f"  decided by {printable(exc['decided']['by'])}"
+                       f"{_via_text(exc['decided'])}")
     for asg in doc["assignments"]:
-        typer.echo(f"assignment {asg['id']} to {printable(asg['assignee'])}: {asg['status']}")
+        typer.echo(f"assignment {asg['id']} to {printable(asg['assignee'])}: {asg['status']}"
+                   f" (assigned{_via_text(asg['assigned'])}"
+                   + (f"; closed by {printable(asg['closed']['by'])}"
+                      f"{_via_text(asg['closed'])}" if asg["closed"] else "") + ")")
     so = doc["signed_off"]
-    typer.echo(f"signed off by {printable(so['by'])} at {so['at']}: {printable(so['note'])}"
-               if so else "not signed off")
+    typer.echo(f"signed off by {printable(so['by'])}{_via_text(so)} at {so['at']}: "
+               f"{printable(so['note'])}" if so else "not signed off")
+    if doc.get("late_exceptions"):
+        typer.echo(f"reopened: {len(doc['late_exceptions'])} exception(s) appeared after the "
+                   f"sign-off: {', '.join(doc['late_exceptions'])}")
+
+
+def _via_text(step: dict[str, Any]) -> str:
+    """`` via cli (os user root)``: how a step came in, as recorded."""
+    via = step.get("via")
+    if not via:
+        return " via (not recorded)"
+    user = step.get("os_user")
+    return f" via {printable(via)}" + (f" (os user {printable(user)})" if user else "")
 
 
 @review_app.command("show")
@@ -160,7 +187,7 @@ def review_sign_off(period: PeriodArg, note: NoteOpt, reviewer: ReviewerOpt = No
     """Sign a period off (refused while an exception has no disposition)."""
     actor = _reviewer(reviewer)
     _step(data, log, period, lambda b, d, now: b.sign_off(d, actor=actor, role=REVIEW_ROLE,
-                                                          note=note, now=now))
+                                                          note=note, now=now, **_origin()))
 
 
 @review_app.command("benign")
@@ -171,7 +198,8 @@ def review_benign(period: PeriodArg,  # noqa: PLR0917 - CLI arguments
     """Mark an exception benign, saying why."""
     actor = _reviewer(reviewer)
     _step(data, log, period, lambda b, d, now: b.dispose(
-        d, exception, "benign", actor=actor, role=REVIEW_ROLE, note=note, now=now))
+        d, exception, "benign", actor=actor, role=REVIEW_ROLE, note=note, now=now,
+        **_origin()))
 
 
 @review_app.command("assign")
@@ -184,7 +212,7 @@ def review_assign(period: PeriodArg,  # noqa: PLR0917 - CLI arguments
     actor = _reviewer(reviewer)
     _step(data, log, period, lambda b, d, now: b.dispose(
         d, exception, "assigned", actor=actor, role=REVIEW_ROLE, note=note, now=now,
-        assignee=to))
+        assignee=to, **_origin()))
 
 
 @review_app.command("close")
@@ -195,5 +223,5 @@ def review_close(period: PeriodArg,  # noqa: PLR0917 - CLI arguments
     """Close an assignment with how it was resolved."""
     actor = _reviewer(reviewer)
     _step(data, log, period, lambda b, d, now: b.close(
-        d, assignment, actor=actor, role=REVIEW_ROLE, note=note, now=now))
+        d, assignment, actor=actor, role=REVIEW_ROLE, note=note, now=now, **_origin()))
 

@@ -54,18 +54,23 @@ from sealtrail.log.search import Filter, search
 from sealtrail.monitor.alerts import Alert, AlertStore
 
 __all__ = ["ASSIGN", "AUTH_FAILURE_THRESHOLD", "BENIGN", "CLAUSES", "CLOSE", "DEFAULT_GRACE",
-           "OVERDUE_RULE", "SIGN_OFF", "ConflictError", "Record", "ReviewBook", "ReviewItem",
+           "OVERDUE_RULE", "REOPENED_RULE", "SIGN_OFF", "ConflictError", "PeriodAlert",
+           "Record", "ReviewBook", "ReviewItem",
            "access_exception_id", "alert_exception_id", "build_item", "fold", "parse_period",
            "review_evidence"]
 
-SIGN_OFF: Final = "review.sign_off"
-BENIGN: Final = "review.exception.benign"
-ASSIGN: Final = "review.assign"
-CLOSE: Final = "review.close"
+SIGN_OFF: Final = "sealtrail.review.sign_off"
+BENIGN: Final = "sealtrail.review.exception.benign"
+ASSIGN: Final = "sealtrail.review.assign"
+CLOSE: Final = "sealtrail.review.close"
 ACTIONS: Final = (SIGN_OFF, BENIGN, ASSIGN, CLOSE)
+ALERT_OPEN: Final = "alert.open"  # the monitor's record of a new alert (monitor/runner.py)
+MISSING: Final = "missing from the alert store"
 CATEGORY: Final = "audit_access"
 REVIEW_ROLE: Final = "auditor"  # the only role that may record a review (separation of duties)
 OVERDUE_RULE: Final = "builtin.review_overdue"
+REOPENED_RULE: Final = "builtin.review_reopened"
+VIA: Final = frozenset({"cli", "console", "api", "library"})
 CLAUSES: Final = ("PCI DSS 10.4.1", "PCI DSS 10.4.1.1", "PCI DSS 10.4.3",
                   "HIPAA 164.308(a)(1)(ii)(D)")
 DEFAULT_GRACE: Final = timedelta(hours=24)
@@ -73,7 +78,6 @@ AUTH_FAILURE_THRESHOLD: Final = 3
 MAX_NOTE: Final = 4096
 MAX_NAME: Final = 256
 MAX_PERIODS: Final = 366      # periods one listing may cover
-MAX_ALERTS: Final = 100_000   # alerts of a log looked at per listing
 MAX_EXAMPLES: Final = 20      # event indexes kept per exception or summary bucket
 DAY: Final = timedelta(days=1)
 # How far before a period's start the scan begins reading, by received_at (see start_index).
@@ -86,7 +90,7 @@ _FAIL_OUTCOMES: Final = frozenset({"failure", "denied"})
 _ACCESS_CATEGORIES: Final = frozenset({"authentication", "authorization"})
 _CHANGE_CATEGORIES: Final = frozenset({"admin", "configuration"})
 
-Status = Literal["pending", "overdue", "signed_off"]
+Status = Literal["pending", "overdue", "signed_off", "reopened"]
 Disposition = Literal["benign", "assigned"]
 
 
@@ -142,6 +146,8 @@ class Summary:
     change_examples: list[int] = field(default_factory=list)
     # actor id -> (count, example indexes) of failed/denied access
     access_failures_by_actor: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    # how many indexes per actor are kept: enough to know which entry crossed the threshold
+    keep: int = MAX_EXAMPLES
 
     def feed(self, index: int, ev: Mapping[str, Any]) -> None:
         """Count one event of the period."""
@@ -159,7 +165,7 @@ class Summary:
             actor = ev.get("actor")
             who = str(actor.get("id")) if isinstance(actor, Mapping) else "(unknown)"
             count, examples = self.access_failures_by_actor.get(who, (0, []))
-            if len(examples) < MAX_EXAMPLES:
+            if len(examples) < self.keep:
                 examples.append(index)
             self.access_failures_by_actor[who] = (count + 1, examples)
         if category in _CHANGE_CATEGORIES:
@@ -168,19 +174,23 @@ class Summary:
             self.change_actions[action] = self.change_actions.get(action, 0) + 1
             if len(self.change_examples) < MAX_EXAMPLES:
                 self.change_examples.append(index)
-        if category == "audit_access" and not str(ev.get("action", "")).startswith("review."):
+        if category == "audit_access" and ev.get("action") not in ACTIONS:
             self.trail_reads += 1
 
-    def to_json(self) -> dict[str, Any]:
-        """The summary as the API and the CLI show it."""
-        return {"events": self.events, "by_category": dict(sorted(self.by_category.items())),
-                "by_outcome": dict(sorted(self.by_outcome.items())),
-                "failures": self.failures, "access_failures": self.access_failures,
-                "changes": self.changes,
-                "change_actions": dict(sorted(self.change_actions.items())),
-                "trail_reads": self.trail_reads,
-                "failure_examples": self.failure_examples,
-                "change_examples": self.change_examples}
+    def to_json(self, *, counts_only: bool = False) -> dict[str, Any]:
+        """The summary as the API and the CLI show it; ``counts_only`` (for an admin, who
+        reads no event content) leaves out the client-written action names and the example
+        entries."""
+        doc: dict[str, Any] = {
+            "events": self.events, "by_category": dict(sorted(self.by_category.items())),
+            "by_outcome": dict(sorted(self.by_outcome.items())),
+            "failures": self.failures, "access_failures": self.access_failures,
+            "changes": self.changes, "trail_reads": self.trail_reads}
+        if not counts_only:
+            doc.update({"change_actions": dict(sorted(self.change_actions.items())),
+                        "failure_examples": self.failure_examples,
+                        "change_examples": self.change_examples})
+        return doc
 
 
 # -- the review record, folded from the log's entries ---------------------------------------------
@@ -198,20 +208,25 @@ class Record:
     time: str
     note: str
     assignee: str = ""
+    via: str = ""       # metadata.via: cli, console, api (empty: not recorded or sealed)
+    os_user: str = ""   # metadata.os_user: who ran the CLI, as the operating system knows them
 
 
 @dataclass(slots=True)
 class Step:
-    """Who did a step of the review, when, why, and where it is in the log."""
+    """Who did a step of the review, when, why, through what, and where it is in the log."""
 
     by: str
     at: str
     note: str
     index: int
+    via: str = ""
+    os_user: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"by": self.by, "at": self.at, "note": self.note, "index": self.index}
+        return {"by": self.by, "at": self.at, "note": self.note, "index": self.index,
+                "via": self.via or None, "os_user": self.os_user or None}
 
 
 @dataclass(slots=True)
@@ -251,7 +266,7 @@ def fold(records: Iterable[Record]) -> dict[str, PeriodRecord]:
     for rec in records:
         period, _, rest = rec.target_id.partition("/")
         state = out.setdefault(period, PeriodRecord())
-        step = Step(rec.actor, rec.time, rec.note, rec.index)
+        step = Step(rec.actor, rec.time, rec.note, rec.index, rec.via, rec.os_user)
         if rec.action == SIGN_OFF and rec.target_type == "review_period" and not rest:
             if state.sign_off is None:
                 state.sign_off = step
@@ -275,14 +290,55 @@ def fold(records: Iterable[Record]) -> dict[str, PeriodRecord]:
 
 
 @dataclass(slots=True)
+class PeriodAlert:
+    """An alert of the period as the log records it (the monitor's signed ``alert.open``
+    entry), with the alert store's row for display only (its current status, count,
+    evidence). ``stored`` None: the alert is in the log but its row is gone from the store,
+    which is shown, never taken as "no alert"."""
+
+    id: str
+    index: int          # the alert.open entry
+    opened: str         # that entry's time
+    severity: str
+    title: str
+    rule: str
+    stored: Alert | None = None
+
+    @property
+    def status(self) -> str:
+        """The store's current status, or :data:`MISSING`."""
+        return self.stored.status if self.stored is not None else MISSING
+
+    def to_json(self, *, counts_only: bool = False) -> dict[str, Any]:
+        """JSON form; ``counts_only`` leaves out the store's message and evidence (the
+        message may quote actor ids: event content)."""
+        doc: dict[str, Any] = {"id": self.id, "entry": self.index, "opened": self.opened,
+                               "rule": self.rule, "severity": self.severity,
+                               "title": self.title, "status": self.status,
+                               "in_store": self.stored is not None}
+        a = self.stored
+        if a is not None:
+            doc.update({"first_seen": a.first_seen, "last_seen": a.last_seen,
+                        "count": a.count, "clauses": a.clauses})
+            if not counts_only:
+                doc.update({"key": a.key, "message": a.message,
+                            "entries": a.entries[:MAX_EXAMPLES]})
+        return doc
+
+
+@dataclass(slots=True)
 class ReviewException:
-    """One exception of a period: an alert, or an actor's repeated failed access."""
+    """One exception of a period: an alert, or an actor's repeated failed access.
+    ``appeared`` is the log entry that made it one (the alert's ``alert.open``, the failure
+    that reached the threshold): an exception appearing after the sign-off reopens the
+    period."""
 
     id: str
     kind: Literal["alert", "access_failures"]
     title: str
     severity: str
     detail: dict[str, Any]
+    appeared: int = -1
     disposition: Disposition | None = None
     step: Step | None = None
     assignment: Assignment | None = None
@@ -293,10 +349,16 @@ class ReviewException:
         return self.disposition == "benign" or (
             self.assignment is not None and self.assignment.closed is not None)
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON form."""
+    def to_json(self, *, counts_only: bool = False) -> dict[str, Any]:
+        """JSON form; ``counts_only`` keeps the rule, severity and counts of the detail only
+        (not actor ids, messages or example entries)."""
+        detail = self.detail
+        if counts_only:
+            detail = {k: v for k, v in detail.items()
+                      if k in {"alert", "rule", "status", "count", "threshold", "entry",
+                               "opened", "in_store", "clauses", "first_seen"}}
         return {"id": self.id, "kind": self.kind, "title": self.title,
-                "severity": self.severity, "detail": self.detail,
+                "severity": self.severity, "detail": detail, "appeared": self.appeared,
                 "disposition": self.disposition, "addressed": self.addressed,
                 "decided": None if self.step is None else self.step.to_json(),
                 "assignment": None if self.assignment is None else self.assignment.id}
@@ -313,15 +375,24 @@ def access_exception_id(actor_id: str) -> str:
     return "auth-" + hashlib.sha256(actor_id.encode()).hexdigest()[:16]
 
 
-def exceptions_of(alerts: Sequence[Alert], summary: Summary, threshold: int
+def _alert_exception(a: PeriodAlert) -> ReviewException:
+    detail: dict[str, Any] = {"alert": a.id, "rule": a.rule, "status": a.status,
+                              "entry": a.index, "opened": a.opened,
+                              "in_store": a.stored is not None}
+    if a.stored is not None:
+        s = a.stored
+        detail.update({"first_seen": s.first_seen, "count": s.count,
+                       "entries": s.entries[:MAX_EXAMPLES], "clauses": s.clauses})
+    title = a.title if a.stored is not None else f"{a.title} ({MISSING})"
+    return ReviewException(alert_exception_id(a.id), "alert", title, a.severity, detail,
+                           a.index)
+
+
+def exceptions_of(alerts: Sequence[PeriodAlert], summary: Summary, threshold: int
                   ) -> list[ReviewException]:
     """The period's exceptions before any disposition (pure): its alerts, then every actor
     with ``threshold`` or more failed or denied authentication/authorization events."""
-    out = [ReviewException(alert_exception_id(a.id), "alert", a.title, a.severity,
-                           {"alert": a.id, "rule": a.rule, "status": a.status,
-                            "first_seen": a.first_seen, "count": a.count,
-                            "entries": a.entries[:MAX_EXAMPLES],
-                            "clauses": a.clauses}) for a in alerts]
+    out = [_alert_exception(a) for a in alerts]
     for actor, (count, examples) in sorted(summary.access_failures_by_actor.items()):
         if count >= threshold:
             out.append(ReviewException(
@@ -329,7 +400,8 @@ def exceptions_of(alerts: Sequence[Alert], summary: Summary, threshold: int
                 f"{count} failed or denied access attempts by one actor",
                 "medium" if count < 10 else "high",
                 {"actor": actor, "count": count, "threshold": threshold,
-                 "entries": examples}))
+                 "entries": examples[:MAX_EXAMPLES]},
+                examples[min(threshold, len(examples)) - 1]))
     return out
 
 
@@ -342,10 +414,19 @@ class ReviewItem:
     end: datetime
     status: Status
     summary: Summary
-    alerts: list[Alert]
+    alerts: list[PeriodAlert]
     exceptions: list[ReviewException]
     assignments: list[Assignment]
     sign_off: Step | None
+
+    @property
+    def late(self) -> list[ReviewException]:
+        """Exceptions that appeared after the sign-off and have no disposition yet (they
+        make the period *reopened* until each is marked benign or assigned)."""
+        if self.sign_off is None:
+            return []
+        return [e for e in self.exceptions
+                if e.appeared > self.sign_off.index and e.disposition is None]
 
     @property
     def open_exceptions(self) -> int:
@@ -366,17 +447,22 @@ class ReviewItem:
                                "addressed": len(self.exceptions) - self.open_exceptions,
                                "undecided": self.undecided},
                 "assignments_open": sum(1 for a in self.assignments if a.closed is None),
+                "late_exceptions": [e.id for e in self.late],
                 "signed_off": None if self.sign_off is None else self.sign_off.to_json()}
 
-    def to_json(self) -> dict[str, Any]:
-        """The whole item."""
-        return {**self.brief(), "summary": self.summary.to_json(),
-                "alerts": [a.to_dict() for a in self.alerts],
-                "exception_list": [e.to_json() for e in self.exceptions],
-                "assignments": [a.to_json() for a in self.assignments]}
+    def to_json(self, *, counts_only: bool = False) -> dict[str, Any]:
+        """The whole item; ``counts_only`` for a role that reads no event content (admin):
+        no client-written text (action names, actor ids, alert messages) or example
+        entries, only rules, severities and counts."""
+        return {**self.brief(), "summary": self.summary.to_json(counts_only=counts_only),
+                "alerts": [a.to_json(counts_only=counts_only) for a in self.alerts],
+                "exception_list": [e.to_json(counts_only=counts_only)
+                                   for e in self.exceptions],
+                "assignments": [a.to_json() for a in self.assignments],
+                "counts_only": counts_only}
 
 
-def build_item(day: date, summary: Summary, alerts: Sequence[Alert], record: PeriodRecord,  # noqa: PLR0917 - the parts of an item
+def build_item(day: date, summary: Summary, alerts: Sequence[PeriodAlert], record: PeriodRecord,  # noqa: PLR0917 - the parts of an item
                now: datetime, grace: timedelta = DEFAULT_GRACE,
                threshold: int = AUTH_FAILURE_THRESHOLD) -> ReviewItem:
     """A period's item from its parts (pure)."""
@@ -387,10 +473,12 @@ def build_item(day: date, summary: Summary, alerts: Sequence[Alert], record: Per
         if found is not None:
             exc.disposition, exc.step, asg = found
             exc.assignment = record.assignments.get(asg) if asg is not None else None
-    status: Status = ("signed_off" if record.sign_off is not None
-                      else "overdue" if now >= end + grace else "pending")
-    return ReviewItem(day.isoformat(), start, end, status, summary, list(alerts), exceptions,
-                      list(record.assignments.values()), record.sign_off)
+    item = ReviewItem(day.isoformat(), start, end, "pending", summary, list(alerts),
+                      exceptions, list(record.assignments.values()), record.sign_off)
+    item.status = ("reopened" if item.late
+                   else "signed_off" if record.sign_off is not None
+                   else "overdue" if now >= end + grace else "pending")
+    return item
 
 
 # -- reading the log and the alerts, appending the steps ------------------------------------------
@@ -415,10 +503,40 @@ def _record(index: int, ev: Mapping[str, Any]) -> Record | None:
                                "is locked: open it to read the review state")
         return None
     meta = ev.get("metadata")
-    assignee = meta.get("assignee") if isinstance(meta, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
+
+    def text(key: str) -> str:
+        value = meta.get(key)
+        return value if isinstance(value, str) else ""
+
     return Record(index, str(action), ttype, tid, str(actor.get("id", "")),
-                  str(ev.get("time", "")), str(ev.get("reason", "")),
-                  assignee if isinstance(assignee, str) else "")
+                  str(ev.get("time", "")), str(ev.get("reason", "")), text("assignee"),
+                  text("via"), text("os_user"))
+
+
+_ALERT_REASON = re.compile(r"\[(\w+)\] (.*)", re.DOTALL)
+
+
+def _logged_alert(index: int, ev: Mapping[str, Any]) -> PeriodAlert | None:
+    """The alert an ``alert.open`` entry sealtrail wrote records, else None (a client cannot
+    write ``alert.*`` nor ``source.service: sealtrail``; both are checked anyway)."""
+    if ev.get("action") != ALERT_OPEN:
+        return None
+    source = ev.get("source")
+    if not isinstance(source, Mapping) or source.get("service") != OWN_SERVICE:
+        return None
+    target = ev.get("target")
+    if not isinstance(target, Mapping) or target.get("type") != "alert":
+        return None
+    alert_id = target.get("id")
+    if not isinstance(alert_id, str) or not alert_id:
+        return None
+    found = _ALERT_REASON.fullmatch(str(ev.get("reason", "")))
+    severity, title = (found.group(1), found.group(2)) if found else ("unknown", "Alert")
+    meta = ev.get("metadata")
+    rule = meta.get("rule") if isinstance(meta, Mapping) else None
+    return PeriodAlert(alert_id, index, str(ev.get("time", "")), severity, title,
+                       rule if isinstance(rule, str) else "")
 
 
 _LOCKS: dict[str, threading.Lock] = {}
@@ -431,6 +549,17 @@ def _lock_of(alog: AuditLog) -> threading.Lock:
     settles a race)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(alog.origin, threading.Lock())
+
+
+def _origin(via: str, os_user: str | None) -> dict[str, str]:
+    """How a step came in (``metadata.via``) and, from the CLI, the operating-system user who
+    ran it: file access lets anyone name any reviewer, so the record says so."""
+    if via not in VIA:
+        raise ConfigError(f"via: one of {', '.join(sorted(VIA))}")
+    out = {"via": via}
+    if os_user:
+        out["os_user"] = os_user[:MAX_NAME]
+    return out
 
 
 def _note(note: str, name: str = "note") -> str:
@@ -469,16 +598,31 @@ class ReviewBook:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def first_day(self) -> date | None:
-        """The day of the log's first readable event (None: no event yet)."""
-        for entry in self.alog.entries(0):
-            if entry.retired:
-                continue
-            try:
-                return parse_time(str(entry.event().get("time"))).astimezone(UTC).date()
-            except ValueError:
-                continue
-        return None
+    def first_day(self, not_before: date | None = None) -> date | None:
+        """The day of the earliest event ``time`` in the log (None: no event yet), not of
+        entry 0: a back-filled import carries times older than its entries. Every entry is
+        read once; with ``not_before`` (a caller that clamps to it anyway) only the entries
+        received from that day on (less :data:`SCAN_SLACK`) are, plus entry 0's time — a
+        scan bounded by the window, not by the log."""
+        begin = 0 if not_before is None else self.start_index(period_bounds(not_before)[0])
+        found: list[datetime] = []
+
+        def times(start: int, *, one: bool) -> None:
+            for entry in self.alog.entries(start):
+                if entry.retired:
+                    continue
+                try:
+                    when = parse_time(str(entry.event().get("time")))
+                except ValueError:
+                    continue
+                found[:] = [min([*found, when])]
+                if one:
+                    return
+
+        if begin > 0:
+            times(0, one=True)  # the first readable entry, as before
+        times(begin, one=False)
+        return found[0].astimezone(UTC).date() if found else None
 
     def _received(self, index: int) -> datetime | None:
         """When entry ``index`` was received (None: retired or unreadable)."""
@@ -507,12 +651,16 @@ class ReviewBook:
                 hi = mid
         return lo
 
-    def _scan(self, first: date, last: date) -> tuple[dict[date, Summary], list[Record]]:
-        """One pass over the log from ``first`` on: each day's summary up to ``last``, and
-        every review record (they are all written after the day they review began)."""
+    def _scan(self, first: date, last: date
+              ) -> tuple[dict[date, Summary], list[Record], dict[date, list[PeriodAlert]]]:
+        """One pass over the log from ``first`` on: each day's summary up to ``last``, every
+        review record (they are all written after the day they review began) and each day's
+        alerts, from the monitor's signed ``alert.open`` entries."""
         start, _ = period_bounds(first)
         _, end = period_bounds(last)
-        summaries = {d: Summary() for d in _days(first, last)}
+        keep = max(MAX_EXAMPLES, self.threshold)
+        summaries = {d: Summary(keep=keep) for d in _days(first, last)}
+        alerts: dict[date, list[PeriodAlert]] = {d: [] for d in _days(first, last)}
         records: list[Record] = []
         begin = self.start_index(start)
         for entry, ev in search(self.alog, Filter(since=start), limit=1 << 62,
@@ -525,23 +673,23 @@ class ReviewBook:
             except ValueError:
                 continue
             if when < end:
-                summaries[when.astimezone(UTC).date()].feed(entry.index, ev)
-        return summaries, records
+                day = when.astimezone(UTC).date()
+                summaries[day].feed(entry.index, ev)
+                logged = _logged_alert(entry.index, ev)
+                if logged is not None:
+                    alerts[day].append(logged)
+        return summaries, records, alerts
 
-    def _alerts(self, first: date, last: date) -> dict[date, list[Alert]]:
-        out: dict[date, list[Alert]] = {d: [] for d in _days(first, last)}
-        if self.alerts is None:
-            return out
-        for alert in self.alerts.list(self.alog.name, limit=MAX_ALERTS):
-            try:
-                day = parse_time(alert.first_seen).astimezone(UTC).date()
-            except ValueError:
-                continue
-            if day in out:
-                out[day].append(alert)
-        for found in out.values():
-            found.sort(key=lambda a: (a.first_seen, a.id))
-        return out
+    def _with_store(self, alerts: list[PeriodAlert]) -> list[PeriodAlert]:
+        """The store's row of each alert, for display (its current status); an alert the log
+        records but the store lost keeps ``stored`` None and shows as :data:`MISSING`."""
+        if self.alerts is not None:
+            for a in alerts:
+                row = self.alerts.get(a.id)
+                a.stored = row if row is not None and row.log == self.alog.name else None
+                if a.stored is not None:
+                    a.rule = a.rule or a.stored.rule
+        return alerts
 
     def items(self, first: date, last: date, now: datetime) -> list[ReviewItem]:
         """Every period from ``first`` to ``last`` (inclusive, oldest first)."""
@@ -549,22 +697,22 @@ class ReviewBook:
             raise ValidationError("until", "must not be before since")
         if (last - first).days >= MAX_PERIODS:
             raise ValidationError("since", f"at most {MAX_PERIODS} periods at once")
-        summaries, records = self._scan(first, last)
-        alerts = self._alerts(first, last)
+        summaries, records, alerts = self._scan(first, last)
         folded = fold(records)
-        return [build_item(d, summaries[d], alerts[d],
+        return [build_item(d, summaries[d], self._with_store(alerts[d]),
                            folded.get(d.isoformat(), PeriodRecord()), now, self.grace,
                            self.threshold) for d in _days(first, last)]
 
     def listing(self, now: datetime, since: date | None = None, until: date | None = None
                 ) -> list[ReviewItem]:
-        """The periods of ``since..until`` (defaults: the log's first day, or 30 days back
-        when that is longer ago; today), newest first."""
+        """The periods of ``since..until`` (defaults: the day of the log's earliest event
+        time, or 30 days back when that is longer ago; today), newest first."""
         today = now.astimezone(UTC).date()
         last = until or today
         if since is None:
-            began = self.first_day() or today
-            since = min(max(began, last - timedelta(days=29)), last)
+            window = last - timedelta(days=29)
+            began = self.first_day(window) or today
+            since = min(max(began, window), last)
         return list(reversed(self.items(since, last, now)))
 
     def item(self, day: date, now: datetime, *, reader: Reader | None = None) -> ReviewItem:
@@ -579,20 +727,31 @@ class ReviewBook:
     # -- the reviewer's steps -------------------------------------------------------------------
 
     def _append(self, actor: Mapping[str, Any], role: str, action: str,  # noqa: PLR0917 - one event's parts
-                target: tuple[str, str], note: str, meta: Mapping[str, Any]) -> int:
+                target: tuple[str, str], note: str, meta: Mapping[str, Any],
+                origin: Mapping[str, str]) -> int:
         if role != REVIEW_ROLE:
             raise ConfigError(f"role {role!r} may not record a review: only an auditor may "
                               "(separation of duties: an admin does not review itself)")
         event = {"actor": dict(actor), "action": action, "category": CATEGORY,
                  "outcome": "success", "target": {"type": target[0], "id": target[1]},
-                 "reason": note, "metadata": {"role": role, **meta}}
+                 "reason": note, "metadata": {"role": role, **origin, **meta}}
         return self.alog.append_own([event])[0].index
 
     def _current(self, day: date, now: datetime) -> ReviewItem:
         return self.items(day, day, now)[0]
 
+    @staticmethod
+    def _superseded(what: str, mine: int, winner: Step | None) -> ConflictError:
+        """Another process's step reached the log first (the check before the append is
+        only per process): ours stays in the log as a recorded, superseded attempt."""
+        who = "another step" if winner is None else (
+            f"{winner.by} (entry {winner.index}, at {winner.at})")
+        return ConflictError(f"{what} was recorded first by {who}: your entry {mine} is in "
+                             "the log as a superseded attempt and does not count")
+
     def sign_off(self, day: date, *, actor: Mapping[str, Any], role: str, note: str,
-                 now: datetime) -> ReviewItem:
+                 now: datetime, via: str = "library", os_user: str | None = None
+                 ) -> ReviewItem:
         """Sign the period off (ConflictError while an exception has no disposition, before the
         period is over, or when it is signed off already)."""
         note = _note(note)
@@ -607,10 +766,15 @@ class ReviewBook:
             if item.undecided:
                 raise ConflictError(f"period {item.period} has {item.undecided} exception(s) with "
                                "no disposition: mark each benign or assign it first")
-            self._append(actor, role, SIGN_OFF, ("review_period", item.period), note,
-                         {"events": item.summary.events, "exceptions": len(item.exceptions),
-                          "open": item.open_exceptions})
-            return self._current(day, now)
+            mine = self._append(actor, role, SIGN_OFF, ("review_period", item.period), note,
+                                {"events": item.summary.events,
+                                 "exceptions": len(item.exceptions),
+                                 "open": item.open_exceptions}, _origin(via, os_user))
+            after = self._current(day, now)
+            if after.sign_off is None or after.sign_off.index != mine:
+                raise self._superseded(f"the sign-off of period {item.period}", mine,
+                                       after.sign_off)
+            return after
 
     def _exception(self, item: ReviewItem, exception_id: str) -> ReviewException:
         if not _EXCEPTION_ID.fullmatch(exception_id):
@@ -623,7 +787,8 @@ class ReviewBook:
 
     def dispose(self, day: date, exception_id: str, disposition: str, *,
                 actor: Mapping[str, Any], role: str, note: str, now: datetime,
-                assignee: str | None = None) -> ReviewItem:
+                assignee: str | None = None, via: str = "library",
+                os_user: str | None = None) -> ReviewItem:
         """Mark an exception benign, or assign it to ``assignee`` (LookupError: no such
         exception in the period; ConflictError: it has a disposition already)."""
         note = _note(note)
@@ -633,6 +798,7 @@ class ReviewBook:
             assignee = _name(assignee or "", "assignee")
         elif assignee is not None:
             raise ValidationError("assignee", "only an assigned exception has an assignee")
+        origin = _origin(via, os_user)
         with _lock_of(self.alog):
             item = self._current(day, now)
             exc = self._exception(item, exception_id)
@@ -643,17 +809,24 @@ class ReviewBook:
                                "must decide on them")
             target = f"{item.period}/{exception_id}"
             if disposition == "benign":
-                self._append(actor, role, BENIGN, ("review_exception", target), note,
-                             {"exception": exception_id})
+                mine = self._append(actor, role, BENIGN, ("review_exception", target), note,
+                                    {"exception": exception_id}, origin)
             else:
                 asg = "asg-" + uuid.uuid4().hex[:12]
-                self._append(actor, role, ASSIGN, ("review_exception", f"{target}/{asg}"),
-                             note, {"exception": exception_id, "assignment": asg,
-                                    "assignee": assignee})
-            return self._current(day, now)
+                mine = self._append(actor, role, ASSIGN,
+                                    ("review_exception", f"{target}/{asg}"), note,
+                                    {"exception": exception_id, "assignment": asg,
+                                     "assignee": assignee}, origin)
+            after = self._current(day, now)
+            won = self._exception(after, exception_id).step
+            if won is None or won.index != mine:
+                raise self._superseded(f"the disposition of exception {exception_id}", mine,
+                                       won)
+            return after
 
     def close(self, day: date, assignment_id: str, *, actor: Mapping[str, Any], role: str,
-              note: str, now: datetime) -> ReviewItem:
+              note: str, now: datetime, via: str = "library", os_user: str | None = None
+              ) -> ReviewItem:
         """Close an assignment with its resolution (LookupError: none such; ConflictError:
         already closed)."""
         note = _note(note)
@@ -667,25 +840,36 @@ class ReviewBook:
             if found.closed is not None:
                 raise ConflictError(f"assignment {assignment_id} is already closed (entry "
                                f"{found.closed.index})")
-            self._append(actor, role, CLOSE,
-                         ("review_assignment", f"{item.period}/{assignment_id}"), note,
-                         {"assignment": assignment_id, "exception": found.exception})
-            return self._current(day, now)
+            mine = self._append(actor, role, CLOSE,
+                                ("review_assignment", f"{item.period}/{assignment_id}"), note,
+                                {"assignment": assignment_id, "exception": found.exception},
+                                _origin(via, os_user))
+            after = self._current(day, now)
+            won = next((a.closed for a in after.assignments if a.id == assignment_id), None)
+            if won is None or won.index != mine:
+                raise self._superseded(f"the closing of assignment {assignment_id}", mine, won)
+            return after
 
     # -- what is late ---------------------------------------------------------------------------
 
-    def overdue(self, now: datetime, lookback: int = 7) -> list[ReviewItem]:
-        """The periods of the last ``lookback`` days (from the log's first day) whose review
-        is overdue, oldest first."""
-        began = self.first_day()
+    def recent(self, now: datetime, lookback: int = 7) -> list[ReviewItem]:
+        """The ended periods of the last ``lookback`` days (from the log's first day), oldest
+        first."""
+        today = now.astimezone(UTC).date()
+        window = today - timedelta(days=lookback)
+        began = self.first_day(window)
         if began is None:
             return []
-        today = now.astimezone(UTC).date()
-        first = max(began, today - timedelta(days=lookback))
+        first = max(began, window)
         last = today - DAY
         if last < first:
             return []
-        return [i for i in self.items(first, last, now) if i.status == "overdue"]
+        return self.items(first, last, now)
+
+    def overdue(self, now: datetime, lookback: int = 7) -> list[ReviewItem]:
+        """The periods of the last ``lookback`` days whose review is overdue, oldest
+        first."""
+        return [i for i in self.recent(now, lookback) if i.status == "overdue"]
 
 
 def review_evidence(book: ReviewBook, since: datetime | None, until: datetime | None,

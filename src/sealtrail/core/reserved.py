@@ -2,9 +2,9 @@
 
 sealtrail appends records of its own: reads of the trail (``audit.*``), erasures and legal
 holds, key rotations, retention receipts, alert lifecycle, settings, integrity failures,
-compliance reports, the periodic review's steps (``review.*``). ``verify``, the monitor and
-the review trust them *because* only the engine can write
-them: a forged ``subject.erase`` would explain away a deleted subject key, a forged
+compliance reports, the periodic review's steps (``sealtrail.review.*``). ``verify``, the
+monitor and the review trust them *because* only the engine can write them: a forged
+``subject.erase`` would explain away a deleted subject key, a forged
 ``integrity.failure`` would raise a critical alert, a forged ``audit.search`` would pin a read
 on another key. So every such action is reserved here, once, and the engine refuses any event
 from a client that uses one (or claims sealtrail as its ``source.service``).
@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 # Whole families: anything under these prefixes is sealtrail's.
-RESERVED_PREFIXES: Final = ("sealtrail.", "audit.", "retention.", "alert.", "integrity.",
-                             "review.")
+RESERVED_PREFIXES: Final = ("sealtrail.", "audit.", "retention.", "alert.", "integrity.")
 # Single actions outside those families that the engine writes.
 RESERVED_EXACT: Final = frozenset({
     "subject.erase", "subject.hold.add", "subject.hold.release", "keys.rotate",

@@ -5,8 +5,11 @@ stands; opening a period shows actor ids and event indexes, so it is an audited 
 steps of the review (a disposition per exception, closing an assignment, the sign-off) are
 for auditors only: the people who run the system do not review themselves (separation of
 duties, PCI DSS 10.4.1 and 7.2). Each step is an event in the log naming the caller
-(``deps.actor_of``) and its note; the state answered is read back from the log
-(compliance/review.py).
+(``deps.actor_of``), its note and how it came in (``metadata.via``: ``console`` for a session,
+``api`` for a key); the state answered is read back from the log (compliance/review.py).
+
+An admin reads no event content: the period it opens is answered with counts only (no
+client-written action names, actor ids, alert messages or example entries).
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ async def list_reviews(log: str, service: Service, *,
                                                  description="last period, YYYY-MM-DD"),
                        principal: Principal = as_list) -> Response:
     """The log's review periods, newest first, with their status (pending, overdue,
-    signed_off) and how many exceptions are open; by default the last 30 days."""
+    signed_off, reopened: signed off, then an exception appeared) and how many exceptions
+    are open; by default the last 30 days."""
     book = _book(service, log)
     now = service.config.clock()
     first = parse_period(since, now, name="since") if since is not None else None
@@ -124,7 +128,12 @@ async def show_review(log: str, period: str, service: Service,
     day = parse_period(period, now)
     item = await in_thread(functools.partial(
         book.item, day, now, reader=Reader(actor_of(principal), principal.role)))
-    return _json(item.to_json())
+    return _json(item.to_json(counts_only=principal.role != "auditor"))
+
+
+def _via(principal: Principal) -> str:
+    """How a step came in: a person's console session, or an API key."""
+    return "console" if principal.kind == "user" else "api"
 
 
 async def _step(service: ServiceState, log: str, period: str, fn: Any) -> Response:
@@ -152,7 +161,7 @@ async def sign_off(log: str, period: str, request: Request, service: Service,
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.sign_off(day, actor=actor_of(principal), role=principal.role,
-                             note=note or "", now=now)
+                             note=note or "", now=now, via=_via(principal))
 
     return await _step(service, log, period, run)
 
@@ -168,7 +177,8 @@ async def dispose(log: str, period: str, exception_id: str, request: Request,  #
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.dispose(day, exception_id, disposition or "", actor=actor_of(principal),
-                            role=principal.role, note=note or "", now=now, assignee=assignee)
+                            role=principal.role, note=note or "", now=now, assignee=assignee,
+                            via=_via(principal))
 
     return await _step(service, log, period, run)
 
@@ -183,6 +193,6 @@ async def close_assignment(log: str, period: str, assignment_id: str,  # noqa: P
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.close(day, assignment_id, actor=actor_of(principal),
-                          role=principal.role, note=note or "", now=now)
+                          role=principal.role, note=note or "", now=now, via=_via(principal))
 
     return await _step(service, log, period, run)
