@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
 from sealtrail.core import note
@@ -325,3 +329,125 @@ def test_fork_is_caught_when_the_same_size_has_another_root(
         assert "forked" in page.locator("#proof-alert").inner_text()
     finally:
         context.close()
+
+
+# -- two tabs of one browser share the checkpoint memory ----------------------------------------
+
+MEMORY_SIZE = ("() => Object.entries(localStorage).filter(([k]) => k.includes(' checkpoint '))"
+               ".map(([, v]) => Number(JSON.parse(v).size))")
+LOCKS_PENDING = "async () => (await navigator.locks.query()).pending.length"
+
+
+def _memory_size(page: Any) -> int:
+    sizes: list[int] = page.evaluate(MEMORY_SIZE)
+    assert len(sizes) == 1, sizes
+    return sizes[0]
+
+
+def _hold_first(page: Any, pattern: str) -> list[Any]:
+    """Hold the page's first request matching ``pattern`` (the test releases it with
+    ``continue_()``, as a slow network would, late); later ones pass."""
+    held: list[Any] = []
+    seen = [0]
+
+    def handler(route: Any) -> None:
+        seen[0] += 1
+        if seen[0] == 1:
+            held.append(route)
+        else:
+            route.continue_()
+    page.route(pattern, handler)
+    return held
+
+
+def _wait_until(page: Any, done: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll ``done`` (letting the browser's events through meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        page.wait_for_timeout(50)
+
+
+def _grow(console: Console, n: int = 3) -> None:
+    """Append events through the API, so the next checkpoint is larger."""
+    response = httpx.post(f"{console.base_url}/v1/logs/default/events", json=sample_events(n),
+                          headers=console.auth("ingest_ui"), timeout=30)
+    assert response.status_code == 201, response.text
+
+
+def _query_int(url: str, name: str) -> int:
+    return int(parse_qs(urlparse(url).query)[name][0])
+
+
+def _checked_size(page: Any) -> int:
+    found = re.search(r"tree size (\d+)", page.locator("#proof-checked").inner_text())
+    assert found is not None
+    return int(found.group(1))
+
+
+Tabs = tuple[Any, Any, Callable[[], list[str]]]
+
+
+@pytest.fixture
+def two_tabs(browser: Any, console: Console) -> Iterator[Tabs]:
+    """Two pages of one browser context (one localStorage, one session), signed in as the
+    auditor, the event already verified once (key pinned, memory set); and a function giving
+    both pages' errors (the overview's requests, cut short by leaving it, aside)."""
+    context = browser.new_context()
+    try:
+        first, second = context.new_page(), context.new_page()
+        watched = [watch_errors(first), watch_errors(second)]
+        sign_in(first, console.base_url, USERS["auditor"])
+        assert _open(first, console.base_url) == ("verified", None)
+        yield first, second, lambda: [e for errors in watched for e in errors
+                                      if not e.endswith("/v1/logs/default/overview")]
+    finally:
+        context.close()
+
+
+def test_a_slow_tab_never_replaces_a_newer_memory_with_an_older_checkpoint(
+        two_tabs: Tabs, console: Console) -> None:
+    """Tab A verifies a checkpoint and its consistency proof is slow; meanwhile tab B
+    verifies a newer one and remembers it. When A's proof arrives, the memory must not go
+    back to A's smaller size (a later fork at B's size would then go unnoticed): the memory
+    step is serialized across tabs and only ever stores a larger, proven checkpoint."""
+    tab_a, tab_b, errors = two_tabs
+    _grow(console)
+    held = _hold_first(tab_a, "**/proof/consistency?*")
+    tab_a.goto(_event_url(console.base_url))
+    _wait_until(tab_a, lambda: bool(held), "tab A's consistency request")
+    size_a = _query_int(held[0].request.url, "second")
+    _grow(console)
+    tab_b.goto(_event_url(console.base_url, INDEX + 1))
+    # B either finishes (no lock) or waits for the lock A holds during its memory step.
+    _wait_until(tab_b, lambda: tab_b.locator(SETTLED).count() == 1
+                or tab_b.evaluate(LOCKS_PENDING) > 0, "tab B to finish or wait for the lock")
+    held[0].continue_()
+    assert _settle(tab_a) == ("verified", None)
+    assert _settle(tab_b) == ("verified", None)
+    size_b = _checked_size(tab_b)
+    assert size_b > size_a
+    assert _memory_size(tab_a) == size_b
+    assert errors() == []
+
+
+def test_a_tab_whose_proof_is_slow_does_not_call_an_honest_server_rolled_back(
+        two_tabs: Tabs, console: Console) -> None:
+    """Tab A fetched a checkpoint and its inclusion proof is slow; meanwhile tab B stores a
+    newer checkpoint. A finds the memory newer than its own checkpoint: it fetches the latest
+    checkpoint again and proves both consistent with it instead of reporting a rollback."""
+    tab_a, tab_b, errors = two_tabs
+    held = _hold_first(tab_a, "**/proof/inclusion?*")
+    tab_a.goto(_event_url(console.base_url))
+    _wait_until(tab_a, lambda: bool(held), "tab A's inclusion request")
+    size_a = _query_int(held[0].request.url, "size")
+    _grow(console)
+    assert _open(tab_b, console.base_url, INDEX + 1) == ("verified", None)
+    size_b = _memory_size(tab_b)
+    assert size_b > size_a
+    held[0].continue_()
+    assert _settle(tab_a) == ("verified", None)
+    assert "already verified a newer checkpoint" in tab_a.locator("#proof-checked").inner_text()
+    assert _memory_size(tab_a) >= size_b
+    assert errors() == []

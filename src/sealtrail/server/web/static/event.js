@@ -8,8 +8,11 @@
 //  4. the inclusion proof at that size (GET /proof/inclusion): our own leaf hash must equal
 //     the proof's, and the audit path must lead to the checkpoint's root (the proof's own
 //     root_hash and checkpoint are not used);
-//  5. checkpoint memory: the newest checkpoint this browser verified must be the same tree
-//     or be proven a prefix of this one (GET /proof/consistency), else rollback or fork;
+//  5. checkpoint memory, under a Web Lock shared by this browser's tabs (pins.js
+//     rememberCheckpoint): the newest checkpoint this browser verified must be the same tree
+//     or be proven a prefix of this one (GET /proof/consistency); if it is newer than this
+//     page's, the latest checkpoint is fetched again and must extend both, else rollback or
+//     fork. The memory is only ever replaced by a larger, proven-consistent checkpoint;
 //  6. the fields, decoded from the verified leaf; sealed fields shown as sealed, with the
 //     value the server opened (if it did, for this role) labelled as such, never as verified.
 // data-proof-status on #proof-status is "checking", then "verified" or "failed" (with
@@ -17,10 +20,10 @@
 // fork, consistency, retired; error for anything unexpected).
 
 import { ApiError, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
-import { checkAgainstMemory, fingerprint, forget, loadCheckpoint, loadPin, pinPasted, savePin,
-  saveCheckpoint } from "./pins.js";
+import { fingerprint, forget, loadCheckpoint, loadPin, pinPasted, rememberCheckpoint,
+  savePin } from "./pins.js";
 import { TlogError, b64decode, b64encode, bytesEqual, hex, leafHash, openCheckpoint, parseJsonLines,
-  parseInclusionProof, parseNote, parseVkey, verifyInclusion } from "./tlog.js";
+  parseInclusionProof, parseNote, parseVkey, pyStrip, verifyInclusion } from "./tlog.js";
 
 const log = currentLog();
 const index = document.body.dataset.index || "";
@@ -32,15 +35,6 @@ async function fetchText(rest, query) {
     return await apiText(logPath(rest), { query });
   } catch (err) {
     throw new TlogError("fetch", `GET ${rest}: ${err.message}`);
-  }
-}
-
-async function fetchJson(rest, query) {
-  const text = await fetchText(rest, query);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new TlogError("format", `GET ${rest} did not answer JSON`);
   }
 }
 
@@ -134,7 +128,7 @@ async function keyChangedWarning(key, signers) {
   let presented = "";
   try {
     // Shown for comparison only: never pinned in place of the user's key.
-    presented = (await fetchText("/vkey")).trim();
+    presented = pyStrip(await fetchText("/vkey"));
   } catch { /* the warning stands without it */ }
   // At the top of the page, beside the status: the first thing anyone sees.
   const box = clear(qs("#proof-alert"));
@@ -175,7 +169,7 @@ async function runCheck() {
   try {
     // 1. The pinned key; pin on first use.
     if (!pin) {
-      const text = (await fetchText("/vkey")).trim();
+      const text = pyStrip(await fetchText("/vkey"));
       await parseVkey(text);
       pin = savePin(log, text, "first-use");
       pinNote = "Pinned just now, on first use.";
@@ -233,7 +227,8 @@ async function runCheck() {
     if (BigInt(i) >= cp.size) {
       throw new TlogError("inclusion", `entry ${i} is not in the signed tree of size ${cp.size}`);
     }
-    const doc = await fetchJson("/proof/inclusion", { index: i, size: cp.size.toString() });
+    // As text: parsed keeping each number's literal form (3.0 is not the integer 3).
+    const doc = await fetchText("/proof/inclusion", { index: i, size: cp.size.toString() });
     const proof = parseInclusionProof(doc);
     if (proof.leafIndex !== BigInt(i) || proof.treeSize !== cp.size) {
       throw new TlogError("inclusion", "the proof is for another index or tree size");
@@ -248,21 +243,29 @@ async function runCheck() {
     fact(checked, "Audit path", `${proof.auditPath.length} hashes, from the leaf at index ${i} ` +
       "to the checkpoint's root (RFC 9162 §2.1.3.2)");
 
-    // 5. Checkpoint memory.
-    const memory = await checkAgainstMemory(loadCheckpoint(log), cp, key,
-      (first, second) => fetchJson("/proof/consistency",
-        { first: first.toString(), second: second.toString() }));
+    // 5. Checkpoint memory, under a lock shared with this browser's other tabs: re-read
+    //    there, only ever replaced by a larger checkpoint proven consistent with it.
+    const memory = await rememberCheckpoint(log, noteText, cp, key, {
+      fetchConsistency: (first, second) => fetchText("/proof/consistency",
+        { first: first.toString(), second: second.toString() }),
+      fetchCheckpoint: () => fetchText("/checkpoint"),
+    });
     if (memory.kind === "extends") {
       fact(checked, "Checkpoint memory", `consistent with the checkpoint of size ` +
         `${memory.previous.size} this browser verified before (consistency proof of ` +
         `${memory.proofLength} hashes); remembered the new one`);
     } else if (memory.kind === "same") {
       fact(checked, "Checkpoint memory", "the same tree this browser verified before");
+    } else if (memory.kind === "behind") {
+      fact(checked, "Checkpoint memory", `this browser already verified a newer checkpoint ` +
+        `(size ${memory.previous.size}, in another tab or visit); the server's latest ` +
+        `checkpoint, fetched again (size ${memory.latest.size}), is consistent with it and ` +
+        `extends this page's (consistency proof of ${memory.proofLength} hashes)` +
+        (memory.saved ? "; remembered the latest" : ""));
     } else {
       fact(checked, "Checkpoint memory", "the first checkpoint this browser verified for " +
         "this log; remembered");
     }
-    if (memory.kind !== "same") saveCheckpoint(log, noteText, cp);
     await showPin(pin, pinNote);
 
     // 6. The fields, from the verified leaf.

@@ -73,16 +73,19 @@ export function forget(log, origin) {
 export async function pinPasted(log, text, now = new Date(), origin) {
   const key = await parseVkey(text);
   const pin = savePin(log, key.text, "pasted", now, origin);
-  const memo = loadCheckpoint(log, origin);
-  let keptMemory = false;
-  if (memo) {
+  // Under the memory lock: a check running in another tab must not store a checkpoint
+  // between this read and the removal.
+  const keptMemory = await withMemoryLock(log, async () => {
+    const memo = loadCheckpoint(log, origin);
+    if (!memo) return false;
     try {
       await openCheckpoint(memo.note, key);
-      keptMemory = true;
+      return true;
     } catch {
       storage().removeItem(slot("checkpoint", log, origin));
+      return false;
     }
-  }
+  }, origin);
   return { pin, keptMemory };
 }
 
@@ -96,19 +99,37 @@ export async function fingerprint(vkeyText) {
 /**
  * Hold a newly verified checkpoint `cp` against the remembered one (`memo`, or null), with
  * `key` the pinned key. `fetchConsistency(first, second)` returns the API's consistency proof
- * JSON. Returns {kind: "first"|"same"|"extends", previous, proofLength}; throws TlogError
- * with reason `rollback`, `fork` or `consistency`.
+ * (its JSON text, or an object). Returns {kind: "first"|"same"|"extends", previous,
+ * proofLength}; throws TlogError with reason `rollback`, `fork` or `consistency`. Pure: it
+ * stores nothing (rememberCheckpoint is the step that updates the memory).
  */
 export async function checkAgainstMemory(memo, cp, key, fetchConsistency) {
-  if (!memo) return { kind: "first", previous: null, proofLength: 0 };
-  let old;
-  try {
-    // The memory is re-verified: a stored note that no longer verifies (edited storage,
-    // another key) is no evidence either way, and is treated as absent.
-    old = await openCheckpoint(memo.note, key);
-  } catch {
-    return { kind: "first", previous: null, proofLength: 0 };
+  const old = await openMemo(memo, key);
+  if (!old) return { kind: "first", previous: null, proofLength: 0 };
+  if (cp.size < old.size) {
+    throw new TlogError("rollback", `the server's checkpoint (size ${cp.size}) is older than ` +
+      `one this browser verified before (size ${old.size}): the log was rolled back`);
   }
+  return holdAgainst(old, cp, fetchConsistency);
+}
+
+/** The remembered checkpoint re-verified with `key`, or null (none, or it does not verify). */
+async function openMemo(memo, key) {
+  if (!memo) return null;
+  try {
+    // A stored note that no longer verifies (edited storage, another key) is no evidence
+    // either way, and is treated as absent.
+    return await openCheckpoint(memo.note, key);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `cp` against an older-or-equal verified checkpoint `old` (old.size <= cp.size): the same
+ * tree (equal size and root), or a proven extension; else fork or consistency.
+ */
+async function holdAgainst(old, cp, fetchConsistency) {
   if (cp.size === old.size) {
     if (!bytesEqual(cp.root, old.root)) {
       throw new TlogError("fork", `the server signed two different trees of size ${cp.size}: ` +
@@ -116,10 +137,12 @@ export async function checkAgainstMemory(memo, cp, key, fetchConsistency) {
     }
     return { kind: "same", previous: old, proofLength: 0 };
   }
-  if (cp.size < old.size) {
-    throw new TlogError("rollback", `the server's checkpoint (size ${cp.size}) is older than ` +
-      `one this browser verified before (size ${old.size}): the log was rolled back`);
-  }
+  const proofLength = await proveExtends(old, cp, fetchConsistency);
+  return { kind: "extends", previous: old, proofLength };
+}
+
+/** Verify that tree `cp` extends tree `old` (old.size < cp.size); the proof's length. */
+async function proveExtends(old, cp, fetchConsistency) {
   let doc;
   try {
     doc = await fetchConsistency(old.size, cp.size);
@@ -138,5 +161,80 @@ export async function checkAgainstMemory(memo, cp, key, fetchConsistency) {
   }
   // Against the two roots this browser verified itself, never the proof's own roots.
   await verifyConsistency(old.size, cp.size, old.root, cp.root, proof.consistency);
-  return { kind: "extends", previous: old, proofLength: proof.consistency.length };
+  return proof.consistency.length;
+}
+
+/** The Web Locks name that serializes the checkpoint memory of (origin, log) across tabs. */
+export function memoryLockName(log, origin) {
+  return `sealtrail-checkpoint ${origin ?? globalThis.location.origin} ${log}`;
+}
+
+/**
+ * Run `fn` holding this origin's lock on the checkpoint memory of `log`, so that two tabs
+ * never interleave reading, checking and storing it. Web Locks exist in secure contexts
+ * (HTTPS, loopback), which the console's Secure session cookie requires anyway; without
+ * them `fn` runs unguarded (the memory is still re-read just before it is used).
+ */
+export function withMemoryLock(log, fn, origin) {
+  const locks = globalThis.navigator?.locks;
+  if (!locks || typeof locks.request !== "function") return fn();
+  return locks.request(memoryLockName(log, origin), { mode: "exclusive" }, () => fn());
+}
+
+/**
+ * The checkpoint-memory step of a check: hold the page's verified checkpoint `cp` (note text
+ * `note`) against the memory, and update the memory, under the memory lock.
+ *
+ * Inside the lock the memory is read again (another tab may have stored a newer checkpoint
+ * since this page fetched its own), and it is only ever replaced by a LARGER checkpoint
+ * verified with the pinned `key` and proven consistent with what is stored at that moment.
+ * When the stored checkpoint is newer than the page's, that is not yet a rollback: the latest
+ * checkpoint is fetched again (`fetchCheckpoint()` -> note text) and must be at least as new
+ * as the memory (else rollback), consistent with it (else fork or consistency), and an
+ * extension of the page's checkpoint (else consistency).
+ *
+ * `fetchConsistency(first, second)` -> the consistency proof (JSON text). Returns
+ * {kind: "first"|"same"|"extends"|"behind", previous, proofLength, latest, saved}: `previous`
+ * the remembered checkpoint held against, `latest` (kind "behind") the re-fetched one,
+ * `saved` the checkpoint now remembered (null when the memory is unchanged).
+ */
+export function rememberCheckpoint(log, note, cp, key, { fetchConsistency, fetchCheckpoint },
+  now = new Date(), origin) {
+  return withMemoryLock(log, async () => {
+    const memo = loadCheckpoint(log, origin);
+    const old = await openMemo(memo, key);
+    if (!old) {
+      saveCheckpoint(log, note, cp, now, origin);
+      return { kind: "first", previous: null, proofLength: 0, latest: null, saved: cp };
+    }
+    if (cp.size >= old.size) {
+      const held = await holdAgainst(old, cp, fetchConsistency);
+      // Larger and proven to extend what is stored now: the only way the memory changes.
+      const saved = held.kind === "extends" ? cp : null;
+      if (saved) saveCheckpoint(log, note, cp, now, origin);
+      return { ...held, latest: null, saved };
+    }
+    // The memory is newer than this page's checkpoint (another tab, or this one before,
+    // verified a larger tree since). Ask the server for its latest checkpoint again.
+    let latestNote;
+    try {
+      latestNote = await fetchCheckpoint();
+    } catch (err) {
+      throw new TlogError("fetch", `this page's checkpoint (size ${cp.size}) is older than ` +
+        `the remembered one (size ${old.size}) and the latest could not be fetched again: ` +
+        err.message);
+    }
+    const latest = await openCheckpoint(latestNote, key);
+    if (latest.size < old.size) {
+      throw new TlogError("rollback", `the server's checkpoint (size ${latest.size}, fetched ` +
+        `again) is older than one this browser verified before (size ${old.size}): the log ` +
+        "was rolled back");
+    }
+    const held = await holdAgainst(old, latest, fetchConsistency);
+    // The page's own tree must be a prefix of the latest (and so of the remembered one).
+    const proofLength = await proveExtends(cp, latest, fetchConsistency);
+    const saved = held.kind === "extends" ? latest : null;
+    if (saved) saveCheckpoint(log, latestNote, latest, now, origin);
+    return { kind: "behind", previous: old, proofLength, latest, saved };
+  });
 }
