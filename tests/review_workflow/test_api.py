@@ -154,11 +154,41 @@ def test_the_review_from_start_to_sign_off(service: Service, client: httpx.Clien
         "sealtrail.review.assign", "sealtrail.review.exception.benign",
         "sealtrail.review.close", "sealtrail.review.sign_off"]
     assert {s["actor"]["id"] for s in steps} == {f"key:{service.key_id('auditor')}"}
+    assert {s["metadata"]["via"] for s in steps} == {"api"}  # a key, not a console session
+    assert not any("os_user" in s["metadata"] for s in steps)
+    assert signed.json()["signed_off"]["via"] == "api"
     assert steps[-1]["reason"] == "reviewed: one incident, handled"
     # Opening a period is an audited read.
     reads = [e for e in (alog_reads(service))
              if e.get("metadata", {}).get("filter", {}).get("review_period") == Y]
     assert reads
+
+
+def test_an_admin_reads_counts_only(service: Service, client: httpx.Client) -> None:
+    """An admin reads no event content: the period comes back with counts, rules and
+    severities, but no client-written action names, actor ids, alert messages or example
+    entries (an auditor gets them all)."""
+    auditor = _item(client, service)
+    got = client.get(f"/v1/logs/{LOG}/reviews/{Y}", headers=service.auth("admin"))
+    assert got.status_code == 200, got.text
+    admin = got.json()
+    assert admin["counts_only"] is True
+    assert auditor["counts_only"] is False
+    assert "change_actions" in auditor["summary"]
+    assert "settings.update" in auditor["summary"]["change_actions"]
+    for key in ("change_actions", "failure_examples", "change_examples"):
+        assert key not in admin["summary"]
+    assert admin["summary"]["changes"] == auditor["summary"]["changes"]
+    assert admin["summary"]["events"] == auditor["summary"]["events"]
+    (alert,) = admin["alerts"]
+    assert alert["rule"] == "builtin.brute_force"
+    assert alert["severity"] and alert["count"] >= 1
+    assert "message" not in alert and "key" not in alert and "entries" not in alert
+    assert "mallory" in str(auditor["alerts"]) and "mallory" not in str(admin)
+    for exc in admin["exception_list"]:
+        assert "actor" not in exc["detail"] and "entries" not in exc["detail"]
+    assert [e["detail"].get("count") for e in admin["exception_list"]] == [
+        e["detail"].get("count") for e in auditor["exception_list"]]
 
 
 def alog_reads(service: Service) -> list[dict[str, Any]]:

@@ -99,6 +99,7 @@ def test_auditor_reviews_a_day(browser: Any, review_console: Console,
     page.wait_for_selector("#signed-off")
     page.wait_for_selector(f"#periods tr[data-period='{Y}'] [data-status='signed_off']")
     assert "signed off" in page.locator("#review-status").inner_text()
+    assert "by user:audrey via console" in page.locator("#signed-off").inner_text()
     page.screenshot(path=str(screenshot_dir / "review.png"), full_page=True)
     # The only console errors are the browser's own note of the refused (409) request.
     assert all("409" in e for e in page.console_errors), page.console_errors
@@ -111,6 +112,28 @@ def test_auditor_reviews_a_day(browser: Any, review_console: Console,
         ("sealtrail.review.assign", "user:audrey"),
         ("sealtrail.review.exception.benign", "user:audrey"),
         ("sealtrail.review.close", "user:audrey"), ("sealtrail.review.sign_off", "user:audrey")]
+    assert {s["metadata"]["via"] for s in steps} == {"console"}
+
+    # Late events: three failed logins of yesterday reach the log after the sign-off. The
+    # period is reopened, in the list and on the period, until the new exception is decided.
+    late_time = datetime.combine(YESTERDAY, datetime.min.time(), tzinfo=UTC) + timedelta(
+        hours=15)
+    with AuditLog.open(review_console.data_dir, "default", create=False) as alog:
+        alog.append_many([{**ev, "time": late_time.isoformat()} for ev in failures(3, "eve")])
+    context, page = _page(browser, review_console, "auditor")
+    row = page.locator(f"#periods tr[data-period='{Y}'] [data-status='reopened']")
+    row.wait_for()
+    assert row.inner_text() == "Reopened"
+    page.locator(f"#periods tr[data-period='{Y}'] button").click()
+    page.wait_for_selector("#reopened")
+    assert "1 exception(s) appeared after the sign-off" in page.locator("#reopened").inner_text()
+    late = page.locator("tr[data-exception^='auth-'][data-disposition='']")
+    late.locator("textarea[name=note]").fill("eve's old script, disabled")
+    late.locator("button[type=submit]").click()
+    page.wait_for_selector(f"#periods tr[data-period='{Y}'] [data-status='signed_off']")
+    assert page.locator("#reopened").count() == 0
+    assert page.console_errors == []
+    context.close()
 
 
 def test_admin_reads_only_and_reader_is_refused(browser: Any,
@@ -120,6 +143,11 @@ def test_admin_reads_only_and_reader_is_refused(browser: Any,
     page.locator(f"#periods tr[data-period='{Y}'] button").click()
     page.wait_for_selector("#period:not(.hidden) tr[data-exception]")
     assert page.locator("#period form").count() == 0
+    # An admin reads no event content: counts only, no actor id or change action shown.
+    assert page.locator("#counts-only").count() == 1
+    period_text = page.locator("#period").inner_text()
+    assert "mallory" not in period_text
+    assert "settings.update" not in period_text
     assert page.console_errors == []
     context.close()
     context, page = _page(browser, review_console, "reader")

@@ -3,10 +3,17 @@
 // exception benign or assigned (a note is required), assignments closed with a resolution,
 // the period signed off. Every step is a POST to the /v1 review API, which records it in the
 // log; the page then shows the state the API read back from the log.
+// A period signed off and then given a new exception (late events, a later alert) is
+// "reopened" until each new exception has a disposition. An admin gets counts only (no event
+// text): the fields the API leaves out are simply not shown.
 // Everything shown is built with el(): nothing from the server is parsed as HTML.
 import { api, ApiError, el, clear, showError, qs, logPath, formatTime, role } from "./api.js";
 
-const STATUS_TEXT = { pending: "Pending", overdue: "Overdue", signed_off: "Signed off" };
+const STATUS_TEXT = { pending: "Pending", overdue: "Overdue", signed_off: "Signed off",
+  reopened: "Reopened" };
+// Badge colours for statuses console.css has no class of its own for.
+const BADGE_CLASS = { reopened: "bad" };
+const MISSING = "missing from the alert store";
 const MAX_NOTE = 4096;
 
 function say(text) {
@@ -14,8 +21,20 @@ function say(text) {
 }
 
 function badge(status) {
-  return el("span", { class: `badge ${status}`, "data-status": status },
+  return el("span", { class: `badge ${BADGE_CLASS[status] || status}`, "data-status": status },
     STATUS_TEXT[status] || status);
+}
+
+// " — ann via console, 2 Dec 10:00": who took a step, how it came in, when.
+function byline(step) {
+  const via = step.via ? ` via ${step.via}${step.os_user ? ` (OS user ${step.os_user})` : ""}` : "";
+  return el("span", { class: "muted small" }, ` — ${step.by}${via}, ${formatTime(step.at)}`);
+}
+
+function alertStatus(status) {
+  return status === MISSING
+    ? el("span", { class: "badge bad", "data-status": "missing" }, "Missing from the alert store")
+    : el("span", { class: `badge ${status}` }, status);
 }
 
 function fact(dl, term, ...value) {
@@ -99,17 +118,24 @@ function stepForm(cls, children, label, action) {
 }
 
 function exceptionRow(period, exc) {
-  const detail = exc.kind === "alert"
-    ? `${exc.detail.rule} · ${exc.detail.count} detection(s) · alert ${exc.detail.status}`
-    : `actor ${exc.detail.actor} · ${exc.detail.count} failed or denied (threshold ${exc.detail.threshold})`;
+  const d = exc.detail;
+  let detail;
+  if (exc.kind === "alert") {
+    detail = [d.rule || "rule not readable",
+      d.count !== undefined ? `${d.count} detection(s)` : null,
+      d.in_store === false ? MISSING : `alert ${d.status}`].filter(Boolean).join(" · ");
+  } else {
+    detail = `${d.actor !== undefined ? `actor ${d.actor} · ` : ""}${d.count} failed or denied ` +
+      `(threshold ${d.threshold})`;
+  }
   let state;
   if (exc.disposition === "benign") {
     state = [el("span", { class: "badge ok" }, "Benign"), " ", exc.decided.note,
-      el("span", { class: "muted small" }, ` — ${exc.decided.by}, ${formatTime(exc.decided.at)}`)];
+      byline(exc.decided)];
   } else if (exc.disposition === "assigned") {
     state = [el("span", { class: `badge ${exc.addressed ? "ok" : "warn"}` },
       exc.addressed ? "Assigned, closed" : "Assigned"), " ", exc.decided.note,
-    el("span", { class: "muted small" }, ` — ${exc.decided.by}, ${formatTime(exc.decided.at)}`)];
+    byline(exc.decided)];
   } else if (canReview()) {
     const id = `x-${exc.id}`;
     const assignee = el("div", { class: "field hidden" },
@@ -143,7 +169,7 @@ function assignmentRow(period, asg) {
   let state;
   if (asg.closed) {
     state = [el("span", { class: "badge ok" }, "Closed"), " ", asg.closed.note,
-      el("span", { class: "muted small" }, ` — ${asg.closed.by}, ${formatTime(asg.closed.at)}`)];
+      byline(asg.closed)];
   } else if (canReview()) {
     state = [stepForm("close-form", noteField(`c-${asg.id}`, "Resolution"), "Close",
       async (_form, note) => {
@@ -182,15 +208,21 @@ function renderPeriod(item) {
   fact(dl, "By outcome", counts(s.by_outcome));
   fact(dl, "Failures and denials", String(s.failures));
   fact(dl, "Failed or denied access", String(s.access_failures));
-  fact(dl, "Admin and configuration changes", `${s.changes} (${counts(s.change_actions)})`);
+  fact(dl, "Admin and configuration changes", s.change_actions
+    ? `${s.changes} (${counts(s.change_actions)})` : String(s.changes));
   fact(dl, "Reads of the trail", String(s.trail_reads));
   body.append(el("h3", {}, "Summary"), dl);
+  if (item.counts_only) {
+    body.append(el("p", { class: "muted", id: "counts-only" },
+      "Counts only: your role does not read event content (actions, actors, alert messages)."));
+  }
 
   body.append(el("h3", {}, `Alerts (${item.alerts.length})`), table(
-    ["Severity", "Alert", "First seen", "Status"],
-    item.alerts.map((a) => el("tr", {}, el("td", {}, el("span", { class: `badge ${a.severity}` }, a.severity)),
+    ["Severity", "Alert", "Opened", "Status"],
+    item.alerts.map((a) => el("tr", { dataset: { alert: a.id, inStore: String(a.in_store) } },
+      el("td", {}, el("span", { class: `badge ${a.severity}` }, a.severity)),
       el("td", {}, a.title, el("br"), el("span", { class: "muted small" }, a.rule)),
-      el("td", {}, formatTime(a.first_seen)), el("td", {}, el("span", { class: `badge ${a.status}` }, a.status)))),
+      el("td", {}, formatTime(a.first_seen || a.opened)), el("td", {}, alertStatus(a.status)))),
     "No alert in this period."));
 
   const ex = item.exceptions;
@@ -205,8 +237,14 @@ function renderPeriod(item) {
   body.append(el("h3", {}, "Sign-off"));
   if (item.signed_off) {
     const so = item.signed_off;
+    const via = so.via ? ` via ${so.via}${so.os_user ? ` (OS user ${so.os_user})` : ""}` : "";
     body.append(el("p", { id: "signed-off" }, el("span", { class: "badge signed_off" }, "Signed off"),
-      ` by ${so.by}, ${formatTime(so.at)} (entry ${so.index}): `, so.note));
+      ` by ${so.by}${via}, ${formatTime(so.at)} (entry ${so.index}): `, so.note));
+    if (item.late_exceptions && item.late_exceptions.length) {
+      body.append(el("p", { id: "reopened", role: "note" }, badge("reopened"),
+        ` ${item.late_exceptions.length} exception(s) appeared after the sign-off: ` +
+        "each needs a disposition before the period counts as reviewed again."));
+    }
   } else if (canReview()) {
     if (ex.undecided) {
       body.append(el("p", { class: "muted" },
