@@ -7,7 +7,10 @@ For each *period* (a UTC day, named ``YYYY-MM-DD``) of a log, a review item gath
 - a *summary* of the period's security-relevant events, computed from the log with the search
   layer: counts by category and outcome, failures and denials, administrative and
   configuration changes, reads of the trail (``audit_access``);
-- the period's *alerts*: those the monitor raised (its alert store) first seen in the period;
+- the period's *alerts*: those the monitor recorded in the log during the period (its signed
+  ``alert.open`` entries, ``source.service`` ``sealtrail``). The alert store is mutable and
+  outside the log, so it only adds display details (current status, count, evidence); an
+  alert the log records but the store lost is shown as :data:`MISSING`, never dropped;
 - its *exceptions*: every such alert, plus each actor with at least
   :data:`AUTH_FAILURE_THRESHOLD` failed or denied authentication/authorization events in the
   period (below the monitor's brute-force rule, which wants 5 in 5 minutes: slow guessing
@@ -20,9 +23,17 @@ the same log by sealtrail itself (``source.service`` ``sealtrail``; actions
 :data:`SIGN_OFF`, :data:`BENIGN`, :data:`ASSIGN`, :data:`CLOSE`; category ``audit_access``;
 the reviewer as actor, the note as ``reason``), and the review state is *derived* from those
 events, never kept beside them: the record is as tamper-evident as the log. Only events that
-sealtrail wrote count (a client cannot write ``source.service: sealtrail``), so an ingest key
-cannot forge a sign-off. What the state needs stays in fields no policy seals by default
-(``action``, ``actor.id``, ``target``), so it reads the same with the keyring locked.
+sealtrail wrote count (a client cannot write ``source.service: sealtrail`` nor the reserved
+``sealtrail.*`` actions), so an ingest key cannot forge a sign-off. Each step records how it
+came in (``metadata.via``: console, api, cli; the CLI adds the operating-system user). Across
+processes two reviewers can both pass the check and both append: after appending, a step reads
+the state back and, when its entry is not the one that counts, raises ConflictError naming the
+winner (the entry stays in the log, a superseded attempt). What the state needs stays in
+fields no policy seals by default (``action``, ``actor.id``, ``target``), so it reads the same
+with the keyring locked.
+
+A signed-off period gains an exception later (late events): it is *reopened* until each such
+exception has a disposition; the review job alerts on it (rule :data:`REOPENED_RULE`).
 
 A period is *overdue* when it ended more than a grace (:data:`DEFAULT_GRACE`, 24 h) ago
 without a sign-off; the service's review job (server/review_job.py) raises an alert for it
@@ -31,7 +42,8 @@ period of their range was signed off and every exception addressed (benign, or a
 closed): :func:`review_evidence` feeds ``checks.check_review``.
 
 The module is split as the house style asks: :func:`fold` and :func:`build_item` decide (pure,
-``now`` passed in); :class:`ReviewBook` reads the log and the alert store and appends.
+``now`` passed in); :class:`ReviewBook` reads the log (and the alert store, for display) and
+appends.
 """
 
 from __future__ import annotations
