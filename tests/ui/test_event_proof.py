@@ -87,6 +87,8 @@ def test_event_page_verifies_and_shows_the_verified_leaf(
     assert page.locator("#checked-leaf-hash").inner_text() == \
         base64.b64encode(leaf_hash(leaf)).decode()
     assert page.locator("#raw-leaf").inner_text() == leaf.decode()
+    assert page.get_attribute("#raw-leaf-section", "data-leaf-state") == "verified"
+    assert page.locator("#raw-leaf-badge").inner_text() == "verified"
     assert page.locator("#pinned-vkey").inner_text() == _vkey(console.data_dir)
     # The fields come from the leaf: each top-level key of the leaf (but `sealed`) is a dt.
     obj = json.loads(leaf)
@@ -207,6 +209,46 @@ def test_altered_in_flight_fails_with_its_reason(
     if expected[0] == "failed":
         assert page.locator("#proof-alert [role=alert]").count() == 1
         assert page.locator("#event-fields").count() == 0  # nothing shown as verified
+        # The raw leaf is still shown as the server sent it, marked and greyed out.
+        assert page.get_attribute("#raw-leaf-section", "data-leaf-state") == "failed"
+        assert page.locator("#raw-leaf-badge").inner_text() == "not verified"
+        assert "Not verified" in page.locator("#raw-leaf-state").inner_text()
+        assert "muted" in (page.get_attribute("#raw-leaf", "class") or "").split()
+    else:
+        assert page.get_attribute("#raw-leaf-section", "data-leaf-state") == "verified"
+        assert "muted" not in (page.get_attribute("#raw-leaf", "class") or "").split()
+
+
+def _erased_by_the_server(text: str) -> str:
+    """The entry as a server that says its sealed fields' key was destroyed sends it (the
+    opened event without the sealed values, listing them under ``erased``)."""
+    line = json.loads(text.split("\n", maxsplit=1)[0])
+    fields = json.loads(base64.b64decode(line["leaf"]))["sealed"]["fields"]
+    event = line["event"]
+    for path in fields:
+        parent = event
+        *head, last = path.split(".")
+        for part in head:
+            parent = parent.get(part, {})
+        parent.pop(last, None)
+    event.pop("sealed", None)
+    event["erased"] = fields
+    return json.dumps(line) + "\n"
+
+
+def test_erased_is_shown_as_the_servers_statement(auditor_page: Any, console: Console) -> None:
+    """Whether a sealed field's key was destroyed is the server's word (the leaf holds only
+    the ciphertext): the page labels it so, as it labels a value the server opened."""
+    page = auditor_page
+    page.route("**/entries?*", _tamper_text(_erased_by_the_server))
+    assert _open(page, console.base_url) == ("verified", None)
+    fields = json.loads(_leaf(console.data_dir))["sealed"]["fields"]
+    claims = page.locator("#sealed-fields [data-claim=erased]")
+    assert claims.count() == len(fields) > 0
+    assert claims.all_inner_texts() == ["erased (key destroyed), says the server"] * len(fields)
+    assert "opened by the server" not in page.locator("#sealed-fields").inner_text()
+    assert "statement" in page.locator("#fields").inner_text()
+    assert page.console_errors == []
 
 
 def test_key_changed_is_loud_and_never_adopted(auditor_page: Any, console: Console,

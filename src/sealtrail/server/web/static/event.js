@@ -80,6 +80,26 @@ function atPath(obj, path) {
   return { found: true, value: node };
 }
 
+// The raw leaf is shown as soon as it arrives, before (and whatever) the check says: its
+// section says whether the check verified it, and is greyed out ("not verified") otherwise.
+const LEAF_STATES = {
+  checking: ["warn", "not verified yet", "Shown as the server sent it: not verified yet."],
+  verified: ["verified", "verified", "Verified: these bytes hash to the leaf whose " +
+    "inclusion in the signed tree was proven above."],
+  failed: ["failed", "not verified", "Not verified: shown as the server sent it. The check " +
+    "above failed, so nothing shows these bytes are in the log."],
+};
+
+function setLeafState(state) {
+  const [badgeClass, badgeText, note] = LEAF_STATES[state];
+  qs("#raw-leaf-section").dataset.leafState = state;
+  const badge = qs("#raw-leaf-badge");
+  badge.className = `badge ${badgeClass}`;
+  badge.textContent = badgeText;
+  qs("#raw-leaf-state").textContent = note;
+  qs("#raw-leaf").classList.toggle("muted", state !== "verified");
+}
+
 // ---------------------------------------------------------------- the key pin section
 
 async function showPin(pin, note) {
@@ -162,6 +182,7 @@ async function runCheck() {
   clear(qs("#pin-alert"));
   clear(qs("#fields"));
   clear(qs("#raw-leaf"));
+  setLeafState("checking");
   setStatus("checking", null, "Checking the proof…");
   const i = Number(index);
   let pin = loadPin(log);
@@ -270,9 +291,11 @@ async function runCheck() {
 
     // 6. The fields, from the verified leaf.
     showFields(leafText, entry.event);
+    setLeafState("verified");
     setStatus("verified", null, `entry ${i} is in the log's signed tree of size ${cp.size}.`);
   } catch (err) {
     const reason = reasonOf(err);
+    setLeafState("failed");
     setStatus("failed", reason, `(${reason}) ${err.message}`);
     if (reason !== "key-changed") { // (that one has its own, louder, warning)
       qs("#proof-alert").append(el("p", { class: "alert-box", role: "alert" },
@@ -310,13 +333,18 @@ function showFields(leafText, opened) {
     box.append(el("h3", {}, "Sealed personal fields"),
       el("p", { class: "muted small" }, "In the verified leaf these fields are one " +
         `AES-256-GCM token (key ${keyIdText}); the leaf commits to the ciphertext. A value ` +
-        "beside a field was opened by the server for your role: it is not covered by the proof."));
+        "beside a field was opened by the server for your role, and “erased” is the server's " +
+        "statement that the field's key was destroyed: neither is covered by the proof."));
     const sdl = el("dl", { class: "facts", id: "sealed-fields" });
     for (const path of sealed.fields) {
       const found = opened && !stillSealed ? atPath(opened, String(path)) : { found: false };
       let shown;
-      if (erased.includes(path)) shown = el("span", { class: "badge" }, "erased (key destroyed)");
-      else if (found.found) {
+      // Both are the server's statements about the sealed token, which the proof does not
+      // cover: the leaf holds ciphertext, and whether its key is gone is the server's word.
+      if (erased.includes(path)) {
+        shown = el("span", { class: "badge warn", dataset: { claim: "erased" } },
+          "erased (key destroyed), says the server");
+      } else if (found.found) {
         shown = el("span", {}, el("span", { class: "badge warn" }, "opened by the server"), " ",
           valueNode(found.value));
       } else shown = el("span", { class: "muted" }, "not opened for your role");
