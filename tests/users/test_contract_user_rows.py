@@ -39,12 +39,14 @@ T1, T2, T3, T4 = ("2024-01-01T00:00:00.000000Z", "2024-01-02T00:00:00.000000Z",
 def user(name: str, *, created: str = T1, **changes: object) -> UserRow:
     """A local user row; fields changed by keyword."""
     fields: dict[str, object] = {"role": "reader", "source": "local", "hash": f"$argon2id${name}",
-                                 "disabled": None, "totp": None, "totp_step": -1}
+                                 "disabled": None, "totp": None, "totp_step": -1,
+                                 "subject": None}
     fields.update(changes)
     return UserRow(name, str(fields["role"]), str(fields["source"]),
                    fields["hash"],  # type: ignore[arg-type]
                    created, fields["disabled"], fields["totp"],  # type: ignore[arg-type]
-                   int(fields["totp_step"]))  # type: ignore[call-overload]
+                   int(fields["totp_step"]),  # type: ignore[call-overload]
+                   fields["subject"])  # type: ignore[arg-type]
 
 
 def session(n: int, user_name: str = "ann", *, created: str = T1, seen: str = T1
@@ -57,7 +59,7 @@ def test_a_user_comes_back_as_it_was_stored(rows: UserRows) -> None:
     """``get_user`` answers the inserted row field for field (optional fields empty or set,
     any text and bytes), as a ``UserRow``; a name never stored is None."""
     full = user("bob.ünï@x", role="admin", disabled=T2, totp=b"\x00\xff" * 10, totp_step=7,
-                source="oidc", hash=None)
+                source="oidc", hash=None, subject="ünï" + "f" * 61)
     rows.insert_user(user("ann"))
     rows.insert_user(full)
     assert rows.get_user("ann") == user("ann")
@@ -217,6 +219,46 @@ def test_prune_failures_keeps_locks_and_the_latest(rows: UserRows) -> None:
     assert rows.get_failures("locked-old") is not None
 
 
+def test_the_cap_never_pushes_out_a_users_counter(rows: UserRows) -> None:
+    """Only counters of names that are no user's compete for the ``keep`` cap: a user's
+    counter, however old, stays while it is not stale, so failures of made-up names cannot
+    restart a real user's count toward the lockout; stale, it goes like any other."""
+    rows.insert_user(user("rita"))
+    rows.insert_user(user("sso", source="oidc", hash=None, subject="ab" * 32))
+    rows.add_failure("rita", T2)
+    rows.add_failure("rita", T2)
+    rows.add_failure("sso", T2)
+    for n in range(5):
+        rows.add_failure(f"junk{n}", T3)
+    assert rows.prune_failures(T3, T1, 2) == 3
+    found = rows.get_failures("rita")
+    assert found is not None
+    assert found.count == 2
+    assert rows.get_failures("sso") is not None
+    assert [n for n in range(5) if rows.get_failures(f"junk{n}") is not None] == [3, 4]
+    assert rows.prune_failures(T3, T1, 0) == 2
+    assert rows.get_failures("rita") is not None
+    assert rows.prune_failures(T4, T3, 0) == 2  # stale now: a user's counter may go
+    assert rows.get_failures("rita") is None
+    assert rows.get_failures("sso") is None
+
+
+def test_users_are_found_by_their_single_sign_on_subject(rows: UserRows) -> None:
+    """``subject`` is stored and found; it binds one user at most (a second insert with it
+    fails, the first stays); local users have none and are never found by it."""
+    bound = user("carol", source="oidc", hash=None, subject="c" * 64)
+    rows.insert_user(bound)
+    rows.insert_user(user("ann"))
+    rows.insert_user(user("bob"))  # two users without a subject: no conflict
+    assert rows.get_user("carol") == bound
+    assert rows.get_user_by_subject("c" * 64) == bound
+    assert rows.get_user_by_subject("d" * 64) is None
+    with pytest.raises(StorageError):
+        rows.insert_user(user("carol2", source="oidc", hash=None, subject="c" * 64))
+    assert rows.get_user("carol2") is None
+    assert [u.name for u in rows.users()] == ["ann", "bob", "carol"]
+
+
 def test_closing_twice_is_harmless(make_rows: Callable[[Path], UserRows],
                                    tmp_path: Path) -> None:
     made = make_rows(tmp_path)
@@ -245,6 +287,84 @@ def test_the_sqlite_file_is_private_and_shared_with_the_api_keys(tmp_path: Path)
         assert again.get_user("ann") == user("ann")
     finally:
         again.close()
+
+
+# The console_users table as the first release of the stores made it (no ``subject``).
+_V1_USERS: Final = """CREATE TABLE console_users(name {t} PRIMARY KEY, role {t} NOT NULL,
+    source {t} NOT NULL, hash {t}, created {t} NOT NULL, disabled {t}, totp {b},
+    totp_step {i} NOT NULL)"""
+
+
+def test_a_sqlite_store_made_before_subjects_is_upgraded(tmp_path: Path) -> None:
+    """A file whose users table has no ``subject`` gets the column and its unique index on
+    open; its users come back unbound (subject None)."""
+    import sqlite3
+
+    path = tmp_path / SERVICE_DIR / DB_FILE
+    path.parent.mkdir(mode=0o700)
+    with sqlite3.connect(path) as db:
+        db.execute(_V1_USERS.format(t="TEXT", b="BLOB", i="INTEGER"))
+        db.execute("INSERT INTO console_users VALUES ('old', 'reader', 'oidc', NULL, ?, NULL, "
+                   "NULL, -1)", (T1,))
+    db.close()
+    for _ in range(2):  # a second open finds it upgraded
+        upgraded = SQLiteUserRows(path)
+        try:
+            assert upgraded.get_user("old") == user("old", source="oidc", hash=None)
+        finally:
+            upgraded.close()
+    upgraded = SQLiteUserRows(path)
+    try:
+        upgraded.insert_user(user("new", source="oidc", hash=None, subject="e" * 64))
+        assert upgraded.get_user_by_subject("e" * 64) == user(
+            "new", source="oidc", hash=None, subject="e" * 64)
+        with pytest.raises(StorageError):
+            upgraded.insert_user(user("new2", source="oidc", hash=None, subject="e" * 64))
+    finally:
+        upgraded.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_store_of_layout_1_is_upgraded(pg_store: str) -> None:
+    """A layout-1 store (no ``subject``) is brought to layout 2 by a writable open, once;
+    its users come back unbound, and a subject binds one user at most."""
+    import psycopg
+
+    from sealtrail.store.postgres_users import LAYOUT_VERSION
+
+    with psycopg.connect(pg_store, autocommit=True) as db:
+        db.execute("CREATE SCHEMA sealtrail__service")
+        db.execute("SET search_path TO sealtrail__service")
+        db.execute("CREATE TABLE row_layouts(store TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        db.execute("INSERT INTO row_layouts VALUES ('console_users', 1)")
+        db.execute(_V1_USERS.format(t="BYTEA", b="BYTEA", i="BIGINT"))
+        db.execute("CREATE TABLE console_sessions(hash BYTEA PRIMARY KEY, id BYTEA NOT NULL, "
+                   '"user" BYTEA NOT NULL, csrf BYTEA NOT NULL, via BYTEA NOT NULL, '
+                   "created BYTEA NOT NULL, last_seen BYTEA NOT NULL)")
+        db.execute("CREATE TABLE console_failures(name BYTEA PRIMARY KEY, count BIGINT NOT "
+                   "NULL, last BYTEA NOT NULL, locked_until BYTEA)")
+        db.execute("INSERT INTO console_users VALUES ('old', 'reader', 'oidc', NULL, %s, NULL, "
+                   "NULL, -1)", (T1.encode(),))
+    for _ in range(2):
+        store = PostgresUserRows(pg_store, "sealtrail__service")
+        try:
+            assert store.get_user("old") == user("old", source="oidc", hash=None)
+        finally:
+            store.close()
+    with psycopg.connect(pg_store) as db:
+        found = db.execute("SELECT version FROM sealtrail__service.row_layouts WHERE store = "
+                           "'console_users'").fetchone()
+    assert found == (LAYOUT_VERSION,) == (2,)
+    store = PostgresUserRows(pg_store, "sealtrail__service")
+    try:
+        store.insert_user(user("new", source="oidc", hash=None, subject="e" * 64))
+        assert store.get_user_by_subject("e" * 64) == user(
+            "new", source="oidc", hash=None, subject="e" * 64)
+        with pytest.raises(StorageError):
+            store.insert_user(user("new2", source="oidc", hash=None, subject="e" * 64))
+        assert store.get_user("new2") is None
+    finally:
+        store.close()
 
 
 @pytest.mark.postgres

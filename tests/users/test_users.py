@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 
 from sealtrail.core.errors import ConfigError
 from sealtrail.log.users import (
+    FAILURE_ROWS,
     USER_ROLES,
     Lockout,
     SignIn,
@@ -34,6 +35,8 @@ make_rows, drop_pg_schemas = pg_row_fixtures(USER_ROWS)
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
+ISS = "https://idp.example.org"
+SUB = ISS + "\n248289761001"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -159,6 +162,31 @@ def test_unknown_names_are_locked_out_too(users: Users) -> None:
     assert answers["ann"] == answers["ghost"] == ["bad"] * 9 + ["locked"]
 
 
+def test_failures_of_unknown_names_do_not_reset_a_users_count() -> None:
+    """9 wrong passwords for ``rita``, then more failures of made-up names than the failure
+    table keeps (FAILURE_ROWS), then 9 more for ``rita``: the count went on (the 10th
+    locked the name, PCI DSS 8.3.4), it did not restart when the junk filled the table.
+
+    In memory only (10,000 failures each prune the table: over a minute per durable
+    store); every adapter's pruning is held to the same rule by
+    ``test_contract_user_rows.py::test_the_cap_never_pushes_out_a_users_counter``."""
+    users = Users(rows=MemoryUserRows(), hasher=CHEAP)
+    users.create("rita", "reader", PASSWORD, T0)
+    clock = 0.0
+    for n in range(1, 10):
+        assert users.sign_in("rita", "wrong password", None, at(clock)).outcome == "bad"
+        clock += 0 if n < 3 else 2 ** (n - 3)
+    for n in range(FAILURE_ROWS + 1):
+        clock += 0.001
+        users.sign_in(f"junk{n}", "wrong password", None, at(clock))
+    answers = []
+    for _ in range(9):
+        clock += 64  # past the backoff of 9 failures (2 ** 6 s): each attempt is counted
+        answers.append(users.sign_in("rita", "wrong password", None, at(clock)).outcome)
+    assert answers == ["locked"] * 9
+    assert users.sign_in("rita", PASSWORD, None, at(clock + 1)).outcome == "locked"
+
+
 def test_the_lockout_policy_keeps_to_pci_dss() -> None:
     """PCI DSS 8.3.4: at most ten attempts, a lock of at least 30 minutes."""
     with pytest.raises(ConfigError):
@@ -171,7 +199,7 @@ def test_the_lockout_policy_keeps_to_pci_dss() -> None:
 
 
 def test_a_sso_user_cannot_sign_in_by_password(users: Users) -> None:
-    users.oidc_user("sso@example.org", "reader", T0)
+    users.oidc_user("sso@example.org", "reader", T0, subject=SUB)
     assert users.sign_in("sso@example.org", "", None, T0).outcome == "bad"
     assert users.sign_in("sso@example.org", PASSWORD, None, at(1)).outcome == "bad"
 
@@ -300,21 +328,65 @@ def test_the_totp_uri_is_what_authenticator_apps_read() -> None:
 # -- single sign-on users -------------------------------------------------------------------
 
 def test_sso_users_are_made_and_follow_their_role(users: Users) -> None:
-    made = users.oidc_user("sso@example.org", "reader", T0)
+    made = users.oidc_user("sso@example.org", "reader", T0, subject=SUB)
     assert (made.source, made.role, made.mfa) == ("oidc", "reader", False)
-    again = users.oidc_user("sso@example.org", "auditor", at(1))
+    again = users.oidc_user("sso@example.org", "auditor", at(1), subject=SUB)
     assert (again.role, again.created) == ("auditor", made.created)
     users.create("ann", "reader", PASSWORD, T0)
     with pytest.raises(ConfigError, match="local user"):
-        users.oidc_user("ann", "admin", T0)
+        users.oidc_user("ann", "admin", T0, subject=ISS + "\nann-at-idp")
     users.disable("sso@example.org", at(2))
-    refused = users.oidc_user("sso@example.org", "admin", at(3))
+    refused = users.oidc_user("sso@example.org", "admin", at(3), subject=SUB)
     assert refused.disabled is not None
     assert refused.role == "auditor"
     with pytest.raises(ConfigError):
-        users.oidc_user("sso@example.org", "ingest", at(3))
+        users.oidc_user("sso@example.org", "ingest", at(3), subject=SUB)
+    for subject in ("", "x" * 5000):
+        with pytest.raises(ConfigError, match="subject"):
+            users.oidc_user("new", "reader", at(3), subject=subject)
     with pytest.raises(ConfigError):
         users.enroll_totp("sso@example.org", T0)
+
+
+def test_a_sso_user_is_its_providers_account_not_its_name(users: Users,
+                                                          rows: UserRows) -> None:
+    """The user is found by issuer and ``sub``: a new name claim for the same account is the
+    same user (disabled stays disabled, no second user is made); another account claiming a
+    name bound to someone else, or a local user's, is refused; the store keeps the subject's
+    SHA-256, not the provider's identifiers."""
+    made = users.oidc_user("carol", "reader", T0, subject=SUB)
+    stored = rows.get_user("carol")
+    assert stored is not None
+    assert stored.subject == hashlib.sha256(SUB.encode()).hexdigest()
+    renamed = users.oidc_user("carol2", "auditor", at(1), subject=SUB)
+    assert (renamed.name, renamed.role, renamed.created) == ("carol", "auditor", made.created)
+    assert users.get("carol2") is None
+    users.disable("carol", at(2))
+    again = users.oidc_user("carol-new-name", "admin", at(3), subject=SUB)
+    assert (again.name, again.role) == ("carol", "auditor")
+    assert again.disabled is not None
+    assert users.get("carol-new-name") is None
+    with pytest.raises(ConfigError, match="another account"):
+        users.oidc_user("carol", "reader", at(4), subject=ISS + "\nsomeone-else")
+    with pytest.raises(ConfigError, match="another account"):  # same sub, another issuer
+        users.oidc_user("carol", "reader", at(4), subject="https://other.example\n248289761001")
+    other = users.oidc_user("dave", "reader", at(5), subject=ISS + "\nsomeone-else")
+    assert other.name == "dave"
+    assert [u.name for u in users.listing()] == ["carol", "dave"]
+
+
+def test_a_sso_user_made_before_subjects_were_kept_is_not_taken_over(rows: UserRows) -> None:
+    """An SSO user stored without a subject (made before they were bound) belongs to no
+    account that can be proven: single sign-on refuses its name rather than guess."""
+    from sealtrail.store.users import UserRow
+
+    rows.insert_user(UserRow("old", "reader", "oidc", None, "2026-01-01T00:00:00.000000Z",
+                             None, None, -1))
+    users = Users(rows=rows, hasher=CHEAP)
+    with pytest.raises(ConfigError, match="another account"):
+        users.oidc_user("old", "admin", T0, subject=SUB)
+    assert users.get("old") == users.listing()[0]
+    assert rows.get_user_by_subject(hashlib.sha256(SUB.encode()).hexdigest()) is None
 
 
 # -- sessions -------------------------------------------------------------------------------
@@ -373,10 +445,43 @@ def test_last_seen_is_written_at_most_every_30_seconds(users: Users, rows: UserR
     assert second.last_seen > first.last_seen
 
 
+def test_background_requests_do_not_keep_a_session_alive(users: Users,
+                                                         rows: UserRows) -> None:
+    """``touch=False`` (a page polling by itself) answers the session while it is live but
+    never moves ``last_seen``: polls every 15 s do not stop the 15-minute idle timeout; a
+    request of the person (``touch=True``, the default) does. Both limits still apply."""
+    info = users.create("ann", "reader", PASSWORD, T0)
+    token, _ = users.start_session(info, T0, via="password")
+    digest = hashlib.sha256(token.encode()).digest()
+    clock = 0
+    while clock < 15 * 60 - 15:
+        clock += 15
+        found = users.session(token, at(clock), touch=False)
+        assert found is not None, clock
+        assert found.last_seen == T0
+    stored = rows.get_session(digest)
+    assert stored is not None
+    assert stored.last_seen == stored.created
+    assert users.session(token, at(15 * 60 + 1), touch=False) is None
+    assert users.session(token, at(15 * 60 + 2)) is None  # ended, not merely skipped
+
+    active, _ = users.start_session(info, T0, via="password")
+    assert users.session(active, at(600)) is not None  # the person did something
+    assert users.session(active, at(600 + 15 * 60 - 1), touch=False) is not None
+    assert users.session(active, at(600 + 15 * 60 + 1), touch=False) is None
+
+    old, _ = users.start_session(info, T0, via="password")
+    clock = 0
+    while clock < 12 * 3600 - 600:
+        clock += 600
+        assert users.session(old, at(clock)) is not None
+    assert users.session(old, at(12 * 3600 + 1), touch=False) is None  # absolute limit
+
+
 def test_a_session_shows_the_users_role_now(users: Users, rows: UserRows) -> None:
-    made = users.oidc_user("sso@example.org", "admin", T0)
+    made = users.oidc_user("sso@example.org", "admin", T0, subject=SUB)
     token, _ = users.start_session(made, T0, via="oidc")
-    users.oidc_user("sso@example.org", "reader", at(1))
+    users.oidc_user("sso@example.org", "reader", at(1), subject=SUB)
     found = users.session(token, at(2))
     assert found is not None
     assert (found.role, found.via) == ("reader", "oidc")

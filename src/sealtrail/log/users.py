@@ -28,6 +28,7 @@ opened by ``log/datadir.py``. Everything decided about a user is decided here.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -62,6 +63,7 @@ TOTP_DIGITS: Final = 6
 FAILURE_ROWS: Final = 10_000  # failure counters kept (beyond: the oldest unlocked go)
 FAILURE_MEMORY: Final = timedelta(days=1)  # an unlocked counter this old is forgotten
 TOUCH_EVERY: Final = timedelta(seconds=30)  # last_seen is written at most this often
+MAX_SUBJECT: Final = 4096  # a single sign-on subject: issuer URL, newline, sub (255 at most)
 
 Outcome = Literal["ok", "bad", "locked", "mfa_required", "mfa_enroll_required", "disabled"]
 
@@ -302,30 +304,54 @@ class Users:
                            "digits": TOTP_DIGITS, "period": TOTP_STEP})
         return f"otpauth://totp/{label}?{query}"
 
-    def oidc_user(self, name: str, role: str, now: datetime) -> UserInfo:
-        """The user single sign-on vouched for: made on first sign-in, its role updated to
-        what the provider's claim maps to. A local user of that name is never taken over
-        (ConfigError); a disabled one is answered with ``disabled`` set, and not changed."""
+    def oidc_user(self, name: str, role: str, now: datetime, *, subject: str) -> UserInfo:
+        """The user single sign-on vouched for, found by ``subject`` (the provider's account:
+        its issuer, a newline, its ``sub``), never by ``name`` alone: the name claim
+        (``preferred_username``) is chosen by the user or the provider's administrators and
+        may change or be reused, ``sub`` is the provider's never-reassigned id (OpenID
+        Connect Core 1.0, 5.7). The store keeps the subject's SHA-256 (fixed length, no
+        provider identifier at rest).
+
+        - A user bound to ``subject`` is the one, whatever ``name`` arrives now: a disabled
+          one is answered with ``disabled`` set and not changed (a new name at the provider
+          is no new user); an enabled one's role follows the claim.
+        - Else ``name`` must be free: a local user of that name is never taken over, and an
+          SSO user bound to another subject (or to none: made before subjects were kept)
+          is another account (ConfigError either way).
+        - Else a new SSO user, bound to ``subject``.
+        """
         _check_name(name)
         _check_role(role)
-        row = self._rows.get_user(name)
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT:
+            raise ConfigError(f"subject: 1 to {MAX_SUBJECT} characters")
+        bound = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
+        row = self._rows.get_user_by_subject(bound)
         if row is None:
-            row = UserRow(name, role, "oidc", None, format_time(now), None, None, -1)
+            self._name_is_free(name, bound)
+            row = UserRow(name, role, "oidc", None, format_time(now), None, None, -1, bound)
             try:
                 self._rows.insert_user(row)
             except StorageError:
-                found = self._rows.get_user(name)  # made at the same moment elsewhere
+                found = self._rows.get_user_by_subject(bound)  # made at once elsewhere
                 if found is None:
+                    self._name_is_free(name, bound)
                     raise
                 row = found
+        if row.disabled is None and row.role != role:
+            self._rows.set_role(row.name, role)
+            row = dataclasses.replace(row, role=role)
+        return _info(row)
+
+    def _name_is_free(self, name: str, bound: str) -> None:
+        """ConfigError when ``name`` is a user's not bound to the subject ``bound``."""
+        row = self._rows.get_user(name)
+        if row is None or row.subject == bound:
+            return
         if row.source != "oidc":
             raise ConfigError(f"a local user named {name!r} exists: single sign-on does not "
                               "take it over")
-        if row.disabled is None and row.role != role:
-            self._rows.set_role(name, role)
-            row = UserRow(row.name, role, row.source, row.hash, row.created, row.disabled,
-                          row.totp, row.totp_step)
-        return _info(row)
+        raise ConfigError(f"the user {name!r} belongs to another account at the identity "
+                          "provider: single sign-on does not take it over")
 
     # -- signing in -------------------------------------------------------------------------
 
@@ -407,9 +433,15 @@ class Users:
         when = parse_time(at)
         return token, SessionInfo(row.id, user.name, user.role, row.csrf, via, when, when)
 
-    def session(self, token: str, now: datetime) -> SessionInfo | None:
+    def session(self, token: str, now: datetime, *, touch: bool = True
+                ) -> SessionInfo | None:
         """The live session of ``token``; None when unknown, idle past :attr:`IDLE`, older
-        than :attr:`ABSOLUTE`, or its user is disabled or gone (that session is ended)."""
+        than :attr:`ABSOLUTE`, or its user is disabled or gone (that session is ended).
+
+        ``touch=False`` checks the session against both limits but leaves ``last_seen`` as
+        it was: requests the page makes by itself (background polling) are no activity of
+        the person, and must not keep an unattended console signed in past the idle
+        timeout (PCI DSS 8.2.8)."""
         if not isinstance(token, str) or len(token) > 128:
             return None
         digest = _sha256(token)
@@ -422,7 +454,7 @@ class Users:
                 or user.disabled is not None):
             self._rows.delete_session(digest)
             return None
-        if now - seen >= TOUCH_EVERY:
+        if touch and now - seen >= TOUCH_EVERY:
             self._rows.touch_session(digest, format_time(now))
             seen = now
         return SessionInfo(row.id, row.user, user.role, row.csrf, row.via, created, seen)

@@ -29,11 +29,19 @@ class MemoryUserRows:
         with self._lock:
             if row.name in self._users:
                 raise StorageError(f"a user named {row.name!r} exists")
+            if row.subject is not None and any(
+                    other.subject == row.subject for other in self._users.values()):
+                raise StorageError("a user bound to this single sign-on subject exists")
             self._users[row.name] = row
 
     def get_user(self, name: str) -> UserRow | None:
         with self._lock:
             return self._users.get(name)
+
+    def get_user_by_subject(self, subject: str) -> UserRow | None:
+        with self._lock:
+            return next((row for row in self._users.values() if row.subject == subject),
+                        None)
 
     def users(self) -> list[UserRow]:
         with self._lock:
@@ -140,7 +148,8 @@ class MemoryUserRows:
             free = [row for row in self._failures.values()
                     if row.locked_until is None or row.locked_until <= now]
             stale = {row.name for row in free if row.last < stale_before}
-            rest = sorted((row for row in free if row.name not in stale),
+            rest = sorted((row for row in free  # a user's counter never competes for the cap
+                           if row.name not in stale and row.name not in self._users),
                           key=lambda row: (row.last, row.name), reverse=True)
             gone = stale | {row.name for row in rest[max(keep, 0):]}
             for name in gone:

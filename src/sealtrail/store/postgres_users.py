@@ -31,7 +31,9 @@ from sealtrail.store.postgres_rows import (
 )
 from sealtrail.store.users import FailureRow, SessionRow, UserRow
 
-LAYOUT_VERSION: Final = 1
+LAYOUT_VERSION: Final = 2
+"""1: the first layout; 2: ``console_users.subject`` (single sign-on users bound to their
+provider's account), added to a layout-1 store when a writable handle opens it."""
 
 _TABLES: Final = """
 CREATE TABLE IF NOT EXISTS console_users(
@@ -42,8 +44,10 @@ CREATE TABLE IF NOT EXISTS console_users(
     created BYTEA NOT NULL,
     disabled BYTEA,
     totp BYTEA,
-    totp_step BIGINT NOT NULL);
+    totp_step BIGINT NOT NULL,
+    subject BYTEA);
 CREATE INDEX IF NOT EXISTS console_users_created ON console_users(created, name);
+CREATE UNIQUE INDEX IF NOT EXISTS console_users_subject ON console_users(subject);
 CREATE TABLE IF NOT EXISTS console_sessions(
     hash BYTEA PRIMARY KEY,
     id BYTEA NOT NULL,
@@ -60,9 +64,11 @@ CREATE TABLE IF NOT EXISTS console_failures(
     locked_until BYTEA);
 """
 
-_USER: Final = "name, role, source, hash, created, disabled, totp, totp_step"
+_USER: Final = "name, role, source, hash, created, disabled, totp, totp_step, subject"
 _SESSION: Final = 'hash, id, "user", csrf, via, created, last_seen'
 _FREE: Final = "(locked_until IS NULL OR locked_until <= %s)"
+_UNKNOWN: Final = "name NOT IN (SELECT name FROM console_users)"
+"""Only counters of names that are no user's compete for the cap (store/users.py)."""
 
 
 class PostgresUserRows(PostgresRows):
@@ -75,6 +81,27 @@ class PostgresUserRows(PostgresRows):
     def __init__(self, url: str, schema: str) -> None:
         super().__init__(url, schema, store="console_users", version=LAYOUT_VERSION,
                          tables=_TABLES, what="the console user store")
+        try:
+            self._upgrade()
+        except BaseException:
+            self.close()
+            raise
+
+    def _upgrade(self) -> None:
+        """Bring a layout-1 store to layout 2 (the ``subject`` column and its unique index;
+        its existing SSO users stay unbound, which single sign-on refuses until an
+        administrator acts: ``Users.oidc_user``), under the store's write lock so two nodes
+        opening it at once upgrade it once."""
+        with self._transaction():
+            found = self._rows("SELECT version FROM row_layouts WHERE store = %s",
+                               ("console_users",))
+            if found and int(found[0][0]) >= LAYOUT_VERSION:
+                return
+            self._count("ALTER TABLE console_users ADD COLUMN IF NOT EXISTS subject BYTEA")
+            self._count("CREATE UNIQUE INDEX IF NOT EXISTS console_users_subject "
+                        "ON console_users(subject)")
+            self._count("UPDATE row_layouts SET version = %s WHERE store = %s",
+                        (LAYOUT_VERSION, "console_users"))
 
     def _insert(self, table: str, columns: str, key: str, values: tuple[Any, ...],
                 same: Any) -> bool:
@@ -85,8 +112,9 @@ class PostgresUserRows(PostgresRows):
         def work(db: Conn) -> bool:
             nonlocal tries
             tries += 1
+            # Any unique key (a user's name or subject, a session's hash): refused, not raised.
             cur = db.execute(f"INSERT INTO {table}({columns}) VALUES ({marks}) "  # noqa: S608
-                             f"ON CONFLICT ({key}) DO NOTHING", values)
+                             "ON CONFLICT DO NOTHING", values)
             if cur.rowcount == 1:
                 return True
             if tries == 1:
@@ -101,14 +129,21 @@ class PostgresUserRows(PostgresRows):
 
     def insert_user(self, row: UserRow) -> None:
         values = (text(row.name), text(row.role), text(row.source), text_or_none(row.hash),
-                  text(row.created), text_or_none(row.disabled), row.totp, row.totp_step)
+                  text(row.created), text_or_none(row.disabled), row.totp, row.totp_step,
+                  text_or_none(row.subject))
         if not self._insert("console_users", _USER, "name", values,
                             lambda found: _user(found) == row):
-            raise StorageError(f"a user named {row.name!r} exists")
+            raise StorageError(f"a user named {row.name!r}, or one bound to its single "
+                               "sign-on subject, exists")
 
     def get_user(self, name: str) -> UserRow | None:
         found = self._rows(f"SELECT {_USER} FROM console_users "  # noqa: S608
                            "WHERE name = %s", (text(name),))
+        return _user(found[0]) if found else None
+
+    def get_user_by_subject(self, subject: str) -> UserRow | None:
+        found = self._rows(f"SELECT {_USER} FROM console_users "  # noqa: S608
+                           "WHERE subject = %s", (text(subject),))
         return _user(found[0]) if found else None
 
     def users(self) -> list[UserRow]:
@@ -191,17 +226,18 @@ class PostgresUserRows(PostgresRows):
             gone = self._count(f"DELETE FROM console_failures WHERE {_FREE} "  # noqa: S608
                                "AND last < %s", (at, stale))
             gone += self._count(
-                f"DELETE FROM console_failures WHERE {_FREE} AND name NOT IN ("  # noqa: S608
-                f"SELECT name FROM console_failures WHERE {_FREE} "
-                "ORDER BY last DESC, name DESC LIMIT %s)", (at, at, max(keep, 0)))
+                f"DELETE FROM console_failures WHERE {_FREE} AND {_UNKNOWN} "  # noqa: S608
+                f"AND name NOT IN (SELECT name FROM console_failures WHERE {_FREE} "
+                f"AND {_UNKNOWN} ORDER BY last DESC, name DESC LIMIT %s)",
+                (at, at, max(keep, 0)))
         return gone
 
 
 def _user(found: tuple[Any, ...]) -> UserRow:
-    name, role, source, digest, created, disabled, totp, step = found
+    name, role, source, digest, created, disabled, totp, step, subject = found
     return UserRow(untext(name), untext(role), untext(source), untext_or_none(digest),
                    untext(created), untext_or_none(disabled),
-                   None if totp is None else bytes(totp), int(step))
+                   None if totp is None else bytes(totp), int(step), untext_or_none(subject))
 
 
 def _session(found: tuple[Any, ...]) -> SessionRow:

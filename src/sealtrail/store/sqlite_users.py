@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS console_users(
     created TEXT NOT NULL,
     disabled TEXT,
     totp BLOB,
-    totp_step INTEGER NOT NULL);
+    totp_step INTEGER NOT NULL,
+    subject TEXT);
 CREATE TABLE IF NOT EXISTS console_sessions(
     hash BLOB PRIMARY KEY,
     id TEXT NOT NULL,
@@ -47,7 +48,10 @@ CREATE TABLE IF NOT EXISTS console_failures(
     locked_until TEXT);
 """
 
-_USER: Final = "name, role, source, hash, created, disabled, totp, totp_step"
+_USER: Final = "name, role, source, hash, created, disabled, totp, totp_step, subject"
+# After the upgrade below (the column may be new): a subject binds one user at most.
+_SUBJECT_INDEX: Final = ("CREATE UNIQUE INDEX IF NOT EXISTS console_users_subject "
+                         "ON console_users(subject)")
 _SESSION: Final = "hash, id, user, csrf, via, created, last_seen"
 
 
@@ -66,8 +70,25 @@ class SQLiteUserRows:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the console user store: {exc}") from exc
+
+    def _upgrade(self) -> None:
+        """Add ``subject`` to a table made before single sign-on users were bound to their
+        provider's account (its existing SSO users stay unbound: single sign-on refuses
+        them until an administrator acts, see ``Users.oidc_user``). One writer at a time:
+        two processes opening the file at once must not both add the column."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(console_users)")}
+            if "subject" not in columns:
+                self._db.execute("ALTER TABLE console_users ADD COLUMN subject TEXT")
+            self._db.execute(_SUBJECT_INDEX)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -79,7 +100,7 @@ class SQLiteUserRows:
             with self._lock:
                 cur = self._db.execute(sql, params)
                 return _Done(cur.rowcount, cur.fetchall())
-        except sqlite3.IntegrityError as exc:  # the inserts' keys: a name, a token hash
+        except sqlite3.IntegrityError as exc:  # the inserts' keys: a name, subject, token hash
             raise StorageError("a console user or session with this key exists") from exc
         except sqlite3.Error as exc:  # locked, full, closed: the service answers a failure
             raise StorageError(f"console user store: {exc}") from exc
@@ -88,13 +109,18 @@ class SQLiteUserRows:
 
     def insert_user(self, row: UserRow) -> None:
         self._run(f"INSERT INTO console_users({_USER}) "  # noqa: S608 - constant columns
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (row.name, row.role, row.source, row.hash, row.created, row.disabled,
-                   row.totp, row.totp_step))
+                   row.totp, row.totp_step, row.subject))
 
     def get_user(self, name: str) -> UserRow | None:
         found = self._run(f"SELECT {_USER} FROM console_users "  # noqa: S608
                           "WHERE name = ?", (name,)).fetchone()
+        return None if found is None else _user(found)
+
+    def get_user_by_subject(self, subject: str) -> UserRow | None:
+        found = self._run(f"SELECT {_USER} FROM console_users "  # noqa: S608
+                          "WHERE subject = ?", (subject,)).fetchone()
         return None if found is None else _user(found)
 
     def users(self) -> list[UserRow]:
@@ -169,15 +195,18 @@ class SQLiteUserRows:
 
     def prune_failures(self, now: str, stale_before: str, keep: int) -> int:
         free = "(locked_until IS NULL OR locked_until <= ?)"
+        # Only counters of names that are no user's compete for the cap (store/users.py).
+        unknown = "name NOT IN (SELECT name FROM console_users)"
         try:
             with self._lock, self._db:  # one transaction: the two deletes see one state
                 self._db.execute("BEGIN IMMEDIATE")
                 stale = self._db.execute(f"DELETE FROM console_failures WHERE {free} "  # noqa: S608
                                          "AND last < ?", (now, stale_before)).rowcount
                 over = self._db.execute(
-                    f"DELETE FROM console_failures WHERE {free} AND name NOT IN ("  # noqa: S608
-                    f"SELECT name FROM console_failures WHERE {free} "
-                    "ORDER BY last DESC, name DESC LIMIT ?)", (now, now, max(keep, 0))).rowcount
+                    f"DELETE FROM console_failures WHERE {free} AND {unknown} "  # noqa: S608
+                    f"AND name NOT IN (SELECT name FROM console_failures WHERE {free} "
+                    f"AND {unknown} ORDER BY last DESC, name DESC LIMIT ?)",
+                    (now, now, max(keep, 0))).rowcount
         except sqlite3.Error as exc:
             raise StorageError(f"console user store: {exc}") from exc
         return stale + over
@@ -200,9 +229,9 @@ class _Done:
 
 
 def _user(found: tuple[Any, ...]) -> UserRow:
-    name, role, source, digest, created, disabled, totp, step = found
+    name, role, source, digest, created, disabled, totp, step, subject = found
     return UserRow(name, role, source, digest, created, disabled,
-                   None if totp is None else bytes(totp), int(step))
+                   None if totp is None else bytes(totp), int(step), subject)
 
 
 def _session(found: tuple[Any, ...]) -> SessionRow:

@@ -25,7 +25,10 @@ from typing import Protocol
 class UserRow:
     """One console user as stored. ``hash`` is the Argon2id encoded hash (None: the user signs
     in by single sign-on only); ``totp`` the TOTP secret (None: not enrolled), kept out of the
-    repr; ``totp_step`` the last 30-second step a code was accepted for (-1: none yet)."""
+    repr; ``totp_step`` the last 30-second step a code was accepted for (-1: none yet);
+    ``subject`` the identity provider's account a single sign-on user is bound to (the
+    SHA-256 hex of issuer, newline, ``sub``: never the mutable user name claim), unique among
+    users; None for a local user."""
 
     name: str
     role: str
@@ -35,6 +38,7 @@ class UserRow:
     disabled: str | None
     totp: bytes | None = field(repr=False)
     totp_step: int
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +72,14 @@ class UserRows(Protocol):
     # -- users ------------------------------------------------------------------------------
 
     def insert_user(self, row: UserRow) -> None:
-        """Store a new user; a name already stored fails (StorageError), that row unchanged."""
+        """Store a new user; a name, or a (non-None) subject, already stored fails
+        (StorageError), that row unchanged."""
 
     def get_user(self, name: str) -> UserRow | None:
         """The user with this name (disabled alike); None when there is none."""
+
+    def get_user_by_subject(self, subject: str) -> UserRow | None:
+        """The user bound to this single sign-on subject (disabled alike); None: none is."""
 
     def users(self) -> list[UserRow]:
         """Every user, ordered by ``created`` and then ``name`` (as text)."""
@@ -133,8 +141,11 @@ class UserRows(Protocol):
     def prune_failures(self, now: str, stale_before: str, keep: int) -> int:
         """Forget counters not locked at ``now`` (no lock, or one ending at or before it)
         whose last failure is before ``stale_before``, then, of the rest not locked at
-        ``now``, all but the ``keep`` with the latest failures; how many went. A locked
-        counter stays until its lock ends: pruning never unlocks a name."""
+        ``now`` whose name is no user's, all but the ``keep`` with the latest failures; how
+        many went. A locked counter stays until its lock ends: pruning never unlocks a name.
+        A user's counter is never pushed out by the cap (only by staleness): failures of
+        made-up names, however many, must not reset a real user's count toward the lockout
+        (PCI DSS 8.3.4); users' counters are bounded by the users."""
 
     def close(self) -> None:
         """Release the store; closing twice is harmless."""
