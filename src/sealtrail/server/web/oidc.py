@@ -28,8 +28,10 @@ RFC 7636 (PKCE, S256). Two routes, mounted by :mod:`.auth`:
        (authlib's own JOSE successor; ``authlib.jose`` is deprecated).
     5. Maps the role claim's values to a sealtrail role through the operator's table
        (several matching values: the highest role); none → refused.
-    6. Creates or updates the SSO user (:meth:`sealtrail.log.users.Users.oidc_user`); a
-       disabled user is refused.
+    6. Creates or updates the SSO user (:meth:`sealtrail.log.users.Users.oidc_user`), found
+       by the ID token's ``iss`` and ``sub`` (the provider's account, which never changes),
+       never by the name claim alone (the user may change it, another account may take it);
+       a disabled user is refused, and so is a name another account is bound to.
     7. Starts the session (:func:`sealtrail.server.web.auth.start_session`, which records the
        sign-in).
 
@@ -106,7 +108,7 @@ ERRORS: Final = {
     "oidc_role": ("Your account at the identity provider has no group or role that gives "
                   "access to sealtrail: ask an administrator."),
     "oidc_name": ("Your account at the identity provider has no usable user name, or its name "
-                  "is a local sealtrail user's."),
+                  "is a local sealtrail user's or another account's."),
     "oidc_disabled": "Your sealtrail user is disabled: ask an administrator.",
 }
 """The ``error`` codes a failed single sign-on redirects with, and what they tell the user."""
@@ -636,8 +638,9 @@ async def oidc_callback(request: Request) -> Response:
     state = service(request)
     config = _config(request)
     try:
-        next_path, role, name = await _complete(request, config)
-        user = await in_thread(_sso_user, state.users, name, role, state.config.clock())
+        next_path, role, name, subject = await _complete(request, config)
+        user = await in_thread(_sso_user, state.users, name, role, subject,
+                               state.config.clock())
     except SignInError as refused:
         return await _refuse(request, refused)
     response = await start_session(request, user, via="oidc", next_path=next_path)
@@ -645,9 +648,9 @@ async def oidc_callback(request: Request) -> Response:
     return response
 
 
-async def _complete(request: Request, config: OidcConfig) -> tuple[str, str, str]:
-    """Steps 1-5 of the callback: where the user was heading, the role and the user name,
-    or a refusal."""
+async def _complete(request: Request, config: OidcConfig) -> tuple[str, str, str, str]:
+    """Steps 1-5 of the callback: where the user was heading, the role, the user name and
+    the subject (``iss``, a newline, ``sub``), or a refusal."""
     now = _now(request)
     pending = PendingLogin.open(request.cookies.get(PENDING_COOKIE, ""), config.pending_key,
                                 now)
@@ -668,18 +671,31 @@ async def _complete(request: Request, config: OidcConfig) -> tuple[str, str, str
     tokens = await exchange_code(config, info, code, pending)
     claims = await validate_id_token(config, info, tokens, pending, now)
     role = map_role(config, claims)
-    return pending.next_path, role, user_name(config, claims)
+    return pending.next_path, role, user_name(config, claims), subject_of(claims)
 
 
-def _sso_user(users: Users, name: str, role: str, now: datetime) -> UserInfo:
-    """Step 6: the SSO user record (made or its role updated); refused when disabled, or
-    when the name is a local (password) user's, which single sign-on never takes over."""
+def subject_of(claims: Mapping[str, Any]) -> str:
+    """The provider's account the ID token is about: ``iss``, a newline, ``sub`` (both
+    required and validated; ``iss`` is the configured issuer, a URL without a newline, so
+    the pair is read back unambiguously). ``sub`` is unique and never reassigned within an
+    issuer (OpenID Connect Core 1.0, 2 and 5.7), unlike ``preferred_username``."""
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or not isinstance(sub, str) or not iss or not sub \
+            or "\n" in iss or len(sub) > 255:
+        raise SignInError("oidc_token", "the ID token has no usable 'iss' and 'sub'")
+    return f"{iss}\n{sub}"
+
+
+def _sso_user(users: Users, name: str, role: str, subject: str, now: datetime) -> UserInfo:
+    """Step 6: the SSO user record (made or its role updated), the one bound to the
+    provider's account; refused when disabled, or when the name is a local (password)
+    user's or another account's, which single sign-on never takes over."""
     try:
-        user = users.oidc_user(name, role, now)
+        user = users.oidc_user(name, role, now, subject=subject)
     except (ConfigError, ValidationError) as exc:
         raise SignInError("oidc_name", str(exc), subject=name) from exc
     if user.disabled is not None:
-        raise SignInError("oidc_disabled", "the user is disabled", subject=name)
+        raise SignInError("oidc_disabled", "the user is disabled", subject=user.name)
     return user
 
 
