@@ -695,10 +695,12 @@ def check_review(scan: Scan, ctx: Context) -> CheckResult:
     periods = [p for p in rev.get("periods", ()) if isinstance(p, Mapping)]
     unsigned = [str(p["period"]) for p in periods if p.get("status") != "signed_off"]
     overdue = [str(p["period"]) for p in periods if p.get("status") == "overdue"]
+    reopened = [str(p["period"]) for p in periods if p.get("status") == "reopened"]
     open_exc = {str(p["period"]): int(p.get("open") or 0) for p in periods
                 if int(p.get("open") or 0) > 0}
     ev = {"periods": len(periods), "signed_off": len(periods) - len(unsigned),
           "not_signed_off": unsigned[:MAX_EXAMPLES * 3], "overdue": overdue[:MAX_EXAMPLES * 3],
+          "reopened": reopened[:MAX_EXAMPLES * 3],
           "open_exceptions": open_exc, "grace_hours": rev.get("grace_hours"),
           "exceptions": sum(int(p.get("exceptions") or 0) for p in periods),
           "first": rev.get("first"), "last": rev.get("last")}
@@ -707,7 +709,9 @@ def check_review(scan: Scan, ctx: Context) -> CheckResult:
                        "Widen the period.")
     problems = []
     if unsigned:
-        problems.append(f"{len(unsigned)} period(s) not signed off ({len(overdue)} overdue)")
+        problems.append(f"{len(unsigned)} period(s) not signed off ({len(overdue)} overdue"
+                        + (f", {len(reopened)} reopened by late exceptions" if reopened
+                           else "") + ")")
     if open_exc:
         problems.append(f"{sum(open_exc.values())} exception(s) not addressed in "
                         f"{len(open_exc)} period(s)")
