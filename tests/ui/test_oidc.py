@@ -469,6 +469,84 @@ def test_a_local_user_is_not_taken_over(sso: Sso, provider: Provider) -> None:
     assert (local.role, local.source) == ("reader", "local")
 
 
+def test_a_disabled_sso_user_renamed_at_the_provider_stays_refused(sso: Sso,
+                                                                   provider: Provider) -> None:
+    """The user is the provider's account (``iss`` + ``sub``), not its name claim: a disabled
+    user who changes ``preferred_username`` at the provider is still that disabled user, and
+    no new user is made for the new name."""
+    provider.add_user("dora", ["st-readers"])
+    with browser_client() as client:
+        assert error_of(finish(client, start(client, sso, provider, "dora"))) is None
+    users = Users(sso.data_dir)
+    try:
+        users.disable("dora", datetime.now(UTC))
+    finally:
+        users.close()
+    provider.users["dora"]["preferred_username"] = "dora.renamed"
+    with browser_client() as client:
+        landed = finish(client, start(client, sso, provider, "dora"))
+        assert error_of(landed) == "oidc_disabled"
+        assert not signed_in(client, sso)
+    assert last_failure(sso)["actor"]["name"] == "dora"
+    users = Users(sso.data_dir)
+    try:
+        assert users.get("dora.renamed") is None
+        dora = users.get("dora")
+    finally:
+        users.close()
+    assert dora is not None
+    assert dora.disabled is not None
+
+
+def test_an_sso_user_renamed_at_the_provider_keeps_its_sealtrail_user(
+        sso: Sso, provider: Provider) -> None:
+    """An enabled user whose name claim changed signs in as the user it was (same name in
+    sealtrail, its role following the groups), not as a new one."""
+    provider.add_user("eve", ["st-readers"])
+    with browser_client() as client:
+        assert error_of(finish(client, start(client, sso, provider, "eve"))) is None
+    provider.users["eve"]["preferred_username"] = "eve.renamed"
+    provider.users["eve"]["groups"] = ["st-auditors"]
+    with browser_client() as client:
+        assert error_of(finish(client, start(client, sso, provider, "eve"))) is None
+        me = client.get(f"{sso.base_url}/ui/")
+        assert me.status_code == 200
+        assert 'data-user="eve"' in me.text
+    users = Users(sso.data_dir)
+    try:
+        assert users.get("eve.renamed") is None
+        eve = users.get("eve")
+    finally:
+        users.close()
+    assert eve is not None
+    assert eve.role == "auditor"
+
+
+def test_another_account_with_the_same_name_claim_is_refused(sso: Sso,
+                                                             provider: Provider) -> None:
+    """A second provider account whose ``preferred_username`` is an existing SSO user's name
+    does not become that user (nor take its role): refused with ``oidc_name``."""
+    provider.add_user("bert", ["st-readers"])
+    provider.add_user("impostor", ["st-admins"], preferred_username="bert")
+    with browser_client() as client:
+        assert error_of(finish(client, start(client, sso, provider, "bert"))) is None
+    with browser_client() as client:
+        landed = finish(client, start(client, sso, provider, "impostor"))
+        assert error_of(landed) == "oidc_name"
+        assert not signed_in(client, sso)
+    assert "another account" in last_failure(sso)["reason"]
+    users = Users(sso.data_dir)
+    try:
+        bert = users.get("bert")
+    finally:
+        users.close()
+    assert bert is not None
+    assert bert.role == "reader"
+    with browser_client() as client:  # the real bert still signs in
+        assert error_of(finish(client, start(client, sso, provider, "bert"))) is None
+        assert signed_in(client, sso)
+
+
 # -- the provider itself checks PKCE ------------------------------------------------------
 
 
