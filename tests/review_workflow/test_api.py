@@ -182,11 +182,16 @@ def test_an_admin_reads_counts_only(service: Service, client: httpx.Client) -> N
     assert admin["summary"]["events"] == auditor["summary"]["events"]
     (alert,) = admin["alerts"]
     assert alert["rule"] == "builtin.brute_force"
-    assert alert["severity"] and alert["count"] >= 1
-    assert "message" not in alert and "key" not in alert and "entries" not in alert
-    assert "mallory" in str(auditor["alerts"]) and "mallory" not in str(admin)
+    assert alert["severity"]
+    assert alert["count"] >= 1
+    assert "message" not in alert
+    assert "key" not in alert
+    assert "entries" not in alert
+    assert "mallory" in str(auditor["alerts"])
+    assert "mallory" not in str(admin)
     for exc in admin["exception_list"]:
-        assert "actor" not in exc["detail"] and "entries" not in exc["detail"]
+        assert "actor" not in exc["detail"]
+        assert "entries" not in exc["detail"]
     assert [e["detail"].get("count") for e in admin["exception_list"]] == [
         e["detail"].get("count") for e in auditor["exception_list"]]
 
