@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -30,7 +30,7 @@ from sealtrail.monitor.alerts import (
     new_alert_id,
 )
 from sealtrail.server.tail_api import CSV_COLUMNS
-from tests.ui.conftest import Console
+from tests.ui.conftest import USERS, Console, sign_in, watch_errors
 
 pytestmark = pytest.mark.browser
 
@@ -316,4 +316,105 @@ def test_an_admin_handles_alerts_without_reading_their_events(
     page.fill("#alert-reason", "Handled by the on-call admin")
     page.click("#alert-ack")
     expect(page.locator("#alert-facts [data-value=acknowledged]")).to_have_count(1)
+    assert page.console_errors == []
+
+
+# -- a shared URL is searched as it is written -------------------------------------------------
+
+# Europe/Berlin leaves summer time on 2025-10-26 at 01:00 UTC: local 02:00-03:00 happens twice
+# (00:00-01:00 UTC in CEST, then 01:00-02:00 UTC in CET). A datetime-local value in that hour
+# names two instants; the browser reads it as the first.
+DST_EVENTS = ("2025-10-26T00:45:00.000000Z",   # 02:45 CEST, the first 02:45
+              "2025-10-26T01:45:00.250000Z",   # 02:45 CET, the second
+              "2025-10-26T01:45:00.750000Z")
+
+
+@pytest.fixture
+def berlin_page(browser: Any, console: Console) -> Iterator[Any]:
+    """A reader's page in a browser whose local time is Europe/Berlin (with DST)."""
+    context = browser.new_context(timezone_id="Europe/Berlin")
+    try:
+        page = context.new_page()
+        page.console_errors = watch_errors(page)
+        sign_in(page, console.base_url, USERS["reader"])
+        yield page
+    finally:
+        context.close()
+
+
+def test_a_shared_url_is_searched_with_its_exact_times(berlin_page: Any,
+                                                       console: Console) -> None:
+    """Opening a shared URL searches with the URL's exact values (not their round trip
+    through the local-time form: the DST repeated hour and fractions of a second survive) and
+    leaves the URL alone; the form shows them in local time; a submit writes the URL from the
+    form, and an unchanged time field keeps the URL's exact value."""
+    a, b, c = ingest(console, [marked("dst.test", i, time=t) for i, t in enumerate(DST_EVENTS)])
+    page = berlin_page
+
+    shared = explorer(console, "?action=dst.test&since=2025-10-26T01%3A30%3A00Z"
+                      "&until=2025-10-26T03%3A00%3A00Z")
+    page.goto(shared)
+    wait_searched(page)
+    assert row_indexes(page) == [c, b]  # not a: 00:45Z is before 01:30Z
+    assert page.url == shared
+    # CET, shown locally (the browser writes a value with zero seconds without them)
+    assert re.fullmatch(r"2025-10-26T02:30(:00)?", page.input_value("#f-since"))
+    assert "2025-10-26T01:30:00Z" in page.locator("#exact-since").inner_text()
+
+    shared = explorer(console, "?action=dst.test&since=2025-10-26T01%3A45%3A00.500Z")
+    page.goto(shared)
+    wait_searched(page)
+    assert row_indexes(page) == [c]  # the half second counts
+    assert page.url == shared
+    # Submitted without touching the time: its exact value is searched and written.
+    page.press("#f-action", "Enter")
+    wait_searched(page)
+    assert row_indexes(page) == [c]
+    assert parse_qs(urlparse(page.url).query) == {"action": ["dst.test"],
+                                                  "since": ["2025-10-26T01:45:00.500Z"]}
+    # Edited: the form's (local) value is searched, and written to the URL as UTC.
+    page.fill("#f-since", "2025-10-26T01:00:00")  # CEST: 2025-10-25T23:00:00Z
+    page.press("#f-since", "Enter")
+    wait_searched(page)
+    assert row_indexes(page) == [c, b, a]
+    assert parse_qs(urlparse(page.url).query)["since"] == ["2025-10-25T23:00:00Z"]
+    assert page.locator("#exact-since").is_hidden()
+    assert page.console_errors == []
+
+
+def test_an_unparseable_time_in_a_shared_url_is_refused_by_its_field(
+        berlin_page: Any, console: Console) -> None:
+    """A URL whose ``since`` is not a time: the API's refusal is shown next to the field (not
+    dropped silently into a search without it); the URL stays as opened."""
+    ingest(console, [marked("bad.time", 1)])
+    page = berlin_page
+    shared = explorer(console, "?action=bad.time&since=yesterday")
+    page.goto(shared)
+    error = page.locator("#err-since")
+    error.wait_for(state="visible")
+    assert error.inner_text()
+    assert page.get_attribute("#f-since", "aria-invalid") == "true"
+    assert row_indexes(page) == []
+    assert page.url == shared
+    assert "yesterday" in page.locator("#exact-since").inner_text()
+    # Clear drops it: the search runs without.
+    page.click("#search-clear")
+    wait_searched(page)
+    assert error.is_hidden()
+
+
+def test_the_live_tail_asks_to_run_in_the_background(
+        signed_in_page: Callable[[str], Any], console: Console) -> None:
+    """The live tail's stream is requested with background=1 (the service then does not
+    count it as activity that keeps an idle session alive)."""
+    page = signed_in_page("reader")
+    page.goto(explorer(console, "?action=tail.bg"))
+    wait_searched(page)
+    with page.expect_request("**/events/stream?*") as info:
+        page.check("#live")
+    query = parse_qs(urlparse(info.value.url).query)
+    assert query["background"] == ["1"]
+    assert query["action"] == ["tail.bg"]
+    expect(page.locator("#live-status")).to_have_text(re.compile(r"^Live"))
+    page.uncheck("#live")
     assert page.console_errors == []

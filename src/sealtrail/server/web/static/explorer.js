@@ -1,7 +1,9 @@
 // Explorer: the search API with every filter, newest first, paged by cursor; a live tail
 // (Server-Sent Events from /events/stream) that adds new matching events at the top; a
 // choice of columns kept in this browser; exports of the current result. The query lives in
-// the URL (replaceState), so a search can be shared: opening such a URL runs it.
+// the URL (replaceState on each submitted search), so a search can be shared: opening such
+// a URL runs it with the URL's exact values (the form shows them, times converted to local
+// time for display only; the URL is rewritten only when the user submits the form).
 // Everything shown is built with el(): nothing from the server is parsed as HTML.
 import { api, ApiError, el, clear, showError, qs, currentLog, logPath } from "./api.js";
 
@@ -61,20 +63,65 @@ function toLocal(text) {
     + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
+// A time from a shared URL, and what its field shows for it: while the field still shows
+// that, a search uses the URL's exact text. A local datetime-local value cannot hold every
+// instant (in the repeated hour of a DST change two instants show the same; fractions of a
+// second are cut; an unparseable text shows as empty), so it is never converted back.
+const exactTimes = new Map(); // name -> { shown, exact }
+
 function formQuery() {
   const out = {};
   for (const name of FILTERS) {
-    const value = form.elements[name].value.trim();
+    const raw = form.elements[name].value;
+    const kept = TIMES.has(name) ? exactTimes.get(name) : undefined;
+    if (kept && raw === kept.shown) {
+      out[name] = kept.exact;
+      continue;
+    }
+    const value = raw.trim();
     if (value) out[name] = TIMES.has(name) ? toRfc3339(value) : value;
   }
   return out;
 }
 
-function fillForm(params) {
+// The search a URL names, exactly as written there (the API judges each value).
+function urlQuery(params) {
+  const out = {};
   for (const name of FILTERS) {
-    const value = params.get(name) || "";
-    form.elements[name].value = TIMES.has(name) ? toLocal(value) : value;
+    const value = params.get(name);
+    if (value !== null && value !== "") out[name] = value;
   }
+  return out;
+}
+
+function showExact(name, exact) {
+  const hint = qs(`#exact-${name}`);
+  if (!hint) return;
+  hint.textContent = exact ? `Searching with the link's exact time: ${exact}` : "";
+  hint.classList.toggle("hidden", !exact);
+}
+
+// Fill the form from a query, for display: times in the user's local time.
+function fillForm(q) {
+  exactTimes.clear();
+  for (const name of FILTERS) {
+    const value = q[name] ?? "";
+    if (TIMES.has(name)) {
+      form.elements[name].value = toLocal(value);
+      // Read back: the browser normalizes what it shows (02:30:00 reads as 02:30).
+      const shown = form.elements[name].value;
+      if (value) exactTimes.set(name, { shown, exact: value });
+      showExact(name, value);
+    } else {
+      form.elements[name].value = value;
+    }
+  }
+}
+
+// Once the user edits a time, the field's own value is the search's.
+function forgetExact(name) {
+  exactTimes.delete(name);
+  showExact(name, "");
 }
 
 function searchParams(q, extra = {}) {
@@ -194,13 +241,19 @@ function say(text) {
   qs("#results-status").textContent = text;
 }
 
-async function runSearch({ more = false } = {}) {
+// `initial`: the query of the URL the page was opened with, searched as it is (the URL is
+// left alone); otherwise the form's query, which then becomes the URL.
+async function runSearch({ more = false, initial = null } = {}) {
   const mine = ++generation;
   if (!more) {
     clearErrors();
-    query = formQuery();
-    const params = searchParams(query);
-    history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
+    if (initial) {
+      query = initial;
+    } else {
+      query = formQuery();
+      const params = searchParams(query);
+      history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
+    }
     updateExports(false);
   }
   say(more ? "Loading older events…" : "Searching…");
@@ -247,7 +300,10 @@ function stopTail() {
 function startTail() {
   stopTail();
   const newest = tbody.rows.length ? Math.max(...[...tbody.rows].map((r) => Number(r.dataset.index))) : null;
-  const params = searchParams(query, newest !== null ? { after: newest } : {});
+  // background=1: the service does not count the stream as the user's activity, so an open
+  // live tail does not keep an idle session alive.
+  const params = searchParams(query, { ...(newest !== null ? { after: newest } : {}),
+    background: "1" });
   const status = qs("#live-status");
   const stream = new EventSource(`${logPath("/events/stream")}?${params}`);
   source = stream;
@@ -286,8 +342,14 @@ form.addEventListener("submit", (e) => {
 });
 qs("#search-clear").addEventListener("click", () => {
   form.reset();
+  for (const name of TIMES) forgetExact(name);
   runSearch();
 });
+for (const name of TIMES) {
+  for (const type of ["input", "change"]) {
+    form.elements[name].addEventListener(type, () => forgetExact(name));
+  }
+}
 older.addEventListener("click", () => runSearch({ more: true }));
 live.addEventListener("change", () => {
   if (live.checked) startTail();
@@ -300,5 +362,6 @@ window.addEventListener("pagehide", stopTail);
 
 buildColumnChoices();
 header();
-fillForm(new URLSearchParams(location.search));
-runSearch();
+const opened = urlQuery(new URLSearchParams(location.search));
+fillForm(opened);
+runSearch({ initial: opened });
