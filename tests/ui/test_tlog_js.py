@@ -559,3 +559,92 @@ def test_pins_are_per_origin_and_log_and_pasted_keys_are_checked(
     assert fp["keyId"] == vkey.split("+")[1]
     assert fp["sha256"] == hashlib.sha256(vkey.encode()).hexdigest()
     assert got["forgotten"] == [None, None]
+
+
+REMEMBER_RUNNER = """
+async ({ vkey, memo, fresh, latest, proofs, failLatest }) => {
+  const t = await import("/tlog.js");
+  const p = await import("/pins.js");
+  const key = await t.parseVkey(vkey);
+  const origin = "http://remember.test";
+  p.forget("r", origin);
+  if (memo) p.saveCheckpoint("r", memo, await t.openCheckpoint(memo, key), new Date(0), origin);
+  const cp = await t.openCheckpoint(fresh, key);
+  const fetchConsistency = async (a, b) => {
+    const doc = proofs[`${a}-${b}`];
+    if (!doc) throw new Error(`no proof ${a}-${b}`);
+    return doc;
+  };
+  const fetchCheckpoint = async () => {
+    if (failLatest) throw new Error("offline");
+    return latest;
+  };
+  let out;
+  try {
+    const r = await p.rememberCheckpoint("r", fresh, cp, key,
+      { fetchConsistency, fetchCheckpoint }, new Date(0), origin);
+    out = { ok: true, kind: r.kind };
+  } catch (e) {
+    out = { ok: false, reason: e instanceof t.TlogError ? e.reason : "js:" + e.name };
+  }
+  const m = p.loadCheckpoint("r", origin);
+  out.memory = m ? Number(m.size) : null;
+  return out;
+}
+"""
+
+
+def test_remember_checkpoint_only_grows_and_refetches_before_a_rollback(
+        real_log: AuditLog, tlog_page: Any) -> None:
+    """pins.rememberCheckpoint (the event page's memory step): the memory is only replaced by
+    a larger checkpoint proven consistent with it; a page checkpoint older than the memory is
+    a rollback only if the latest checkpoint, fetched again, is older too; otherwise the latest
+    must extend the memory and the page's tree (else fork or consistency)."""
+    signer = note.Signer.parse((real_log.directory / "signing.key").read_text())
+    vkey = real_log.vkey()
+    roots = {n: real_log.prove_consistency(0, n).second_root for n in (10, 20, 30)}
+
+    def signed(size: int, root: bytes | None = None) -> str:
+        return signer.sign(Checkpoint(real_log.origin, size,
+                                      roots[size] if root is None else root).format())
+
+    proofs = {f"{a}-{b}": json.dumps(real_log.prove_consistency(a, b).to_json())
+              for a, b in ((10, 20), (10, 30), (20, 30))}
+    bad = json.loads(proofs["10-20"])
+    bad["consistency"][0] = _flip(bad["consistency"][0], 1)
+    stranger = _signer(real_log.origin, 5).sign(Checkpoint(real_log.origin, 20,
+                                                           roots[20]).format())
+    cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+        ({"memo": None, "fresh": signed(10)}, {"ok": True, "kind": "first", "memory": 10}),
+        ({"memo": signed(10), "fresh": signed(10)}, {"ok": True, "kind": "same", "memory": 10}),
+        ({"memo": signed(10), "fresh": signed(20)},
+         {"ok": True, "kind": "extends", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(30)},
+         {"ok": True, "kind": "extends", "memory": 30}),
+        ({"memo": signed(10), "fresh": signed(20), "proofs": {"10-20": json.dumps(bad)}},
+         {"ok": False, "reason": "consistency", "memory": 10}),
+        ({"memo": signed(10), "fresh": signed(10, bytes(32))},
+         {"ok": False, "reason": "fork", "memory": 10}),
+        # Another tab remembered 20 while this page held 10: fetched again, the latest
+        # extends both (and a larger latest is remembered).
+        ({"memo": signed(20), "fresh": signed(10), "latest": signed(20)},
+         {"ok": True, "kind": "behind", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(10), "latest": signed(30)},
+         {"ok": True, "kind": "behind", "memory": 30}),
+        # A rollback: the latest is older than the memory too.
+        ({"memo": signed(20), "fresh": signed(10), "latest": signed(10)},
+         {"ok": False, "reason": "rollback", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(10), "latest": signed(20, bytes(32))},
+         {"ok": False, "reason": "fork", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(10, bytes(32)), "latest": signed(20)},
+         {"ok": False, "reason": "consistency", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(10), "latest": stranger},
+         {"ok": False, "reason": "signature", "memory": 20}),
+        ({"memo": signed(20), "fresh": signed(10), "failLatest": True},
+         {"ok": False, "reason": "fetch", "memory": 20}),
+    ]
+    for args, want in cases:
+        got = tlog_page.evaluate(REMEMBER_RUNNER, {"vkey": vkey, "latest": None,
+                                                   "proofs": proofs, "failLatest": False,
+                                                   **args})
+        assert got == want, (args, got)
