@@ -12,9 +12,9 @@ Rows, each with its alternative where there is one:
 - **event page, navigation to verified**: what a reviewer waits for, end to end (page, four
   API calls, the checks); no alternative (no other console checks proofs at all).
 - **overview API**: ``GET /v1/logs/{log}/overview`` on an N-entry log whose entries all fall in
-  the last 24 hours (the worst case: the whole window is counted, up to its cap), fresh and
-  within its 5-second reuse; against a search of the newest 100 events (the explorer's
-  first page) on the same service.
+  the last 24 hours (the worst case: the whole window is counted): the first answer (reads
+  the window back) and a refresh after a new entry (counts only what is new); against a
+  search of the newest 100 events (the explorer's first page) on the same service.
 
 Medians (p50) and p99 of K samples. The log is the default one (encrypted), N events of the
 benchmark workload.
@@ -46,6 +46,7 @@ from harness import percentile
 from sealtrail import AuditLog
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import InclusionProof
+from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.users import Users
 from sealtrail.server.app import ServiceConfig, create_app
 from workload import iter_batches
@@ -136,9 +137,20 @@ def main() -> None:
         users = Users(data)
         users.create("bench", "auditor", PASSWORD, datetime.now(UTC))
         users.close()
+        keys = ApiKeys(data)
+        token = keys.create("auditor", log=None, name="bench", now=datetime.now(UTC))
+        keys.close()
+        auth = {"Authorization": f"Bearer {token}"}
         config = ServiceConfig(data, verify_interval=0, retention_interval=0, monitor=None)
         rows: list[tuple[str, str, str, str]] = []
         with serving(config) as url, sync_playwright() as p:
+            # The overview's first answer, before any page asked for it (it reads back
+            # through the window once).
+            t1 = time.perf_counter()
+            first = httpx.get(f"{url}/v1/logs/default/overview", headers=auth, timeout=300)
+            first_s = time.perf_counter() - t1
+            first.raise_for_status()
+            scanned = first.json()["activity"]["scanned"]
             browser = p.chromium.launch(executable_path=chromium, headless=True)
             page = browser.new_page()
             page.goto(f"{url}/ui/")
@@ -169,36 +181,28 @@ def main() -> None:
             n50, n99 = ms(nav)
             rows.append(("event page: navigation to data-proof-status=verified",
                          f"{n50:.0f} ms (p99 {n99:.0f})", "—", "—"))
-            cookies = {c["name"]: c["value"] for c in page.context.cookies()}
             browser.close()
-            # 3. the overview, fresh and reused, against the explorer's first page
-            with httpx.Client(base_url=url, timeout=120,
-                              headers={"Cookie": "; ".join(f"{k}={v}"
-                                                           for k, v in cookies.items())}
-                              ) as client:
-                fresh, reused, search = [], [], []
+            # 3. the overview's refresh, against the explorer's first page
+            with httpx.Client(base_url=url, timeout=120, headers=auth) as client:
+                refresh, search = [], []
                 with AuditLog.open(data, "default", create=False) as alog:
-                    for _ in range(min(args.samples, 20)):
-                        alog.append({"actor": {"id": "bench"}, "action": "bench.tick",
-                                     "outcome": "success"})  # a new size: not reused
-                        t1 = time.perf_counter()
-                        answer = client.get("/v1/logs/default/overview")
-                        fresh.append(time.perf_counter() - t1)
-                        answer.raise_for_status()
+                    for _ in range(min(args.samples, 50)):
+                        alog.append_many([{"actor": {"id": "bench"}, "action": "bench.tick",
+                                           "outcome": "success"}] * 10)
                         t1 = time.perf_counter()
                         client.get("/v1/logs/default/overview").raise_for_status()
-                        reused.append(time.perf_counter() - t1)
+                        refresh.append(time.perf_counter() - t1)
                         t1 = time.perf_counter()
                         client.get("/v1/logs/default/events",
                                    params={"limit": 100}).raise_for_status()
                         search.append(time.perf_counter() - t1)
-                scanned = answer.json()["activity"]["scanned"]
-            (f50, f99), (r50, _), (s50, s99) = ms(fresh), ms(reused), ms(search)
-            rows.append((f"overview API, fresh ({scanned} entries counted)",
-                         f"{f50:.0f} ms (p99 {f99:.0f})",
-                         f"search, newest 100: {s50:.0f} ms (p99 {s99:.0f})",
-                         f"{f50 / s50:.2f}x"))
-            rows.append(("overview API, reused within 5 s", f"{r50:.1f} ms", "—", "—"))
+            (r50, r99), (s50, s99) = ms(refresh), ms(search)
+            rows.append((f"overview API, first answer ({scanned} entries counted)",
+                         f"{first_s * 1000:.0f} ms", "—", "—"))
+            rows.append(("overview API, refresh after 10 new entries",
+                         f"{r50:.1f} ms (p99 {r99:.1f})",
+                         f"search, newest 100: {s50:.1f} ms (p99 {s99:.1f})",
+                         f"{r50 / s50:.2f}x"))
         lines = [f"Console benchmark: {args.entries} entries, {args.samples} samples "
                  f"(python {sys.version.split()[0]}, {os.cpu_count()} cores)", "",
                  "| measurement | sealtrail | alternative | ratio |", "|---|---:|---:|---:|"]

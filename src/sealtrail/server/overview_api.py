@@ -6,15 +6,18 @@ arrived per hour in the last day by category and outcome, open alerts by severit
 retention policy and open legal holds. It reads no event content: the activity counts come
 from the leaves' plain fields (``received_at``, ``category``, ``outcome``), which are never
 sealed, so the admin role (which reads no content) may see it too and nothing is recorded as a
-read. The scan stops after :data:`MAX_SCANNED` entries from the end, and says so.
+read. The counts are kept per hour and brought up to date with the entries appended since
+the last answer (:func:`_activity`), so a console refreshing every few seconds costs what
+arrived meanwhile; only the first answer reads back through the window (at most
+:data:`MAX_SCANNED` entries, and it says when it stopped there).
 """
 
 from __future__ import annotations
 
 import base64
 import threading
-import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -31,10 +34,9 @@ from sealtrail.server.openapi import ERRORS
 from sealtrail.server.state import ServiceState
 
 ROUTES: Final = {("GET", "/v1/logs/{log}/overview"): frozenset({"reader", "auditor", "admin"})}
-MAX_SCANNED: Final = 50_000
+MAX_SCANNED: Final = 2_000_000  # the first count's cap (later ones count only new entries)
 WINDOW: Final = timedelta(hours=24)
 BUCKET: Final = timedelta(hours=1)
-_FRESH: Final = 5.0  # seconds an answer is reused for the same log and size
 
 router = APIRouter()
 as_overview = requires(ROUTES, "GET", "/v1/logs/{log}/overview")
@@ -49,7 +51,6 @@ class _Plain(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Plain).decode
-_cache: dict[tuple[int, str], tuple[float, int, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -66,15 +67,7 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
     now = state.config.clock()
     signed = alog.checkpoint()
     size = signed.checkpoint.size
-    key = (id(state), name)  # one service's log: two services in a process share nothing
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and hit[1] == size and time.monotonic() - hit[0] < _FRESH:
-        activity = hit[2]
-    else:
-        activity = _activity(alog, size, now)
-        with _cache_lock:
-            _cache[key] = (time.monotonic(), size, activity)
+    activity = _activity(state, name, alog, size, now)
     result = state.verifier.results.get(name)
     verification = (None if result is None else
                     {"ok": result.ok, "size": result.size, "at": format_time(result.at),
@@ -107,40 +100,112 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
     }
 
 
-def _activity(alog: AuditLog, size: int, now: datetime) -> dict[str, Any]:
-    """Events per hour of the last day, by category and outcome, newest entries first."""
-    since = now - WINDOW
-    start_hour = since.replace(minute=0, second=0, microsecond=0) + BUCKET
-    hours = [start_hour - BUCKET + BUCKET * i for i in range(25)]
-    per_hour: Counter[int] = Counter()
-    categories: Counter[str] = Counter()
-    outcomes: Counter[str] = Counter()
-    scanned = 0
-    complete = True
-    for entry in alog.entries_reversed(size):
-        if scanned >= MAX_SCANNED:
-            complete = False
-            break
-        scanned += 1
+@dataclass
+class _Hour:
+    """One hour's counts."""
+
+    count: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Tally:
+    """A log's counts per hour of receipt, kept up to date entry by entry: entries
+    ``[0, size)`` are counted (the older ones only as far as the window and the cap went)."""
+
+    size: int
+    hours: dict[datetime, _Hour]
+    scanned: int
+    complete: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, received_at: str, category: str, outcome: str) -> datetime | None:
+        """Count one entry in its hour (None when its time does not read)."""
         try:
-            plain = _decode(entry.leaf)
-            received = parse_time(plain.received_at)
-        except (msgspec.DecodeError, ValueError):
-            continue  # a retired entry reads as empty; verify reports real damage
-        if received < since:
+            received = parse_time(received_at)
+        except ValueError:
+            return None
+        hour = self.hours.setdefault(_hour_of(received), _Hour())
+        hour.count += 1
+        hour.categories[category or "(none)"] += 1
+        hour.outcomes[outcome or "(none)"] += 1
+        return received
+
+
+def _hour_of(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+_tallies: dict[tuple[int, str], _Tally] = {}
+
+
+def _activity(state: ServiceState, name: str, alog: AuditLog, size: int,
+              now: datetime) -> dict[str, Any]:
+    """Events per hour of the last day, by category and outcome.
+
+    The first call counts backwards from the newest entry to the start of the window (at
+    most :data:`MAX_SCANNED` entries); later calls count only the entries appended since, so a
+    console refreshing every few seconds costs what arrived meanwhile, however busy the log.
+    Hours that left the window are dropped. A log that shrank (restored from a backup) is
+    counted again.
+    """
+    since = now - WINDOW
+    first_hour = _hour_of(since)
+    key = (id(state), name)  # one service's log: two services in a process share nothing
+    with _cache_lock:
+        tally = _tallies.get(key)
+        if tally is None or size < tally.size:
+            tally = _tallies[key] = _Tally(0, {}, 0, True)
+    with tally.lock:
+        if tally.size == 0 and size > 0:
+            _count_back(tally, alog, size, since)
+        elif size > tally.size:
+            for entry in alog.entries(tally.size, size):
+                plain = _plain(entry.leaf)
+                if plain is not None:
+                    tally.add(plain.received_at, plain.category, plain.outcome)
+                tally.scanned += 1
+            tally.size = size
+        for hour in [h for h in tally.hours if h < first_hour]:
+            del tally.hours[hour]
+        hours = [first_hour + BUCKET * i for i in range(25)]
+        categories: Counter[str] = Counter()
+        outcomes: Counter[str] = Counter()
+        for counts in tally.hours.values():
+            categories.update(counts.categories)
+            outcomes.update(counts.outcomes)
+        return {
+            "since": format_time(first_hour),
+            "bucket_seconds": int(BUCKET.total_seconds()),
+            "buckets": [{"start": format_time(h), "count": tally.hours[h].count
+                         if h in tally.hours else 0} for h in hours],
+            "by_category": dict(categories.most_common()),
+            "by_outcome": dict(outcomes.most_common()),
+            "scanned": tally.scanned,
+            "complete": tally.complete,
+        }
+
+
+def _count_back(tally: _Tally, alog: AuditLog, size: int, since: datetime) -> None:
+    """The first count: newest entries first, back to the window's start or the cap."""
+    floor = _hour_of(since)
+    for entry in alog.entries_reversed(size):
+        if tally.scanned >= MAX_SCANNED:
+            tally.complete = False
             break
-        slot = int((received - hours[0]) // BUCKET)
-        if 0 <= slot < len(hours):
-            per_hour[slot] += 1
-        categories[plain.category or "(none)"] += 1
-        outcomes[plain.outcome or "(none)"] += 1
-    return {
-        "since": format_time(since),
-        "bucket_seconds": int(BUCKET.total_seconds()),
-        "buckets": [{"start": format_time(h), "count": per_hour[i]}
-                    for i, h in enumerate(hours)],
-        "by_category": dict(categories.most_common()),
-        "by_outcome": dict(outcomes.most_common()),
-        "scanned": scanned,
-        "complete": complete,
-    }
+        tally.scanned += 1
+        plain = _plain(entry.leaf)
+        if plain is None:
+            continue  # a retired entry reads as empty; verify reports real damage
+        received = tally.add(plain.received_at, plain.category, plain.outcome)
+        if received is not None and received < floor:
+            break
+    tally.size = size
+
+
+def _plain(leaf: bytes) -> _Plain | None:
+    try:
+        return _decode(leaf)
+    except msgspec.DecodeError:
+        return None
