@@ -22,7 +22,6 @@ import re
 from datetime import datetime
 from typing import Any, Final
 
-import msgspec
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from sealtrail.core.errors import ConfigError, SealtrailError, ValidationError
@@ -30,7 +29,14 @@ from sealtrail.core.timefmt import parse_time
 from sealtrail.log.apikeys import ROLES, KeyInfo, Principal
 from sealtrail.log.auditlog import LOG_NAME
 from sealtrail.log.users import MAX_PASSWORD, MIN_PASSWORD, USER_NAME, USER_ROLES, UserInfo
-from sealtrail.server.deps import Service, in_thread, read_body, requires, service_event
+from sealtrail.server.deps import (
+    Service,
+    in_thread,
+    json_object,
+    requires,
+    service_event,
+    text_field,
+)
 from sealtrail.server.openapi import ERRORS, json_body
 from sealtrail.server.responses import MsgspecJson, error_response
 from sealtrail.server.state import ServiceState
@@ -84,29 +90,6 @@ def user_json(info: UserInfo) -> dict[str, Any]:
             "created": info.created, "disabled": info.disabled, "mfa": info.mfa}
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (422 naming ``body`` when it is too large or not one)."""
-    raw = await read_body(request, MAX_BODY)
-    if raw is None:
-        raise ValidationError("body", f"at most {MAX_BODY} bytes")
-    try:
-        doc = msgspec.json.decode(raw or b"")
-    except msgspec.DecodeError as exc:
-        raise ValidationError("body", "not JSON") from exc
-    if not isinstance(doc, dict):
-        raise ValidationError("body", "a JSON object")
-    return doc
-
-
-def _text(doc: dict[str, Any], field: str, *, required: bool = True) -> str | None:
-    value = doc.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(field, "required: a string" if required else "a string or null")
-    return value
-
-
 def _find_key(service: ServiceState, key_id: str) -> KeyInfo | None:
     return next((k for k in service.keys.listing() if k.id == key_id), None)
 
@@ -124,22 +107,22 @@ async def list_keys(service: Service, principal: Principal = as_list_keys) -> Re
 async def create_key(request: Request, service: Service,
                      principal: Principal = as_create_key) -> Response:
     """Make an API key; the answer's ``token`` is shown this once (only its hash is kept)."""
-    doc = await _body(request)
-    role = _text(doc, "role")
+    doc = await json_object(request, MAX_BODY, empty=b"")
+    role = text_field(doc, "role")
     if role not in ROLES:
         raise ValidationError("role", f"use one of {', '.join(ROLES)}")
-    name = _text(doc, "name")
+    name = text_field(doc, "name")
     if name is None or not name.strip() or len(name) > MAX_KEY_NAME:
         raise ValidationError("name", f"required: what the key is for, 1 to {MAX_KEY_NAME} "
                               "characters")
-    log = _text(doc, "log", required=False)
+    log = text_field(doc, "log", required=False)
     if log is not None:
         if role in ("auditor", "admin"):
             raise ValidationError("log", f"{role} keys act on every log: leave log out")
         if not LOG_NAME.match(log) or not service.logs.exists(log):
             raise ValidationError("log", f"no log {log!r}")
     now = service.config.clock()
-    expires = _expiry(_text(doc, "expires", required=False), now)
+    expires = _expiry(text_field(doc, "expires", required=False), now)
     try:
         token = await in_thread(functools.partial(service.keys.create, role, log=log,
                                                   name=name, now=now, expires=expires))
@@ -210,15 +193,15 @@ async def list_users(service: Service, principal: Principal = as_list_users) -> 
 async def create_user(request: Request, service: Service,
                       principal: Principal = as_create_user) -> Response:
     """Make a local console user with a password (at least 12 characters)."""
-    doc = await _body(request)
-    name = _text(doc, "name")
+    doc = await json_object(request, MAX_BODY, empty=b"")
+    name = text_field(doc, "name")
     if name is None or not USER_NAME.fullmatch(name):
         raise ValidationError("name", "1 to 128 characters: letters, digits and . _ @ + -, "
                               "starting with a letter or digit")
-    role = _text(doc, "role")
+    role = text_field(doc, "role")
     if role not in USER_ROLES:
         raise ValidationError("role", f"use one of {', '.join(USER_ROLES)}")
-    password = _text(doc, "password")
+    password = text_field(doc, "password")
     if password is None or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ValidationError("password", f"{MIN_PASSWORD} to {MAX_PASSWORD} characters")
     taken = error_response(409, f"name: a user named {name!r} exists", field="name")

@@ -33,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
 
-import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -54,7 +53,7 @@ from sealtrail.log.retention import (
 )
 from sealtrail.log.search import Filter
 from sealtrail.monitor.alerts import alerting_evidence
-from sealtrail.server.deps import Service, actor_of, in_thread, open_log, read_body, requires
+from sealtrail.server.deps import Service, actor_of, in_thread, json_object, open_log, requires
 from sealtrail.server.openapi import ERRORS, answers, json_body
 from sealtrail.server.responses import MsgspecJson
 
@@ -307,7 +306,7 @@ async def put_retention(log: str, request: Request, service: Service,
     """Set the log's retention policy, from a preset or a policy document; the change is a
     ``retention.policy.set`` event committed with it."""
     alog = open_log(service, log)
-    doc = await _json_object(request, MAX_POLICY_BODY, "policy")
+    doc = await json_object(request, MAX_POLICY_BODY, too_large="policy")
     unknown = sorted(set(doc) - {"preset", "policy"})
     if unknown:
         raise ValidationError(unknown[0], "unknown field; give preset or policy")
@@ -385,23 +384,9 @@ def _ref(alog: AuditLog, subject: str) -> str:
     return ref_text(alog.subject_ref(subject))
 
 
-async def _json_object(request: Request, limit: int, field: str) -> dict[str, Any]:
-    """The body as a JSON object (read at most ``limit`` bytes), or 422 naming ``field``."""
-    body = await read_body(request, limit)
-    if body is None:
-        raise ValidationError(field, f"the body is larger than {limit} bytes")
-    try:
-        doc = msgspec.json.decode(body or b"{}")
-    except msgspec.DecodeError as exc:
-        raise ValidationError("body", "not JSON") from exc
-    if not isinstance(doc, dict):
-        raise ValidationError("body", "a JSON object is expected")
-    return doc
-
-
 async def _subject_reason(request: Request) -> tuple[str, str]:
     """The ``subject`` and ``reason`` of a hold change (both required, length-limited)."""
-    doc = await _json_object(request, MAX_HOLD_BODY, "reason")
+    doc = await json_object(request, MAX_HOLD_BODY, too_large="reason")
     subject, reason = doc.get("subject"), doc.get("reason")
     if not isinstance(subject, str) or not subject.strip():
         raise ValidationError("subject", "required: the data subject's id")

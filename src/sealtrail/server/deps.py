@@ -14,11 +14,12 @@ import hmac
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, cast
 
+import msgspec
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from sealtrail.core.errors import ConfigError
+from sealtrail.core.errors import ConfigError, ValidationError
 from sealtrail.core.reserved import is_reserved_action
 from sealtrail.log.apikeys import Principal, Role
 from sealtrail.log.auditlog import AuditLog
@@ -201,6 +202,33 @@ async def service_event(state: ServiceState, who: Principal | Mapping[str, Any],
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """Run blocking log work in a worker thread (group commit happens there)."""
     return await run_in_threadpool(fn, *args)
+
+
+async def json_object(request: Request, limit: int, *, too_large: str = "body",
+                      empty: bytes = b"{}") -> dict[str, Any]:
+    """The request's JSON object, never read past ``limit`` bytes: 422 naming ``too_large``
+    (the field that makes a body large: a note, a reason) when it is larger, ``body`` when it
+    is not a JSON object. An empty body reads as ``empty``."""
+    raw = await read_body(request, limit)
+    if raw is None:
+        raise ValidationError(too_large, f"the body is larger than {limit} bytes")
+    try:
+        doc = msgspec.json.decode(raw or empty)
+    except msgspec.DecodeError as exc:
+        raise ValidationError("body", "not JSON") from exc
+    if not isinstance(doc, dict):
+        raise ValidationError("body", "a JSON object is expected")
+    return doc
+
+
+def text_field(doc: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    """A string field of a JSON body (422 naming it when it is missing or not a string)."""
+    value = doc.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(name, "required: a string" if required else "a string or null")
+    return value
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:

@@ -22,10 +22,17 @@ import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from sealtrail.compliance.review import MAX_NOTE, ConflictError, ReviewBook, parse_period
-from sealtrail.core.errors import ValidationError
 from sealtrail.log.apikeys import Principal
 from sealtrail.log.reads import Reader
-from sealtrail.server.deps import Service, actor_of, in_thread, open_log, read_body, requires
+from sealtrail.server.deps import (
+    Service,
+    actor_of,
+    in_thread,
+    json_object,
+    open_log,
+    requires,
+    text_field,
+)
 from sealtrail.server.openapi import ERRORS, json_body
 from sealtrail.server.state import ServiceState
 
@@ -75,28 +82,6 @@ def _json(doc: Any, status: int = 200) -> Response:
 
 def _book(service: ServiceState, log: str) -> ReviewBook:
     return ReviewBook(open_log(service, log), service.alert_store)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, MAX_BODY)  # never read whole past the limit
-    if raw is None:
-        raise ValidationError("note", f"at most {MAX_NOTE} characters")
-    try:
-        doc = msgspec.json.decode(raw or b"{}")
-    except msgspec.DecodeError as exc:
-        raise ValidationError("body", "not JSON") from exc
-    if not isinstance(doc, dict):
-        raise ValidationError("body", "a JSON object")
-    return doc
-
-
-def _text(doc: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    value = doc.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(name, "required (text)")
-    return value
 
 
 @router.get(_LIST, responses=ERRORS)
@@ -156,8 +141,8 @@ async def sign_off(log: str, period: str, request: Request, service: Service,
                    principal: Principal = as_sign) -> Response:
     """Sign the period off (409 while an exception has no disposition or the day is not
     over, or when it is signed off already)."""
-    doc = await _body(request)
-    note = _text(doc, "note")
+    doc = await json_object(request, MAX_BODY, too_large="note")
+    note = text_field(doc, "note")
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.sign_off(day, actor=actor_of(principal), role=principal.role,
@@ -170,10 +155,10 @@ async def sign_off(log: str, period: str, request: Request, service: Service,
 async def dispose(log: str, period: str, exception_id: str, request: Request,  # noqa: PLR0917 - FastAPI's parameters
                   service: Service, principal: Principal = as_exc) -> Response:
     """Mark an exception benign, or assign it to someone (409 when it has a disposition)."""
-    doc = await _body(request)
-    disposition = _text(doc, "disposition")
-    note = _text(doc, "note")
-    assignee = _text(doc, "assignee", required=False)
+    doc = await json_object(request, MAX_BODY, too_large="note")
+    disposition = text_field(doc, "disposition")
+    note = text_field(doc, "note")
+    assignee = text_field(doc, "assignee", required=False)
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.dispose(day, exception_id, disposition or "", actor=actor_of(principal),
@@ -188,8 +173,8 @@ async def close_assignment(log: str, period: str, assignment_id: str,  # noqa: P
                            request: Request, service: Service,
                            principal: Principal = as_close) -> Response:
     """Close an assignment with how it was resolved (409 when it is closed already)."""
-    doc = await _body(request)
-    note = _text(doc, "note")
+    doc = await json_object(request, MAX_BODY, too_large="note")
+    note = text_field(doc, "note")
 
     def run(book: ReviewBook, day: date, now: Any) -> Any:
         return book.close(day, assignment_id, actor=actor_of(principal),
