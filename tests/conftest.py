@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -45,3 +47,26 @@ def pg_store() -> Iterator[str]:
         pytest.skip(reason)
     with scratch_database() as url:
         yield url
+
+
+def chromium_path() -> str:
+    """The system Chromium, or skip (``scripts/test`` installs it with apt as root)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no system chromium (scripts/test installs it with apt when run as root)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Debian's, driven by Playwright) for the whole session: a second
+    Playwright started while one runs would meet its event loop and refuse."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    path = chromium_path()
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=path, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+

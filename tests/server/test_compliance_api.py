@@ -434,21 +434,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         yield url, data_dir
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless (skips without it)."""
-    from tests.ui.conftest import chromium_path
-
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path = chromium_path()
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def _page(browser: Any, base_url: str, role: str) -> tuple[Any, Any, list[str]]:
     """A fresh context signed in through the real form as that role's console user."""
     from tests.ui.conftest import USERS, sign_in, watch_errors
@@ -553,10 +538,15 @@ def test_page_with_results_is_accessible_and_fits_at_200_percent(
         browser: Any, console: tuple[str, Path], role: str) -> None:
     """With a report shown (auditor) or the release form open (admin), axe-core finds no
     WCAG 2.1 A/AA violation and the page does not scroll sideways at 200 % zoom."""
-    from tests.ui.conftest import REPO, USERS, sign_in
+    from tests.ui.conftest import (
+        AXE,
+        USERS,
+        axe_violations,
+        sideways_at_200_percent,
+        sign_in,
+    )
 
-    axe = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-    if not axe.is_file():
+    if not AXE.is_file():
         pytest.skip("axe-core is not installed (scripts/test installs it into .cache/npm)")
     base_url, _ = console
     # The CSP is bypassed in this context only, to inject axe (the other tests keep it).
@@ -577,17 +567,9 @@ def test_page_with_results_is_accessible_and_fits_at_200_percent(
             page.wait_for_selector("#holds-table tbody tr[data-hold] button")
             page.click("#holds-table tbody tr[data-hold] button")
             page.wait_for_selector("#release-form:not(.hidden)")
-        page.add_script_tag(path=str(axe))
-        found = page.evaluate("""async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag',
-                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-            return r.violations.map(v => ({id: v.id, nodes: v.nodes.slice(0, 3)
-                .map(n => n.target.join(' '))}));
-        }""")
+        found = axe_violations(page)
         assert found == [], json.dumps(found, indent=1)
-        page.set_viewport_size({"width": 640, "height": 900})
-        wide = page.evaluate("document.documentElement.scrollWidth - "
-                             "document.documentElement.clientWidth")
+        wide = sideways_at_200_percent(page)
         assert wide <= 1, f"the page scrolls sideways by {wide}px at 200 % zoom"
     finally:
         context.close()

@@ -6,7 +6,7 @@ stylesheet and icon they reference is served by the service itself (from the
 from __future__ import annotations
 
 import re
-import shutil
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -67,34 +67,29 @@ def test_the_swagger_ui_bundle_is_the_real_one(client: httpx.Client) -> None:
 
 
 @pytest.mark.browser
-def test_docs_render_in_headless_chromium_offline(service: Service) -> None:
+def test_docs_render_in_headless_chromium_offline(service: Service, browser: Any) -> None:
     """With Playwright and the system's Chromium (never a downloaded browser), /docs and
     /redoc render the API's operations while every request off this service is refused."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no system chromium")
     outside: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            page = browser.new_page()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
 
-            def route(r: object) -> None:
-                url = r.request.url  # type: ignore[attr-defined]
-                if url.startswith(service.base_url):
-                    r.continue_()  # type: ignore[attr-defined]
-                else:
-                    outside.append(url)
-                    r.abort()  # type: ignore[attr-defined]
+        def route(r: object) -> None:
+            url = r.request.url  # type: ignore[attr-defined]
+            if url.startswith(service.base_url):
+                r.continue_()  # type: ignore[attr-defined]
+            else:
+                outside.append(url)
+                r.abort()  # type: ignore[attr-defined]
 
-            page.route("**/*", route)
-            page.goto(f"{service.base_url}/docs")
-            page.wait_for_selector(".opblock", timeout=30_000)
-            assert page.locator(".opblock").count() > 10
-            page.goto(f"{service.base_url}/redoc")
-            page.wait_for_selector("[data-section-id]", timeout=30_000)
-            assert page.locator("[data-section-id]").count() > 10
-        finally:
-            browser.close()
+        page.route("**/*", route)
+        page.goto(f"{service.base_url}/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        assert page.locator(".opblock").count() > 10
+        page.goto(f"{service.base_url}/redoc")
+        page.wait_for_selector("[data-section-id]", timeout=30_000)
+        assert page.locator("[data-section-id]").count() > 10
+    finally:
+        context.close()
     assert outside == []

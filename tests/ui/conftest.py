@@ -3,7 +3,7 @@ and Debian's Chromium driven by Playwright (never a downloaded browser).
 
 Fixtures:
 
-- ``browser``: one headless Chromium for the session (skips when there is none).
+- ``browser`` (tests/conftest.py): one headless Chromium for the session (skips without).
 - ``console``: a running service over a data directory with events (personal fields
   included), an alert, API keys and one console user per role (:data:`USERS`).
 - ``signed_in_page(role)``: a fresh browser context signed in through the real form as that
@@ -16,7 +16,6 @@ Fixtures:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,14 +34,6 @@ PASSWORD = "correct horse battery staple"
 # role -> console user name
 USERS: dict[str, str] = {"reader": "rita", "auditor": "audrey", "admin": "adam"}
 REPO = Path(__file__).resolve().parents[2]
-
-
-def chromium_path() -> str:
-    """The system Chromium, or skip (``scripts/test`` installs it with apt as root)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("no system chromium (scripts/test installs it with apt when run as root)")
-    return path
 
 
 def sample_events(n: int = 30) -> list[dict[str, Any]]:
@@ -100,19 +91,6 @@ def make_console_data(data_dir: Path, events: int = 30) -> dict[str, str]:
     return tokens
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path = chromium_path()
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
     """A running service with data and a console user per role (cookies are Secure: Chromium
@@ -145,6 +123,34 @@ def watch_errors(page: Any) -> list[str]:
             if "/events/stream" not in req.url and "ERR_ABORTED" not in (req.failure or "")
             else None)
     return errors
+
+
+AXE = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+_AXE_RUN = """async () => {
+    const r = await axe.run(document, {runOnly: {type: 'tag',
+        values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+    return r.violations.map(v => ({id: v.id, impact: v.impact,
+        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+}"""
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]] | None:
+    """axe-core's WCAG 2.0/2.1 A and AA violations on the page as it is now (None when axe
+    is not installed: scripts/test fetches it from npm). The page's context must bypass the
+    CSP: the console rightly refuses any script it did not serve."""
+    if not AXE.exists():
+        return None
+    page.add_script_tag(path=str(AXE))
+    found: list[dict[str, Any]] = page.evaluate(_AXE_RUN)
+    return found
+
+
+def sideways_at_200_percent(page: Any) -> int:
+    """How far the page scrolls sideways at 200 % zoom (half the width: 640 px), in px."""
+    page.set_viewport_size({"width": 640, "height": 900})
+    wide: int = page.evaluate("document.documentElement.scrollWidth - "
+                              "document.documentElement.clientWidth")
+    return wide
 
 
 def sign_in(page: Any, base_url: str, name: str, password: str = PASSWORD,

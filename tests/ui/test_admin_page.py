@@ -16,7 +16,15 @@ import httpx
 import pytest
 
 from sealtrail.log.users import Users
-from tests.ui.conftest import PASSWORD, REPO, USERS, Console, sign_in
+from tests.ui.conftest import (
+    AXE,
+    PASSWORD,
+    USERS,
+    Console,
+    axe_violations,
+    sideways_at_200_percent,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -107,8 +115,7 @@ def test_admin_page_is_accessible_and_fits_at_200_percent(browser: Any,
     """With a new token shown and a revocation asking for confirmation, axe-core finds no
     WCAG 2.1 A/AA violation, and the page does not scroll sideways at 200 % zoom (the tables
     scroll inside their focusable regions)."""
-    axe = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-    if not axe.is_file():
+    if not AXE.is_file():
         pytest.skip("axe-core is not installed (scripts/test installs it into .cache/npm)")
     # The CSP is bypassed in this context only, to inject axe (the other tests keep it).
     context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
@@ -122,17 +129,9 @@ def test_admin_page_is_accessible_and_fits_at_200_percent(browser: Any,
         page.wait_for_selector("#token-box:not(.hidden)")
         page.locator("#keys tbody tr[data-key]").first.get_by_role(
             "button", name="Revoke").click()
-        page.add_script_tag(path=str(axe))
-        found = page.evaluate("""async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag',
-                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-            return r.violations.map(v => ({id: v.id, nodes: v.nodes.slice(0, 3)
-                .map(n => n.target.join(' '))}));
-        }""")
+        found = axe_violations(page)
         assert found == [], json.dumps(found, indent=1)
-        page.set_viewport_size({"width": 640, "height": 900})
-        wide = page.evaluate("document.documentElement.scrollWidth - "
-                             "document.documentElement.clientWidth")
+        wide = sideways_at_200_percent(page)
         assert wide <= 1, f"the page scrolls sideways by {wide}px at 200 % zoom"
     finally:
         context.close()

@@ -17,11 +17,18 @@ from typing import Any
 import pytest
 
 from sealtrail.server.web.pages import PAGES
-from tests.ui.conftest import REPO, USERS, Console, sign_in, watch_errors
+from tests.ui.conftest import (
+    AXE,
+    USERS,
+    Console,
+    axe_violations,
+    sideways_at_200_percent,
+    sign_in,
+    watch_errors,
+)
 
 pytestmark = pytest.mark.browser
 
-AXE = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
 CASES = [(role, path) for role in USERS for path, page in PAGES.items() if role in page.roles]
 
 
@@ -55,20 +62,10 @@ def test_page_renders_cleanly_and_is_accessible(browser: Any, console: Console,
         name = PAGES[path].template.removesuffix(".html")
         page.screenshot(path=str(screenshot_dir / f"{name}-{role}.png"), full_page=True)
         assert errors == [], errors
-        if AXE.exists():
-            page.add_script_tag(path=str(AXE))
-            result = page.evaluate("""async () => {
-                const r = await axe.run(document, {runOnly: {type: 'tag',
-                    values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-                return r.violations.map(v => ({id: v.id, impact: v.impact,
-                    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-            }""")
-            assert result == [], json.dumps(result, indent=1)
+        found = axe_violations(page)
+        assert found in ([], None), json.dumps(found, indent=1)
         # 200 % zoom: the same page at half the CSS width must not scroll sideways.
-        page.set_viewport_size({"width": 640, "height": 900})
-        _settle(page)
-        wide = page.evaluate("document.documentElement.scrollWidth - "
-                             "document.documentElement.clientWidth")
+        wide = sideways_at_200_percent(page)
         assert wide <= 1, f"{path} scrolls sideways by {wide}px at 200 % zoom"
         page.screenshot(path=str(screenshot_dir / f"{name}-{role}-narrow.png"))
     finally:

@@ -162,10 +162,9 @@ def test_review_page_is_accessible_and_fits_at_200_percent(browser: Any,
     the page does not scroll sideways at 200 % zoom (640 px wide)."""
     import json
 
-    from tests.ui.conftest import REPO
+    from tests.ui.conftest import AXE, axe_violations, sideways_at_200_percent
 
-    axe = REPO / ".cache" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
-    if not axe.is_file():
+    if not AXE.is_file():
         pytest.skip("axe-core is not installed (scripts/test installs it into .cache/npm)")
     # The CSP is bypassed in this context only, to inject axe.
     context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
@@ -176,17 +175,9 @@ def test_review_page_is_accessible_and_fits_at_200_percent(browser: Any,
         page.wait_for_selector("#period:not(.hidden) tr[data-exception] form")
         page.locator("tr[data-exception^='alert-'] select[name=disposition]").select_option(
             "assigned")
-        page.add_script_tag(path=str(axe))
-        found = page.evaluate("""async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag',
-                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-            return r.violations.map(v => ({id: v.id, nodes: v.nodes.slice(0, 3)
-                .map(n => n.target.join(' '))}));
-        }""")
+        found = axe_violations(page)
         assert found == [], json.dumps(found, indent=1)
-        page.set_viewport_size({"width": 640, "height": 900})
-        wide = page.evaluate("document.documentElement.scrollWidth - "
-                             "document.documentElement.clientWidth")
+        wide = sideways_at_200_percent(page)
         assert wide <= 1, f"the page scrolls sideways by {wide}px at 200 % zoom"
     finally:
         context.close()
