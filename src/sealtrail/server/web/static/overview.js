@@ -25,7 +25,7 @@ function barChart(node, buckets, label) {
       width: Math.max(1, step - 2), height: h });
     bar.append(el("title", {}, `${formatTime(b.start)}: ${b.count}`));
     svg.append(bar);
-    if (i % 6 === 0) {
+    if (i % 6 === 0 && i < buckets.length - 1) {  // the last label would be cut off
       svg.append(el("text", { x: pad + i * step, y: height - 5 }, b.start.slice(11, 16)));
     }
   });
