@@ -418,3 +418,26 @@ def test_the_live_tail_asks_to_run_in_the_background(
     expect(page.locator("#live-status")).to_have_text(re.compile(r"^Live"))
     page.uncheck("#live")
     assert page.console_errors == []
+
+
+def test_search_by_request_and_trace_id(signed_in_page: Callable[[str], Any],
+                                        console: Console) -> None:
+    """The request and trace ids the API filters on are in the form too, and in the URL."""
+    posted = httpx.post(f"{console.base_url}/v1/logs/default/events",
+                        headers=console.auth("ingest_ui"),
+                        json=[{"actor": {"id": "svc"}, "action": "order.pay",
+                               "outcome": "success", "request_id": "req-7731",
+                               "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}])
+    assert posted.status_code == 201, posted.text
+    index = posted.json()["receipts"][0]["index"]
+    page = signed_in_page("reader")
+    page.goto(f"{console.base_url}/ui/logs/default/events?request_id=req-7731")
+    page.wait_for_selector(f"#results tbody tr[data-index='{index}']")
+    assert row_indexes(page) == [index]
+    page.fill("#f-request_id", "")
+    page.fill("#f-trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")
+    page.press("#f-trace_id", "Enter")
+    page.wait_for_url("**trace_id=4bf92f3577b34da6a3ce929d0e0e4736**")
+    page.wait_for_selector(f"#results tbody tr[data-index='{index}']")
+    assert row_indexes(page) == [index]
+    assert page.console_errors == []

@@ -8,7 +8,7 @@
 import { api, ApiError, el, clear, showError, qs, currentLog, logPath } from "./api.js";
 
 const FILTERS = ["actor", "action", "category", "outcome", "target", "source", "subject",
-  "ip", "since", "until", "text"];
+  "ip", "request_id", "trace_id", "since", "until", "text"];
 const TIMES = new Set(["since", "until"]);
 const PAGE = 50;
 const COLUMNS_KEY = "sealtrail.explorer.columns";
