@@ -32,6 +32,7 @@ from sealtrail.cli import (
     service,
     users,
     verifying,
+    witness,
 )
 from sealtrail.cli.common import global_options
 
@@ -66,6 +67,7 @@ app.add_typer(retention.archive_app, name="archive")
 app.add_typer(monitoring.rules_app, name="rules")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.add_typer(users.users_app, name="users")
+app.add_typer(witness.witness_app, name="witness")
 app.add_typer(review.review_app, name="review")
 
 
