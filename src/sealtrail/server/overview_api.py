@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ def _overview(state: ServiceState, name: str, alog: AuditLog) -> dict[str, Any]:
     now = state.config.clock()
     signed = alog.checkpoint()
     size = signed.checkpoint.size
-    activity = _activity(state, name, alog, size, now)
+    activity = _activity(alog, size, now)
     result = state.verifier.results.get(name)
     verification = (None if result is None else
                     {"ok": result.ok, "size": result.size, "at": format_time(result.at),
@@ -137,10 +138,12 @@ def _hour_of(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-_tallies: dict[tuple[int, str], _Tally] = {}
+# Keyed by the open log object itself, held weakly: one service's log, forgotten with it (an
+# id() could be reused by the next service's object and hand it another log's counts).
+_tallies: weakref.WeakKeyDictionary[AuditLog, _Tally] = weakref.WeakKeyDictionary()
 
 
-def _activity(state: ServiceState, name: str, alog: AuditLog, size: int,
+def _activity(alog: AuditLog, size: int,
               now: datetime) -> dict[str, Any]:
     """Events per hour of the last day, by category and outcome.
 
@@ -152,11 +155,10 @@ def _activity(state: ServiceState, name: str, alog: AuditLog, size: int,
     """
     since = now - WINDOW
     first_hour = _hour_of(since)
-    key = (id(state), name)  # one service's log: two services in a process share nothing
     with _cache_lock:
-        tally = _tallies.get(key)
+        tally = _tallies.get(alog)
         if tally is None or size < tally.size:
-            tally = _tallies[key] = _Tally(0, {}, 0, True)
+            tally = _tallies[alog] = _Tally(0, {}, 0, True)
     with tally.lock:
         if tally.size == 0 and size > 0:
             _count_back(tally, alog, size, since)
