@@ -41,7 +41,7 @@ def test_review_in_a_postgresql_store(tmp_path: Path, pg_store: str) -> None:
         ran = sealtrail("--store", pg_store, "review", *args, "--data", str(tmp_path), *who,
                         text=True)
         assert ran.returncode == 0, ran.stderr
-        doc: dict[str, object] = json.loads(ran.stdout.splitlines()[0])
+        doc: dict[str, object] = json.loads(ran.stdout.split("\n")[0])
         return doc
 
     item = run("show", Y, "--format", "json")
