@@ -28,11 +28,14 @@ from sealtrail.cli import (
     report,
     retention,
     review,
+    sealing,
     search,
     service,
+    timestamps,
     users,
     verifying,
     witness,
+    witnesses,
 )
 from sealtrail.cli.common import global_options
 
@@ -68,6 +71,9 @@ app.add_typer(monitoring.rules_app, name="rules")
 app.add_typer(monitoring.alerts_app, name="alerts")
 app.add_typer(users.users_app, name="users")
 app.add_typer(witness.witness_app, name="witness")
+app.add_typer(witnesses.witnesses_app, name="witnesses")
+app.add_typer(sealing.seal_app, name="seal")
+app.add_typer(timestamps.tsa_app, name="timestamps")
 app.add_typer(review.review_app, name="review")
 
 
