@@ -113,6 +113,7 @@ REQUESTS: dict[Route, Callable[[Service], dict[str, Any]]] = {
                                 "_document_id": f"doc-{next(_names)}"}]).encode()},
     ("GET", "/v1/logs/{log}/vkey"): _request("GET", "/v1/logs/{log}/vkey"),
     ("GET", "/v1/logs/{log}/overview"): _request("GET", "/v1/logs/{log}/overview"),
+    ("GET", "/v1/logs/{log}/witnessing"): _request("GET", "/v1/logs/{log}/witnessing"),
     ("GET", "/ui/"): _request("GET", "/ui/"),
     ("GET", "/ui/logs/{log}/events"): _request("GET", "/ui/logs/{log}/events"),
     ("GET", "/ui/logs/{log}/events/{index}"): lambda _s: {

@@ -109,6 +109,14 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
               "--oidc-redirect-url", help="The callback URL registered at the provider "
               "[default: this service's URL + /ui/oidc/callback, as the browser reached "
               "it].")] = None,
+          public_tlog: Annotated[bool, typer.Option(
+              "--public-tlog", help="Serve the checkpoint and hash tiles (/tlog/LOG/"
+              "checkpoint, /tlog/LOG/tile/...) without a key, so tile clients, monitors and "
+              "witnesses can follow the log; entry bundles stay behind the reader role.")
+          ] = False,
+          witness_alert_after: Annotated[float, typer.Option(
+              "--witness-alert-after", min=1.0, help="Alert when a checkpoint has waited "
+              "this many seconds for its witnesses' quorum.")] = 300.0,
           data: DataOpt = None) -> None:
     """Run the HTTP API and web console (loopback by default; TLS with --tls-cert/--tls-key)
     and the monitor.
@@ -175,7 +183,8 @@ def serve(host: Annotated[str, typer.Option(  # noqa: PLR0917 - CLI options
                                monitor=monitor, monitor_command=command, workers=count,
                                monitor_source=source, audit_log=audit_log,
                                ui_require_mfa=frozenset({"admin"}) if ui_require_mfa
-                               else frozenset(), oidc=oidc)
+                               else frozenset(), oidc=oidc, public_tlog=public_tlog,
+                               witness_alert_after=witness_alert_after)
         # Header, body and keep-alive timeouts against slow clients (server/serving.py).
         from sealtrail.server.serving import listen  # noqa: PLC0415
         from sealtrail.server.serving import serve as serve_http  # noqa: PLC0415

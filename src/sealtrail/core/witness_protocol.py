@@ -92,6 +92,14 @@ def parse_request(body: bytes) -> AddCheckpoint:
     return AddCheckpoint(int(size_text), tuple(proof), note)
 
 
+def format_request(old: int, proof: list[bytes] | tuple[bytes, ...], note: str) -> bytes:
+    """The body a log sends: ``old <size>``, the proof lines, an empty line, the note."""
+    if len(proof) > MAX_PROOF_LINES:
+        raise FormatError(f"at most {MAX_PROOF_LINES} consistency proof lines")
+    lines = [f"old {old}", *(b64.encode(h) for h in proof)]
+    return ("\n".join(lines) + "\n\n" + note).encode()
+
+
 def decide(request: AddCheckpoint, trusted: list[Verifier], stored: Stored | None) -> Decision:
     """The witness's answer to ``request`` for an origin whose trusted log keys are
     ``trusted`` (empty: the origin is unknown) and whose state is ``stored``."""

@@ -38,10 +38,30 @@ POLICY_AT_META: Final = "retention_policy_at"  # the index of the entry that set
 ACTIVE_KEY_META: Final = "active_key"      # the data key the last recorded rotation made active
 MAX_HOLD_LAG_S: Final = 60.0              # see _same_time
 FIXED: Final = ("origin", "log", "leaf_version", "encryption", "policy", "redaction")
+WITNESSES_META: Final = "witnesses"        # the log's witnesses and policy (compact JSON)
+WITNESSES_AT_META: Final = "witnesses_at"  # the index of the entry that set them
+
+
+@dataclass(frozen=True, slots=True)
+class Digested:
+    """A setting stored as text whose digest the entry that set it names (``<name>@sha256:``
+    in its target id), and the meta row keeping that entry's index."""
+
+    action: str
+    meta_key: str
+    at_key: str
+    label: str
+
+
+DIGESTED: Final = (
+    Digested("retention.policy.set", POLICY_META, POLICY_AT_META, "retention policy"),
+    Digested("sealtrail.witnesses.set", WITNESSES_META, WITNESSES_AT_META,
+             "witness configuration"),
+)
 
 # The entries that change a stored setting (verify collects them while it streams the log).
-SETTING_ACTIONS: Final = frozenset({"retention.policy.set", "subject.hold.add",
-                                    "subject.hold.release", "keys.rotate"})
+SETTING_ACTIONS: Final = frozenset({"subject.hold.add", "subject.hold.release", "keys.rotate",
+                                    *(d.action for d in DIGESTED)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,28 +169,10 @@ def check_stored(meta: Mapping[str, str],
                               f"{meta.get(name)!r} but the log was created with {want!r} "
                               "(the settings table was edited)")
     ordered = sorted(records, key=lambda r: r.index)
-    # 2. Retention policy: the stored policy is the one the latest policy entry names.
-    policies = [r for r in ordered if r.action == "retention.policy.set"]
-    stored = meta.get(POLICY_META)
-    if policies:
-        last = policies[-1]
-        _, _, want_digest = last.target_id.rpartition("@")
-        if stored is None:
-            raise TamperError("settings", last.index, "the retention policy set by entry "
-                              f"{last.index} is missing from the settings table")
-        if not want_digest.startswith("sha256:"):
-            raise TamperError("settings", last.index, f"entry {last.index} does not name the "
-                              "digest of the policy it set")
-        if meta.get(POLICY_AT_META) != str(last.index):
-            raise TamperError("settings", last.index, "the stored retention policy does not "
-                              f"point at entry {last.index}, the latest that set one")
-        if not hmac.compare_digest(digest(stored), want_digest):
-            raise TamperError("settings", last.index, "the stored retention policy differs "
-                              f"from the one entry {last.index} set (the settings table was "
-                              "edited)")
-    elif stored is not None:
-        raise TamperError("settings", 0, "a retention policy is stored but no entry of the "
-                          "log set it (the settings table was edited)")
+    # 2. Digested settings (the retention policy, the witnesses): the stored text is the one
+    #    the latest entry of its action names.
+    for kind in DIGESTED:
+        _check_digested(meta, kind, [r for r in ordered if r.action == kind.action])
     # 3. Legal holds: the stored holds are exactly the replay of hold entries.
     _check_holds(list(holds), [r for r in ordered if r.action.startswith("subject.hold.")])
     # 4. The active data key is the one the latest rotation entry made active.
@@ -181,6 +183,30 @@ def check_stored(meta: Mapping[str, str],
         where = rotations[-1].index if rotations else 0
         raise TamperError("settings", where, f"the recorded active data key is {have_key!r}; "
                           f"the log's last rotation entry says {want_key!r}")
+
+
+def _check_digested(meta: Mapping[str, str], kind: Digested,
+                    records: list[SettingRecord]) -> None:
+    stored = meta.get(kind.meta_key)
+    if not records:
+        if stored is not None:
+            raise TamperError("settings", 0, f"a {kind.label} is stored but no entry of the "
+                              "log set it (the settings table was edited)")
+        return
+    last = records[-1]
+    _, _, want_digest = last.target_id.rpartition("@")
+    if stored is None:
+        raise TamperError("settings", last.index, f"the {kind.label} set by entry "
+                          f"{last.index} is missing from the settings table")
+    if not want_digest.startswith("sha256:"):
+        raise TamperError("settings", last.index, f"entry {last.index} does not name the "
+                          f"digest of the {kind.label} it set")
+    if meta.get(kind.at_key) != str(last.index):
+        raise TamperError("settings", last.index, f"the stored {kind.label} does not point at "
+                          f"entry {last.index}, the latest that set one")
+    if not hmac.compare_digest(digest(stored), want_digest):
+        raise TamperError("settings", last.index, f"the stored {kind.label} differs from the "
+                          f"one entry {last.index} set (the settings table was edited)")
 
 
 def _check_holds(stored: list[tuple[int, bytes, str, str | None]],
@@ -230,6 +256,7 @@ def _same_time(stored: str, recorded: str) -> bool:
     return 0 <= lag <= MAX_HOLD_LAG_S
 
 
-__all__ = ["ACTIVE_KEY_META", "FIXED", "POLICY_AT_META", "POLICY_META", "SETTINGS_META",
-           "SETTING_ACTIONS", "STATEMENT", "Fixed", "SettingRecord", "check_stored", "digest",
+__all__ = ["ACTIVE_KEY_META", "DIGESTED", "FIXED", "POLICY_AT_META", "POLICY_META",
+           "SETTINGS_META", "SETTING_ACTIONS", "STATEMENT", "WITNESSES_AT_META",
+           "WITNESSES_META", "Digested", "Fixed", "SettingRecord", "check_stored", "digest",
            "fixed_from_meta", "policy_target", "signed_fixed"]

@@ -64,6 +64,14 @@ class ServiceConfig:
     ui_require_mfa: frozenset[str] = frozenset()
     # Single sign-on to the console with an OpenID Connect provider (None: passwords only).
     oidc: OidcConfig | None = None
+    # Witnessing (server/witnessing_job.py): a round at most this often (0: off), and an
+    # alert once a checkpoint has waited this long for its witnesses' quorum.
+    witness_interval: float = 1.0
+    witness_alert_after: float = 300.0
+    # The checkpoint and hash tiles (/tlog/{log}/checkpoint, /tlog/{log}/tile/<level>/...)
+    # readable without a key, for tile clients, monitors and witnesses (entry bundles stay
+    # behind their role).
+    public_tlog: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

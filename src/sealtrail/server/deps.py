@@ -150,6 +150,31 @@ def requires(routes: Mapping[Route, frozenset[str]], method: str, path: str) -> 
     return Depends(check)
 
 
+def requires_or_public(routes: Mapping[Route, frozenset[str]], method: str, path: str
+                       ) -> Any:
+    """:func:`requires`, except that with ``serve --public-tlog`` a request carrying no
+    credential at all (no key, no session cookie) is let in as the anonymous principal:
+    the checkpoint and hash tiles hold no event content, and tile clients, monitors and
+    witnesses follow a log without an account. A credential that is sent is still checked
+    (a bad key is 401, not anonymous)."""
+    checked = requires(routes, method, path).dependency
+
+    async def check(request: Request) -> Principal:
+        state = service(request)
+        if (state.config.public_tlog and "authorization" not in request.headers
+                and SESSION_COOKIE not in request.cookies):
+            return PUBLIC
+        credentials = await _bearer(request)
+        principal = await run_in_threadpool(authenticate, request, credentials)
+        return cast(Principal, checked(request, principal))
+
+    return Depends(check)
+
+
+# The caller of a public tile route (``serve --public-tlog``): no key, no role of the table.
+PUBLIC: Final = Principal("anonymous", cast(Role, "public"), None, "anonymous", kind="public")
+
+
 def open_log(state: ServiceState, name: str) -> AuditLog:
     """The log ``name`` (404 when there is none: a request never creates a log)."""
     if not state.logs.exists(name):

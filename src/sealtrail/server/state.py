@@ -36,6 +36,7 @@ from sealtrail.server.pg_leader import PgLeadership
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
 from sealtrail.server.review_job import ReviewJob
+from sealtrail.server.witnessing_job import WitnessingJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class ServiceState:
     metrics: Metrics
     limiter: RateLimiter
     review: ReviewJob | None = None  # overdue reviews become alerts (leader only)
+    witnessing: WitnessingJob | None = None  # checkpoints to witnesses, sealing (leader)
     leadership: Leadership | PgLeadership = field(init=False)
     _running: list[Callable[[], None]] = field(init=False, default_factory=list)
     # Starting and stopping the leader's jobs: the leadership's thread (taking or losing the
@@ -110,12 +112,16 @@ class ServiceState:
         # Hourly, on the monitor that serves the API (it records alerts in the log).
         review = ReviewJob(logs, monitor, config.clock, delay=config.retention_delay,
                            interval=3600.0)
+        witnessing = WitnessingJob(logs, monitor, config.clock, delay=1.0,
+                                   interval=config.witness_interval,
+                                   alert_after=config.witness_alert_after)
         metrics = Metrics(logs, config.clock, verifier.results)
         metrics.registry.register(MonitorState(monitor, dispatcher))
         return cls(config=config, logs=logs, keys=keys, users=users, monitor=monitor,
                    dispatcher=dispatcher, alert_store=alert_store, child=child,
                    verifier=verifier, retention=retention, metrics=metrics,
-                   limiter=RateLimiter(config.rate, config.burst), review=review)
+                   limiter=RateLimiter(config.rate, config.burst), review=review,
+                   witnessing=witnessing)
 
     @property
     def monitor_in_process(self) -> bool:
@@ -140,6 +146,9 @@ class ServiceState:
         if self.review is not None:
             self.review.start()
             self._running.append(self.review.stop)
+        if self.witnessing is not None:
+            self.witnessing.start()
+            self._running.append(self.witnessing.stop)
         if self.monitor_in_process:
             rules = self.monitor
             if self.config.shared:
@@ -171,6 +180,8 @@ class ServiceState:
         if self.dispatcher is not None:
             self.dispatcher.close(5.0)
         self.alert_store.close()
+        if self.witnessing is not None:
+            self.witnessing.close()
         self.logs.close()
         self.keys.close()
         self.users.close()

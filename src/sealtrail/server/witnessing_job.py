@@ -1,0 +1,129 @@
+"""The service's witnessing rounds: each new checkpoint submitted to the log's witnesses.
+
+A daemon thread of the leader (one per deployment, like retention) runs a round for every log
+at most once a second (``interval``): the checkpoint of that moment goes to each witness with
+a consistency proof, the cosignature lines come back verified and are kept with it, and the
+forward-secure seal of the current epoch is added when the log has a sealing key
+(:mod:`sealtrail.log.sealing`). Rounds are batched by time, not per commit: a thousand commits
+in a second make one round. Ingest never waits for a witness.
+
+Alerts, through the monitor (recorded in the log as ``alert.open`` and sent to the sinks):
+
+- ``builtin.witness_refused`` (high): a witness holds another history of the log (a fork, a
+  rollback, a proof it rejects); one alert per witness and size;
+- ``builtin.witness_unmet`` (medium): a checkpoint has waited longer than ``alert_after``
+  seconds for the quorum (witnesses down, misconfigured, or refusing); one alert per episode.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import cast
+
+import httpx
+
+from sealtrail.core.checkpoint import SignedCheckpoint
+from sealtrail.core.errors import SealtrailError
+from sealtrail.log import witnesses
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.schedule import Schedule
+from sealtrail.monitor.runner import Monitor, system_detection
+from sealtrail.server.logs import Logs
+
+log = logging.getLogger("sealtrail.server")
+
+REFUSED_RULE = "builtin.witness_refused"
+UNMET_RULE = "builtin.witness_unmet"
+CLAUSES = ("SOC2 CC7.2", "ISO27001 A.8.15")
+
+# The forward-secure seal line for a checkpoint (log/sealing.py), when the log has a key.
+SealHook = Callable[[AuditLog, SignedCheckpoint, datetime], "str | None"]
+
+
+def _seal_hook() -> SealHook | None:
+    """log/sealing.py's ``seal_line`` (looked up by name: sealing is an optional part)."""
+    try:
+        module = importlib.import_module("sealtrail.log.sealing")
+    except ImportError:  # pragma: no cover - sealing ships with witnessing
+        return None
+    return cast("SealHook | None", getattr(module, "seal_line", None))
+
+
+class WitnessingJob:
+    """Runs a witnessing round for every log on a schedule (see the module docstring)."""
+
+    def __init__(self, logs: Logs, monitor: Monitor, now: Callable[[], datetime], *,
+                 delay: float, interval: float = 1.0, alert_after: float = 300.0,
+                 post: witnesses.Post | None = None) -> None:
+        self._logs = logs
+        self._monitor = monitor
+        self._now = now
+        self.alert_after = alert_after
+        self._client = httpx.Client(timeout=witnesses.TIMEOUT_S, follow_redirects=False)
+        self._post = post or witnesses.httpx_post(self._client)
+        self._seal = _seal_hook()
+        self._schedule = Schedule("sealtrail-witnessing", self.run_all, delay=delay,
+                                  next_wait=lambda _: interval, enabled=interval > 0)
+        self.results: dict[str, witnesses.Round] = {}
+        self.problems: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Start the schedule (no-op when the interval is 0)."""
+        self._schedule.start()
+
+    def stop(self) -> None:
+        """Stop after the current round."""
+        self._schedule.stop()
+
+    def close(self) -> None:
+        """Release the HTTP client."""
+        self._client.close()
+
+    def run_all(self) -> None:
+        """One round for every log that has witnesses or a sealing key."""
+        for name in self._logs.names():
+            if self._schedule.stopping.is_set():
+                return
+            try:
+                self.run_one(name)
+                self.problems.pop(name, None)
+            except SealtrailError as exc:
+                if self.problems.get(name) != str(exc):
+                    log.warning("sealtrail: witnessing round of log %s failed: %s", name, exc)
+                self.problems[name] = str(exc)
+
+    def run_one(self, name: str) -> witnesses.Round | None:
+        """One round for one log (None when it has neither witnesses nor a seal)."""
+        alog = self._logs.get(name)
+        policy = witnesses.load(alog)
+        now = self._now()
+        signed = alog.checkpoint()
+        # Every round, not only on a new checkpoint: a quiet log still evolves its sealing key
+        # when the epoch ends (recording the closing seal makes a new checkpoint anyway).
+        seal = self._seal(alog, signed, now) if self._seal is not None else None
+        if policy is None and seal is None:
+            return None
+        if seal is not None:
+            signed = alog.checkpoint()   # the closing seal of an epoch may have been appended
+            seal = self._seal(alog, signed, now) if self._seal is not None else None
+        result = witnesses.run_round(alog, policy, now, self._post, signed=signed,
+                                     extra=[seal] if seal else [])
+        self.results[name] = result
+        for refusal in result.refusals:
+            self._monitor.raise_alert(name, system_detection(
+                REFUSED_RULE, "A witness holds another history of the log", "high",
+                f"{refusal.witness}/{refusal.size}",
+                f"witness {refusal.witness} of log {name}: {refusal.problem}", CLAUSES),
+                alog=alog)
+        if policy is not None and result.unmet_for >= self.alert_after:
+            self._monitor.raise_alert(name, system_detection(
+                UNMET_RULE, "Checkpoints are not being witnessed", "medium",
+                result.pending_since,
+                f"log {name}: no checkpoint since {result.pending_since} has the cosignatures "
+                f"of {policy.quorum} witness(es) ({int(result.unmet_for)} s); "
+                + "; ".join(f"{w}: {p}" for w, p in sorted(result.problems.items())),
+                CLAUSES), alog=alog)
+        return result
