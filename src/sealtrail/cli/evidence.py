@@ -40,11 +40,18 @@ from sealtrail.cli.common import (
     stderr,
     time_opt,
 )
-from sealtrail.cli.keyarg import note_origin, trusted_verifier
+from sealtrail.cli.keyarg import (
+    WITNESS_POLICY_HELP,
+    note_origin,
+    trusted_verifier,
+    trusted_witness_policy,
+)
 from sealtrail.cli.output import dumps
 from sealtrail.cli.selection import make_filter, open_for_search
 from sealtrail.compliance.bundle import export_bundle, open_private, verify_bundle_file
-from sealtrail.core.errors import VerificationError
+from sealtrail.core.bundle import witnessed_coverage
+from sealtrail.core.errors import SealtrailError, VerificationError
+from sealtrail.core.witness_policy import WitnessPolicy
 from sealtrail.log.search import Filter
 
 commands = typer.Typer(rich_markup_mode=None)
@@ -211,10 +218,15 @@ def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zi
                       vkey: Annotated[str, typer.Option(
                           "--vkey", help="The log's verifier key, obtained from a channel you "
                           "trust: its text or a file holding it (@FILE too). A key for "
-                          "another origin than the bundle's: NOT VERIFIED, exit 3.")]
+                          "another origin than the bundle's: NOT VERIFIED, exit 3.")],
+                      witness_policy: Annotated[Path | None, typer.Option(
+                          "--witness-policy", help=WITNESS_POLICY_HELP + " Every event of the "
+                          "bundle must lie under a checkpoint of the bundle that meets it.")
+                      ] = None
                       ) -> None:
     """Check an evidence bundle offline: exit 0 only when every proof and signature holds."""
     verifier = trusted_verifier(vkey)  # a malformed key is a usage error, not a failed check
+    policy = None if witness_policy is None else trusted_witness_policy(witness_policy)
     if not file.is_file():
         fail(f"{file}: no such file")
     with _bundle_progress() as done:
@@ -228,6 +240,27 @@ def verify_bundle_cmd(file: Annotated[Path, typer.Argument(help="The bundle (.zi
                              f"checkpoint names {origin!r}")
             fail(f"FAILED: {exc}", 1)
     typer.echo(report.summary())
+    if policy is not None:
+        _witnessed_bundle(file, policy)
+
+
+def _witnessed_bundle(file: Path, policy: WitnessPolicy) -> None:
+    """Say which of a verified bundle's events lie under a checkpoint that meets ``policy``;
+    exit 1 unless all of them do."""
+    from sealtrail.compliance.bundle import read_bundle  # noqa: PLC0415
+
+    try:
+        size, found, uncovered = witnessed_coverage(read_bundle(file), policy)
+    except SealtrailError as exc:
+        fail(f"FAILED: witnesses: {exc}", 1)
+    if found is None:
+        fail("NOT WITNESSED: no checkpoint in the bundle carries the cosignatures the policy "
+             "asks for (export again once the log's witnesses have cosigned: 'sealtrail "
+             "witnesses list')", 1)
+    typer.echo(f"witnesses: the checkpoint at size {size} is {found.summary()}")
+    if uncovered:
+        fail(f"NOT WITNESSED: {uncovered} event(s) of the bundle lie past size {size}, the "
+             "latest witnessed checkpoint it carries (export again shortly)", 1)
 
 
 def _bundle_origin(file: Path) -> str | None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
+
 from sealtrail.cli.common import fail
-from sealtrail.core.errors import VerificationError
+from sealtrail.core.errors import SealtrailError, ValidationError, VerificationError
 from sealtrail.core.note import Verifier
+from sealtrail.core.witness_policy import Witnessed, WitnessPolicy
 
 VKEY_RULE = ("the key as text (name+keyid+key, as 'sealtrail vkey' prints it) or the path of "
              "a file holding it (@FILE works too)")
@@ -46,3 +49,35 @@ def note_origin(note: str | None) -> str | None:
     if not note:
         return None
     return note.split("\n", 1)[0] or None
+
+
+WITNESS_POLICY_HELP = ("A witness policy file ('witness <vkey> [url]' lines and 'quorum K'; "
+                       "'sealtrail witnesses list --policy' prints the log's): the checkpoint "
+                       "must carry valid cosignatures of at least K of those witnesses, "
+                       "else exit 1.")
+
+
+def trusted_witness_policy(path: Path, option: str = "--witness-policy") -> WitnessPolicy:
+    """A witness policy file (usage error, exit 2, naming the option and the line)."""
+    if not path.is_file():
+        fail(f"{option} {path}: no such file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{option} {path}: {exc}")
+    try:
+        return WitnessPolicy.parse(text)
+    except ValidationError as exc:
+        fail(f"{option} {path}: {exc}")
+
+
+def witnessed_line(policy: WitnessPolicy, note: str, what: str) -> Witnessed:
+    """Check ``note``'s cosignatures against ``policy`` and print one line saying so on
+    standard output (a line that claims a policy witness and does not verify is tampering:
+    VerificationError)."""
+    try:
+        found = policy.check(note)
+    except SealtrailError as exc:
+        raise VerificationError(f"{what}: {exc}") from exc
+    typer.echo(f"{what}: {found.summary()}")
+    return found

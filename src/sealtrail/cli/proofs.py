@@ -23,12 +23,19 @@ from sealtrail.cli.common import (
     open_log,
     read_text,
 )
-from sealtrail.cli.keyarg import note_origin, trusted_verifier
+from sealtrail.cli.keyarg import (
+    WITNESS_POLICY_HELP,
+    note_origin,
+    trusted_verifier,
+    trusted_witness_policy,
+    witnessed_line,
+)
 from sealtrail.cli.output import dumps
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
 from sealtrail.core.tlogproof import TlogProof
+from sealtrail.log import witnesses
 
 commands = typer.Typer(rich_markup_mode=None)
 prove_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -36,19 +43,29 @@ prove_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
 
 
 @prove_app.command("inclusion")
-def prove_inclusion(index: Annotated[int, typer.Argument(min=0)],
+def prove_inclusion(index: Annotated[int, typer.Argument(min=0)],  # noqa: PLR0917 - CLI options
                     size: Annotated[int | None, typer.Option(
                         help="Tree size [default: latest checkpoint].", min=1)] = None,
                     fmt: Annotated[str, typer.Option(
                         "--format", help="json, or tlog-proof (C2SP: a self-contained receipt "
                         "at the latest checkpoint).")] = "json",
+                    witnessed: Annotated[bool, typer.Option(
+                        "--witnessed", help="Prove against the latest checkpoint that met "
+                        "the witness quorum; the proof carries it with its cosignatures.")
+                    ] = False,
                     data: DataOpt = None, log: LogOpt = None) -> None:
     """Inclusion proof of entry INDEX (JSON; carries the signed checkpoint at the latest size)."""
     if fmt not in ("json", "tlog-proof"):
         fail("--format: use json or tlog-proof")
-    if fmt == "tlog-proof" and size is not None:
-        fail("--format tlog-proof proves against the latest checkpoint: leave out --size")
+    if fmt == "tlog-proof" and (size is not None or witnessed):
+        fail("--format tlog-proof proves against the latest checkpoint: leave out --size "
+             "and --witnessed")
+    if witnessed and size is not None:
+        fail("--witnessed picks the size: leave out --size")
     with errors(), open_log(data, log) as alog:
+        if witnessed:
+            typer.echo(dumps(witnesses.witnessed_inclusion(alog, index).to_json(), indent=2))
+            return
         proof = alog.prove_inclusion(index, size)
         if fmt == "json":
             typer.echo(dumps(proof.to_json(), indent=2))
@@ -69,7 +86,7 @@ def prove_consistency(first: Annotated[int, typer.Argument(min=0)],
 
 
 @commands.command("verify-proof")
-def verify_proof(proof: Annotated[Path, typer.Argument(
+def verify_proof(proof: Annotated[Path, typer.Argument(  # noqa: PLR0917 - CLI options
                      help="Proof JSON from 'sealtrail prove' ('-' for standard input).")],
                  vkey: Annotated[str, typer.Option(
                      "--vkey", help="The log's verifier key you trust: its text or a file "
@@ -81,7 +98,11 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
                  first: Annotated[Path | None, typer.Option(
                      help="Consistency: the older checkpoint note you kept.")] = None,
                  second: Annotated[Path | None, typer.Option(
-                     help="Consistency: the newer checkpoint note.")] = None) -> None:
+                     help="Consistency: the newer checkpoint note.")] = None,
+                 witness_policy: Annotated[Path | None, typer.Option(
+                     "--witness-policy", help=WITNESS_POLICY_HELP + " Checked on the "
+                     "proof's checkpoint (inclusion) or on --second (consistency).")] = None
+                 ) -> None:
     """Check a proof offline with only the verifier key: no data directory, no network.
 
     Exit 0 when it holds, 1 when it does not (saying why), 2 on usage errors.
@@ -89,6 +110,7 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
     with errors():
         text = read_text(proof, "PROOF")
         verifier = trusted_verifier(vkey)
+        policy = None if witness_policy is None else trusted_witness_policy(witness_policy)
         try:
             doc = json.loads(text) if text.lstrip().startswith("{") else None
         except ValueError as exc:
@@ -109,6 +131,14 @@ def verify_proof(proof: Annotated[Path, typer.Argument(
                 not_verified(f"the key given is for {verifier.name!r}; the proof's checkpoint "
                              f"names {other_origin!r}")
             raise
+        if policy is not None:
+            note = (read_text(second, "--second") if second is not None and isinstance(
+                doc, dict) and "consistency" in doc
+                else doc.get("checkpoint") if isinstance(doc, dict) else None)
+            if not isinstance(note, str):
+                fail("--witness-policy: the proof carries no checkpoint to check", 1)
+            if not witnessed_line(policy, note, "witnesses").met:
+                raise typer.Exit(1)
 
 
 def _check_proof(doc: Any, text: str, verifier: Verifier, *, entry: Path | None,

@@ -41,9 +41,11 @@ from sealtrail.core.bundle import (
     verify_bundle,
 )
 from sealtrail.core.canonical import encode_json
-from sealtrail.core.errors import ConfigError, FormatError
+from sealtrail.core.checkpoint import open_checkpoint
+from sealtrail.core.errors import ConfigError, FormatError, SealtrailError
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.timefmt import format_time
+from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog, Entry
 from sealtrail.log.search import Filter, search
 
@@ -261,6 +263,17 @@ def _write_bundle(alog: AuditLog, archive: Any, kind: str, tmp: Path, *, path: P
     first = pairs[0][0] if pairs else size
     earlier = [(s, note) for s, note in alog.kept_checkpoints()
                if first < s < size][-64:]
+    # The latest witnessed checkpoint too (with its cosignature lines), when it covers a
+    # selected event: verify-bundle --witness-policy reports what it covers.
+    # The stored note is checked first (the state row is not trusted): a note that does not
+    # verify or names another root is left out rather than spoiling the bundle.
+    witnessed = witnesses.State.load(alog)
+    if first < witnessed.witnessed_size < size and witnessed.witnessed_note:
+        with contextlib.suppress(SealtrailError):
+            cp = open_checkpoint(witnessed.witnessed_note, alog.verifier, alog.origin)
+            if alog.prove_consistency(cp.size, size).first_root == cp.root:
+                earlier = sorted([(s, n) for s, n in earlier if s != cp.size]
+                                 + [(cp.size, witnessed.witnessed_note)])
     consistency = b"".join(
         encode_json(alog.prove_consistency(s, size).to_json()) + b"\n"
         for s, _ in earlier)

@@ -57,6 +57,8 @@ from sealtrail.core.jsonlines import numbered_lines
 from sealtrail.core.merkle import verify as merkle_verify
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.core.note import Verifier, open_note
+from sealtrail.core.note import parse as parse_note
+from sealtrail.core.witness_policy import Witnessed, WitnessPolicy
 
 FORMAT: Final = "sealtrail-bundle/1"
 STATEMENT: Final = "sealtrail.org/evidence-bundle@v1"
@@ -141,6 +143,27 @@ def _check_opened(opened: Any, leaf_obj: dict[str, Any], where: str) -> bool:
         raise VerificationError(f"{where}: 'opened' names fields the entry does not seal "
                                 f"({extra})")
     return True
+
+
+def witnessed_coverage(files: Mapping[str, bytes], policy: WitnessPolicy
+                       ) -> tuple[int, Witnessed | None, int]:
+    """Under ``policy``, after :func:`verify_bundle` passed: the size of the largest of the
+    bundle's checkpoints (``checkpoint.txt``, ``checkpoints/<size>.txt``) that meets it, that
+    checkpoint's cosigners, and how many of the bundle's events lie past it (not covered by a
+    witnessed checkpoint). (0, None, all) when none meets it. A cosignature line that claims
+    a policy witness and does not verify raises SignatureError (tampering)."""
+    notes = [files["checkpoint.txt"]] + [data for name, data in files.items()
+                                         if _CHECKPOINT_FILE.match(name)]
+    best: tuple[int, Witnessed | None] = (0, None)
+    for raw in notes:
+        note = raw.decode("utf-8", "replace")
+        found = policy.check(note)
+        size = Checkpoint.parse(parse_note(note).text).size
+        if found.met and size > best[0]:
+            best = (size, found)
+    uncovered = sum(1 for _, doc in _lines(files, "events.jsonl")
+                    if doc.get("index", 0) >= best[0])
+    return best[0], best[1], uncovered
 
 
 def verify_bundle(files: Mapping[str, bytes], vkey: str) -> BundleReport:

@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
 
 from sealtrail.core import canonical
-from sealtrail.core.checkpoint import SignedCheckpoint
+from sealtrail.core.checkpoint import SignedCheckpoint, open_checkpoint
 from sealtrail.core.cosignature import add_lines, cosignatures
 from sealtrail.core.errors import (
     ConfigError,
@@ -46,6 +46,7 @@ from sealtrail.core.errors import (
     TamperError,
     ValidationError,
 )
+from sealtrail.core.proofs import InclusionProof
 from sealtrail.core.receipt import Receipt
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.core.witness_policy import Witness, WitnessPolicy
@@ -386,6 +387,28 @@ def served_note(alog: AuditLog, max_age: timedelta, now: datetime) -> str:
     return latest.note
 
 
+def witnessed_inclusion(alog: AuditLog, index: int) -> InclusionProof:
+    """An inclusion proof of entry ``index`` in the tree of the latest checkpoint that met
+    the witness quorum, carrying that checkpoint with its cosignature lines (so a verifier
+    with a witness policy checks it offline: ``verify-proof --witness-policy``).
+
+    ConfigError when no checkpoint has been witnessed yet, or not one that covers ``index``.
+    The stored note is checked against the log's key and tree before it is handed out.
+    """
+    state = State.load(alog)
+    if state.witnessed_size <= 0 or not state.witnessed_note:
+        raise ConfigError("no checkpoint of this log has been witnessed yet")
+    if index >= state.witnessed_size:
+        raise ConfigError(f"entry {index} is not covered yet by the latest witnessed "
+                          f"checkpoint (size {state.witnessed_size}): try again shortly")
+    cp = open_checkpoint(state.witnessed_note, alog.verifier, alog.origin)
+    proof = alog.prove_inclusion(index, cp.size)
+    if proof.root_hash != cp.root:
+        raise TamperError("checkpoint", cp.size, "the witnessed checkpoint's root is not the "
+                          "log's root at that size")
+    return replace(proof, checkpoint=state.witnessed_note)
+
+
 def status(alog: AuditLog, now: datetime) -> dict[str, Any]:
     """The witnessing of a log as JSON (the API, the console, ``witnesses list``)."""
     policy = load(alog)
@@ -411,4 +434,4 @@ def status(alog: AuditLog, now: datetime) -> dict[str, Any]:
 
 __all__ = ["ACTION", "STATE_META", "Post", "Refusal", "Round", "State", "WitnessStatus", "add",
            "check_url", "httpx_post", "load", "remove", "run_round", "save", "served_note",
-           "set_quorum", "status"]
+           "set_quorum", "status", "witnessed_inclusion"]

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from sealtrail.core.errors import ConfigError, ValidationError
+from sealtrail.log import witnesses
 from sealtrail.log.apikeys import Principal
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.deps import EVERYONE, Service, in_thread, open_log, requires
@@ -62,15 +63,23 @@ async def get_vkey(log: str, service: Service, principal: Principal = as_vkey) -
 async def get_inclusion(log: str, service: Service, *, principal: Principal = as_inclusion,
                         index: Annotated[int | None, Query(ge=0)] = None,
                         leaf_hash: str | None = None,
-                        size: Annotated[int | None, Query(ge=1)] = None) -> Response:
-    """Inclusion proof by index (or by leaf hash, base64) in the tree of ``size``."""
+                        size: Annotated[int | None, Query(ge=1)] = None,
+                        witnessed: bool = False) -> Response:
+    """Inclusion proof by index (or by leaf hash, base64) in the tree of ``size``; with
+    ``witnessed=true``, in the tree of the latest witnessed checkpoint, which the proof
+    carries with its cosignature lines."""
     alog = open_log(service, log)
     service.metrics.proof_reads.labels(log, "inclusion").inc()
     if index is None:
         if leaf_hash is None:
             raise ValidationError("index", "give index or leaf_hash")
         index = await in_thread(_find_leaf, alog, leaf_hash)
-    proof = await in_thread(alog.prove_inclusion, index, size)
+    if witnessed:
+        if size is not None:
+            raise ValidationError("size", "give size or witnessed=true, not both")
+        proof = await in_thread(witnesses.witnessed_inclusion, alog, index)
+    else:
+        proof = await in_thread(alog.prove_inclusion, index, size)
     return MsgspecJson(proof.to_json())
 
 
