@@ -28,9 +28,11 @@ from sealtrail.client.groupspool import GroupSpool
 from sealtrail.client.prepare import merge_fields, prepare_event
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row, Spool
+from sealtrail.client.witness import check_witnessed, policy_of
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import Event
 from sealtrail.core.retry import backoff
+from sealtrail.core.witness_policy import Witnessed, WitnessPolicy
 
 log = logging.getLogger("sealtrail.client")
 
@@ -349,8 +351,45 @@ class AsyncClient:
                                         {"index": receipt.index, "size": cp.size})
             witness.check_inclusion(receipt, cp, note, inclusion)
 
+
+    async def witnessed(self, policy: str | WitnessPolicy) -> Witnessed:
+        """Which of ``policy``'s witnesses cosigned the log's checkpoint, as the service
+        serves it at ``/tlog/<log>/checkpoint`` (with the witnesses' cosignature lines).
+
+        The note must be signed by the log's key and extend the newest checkpoint this
+        client verified (a consistency proof is fetched and checked, as for
+        :meth:`verify_receipt`); it then becomes the kept one. Returns the
+        :class:`~sealtrail.core.witness_policy.Witnessed` report (``.met``: the quorum
+        cosigned). Needs ``verifier=``. Raises VerificationError (a fork, a rollback, a bad
+        signature or cosignature), or ClientError when the service cannot be asked.
+        """
+        witness = self._witness
+        if witness is None:
+            raise ClientError("witnessed needs the log's verifier key: "
+                              "AsyncClient(..., verifier=vkey)")
+        wanted = policy_of(policy)
+        if self._released:
+            raise _config.closed_error()
+        async with self._verify_lock:
+            note = (await self._get_url(f"/tlog/{self._cfg.log}/checkpoint", {})).decode(
+                "utf-8", "replace")
+            cp = witness.open(note)
+            need = witness.consistency_needed(cp)
+            proof = (await self._get("proof/consistency", {"first": need[0], "second": need[1]})
+                     if need is not None else None)
+            before = witness.note
+            witness.advance(note, cp, proof)
+            queue, verifier = self._pipe.queue, self._cfg.verifier
+            if (witness.note is not None and witness.note != before and queue is not None
+                    and verifier is not None and not self._released):
+                await self._q(queue.keep_checkpoint, self._cfg.log, verifier.format(),
+                              witness.note)
+            return check_witnessed(note, wanted)
+
     async def _get(self, path: str, params: dict[str, int]) -> bytes:
-        url = f"{self._cfg.prefix}/{path}"
+        return await self._get_url(f"{self._cfg.prefix}/{path}", params)
+
+    async def _get_url(self, url: str, params: dict[str, int]) -> bytes:
         try:
             resp = await self._http.get(url, params=params)
         except httpx.HTTPError as exc:

@@ -28,9 +28,11 @@ from sealtrail.client.groupspool import GroupSpool
 from sealtrail.client.prepare import merge_fields, prepare_event
 from sealtrail.client.receipt import Receipt
 from sealtrail.client.spool import Row
+from sealtrail.client.witness import check_witnessed, policy_of
 from sealtrail.core.errors import ValidationError
 from sealtrail.core.event import Event
 from sealtrail.core.retry import backoff
+from sealtrail.core.witness_policy import Witnessed, WitnessPolicy
 
 log = logging.getLogger("sealtrail.client")
 
@@ -352,8 +354,42 @@ class Client:
         if queue is not None and verifier is not None and not self._released:
             queue.keep_checkpoint(self._cfg.log, verifier.format(), note)
 
+
+    def witnessed(self, policy: str | WitnessPolicy) -> Witnessed:
+        """Which of ``policy``'s witnesses cosigned the log's checkpoint, as the service
+        serves it at ``/tlog/<log>/checkpoint`` (with the witnesses' cosignature lines).
+
+        The note must be signed by the log's key and extend the newest checkpoint this
+        client verified (a consistency proof is fetched and checked, as for
+        :meth:`verify_receipt`); it then becomes the kept one. Returns the
+        :class:`~sealtrail.core.witness_policy.Witnessed` report (``.met``: the quorum
+        cosigned). Needs ``verifier=``. Raises VerificationError (a fork, a rollback, a bad
+        signature or cosignature), or ClientError when the service cannot be asked.
+        """
+        witness = self._witness
+        if witness is None:
+            raise ClientError("witnessed needs the log's verifier key: "
+                              "Client(..., verifier=vkey)")
+        wanted = policy_of(policy)
+        if self._released:
+            raise _config.closed_error()
+        with self._verify_lock:
+            note = (self._get_url(f"/tlog/{self._cfg.log}/checkpoint", {})).decode(
+                "utf-8", "replace")
+            cp = witness.open(note)
+            need = witness.consistency_needed(cp)
+            proof = (self._get("proof/consistency", {"first": need[0], "second": need[1]})
+                     if need is not None else None)
+            before = witness.note
+            witness.advance(note, cp, proof)
+            if witness.note != before and witness.note is not None:
+                self._keep(witness.note)
+            return check_witnessed(note, wanted)
+
     def _get(self, path: str, params: dict[str, int]) -> bytes:
-        url = f"{self._cfg.prefix}/{path}"
+        return self._get_url(f"{self._cfg.prefix}/{path}", params)
+
+    def _get_url(self, url: str, params: dict[str, int]) -> bytes:
         try:
             resp = self._http.get(url, params=params)
         except httpx.HTTPError as exc:

@@ -23,6 +23,7 @@ from sealtrail.core.checkpoint import Checkpoint, open_checkpoint
 from sealtrail.core.errors import ConsistencyError, InclusionError
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.witness_policy import Witnessed, WitnessPolicy
 
 
 class Witness:
@@ -82,7 +83,9 @@ class Witness:
                 raise ConsistencyError(f"asked for the consistency proof {need[0]} -> {need[1]}, "
                                        f"got {parsed.first} -> {parsed.second}")
             parsed.verify_signed(self.verifier, self._note, note)
-        if self._kept is None or cp.size > self._kept.size:
+        # At the same size the root was checked equal above: the newer text of the same
+        # checkpoint (with cosignature lines the service added since) is kept.
+        if self._kept is None or cp.size >= self._kept.size:
             self._kept, self._note = cp, note
 
     def check_covers(self, receipt: Receipt, cp: Checkpoint) -> None:
@@ -106,3 +109,15 @@ class Witness:
                                  "receipt names", expected=receipt.leaf_hash,
                                  calculated=parsed.leaf_hash)
         parsed.verify_signed(self.verifier)
+
+
+def policy_of(policy: str | WitnessPolicy) -> WitnessPolicy:
+    """A witness policy given as its text form or already parsed."""
+    return policy if isinstance(policy, WitnessPolicy) else WitnessPolicy.parse(policy)
+
+
+def check_witnessed(note: str, policy: WitnessPolicy) -> Witnessed:
+    """Which of ``policy``'s witnesses cosigned ``note`` (a note already opened with the
+    log's key and moved forward by :meth:`Witness.advance`); a cosignature line claiming a
+    policy witness that does not verify raises SignatureError (tampering)."""
+    return policy.check(note)
