@@ -188,7 +188,12 @@ class State:
     @classmethod
     def load(cls, alog: AuditLog) -> State:
         """The stored state (a fresh one when there is none or it is unreadable)."""
-        text = alog.store.meta().get(STATE_META)
+        return cls.from_meta(alog.store.meta())
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, str]) -> State:
+        """The state in a log's ``meta`` rows (a copy being verified has no AuditLog)."""
+        text = meta.get(STATE_META)
         if not text:
             return cls()
         try:
