@@ -7,12 +7,14 @@ no later than ``genTime`` (:mod:`sealtrail.core.tsp` says what is stamped and ch
 
 **The setting** (URL, the CA certificates that anchor the TSA's chain, how often to stamp) is
 stored as :mod:`sealtrail.log.retention` stores its policy: ``commit_change`` writes the
-``meta`` copy (:data:`CONFIG_META`, compact JSON) and appends ``sealtrail.timestamps.set`` (or
-``.remove``) naming the copy's digest in ``target.id``, in one transaction, with the entry's
-index beside it (:data:`CONFIG_AT_META`). :func:`load_config` uses the stored copy only when
-that entry names its digest and no later timestamp-setting entry exists; anything else is a
-TamperError (a TSA URL or CA edited into the table would send checkpoints elsewhere or make
-stamps look trusted).
+``meta`` copy (:data:`CONFIG_META`, compact JSON; empty once removed) and appends
+``sealtrail.timestamps.set`` naming the copy's digest in ``target.id``, in one transaction, with
+the entry's index beside it (:data:`CONFIG_AT_META`). Removing is the same action with the
+empty text, so one action and one digest describe every change (the shape of
+``log/settings.py``'s ``DIGESTED`` settings, which ``verify`` checks). :func:`load_config` uses
+the stored copy only when that entry names its digest and no later timestamp-setting entry
+exists; anything else is a TamperError (a TSA URL or CA edited into the table would send
+checkpoints elsewhere or make stamps look trusted).
 
 **A stamp** is one or more entries ``sealtrail.timestamp`` (reserved: only the engine writes
 them) appended with ``append_own`` after the token verified. Everything verify needs stays in
@@ -74,9 +76,7 @@ from sealtrail.log.settings import digest
 CONFIG_META: Final = "tsa_config"        # the stored setting (compact JSON; "" once removed)
 CONFIG_AT_META: Final = "tsa_config_at"  # the index of the entry that set it
 ACTION_SET: Final = "sealtrail.timestamps.set"
-ACTION_REMOVE: Final = "sealtrail.timestamps.remove"
 ACTION_STAMP: Final = "sealtrail.timestamp"
-CONFIG_ACTIONS: Final = frozenset({ACTION_SET, ACTION_REMOVE})
 DEFAULT_EVERY: Final = 3600
 PART_CHARS: Final = 4000            # base64 characters of token per entry (reason: 4096 at most)
 MAX_PARTS: Final = 8
@@ -174,11 +174,11 @@ def set_config(alog: AuditLog, config: TsaConfig, *, actor: Mapping[str, Any]) -
 
 
 def remove_config(alog: AuditLog, *, actor: Mapping[str, Any]) -> Receipt:
-    """Stop stamping: the stored setting becomes empty, by an entry
-    (``sealtrail.timestamps.remove``) naming the empty text's digest. Recorded stamps stay."""
+    """Stop stamping: the stored setting becomes empty, by a ``sealtrail.timestamps.set`` entry
+    naming the empty text's digest. Recorded stamps stay."""
     if load_config(alog) is None:
         raise ConfigError("this log has no timestamp authority configured")
-    event = {"actor": dict(actor), "action": ACTION_REMOVE, "outcome": "success",
+    event = {"actor": dict(actor), "action": ACTION_SET, "outcome": "success",
              "category": "configuration",
              "target": {"type": "tsa_config", "id": f"none@{digest('')}"},
              "reason": "trusted timestamps turned off"}
@@ -207,7 +207,6 @@ class Tracker:
 
     scanned: int = 0
     config_at: int | None = None
-    config_action: str = ""
     config_target: str = ""
     stamps: list[Stamp] = field(default_factory=list)
     _parts: dict[str, dict[int, tuple[int, str, int, bytes, int]]] = field(default_factory=dict)
@@ -227,9 +226,8 @@ class Tracker:
         event = entry.event()
         action = event.get("action")
         target = event.get("target") or {}
-        if action in CONFIG_ACTIONS:
+        if action == ACTION_SET:
             self.config_at = entry.index
-            self.config_action = str(action)
             self.config_target = str(target.get("id", ""))
         elif action == ACTION_STAMP:
             self._take_part(entry.index, str(target.get("id", "")), event.get("reason"))
@@ -287,7 +285,7 @@ class Tracker:
 def load_config(alog: AuditLog, tracker: Tracker | None = None) -> TsaConfig | None:
     """The log's TSA setting (None: not configured, or removed).
 
-    The stored copy is used only if the latest ``sealtrail.timestamps.*`` entry of the log is
+    The stored copy is used only if the latest ``sealtrail.timestamps.set`` entry of the log is
     the one whose index is stored beside it and names its digest; otherwise TamperError (the
     settings table was edited). ``tracker`` (kept between calls) saves reading the whole log.
     """
@@ -310,8 +308,8 @@ def load_config(alog: AuditLog, tracker: Tracker | None = None) -> TsaConfig | N
     if tracker.config_target.rpartition("@")[2] != digest(text):
         raise TamperError("settings", where, "the stored timestamp authority setting differs "
                           f"from the one entry {where} set (the settings table was edited)")
-    if tracker.config_action == ACTION_REMOVE or text == "":
-        return None
+    if text == "":
+        return None  # removed
     return TsaConfig.parse(json.loads(text))
 
 
@@ -486,7 +484,7 @@ def verify_timestamps(alog: AuditLog, anchors: Iterable[x509.Certificate]) -> li
     return [check_stamp(alog, item, trusted) for item in recorded(alog)]
 
 
-__all__ = ["ACTION_REMOVE", "ACTION_SET", "ACTION_STAMP", "CONFIG_AT_META", "CONFIG_META",
+__all__ = ["ACTION_SET", "ACTION_STAMP", "CONFIG_AT_META", "CONFIG_META",
            "Checked", "Stamp", "Stamped", "Tracker", "TsaConfig", "TsaError",
            "check_clear_fields", "fetch", "load_config", "recorded", "remove_config",
            "set_config", "stamp", "stamp_events", "verify_timestamps"]

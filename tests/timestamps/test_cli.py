@@ -1,0 +1,179 @@
+"""``sealtrail timestamps``: set, show, now, list, verify, remove, against the real responder on
+loopback; ``verify`` catches a log rewritten and re-signed by someone holding its keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.timestamping import ACTION_SET, ACTION_STAMP, load_config, set_config
+from tests.clirun import sealtrail
+from tests.timestamps.tsa import Authority, Responder
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    """JSON Lines (split on newlines only)."""
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A data directory with an encrypted log of five events."""
+    d = tmp_path / "data"
+    assert sealtrail("--data", d, "init").returncode == 0
+    events = "\n".join(json.dumps({"actor": {"id": f"u{i}"}, "action": "doc.read",
+                                   "outcome": "success"}) for i in range(5))
+    assert sealtrail("--data", d, "append", stdin=events).returncode == 0
+    return d
+
+
+@pytest.fixture
+def ca_file(tmp_path: Path, authority: Authority) -> Path:
+    path = tmp_path / "tsa-ca.pem"
+    path.write_bytes(authority.pem())
+    return path
+
+
+def stamped(data: Path, responder: Responder, ca_file: Path) -> dict[str, Any]:
+    """Configure the TSA and stamp once; the ``now`` output."""
+    ran = sealtrail("--data", data, "timestamps", "set", responder.url, "--ca-cert", ca_file,
+                    "--every", "60", text=True)
+    assert ran.returncode == 0, ran.stderr
+    now = sealtrail("--data", data, "timestamps", "now", text=True)
+    assert now.returncode == 0, now.stderr
+    out: dict[str, Any] = json.loads(now.stdout)
+    return out
+
+
+def test_set_show_now_list_verify_remove(data: Path, responder: Responder, ca_file: Path,
+                                         authority: Authority) -> None:
+    done = stamped(data, responder, ca_file)
+    assert done["size"] == 6  # five events and the setting's entry
+    assert done["index"] == 6
+    shown = json.loads(sealtrail("--data", data, "timestamps", "show", text=True).stdout)
+    assert shown["url"] == responder.url
+    assert shown["every"] == 60
+    assert "sealtrail test TSA root" in shown["anchors"][0]
+    listed = lines(sealtrail("--data", data, "timestamps", "list", text=True).stdout)
+    assert [(row["index"], row["size"]) for row in listed] == [(6, 6)]
+    assert base64.b64decode(listed[0]["token"])[:1] == b"\x30"
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file, text=True)
+    assert ran.returncode == 0, ran.stderr
+    (row,) = lines(ran.stdout)
+    assert row["ok"] is True
+    assert row["size"] == 6
+    assert row["gen_time"] == done["gen_time"]
+    assert "1 timestamp(s) verified" in ran.stderr
+    removed = sealtrail("--data", data, "timestamps", "remove", text=True)
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(sealtrail("--data", data, "timestamps", "show",
+                                text=True).stdout) == {"tsa": None}
+    again = sealtrail("--data", data, "timestamps", "now", text=True)
+    assert again.returncode == 2
+    assert "no timestamp authority" in again.stderr
+    # The log as a whole still verifies with the new entries in it.
+    assert sealtrail("--data", data, "verify").returncode == 0
+
+
+def test_now_with_the_tsa_down_records_nothing_and_names_it(
+        data: Path, responder: Responder, ca_file: Path) -> None:
+    ran = sealtrail("--data", data, "timestamps", "set", responder.url, "--ca-cert", ca_file)
+    assert ran.returncode == 0
+    responder.stop()
+    now = sealtrail("--data", data, "timestamps", "now", text=True)
+    assert now.returncode == 1
+    assert f"TSA {responder.url}: unreachable" in now.stderr
+    assert sealtrail("--data", data, "timestamps", "list", text=True).stdout == ""
+
+
+def test_now_with_a_refusing_tsa_names_the_status(data: Path, responder: Responder,
+                                                  ca_file: Path) -> None:
+    sealtrail("--data", data, "timestamps", "set", responder.url, "--ca-cert", ca_file)
+    responder.mode = "reject"
+    now = sealtrail("--data", data, "timestamps", "now", text=True)
+    assert now.returncode == 1
+    assert "status rejection" in now.stderr
+
+
+def test_verify_against_another_ca_fails(data: Path, responder: Responder, ca_file: Path,
+                                         tmp_path: Path) -> None:
+    stamped(data, responder, ca_file)
+    other = tmp_path / "other.pem"
+    other.write_bytes(Authority.make("an auditor's other CA").pem())
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", other, text=True)
+    assert ran.returncode == 1
+    assert "not issued by a trusted CA" in ran.stderr
+    assert lines(ran.stdout)[0]["ok"] is False
+
+
+def test_usage_errors_exit_2(data: Path, tmp_path: Path, responder: Responder) -> None:
+    missing = sealtrail("--data", data, "timestamps", "verify", "--ca-cert",
+                        tmp_path / "none.pem", text=True)
+    assert missing.returncode == 2
+    assert "--ca-cert" in missing.stderr
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    bad = sealtrail("--data", data, "timestamps", "set", responder.url, "--ca-cert", junk,
+                    text=True)
+    assert bad.returncode == 2
+    assert "--ca-cert" in bad.stderr
+    url = sealtrail("--data", data, "timestamps", "set", "gopher://x", "--ca-cert", junk,
+                    text=True)
+    assert url.returncode == 2
+
+
+def forge(original: Path, forged: Path, *, fix_root: bool) -> None:
+    """What an attacker holding the host and its keys does: build the log again with the same
+    signing key and keyring, with entry 2 changed, and copy the timestamp entries over (the
+    TSA's token cannot be made anew). ``fix_root``: also rewrite the recorded root to the
+    forged tree's, so the entry agrees with the tree and only the token can tell."""
+    shutil.copytree(original / "default", forged / "default",
+                    ignore=shutil.ignore_patterns("log.db*", "head*"))
+    with AuditLog.open(original, "default", create=False) as old:
+        kept = [old.entry(i).event() for i in range(old.size)]
+        config = load_config(old)
+    assert config is not None
+    with AuditLog.open(forged, "default") as new:
+        for i, ev in enumerate(kept[:5]):
+            actor = "mallory" if i == 2 else ev["actor"]["id"]
+            new.append({"actor": {"id": actor}, "action": ev["action"],
+                        "outcome": ev["outcome"]})
+        for ev in kept[5:]:
+            if ev["action"] == ACTION_SET:
+                set_config(new, config, actor=ev["actor"])
+                continue
+            copy = {k: ev[k] for k in ("action", "outcome", "category", "target", "reason",
+                                       "time") if k in ev}
+            copy["actor"] = {"id": ev["actor"]["id"]}
+            if fix_root and ev["action"] == ACTION_STAMP:
+                size, _, rest = copy["target"]["id"].partition(" ")
+                root = base64.b64encode(new.root_at(int(size))).decode()
+                copy["target"] = {**copy["target"],
+                                  "id": f"{size} {root} {rest.partition(' ')[2]}"}
+            new.commit_with(copy, lambda _at: None)
+
+
+@pytest.mark.parametrize(("fix_root", "message"), [
+    (False, "the log was rewritten"),
+    (True, "TSTInfo.messageImprint"),
+])
+def test_verify_catches_a_rewritten_log(data: Path, responder: Responder, ca_file: Path,
+                                        tmp_path: Path, fix_root: bool, message: str) -> None:
+    stamped(data, responder, ca_file)
+    forged = tmp_path / "forged"
+    forge(data, forged, fix_root=fix_root)
+    # The forgery is internally consistent: the log's own verify passes on it.
+    assert sealtrail("--data", forged, "verify").returncode == 0
+    ran = sealtrail("--data", forged, "timestamps", "verify", "--ca-cert", ca_file, text=True)
+    assert ran.returncode == 1
+    assert message in ran.stderr
+    assert lines(ran.stdout)[0]["ok"] is False
+    # The untouched log still verifies.
+    assert sealtrail("--data", data, "timestamps", "verify", "--ca-cert",
+                     ca_file).returncode == 0
