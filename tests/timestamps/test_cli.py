@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,8 @@ def forge(original: Path, forged: Path, *, fix_root: bool) -> None:
             if ev["action"] == ACTION_SET:
                 set_config(new, config, actor=ev["actor"])
                 continue
-            copy = {k: ev[k] for k in ("action", "outcome", "category", "target", "reason",
-                                       "time") if k in ev}
+            kept_fields = ("action", "outcome", "category", "target", "reason", "time")
+            copy: dict[str, Any] = {k: ev[k] for k in kept_fields if k in ev}
             copy["actor"] = {"id": ev["actor"]["id"]}
             if fix_root and ev["action"] == ACTION_STAMP:
                 size, _, rest = copy["target"]["id"].partition(" ")
@@ -177,3 +178,30 @@ def test_verify_catches_a_rewritten_log(data: Path, responder: Responder, ca_fil
     # The untouched log still verifies.
     assert sealtrail("--data", data, "timestamps", "verify", "--ca-cert",
                      ca_file).returncode == 0
+
+
+def test_a_listed_token_verifies_with_openssl(data: Path, responder: Responder, ca_file: Path,
+                                              tmp_path: Path) -> None:
+    """An independent implementation (OpenSSL's ``ts -verify``) accepts the recorded token
+    over the checkpoint body it stamps, and refuses it over another body."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl binary")
+    stamped(data, responder, ca_file)
+    (row,) = lines(sealtrail("--data", data, "timestamps", "list", text=True).stdout)
+    token = tmp_path / "token.der"
+    token.write_bytes(base64.b64decode(row["token"]))
+    body = tmp_path / "body.txt"
+    body.write_text(f"sealtrail/default\n{row['size']}\n{row['root']}\n")
+    other = tmp_path / "other.txt"
+    other.write_text(f"sealtrail/default\n{row['size'] + 1}\n{row['root']}\n")
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([openssl, "ts", "-verify", "-in", str(token), "-token_in",
+                               "-data", str(path), "-CAfile", str(ca_file)],
+                              capture_output=True, text=True, check=False)
+
+    good = check(body)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Verification: OK" in good.stdout
+    assert check(other).returncode != 0
