@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,13 @@ from sealtrail.core import b64
 from sealtrail.core.cosignature import ALG_COSIGNATURE_V1, Cosigner, CosignerKey
 from sealtrail.core.errors import ConfigError, FormatError, StorageError
 from sealtrail.core.note import Verifier
-from sealtrail.core.witness_protocol import Decision, Stored, decide, parse_request
+from sealtrail.core.witness_protocol import (
+    AddCheckpoint,
+    Decision,
+    Stored,
+    decide,
+    parse_request,
+)
 
 WITNESS_DIR: Final = "_witness"
 KEY_FILE: Final = "witness.key"
@@ -62,6 +69,19 @@ class WitnessState:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(data_dir) / WITNESS_DIR
+        # One connection, kept: opening and closing one per request made every answer pay a
+        # WAL checkpoint on close (about 3 ms each, 24 ms a request in all). The lock
+        # serialises this process's requests on it; BEGIN IMMEDIATE serialises processes.
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._cosigner: Cosigner | None = None
+
+    def close(self) -> None:
+        """Close the state's database connection (it reopens on the next use)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     # -- key --------------------------------------------------------------------------------
 
@@ -75,11 +95,13 @@ class WitnessState:
         key = cosigner.key
         seed = b64.encode(bytes([ALG_COSIGNATURE_V1]) + cosigner.seed)
         _private(path, f"PRIVATE+KEY+{name}+{key.key_id.hex()}+{seed}\n")
-        self._db().close()
+        self._db()
         return key
 
     def cosigner(self) -> Cosigner:
-        """The witness's signing key (ConfigError when ``init`` was not run)."""
+        """The witness's signing key (ConfigError when ``init`` was not run); read once."""
+        if self._cosigner is not None:
+            return self._cosigner
         path = self.dir / KEY_FILE
         try:
             text = path.read_text().strip()
@@ -95,6 +117,7 @@ class WitnessState:
         cosigner = Cosigner(parts[2], raw[1:])
         if cosigner.key.key_id.hex() != parts[3]:
             raise FormatError(f"{path}: the key id does not match the key")
+        self._cosigner = cosigner
         return cosigner
 
     # -- trusted logs -----------------------------------------------------------------------
@@ -102,31 +125,22 @@ class WitnessState:
     def add_log(self, vkey: str) -> Verifier:
         """Trust a log's signed-note key; its origin is the key's name."""
         verifier = Verifier.parse(vkey)
-        db = self._db()
-        try:
-            db.execute("INSERT OR IGNORE INTO logs(vkey, origin) VALUES (?, ?)",
-                       (verifier.format(), verifier.name))
-        finally:
-            db.close()
+        with self._lock:
+            self._db().execute("INSERT OR IGNORE INTO logs(vkey, origin) VALUES (?, ?)",
+                               (verifier.format(), verifier.name))
         return verifier
 
     def logs(self) -> list[Verifier]:
         """The trusted log keys."""
-        db = self._db()
-        try:
-            return [Verifier.parse(row[0]) for row in db.execute(
-                "SELECT vkey FROM logs ORDER BY origin, vkey")]
-        finally:
-            db.close()
+        with self._lock:
+            rows = self._db().execute("SELECT vkey FROM logs ORDER BY origin, vkey").fetchall()
+        return [Verifier.parse(row[0]) for row in rows]
 
     def latest(self, origin: str) -> Stored | None:
         """The latest checkpoint cosigned for ``origin``."""
-        db = self._db()
-        try:
-            row = db.execute("SELECT size, root, note FROM latest WHERE origin = ?",
-                             (origin,)).fetchone()
-        finally:
-            db.close()
+        with self._lock:
+            row = self._db().execute("SELECT size, root, note FROM latest WHERE origin = ?",
+                                     (origin,)).fetchone()
         return None if row is None else Stored(int(row[0]), bytes(row[1]), str(row[2]))
 
     # -- the protocol -----------------------------------------------------------------------
@@ -139,6 +153,11 @@ class WitnessState:
             return Answer(400, "text/plain; charset=utf-8", f"{exc}\n")
         cosigner = self.cosigner()
         trusted = self.logs()
+        with self._lock:
+            return self._add(request, trusted, cosigner, now)
+
+    def _add(self, request: AddCheckpoint, trusted: list[Verifier], cosigner: Cosigner,
+             now: datetime) -> Answer:
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -158,21 +177,24 @@ class WitnessState:
                        (cp.origin, cp.size, cp.root, request.note, now.isoformat()))
             db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise StorageError(f"witness state: {exc}") from exc
-        finally:
-            db.close()
         line = cosigner.line(decision.text, int(now.timestamp()))
         return Answer(200, "text/plain; charset=utf-8", line + "\n")
 
     def _db(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.dir / DB_FILE
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
+        self._conn = db
         return db
 
 
