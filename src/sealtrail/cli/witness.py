@@ -72,5 +72,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         sockets = listen(host, port)
         bound = sockets[0].getsockname()[1] if sockets else port
         say(f"sealtrail witness {state.cosigner().name} on http://{host}:{bound}/add-checkpoint")
-        serve_http(app, sockets=sockets, host=host, port=port, log_level="warning",
-                   lifespan="off")
+        try:
+            serve_http(app, sockets=sockets, host=host, port=port, log_level="warning",
+                       lifespan="off")
+        finally:
+            state.close()
