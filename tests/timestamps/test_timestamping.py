@@ -5,6 +5,8 @@ and every way the TSA can fail without anything being recorded."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,3 +322,32 @@ def test_the_job_skips_logs_without_a_tsa(tmp_path: Path) -> None:
         assert recorded(logs.get("plain")) == []
     finally:
         logs.close()
+
+
+def test_the_job_runs_on_its_own_thread_and_stops(tmp_path: Path, responder: Responder,
+                                                  authority: Authority) -> None:
+    log = AuditLog.open(tmp_path, "shop")
+    log.append(event(1))
+    configure(log, responder, authority, every=60)
+    log.close()
+    logs = Logs(tmp_path)
+    job = TimestampJob(logs, lambda: datetime.now(UTC), delay=0, interval=0.05)
+    try:
+        job.start()
+        deadline = time.monotonic() + 10
+        while "shop" not in job.results and time.monotonic() < deadline:
+            time.sleep(0.02)
+        job.stop()
+        assert job.results["shop"].ok, job.results["shop"].problem
+        assert len(recorded(logs.get("shop"))) == 1
+    finally:
+        job.stop()
+        logs.close()
+
+
+def test_an_interval_of_zero_turns_the_job_off(tmp_path: Path) -> None:
+    logs = Logs(tmp_path)
+    job = TimestampJob(logs, lambda: datetime.now(UTC), delay=0, interval=0)
+    job.start()
+    assert not any(t.name == "sealtrail-timestamps" for t in threading.enumerate())
+    job.stop()

@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asn1crypto import tsp  # type: ignore[import-untyped]
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sealtrail.core import tsp as ours
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.tsp import TimestampError
-from tests.timestamps.tsa import Authority, Responder
+from tests.timestamps.tsa import Authority, Responder, SigningKey
 
 BODY = "sealtrail/default\n42\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
 IMPRINT = hashlib.sha256(BODY.encode()).digest()
@@ -259,3 +260,32 @@ def test_anchors_must_be_pem_certificates() -> None:
         ours.load_anchors(b"-----BEGIN NOTHING-----\n")
     with pytest.raises(TimestampError, match="none given"):
         ours.verify_token(b"\x30\x00", IMPRINT, [])
+
+
+@pytest.mark.parametrize("variant", ["rsa-pkcs1-sha256", "rsa-pss-sha384", "ed25519-sha512",
+                                     "ecdsa-sha384", "ess-v1", "sid-ski"])
+def test_the_signature_and_signer_forms_tsas_use_verify(authority: Authority,
+                                                        variant: str) -> None:
+    """RSA PKCS#1 v1.5 and PSS, Ed25519 (RFC 8419), ECDSA with another hash, ESS v1, and a
+    signer named by its key identifier: each verifies, and a flipped signature bit does not."""
+    key: SigningKey = ec.generate_private_key(ec.SECP256R1())
+    options: dict[str, object] = {}
+    if variant.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        options = {"pss": variant.startswith("rsa-pss"), "digest": variant.rsplit("-", 1)[1]}
+    elif variant == "ed25519-sha512":
+        key = ed25519.Ed25519PrivateKey.generate()
+        options = {"digest": "sha512"}
+    elif variant == "ecdsa-sha384":
+        options = {"digest": "sha384"}
+    elif variant == "ess-v1":
+        options = {"ess_v1": True}
+    else:
+        options = {"sid": "ski"}
+    _, cert = authority.issue_tsa(key=key)
+    tsa = Responder(key, cert, **options)  # type: ignore[arg-type]
+    token = token_from(tsa)
+    assert ours.verify_token(token, IMPRINT, anchors(authority)).nonce == NONCE
+    altered = token[:-3] + bytes([token[-3] ^ 0x01]) + token[-2:]
+    with pytest.raises(TimestampError):
+        ours.verify_token(altered, IMPRINT, anchors(authority))

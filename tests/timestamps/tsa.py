@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,10 +26,13 @@ from asn1crypto import cms, core, tsp  # type: ignore[import-untyped]
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 POLICY = "1.3.6.1.4.1.55555.3161.1"  # a test policy OID (private enterprise arc)
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+_HASH: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
 class TimeStampResp(core.Sequence):  # type: ignore[misc]
@@ -91,12 +95,13 @@ class Authority:
 
     def issue_tsa(self, common: str = "sealtrail test TSA", *,
                   eku: list[x509.ObjectIdentifier] | None = None, eku_critical: bool = True,
-                  not_before: datetime | None = None, not_after: datetime | None = None
-                  ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        """A TSA key and its certificate (by default as RFC 3161 2.3 wants: EKU exactly
-        id-kp-timeStamping, critical; valid from a day ago for a year)."""
+                  not_before: datetime | None = None, not_after: datetime | None = None,
+                  key: SigningKey | None = None) -> tuple[SigningKey, x509.Certificate]:
+        """A TSA key (``key``, else a new P-256 one) and its certificate (by default as RFC
+        3161 2.3 wants: EKU exactly id-kp-timeStamping, critical; valid from a day ago for a
+        year)."""
         now = datetime.now(UTC)
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         usages = [ExtendedKeyUsageOID.TIME_STAMPING] if eku is None else eku
         builder = (x509.CertificateBuilder().subject_name(_name(common))
                    .issuer_name(self.cert.subject).public_key(key.public_key())
@@ -106,7 +111,9 @@ class Authority:
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None),
                                   critical=True)
                    .add_extension(x509.KeyUsage(True, True, False, False, False, False, False,
-                                                False, False), critical=True))
+                                                False, False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                                  critical=False))
         if usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=eku_critical)
         return key, builder.sign(self.key, hashes.SHA256())
@@ -120,9 +127,13 @@ def _der(cert: x509.Certificate) -> bytes:
 class Responder:
     """An RFC 3161 responder over HTTP on 127.0.0.1 (``start`` returns its URL)."""
 
-    key: ec.EllipticCurvePrivateKey
+    key: SigningKey
     cert: x509.Certificate
     mode: str = "ok"
+    digest: str = "sha256"      # the signer's digest algorithm (Ed25519: sha512, RFC 8419)
+    pss: bool = False           # RSA keys: RSASSA-PSS instead of PKCS#1 v1.5
+    sid: str = "issuer_serial"  # or "ski": the signer named by its key identifier
+    ess_v1: bool = False        # ESS signing-certificate (SHA-1) instead of -v2
     chain: list[x509.Certificate] = field(default_factory=list)  # sent after its own
     requests: list[bytes] = field(default_factory=list)
     serial: int = 0
@@ -161,27 +172,32 @@ class Responder:
         attrs = cms.CMSAttributes([
             {"type": "content_type", "values": ["tst_info"]},
             {"type": "signing_time", "values": [cms.Time({"utc_time": now})]},
-            {"type": "message_digest", "values": [hashlib.sha256(econtent).digest()]},
-            {"type": "signing_certificate_v2",
-             "values": [{"certs": [{"cert_hash": hashlib.sha256(cert_der).digest()}]}]},
+            {"type": "message_digest",
+             "values": [hashlib.new(self.digest, econtent).digest()]},
+            self._ess(cert_der),
         ])
         # RFC 5652 5.4: the signature is over the DER of the attributes as a SET OF.
-        signature = self.key.sign(attrs.dump(), ec.ECDSA(hashes.SHA256()))
+        algorithm, signature = self._sign(attrs.dump())
         ours = asn1_x509.Certificate.load(cert_der)
+        if self.sid == "ski":
+            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            sid = cms.SignerIdentifier({"subject_key_identifier": ski.value.digest})
+        else:
+            sid = cms.SignerIdentifier({"issuer_and_serial_number": {
+                "issuer": ours.issuer, "serial_number": ours.serial_number}})
         signer = cms.SignerInfo({
-            "version": "v1",
-            "sid": cms.SignerIdentifier({"issuer_and_serial_number": {
-                "issuer": ours.issuer, "serial_number": ours.serial_number}}),
-            "digest_algorithm": {"algorithm": "sha256"},
+            "version": "v3" if self.sid == "ski" else "v1",
+            "sid": sid,
+            "digest_algorithm": {"algorithm": self.digest},
             "signed_attrs": attrs,
-            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+            "signature_algorithm": algorithm,
             "signature": signature})
         if self.mode == "tamper":
             tst["serial_number"] = self.serial + 1000  # the content differs from what was signed
             econtent = tsp.TSTInfo(tst).dump()
         signed = cms.SignedData({
             "version": "v3",
-            "digest_algorithms": [{"algorithm": "sha256"}],
+            "digest_algorithms": [{"algorithm": self.digest}],
             "encap_content_info": {"content_type": "tst_info",
                                    "content": core.ParsableOctetString(econtent)},
             "certificates": [] if self.mode == "no_cert" else [
@@ -190,6 +206,32 @@ class Responder:
         token = cms.ContentInfo({"content_type": "signed_data", "content": signed})
         return bytes(TimeStampResp({"status": {"status": "granted"},
                                     "time_stamp_token": token}).dump())
+
+    def _ess(self, cert_der: bytes) -> dict[str, Any]:
+        """The ESS attribute naming the TSA certificate (RFC 2634 v1 / RFC 5035 v2)."""
+        if self.ess_v1:
+            return {"type": "signing_certificate", "values": [
+                {"certs": [{"cert_hash": hashlib.sha1(cert_der).digest()}]}]}
+        return {"type": "signing_certificate_v2",
+                "values": [{"certs": [{"cert_hash": hashlib.sha256(cert_der).digest()}]}]}
+
+    def _sign(self, data: bytes) -> tuple[dict[str, Any], bytes]:
+        """(signatureAlgorithm, signature) over ``data`` with the TSA key."""
+        h = _HASH[self.digest]()
+        key = self.key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return {"algorithm": "ed25519"}, key.sign(data)
+        if isinstance(key, rsa.RSAPrivateKey) and self.pss:
+            params = {"hash_algorithm": {"algorithm": self.digest},
+                      "mask_gen_algorithm": {"algorithm": "mgf1",
+                                             "parameters": {"algorithm": self.digest}},
+                      "salt_length": h.digest_size, "trailer_field": "trailer_field_bc"}
+            return ({"algorithm": "rsassa_pss", "parameters": params},
+                    key.sign(data, padding.PSS(padding.MGF1(h), h.digest_size), h))
+        if isinstance(key, rsa.RSAPrivateKey):
+            return ({"algorithm": f"{self.digest}_rsa"},
+                    key.sign(data, padding.PKCS1v15(), h))
+        return {"algorithm": f"{self.digest}_ecdsa"}, key.sign(data, ec.ECDSA(h))
 
     # -- HTTP ----------------------------------------------------------------------------------
 
