@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 import httpx
 
@@ -377,9 +378,18 @@ def _verifies(note: str, line: str, witness: Witness) -> bool:
         return False
 
 
+# The last round note each open log checked (signed by its key, root equal to the tree's at
+# that size): tile clients poll the checkpoint, and each round's note is checked once.
+_checked: WeakKeyDictionary[AuditLog, str] = WeakKeyDictionary()
+
+
 def served_note(alog: AuditLog, max_age: timedelta, now: datetime) -> str:
     """The checkpoint ``/tlog/{log}/checkpoint`` serves: the latest round's note (with its
-    seal and cosignature lines) while it is fresh, else the latest signed checkpoint."""
+    seal and cosignature lines) while it is fresh, else the latest signed checkpoint.
+
+    The state row is not trusted: the round's note is served only if the log's key signed
+    it and the tree has its root at its size (an edited row could otherwise hand clients an
+    old genuine checkpoint, a rollback view)."""
     state = State.load(alog)
     latest = alog.checkpoint()
     if state.note and state.at:
@@ -387,9 +397,23 @@ def served_note(alog: AuditLog, max_age: timedelta, now: datetime) -> str:
             fresh = now - parse_time(state.at) <= max_age
         except ValueError:
             fresh = False
-        if fresh and state.size <= latest.checkpoint.size:
+        if fresh and state.size <= latest.checkpoint.size and _genuine(alog, state.note):
             return state.note
     return latest.note
+
+
+def _genuine(alog: AuditLog, note: str) -> bool:
+    """Whether ``note`` is a checkpoint of this log's tree (signed, root at its size)."""
+    if _checked.get(alog) == note:
+        return True
+    try:
+        cp = open_checkpoint(note, alog.verifier, alog.origin)
+        ok = cp.size > 0 and alog.prove_consistency(cp.size).first_root == cp.root
+    except SealtrailError:
+        return False
+    if ok:
+        _checked[alog] = note
+    return ok
 
 
 def witnessed_inclusion(alog: AuditLog, index: int) -> InclusionProof:
