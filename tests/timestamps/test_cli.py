@@ -205,3 +205,13 @@ def test_a_listed_token_verifies_with_openssl(data: Path, responder: Responder, 
     assert good.returncode == 0, good.stdout + good.stderr
     assert "Verification: OK" in good.stdout
     assert check(other).returncode != 0
+
+
+def test_verify_needs_no_keyring(data: Path, responder: Responder, ca_file: Path) -> None:
+    """An auditor without the log's keys checks the stamps of an encrypted log."""
+    stamped(data, responder, ca_file)
+    locked = {"SEALTRAIL_KEK": None, "SEALTRAIL_PASSPHRASE": None}
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file, env=locked,
+                    text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert lines(ran.stdout)[0]["ok"] is True
