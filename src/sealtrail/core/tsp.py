@@ -14,7 +14,9 @@ the text the log's key signs, C2SP tlog-checkpoint), not of the whole signed not
 What :func:`verify_token` checks, each failure a :class:`TimestampError` naming the check:
 
 1. the token is a CMS ``ContentInfo`` of ``SignedData`` (RFC 5652) whose encapsulated content
-   is ``id-ct-TSTInfo`` (RFC 3161 2.4.2), with exactly one signer;
+   is ``id-ct-TSTInfo`` (RFC 3161 2.4.2), with exactly one signer; the versions are the ones
+   RFC 5652 5.1/5.3 prescribe and ``digestAlgorithms`` lists the signer's (fields no check
+   reads otherwise: an altered token must not verify, whichever byte was changed);
 2. the TSTInfo: version 1, message imprint SHA-256 and equal to the one asked for, the nonce
    (when the caller has the request's) equal;
 3. the signed attributes: ``content-type`` is id-ct-TSTInfo and ``message-digest`` is the
@@ -23,7 +25,8 @@ What :func:`verify_token` checks, each failure a :class:`TimestampError` naming 
    ``signing-certificate-v2`` (RFC 5035/5816) attribute names by hash, is carried in the token
    (the request sets certReq), and is the signer the SignerInfo's ``sid`` names;
 5. the signature over the DER of the signed attributes verifies with its public key (RSA
-   PKCS#1 v1.5 or PSS, ECDSA, Ed25519);
+   PKCS#1 v1.5 or PSS, ECDSA, Ed25519), under the digest algorithm the SignerInfo names (a
+   signature algorithm naming another hash, or carrying unexpected parameters, is refused);
 6. its extended key usage is exactly id-kp-timeStamping and critical (RFC 3161 2.3);
 7. it chains to a configured trust anchor, each link's signature checked with ``cryptography``,
    every certificate valid at ``genTime``, issuers CAs (basicConstraints, keyCertSign, path
