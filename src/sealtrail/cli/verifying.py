@@ -3,6 +3,11 @@
 Exit codes of ``verify``: 0 intact, 1 tampered (the first bad index named), 2 usage, 3 the key
 given verifies nothing in the log (:func:`~sealtrail.cli.common.not_verified`).
 
+``--seal-key`` adds the forward-secure seals (:func:`sealtrail.log.sealing.verify_seals`), once
+the tree itself verified: a recorded seal that fails, a broken chain or a tree that contradicts
+a seal is tampering (exit 1, the seal's entry index named); a seal key that is not this log's
+(another origin, or other public keys in ``seal.pub``) verifies nothing (exit 3).
+
 ``verify`` works on a copy an auditor was given (the database and the verifier key, no signing
 key), read-only and writing nothing to it, with a key the auditor trusts rather than the stored
 one: the engine's :mod:`sealtrail.log.copyverify`, not ``AuditLog.verify`` (which needs the
@@ -14,13 +19,15 @@ from __future__ import annotations
 
 import base64
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from sealtrail.cli.common import (
+    EXIT_UNVERIFIED,
     DataOpt,
     LogOpt,
     errors,
@@ -37,9 +44,12 @@ from sealtrail.cli.common import (
 from sealtrail.cli.keyarg import trusted_verifier
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import TamperError, VerificationError
+from sealtrail.core.seal import VERSION, SealKey
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.copyverify import KeyMismatchError, find_copy, open_copy
+from sealtrail.log.copyverify import KeyMismatchError, LogCopy, find_copy, open_copy
+from sealtrail.log.datadir import open_store_readonly
 from sealtrail.log.derived import DerivedReport
+from sealtrail.log.sealing import SealKeyMismatchError, SealReport, verify_seals
 
 commands = typer.Typer(rich_markup_mode=None)
 head_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -93,6 +103,13 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
            workers: Annotated[int | None, typer.Option(
                min=1, max=64, help="Processes for large logs [default: one per core].")
            ] = None,
+           seal_key: Annotated[str | None, typer.Option(
+               "--seal-key", help="The seal key printed by 'sealtrail seal init' and kept off "
+               "the host (its text, or a file holding it): also check that every recorded "
+               "seal verifies, that they chain from the epoch-0 anchor and that the tree at "
+               "each sealed size is the one sealed; reports the last sealed epoch, epochs "
+               "without a seal and entries not sealed yet. A seal that fails is exit 1; a "
+               "seal key that is not this log's, exit 3.")] = None,
            derived: Annotated[bool | None, typer.Option(
                "--derived/--no-derived", help="Also rebuild and compare the blind indexes and "
                "subject keys (needs the keyring; about 50 us per entry) [default: when the "
@@ -117,16 +134,23 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                 trusted = checkpoint.read_text()
             except OSError as exc:
                 fail(f"--checkpoint {checkpoint}: {exc.strerror}")
+        sealed_by = None if seal_key is None else _seal_key(seal_key)
         bar = _Bar()
         derived_report: DerivedReport | None = None
+        seal_report: SealReport | None = None
         try:
             result = copy.verify(
                 trusted_checkpoint=trusted, progress=bar.update if bar.shown else None,
                 workers=workers, size=bar.start)
+            if sealed_by is not None:
+                seal_report = _verify_seals(copy, sealed_by, result.report.size)
             derived_report = _verify_derived(d, name, derived)
         except KeyMismatchError as exc:
             bar.stop()
             not_verified(str(exc), as_json=as_json)
+        except SealKeyMismatchError as exc:
+            bar.stop()
+            _seal_not_verified(str(exc), as_json=as_json)
         except TamperError as exc:
             bar.stop()
             if as_json:
@@ -150,9 +174,12 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                               "root_hash": base64.b64encode(report.root).decode(),
                               "checkpoints": report.checkpoints,
                               "trusted_size": report.trusted_size,
-                              "derived": derived_report.summary() if derived_report else None}))
+                              "derived": derived_report.summary() if derived_report else None,
+                              "seal": seal_report.to_json() if seal_report else None}))
         else:
             typer.echo(report.summary())
+            if seal_report is not None:
+                typer.echo(seal_report.summary())
             if not result.had_memory and report.size:
                 say(f"note: no head memory was found ({result.memory_path}): this machine "
                     "had not seen the log sign a head, so a rollback before now cannot "
@@ -163,6 +190,47 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             elif derived is None:
                 say("note: blind indexes and subject keys were not checked (the keyring "
                     "is locked); give the passphrase or --derived to check them")
+
+
+def _seal_key(value: str) -> SealKey:
+    """``--seal-key``: the key's text, or a file holding it; exit 2 naming what is wrong."""
+    text = value.strip()
+    path = Path(text[1:] if text.startswith("@") else text)
+    if not text.startswith(VERSION):
+        if not path.is_file():
+            fail(f"--seal-key {text[:60]!r}: no such file, and not a seal key (it starts "
+                 f"{VERSION!r}, as 'sealtrail seal init' printed it)")
+        try:
+            text = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--seal-key {path}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        return SealKey.parse(text)
+    except VerificationError as exc:
+        fail(f"--seal-key: {exc}")
+
+
+def _seal_not_verified(message: str, *, as_json: bool) -> NoReturn:
+    """Exit 3 for a seal key that verifies nothing here: never intact, never a usage error."""
+    text = (f"{message}. Either it is another log's seal key (give the one 'sealtrail seal "
+            "init' printed for this log, kept off its host), or, if it is the seal key you "
+            "trust for this log, its seals or public keys were replaced: treat that as "
+            "tampering")
+    if as_json:
+        typer.echo(dumps({"ok": False, "kind": "seal_key", "index": None, "message": text}))
+    else:
+        typer.echo(f"NOT VERIFIED: {printable(text)}")
+    raise typer.Exit(EXIT_UNVERIFIED)
+
+
+def _verify_seals(copy: LogCopy, key: SealKey, size: int) -> SealReport:
+    """The recorded seals of the copy, once its tree verified (read-only)."""
+    store = open_store_readonly(copy.directory, copy.store_url)
+    try:
+        return verify_seals(store, copy.directory, key, origin=copy.verifier.name, size=size,
+                            now=datetime.now(UTC))
+    finally:
+        store.close()
 
 
 def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport | None:
