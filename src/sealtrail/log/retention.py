@@ -43,8 +43,11 @@ CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_acce
                         "data_change", "configuration", "admin", "system", "audit_access")
 # Never purged or archived: the receipts and setting changes verify replays, and erasures
 # (the record that explains a destroyed subject key).
+# Receipts, settings, and the trust records of docs/witnessing.md (RFC 3161 tokens): never
+# purged or archived.
 PROTECTED_ACTIONS: Final = frozenset({"retention.purge", "retention.archive",
-                                      "retention.restore", "subject.erase"}) | SETTING_ACTIONS
+                                      "retention.restore", "subject.erase",
+                                      "sealtrail.timestamp"}) | SETTING_ACTIONS
 _DURATION = re.compile(r"([1-9]\d{0,5})([hdwy])\Z")
 _UNIT: Final = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
                 "y": timedelta(days=365)}

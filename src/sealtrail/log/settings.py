@@ -57,6 +57,9 @@ DIGESTED: Final = (
     Digested("retention.policy.set", POLICY_META, POLICY_AT_META, "retention policy"),
     Digested("sealtrail.witnesses.set", WITNESSES_META, WITNESSES_AT_META,
              "witness configuration"),
+    # log/timestamping.py (it imports this module's digest: the keys are named here).
+    Digested("sealtrail.timestamps.set", "tsa_config", "tsa_config_at",
+             "timestamp authority setting"),
 )
 
 # The entries that change a stored setting (verify collects them while it streams the log).

@@ -68,6 +68,9 @@ class ServiceConfig:
     # alert once a checkpoint has waited this long for its witnesses' quorum.
     witness_interval: float = 1.0
     witness_alert_after: float = 300.0
+    # RFC 3161 timestamps (server/timestamp_job.py): how often the job looks (0: off); each
+    # log's ``timestamps set --every`` says how often it is stamped.
+    timestamp_interval: float = 60.0
     # The checkpoint and hash tiles (/tlog/{log}/checkpoint, /tlog/{log}/tile/<level>/...)
     # readable without a key, for tile clients, monitors and witnesses (entry bundles stay
     # behind their role).

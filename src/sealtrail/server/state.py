@@ -36,6 +36,7 @@ from sealtrail.server.pg_leader import PgLeadership
 from sealtrail.server.ratelimit import RateLimiter
 from sealtrail.server.retention_job import RetentionJob
 from sealtrail.server.review_job import ReviewJob
+from sealtrail.server.timestamp_job import TimestampJob
 from sealtrail.server.witnessing_job import WitnessingJob
 
 
@@ -57,6 +58,7 @@ class ServiceState:
     limiter: RateLimiter
     review: ReviewJob | None = None  # overdue reviews become alerts (leader only)
     witnessing: WitnessingJob | None = None  # checkpoints to witnesses, sealing (leader)
+    timestamps: TimestampJob | None = None  # RFC 3161 tokens on checkpoints (leader)
     leadership: Leadership | PgLeadership = field(init=False)
     _running: list[Callable[[], None]] = field(init=False, default_factory=list)
     # Starting and stopping the leader's jobs: the leadership's thread (taking or losing the
@@ -115,13 +117,16 @@ class ServiceState:
         witnessing = WitnessingJob(logs, monitor, config.clock, delay=1.0,
                                    interval=config.witness_interval,
                                    alert_after=config.witness_alert_after)
+        # Checks every minute; each log's own setting says how often it is stamped.
+        timestamps = TimestampJob(logs, config.clock, delay=config.retention_delay / 2,
+                                  interval=config.timestamp_interval)
         metrics = Metrics(logs, config.clock, verifier.results)
         metrics.registry.register(MonitorState(monitor, dispatcher))
         return cls(config=config, logs=logs, keys=keys, users=users, monitor=monitor,
                    dispatcher=dispatcher, alert_store=alert_store, child=child,
                    verifier=verifier, retention=retention, metrics=metrics,
                    limiter=RateLimiter(config.rate, config.burst), review=review,
-                   witnessing=witnessing)
+                   witnessing=witnessing, timestamps=timestamps)
 
     @property
     def monitor_in_process(self) -> bool:
@@ -149,6 +154,9 @@ class ServiceState:
         if self.witnessing is not None:
             self.witnessing.start()
             self._running.append(self.witnessing.stop)
+        if self.timestamps is not None:
+            self.timestamps.start()
+            self._running.append(self.timestamps.stop)
         if self.monitor_in_process:
             rules = self.monitor
             if self.config.shared:
