@@ -142,7 +142,12 @@ def run_demo(data: Path, port: int) -> None:
         phrase = os.environ.get("SEALTRAIL_PASSPHRASE") or DEMO_PASSPHRASE
         tokens = prepare(data, phrase)
         logins = console_logins(data)
+        witness = _demo_witness(data, port + 1, phrase)
         _announce(data, port, tokens, show_phrase=phrase == DEMO_PASSPHRASE)
+        if witness is not None:
+            typer.echo(f"  A witness cosigns the log's checkpoints: {witness} (docs/"
+                       "witnessing.md); see them at "
+                       f"http://127.0.0.1:{port}/tlog/default/checkpoint\n")
         _announce_console(port, logins)
         app = create_app(ServiceConfig(data, passphrase=phrase))
     except BaseException:
@@ -150,6 +155,44 @@ def run_demo(data: Path, port: int) -> None:
             sock.close()
         raise
     serve(app, sockets=sockets, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _demo_witness(data: Path, port: int, passphrase: str) -> str | None:
+    """A witness for the demo log on 127.0.0.1:``port`` (a thread of this process), its key
+    under ``DATA/_demo_witness``, configured as the log's witness; None (and a note) when
+    the port is taken. The service's rounds then serve the checkpoint cosigned."""
+    import threading  # noqa: PLC0415 - the demo's witness only
+
+    from sealtrail.log import witnesses  # noqa: PLC0415
+    from sealtrail.log.witness import KEY_FILE, WITNESS_DIR, WitnessState  # noqa: PLC0415
+    from sealtrail.server.serving import ListenError, build_server, listen  # noqa: PLC0415
+    from sealtrail.server.witness_app import create_witness_app  # noqa: PLC0415
+
+    try:
+        sockets = listen("127.0.0.1", port)
+    except ListenError as exc:
+        typer.echo(f"  (no witness for the demo: {exc})")
+        return None
+    state = WitnessState(data / "_demo_witness")
+    if not (data / "_demo_witness" / WITNESS_DIR / KEY_FILE).exists():
+        state.init("sealtrail.demo/witness")
+    url = f"http://127.0.0.1:{port}"
+    with AuditLog.open(data, "default", passphrase=passphrase) as log:
+        state.add_log(log.vkey())
+        policy = witnesses.load(log)
+        if policy is None or [w.url for w in policy.witnesses] != [url]:
+            if policy is not None:
+                for w in policy.witnesses:
+                    witnesses.remove(log, w.name, actor=DEMO_ACTOR)
+            witnesses.add(log, url, state.cosigner().key.format(), actor=DEMO_ACTOR)
+    server = build_server(create_witness_app(state), host="127.0.0.1", port=port,
+                          log_level="warning", lifespan="off")
+    threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True,
+                     name="sealtrail-demo-witness").start()
+    return url
+
+
+DEMO_ACTOR = {"id": "sealtrail-demo", "type": "service"}
 
 
 def _announce(data: Path, port: int, tokens: dict[str, str], *, show_phrase: bool) -> None:
