@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -122,3 +124,24 @@ def test_a_seal_key_for_a_log_without_seals_is_tampering(data: Path, tmp_path: P
     ran = run(data, "verify", "--no-derived", "--seal-key", same_origin.format())
     assert ran.returncode == 1, ran.stdout
     assert "seal.pub is missing" in ran.stdout
+
+
+def test_processes_racing_at_an_epoch_end_record_each_epoch_once(data: Path) -> None:
+    """Four ``sealtrail seal run`` processes started together as epoch 0 ends (the file lock
+    orders them): each closing epoch's final seal is recorded once (epoch 0's by one of them;
+    if the runs take long enough to reach the next epoch end, epoch 1's by one), and the
+    chain verifies."""
+    ran = run(data, "seal", "init", "--epoch-seconds", "2", "--epochs", "600")
+    key = SealKey.parse(ran.stdout.strip().split("\n")[-1])
+    time.sleep(max(0.0, key.start + 2.05 - time.time()))
+    procs = [subprocess.Popen([sys.executable, "-m", "sealtrail", "--data", str(data), "seal",
+                               "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(4)]
+    outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    closed = sorted(o["round"]["from_epoch"] for o in outs if o["round"]["evolved"])
+    assert closed[0] == 0
+    assert len(closed) == len(set(closed))
+    ran = run(data, "verify", "--no-derived", "--seal-key", key.format())
+    assert ran.returncode == 0, ran.stdout
+    assert f"SEALED: {1 + len(closed)} recorded seals" in ran.stdout
