@@ -70,15 +70,21 @@ def test_status_run_and_verify_with_the_seal_key(data: Path, tmp_path: Path) -> 
     assert status["last_seal"]["index"] == 3
     assert run(data, "append", stdin=events(2)).returncode == 0
     wait_next_second()
+    assert json.loads(run(data, "seal", "status").stdout)["due"] is True
     out = json.loads(run(data, "seal", "run").stdout)
+    assert out["due"] is False
     assert out["round"]["evolved"] is True
     assert out["round"]["from_epoch"] == 0
     assert out["round"]["recorded_index"] == 6
     assert out["epoch"] >= 1
     assert out["last_seal"]["size"] == 6
+    ran = run(data, "verify", "--no-derived")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "give --seal-key" in " ".join(ran.stderr.split())
     ran = run(data, "verify", "--no-derived", "--seal-key", key)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "SEALED: 2 recorded seals" in ran.stdout
+    assert "give --seal-key" not in " ".join(ran.stderr.split())
     assert "seals entries 0..5" in ran.stdout
     assert "NOT YET SEALED: 1 entries" in ran.stdout
     (tmp_path / "seal.txt").write_text(key + "\n")

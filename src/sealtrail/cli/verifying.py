@@ -49,7 +49,12 @@ from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.copyverify import KeyMismatchError, LogCopy, find_copy, open_copy
 from sealtrail.log.datadir import open_store_readonly
 from sealtrail.log.derived import DerivedReport
-from sealtrail.log.sealing import SealKeyMismatchError, SealReport, verify_seals
+from sealtrail.log.sealing import (
+    SEAL_PUB_FILE,
+    SealKeyMismatchError,
+    SealReport,
+    verify_seals,
+)
 
 commands = typer.Typer(rich_markup_mode=None)
 head_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -185,6 +190,10 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                     "had not seen the log sign a head, so a rollback before now cannot "
                     "be told from here; it is remembered from now on (compare with a "
                     "checkpoint kept elsewhere: --checkpoint)")
+            if sealed_by is None and (directory / SEAL_PUB_FILE).exists():
+                say("note: this log is sealed (forward-secure sealing): give --seal-key with "
+                    "the seal key kept off its host to check that nothing sealed in a past "
+                    "epoch changed")
             if derived_report is not None:
                 typer.echo(derived_report.summary())
             elif derived is None:

@@ -147,11 +147,12 @@ def _read_state(directory: Path) -> _State:
     return _State(epoch, raw)
 
 
-def _write_private(directory: Path, name: str, data: bytes) -> None:
-    """Replace ``name`` atomically by a new 0600 file holding ``data``: a temporary file
-    (created 0600, never readable by others), fsync, rename over, fsync the directory."""
+def _write_file(directory: Path, name: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``name`` atomically by a new file holding ``data``: a temporary file (created
+    with ``mode``, 0600 by default: never readable by others), fsync, rename over, fsync the
+    directory."""
     tmp = directory / f".{name}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
             os.write(fd, data)
@@ -173,7 +174,7 @@ def _write_private(directory: Path, name: str, data: bytes) -> None:
 def _write_state(directory: Path, state: _State) -> None:
     seed = None if state.seed is None else base64.b64encode(state.seed).decode()
     doc = {"format": STATE_FORMAT, "epoch": state.epoch, "seed": seed}
-    _write_private(directory, SEAL_KEY_FILE, (json.dumps(doc) + "\n").encode())
+    _write_file(directory, SEAL_KEY_FILE, (json.dumps(doc) + "\n").encode())
 
 
 _PUBLIC_CACHE: dict[Path, tuple[tuple[int, int], _Public]] = {}
@@ -339,9 +340,10 @@ def init_sealing(alog: AuditLog, *, now: datetime, seconds: int = core.DEFAULT_S
         tree = core.KeyTree(keys)
         key = core.SealKey(alog.origin, core.unix_seconds(now), seconds, epochs, tree.root)
         pub = directory / SEAL_PUB_FILE
-        tmp = directory / f".{SEAL_PUB_FILE}.tmp"
-        tmp.write_bytes(key.format().encode() + b"\n" + b"".join(keys))
-        os.replace(tmp, pub)
+        # Public, but not derivable again once seed 0 is gone: written durably, and worth
+        # a backup (any copy will do: verification checks it against the seal key's root).
+        _write_file(directory, SEAL_PUB_FILE, key.format().encode() + b"\n" + b"".join(keys),
+                    0o644)
         _write_state(directory, _State(0, seed0))
         try:
             _record(alog, _Public(key, tree), _State(0, seed0), "the anchor, at seal init")
@@ -443,6 +445,7 @@ def status(alog: AuditLog, now: datetime) -> dict[str, Any]:
         "exhausted": state.seed is None,
         "next_evolution": None if state.seed is None else _time(
             key.epoch_start(state.epoch + 1)),
+        "due": state.seed is not None and key.epoch_at(now) > state.epoch,
         "key_ends": _time(end),
         "last_seal": None if last is None else {
             "epoch": last.seal.epoch, "size": last.seal.size, "index": last.index,
