@@ -15,6 +15,7 @@ import pytest
 
 from sealtrail import AuditLog
 from sealtrail.core import seal as core
+from sealtrail.core.checkpoint import open_checkpoint
 from sealtrail.core.errors import ConfigError, TamperError
 from sealtrail.core.policy import FieldPolicy
 from sealtrail.log import sealing
@@ -134,6 +135,8 @@ def test_served_checkpoint_lines_verify_with_the_seal_key_and_chain_to_the_log(
         assert line.startswith("\u2014 ")
         got = core.open_seal_line(signed.note + line + "\n", key)
         assert got.seal.epoch == 0
+        # The sealed note still opens with the log's key: verifiers skip the unknown line.
+        assert open_checkpoint(signed.note + line + "\n", log.verifier) == signed.checkpoint
         size = log.size
         clock.now += timedelta(seconds=2 * EPOCH_S + 1)
         signed = log.checkpoint()
