@@ -41,13 +41,13 @@ from sealtrail.log.settings import (
 
 CATEGORY_KEYS: Final = ("default", "authentication", "authorization", "data_access",
                         "data_change", "configuration", "admin", "system", "audit_access")
-# Never purged or archived: the receipts and setting changes verify replays, and erasures
-# (the record that explains a destroyed subject key).
-# Receipts, settings, and the trust records of docs/witnessing.md (RFC 3161 tokens): never
-# purged or archived.
+# Never purged or archived: the receipts and setting changes verify replays, erasures (the
+# record that explains a destroyed subject key), and the trust records of docs/witnessing.md
+# (RFC 3161 tokens; the recorded forward-secure seals, whose chain a gap would break).
 PROTECTED_ACTIONS: Final = frozenset({"retention.purge", "retention.archive",
                                       "retention.restore", "subject.erase",
-                                      "sealtrail.timestamp"}) | SETTING_ACTIONS
+                                      "sealtrail.timestamp", "sealtrail.seal"}
+                                     ) | SETTING_ACTIONS
 _DURATION = re.compile(r"([1-9]\d{0,5})([hdwy])\Z")
 _UNIT: Final = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
                 "y": timedelta(days=365)}

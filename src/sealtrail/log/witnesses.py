@@ -110,9 +110,10 @@ def check_url(url: str) -> str:
     """A witness URL (its ``add-checkpoint`` is under it): http(s), no query, bounded."""
     parsed = httpx.URL(url) if len(url) <= MAX_URL else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host or (
-            parsed.query or parsed.fragment):
+            parsed.query or parsed.fragment or parsed.userinfo):
         raise ValidationError("url", f"a witness URL is http:// or https://, with a host, no "
-                              f"query, at most {MAX_URL} characters")
+                              f"credentials, no query, at most {MAX_URL} characters (it is "
+                              "recorded in the log)")
     return url.rstrip("/")
 
 

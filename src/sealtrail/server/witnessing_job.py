@@ -12,16 +12,16 @@ Alerts, through the monitor (recorded in the log as ``alert.open`` and sent to t
 - ``builtin.witness_refused`` (high): a witness holds another history of the log (a fork, a
   rollback, a proof it rejects); one alert per witness and size;
 - ``builtin.witness_unmet`` (medium): a checkpoint has waited longer than ``alert_after``
-  seconds for the quorum (witnesses down, misconfigured, or refusing); one alert per episode.
+  seconds for the quorum (witnesses down, misconfigured, or refusing); one alert per episode;
+- ``builtin.seal_failing`` (high): the forward-secure seal could not be made (the key's
+  epochs are over, its stored state was edited, the keyring is locked); once per problem.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import cast
 
 import httpx
 
@@ -30,6 +30,7 @@ from sealtrail.core.errors import SealtrailError
 from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.schedule import Schedule
+from sealtrail.log.sealing import seal_line
 from sealtrail.monitor.runner import Monitor, system_detection
 from sealtrail.server.logs import Logs
 
@@ -37,20 +38,8 @@ log = logging.getLogger("sealtrail.server")
 
 REFUSED_RULE = "builtin.witness_refused"
 UNMET_RULE = "builtin.witness_unmet"
+SEAL_RULE = "builtin.seal_failing"
 CLAUSES = ("SOC2 CC7.2", "ISO27001 A.8.15")
-
-# The forward-secure seal line for a checkpoint (log/sealing.py), when the log has a key.
-SealHook = Callable[[AuditLog, SignedCheckpoint, datetime], "str | None"]
-
-
-def _seal_hook() -> SealHook | None:
-    """log/sealing.py's ``seal_line`` (looked up by name: sealing is an optional part)."""
-    try:
-        module = importlib.import_module("sealtrail.log.sealing")
-    except ImportError:  # pragma: no cover - sealing ships with witnessing
-        return None
-    return cast("SealHook | None", getattr(module, "seal_line", None))
-
 
 class WitnessingJob:
     """Runs a witnessing round for every log on a schedule (see the module docstring)."""
@@ -64,7 +53,6 @@ class WitnessingJob:
         self.alert_after = alert_after
         self._client = httpx.Client(timeout=witnesses.TIMEOUT_S, follow_redirects=False)
         self._post = post or witnesses.httpx_post(self._client)
-        self._seal = _seal_hook()
         self._schedule = Schedule("sealtrail-witnessing", self.run_all, delay=delay,
                                   next_wait=lambda _: interval, enabled=interval > 0)
         self.results: dict[str, witnesses.Round] = {}
@@ -102,13 +90,11 @@ class WitnessingJob:
         now = self._now()
         signed = alog.checkpoint()
         # Every round, not only on a new checkpoint: a quiet log still evolves its sealing key
-        # when the epoch ends (recording the closing seal makes a new checkpoint anyway).
-        seal = self._seal(alog, signed, now) if self._seal is not None else None
+        # when the epoch ends. The line returned seals the checkpoint given, even when the
+        # closing seal of an epoch was appended meanwhile.
+        seal = self._seal(name, alog, signed, now)
         if policy is None and seal is None:
             return None
-        if seal is not None:
-            signed = alog.checkpoint()   # the closing seal of an epoch may have been appended
-            seal = self._seal(alog, signed, now) if self._seal is not None else None
         result = witnesses.run_round(alog, policy, now, self._post, signed=signed,
                                      extra=[seal] if seal else [])
         self.results[name] = result
@@ -127,3 +113,21 @@ class WitnessingJob:
                 + "; ".join(f"{w}: {p}" for w, p in sorted(result.problems.items())),
                 CLAUSES), alog=alog)
         return result
+
+    def _seal(self, name: str, alog: AuditLog, signed: SignedCheckpoint, now: datetime
+              ) -> str | None:
+        """The seal line of ``signed`` (log/sealing.py), or None. A sealing failure (the key's
+        epochs are over, its stored state edited, the keyring locked) does not stop the
+        witnesses: it is an alert, once per distinct problem, and the round goes on unsealed."""
+        try:
+            return seal_line(alog, signed, now)
+        except SealtrailError as exc:
+            problem = str(exc)
+            if self.problems.get(f"{name}/seal") != problem:
+                log.warning("sealtrail: sealing log %s failed: %s", name, problem)
+                self._monitor.raise_alert(name, system_detection(
+                    SEAL_RULE, "Checkpoints are not being sealed", "high", problem[:200],
+                    f"log {name}: forward-secure sealing failed: {problem}", CLAUSES),
+                    alog=alog)
+            self.problems[f"{name}/seal"] = problem
+            return None
