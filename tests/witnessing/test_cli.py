@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,21 +178,23 @@ def test_a_witness_removed_by_hand_is_caught(tmp_path: Path) -> None:
     data, vkeys = _log_with_two_witnesses(tmp_path)
     genuine = read_meta(data, "witnesses")
     assert genuine is not None
-    for edited in ("\n".join(line for line in genuine.split("\n") if "example.org/w1" not in
-                             line),
-                   genuine.replace(vkeys[1], vkeys[2])):
+    edits = ("\n".join(line for line in genuine.split("\n") if "example.org/w1" not in line),
+             genuine.replace(vkeys[1], vkeys[2]))
+    # The first edit through the real command (subprocesses), the second in this process.
+    procs: tuple[Callable[..., Any], ...] = (run, inproc)
+    for edited, proc in zip(edits, procs, strict=True):
         write_meta(data, "witnesses", edited)
-        for runner, args in ((run, ("witnesses", "list")), (inproc, ("witnesses", "round")),
+        for runner, args in ((proc, ("witnesses", "list")), (inproc, ("witnesses", "round")),
                              (inproc, ("witnesses", "list", "--policy"))):
             listed = runner(data, *args)
             assert listed.returncode == 1, (args, listed.stdout, listed.stderr)
             assert "witness configuration" in listed.stderr
             assert "example.org/w0" not in listed.stdout
-        verified = run(data, "verify")
+        verified = proc(data, "verify")
         assert verified.returncode == 1, verified.stdout
         assert "witness configuration" in verified.stdout + verified.stderr
         write_meta(data, "witnesses", genuine)
-    assert "OK" in ok(run(data, "verify"))
+    assert "OK" in ok(inproc(data, "verify"))
     assert len(json.loads(ok(inproc(data, "witnesses", "list")))["witnesses"]) == 2
 
 
@@ -243,7 +246,7 @@ def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path) -> None:
     vkey = WitnessState(tmp_path / "w").init("example.org/w").format()
     log_vkey = (data / "default" / "verifier.vkey").read_text().strip()
     before = (read_meta(data, "witnesses"), read_meta(data, "witnesses_at"), log_size(data))
-    cases = [
+    cases: list[tuple[Callable[..., Any], tuple[str, str], str]] = [
         (run, ("ftp://127.0.0.1/w", vkey), "url"),
         (inproc, ("not a url", vkey), "url"),
         (inproc, ("http:///nohost", vkey), "url"),
@@ -279,3 +282,22 @@ def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path) -> None:
     assert (read_meta(data, "witnesses"), read_meta(data, "witnesses_at"),
             log_size(data)) == stored
     assert "OK" in ok(run(data, "verify"))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a log whose field policy seals target.id (init "
+                   "--personal target.id,...) seals the target of its own "
+                   "sealtrail.witnesses.set entry; log/witnesses.py load() (and verify's "
+                   "settings check) then read no digest there and call the genuine "
+                   "configuration tampered: 'witnesses add' exits 0, then 'witnesses list', "
+                   "'witnesses round', serve's job and 'verify' all fail (retention set has "
+                   "the same fault)")
+def test_witnesses_work_when_the_policy_seals_target_id(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok(inproc(data, "init", "--origin", ORIGIN, "--personal", "actor.name,target.id"))
+    vkey = WitnessState(tmp_path / "w").init("example.org/w").format()
+    ok(inproc(data, "witnesses", "add", "http://127.0.0.1:9000", "--vkey", vkey))
+    listed = inproc(data, "witnesses", "list", "--policy")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(f"witness {vkey} ")
+    verified = inproc(data, "verify")
+    assert verified.returncode == 0, verified.stdout

@@ -192,3 +192,38 @@ def test_a_split_view_is_caught_by_the_witness(tmp_path: Path, witness: ThreadWi
     stored = witness.state.latest(ORIGIN)
     assert stored is not None
     assert base64.b64encode(stored.root).decode() == note_root(x)
+
+
+def test_misconfigured_witnesses_are_problems_not_refusals(tmp_path: Path) -> None:
+    """A witness that does not know the log (404), one that trusts another key for its origin
+    (403), and an impostor answering at a witness's URL with another key of the same name:
+    none is counted (the impostor's line fails the configured key and is not kept), none is a
+    refusal, and each problem says what is wrong."""
+    ws = [ThreadWitness(tmp_path / f"w{i}", f"example.org/w{i}") for i in range(3)]
+    impostor = ThreadWitness(tmp_path / "impostor", "example.org/w2")   # same name, other key
+    with AuditLog.open(tmp_path / "log", origin=ORIGIN) as alog, \
+            AuditLog.open(tmp_path / "other", origin=ORIGIN) as other, \
+            httpx.Client(timeout=5) as client:
+        alog.append_many(events(6, "e"))
+        ws[1].state.add_log(other.vkey())   # the right origin, another log's key
+        impostor.state.add_log(alog.vkey())
+        for w in (*ws, impostor):
+            w.start()
+        try:
+            witnesses.add(alog, ws[0].url, ws[0].vkey, actor=ACTOR)
+            witnesses.add(alog, ws[1].url, ws[1].vkey, actor=ACTOR)
+            witnesses.add(alog, impostor.url, ws[2].vkey, actor=ACTOR)  # w2's key, its URL
+            r = witnesses.run_round(alog, witnesses.load(alog), datetime.now(UTC),
+                                    witnesses.httpx_post(client))
+            assert (r.met, r.cosigned, r.refusals) == (False, (), ()), r
+            assert "add-log" in r.problems["example.org/w0"]
+            assert "trust" in r.problems["example.org/w1"]
+            assert "cosignature" in r.problems["example.org/w2"]
+            # The impostor did cosign (with its own key): that line is not served.
+            assert impostor.size(ORIGIN) == alog.size
+            served = witnesses.served_note(alog, timedelta(seconds=10), datetime.now(UTC))
+            assert served == alog.checkpoint().note
+            assert check_cosigned(served, [impostor.vkey, *(w.vkey for w in ws)]) == {}
+        finally:
+            for w in (*ws, impostor):
+                w.stop()

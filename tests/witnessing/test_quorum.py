@@ -5,6 +5,7 @@ the witness's answer and the log's save) catching it up with the proof the witne
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,10 @@ import pytest
 
 from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path
+from sealtrail.monitor.runner import Monitor
+from sealtrail.server.logs import Logs
+from sealtrail.server.witnessing_job import REFUSED_RULE, UNMET_RULE, WitnessingJob
 from tests.witnessing.support import (
     Recorder,
     ThreadWitness,
@@ -161,3 +166,122 @@ def test_a_lost_witness_size_is_caught_up(three: tuple[AuditLog, list[ThreadWitn
         assert check_cosigned(note, vkeys).keys() == {w.name for w in ws}
         assert {n: s["size"] for n, s in witnessing_doc(data)["witnesses"].items()} == {
             w.name: alog.size for w in ws}
+
+
+@pytest.mark.parametrize("restore", ["emptied", "older-backup"])
+def test_a_witness_restored_from_a_backup_is_caught_up(
+        three: tuple[AuditLog, list[ThreadWitness]], tmp_path: Path, restore: str) -> None:
+    """The witness loses state (its database emptied, or put back from an older backup): it
+    answers 409 with the size it now holds, and the log catches it up from there, with no
+    refusal; its stored size then equals the log's again."""
+    alog, ws = three
+    w = ws[0]
+    db = w.state.dir / "witness.db"
+    now = datetime.now(UTC)
+    with httpx.Client(timeout=5) as client:
+        post = Recorder(client)
+        policy = witnesses.load(alog)
+        assert witnesses.run_round(alog, policy, now, post).met
+        backup = tmp_path / "backup.db"
+        src = sqlite3.connect(db)
+        dst = sqlite3.connect(backup)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        old = w.size(ORIGIN)
+        alog.append_many(events(8, "more"))
+        assert witnesses.run_round(alog, policy, now + timedelta(seconds=2), post).met
+        assert w.size(ORIGIN) == alog.size > old
+        w.stop()
+        if restore == "emptied":
+            conn = sqlite3.connect(db)
+            with conn:
+                conn.execute("DELETE FROM latest")
+            conn.close()
+            held = 0
+        else:
+            src = sqlite3.connect(backup)
+            dst = sqlite3.connect(db)
+            with dst:
+                src.backup(dst)
+            src.close()
+            dst.close()
+            held = old
+        assert w.size(ORIGIN) == (-1 if restore == "emptied" else old)
+        w.start()
+        alog.append_many(events(3, "after"))
+        post.calls.clear()
+        r = witnesses.run_round(alog, policy, now + timedelta(seconds=4), post)
+        assert (r.met, r.refusals, r.problems) == (True, (), {}), r
+        assert len(r.cosigned) == 3
+        calls = [(o, status) for url, o, status in post.calls if url == w.url]
+        assert calls == [(alog.size - 3, 409), (held, 200)], calls
+        assert w.size(ORIGIN) == alog.size
+        note = witnesses.served_note(alog, timedelta(seconds=10), now + timedelta(seconds=4))
+        assert w.name in check_cosigned(note, [w.vkey])
+
+
+def test_the_job_alerts_once_per_unmet_episode(tmp_path: Path) -> None:
+    """Through :class:`WitnessingJob` and a real :class:`Monitor`: no alert while the quorum
+    has waited less than ``alert_after``; one ``builtin.witness_unmet`` (medium) per episode
+    after that, however many rounds; none for a witness merely down; a new episode after a
+    recovery is a new alert."""
+    data = tmp_path / "log"
+    with thread_witnesses(tmp_path, "example.org/job-w") as (w,):
+        with AuditLog.open(data, origin=ORIGIN) as alog:
+            alog.append_many(events(3, "seed"))
+            w.state.add_log(alog.vkey())
+            witnesses.add(alog, w.url, w.vkey, actor=ACTOR)
+        clock = [datetime.now(UTC)]
+        logs = Logs(data)
+        store = AlertStore(monitor_db_path(data))
+        monitor = Monitor(data, lambda: [(n, logs.get(n)) for n in logs.names()], [], store,
+                          clock=lambda: clock[0])
+        job = WitnessingJob(logs, monitor, lambda: clock[0], delay=0, interval=0,
+                            alert_after=60)
+
+        def step(seconds: float, grow: int = 0) -> witnesses.Round:
+            if grow:
+                logs.get("default").append_many(events(grow, f"g{clock[0].timestamp()}"))
+            clock[0] += timedelta(seconds=seconds)
+            result = job.run_one("default")
+            assert result is not None
+            assert result.refusals == ()
+            return result
+
+        def unmet() -> list[str]:
+            return [a.key for a in store.list("default", rule=UNMET_RULE)]
+
+        try:
+            assert step(0).met
+            w.stop()
+            for seconds in (10, 30, 15):
+                assert not step(seconds, grow=2).met
+            # The wait counts from the first round that missed the quorum (10 s in).
+            assert step(10).unmet_for == 55
+            assert unmet() == []                  # 55 s: not yet
+            first = step(10)                      # 65 s
+            assert first.unmet_for == 65
+            assert not first.met
+            assert unmet() == [first.pending_since]
+            for _ in range(3):
+                step(20, grow=1)
+            alerts = store.list("default", rule=UNMET_RULE)
+            assert [(a.key, a.severity) for a in alerts] == [(first.pending_since, "medium")]
+            assert alerts[0].count >= 2
+            assert "example.org/job-w" in alerts[0].message
+            w.start()
+            assert step(120).met                  # recovered: caught up, no new alert
+            assert len(unmet()) == 1
+            w.stop()
+            second = step(5, grow=4)
+            assert not second.met
+            assert second.pending_since != first.pending_since
+            step(70)
+            assert sorted(unmet()) == sorted([first.pending_since, second.pending_since])
+            assert store.list("default", rule=REFUSED_RULE) == []
+        finally:
+            job.close()
+            store.close()
+            logs.close()
