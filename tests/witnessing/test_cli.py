@@ -253,6 +253,7 @@ def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path) -> None:
         (inproc, ("http://127.0.0.1:9000/?q=1", vkey), "url"),
         (inproc, ("http://127.0.0.1:9000/#top", vkey), "url"),
         (inproc, ("http://127.0.0.1:9000/" + "x" * 600, vkey), "url"),
+        (inproc, ("http://user:hunter2secret@127.0.0.1:9000", vkey), "url"),   # credentials
         (run, ("http://127.0.0.1:9000", "garbage"), "vkey"),
         (inproc, ("http://127.0.0.1:9000", log_vkey), "vkey"),   # a log's key (0x01)
         (inproc, ("http://127.0.0.1:9000", vkey.replace("+", "+0", 1)), "vkey"),  # key id
@@ -261,6 +262,7 @@ def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path) -> None:
         res = runner(data, "witnesses", "add", url, "--vkey", key)
         assert res.returncode == 2, (url, key, res.stdout, res.stderr)
         assert f"{field}:" in res.stderr, (url, key, res.stderr)
+        assert "hunter2secret" not in res.stdout + res.stderr
     assert (read_meta(data, "witnesses"), read_meta(data, "witnesses_at"),
             log_size(data)) == before
     # The quorum: no witnesses yet, then 0 and above n.
@@ -301,3 +303,27 @@ def test_witnesses_work_when_the_policy_seals_target_id(tmp_path: Path) -> None:
     assert listed.stdout.startswith(f"witness {vkey} ")
     verified = inproc(data, "verify")
     assert verified.returncode == 0, verified.stdout
+
+
+def test_the_witness_commands_refuse_bad_input(tmp_path: Path) -> None:
+    """``witness add-log`` takes a log's key (0x01), not a cosigner's; ``witness serve``
+    refuses to start without a key or with no trusted log; ``witness init`` never replaces
+    a key."""
+    w = tmp_path / "w"
+    res = inproc(w, "witness", "serve", "--port", "0")
+    assert res.returncode != 0
+    assert "witness init" in res.stderr
+    cosigner = last_line(ok(inproc(w, "witness", "init", "--name", "example.org/w")))
+    key_file = w / "_witness" / "witness.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    kept = key_file.read_bytes()
+    res = inproc(w, "witness", "init", "--name", "example.org/other")
+    assert res.returncode != 0
+    assert key_file.read_bytes() == kept
+    res = inproc(w, "witness", "serve", "--port", "0")
+    assert res.returncode == 2
+    assert "add-log" in res.stderr
+    res = inproc(w, "witness", "add-log", cosigner)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "VKEY" in res.stderr
+    assert WitnessState(w).logs() == []

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -324,3 +325,83 @@ def test_a_serve_over_a_forked_log_raises_the_alert(tmp_path: Path) -> None:
         if served is not None:
             served.stop()
         w.stop()
+
+
+class TricklingWitness:
+    """A hostile or broken witness: it accepts the request, sends a 200 head, then one byte of
+    body every half second, forever (each read is well within any per-read timeout)."""
+
+    def __init__(self) -> None:
+        import socket  # noqa: PLC0415
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                while not self.stop.wait(0.5):
+                    conn.sendall(b"1\r\n-\r\n")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="BUG: log/witnesses.py httpx_post reads the answer with "
+                   "only httpx's per-read timeout (5 s): a witness that trickles its body "
+                   "(a byte every 0.5 s) holds run_round for hours (up to MAX_ANSWER bytes), "
+                   "and with it the job's rounds for every witness and every log; the round "
+                   "should bound the whole exchange (a deadline per request)")
+def test_a_trickling_witness_does_not_hold_the_round(tmp_path: Path) -> None:
+    slow = TricklingWitness()
+    good = ThreadWitness(tmp_path / "good", "example.org/good-witness")
+    bad_vkey = WitnessState(tmp_path / "bad").init("example.org/slow-witness").format()
+    good.start()
+    done = threading.Event()
+    results: list[witnesses.Round] = []
+    try:
+        with AuditLog.open(tmp_path / "log", origin=ORIGIN) as alog, \
+                httpx.Client(timeout=witnesses.TIMEOUT_S) as client:
+            alog.append_many(events(4, "e"))
+            good.state.add_log(alog.vkey())
+            witnesses.add(alog, good.url, good.vkey, actor=ACTOR)
+            witnesses.add(alog, slow.url, bad_vkey, actor=ACTOR)
+
+            def one_round() -> None:
+                results.append(witnesses.run_round(alog, witnesses.load(alog),
+                                                   datetime.now(UTC),
+                                                   witnesses.httpx_post(client)))
+                done.set()
+
+            threading.Thread(target=one_round, daemon=True).start()
+            finished = done.wait(3 * witnesses.TIMEOUT_S)
+            slow.close()          # lets a stuck round end, so the log can close
+            done.wait(30)
+            assert finished, "the round was still waiting on the trickling witness"
+            (r,) = results
+            assert r.met
+            assert "example.org/slow-witness" in r.problems
+    finally:
+        slow.close()
+        good.stop()
