@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -332,8 +333,6 @@ class TricklingWitness:
     body every half second, forever (each read is well within any per-read timeout)."""
 
     def __init__(self) -> None:
-        import socket  # noqa: PLC0415
-
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.stop = threading.Event()
