@@ -41,10 +41,11 @@ from sealtrail.cli.common import (
     store_url,
     where,
 )
-from sealtrail.cli.keyarg import trusted_verifier
+from sealtrail.cli.keyarg import WITNESS_POLICY_HELP, trusted_verifier, trusted_witness_policy
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import TamperError, VerificationError
 from sealtrail.core.seal import VERSION, SealKey
+from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.copyverify import KeyMismatchError, LogCopy, find_copy, open_copy
 from sealtrail.log.datadir import open_store_readonly
@@ -115,6 +116,11 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                "each sealed size is the one sealed; reports the last sealed epoch, epochs "
                "without a seal and entries not sealed yet. A seal that fails is exit 1; a "
                "seal key that is not this log's, exit 3.")] = None,
+           witness_policy: Annotated[Path | None, typer.Option(
+               "--witness-policy", help=WITNESS_POLICY_HELP + " Checked on --checkpoint when "
+               "given, else on the latest witnessed checkpoint the log keeps (its witnessing "
+               "state), which the tree must then match; reports up to which entry the log is "
+               "witnessed.")] = None,
            derived: Annotated[bool | None, typer.Option(
                "--derived/--no-derived", help="Also rebuild and compare the blind indexes and "
                "subject keys (needs the keyring; about 50 us per entry) [default: when the "
@@ -140,6 +146,9 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             except OSError as exc:
                 fail(f"--checkpoint {checkpoint}: {exc.strerror}")
         sealed_by = None if seal_key is None else _seal_key(seal_key)
+        policy = None if witness_policy is None else trusted_witness_policy(witness_policy)
+        if policy is not None and trusted is None:
+            trusted = _kept_witnessed(copy)  # the tree must then match it
         bar = _Bar()
         derived_report: DerivedReport | None = None
         seal_report: SealReport | None = None
@@ -150,6 +159,7 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             if sealed_by is not None:
                 seal_report = _verify_seals(copy, sealed_by, result.report.size)
             derived_report = _verify_derived(d, name, derived)
+            witnessed = None if policy is None or trusted is None else policy.check(trusted)
         except KeyMismatchError as exc:
             bar.stop()
             not_verified(str(exc), as_json=as_json)
@@ -174,17 +184,36 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             raise typer.Exit(1) from None
         bar.stop()
         report = result.report
+        unmet = policy is not None and (witnessed is None or not witnessed.met)
+        wit_json = None if policy is None else {
+            "met": not unmet, "size": report.trusted_size if witnessed else None,
+            "cosigned": witnessed.cosigned if witnessed else {},
+            "missing": list(witnessed.missing) if witnessed else [],
+            "quorum": policy.quorum,
+            "unwitnessed": report.size - (report.trusted_size or 0) if witnessed
+            else report.size}
         if as_json:
-            typer.echo(dumps({"ok": True, "size": report.size,
+            typer.echo(dumps({"ok": not unmet, "size": report.size,
                               "root_hash": base64.b64encode(report.root).decode(),
                               "checkpoints": report.checkpoints,
                               "trusted_size": report.trusted_size,
                               "derived": derived_report.summary() if derived_report else None,
-                              "seal": seal_report.to_json() if seal_report else None}))
+                              "seal": seal_report.to_json() if seal_report else None,
+                              "witnessed": wit_json}))
         else:
             typer.echo(report.summary())
             if seal_report is not None:
                 typer.echo(seal_report.summary())
+            if policy is not None and witnessed is None:
+                typer.echo("NOT WITNESSED: the log keeps no witnessed checkpoint (no round "
+                           "has met its quorum yet, or it has no witnesses); give one you "
+                           "fetched with --checkpoint")
+            elif witnessed is not None:
+                size = report.trusted_size or 0
+                typer.echo(f"the checkpoint at size {size} is {witnessed.summary()}"
+                           + (f"; entries {size}..{report.size - 1} are not under a witnessed "
+                              "checkpoint yet" if witnessed.met and size < report.size
+                              else ""))
             if not result.had_memory and report.size:
                 say(f"note: no head memory was found ({result.memory_path}): this machine "
                     "had not seen the log sign a head, so a rollback before now cannot "
@@ -199,6 +228,20 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             elif derived is None:
                 say("note: blind indexes and subject keys were not checked (the keyring "
                     "is locked); give the passphrase or --derived to check them")
+        if unmet:
+            raise typer.Exit(1)
+
+
+def _kept_witnessed(copy: LogCopy) -> str | None:
+    """The latest witnessed checkpoint the copy keeps (its witnessing state), or None. Not
+    trusted as such: verification checks its signature and the tree against it, the policy
+    its cosignatures."""
+    store = open_store_readonly(copy.directory, copy.store_url)
+    try:
+        note = witnesses.State.from_meta(store.meta()).witnessed_note
+    finally:
+        store.close()
+    return note or None
 
 
 def _seal_key(value: str) -> SealKey:
