@@ -18,12 +18,31 @@
 // data-proof-status on #proof-status is "checking", then "verified" or "failed" (with
 // data-proof-reason: fetch, format, key-changed, signature, leaf-hash, inclusion, rollback,
 // fork, consistency, retired; error for anything unexpected).
+//
+// Witnessed (when the user pinned a witness policy; pins.js): the entry's inclusion in the
+// latest checkpoint the log's witnesses cosigned (GET /proof/inclusion?witnessed=true, which
+// carries that checkpoint with its cosignature lines), checked here too:
+//  W0. GET /witnessing says how far the log's witnesses cosigned: an entry past that size is
+//      "not witnessed yet" (the server's word, but it can only make the page say less);
+//  W1. the carried checkpoint is signed by the PINNED log key;
+//  W2. the inclusion proof leads from our own leaf hash to its root;
+//  W3. it is the same tree as, or proven consistent with, the checkpoint verified above
+//      (GET /proof/consistency), so the witnesses saw the history this page shows;
+//  W4. its cosignature lines verify against the PINNED policy's keys (tlog.checkWitnessed);
+//      the policy's quorum of them makes it witnessed.
+// data-witness-status on #witness-status: "none" (no policy pinned), "checking", then
+// "witnessed", "not-witnessed" (data-witness-reason: pending = no witnessed checkpoint covers
+// the entry yet; quorum = too few of the policy's witnesses cosigned) or "failed"
+// (data-witness-reason: policy, entry, fetch, format, signature, inclusion, leaf-hash,
+// consistency, cosignature, error). The server's own list of witnesses is never used to decide.
 
-import { ApiError, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
-import { fingerprint, forget, loadCheckpoint, loadPin, pinPasted, rememberCheckpoint,
-  savePin } from "./pins.js";
-import { TlogError, b64decode, b64encode, bytesEqual, hex, leafHash, openCheckpoint, parseJsonLines,
-  parseInclusionProof, parseNote, parseVkey, pyStrip, verifyInclusion } from "./tlog.js";
+import { ApiError, api, apiText, clear, currentLog, el, logPath, qs } from "./api.js";
+import { fingerprint, forget, forgetPolicy, loadCheckpoint, loadPin, loadPolicy, pinPasted,
+  pinPolicy, rememberCheckpoint, savePin } from "./pins.js";
+import { TlogError, b64decode, b64encode, bytesEqual, checkWitnessed, hex, leafHash,
+  openCheckpoint, parseConsistencyProof, parseJsonExact, parseJsonLines, parseInclusionProof,
+  parseNote, parseVkey, parseWitnessPolicy, pyStrip, verifyConsistency,
+  verifyInclusion } from "./tlog.js";
 
 const log = currentLog();
 const index = document.body.dataset.index || "";
@@ -164,7 +183,9 @@ async function keyChangedWarning(key, signers) {
 }
 
 function busy(on) {
-  for (const id of ["#pin-submit", "#pin-forget"]) qs(id).disabled = on;
+  for (const id of ["#pin-submit", "#pin-forget", "#policy-submit", "#policy-forget"]) {
+    qs(id).disabled = on;
+  }
 }
 
 async function check() {
@@ -187,6 +208,11 @@ async function runCheck() {
   const i = Number(index);
   let pin = loadPin(log);
   let pinNote = "";
+  // What the witnessed check below builds on: the pinned key, the leaf bytes, and the
+  // checkpoint this check verified (each null until this check got it).
+  const context = { index: i, key: null, leaf: null, cp: null };
+  lastContext = context;
+  setWitnessStatus("checking", null, "Waiting for the entry's own check…");
   try {
     // 1. The pinned key; pin on first use.
     if (!pin) {
@@ -196,6 +222,7 @@ async function runCheck() {
       pinNote = "Pinned just now, on first use.";
     }
     const key = await parseVkey(pin.vkey);
+    context.key = key;
     await showPin(pin, pinNote);
 
     // 2. The entry: the exact leaf bytes.
@@ -211,6 +238,7 @@ async function runCheck() {
       throw new TlogError("retired", `entry ${i}'s body was removed by retention; its leaf ` +
         "hash stays in the tree but there is no content to check");
     }
+    context.leaf = leaf;
     let leafText = null;
     try {
       leafText = new TextDecoder("utf-8", { fatal: true }).decode(leaf);
@@ -261,6 +289,7 @@ async function runCheck() {
     fact(checked, "Leaf hash", "SHA-256(0x00 ‖ leaf), computed here (equal to the proof's): ",
       el("code", { id: "checked-leaf-hash" }, b64encode(ours)));
     await verifyInclusion(BigInt(i), cp.size, ours, proof.auditPath, cp.root);
+    context.cp = cp;
     fact(checked, "Audit path", `${proof.auditPath.length} hashes, from the leaf at index ${i} ` +
       "to the checkpoint's root (RFC 9162 §2.1.3.2)");
 
@@ -303,6 +332,212 @@ async function runCheck() {
           "Do not rely on this entry's content as shown by this server.")));
     }
     if (pin && !qs("#pin-info").firstChild) await showPin(pin, pinNote);
+  }
+  await witnessCheck(context);
+}
+
+// ---------------------------------------------------------------- witnessed (W1-W4)
+
+let lastContext = null;
+
+function setWitnessStatus(status, reason, text) {
+  const node = qs("#witness-status");
+  node.dataset.witnessStatus = status;
+  if (reason) node.dataset.witnessReason = reason;
+  else delete node.dataset.witnessReason;
+  const look = { witnessed: "verified", failed: "failed", "not-witnessed": "checking",
+    checking: "checking" }[status] ?? "";
+  node.className = `proof-status ${look}`.trim();
+  const badge = { witnessed: ["verified", "Witnessed"], failed: ["failed", "Failed"],
+    "not-witnessed": ["warn", "Not witnessed"], checking: ["warn", "Checking"],
+    none: ["", "No policy"] }[status];
+  clear(node).append(el("span", { class: `badge ${badge[0]}`.trim() }, badge[1]), " ", text);
+}
+
+function posixTime(seconds) {
+  const ms = Number(seconds) * 1000;
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? `${seconds} (POSIX seconds)`
+    : date.toISOString().replace(".000Z", "Z");
+}
+
+function showPolicy(pinned, policy, problem) {
+  const info = clear(qs("#policy-info"));
+  if (!pinned) {
+    fact(info, "Witness policy", "none pinned: the entry is not checked for witnesses");
+    return;
+  }
+  if (problem) {
+    fact(info, "Witness policy", `unreadable (${problem}): clear it and pin it again`);
+    return;
+  }
+  fact(info, "Quorum", `${policy.quorum} of ${policy.witnesses.length}`);
+  fact(info, "Witnesses", el("ul", { class: "plain", id: "policy-witnesses" },
+    policy.witnesses.map((w) => el("li", {}, el("strong", {}, w.name), " ",
+      el("code", {}, hex(w.key.keyId)), w.url ? ` (${w.url})` : ""))));
+  fact(info, "Pinned", `pasted by you, ${pinned.pinnedAt}`);
+  fact(info, "Policy text", el("pre", { class: "leaf", id: "pinned-policy" }, pinned.text));
+}
+
+/**
+ * Why there is no witnessed proof of entry `i`, as the server tells it (GET /witnessing: the
+ * size of the latest checkpoint its witnesses cosigned), or null when that checkpoint covers
+ * the entry. Taken on the server's word: it only ever makes the page say "not witnessed",
+ * which a server can always bring about by withholding the proof.
+ */
+async function notWitnessedYet(i) {
+  let doc;
+  try {
+    doc = await api(logPath("/witnessing"));
+  } catch (err) {
+    throw new TlogError("fetch", `GET /witnessing: ${err.message}`);
+  }
+  const size = doc?.witnessed_size;
+  if (typeof size !== "number") {
+    return "Not witnessed yet: no checkpoint of this log has been witnessed yet.";
+  }
+  if (i >= size) {
+    return `Not witnessed yet: entry ${i} is past the latest witnessed checkpoint ` +
+      `(size ${size}).`;
+  }
+  return null;
+}
+
+/** W3: the witnessed tree and the page's verified tree are one history (the smaller a
+ * prefix of the larger); the number of proof hashes. */
+async function sameHistory(wcp, cp) {
+  if (wcp.size === cp.size) {
+    if (!bytesEqual(wcp.root, cp.root)) {
+      throw new TlogError("consistency", `the witnessed checkpoint and the one verified above ` +
+        `have the same size ${cp.size} and different roots: two histories`);
+    }
+    return 0;
+  }
+  const [small, large] = wcp.size < cp.size ? [wcp, cp] : [cp, wcp];
+  const doc = await fetchText("/proof/consistency", { first: small.size.toString(),
+    second: large.size.toString() });
+  let proof;
+  try {
+    proof = parseConsistencyProof(doc);
+  } catch (err) {
+    throw new TlogError("consistency", `the consistency proof is malformed: ${err.message}`);
+  }
+  if (proof.first !== small.size || proof.second !== large.size) {
+    throw new TlogError("consistency", "the consistency proof is for other sizes");
+  }
+  await verifyConsistency(small.size, large.size, small.root, large.root, proof.consistency);
+  return proof.consistency.length;
+}
+
+async function witnessCheck(context) {
+  const checked = clear(qs("#witness-checked"));
+  clear(qs("#witness-alert"));
+  const pinned = loadPolicy(log);
+  let policy = null;
+  let problem = "";
+  if (pinned) {
+    try {
+      policy = await parseWitnessPolicy(pinned.text);
+    } catch (err) {
+      problem = err.message;
+    }
+  }
+  showPolicy(pinned, policy, problem);
+  if (!pinned) {
+    setWitnessStatus("none", null, "No witness policy is pinned in this browser: paste " +
+      "one below to check which witnesses cosigned a checkpoint that holds this entry.");
+    return;
+  }
+  const i = context.index;
+  setWitnessStatus("checking", null, "Checking the witnessed proof…");
+  try {
+    if (!policy) throw new TlogError("policy", `the pinned witness policy is unreadable: ${problem}`);
+    if (!context.key || !context.leaf || context.leaf.length === 0) {
+      throw new TlogError("entry", "the entry's own check did not get its verified leaf, so " +
+        "there is nothing to look for in a witnessed checkpoint");
+    }
+    // Asked first, so that an entry past the witnessed checkpoint costs no failed request.
+    const pending = await notWitnessedYet(i);
+    if (pending) {
+      setWitnessStatus("not-witnessed", "pending", pending);
+      return;
+    }
+    let doc;
+    try {
+      doc = await apiText(logPath("/proof/inclusion"), { query: { index: i, witnessed: "true" } });
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 400) { // (the server changed its mind)
+        setWitnessStatus("not-witnessed", "pending", `Not witnessed yet: ${err.message}.`);
+        return;
+      }
+      throw new TlogError("fetch", `GET /proof/inclusion?witnessed=true: ${err.message}`);
+    }
+    // W1. The carried checkpoint, signed by the pinned log key.
+    const proof = parseInclusionProof(doc);
+    const note = parseJsonExact(doc).doc.checkpoint;
+    if (typeof note !== "string") {
+      throw new TlogError("format", "the witnessed proof carries no checkpoint note");
+    }
+    const wcp = await openCheckpoint(note, context.key);
+    fact(checked, "Witnessed checkpoint", `tree size ${wcp.size}, root `,
+      el("code", { id: "witnessed-root" }, b64encode(wcp.root)),
+      `, signed by the pinned key ${context.key.name} ${hex(context.key.keyId)}`);
+    // W2. Our leaf in that tree.
+    if (proof.leafIndex !== BigInt(i) || proof.treeSize !== wcp.size) {
+      throw new TlogError("inclusion", "the witnessed proof is for another index or tree size");
+    }
+    const ours = await leafHash(context.leaf);
+    if (!bytesEqual(ours, proof.leafHash)) {
+      throw new TlogError("leaf-hash", "the entry's bytes do not hash to the witnessed " +
+        "proof's leaf hash");
+    }
+    await verifyInclusion(BigInt(i), wcp.size, ours, proof.auditPath, wcp.root);
+    fact(checked, "Inclusion", `audit path of ${proof.auditPath.length} hashes from this ` +
+      "entry's leaf hash to the witnessed root");
+    // W3. One history with the checkpoint verified above.
+    if (context.cp) {
+      const n = await sameHistory(wcp, context.cp);
+      fact(checked, "Same history", n === 0 ? "the same tree as the checkpoint verified above"
+        : `consistent with the checkpoint of size ${context.cp.size} verified above ` +
+          `(consistency proof of ${n} hashes)`);
+    }
+    // W4. The cosignatures, against the pinned policy.
+    const found = await checkWitnessed(note, policy);
+    const names = Object.keys(found.cosigned).sort();
+    const list = el("ul", { class: "plain", id: "witness-cosigners" });
+    for (const w of policy.witnesses) {
+      const at = Object.hasOwn(found.cosigned, w.name) ? found.cosigned[w.name] : null;
+      list.append(el("li", { dataset: { witness: w.name, cosigned: at === null ? "no" : "yes" } },
+        el("strong", {}, w.name), at === null ? ": no cosignature on this checkpoint"
+          : `: cosignature verified, signed at ${posixTime(at)}`));
+    }
+    fact(checked, "Cosignatures (cosignature/v1)", list);
+    const who = names.length ? names.join(", ") : "no witness of your policy";
+    const count = `(${names.length} of quorum ${found.quorum})`;
+    if (found.met) {
+      setWitnessStatus("witnessed", null, `Witnessed: cosigned by ${who} ${count}; ` +
+        `checkpoint of size ${wcp.size}.`);
+    } else {
+      setWitnessStatus("not-witnessed", "quorum", `Not witnessed under your policy: ` +
+        `cosigned by ${who} ${count}; missing ${found.missing.join(", ")}.`);
+    }
+  } catch (err) {
+    const reason = reasonOf(err);
+    setWitnessStatus("failed", reason, `(${reason}) ${err.message}`);
+    if (reason !== "entry") {
+      qs("#witness-alert").append(el("p", { class: "alert-box", role: "alert" },
+        `Witnessing not verified: ${err.message}.`));
+    }
+  }
+}
+
+async function rerunWitnessCheck() {
+  if (!lastContext) return;
+  busy(true);
+  try {
+    await witnessCheck(lastContext);
+  } finally {
+    busy(false);
   }
 }
 
@@ -380,6 +615,27 @@ qs("#pin-forget").addEventListener("click", async () => {
   clear(qs("#pin-form-status")).append("Pin and checkpoint memory forgotten; the check " +
     "below pinned the key the server presents now.");
   await check();
+});
+
+qs("#policy-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const status = qs("#policy-form-status");
+  try {
+    const { policy } = await pinPolicy(log, qs("#trusted-policy").value);
+    clear(status).append(el("span", { class: "success" }, `Pinned: ${policy.quorum} of ` +
+      `${policy.witnesses.length} witnesses must cosign.`));
+    qs("#trusted-policy").value = "";
+    await rerunWitnessCheck();
+  } catch (err) {
+    clear(status).append(el("span", { class: "error", role: "alert" },
+      `Not pinned: ${err.message}`));
+  }
+});
+
+qs("#policy-forget").addEventListener("click", async () => {
+  forgetPolicy(log);
+  clear(qs("#policy-form-status")).append("Witness policy cleared.");
+  await rerunWitnessCheck();
 });
 
 check();

@@ -1,5 +1,10 @@
-// Overview: integrity, the last day's activity (charts), open alerts, retention. Refreshes by
-// itself every 15 s (and when the tab comes back into view).
+// Overview: integrity, the last day's activity (charts), open alerts, retention, witnesses.
+// Refreshes by itself every 15 s (and when the tab comes back into view).
+//
+// The Witnesses card shows the service's own account (GET /v1/logs/{log}/witnessing): who the
+// log submits its checkpoints to, how each answered, how far the quorum has cosigned. It is
+// the server's word, shown as such; an event's page checks cosignatures in the browser
+// against a policy the user pinned.
 import { api, el, clear, showError, currentLog, formatTime } from "./api.js";
 
 const REFRESH_MS = 15000;
@@ -7,6 +12,59 @@ const SEVERITIES = ["critical", "high", "medium", "low"];
 
 function fact(dl, term, value, cls) {
   dl.append(el("dt", {}, term), el("dd", cls ? { class: cls } : {}, value));
+}
+
+function witnessesCard(node, doc) {
+  clear(node);
+  const list = Array.isArray(doc.witnesses) ? doc.witnesses : [];
+  node.dataset.witnesses = String(list.length);
+  if (!list.length) {
+    node.append(el("p", { class: "muted", id: "no-witnesses" }, "No witnesses configured: " +
+      "checkpoints are signed by the log's key only (see docs/witnessing.md)."));
+    return;
+  }
+  const dl = el("dl", { class: "facts" });
+  fact(dl, "Quorum", `${doc.quorum} of ${list.length}`);
+  fact(dl, "Latest witnessed", doc.witnessed_size === null || doc.witnessed_size === undefined
+    ? "none yet" : el("span", { id: "witnessed-size" }, `size ${doc.witnessed_size} of ` +
+      `${doc.size}, at ${formatTime(doc.witnessed_at)}`));
+  if (doc.pending_since) {
+    fact(dl, "Pending since", el("span", {},
+      el("span", { class: "badge warn" }, "quorum not met"), ` ${formatTime(doc.pending_since)}`));
+  }
+  node.append(dl);
+  const body = el("tbody");
+  for (const w of list) {
+    const state = w.checked_at === null || w.checked_at === undefined ? ["", "not asked yet"]
+      : w.ok ? ["ok", "ok"] : ["bad", "failing"];
+    body.append(el("tr", { dataset: { witness: w.name, ok: String(Boolean(w.ok)) } },
+      el("td", {}, el("span", { class: "wrap" }, w.name),
+        w.cosigned_latest ? el("span", { class: "small muted" }, " (cosigned the latest)") : null),
+      el("td", {}, el("span", { class: `badge ${state[0]}`.trim() }, state[1]),
+        w.problem ? el("span", { class: "small" }, ` ${w.problem}`) : null),
+      el("td", {}, String(w.size)),
+      el("td", {}, w.checked_at ? formatTime(w.checked_at) : "never")));
+  }
+  const table = el("table", { id: "witness-table" },
+    el("caption", { class: "muted small" }, "Each witness's last answer"),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Witness"),
+      el("th", { scope: "col" }, "Status"), el("th", { scope: "col" }, "Size"),
+      el("th", { scope: "col" }, "Last checked"))), body);
+  // Focusable: a narrow card scrolls the table sideways, and the keyboard must reach it.
+  node.append(el("div", { class: "table-wrap", tabindex: "0", role: "region",
+    "aria-labelledby": "witnesses-title" }, table));
+}
+
+async function refreshWitnesses(log) {
+  const node = document.getElementById("witnesses");
+  let doc;
+  try {
+    doc = await api(`/v1/logs/${encodeURIComponent(log)}/witnessing`, { background: true });
+  } catch (err) {
+    showError(node, err);
+    return;
+  }
+  witnessesCard(node, doc);
 }
 
 function barChart(node, buckets, label) {
@@ -63,6 +121,7 @@ async function refresh() {
     showError(errorBox, new Error("No log is open to you."));
     return;
   }
+  refreshWitnesses(log); // (on its own: its errors go to its card, the overview's here)
   let doc;
   try {
     doc = await api(`/v1/logs/${encodeURIComponent(log)}/overview`, { background: true });

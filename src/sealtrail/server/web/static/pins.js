@@ -8,9 +8,15 @@
 // two different trees (a fork) visible: each newer checkpoint must be proven consistent with
 // the remembered one (RFC 9162 §2.1.4), an older one is a rollback, an equal size with
 // another root a fork.
+//
+// Beside the key the user may pin a witness policy (the text `sealtrail witnesses list
+// --policy` prints): the witnesses they trust and how many must have cosigned a checkpoint.
+// Only a policy the user pasted is ever pinned, never the server's own list (a server could
+// name witnesses it runs itself). It is kept like the key, per (site origin, log), and is
+// cleared on its own ("Forget pin" leaves it: it does not depend on the log's key).
 
 import { TlogError, b64encode, bytesEqual, hex, openCheckpoint, parseConsistencyProof,
-  parseVkey, pyStrip, sha256, utf8, verifyConsistency } from "./tlog.js";
+  parseVkey, parseWitnessPolicy, pyStrip, sha256, utf8, verifyConsistency } from "./tlog.js";
 
 const PREFIX = "sealtrail/v1";
 
@@ -57,6 +63,28 @@ export function saveCheckpoint(log, note, cp, now = new Date(), origin) {
     seenAt: now.toISOString() };
   storage().setItem(slot("checkpoint", log, origin), JSON.stringify(memo));
   return memo;
+}
+
+/** The pinned witness policy of `log`: {text, pinnedAt} or null. */
+export function loadPolicy(log, origin) {
+  const pinned = read(slot("policy", log, origin));
+  return pinned && typeof pinned.text === "string" ? pinned : null;
+}
+
+/**
+ * Pin the witness policy the user pasted, after parsing it (TlogError, reason `format`,
+ * naming the line, for a malformed one: nothing is stored then). Returns {pinned, policy}.
+ */
+export async function pinPolicy(log, text, now = new Date(), origin) {
+  const policy = await parseWitnessPolicy(text);
+  const pinned = { text, pinnedAt: now.toISOString() };
+  storage().setItem(slot("policy", log, origin), JSON.stringify(pinned));
+  return { pinned, policy };
+}
+
+/** Forget the pinned witness policy of `log`. */
+export function forgetPolicy(log, origin) {
+  storage().removeItem(slot("policy", log, origin));
 }
 
 /** Forget the pin and the checkpoint memory of `log` (the next visit pins again). */

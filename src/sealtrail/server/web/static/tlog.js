@@ -617,3 +617,192 @@ export function parseJsonLines(text) {
     }
   });
 }
+
+// ---------------------------------------------------------------- witnesses (C2SP cosignature/v1)
+
+// As core/cosignature.py and core/witness_policy.py. A witness's cosignature is a note
+// signature line by a key of type 0x04: key id SHA-256(name || 0x0A || 0x04 || key)[:4], the
+// signature `time (u64, big-endian) || Ed25519 signature` over
+// "cosignature/v1\ntime <decimal>\n" followed by the checkpoint body.
+
+const ALG_COSIGNATURE_V1 = 0x04;
+const MAX_TIMESTAMP = (1n << 63n) - 1n;
+export const MAX_WITNESSES = 32;
+// Python's str.isprintable(): no character of the categories Other (Cc, Cf, Cs, Co, Cn) or
+// Separator (Zs, Zl, Zp) but the ASCII space, which a cosigner name forbids anyway.
+const PRINTABLE_NAME_RE = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]+$/u;
+
+function checkCosignerName(name) {
+  if (!name || /[ +\n]/.test(name) || !PRINTABLE_NAME_RE.test(name)) {
+    throw new TlogError("format", `cosigner name ${JSON.stringify(name)}: non-empty, ` +
+      "printable, no space or '+'");
+  }
+}
+
+/** The 4-byte key id of an Ed25519 cosigner key: SHA-256(name || 0x0A || 0x04 || key)[:4]. */
+export async function cosignerKeyId(name, publicKey) {
+  const digest = await sha256(concat(utf8(name), Uint8Array.of(0x0a, ALG_COSIGNATURE_V1),
+    publicKey));
+  return digest.slice(0, 4);
+}
+
+/**
+ * Parse a witness's cosigner key `name+hexid+base64(0x04 || pubkey)`. Returns
+ * {name, keyId, publicKey, text}; throws (reason `format`) naming what is wrong.
+ */
+export async function parseCosignerVkey(vkey) {
+  if (typeof vkey !== "string" || vkey.length > 4096) {
+    throw new TlogError("format", "cosigner key: not a short text");
+  }
+  const text = pyStrip(vkey);
+  const first = text.indexOf("+");
+  const second = first < 0 ? -1 : text.indexOf("+", first + 1);
+  if (second < 0) throw new TlogError("format", "cosigner key: want name+keyid+key");
+  const name = text.slice(0, first);
+  const hexid = text.slice(first + 1, second);
+  checkCosignerName(name);
+  if (hexid.length !== 8) throw new TlogError("format", "cosigner key: key id must be 8 hex digits");
+  const kid = unhex(hexid, "cosigner key: key id");
+  const raw = b64decode(text.slice(second + 1), "cosigner key");
+  if (raw.length !== 33 || raw[0] !== ALG_COSIGNATURE_V1) {
+    throw new TlogError("format", "cosigner key: want type 0x04 (cosignature/v1, Ed25519) " +
+      "and a 32-byte key");
+  }
+  const publicKey = raw.slice(1);
+  if (!bytesEqual(kid, await cosignerKeyId(name, publicKey))) {
+    throw new TlogError("format", "cosigner key: key id does not match the key");
+  }
+  return { name, keyId: kid, publicKey, text };
+}
+
+/** The vkey text of a parsed cosigner key. */
+export function formatCosignerVkey(key) {
+  return `${key.name}+${hex(key.keyId)}+${b64encode(concat(Uint8Array.of(ALG_COSIGNATURE_V1),
+    key.publicKey))}`;
+}
+
+/** What a cosignature signs: the header, the time line, the checkpoint body. */
+export function cosignedMessage(body, time) {
+  return utf8(`cosignature/v1\ntime ${BigInt(time).toString()}\n${body}`);
+}
+
+/**
+ * The time (a Number of POSIX seconds; a BigInt past 2^53) of a valid cosignature
+ * (`time || Ed25519 signature`, 72 bytes) of the checkpoint `body` by `key`; throws
+ * (reason `cosignature`) when it does not verify.
+ */
+export async function verifyCosignature(key, body, signature) {
+  if (!(signature instanceof Uint8Array) || signature.length !== 72) {
+    throw new TlogError("cosignature", `cosignature by ${key.name}: want 72 bytes, got ` +
+      `${signature?.length}`);
+  }
+  const time = new DataView(signature.buffer, signature.byteOffset, 8).getBigUint64(0);
+  if (time > MAX_TIMESTAMP) {
+    throw new TlogError("cosignature", `cosignature by ${key.name}: time past 2^63-1`);
+  }
+  let ok;
+  try {
+    ok = await ed25519Verify(key.publicKey, signature.slice(8), cosignedMessage(body, time));
+  } catch (err) {
+    throw new TlogError("cosignature", err.message); // (no Ed25519 in this browser)
+  }
+  if (!ok) throw new TlogError("cosignature", `cosignature by ${key.name} does not verify`);
+  return time <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(time) : time;
+}
+
+/** Python's str.split() (no argument): the words between runs of Python white space. */
+function pySplit(text) {
+  const words = [];
+  let word = "";
+  for (const ch of text) {
+    if (isPySpace(ch)) {
+      if (word) words.push(word);
+      word = "";
+    } else word += ch;
+  }
+  if (word) words.push(word);
+  return words;
+}
+
+/**
+ * Parse a witness policy's text (what `sealtrail witnesses list --policy` prints):
+ * `witness <cosigner vkey> [<url>]` and `quorum <k>` lines, `#` starting a comment; the quorum
+ * defaults to every witness listed. Returns {witnesses: [{key, url, name}], quorum, text};
+ * throws (reason `format`) naming the line, as core/witness_policy.py does.
+ */
+export async function parseWitnessPolicy(text) {
+  if (typeof text !== "string" || text.length > 65536) {
+    throw new TlogError("format", "witness policy: not a short text");
+  }
+  const witnesses = [];
+  let quorum = null;
+  const lines = text.split("\n");
+  for (let n = 0; n < lines.length; n++) {
+    const line = pyStrip(lines[n].split("#", 1)[0]);
+    if (!line) continue;
+    const words = pySplit(line);
+    const where = `line ${n + 1}`;
+    if (words[0] === "witness" && (words.length === 2 || words.length === 3)) {
+      let key;
+      try {
+        key = await parseCosignerVkey(words[1]);
+      } catch (err) {
+        throw new TlogError("format", `${where}: ${err.message}`);
+      }
+      const url = words.length === 3 ? words[2] : "";
+      if (url && !url.startsWith("http://") && !url.startsWith("https://")) {
+        throw new TlogError("format", `${where}: a witness URL starts with http:// or https://`);
+      }
+      witnesses.push({ key, url, name: key.name });
+    } else if (words[0] === "quorum" && words.length === 2) {
+      if (!/^[0-9]{1,3}$/.test(words[1])) {
+        throw new TlogError("format", `${where}: quorum takes a whole number`);
+      }
+      quorum = Number(words[1]);
+    } else {
+      throw new TlogError("format", `${where}: want 'witness <vkey> [<url>]' or 'quorum <k>'`);
+    }
+  }
+  const names = witnesses.map((w) => w.name);
+  if (new Set(names).size !== names.length) {
+    throw new TlogError("format", "witness: two witnesses share a name");
+  }
+  if (names.length > MAX_WITNESSES) {
+    throw new TlogError("format", `witness: at most ${MAX_WITNESSES} witnesses`);
+  }
+  quorum = quorum ?? names.length;
+  if (!names.length || quorum < 1 || quorum > Math.max(1, names.length)) {
+    throw new TlogError("format", `quorum: the quorum must be 1..${names.length} (the number ` +
+      "of witnesses), and a policy names at least one witness");
+  }
+  return { witnesses, quorum, text };
+}
+
+/** A parsed policy as text (parses back to an equal policy), as WitnessPolicy.format. */
+export function formatWitnessPolicy(policy) {
+  const lines = policy.witnesses.map((w) => `witness ${formatCosignerVkey(w.key)}` +
+    (w.url ? ` ${w.url}` : ""));
+  return [...lines, `quorum ${policy.quorum}`].join("\n") + "\n";
+}
+
+/**
+ * Which of the policy's witnesses cosigned the checkpoint `note` (text or UTF-8 bytes).
+ * Lines of other keys (the log's own, unknown witnesses) are ignored; a line naming a policy
+ * key that does not verify throws (reason `cosignature`: the note was tampered with). Does not
+ * check the log's own signature (openCheckpoint does). Returns
+ * {met, cosigned: {name: time}, missing: [names], quorum}.
+ */
+export async function checkWitnessed(note, policy) {
+  const parsed = parseNote(note);
+  const found = new Map(); // (a Map: a witness may be named "__proto__")
+  for (const sig of parsed.signatures) {
+    for (const w of policy.witnesses) {
+      if (w.key.name === sig.name && bytesEqual(w.key.keyId, sig.keyId)) {
+        found.set(w.name, await verifyCosignature(w.key, parsed.text, sig.signature));
+      }
+    }
+  }
+  const missing = policy.witnesses.map((w) => w.name).filter((name) => !found.has(name));
+  return { met: found.size >= policy.quorum, cosigned: Object.fromEntries(found), missing,
+    quorum: policy.quorum };
+}
