@@ -5,25 +5,43 @@ independent cosignature/v1 implementation of tests/witnessing/support.py."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from sealtrail.log import witnesses
+from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.logs import Logs
+from tests.server.conftest import seed_event
 from tests.witness.test_witness import OtherLog
 from tests.witnessing.support import (
+    Proc,
     ThreadWitness,
     check_cosigned,
+    free_port,
+    last_line,
     note_root,
     note_size,
     request_body,
+    run,
     split_note,
+    start_serve,
+    start_witness,
+    witness_db_size,
 )
 
 ACTOR = {"id": "test-operator", "type": "os_user"}
+
+
+def ok(result: Any) -> str:
+    assert result.returncode == 0, (result.args, result.stdout, result.stderr)
+    out: str = result.stdout
+    return out
 
 
 def events(n: int, tag: str) -> list[dict[str, object]]:
@@ -114,3 +132,58 @@ def test_the_same_witness_cosigns_a_log_of_another_implementation(tmp_path: Path
             assert note_root(grown) != note_root(fork)
         finally:
             w.stop()
+
+
+@pytest.mark.slow
+def test_two_served_logs_witness_each_other(tmp_path: Path) -> None:
+    """The same, as an operator runs it: two data directories, each with a log (``serve
+    --public-tlog``) and a witness (``witness serve``, in that data directory) trusting the
+    other log; every command a real subprocess."""
+    dirs = {"a": tmp_path / "a", "b": tmp_path / "b"}
+    vkeys, wkeys = {}, {}
+    for side, d in dirs.items():
+        vkeys[side] = last_line(ok(run(d, "init", "--origin", f"example.org/log-{side}")))
+        wkeys[side] = last_line(ok(run(d, "witness", "init", "--name",
+                                       f"example.org/witness-{side}")))
+    procs: list[Proc] = []
+    try:
+        ports = {side: free_port() for side in dirs}
+        for side, other in (("a", "b"), ("b", "a")):
+            ok(run(dirs[side], "witness", "add-log", vkeys[other]))
+            procs.append(start_witness(dirs[side], ports[side], tmp_path / f"w{side}.out"))
+        for side, other in (("a", "b"), ("b", "a")):
+            ok(run(dirs[side], "witnesses", "add", f"http://127.0.0.1:{ports[other]}",
+                   "--vkey", wkeys[other]))
+        tokens = {}
+        for side, d in dirs.items():
+            keys = ApiKeys(d)
+            try:
+                tokens[side] = keys.create("ingest", log="default", name="t",
+                                           now=datetime.now(UTC))
+            finally:
+                keys.close()
+        served = {side: start_serve(d, free_port(), tmp_path / f"serve-{side}.out",
+                                    "--public-tlog") for side, d in dirs.items()}
+        procs.extend(served.values())
+        for side, other in (("a", "b"), ("b", "a")):
+            with httpx.Client(base_url=served[side].url, timeout=10) as client:
+                sent = client.post("/v1/logs/default/events",
+                                   headers={"Authorization": f"Bearer {tokens[side]}"},
+                                   json=[seed_event(i) for i in range(4)])
+                assert sent.status_code == 201, sent.text
+                size = max(r["index"] for r in sent.json()["receipts"]) + 1
+                deadline = time.monotonic() + 30
+                while True:
+                    note = client.get("/tlog/default/checkpoint").text
+                    found = check_cosigned(note, [wkeys[other], wkeys[side]])
+                    if note_size(note) >= size and found:
+                        break
+                    assert time.monotonic() < deadline, note
+                    time.sleep(0.2)
+                # Cosigned by the other side's witness only (this side's does not trust it).
+                assert set(found) == {f"example.org/witness-{other}"}
+                assert note.startswith(f"example.org/log-{side}\n")
+                assert witness_db_size(dirs[other], f"example.org/log-{side}") >= size
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
