@@ -42,6 +42,7 @@ from tests.ui.conftest import (
     axe_violations,
     make_console_data,
     sample_events,
+    sideways_at_200_percent,
     sign_in,
     watch_errors,
 )
@@ -224,11 +225,13 @@ def _assert_axe_clean(page: Any) -> None:
 
 def _axe_event_page(page_as: Callable[..., Any], console: Console, policy: str,
                     expected: tuple[str, str | None]) -> None:
-    """The event page with ``policy`` pinned, in a context that lets axe-core in: clean."""
+    """The event page with ``policy`` pinned, in a context that lets axe-core in: clean, and
+    no sideways scroll at 200 % zoom."""
     page = page_as("auditor", bypass_csp=True)
     _open_event(page, console.base_url)
     assert _pin_policy(page, policy) == expected
     _assert_axe_clean(page)
+    assert sideways_at_200_percent(page) <= 1
 
 
 @pytest.mark.xfail(strict=True, reason="log/verify.py setting_records: _SETTING_MARKS lacks "
@@ -614,12 +617,15 @@ def test_pending_while_the_witness_is_down_on_event_page_and_overview(
     assert "failing" in card
     assert "unreachable" in card
     _assert_axe_clean(page)
+    assert sideways_at_200_percent(page) <= 1
     assert _errors(page, console) == []
 
 
-def test_overview_without_witnesses(page_as: Callable[..., Any], console: Console) -> None:
-    """A log with no witnesses: the card says so, and nothing else; the witnessed card renders
-    under the console's real CSP with no error."""
+def test_a_log_without_witnesses(page_as: Callable[..., Any], console: Console,
+                                 setup: Setup) -> None:
+    """A log with no witnesses: the overview's card says so, and nothing else; an event page
+    with a policy pinned says nothing of it was witnessed yet. (And the card of a witnessed
+    log renders under the console's real CSP with no error.)"""
     strict = page_as("reader")
     strict.goto(f"{console.base_url}/ui/?log=default")
     strict.wait_for_selector(f"#witness-table tr[data-witness='{WITNESS}']")
@@ -629,4 +635,11 @@ def test_overview_without_witnesses(page_as: Callable[..., Any], console: Consol
     page.wait_for_selector("#no-witnesses")
     assert page.locator("#witness-table").count() == 0
     assert "No witnesses configured" in page.locator("#witnesses").inner_text()
+    assert _errors(page, console) == []
+    page.goto(f"{console.base_url}/ui/logs/other/events/0")
+    page.wait_for_selector(PROOF_SETTLED, timeout=30_000)
+    assert _witness_state(page) == ("none", None)   # (policies are pinned per log)
+    assert _pin_policy(page, setup.policy) == ("not-witnessed", "pending")
+    assert "Not witnessed yet: no checkpoint of this log has been witnessed yet" in \
+        page.locator("#witness-status").inner_text()
     assert _errors(page, console) == []
