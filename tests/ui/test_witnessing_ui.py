@@ -385,6 +385,13 @@ def test_tlog_js_cosignatures_and_policies_match_python(tlog_page: Any, tmp_path
                                             + data0[12:]), real[1]]),
         "no-blank-line": note.replace("\n\n", "\n"),
     }
+    # Every bit position of a real line flipped, and the line cut or lengthened.
+    for i in range(len(data0) * 8):
+        raw = bytearray(data0)
+        raw[i // 8] ^= 1 << (i % 8)
+        notes[f"bit-{i}"] = add_lines(note, [_line(name0, bytes(raw)), real[1]])
+    for n in (4, 5, 12, 75, 77, 100):
+        notes[f"length-{n}"] = add_lines(note, [_line(name0, (data0 + data0)[:n]), real[1]])
     cases: list[dict[str, Any]] = [
         {"kind": "witnessed", "label": label, "note": text, "policy": policy}
         for label, text in notes.items()]
@@ -418,6 +425,10 @@ def test_tlog_js_cosignatures_and_policies_match_python(tlog_page: Any, tmp_path
         "# nothing but comments\n",
         f"witness {keys[0]}#comment-glued\n",
         f"witness\u00a0{keys[0]}\n",                                   # NBSP is white space
+        f"witness {keys[0]}\nwitness {keys[1]}\nquorum \u0662\n",       # Arabic-Indic 2
+        f"witness {keys[0]}\nquorum \U0001d7d9\n",                      # mathematical 1
+        f"witness {keys[0]}\nquorum \uff11\n",                          # fullwidth 1
+        f"witness {keys[0]}\nquorum 01\n",
     ]
     cases += [{"kind": "policy", "text": t} for t in texts]
     _compare(tlog_page, cases)

@@ -348,9 +348,9 @@ function setWitnessStatus(status, reason, text) {
   const look = { witnessed: "verified", failed: "failed", "not-witnessed": "checking",
     checking: "checking" }[status] ?? "";
   node.className = `proof-status ${look}`.trim();
-  const badge = { witnessed: ["verified", "Witnessed"], failed: ["failed", "Failed"],
-    "not-witnessed": ["warn", "Not witnessed"], checking: ["warn", "Checking"],
-    none: ["", "No policy"] }[status];
+  const badge = { witnessed: ["verified", "Verified"], failed: ["failed", "Failed"],
+    "not-witnessed": ["warn", reason === "quorum" ? "Quorum not met" : "Pending"],
+    checking: ["warn", "Checking"], none: ["", "No policy"] }[status];
   clear(node).append(el("span", { class: `badge ${badge[0]}`.trim() }, badge[1]), " ", text);
 }
 

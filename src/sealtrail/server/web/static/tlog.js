@@ -724,6 +724,24 @@ function pySplit(text) {
   return words;
 }
 
+const DIGIT_RE = /^\p{Nd}$/u;
+
+/**
+ * The value of a string of Unicode decimal digits, as Python's int() reads it (`quorum ٢` is
+ * 2 there too). Each script's digits are encoded as runs of ten, 0 to 9, and adjacent runs
+ * (the mathematical digits) are whole runs: a digit's value is its distance from the start of
+ * its contiguous span of digits, modulo 10.
+ */
+function decimalValue(text) {
+  let value = 0;
+  for (const ch of text) {
+    let start = ch.codePointAt(0);
+    while (DIGIT_RE.test(String.fromCodePoint(start - 1))) start--;
+    value = value * 10 + ((ch.codePointAt(0) - start) % 10);
+  }
+  return value;
+}
+
 /**
  * Parse a witness policy's text (what `sealtrail witnesses list --policy` prints):
  * `witness <cosigner vkey> [<url>]` and `quorum <k>` lines, `#` starting a comment; the quorum
@@ -755,10 +773,10 @@ export async function parseWitnessPolicy(text) {
       }
       witnesses.push({ key, url, name: key.name });
     } else if (words[0] === "quorum" && words.length === 2) {
-      if (!/^[0-9]{1,3}$/.test(words[1])) {
+      if (!/^\p{Nd}{1,3}$/u.test(words[1])) {
         throw new TlogError("format", `${where}: quorum takes a whole number`);
       }
-      quorum = Number(words[1]);
+      quorum = decimalValue(words[1]);
     } else {
       throw new TlogError("format", `${where}: want 'witness <vkey> [<url>]' or 'quorum <k>'`);
     }
