@@ -250,11 +250,12 @@ def start_witness(data: Path, port: int, out: Path) -> Proc:
     return Proc(proc, port, out)
 
 
-def start_serve(data: Path, port: int, out: Path, *args: str) -> Proc:
-    """``sealtrail --data DATA serve --port PORT ARGS`` (answering /healthz when returned)."""
+def start_serve(data: Path, port: int, out: Path, *args: str, workers: int = 1) -> Proc:
+    """``sealtrail --data DATA serve --port PORT ARGS`` (answering /healthz when returned);
+    one worker process and the monitor in it unless ``workers`` says otherwise."""
     with out.open("ab") as sink:
         proc = subprocess.Popen([*SEALTRAIL, "--data", str(data), "serve", "--port", str(port),
-                                 "--workers", "1", "--monitor-in-process", *args],
+                                 "--workers", str(workers), "--monitor-in-process", *args],
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
     served = Proc(proc, port, out)
     deadline = time.monotonic() + 30

@@ -404,3 +404,34 @@ def test_a_trickling_witness_does_not_hold_the_round(tmp_path: Path) -> None:
     finally:
         slow.close()
         good.stop()
+
+
+@pytest.mark.slow
+def test_every_worker_serves_the_cosigned_checkpoint(tmp_path: Path) -> None:
+    """``serve --workers 3``: one leader runs the rounds, but whichever worker answers
+    ``/tlog/{log}/checkpoint`` serves the round's cosigned note (the state is in the store,
+    not in the leader's memory)."""
+    data = tmp_path / "data"
+    w = ThreadWitness(tmp_path / "witness", "example.org/worker-witness")
+    with AuditLog.open(data, origin=ORIGIN) as alog:
+        alog.append_many(events(5, "seed"))
+        w.state.add_log(alog.vkey())
+        witnesses.add(alog, w.url, w.vkey, actor=ACTOR)
+    w.start()
+    served: Proc | None = None
+    try:
+        served = start_serve(data, free_port(), tmp_path / "serve.out", "--public-tlog",
+                             workers=3)
+        _wait_cosigned(served.url, {}, w.vkey, 1)
+        answered = 0
+        for _ in range(40):
+            # A new connection each time: the kernel spreads them over the workers.
+            with httpx.Client(base_url=served.url, timeout=5) as client:
+                note = client.get("/tlog/default/checkpoint").text
+            assert w.name in check_cosigned(note, [w.vkey]), note
+            answered += 1
+        assert answered == 40
+    finally:
+        if served is not None:
+            served.stop()
+        w.stop()
