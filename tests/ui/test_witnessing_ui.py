@@ -450,7 +450,8 @@ def test_event_page_reports_witnessed_under_a_pinned_policy(
     page = auditor_page
     assert _open_event(page, console.base_url) == ("none", None)
     assert page.get_attribute("#proof-status", "data-proof-status") == "verified"
-    assert _pin_policy(page, setup.policy) == ("witnessed", None)
+    assert _pin_policy(page, setup.policy) == ("witnessed", None), \
+        page.locator("#witness-status").inner_text()
     status = page.locator("#witness-status").inner_text()
     assert f"Witnessed: cosigned by {WITNESS} (1 of quorum 1)" in status
     row = page.locator(f"#witness-cosigners li[data-witness='{WITNESS}']")
