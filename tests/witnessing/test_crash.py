@@ -394,7 +394,9 @@ def test_a_trickling_witness_does_not_hold_the_round(tmp_path: Path) -> None:
                 done.set()
 
             threading.Thread(target=one_round, daemon=True).start()
-            finished = done.wait(3 * witnesses.TIMEOUT_S)
+            # Bounded by a few per-request timeouts (or twice a round deadline, if any).
+            finished = done.wait(max(3 * witnesses.TIMEOUT_S,
+                                     2 * float(getattr(witnesses, "DEADLINE_S", 0))))
             slow.close()          # lets a stuck round end, so the log can close
             done.wait(30)
             assert finished, "the round was still waiting on the trickling witness"
