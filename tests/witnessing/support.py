@@ -246,7 +246,12 @@ def start_witness(data: Path, port: int, out: Path) -> Proc:
         proc = subprocess.Popen([*SEALTRAIL, "--data", str(data), "witness", "serve",
                                  "--host", "127.0.0.1", "--port", str(port)],
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
-    wait_port(port, proc, out)
+    try:
+        wait_port(port, proc, out)
+    except BaseException:
+        proc.kill()
+        proc.wait(20)
+        raise
     return Proc(proc, port, out)
 
 
@@ -259,16 +264,20 @@ def start_serve(data: Path, port: int, out: Path, *args: str, workers: int = 1) 
                                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
     served = Proc(proc, port, out)
     deadline = time.monotonic() + 30
-    with httpx.Client(base_url=served.url, timeout=2) as client:
-        while True:
-            assert proc.poll() is None, f"serve exited {proc.returncode}: {out.read_text()}"
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return served
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"serve did not answer: {out.read_text()}"
-            time.sleep(0.1)
+    try:
+        with httpx.Client(base_url=served.url, timeout=2) as client:
+            while True:
+                assert proc.poll() is None, f"serve exited {proc.returncode}: {out.read_text()}"
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        return served
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"serve did not answer: {out.read_text()}"
+                time.sleep(0.1)
+    except BaseException:
+        served.stop()
+        raise
 
 
 def last_line(text: str) -> str:

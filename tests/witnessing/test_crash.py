@@ -112,75 +112,77 @@ def test_kill_9_of_the_witness_mid_round(tmp_path: Path) -> None:
             httpx.Client(timeout=2) as client:
         WitnessState(wdir).add_log(alog.vkey())
         witness: Proc = start_witness(wdir, port, tmp_path / "witness.out")
-        witnesses.add(alog, witness.url, vkey, actor=ACTOR)
-        policy = witnesses.load(alog)
-        post = Recorder(client)
-        clock = [datetime.now(UTC)]
-        refusals: list[object] = []
-        rounds: list[witnesses.Round] = []
-        stop = threading.Event()
-
-        def ingest() -> None:
-            n = 0
-            while not stop.is_set():
-                alog.append_many(events(3, f"i{n}"))
-                n += 1
-                time.sleep(0.002)
-
-        def round_loop() -> None:
-            while not stop.is_set():
-                clock[0] += timedelta(seconds=10)   # past any backoff at once
-                r = witnesses.run_round(alog, policy, clock[0], post)
-                rounds.append(r)
-                refusals.extend(r.refusals)
-
-        sampler = Sampler(lambda: witness_db_size(wdir, ORIGIN))
-        sampler.start()
-        workers = [threading.Thread(target=ingest, daemon=True),
-                   threading.Thread(target=round_loop, daemon=True)]
-        for t in workers:
-            t.start()
         try:
-            for cycle in range(3):
-                time.sleep(0.4 + 0.15 * cycle)
-                assert any(r.met for r in rounds), "no round met the quorum before the kill"
-                # The witness commits a checkpoint whose answer never reaches the log, then
-                # dies: after the restart the log must catch it up from that size (409).
-                lost = submit_and_lose(alog, witness.url, wdir)
-                held_before = witness_db_size(wdir, ORIGIN)
-                assert held_before >= lost
-                witness.kill9()
-                down_at, size_at_kill = len(rounds), alog.size
-                time.sleep(0.5)
-                # Ingest went on while the witness was dead; rounds saw it unreachable.
-                assert alog.size > size_at_kill
-                down = rounds[down_at + 1:]
-                assert (bool(down), any(r.met for r in down[1:])) == (True, False), down
-                assert any("unreachable" in p for r in down for p in r.problems.values())
-                # Restarted on the same directory: it holds at least what it held.
-                assert witness_db_size(wdir, ORIGIN) >= held_before
-                witness = start_witness(wdir, port, tmp_path / "witness.out")
-                deadline = time.monotonic() + 15
-                back_from = len(rounds)
-                while not any(r.met for r in rounds[back_from:]):
-                    assert time.monotonic() < deadline, rounds[-3:]
-                    time.sleep(0.05)
-        finally:
-            stop.set()
+            witnesses.add(alog, witness.url, vkey, actor=ACTOR)
+            policy = witnesses.load(alog)
+            post = Recorder(client)
+            clock = [datetime.now(UTC)]
+            refusals: list[object] = []
+            rounds: list[witnesses.Round] = []
+            stop = threading.Event()
+
+            def ingest() -> None:
+                n = 0
+                while not stop.is_set():
+                    alog.append_many(events(3, f"i{n}"))
+                    n += 1
+                    time.sleep(0.002)
+
+            def round_loop() -> None:
+                while not stop.is_set():
+                    clock[0] += timedelta(seconds=10)   # past any backoff at once
+                    r = witnesses.run_round(alog, policy, clock[0], post)
+                    rounds.append(r)
+                    refusals.extend(r.refusals)
+
+            sampler = Sampler(lambda: witness_db_size(wdir, ORIGIN))
+            sampler.start()
+            workers = [threading.Thread(target=ingest, daemon=True),
+                       threading.Thread(target=round_loop, daemon=True)]
             for t in workers:
-                t.join(20)
-            seen = sampler.finish()
-        assert refusals == []
-        statuses = [status for _, _, status in post.calls]
-        assert {409, 200} <= set(statuses), statuses[-20:]
-        # A last round at rest: cosigned at the log's size, verified independently.
-        clock[0] += timedelta(seconds=10)
-        final = witnesses.run_round(alog, policy, clock[0], post)
-        assert (final.met, final.refusals) == (True, ())
-        note = witnesses.served_note(alog, timedelta(seconds=10), clock[0])
-        assert note_size(note) == alog.size
-        assert check_cosigned(note, [vkey]).keys() == {"example.org/crash-witness"}
-        witness.stop()
+                t.start()
+            try:
+                for cycle in range(3):
+                    time.sleep(0.4 + 0.15 * cycle)
+                    assert any(r.met for r in rounds), "no round met the quorum before the kill"
+                    # The witness commits a checkpoint whose answer never reaches the log, then
+                    # dies: after the restart the log must catch it up from that size (409).
+                    lost = submit_and_lose(alog, witness.url, wdir)
+                    held_before = witness_db_size(wdir, ORIGIN)
+                    assert held_before >= lost
+                    witness.kill9()
+                    down_at, size_at_kill = len(rounds), alog.size
+                    time.sleep(0.5)
+                    # Ingest went on while the witness was dead; rounds saw it unreachable.
+                    assert alog.size > size_at_kill
+                    down = rounds[down_at + 1:]
+                    assert (bool(down), any(r.met for r in down[1:])) == (True, False), down
+                    assert any("unreachable" in p for r in down for p in r.problems.values())
+                    # Restarted on the same directory: it holds at least what it held.
+                    assert witness_db_size(wdir, ORIGIN) >= held_before
+                    witness = start_witness(wdir, port, tmp_path / "witness.out")
+                    deadline = time.monotonic() + 15
+                    back_from = len(rounds)
+                    while not any(r.met for r in rounds[back_from:]):
+                        assert time.monotonic() < deadline, rounds[-3:]
+                        time.sleep(0.05)
+            finally:
+                stop.set()
+                for t in workers:
+                    t.join(20)
+                seen = sampler.finish()
+            assert refusals == []
+            statuses = [status for _, _, status in post.calls]
+            assert {409, 200} <= set(statuses), statuses[-20:]
+            # A last round at rest: cosigned at the log's size, verified independently.
+            clock[0] += timedelta(seconds=10)
+            final = witnesses.run_round(alog, policy, clock[0], post)
+            assert (final.met, final.refusals) == (True, ())
+            note = witnesses.served_note(alog, timedelta(seconds=10), clock[0])
+            assert note_size(note) == alog.size
+            assert check_cosigned(note, [vkey]).keys() == {"example.org/crash-witness"}
+        finally:
+            witness.stop()   # the latest one started (a killed one: reaped)
     assert witness_db_size(wdir, ORIGIN) == note_size(note)
     assert (len(seen) >= 4, monotonic(seen)) == (True, True), seen
 

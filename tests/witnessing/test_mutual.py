@@ -162,9 +162,11 @@ def test_two_served_logs_witness_each_other(tmp_path: Path) -> None:
                                            now=datetime.now(UTC))
             finally:
                 keys.close()
-        served = {side: start_serve(d, free_port(), tmp_path / f"serve-{side}.out",
-                                    "--public-tlog") for side, d in dirs.items()}
-        procs.extend(served.values())
+        served: dict[str, Proc] = {}
+        for side, d in dirs.items():
+            served[side] = start_serve(d, free_port(), tmp_path / f"serve-{side}.out",
+                                       "--public-tlog")
+            procs.append(served[side])
         for side, other in (("a", "b"), ("b", "a")):
             with httpx.Client(base_url=served[side].url, timeout=10) as client:
                 sent = client.post("/v1/logs/default/events",
