@@ -141,3 +141,23 @@ def test_the_async_client_too(witnessed_service: tuple[Service, CosignerKey],
             return False
 
     assert asyncio.run(run())
+
+
+def test_a_served_checkpoint_behind_the_kept_one_is_no_rollback(
+        witnessed_service: tuple[Service, CosignerKey], tmp_path: Path) -> None:
+    """verify_receipt keeps the newest checkpoint; the served (witnessed) one lags a round
+    behind it: witnessed() checks it is a prefix of the kept one, keeps the newer, and says
+    which size it found witnessed."""
+    svc, key = witnessed_service
+    policy = WitnessPolicy.parse(f"witness {key.format()}\n")
+    with Client(svc.url, svc.ingest, spool_path=tmp_path / "spool", verifier=svc.vkey) as c:
+        c.record(event(1))
+        assert c.flush(10)
+        _wait_witnessed(c, policy, 1)
+        ident = c.record(event(2))
+        assert c.flush(10)
+        c.verify_receipt(c.receipts[ident])
+        kept = c.checkpoint
+        found = c.witnessed(policy)   # served: the older round's note
+        assert c.checkpoint == kept
+        assert found.size > 0

@@ -215,3 +215,28 @@ def test_verify_needs_no_keyring(data: Path, responder: Responder, ca_file: Path
                     text=True)
     assert ran.returncode == 0, ran.stderr
     assert lines(ran.stdout)[0]["ok"] is True
+
+
+def test_verify_with_no_stamps_is_not_a_pass(data: Path, ca_file: Path,
+                                             responder: Responder) -> None:
+    """Nothing verified is exit 1, not 0 (an auditor's script must not read none as good);
+    with a TSA set but never reached, the message says so."""
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file, text=True)
+    assert ran.returncode == 1
+    assert "records no timestamp" in ran.stderr
+    responder.stop()
+    assert sealtrail("--data", data, "timestamps", "set", responder.url, "--ca-cert",
+                     ca_file).returncode == 0
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file, text=True)
+    assert ran.returncode == 1
+    assert "although a TSA is set" in ran.stderr
+
+
+def test_a_tsa_url_with_credentials_is_refused(data: Path, ca_file: Path) -> None:
+    """The URL is recorded in the log: user:password@ is refused, nothing stored."""
+    ran = sealtrail("--data", data, "timestamps", "set", "https://user:s3cret@tsa.example/tsr",
+                    "--ca-cert", ca_file, text=True)
+    assert ran.returncode == 2
+    assert "credentials" in ran.stderr
+    with AuditLog.open(data, create=False) as alog:
+        assert load_config(alog) is None

@@ -177,20 +177,9 @@ def _wait(what: str, ok: Callable[[], bool], seconds: float = 30) -> None:
         time.sleep(0.1)
 
 
-def _overview_broken(console: Console) -> bool:
-    """Whether the overview API fails on a log with witnesses with the known bug (see
-    test_overview_api_answers_with_witnesses_configured): then its 500 is not this page's."""
-    answer = httpx.get(f"{console.base_url}/v1/logs/default/overview",
-                       headers=console.auth("auditor"), timeout=10)
-    return answer.status_code == 500 and "witness configuration is stored but no entry" in \
-        answer.text
-
-
 def _errors(page: Any, console: Console) -> list[str]:
-    """The page's console errors and failed requests, less the overview's known 500."""
+    """The page's console errors and failed requests."""
     errors: list[str] = page.console_errors
-    if _overview_broken(console):
-        return [e for e in errors if "status of 500 (Internal Server Error)" not in e]
     return errors
 
 
@@ -234,12 +223,9 @@ def _axe_event_page(page_as: Callable[..., Any], console: Console, policy: str,
     assert sideways_at_200_percent(page) <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="log/verify.py setting_records: _SETTING_MARKS lacks "
-                   "sealtrail.witnesses.set (and sealtrail.timestamps.set), so check_stored "
-                   "calls the witness configuration unset and the overview answers 500")
 def test_overview_api_answers_with_witnesses_configured(console: Console) -> None:
-    """The overview of a log with witnesses (its retention check replays setting entries)."""
-    assert not _overview_broken(console)
+    """The overview of a log with witnesses (its retention check replays setting entries,
+    the witness configuration's among them)."""
     answer = httpx.get(f"{console.base_url}/v1/logs/default/overview",
                        headers=console.auth("auditor"), timeout=10)
     assert answer.status_code == 200, answer.text

@@ -203,3 +203,52 @@ def _serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class SumdbLog(OtherLog):
+    """Go's checksum database: the key is named ``sum.golang.org``, the checkpoints' origin
+    line is ``go.sum database tree``."""
+
+    def __init__(self) -> None:
+        super().__init__("sum.golang.org")
+
+    def checkpoint(self, size: int | None = None, root: bytes | None = None) -> str:
+        size = len(self.entries) if size is None else size
+        root = ReferenceTree(self.entries).root(size) if root is None else root
+        body = f"go.sum database tree\n{size}\n{base64.b64encode(root).decode()}\n"
+        return self.signer.sign(body)
+
+
+def test_a_log_whose_origin_is_not_its_key_name(tmp_path: Path,
+                                                witness: tuple[WitnessState, CosignerKey]
+                                                ) -> None:
+    """``add-log VKEY --origin O``: the sum.golang.org shape (origin 'go.sum database tree')
+    is cosigned; trusted by the key's name alone it is an unknown origin (404)."""
+    state, key = witness
+    log = SumdbLog()
+    log.append(5)
+    vkey = log.signer.verifier().format()
+    state.add_log(vkey)
+    assert state.add_checkpoint(body(0, [], log.checkpoint()), NOW).status == 404
+    ran = sealtrail("--data", str(tmp_path / "w"), "witness", "add-log", vkey,
+                    "--origin", "go.sum database tree", text=True)
+    assert ran.returncode == 0, ran.stderr
+    answer = state.add_checkpoint(body(0, [], log.checkpoint()), NOW)
+    assert answer.status == 200, answer.body
+    reference_verify(key, log.checkpoint().split("\n\n")[0] + "\n", answer.body.rstrip("\n"))
+    log.append(3)
+    grown = state.add_checkpoint(body(5, log.proof(5, 8), log.checkpoint()), NOW)
+    assert grown.status == 200, grown.body
+
+
+def test_a_size_past_63_bits_is_refused_and_releases_the_lock(
+        witness: tuple[WitnessState, CosignerKey]) -> None:
+    """A checkpoint of size >= 2^63 (valid in the format, not storable) is a 400, and the
+    witness goes on answering other requests (no transaction left open)."""
+    state, _ = witness
+    log = OtherLog("example.com/huge")
+    state.add_log(log.signer.verifier().format())
+    huge = state.add_checkpoint(body(0, [], log.checkpoint(1 << 63, b"\1" * 32)), NOW)
+    assert huge.status == 400
+    log.append(2)
+    assert state.add_checkpoint(body(0, [], log.checkpoint()), NOW).status == 200

@@ -122,13 +122,15 @@ def tsa_list(data: DataOpt = None, log: LogOpt = None) -> None:
 def tsa_verify(ca_cert: CaOpt, data: DataOpt = None, log: LogOpt = None) -> None:
     """Check every recorded stamp offline: the token against --ca-cert (chain, EKU, validity
     at genTime, signature, imprint) and the tree at the stamped size against the stamped
-    root. JSON Lines, one per stamp; exit 0 all verify, 1 one does not, 2 usage."""
+    root. JSON Lines, one per stamp; exit 0 all verify, 1 one does not (or there are none),
+    2 usage."""
     from sealtrail.core.tsp import load_anchors  # noqa: PLC0415
-    from sealtrail.log.timestamping import verify_timestamps  # noqa: PLC0415
+    from sealtrail.log.timestamping import load_config, verify_timestamps  # noqa: PLC0415
 
     anchors = load_anchors(_pem(ca_cert).encode())
     with errors(), open_log(data, log) as alog:
         results = verify_timestamps(alog, anchors)
+        configured = load_config(alog) is not None
     for result in results:
         typer.echo(dumps(result.to_json()))
     bad = [r for r in results if not r.ok]
@@ -136,5 +138,10 @@ def tsa_verify(ca_cert: CaOpt, data: DataOpt = None, log: LogOpt = None) -> None
         say(f"NOT VERIFIED: {len(bad)} of {len(results)} timestamps fail; first: "
             f"{bad[0].problem}")
         raise typer.Exit(1)
-    say(f"{len(results)} timestamp(s) verified"
-        + ("" if results else " (the log records none)"))
+    if not results:
+        # Nothing checked is not a pass: an auditor's script must not read "0" as "good".
+        say("NOT VERIFIED: the log records no timestamp"
+            + (" although a TSA is set (none was obtained yet: is the TSA reachable?)"
+               if configured else ""))
+        raise typer.Exit(1)
+    say(f"{len(results)} timestamp(s) verified")

@@ -38,6 +38,10 @@ def init(name: Annotated[str, typer.Option(
 def add_log(vkey: Annotated[str, typer.Argument(help="The log's signed-note verifier key "
                                                  "(name+keyid+base64); its name is the "
                                                  "log's origin.")],
+            origin: Annotated[str | None, typer.Option(
+                "--origin", help="The origin line the log's checkpoints carry, when it is "
+                "not the key's name (Go's checksum database: 'go.sum database tree' with the "
+                "key sum.golang.org) [default: the key's name].")] = None,
             data: DataOpt = None) -> None:
     """Trust a log: its checkpoints signed by this key can be cosigned."""
     from sealtrail.core.errors import FormatError  # noqa: PLC0415
@@ -46,10 +50,11 @@ def add_log(vkey: Annotated[str, typer.Argument(help="The log's signed-note veri
     with errors():
         d, _ = where(data, None)
         try:
-            verifier = WitnessState(d).add_log(vkey)
+            verifier = WitnessState(d).add_log(vkey, origin)
         except FormatError as exc:
-            fail(f"VKEY: {exc}")
-        typer.echo(f"trusting log {verifier.name} (key id {verifier.key_id.hex()})")
+            fail(f"{'--origin' if str(exc).startswith('origin') else 'VKEY'}: {exc}")
+        typer.echo(f"trusting log {origin or verifier.name} (key {verifier.name}, key id "
+                   f"{verifier.key_id.hex()})")
 
 
 @witness_app.command("serve")

@@ -111,6 +111,25 @@ class Witness:
         parsed.verify_signed(self.verifier)
 
 
+def check_older(witness: Witness, note: str, cp: Checkpoint, proof: str | bytes | None
+                ) -> None:
+    """A served checkpoint older than the kept one (the witnessed one lags the newest by a
+    round): it must be a prefix of the kept one, proven by ``proof`` (a consistency proof
+    from its size to the kept size; None when it is size 0). The kept one stays."""
+    kept, kept_note = witness.checkpoint, witness.note
+    if kept is None or kept_note is None or cp.size >= kept.size:
+        raise ConsistencyError("check_older is for a checkpoint older than the kept one")
+    if cp.size == 0:
+        return
+    if proof is None:
+        raise ConsistencyError(f"a consistency proof {cp.size} -> {kept.size} is needed")
+    parsed = ConsistencyProof.parse(proof)
+    if (parsed.first, parsed.second) != (cp.size, kept.size):
+        raise ConsistencyError(f"asked for the consistency proof {cp.size} -> {kept.size}, "
+                               f"got {parsed.first} -> {parsed.second}")
+    parsed.verify_signed(witness.verifier, note, kept_note)
+
+
 def policy_of(policy: str | WitnessPolicy) -> WitnessPolicy:
     """A witness policy given as its text form or already parsed."""
     return policy if isinstance(policy, WitnessPolicy) else WitnessPolicy.parse(policy)

@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from sealtrail.core.checkpoint import Checkpoint
 from sealtrail.core.cosignature import CosignerKey, cosignatures
 from sealtrail.core.errors import FormatError, ValidationError
+from sealtrail.core.note import parse
 
 MAX_WITNESSES: Final = 32
 
@@ -47,6 +49,7 @@ class Witnessed:
     quorum: int
     cosigned: dict[str, int] = field(default_factory=dict)   # witness name -> POSIX time
     missing: tuple[str, ...] = ()
+    size: int = -1   # the tree size of the checkpoint checked
 
     @property
     def met(self) -> bool:
@@ -72,6 +75,12 @@ class WitnessPolicy:
         names = [w.name for w in self.witnesses]
         if len(set(names)) != len(names):
             raise ValidationError("witness", "two witnesses share a name")
+        # The cosigned message does not include the name: one key listed under two names
+        # would let one signature count twice (anyone can copy a line under the other name).
+        keys = [w.key.public_key for w in self.witnesses]
+        if len(set(keys)) != len(keys):
+            raise ValidationError("witness", "two witnesses share a key: one signer would "
+                                  "count twice toward the quorum")
         if len(names) > MAX_WITNESSES:
             raise ValidationError("witness", f"at most {MAX_WITNESSES} witnesses")
         if not 1 <= self.quorum <= max(1, len(names)) or not names:
@@ -95,12 +104,13 @@ class WitnessPolicy:
                 except FormatError as exc:
                     raise ValidationError(where, str(exc)) from exc
                 url = words[2] if len(words) == 3 else ""
-                if url and not url.startswith(("http://", "https://")):
+                if url and (not url.startswith(("http://", "https://"))
+                            or not url.isprintable()):
                     raise ValidationError(where, "a witness URL starts with http:// or "
                                           "https://")
                 witnesses.append(Witness(key, url))
             elif words[0] == "quorum" and len(words) == 2:
-                if not words[1].isdigit() or len(words[1]) > 3:
+                if not (words[1].isascii() and words[1].isdigit()) or len(words[1]) > 3:
                     raise ValidationError(where, "quorum takes a whole number")
                 quorum = int(words[1])
             else:
@@ -121,7 +131,8 @@ class WitnessPolicy:
         """
         found = cosignatures(note, [w.key for w in self.witnesses])
         missing = tuple(w.name for w in self.witnesses if w.name not in found)
-        return Witnessed(self.quorum, found, missing)
+        size = Checkpoint.parse(parse(note).text).size
+        return Witnessed(self.quorum, found, missing, size)
 
 
 __all__ = ["MAX_WITNESSES", "Witness", "WitnessPolicy", "Witnessed"]

@@ -17,6 +17,7 @@ a slow request must not roll the stored size back).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +30,9 @@ from sealtrail.core.note import Verifier, open_note, parse
 MAX_PROOF_LINES: Final = 63
 MAX_BODY: Final = 1 << 20
 SIZE_TYPE: Final = "text/x.tlog.size"
+# The largest size a witness stores (SQLite integers are signed 64-bit); a log that large does
+# not exist, and a request claiming one is refused, not a crash.
+MAX_SIZE: Final = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +104,29 @@ def format_request(old: int, proof: list[bytes] | tuple[bytes, ...], note: str) 
     return ("\n".join(lines) + "\n\n" + note).encode()
 
 
-def decide(request: AddCheckpoint, trusted: list[Verifier], stored: Stored | None) -> Decision:
-    """The witness's answer to ``request`` for an origin whose trusted log keys are
-    ``trusted`` (empty: the origin is unknown) and whose state is ``stored``."""
+@dataclass(frozen=True, slots=True)
+class TrustedLog:
+    """A log key trusted for an origin other than the key's name (Go's checksum database
+    signs the origin ``go.sum database tree`` with the key ``sum.golang.org``)."""
+
+    origin: str
+    verifier: Verifier
+
+
+def decide(request: AddCheckpoint, trusted: Sequence[Verifier | TrustedLog],
+           stored: Stored | None) -> Decision:
+    """The witness's answer to ``request`` given the trusted log keys (a bare key is
+    trusted for the origin of its name; empty: the origin is unknown) and the witness's
+    state for the checkpoint's origin, ``stored``."""
     try:
         parsed = parse(request.note)
         checkpoint = Checkpoint.parse(parsed.text)
     except FormatError as exc:
         return Decision(400, f"the checkpoint is malformed: {exc}\n")
-    keys = [v for v in trusted if v.name == checkpoint.origin]
+    if checkpoint.size > MAX_SIZE:
+        return Decision(400, f"the checkpoint size is above {MAX_SIZE}\n")
+    keys = [t.verifier if isinstance(t, TrustedLog) else t for t in trusted
+            if (t.origin if isinstance(t, TrustedLog) else t.name) == checkpoint.origin]
     if not keys:
         return Decision(404, f"unknown log origin {checkpoint.origin!r}\n")
     try:

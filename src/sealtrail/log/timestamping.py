@@ -41,6 +41,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -115,6 +116,10 @@ class TsaConfig:
     def __post_init__(self) -> None:
         if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", self.url) or len(self.url) > 2048:
             raise ValidationError("url", f"{self.url!r} is not an http:// or https:// URL")
+        # The URL is recorded in the log and shown: credentials have no place in it.
+        if "@" in self.url.split("://", 1)[1].split("/", 1)[0]:
+            raise ValidationError("url", "a TSA URL must not carry credentials (user:password@): "
+                                  "it is recorded in the log")
         if not isinstance(self.every, int) or not 1 <= self.every <= 366 * 86400:
             raise ValidationError("every", "seconds between stamps: 1 to 31622400")
         try:
@@ -343,10 +348,15 @@ def fetch(url: str, request: bytes, *, timeout: float = TIMEOUT,
                 raise TsaError(f"TSA {url}: answered {kind or 'no content type'}, not "
                                "application/timestamp-reply")
             data = bytearray()
+            # httpx's timeout bounds each read, not the whole answer: a TSA trickling a byte
+            # at a time would hold the job for hours.
+            deadline = time.monotonic() + 2 * timeout
             for chunk in resp.iter_bytes():
                 data += chunk
                 if len(data) > limit:
                     raise TsaError(f"TSA {url}: the answer is larger than {limit} bytes")
+                if time.monotonic() > deadline:
+                    raise TsaError(f"TSA {url}: no whole answer within {2 * timeout:.0f} s")
             return bytes(data)
     except httpx.HTTPError as exc:
         raise TsaError(f"TSA {url}: unreachable ({type(exc).__name__}: {exc})") from exc

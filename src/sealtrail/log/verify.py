@@ -499,7 +499,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                             state.checkpoint)
 
 
-_SETTING_MARKS = (b'"subject.hold.', b'"retention.policy.set"', b'"keys.rotate"')
+# Every action that changes a stored setting, as it appears quoted in a leaf: one list
+# (SETTING_ACTIONS), so a setting added there is never skipped by the byte search here.
+_SETTING_MARKS = tuple(sorted(f'"{action}"'.encode() for action in SETTING_ACTIONS))
 _one_decoder = msgspec.json.Decoder(_LeafId)
 
 

@@ -33,6 +33,7 @@ from sealtrail.core.witness_protocol import (
     AddCheckpoint,
     Decision,
     Stored,
+    TrustedLog,
     decide,
     parse_request,
 )
@@ -122,13 +123,27 @@ class WitnessState:
 
     # -- trusted logs -----------------------------------------------------------------------
 
-    def add_log(self, vkey: str) -> Verifier:
-        """Trust a log's signed-note key; its origin is the key's name."""
+    def add_log(self, vkey: str, origin: str | None = None) -> Verifier:
+        """Trust a log's signed-note key for ``origin`` (default: the key's name, as for
+        sealtrail's logs; Go's checksum database signs ``go.sum database tree`` with the
+        key ``sum.golang.org``)."""
         verifier = Verifier.parse(vkey)
+        origin = verifier.name if origin is None else origin
+        if not origin or not origin.isprintable() or len(origin) > 256:
+            raise FormatError("origin: one printable line of at most 256 characters")
         with self._lock:
-            self._db().execute("INSERT OR IGNORE INTO logs(vkey, origin) VALUES (?, ?)",
-                               (verifier.format(), verifier.name))
+            # A key is trusted for one origin: adding it again with --origin moves it.
+            self._db().execute("INSERT INTO logs(vkey, origin) VALUES (?, ?) ON CONFLICT(vkey) "
+                               "DO UPDATE SET origin = excluded.origin",
+                               (verifier.format(), origin))
         return verifier
+
+    def trusted(self) -> list[TrustedLog]:
+        """The trusted log keys, each with the origin it is trusted for."""
+        with self._lock:
+            rows = self._db().execute("SELECT origin, vkey FROM logs ORDER BY origin, vkey"
+                                      ).fetchall()
+        return [TrustedLog(str(origin), Verifier.parse(vkey)) for origin, vkey in rows]
 
     def logs(self) -> list[Verifier]:
         """The trusted log keys."""
@@ -152,11 +167,11 @@ class WitnessState:
         except FormatError as exc:
             return Answer(400, "text/plain; charset=utf-8", f"{exc}\n")
         cosigner = self.cosigner()
-        trusted = self.logs()
+        trusted = self.trusted()
         with self._lock:
             return self._add(request, trusted, cosigner, now)
 
-    def _add(self, request: AddCheckpoint, trusted: list[Verifier], cosigner: Cosigner,
+    def _add(self, request: AddCheckpoint, trusted: list[TrustedLog], cosigner: Cosigner,
              now: datetime) -> Answer:
         db = self._db()
         try:
@@ -180,6 +195,12 @@ class WitnessState:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StorageError(f"witness state: {exc}") from exc
+        except BaseException:
+            # Whatever it was, the write lock must not outlive this request (every other
+            # origin's request, in every process, would wait on it).
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         line = cosigner.line(decision.text, int(now.timestamp()))
         return Answer(200, "text/plain; charset=utf-8", line + "\n")
 

@@ -27,9 +27,11 @@ checked again against a policy by whoever reads it (``verify --witness-policy``)
 
 from __future__ import annotations
 
+import hmac
 import json
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -54,7 +56,14 @@ from sealtrail.core.witness_policy import Witness, WitnessPolicy
 from sealtrail.core.witness_protocol import SIZE_TYPE, format_request
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.changes import SetSettings
-from sealtrail.log.settings import WITNESSES_AT_META, WITNESSES_META, digest, policy_target
+from sealtrail.log.settings import (
+    WITNESSES_AT_META,
+    WITNESSES_META,
+    SettingRecord,
+    digest,
+    policy_target,
+)
+from sealtrail.log.verify import setting_records
 
 STATE_META: Final = "witnessing"
 ACTION: Final = "sealtrail.witnesses.set"
@@ -62,6 +71,8 @@ TIMEOUT_S: Final = 5.0
 MAX_ANSWER: Final = 64 * 1024
 MAX_BACKOFF_S: Final = 60.0
 MAX_URL: Final = 512
+REFRESH_S: Final = 5.0   # a quiet round rewrites the state at most this often
+DEADLINE_S: Final = 10.0  # a witness's whole answer, and a round's wait for its witnesses
 
 # POST url/add-checkpoint with a body; returns (status, content type, text). Injected so the
 # service can share a client and tests can count calls; the default is httpx.
@@ -70,34 +81,75 @@ Post = Callable[[str, bytes], tuple[int, str, str]]
 
 # -- configuration --------------------------------------------------------------------------
 
+@dataclass(slots=True)
+class _Seen:
+    """The latest ``sealtrail.witnesses.set`` entry of one open log, read incrementally."""
+
+    scanned: int = 0
+    latest: SettingRecord | None = None
+
+
+# Per open log: entries are append-only, so each is read once (a byte search skips every
+# chunk without a setting entry), not the whole log each second.
+_seen: WeakKeyDictionary[AuditLog, _Seen] = WeakKeyDictionary()
+
+
+def _latest_set(alog: AuditLog) -> SettingRecord | None:
+    """The log's latest entry that set its witnesses (None: never set)."""
+    seen = _seen.setdefault(alog, _Seen())
+    size = alog.size
+    if size < seen.scanned:
+        raise TamperError("truncated", size, f"the log has {size} entries, fewer than the "
+                          f"{seen.scanned} already read")
+    for record in setting_records(alog.store, size, start=seen.scanned):
+        if record.action == ACTION:
+            seen.latest = record
+    seen.scanned = size
+    return seen.latest
+
+
 def load(alog: AuditLog) -> WitnessPolicy | None:
     """The log's witnesses, or None when it has none.
 
-    The stored text is used only when the log's own ``sealtrail.witnesses.set`` entry (whose
-    index is kept beside it) names its digest: a witness list edited into the settings table
-    would make the log report "witnessed" by witnesses nobody configured.
+    The stored text is used only when it is what the log's *latest* ``sealtrail.witnesses.set``
+    entry set (its index kept beside it, its digest named by the entry): a witness list
+    edited into the settings table, rolled back to an older genuine one, or deleted would
+    make the log report "witnessed" by witnesses nobody configured, or stop witnessing
+    unnoticed. All three are TamperError.
     """
     meta = alog.store.meta()
     text = meta.get(WITNESSES_META)
-    if text is None:
-        return None
-    try:
-        event = alog.entry(int(meta.get(WITNESSES_AT_META, ""))).event()
-    except (ValueError, ConfigError, TamperError):
-        event = {}
-    target = event.get("target") or {}
-    if (event.get("action") != ACTION
-            or target.get("id", "").rpartition("@")[2] != digest(text)):
-        raise TamperError("settings", 0, "the stored witness configuration was not set by an "
-                          "entry of the log (the settings table was edited): refusing to use "
+    at = meta.get(WITNESSES_AT_META)
+    last = _latest_set(alog)
+    if last is None:
+        if text is None and at is None:
+            return None
+        raise TamperError("settings", 0, "a witness configuration is stored but no entry of "
+                          "the log set it (the settings table was edited): refusing to use "
                           "it; run sealtrail verify")
+    if text is None or at != str(last.index) or not hmac.compare_digest(
+            last.target_id.rpartition("@")[2], digest(text)):
+        raise TamperError("settings", last.index, "the stored witness configuration is not "
+                          f"the one entry {last.index}, the latest that set one, recorded "
+                          "(the settings table was edited, or a row deleted): refusing to "
+                          "use it; run sealtrail verify")
     return WitnessPolicy.parse(text) if text else None
 
 
 def save(alog: AuditLog, policy: WitnessPolicy | None, *, actor: Mapping[str, Any],
          reason: str) -> Receipt:
-    """Store the witnesses (None: none); the change is an entry in the same commit."""
+    """Store the witnesses (None: none); the change is an entry in the same commit.
+
+    Refused on a log whose field policy seals ``target.id`` or ``target.type``: the entry's
+    target must stay in clear for ``verify`` (and :func:`load`) to read the digest."""
+    sealed = {"target.id", "target.type"} & set(alog.sealed_paths)
+    if sealed:
+        raise ConfigError(f"this log seals {', '.join(sorted(sealed))} (its field policy): "
+                          "the witness configuration's entry must keep its target in clear; "
+                          "witnesses cannot be configured on it")
     text = policy.format() if policy is not None else ""
+    if policy is not None and WitnessPolicy.parse(text) != policy:
+        raise ValidationError("witness", "the configuration does not read back as written")
     event = {"actor": dict(actor), "action": ACTION, "outcome": "success",
              "category": "configuration",
              "target": {"type": "witnesses", "id": policy_target("witnesses", text)},
@@ -107,13 +159,22 @@ def save(alog: AuditLog, policy: WitnessPolicy | None, *, actor: Mapping[str, An
 
 
 def check_url(url: str) -> str:
-    """A witness URL (its ``add-checkpoint`` is under it): http(s), no query, bounded."""
-    parsed = httpx.URL(url) if len(url) <= MAX_URL else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host or (
-            parsed.query or parsed.fragment or parsed.userinfo):
-        raise ValidationError("url", f"a witness URL is http:// or https://, with a host, no "
-                              f"credentials, no query, at most {MAX_URL} characters (it is "
-                              "recorded in the log)")
+    """A witness URL (its ``add-checkpoint`` is under it): http(s), a host, a valid port, no
+    credentials, query, fragment or white space, bounded (it is recorded in the log)."""
+    rule = (f"a witness URL is http:// or https://, with a host and a valid port, no "
+            f"credentials, query or spaces, at most {MAX_URL} characters (it is recorded in "
+            "the log)")
+    if len(url) > MAX_URL or not url.isprintable() or any(c.isspace() for c in url):
+        raise ValidationError("url", rule)
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValidationError("url", f"{rule}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host or (
+            parsed.query or parsed.fragment or parsed.userinfo) or (
+            port is not None and not 0 < port < 65536):
+        raise ValidationError("url", rule)
     return url.rstrip("/")
 
 
@@ -202,9 +263,30 @@ class State:
             doc = json.loads(text)
             state = cls(**{k: v for k, v in doc.items() if k != "witnesses"})
             state.witnesses = {n: WitnessStatus(**s) for n, s in doc["witnesses"].items()}
-        except (ValueError, TypeError, KeyError):
-            return cls()
+            state.check()
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls()  # an unreadable row is a fresh start: witnesses' 409s catch us up
         return state
+
+    def check(self) -> None:
+        """Raise ValueError unless every field has its type (the row is not trusted)."""
+        ints = (self.size, self.witnessed_size)
+        texts = (self.root, self.note, self.at, self.witnessed_note, self.witnessed_at,
+                 self.pending_since)
+        if not all(type(v) is int for v in ints) or not all(type(v) is str for v in texts):
+            raise ValueError("witnessing state: a field of the wrong type")
+        if not all(type(v) is str for v in (*self.lines.values(), *self.extra)):
+            raise ValueError("witnessing state: a line that is not text")
+        for at in (self.at, self.witnessed_at, self.pending_since):
+            if at:
+                parse_time(at)
+        for status in self.witnesses.values():
+            if (type(status.size) is not int or status.size < 0 or type(status.ok) is not bool
+                    or type(status.fails) is not int or status.fails < 0
+                    or type(status.at) is not str or type(status.problem) is not str):
+                raise ValueError("witnessing state: a witness status of the wrong type")
+            if status.at:
+                parse_time(status.at)
 
     def save(self, alog: AuditLog) -> None:
         """Write the state (one meta row)."""
@@ -238,8 +320,11 @@ class Round:
 
 
 def httpx_post(client: httpx.Client) -> Post:
-    """A :data:`Post` over ``client``: the answer read up to :data:`MAX_ANSWER` bytes."""
+    """A :data:`Post` over ``client``: the answer read up to :data:`MAX_ANSWER` bytes and
+    within :data:`DEADLINE_S` in all (httpx's timeouts bound each read, not the whole: a
+    witness that trickles its answer a byte at a time would hold the round for hours)."""
     def post(url: str, body: bytes) -> tuple[int, str, str]:
+        deadline = time.monotonic() + DEADLINE_S
         with client.stream("POST", f"{url}/add-checkpoint", content=body) as answer:
             data = b""
             for chunk in answer.iter_bytes():
@@ -247,6 +332,9 @@ def httpx_post(client: httpx.Client) -> Post:
                 if len(data) > MAX_ANSWER:
                     raise ConfigError(f"the witness at {url} answered more than "
                                       f"{MAX_ANSWER} bytes")
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the witness at {url} took more than {DEADLINE_S:.0f} "
+                                      "s to answer")
             ctype = answer.headers.get("content-type", "")
             return answer.status_code, ctype, data.decode("utf-8", "replace")
     return post
@@ -265,6 +353,7 @@ def run_round(alog: AuditLog, policy: WitnessPolicy | None, now: datetime, post:
     signed = signed if signed is not None else alog.checkpoint()
     cp = signed.checkpoint
     root = cp.root.hex()
+    before = (state.size, state.root, state.extra, state.at)
     if (cp.size, root) != (state.size, state.root):
         state.size, state.root, state.lines = cp.size, root, {}
     state.extra = list(extra or [])
@@ -276,9 +365,19 @@ def run_round(alog: AuditLog, policy: WitnessPolicy | None, now: datetime, post:
         state.witnesses.get(w.name), now)]
     results: list[tuple[Witness, str | None, str, Refusal | None, int]] = []
     if due:
-        with ThreadPoolExecutor(max_workers=min(8, len(due))) as pool:
-            results = list(pool.map(lambda w: _submit(alog, signed, w, state.witnesses.get(
-                w.name, WitnessStatus()).size, post), due))
+        # The round waits at most DEADLINE_S for its witnesses; one still answering then is
+        # left to finish on its own (its answer is dropped: the next round's 409 tells us
+        # where it stands) so a slow witness never holds the others, or the other logs.
+        pool = ThreadPoolExecutor(max_workers=min(8, len(due)),
+                                  thread_name_prefix="sealtrail-witness")
+        futures = {pool.submit(_submit, alog, signed, w, state.witnesses.get(
+            w.name, WitnessStatus()).size, post): w for w in due}
+        done, late = wait(futures, timeout=DEADLINE_S)
+        pool.shutdown(wait=False, cancel_futures=True)
+        results = [f.result() for f in done]
+        results += [(futures[f], None, f"no answer within {DEADLINE_S:.0f} s", None,
+                     state.witnesses.get(futures[f].name, WitnessStatus()).size)
+                    for f in late]
     problems: dict[str, str] = {}
     refusals: list[Refusal] = []
     for witness, line, problem, refusal, size in results:
@@ -303,11 +402,24 @@ def run_round(alog: AuditLog, policy: WitnessPolicy | None, now: datetime, post:
         state.pending_since = format_time(now)
     if policy is None:
         state.pending_since = ""
-    state.save(alog)
+    # A quiet round (same checkpoint and lines, no witness asked) rewrites the row only to
+    # keep it fresh for serving (FRESH is 10 s): every 5 s, not every second.
+    quiet = not due and before[:3] == (cp.size, root, state.extra) and _younger(
+        before[3], now, REFRESH_S)
+    if not quiet:
+        state.save(alog)
     unmet_for = ((now - parse_time(state.pending_since)).total_seconds()
                  if state.pending_since else 0.0)
     return Round(cp.size, tuple(w.name for w in witnesses if w.name in state.lines), met,
                  tuple(refusals), problems, unmet_for, state.pending_since)
+
+
+def _younger(at: str, now: datetime, seconds: float) -> bool:
+    """Whether the time ``at`` (RFC 3339; empty: never) is less than ``seconds`` ago."""
+    try:
+        return bool(at) and now - parse_time(at) < timedelta(seconds=seconds)
+    except ValueError:
+        return False
 
 
 def _due(status: WitnessStatus | None, now: datetime) -> bool:
@@ -344,6 +456,8 @@ def _submit(alog: AuditLog, signed: SignedCheckpoint, witness: Witness, old: int
             if witness.name not in found:
                 return (witness, None, "answered 200 without a cosignature by its key",
                         None, old)
+            if found[witness.name] == 0:  # c2sp.org/tlog-cosignature: the time is not zero
+                return witness, None, "cosigned with the time 0", None, old
             line = next(ln for ln in lines if ln.split(" ", 2)[1:2] == [witness.name]
                         and _verifies(signed.note, ln, witness))
             return witness, line, "", None, size

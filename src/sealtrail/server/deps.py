@@ -163,6 +163,13 @@ def requires_or_public(routes: Mapping[Route, frozenset[str]], method: str, path
         state = service(request)
         if (state.config.public_tlog and "authorization" not in request.headers
                 and SESSION_COOKIE not in request.cookies):
+            # The same rate as a key's, per client address.
+            client = request.client.host if request.client is not None else "unknown"
+            wait = state.limiter.take(f"anonymous:{client}")
+            if wait:
+                state.metrics.rejected.labels("rate_limited").inc()
+                raise HTTPException(429, "rate limit exceeded",
+                                    headers={"Retry-After": RateLimiter.retry_after(wait)})
             return PUBLIC
         credentials = await _bearer(request)
         principal = await run_in_threadpool(authenticate, request, credentials)

@@ -13,6 +13,8 @@ Alerts, through the monitor (recorded in the log as ``alert.open`` and sent to t
   rollback, a proof it rejects); one alert per witness and size;
 - ``builtin.witness_unmet`` (medium): a checkpoint has waited longer than ``alert_after``
   seconds for the quorum (witnesses down, misconfigured, or refusing); one alert per episode;
+- ``builtin.witness_config_tampered`` (high): the stored witness configuration is not the
+  one the log's latest configuration entry set (edited, rolled back, deleted);
 - ``builtin.seal_failing`` (high): the forward-secure seal could not be made (the key's
   epochs are over, its stored state was edited, the keyring is locked); once per problem.
 """
@@ -39,6 +41,7 @@ log = logging.getLogger("sealtrail.server")
 REFUSED_RULE = "builtin.witness_refused"
 UNMET_RULE = "builtin.witness_unmet"
 SEAL_RULE = "builtin.seal_failing"
+CONFIG_RULE = "builtin.witness_config_tampered"
 CLAUSES = ("SOC2 CC7.2", "ISO27001 A.8.15")
 
 class WitnessingJob:
@@ -78,21 +81,30 @@ class WitnessingJob:
             try:
                 self.run_one(name)
                 self.problems.pop(name, None)
-            except SealtrailError as exc:
+            except Exception as exc:  # one log's fault must not skip the others
                 if self.problems.get(name) != str(exc):
-                    log.warning("sealtrail: witnessing round of log %s failed: %s", name, exc)
+                    log.warning("sealtrail: witnessing round of log %s failed: %s", name, exc,
+                                exc_info=not isinstance(exc, SealtrailError))
                 self.problems[name] = str(exc)
 
     def run_one(self, name: str) -> witnesses.Round | None:
         """One round for one log (None when it has neither witnesses nor a seal)."""
         alog = self._logs.get(name)
-        policy = witnesses.load(alog)
         now = self._now()
         signed = alog.checkpoint()
-        # Every round, not only on a new checkpoint: a quiet log still evolves its sealing key
-        # when the epoch ends. The line returned seals the checkpoint given, even when the
-        # closing seal of an epoch was appended meanwhile.
+        # First and every round, whatever the witnesses' state: a quiet log still evolves its
+        # sealing key when the epoch ends, and a witness configuration that fails to load
+        # must not keep old seeds on the host. The line returned seals the checkpoint given,
+        # even when the closing seal of an epoch was appended meanwhile.
         seal = self._seal(name, alog, signed, now)
+        try:
+            policy = witnesses.load(alog)
+        except SealtrailError as exc:
+            # Tampering with the witness configuration: an alert, not only a log line.
+            self._monitor.raise_alert(name, system_detection(
+                CONFIG_RULE, "The witness configuration does not verify", "high",
+                str(exc)[:200], f"log {name}: {exc}", CLAUSES), alog=alog)
+            raise
         if policy is None and seal is None:
             return None
         result = witnesses.run_round(alog, policy, now, self._post, signed=signed,
@@ -120,7 +132,9 @@ class WitnessingJob:
         epochs are over, its stored state edited, the keyring locked) does not stop the
         witnesses: it is an alert, once per distinct problem, and the round goes on unsealed."""
         try:
-            return seal_line(alog, signed, now)
+            line = seal_line(alog, signed, now)
+            self.problems.pop(f"{name}/seal", None)  # a failure that comes back alerts again
+            return line
         except SealtrailError as exc:
             problem = str(exc)
             if self.problems.get(f"{name}/seal") != problem:

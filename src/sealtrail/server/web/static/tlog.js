@@ -773,7 +773,7 @@ export async function parseWitnessPolicy(text) {
       }
       witnesses.push({ key, url, name: key.name });
     } else if (words[0] === "quorum" && words.length === 2) {
-      if (!/^\p{Nd}{1,3}$/u.test(words[1])) {
+      if (!/^[0-9]{1,3}$/.test(words[1])) {
         throw new TlogError("format", `${where}: quorum takes a whole number`);
       }
       quorum = decimalValue(words[1]);
@@ -784,6 +784,13 @@ export async function parseWitnessPolicy(text) {
   const names = witnesses.map((w) => w.name);
   if (new Set(names).size !== names.length) {
     throw new TlogError("format", "witness: two witnesses share a name");
+  }
+  // The cosigned message does not name the witness: one key under two names would let one
+  // signature count twice toward the quorum.
+  const keys = witnesses.map((w) => hex(w.key.publicKey));
+  if (new Set(keys).size !== keys.length) {
+    throw new TlogError("format", "witness: two witnesses share a key: one signer would " +
+      "count twice toward the quorum");
   }
   if (names.length > MAX_WITNESSES) {
     throw new TlogError("format", `witness: at most ${MAX_WITNESSES} witnesses`);
