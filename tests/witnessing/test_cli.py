@@ -198,10 +198,6 @@ def test_a_witness_removed_by_hand_is_caught(tmp_path: Path) -> None:
     assert len(json.loads(ok(inproc(data, "witnesses", "list")))["witnesses"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: log/witnesses.py load() returns None when the "
-                   "'witnesses' meta row was deleted (retention's load_policy calls "
-                   "alog.check_settings() in that case): witnessing silently stops and "
-                   "'witnesses list' exits 0 with no witnesses")
 def test_a_deleted_witness_row_is_caught_by_list(tmp_path: Path) -> None:
     data, _ = _log_with_two_witnesses(tmp_path)
     write_meta(data, "witnesses", None)
@@ -213,11 +209,6 @@ def test_a_deleted_witness_row_is_caught_by_list(tmp_path: Path) -> None:
     assert "witness configuration" in listed.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: log/witnesses.py load() accepts a 'witnesses' row "
-                   "rolled back (with 'witnesses_at') to an OLDER genuine configuration entry: it "
-                   "checks only that the entry at witnesses_at names the text's digest, not that "
-                   "it is the latest sealtrail.witnesses.set (retention's load_policy ends with "
-                   "alog.check_settings()); a witness removed this way goes unnoticed")
 def test_a_witness_configuration_rolled_back_is_caught_by_list(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ok(run(data, "init", "--origin", ORIGIN))
@@ -286,13 +277,6 @@ def test_bad_input_is_refused_and_nothing_stored(tmp_path: Path) -> None:
     assert "OK" in ok(run(data, "verify"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a log whose field policy seals target.id (init "
-                   "--personal target.id,...) seals the target of its own "
-                   "sealtrail.witnesses.set entry; log/witnesses.py load() (and verify's "
-                   "settings check) then read no digest there and call the genuine "
-                   "configuration tampered: 'witnesses add' exits 0, then 'witnesses list', "
-                   "'witnesses round', serve's job and 'verify' all fail (retention set has "
-                   "the same fault)")
 def test_witnesses_work_when_the_policy_seals_target_id(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ok(inproc(data, "init", "--origin", ORIGIN, "--personal", "actor.name,target.id"))
@@ -337,12 +321,6 @@ def test_the_witness_commands_refuse_bad_input(tmp_path: Path) -> None:
     assert WitnessState(w).logs() == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: log/verify.py _SETTING_MARKS (line ~502) lacks "
-                   "b'\"sealtrail.witnesses.set\"', so setting_records() never returns the "
-                   "witness entries and AuditLog.check_settings() calls every log with witnesses "
-                   "tampered ('a witness configuration is stored but no entry of the log set "
-                   "it'): retention show/apply, subject erasure and archiving then fail on a "
-                   "genuine log (full verify, which reads every entry, passes)")
 def test_other_settings_still_work_on_a_log_with_witnesses(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ok(inproc(data, "init", "--origin", ORIGIN))

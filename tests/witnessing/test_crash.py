@@ -369,11 +369,6 @@ class TricklingWitness:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG: log/witnesses.py httpx_post reads the answer with "
-                   "only httpx's per-read timeout (5 s): a witness that trickles its body "
-                   "(a byte every 0.5 s) holds run_round for hours (up to MAX_ANSWER bytes), "
-                   "and with it the job's rounds for every witness and every log; the round "
-                   "should bound the whole exchange (a deadline per request)")
 def test_a_trickling_witness_does_not_hold_the_round(tmp_path: Path) -> None:
     slow = TricklingWitness()
     good = ThreadWitness(tmp_path / "good", "example.org/good-witness")
