@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             while not stop.wait(1.0):
                 if running.is_set():
                     started = time.perf_counter()
-                    witnesses.run_round(alog, policy, now(), post)
+                    # As the service's job does: the configuration loaded (and checked
+                    # against the log's latest configuration entry) every round.
+                    witnesses.run_round(alog, witnesses.load(alog), now(), post)
                     rounds.append(time.perf_counter() - started)
 
         thread = threading.Thread(target=rounder, daemon=True)

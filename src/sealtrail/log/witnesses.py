@@ -87,6 +87,11 @@ class _Seen:
 
     scanned: int = 0
     latest: SettingRecord | None = None
+    # The stored rows (text, index) last found to be what ``latest`` set, and their policy:
+    # rows unchanged since need no new scan (a change by the engine writes a new entry and
+    # new rows together; an edit of the rows changes them, and is then scanned and caught).
+    verified: tuple[str | None, str | None] | None = None
+    policy: WitnessPolicy | None = None
 
 
 # Per open log: entries are append-only, so each is read once (a byte search skips every
@@ -120,9 +125,14 @@ def load(alog: AuditLog) -> WitnessPolicy | None:
     meta = alog.store.meta()
     text = meta.get(WITNESSES_META)
     at = meta.get(WITNESSES_AT_META)
+    seen = _seen.get(alog)
+    if seen is not None and seen.verified == (text, at):
+        return seen.policy
     last = _latest_set(alog)
+    seen = _seen[alog]
     if last is None:
         if text is None and at is None:
+            seen.verified, seen.policy = (text, at), None
             return None
         raise TamperError("settings", 0, "a witness configuration is stored but no entry of "
                           "the log set it (the settings table was edited): refusing to use "
@@ -133,7 +143,9 @@ def load(alog: AuditLog) -> WitnessPolicy | None:
                           f"the one entry {last.index}, the latest that set one, recorded "
                           "(the settings table was edited, or a row deleted): refusing to "
                           "use it; run sealtrail verify")
-    return WitnessPolicy.parse(text) if text else None
+    policy = WitnessPolicy.parse(text) if text else None
+    seen.verified, seen.policy = (text, at), policy
+    return policy
 
 
 def save(alog: AuditLog, policy: WitnessPolicy | None, *, actor: Mapping[str, Any],
