@@ -206,6 +206,24 @@ def test_an_edited_last_seal_copy_is_refused(tmp_path: Path) -> None:
         sealing.run_round(log, clock.now)
 
 
+def test_deleted_last_seal_rows_are_refused(tmp_path: Path) -> None:
+    """With the rows of the last recorded seal deleted, the sealer does not start a second
+    chain from nothing: it refuses (and the service raises its sealing alert)."""
+    clock = Clock()
+    data = tmp_path / "data"
+    with open_log(data, clock) as log:
+        sealing.init_sealing(log, now=clock.now, seconds=EPOCH_S, epochs=8)
+        log.append({"actor": {"id": "u"}, "action": "doc.read", "outcome": "success"})
+    with edit(data) as db:
+        db.execute("DELETE FROM meta WHERE key LIKE 'seal_last%'")
+    clock.now += timedelta(seconds=EPOCH_S)
+    with open_log(data, clock) as log:
+        with pytest.raises(TamperError, match="no recorded seal"):
+            sealing.run_round(log, clock.now)
+        with pytest.raises(TamperError, match="no recorded seal"):
+            sealing.seal_line(log, log.checkpoint(), clock.now)
+
+
 def test_another_logs_seal_key_verifies_nothing(tmp_path: Path) -> None:
     """A seal key of another log (same origin, other keys; or another origin) is NOT
     VERIFIED, exit 3, never intact; verify_seals raises SealKeyMismatchError."""

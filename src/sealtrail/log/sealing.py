@@ -248,14 +248,21 @@ class _Last:
     time: str
 
 
-def _last_recorded(alog: AuditLog, public: _Public) -> _Last | None:
+def _last_recorded(alog: AuditLog, public: _Public, *, anchor: bool = False) -> _Last | None:
     """The last recorded seal, whole, from ``meta``: held to the entry it names, its root
     re-read from the tree and its signature checked (TamperError otherwise: a chain continued
-    from an edited copy would break)."""
+    from an edited copy would break). None only while the anchor is being recorded
+    (``anchor``): once ``seal init`` is done a sealed log always has one, and rows deleted
+    would otherwise start a second chain."""
     meta = alog.store.meta()
     text = meta.get(LAST_META)
     if text is None:
-        return None
+        if anchor:
+            return None
+        raise TamperError("seal", 0, "the log has a sealing key but the settings table keeps "
+                          "no recorded seal (its rows were deleted, or 'seal init' was "
+                          "interrupted before the anchor was recorded): refusing to start a "
+                          "second seal chain; run sealtrail verify --seal-key")
     try:
         at = int(meta.get(LAST_AT_META, ""))
         event = alog.entry(at).event()
@@ -289,11 +296,13 @@ def _seal_event(seal: core.Seal, why: str) -> dict[str, Any]:
             "reason": f"epoch {seal.epoch} seal ({why}): {covered} (size {seal.size})"}
 
 
-def _record(alog: AuditLog, public: _Public, state: _State, why: str) -> int:
-    """Record the seal of ``state``'s epoch over the log's current checkpoint; its index."""
+def _record(alog: AuditLog, public: _Public, state: _State, why: str, *,
+            anchor: bool = False) -> int:
+    """Record the seal of ``state``'s epoch over the log's current checkpoint (the chain's
+    first when ``anchor``); its index."""
     if state.seed is None:
         raise ConfigError("the seal key's epochs are over: nothing can be sealed")
-    last = _last_recorded(alog, public)
+    last = _last_recorded(alog, public, anchor=anchor)
     prev = core.link(public.key.origin, last.seal) if last is not None else core.NO_LINK
     cp = alog.checkpoint().checkpoint
     seal = core.make_seal(state.seed, public.key.origin, state.epoch, size=cp.size,
@@ -346,7 +355,8 @@ def init_sealing(alog: AuditLog, *, now: datetime, seconds: int = core.DEFAULT_S
                     0o644)
         _write_state(directory, _State(0, seed0))
         try:
-            _record(alog, _Public(key, tree), _State(0, seed0), "the anchor, at seal init")
+            _record(alog, _Public(key, tree), _State(0, seed0), "the anchor, at seal init",
+                    anchor=True)
         except BaseException:
             (directory / SEAL_KEY_FILE).unlink()
             pub.unlink()
