@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sealtrail.core.errors import SealtrailError
 from sealtrail.log.archive import apply_retention
 from sealtrail.log.retention import load_policy
-from sealtrail.log.schedule import Schedule
+from sealtrail.server.log_job import LogJob
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -36,41 +35,26 @@ class RetentionRun:
     problem: str = ""
 
 
-class RetentionJob:
+class RetentionJob(LogJob):
     """Applies every log's retention policy on a schedule."""
 
     def __init__(self, logs: Logs, now: Callable[[], datetime], *, delay: float,
                  interval: float) -> None:
-        self._logs = logs
-        self._now = now
-        self._schedule = Schedule("sealtrail-retention", self.run_all, delay=delay,
-                                  next_wait=lambda _: interval, enabled=interval > 0)
+        super().__init__("sealtrail-retention", logs, now, delay=delay, interval=interval)
         self.results: dict[str, RetentionRun] = {}
 
-    def start(self) -> None:
-        """Start the schedule (no-op when the interval is 0)."""
-        self._schedule.start()
+    def step(self, name: str) -> None:
+        """Apply one log's retention policy (none: nothing to do)."""
+        alog = self._logs.get(name)
+        policy = load_policy(alog)
+        if policy is None:
+            return
+        # Purge first: what is past its maximum goes for good instead of to an archive.
+        result = apply_retention(alog, policy, actor=SERVICE_ACTOR)
+        archived = sum(seg.end - seg.start for seg, _ in result.archived)
+        purged = result.purged + sum(e - s for s, e, _ in result.archived_purged)
+        self.results[name] = RetentionRun(True, self._now(), archived, purged)
 
-    def stop(self) -> None:
-        """Stop after the current step (waits at most a second)."""
-        self._schedule.stop()
-
-    def run_all(self) -> None:
-        """Apply retention to every log now."""
-        for name in self._logs.names():
-            if self._schedule.stopping.is_set():
-                return
-            try:
-                alog = self._logs.get(name)
-                policy = load_policy(alog)
-                if policy is None:
-                    continue
-                # Purge first: what is past its maximum goes for good instead of to an archive.
-                result = apply_retention(alog, policy, actor=SERVICE_ACTOR)
-            except SealtrailError as exc:
-                log.warning("sealtrail: retention for log %s did not run: %s", name, exc)
-                self.results[name] = RetentionRun(False, self._now(), problem=str(exc))
-            else:
-                archived = sum(seg.end - seg.start for seg, _ in result.archived)
-                purged = result.purged + sum(e - s for s, e, _ in result.archived_purged)
-                self.results[name] = RetentionRun(True, self._now(), archived, purged)
+    def failed(self, name: str, exc: BaseException) -> None:
+        log.warning("sealtrail: retention for log %s did not run: %s", name, exc)
+        self.results[name] = RetentionRun(False, self._now(), problem=str(exc))

@@ -35,9 +35,8 @@ from sealtrail.compliance.review import (
     ReviewBook,
     ReviewItem,
 )
-from sealtrail.core.errors import SealtrailError
-from sealtrail.log.schedule import Schedule
 from sealtrail.monitor.runner import Monitor, system_detection
+from sealtrail.server.log_job import LogJob
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -59,39 +58,25 @@ class ReviewRun:
     reopened: list[str] = field(default_factory=list)  # alert keys raised
 
 
-class ReviewJob:
+class ReviewJob(LogJob):
     """Raises an alert for each overdue review, on a schedule."""
 
     def __init__(self, logs: Logs, monitor: Monitor, now: Callable[[], datetime], *,
                  delay: float, interval: float, grace: timedelta = DEFAULT_GRACE,
                  lookback: int = 7) -> None:
-        self._logs = logs
+        super().__init__("sealtrail-review", logs, now, delay=delay, interval=interval)
         self._monitor = monitor
-        self._now = now
         self.grace = grace
         self.lookback = lookback
-        self._schedule = Schedule("sealtrail-review", self.run_all, delay=delay,
-                                  next_wait=lambda _: interval, enabled=interval > 0)
         self.results: dict[str, ReviewRun] = {}
 
-    def start(self) -> None:
-        """Start the schedule (no-op when the interval is 0)."""
-        self._schedule.start()
+    def step(self, name: str) -> None:
+        """Check one log (:meth:`run_one`) and keep the result."""
+        self.results[name] = self.run_one(name)
 
-    def stop(self) -> None:
-        """Stop after the current step."""
-        self._schedule.stop()
-
-    def run_all(self) -> None:
-        """Check every log now."""
-        for name in self._logs.names():
-            if self._schedule.stopping.is_set():
-                return
-            try:
-                self.results[name] = self.run_one(name)
-            except SealtrailError as exc:
-                log.warning("sealtrail: review check of log %s did not run: %s", name, exc)
-                self.results[name] = ReviewRun(False, self._now(), problem=str(exc))
+    def failed(self, name: str, exc: BaseException) -> None:
+        log.warning("sealtrail: review check of log %s did not run: %s", name, exc)
+        self.results[name] = ReviewRun(False, self._now(), problem=str(exc))
 
     def run_one(self, name: str) -> ReviewRun:
         """Check one log: alert on each overdue period not alerted on before."""

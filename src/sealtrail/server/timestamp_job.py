@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from sealtrail.core.errors import SealtrailError
 from sealtrail.core.timefmt import parse_time
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.schedule import Schedule
 from sealtrail.log.timestamping import Tracker, TsaConfig, load_config, stamp
+from sealtrail.server.log_job import LogJob
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -46,37 +46,23 @@ class _Followed:
     last_at: datetime | None = None   # when this job last stamped (its clock)
 
 
-class TimestampJob:
+class TimestampJob(LogJob):
     """Stamps every log's checkpoint with its configured TSA on a schedule."""
 
     def __init__(self, logs: Logs, now: Callable[[], datetime], *, delay: float,
                  interval: float) -> None:
-        self._logs = logs
-        self._now = now
-        self._schedule = Schedule("sealtrail-timestamps", self.run_all, delay=delay,
-                                  next_wait=lambda _: interval, enabled=interval > 0)
+        super().__init__("sealtrail-timestamps", logs, now, delay=delay, interval=interval)
         self._followed: dict[str, _Followed] = {}
         self.results: dict[str, TimestampRun] = {}
 
-    def start(self) -> None:
-        """Start the schedule (no-op when the interval is 0)."""
-        self._schedule.start()
+    def step(self, name: str) -> None:
+        """Stamp one log if it is due (:meth:`run_one`)."""
+        self.run_one(name, self._logs.get(name))
 
-    def stop(self) -> None:
-        """Stop after the current step (waits at most a second)."""
-        self._schedule.stop()
-
-    def run_all(self) -> None:
-        """Stamp every log that is due now."""
-        for name in self._logs.names():
-            if self._schedule.stopping.is_set():
-                return
-            try:
-                self.run_one(name, self._logs.get(name))
-            except SealtrailError as exc:
-                log.warning("sealtrail: timestamp for log %s not recorded (retried at the next "
-                            "run): %s", name, exc)
-                self.results[name] = TimestampRun(False, self._now(), problem=str(exc))
+    def failed(self, name: str, exc: BaseException) -> None:
+        log.warning("sealtrail: timestamp for log %s not recorded (retried at the next run): "
+                    "%s", name, exc)
+        self.results[name] = TimestampRun(False, self._now(), problem=str(exc))
 
     def run_one(self, name: str, alog: AuditLog) -> None:
         """Stamp one log if it is due (see the module docstring)."""

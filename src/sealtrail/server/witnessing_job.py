@@ -31,9 +31,9 @@ from sealtrail.core.checkpoint import SignedCheckpoint
 from sealtrail.core.errors import SealtrailError
 from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.schedule import Schedule
 from sealtrail.log.sealing import seal_line
 from sealtrail.monitor.runner import Monitor, system_detection
+from sealtrail.server.log_job import LogJob
 from sealtrail.server.logs import Logs
 
 log = logging.getLogger("sealtrail.server")
@@ -44,48 +44,38 @@ SEAL_RULE = "builtin.seal_failing"
 CONFIG_RULE = "builtin.witness_config_tampered"
 CLAUSES = ("SOC2 CC7.2", "ISO27001 A.8.15")
 
-class WitnessingJob:
+
+class WitnessingJob(LogJob):
     """Runs a witnessing round for every log on a schedule (see the module docstring)."""
+
+    caught = (Exception,)  # one log's fault must not skip the others' rounds and seals
 
     def __init__(self, logs: Logs, monitor: Monitor, now: Callable[[], datetime], *,
                  delay: float, interval: float = 1.0, alert_after: float = 300.0,
                  post: witnesses.Post | None = None) -> None:
-        self._logs = logs
+        super().__init__("sealtrail-witnessing", logs, now, delay=delay, interval=interval)
         self._monitor = monitor
-        self._now = now
         self.alert_after = alert_after
         self._client = httpx.Client(timeout=witnesses.TIMEOUT_S, follow_redirects=False)
         self._post = post or witnesses.httpx_post(self._client)
-        self._schedule = Schedule("sealtrail-witnessing", self.run_all, delay=delay,
-                                  next_wait=lambda _: interval, enabled=interval > 0)
         self.results: dict[str, witnesses.Round] = {}
         self.problems: dict[str, str] = {}
-
-    def start(self) -> None:
-        """Start the schedule (no-op when the interval is 0)."""
-        self._schedule.start()
-
-    def stop(self) -> None:
-        """Stop after the current round."""
-        self._schedule.stop()
 
     def close(self) -> None:
         """Release the HTTP client."""
         self._client.close()
 
-    def run_all(self) -> None:
-        """One round for every log that has witnesses or a sealing key."""
-        for name in self._logs.names():
-            if self._schedule.stopping.is_set():
-                return
-            try:
-                self.run_one(name)
-                self.problems.pop(name, None)
-            except Exception as exc:  # one log's fault must not skip the others
-                if self.problems.get(name) != str(exc):
-                    log.warning("sealtrail: witnessing round of log %s failed: %s", name, exc,
-                                exc_info=not isinstance(exc, SealtrailError))
-                self.problems[name] = str(exc)
+    def step(self, name: str) -> None:
+        """One round for one log (:meth:`run_one`)."""
+        self.run_one(name)
+        self.problems.pop(name, None)
+
+    def failed(self, name: str, exc: BaseException) -> None:
+        # Logged once per distinct problem: a failing log is visited every second.
+        if self.problems.get(name) != str(exc):
+            log.warning("sealtrail: witnessing round of log %s failed: %s", name, exc,
+                        exc_info=not isinstance(exc, SealtrailError))
+        self.problems[name] = str(exc)
 
     def run_one(self, name: str) -> witnesses.Round | None:
         """One round for one log (None when it has neither witnesses nor a seal)."""
