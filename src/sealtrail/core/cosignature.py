@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sealtrail.core import b64
 from sealtrail.core.errors import FormatError, SignatureError
-from sealtrail.core.note import SIG_PREFIX, parse
+from sealtrail.core.note import SIG_PREFIX, parse, parse_vkey
 
 ALG_COSIGNATURE_V1: Final = 0x04
 HEADER: Final = "cosignature/v1\n"
@@ -69,24 +69,7 @@ class CosignerKey:
     @classmethod
     def parse(cls, vkey: str) -> CosignerKey:
         """Parse ``name+hexid+base64(0x04 || public_key)`` (FormatError naming what is wrong)."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise FormatError("cosigner key: want name+keyid+key")
-        name, hexid, keytext = parts
-        _check_name(name)
-        if len(hexid) != 8:
-            raise FormatError("cosigner key: key id must be 8 hex digits")
-        try:
-            kid = bytes.fromhex(hexid)
-        except ValueError as exc:
-            raise FormatError("cosigner key: key id is not hex") from exc
-        raw = b64.decode(keytext, "cosigner key")
-        if len(raw) != 33 or raw[0] != ALG_COSIGNATURE_V1:
-            raise FormatError("cosigner key: want type 0x04 (cosignature/v1, Ed25519) and a "
-                              "32-byte key")
-        if not hmac.compare_digest(kid, cosigner_key_id(name, raw[1:])):
-            raise FormatError("cosigner key: key id does not match the key")
-        return cls(name, kid, raw[1:])
+        return cls(*parse_vkey(vkey, ALG_COSIGNATURE_V1, "cosigner key", _check_name))
 
     def format(self) -> str:
         """The vkey text."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -41,6 +42,30 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
     return sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()[:4]
 
 
+def parse_vkey(vkey: str, alg: int, what: str, check_name: Callable[[str], None] | None = None
+               ) -> tuple[str, bytes, bytes]:
+    """(name, key id, 32-byte public key) of a C2SP vkey ``name+hexid+base64(alg || key)``
+    whose key type is ``alg`` (0x01 a note key, 0x04 a cosigner key); FormatError naming
+    ``what`` otherwise. The base64 part may itself contain '+'."""
+    parts = vkey.strip().split("+", 2)
+    if len(parts) != 3:
+        raise FormatError(f"{what}: want name+keyid+key")
+    name, hexid, keytext = parts
+    (check_name or _check_name)(name)
+    if len(hexid) != 8:
+        raise FormatError(f"{what}: key id must be 8 hex digits")
+    try:
+        kid = bytes.fromhex(hexid)
+    except ValueError as exc:
+        raise FormatError(f"{what}: key id is not hex") from exc
+    raw = b64.decode(keytext, what)
+    if len(raw) != 33 or raw[0] != alg:
+        raise FormatError(f"{what}: only Ed25519 (type 0x{alg:02x}, 32 bytes) is supported")
+    if not hmac.compare_digest(kid, key_id(name, alg, raw[1:])):
+        raise FormatError(f"{what}: key id does not match the key")
+    return name, kid, raw[1:]
+
+
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """A trusted Ed25519 note key: its name, id and public key."""
@@ -52,23 +77,7 @@ class Verifier:
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
         """Parse ``name+hexid+base64(0x01||pubkey)``; the base64 part may itself contain '+'."""
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3:
-            raise FormatError("verifier key: want name+keyid+key")
-        name, hexid, keytext = parts
-        _check_name(name)
-        if len(hexid) != 8:
-            raise FormatError("verifier key: key id must be 8 hex digits")
-        try:
-            kid = bytes.fromhex(hexid)
-        except ValueError as exc:
-            raise FormatError("verifier key: key id is not hex") from exc
-        raw = b64.decode(keytext, "verifier key")
-        if len(raw) != 33 or raw[0] != ALG_ED25519:
-            raise FormatError("verifier key: only Ed25519 (type 0x01, 32 bytes) is supported")
-        if not hmac.compare_digest(kid, key_id(name, ALG_ED25519, raw[1:])):
-            raise FormatError("verifier key: key id does not match the key")
-        return cls(name, kid, raw[1:])
+        return cls(*parse_vkey(vkey, ALG_ED25519, "verifier key"))
 
     def format(self) -> str:
         """The vkey text."""
