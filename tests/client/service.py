@@ -6,7 +6,6 @@ shutdown (logs closed), so tests may then open the data directory with ``AuditLo
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -19,13 +18,7 @@ import uvicorn
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.app import ServiceConfig, create_app
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound to 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 @dataclass

@@ -19,9 +19,10 @@ from sealtrail.client import AsyncClient, Client, ClientError
 from sealtrail.client.groupspool import GroupSpool
 from sealtrail.client.spool import Spool
 from sealtrail.core.errors import ConfigError
+from tests.ports import free_port
 
 from .group_child import FIRST
-from .service import Service, event, free_port
+from .service import Service, event
 
 WINDOW_MS = 20.0      # the child's window in the crash test
 COMMITTED = 300       # the kill comes once the child saw this many events committed after

@@ -29,8 +29,7 @@ import pytest
 from sealtrail.client import Client
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
-
-from .service import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from tests.client.service import free_port
+from tests.ports import free_port
 
 from sealtrail import AuditLog
 from sealtrail.cli.demo import DEMO_PASSPHRASE, _demo_witness, prepare

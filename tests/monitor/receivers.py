@@ -38,13 +38,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return predicate()
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on (now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- a test CA ----------------------------------------------------------------------------------
 
 

@@ -25,7 +25,8 @@ import pytest
 
 from sealtrail import AuditLog
 from tests.clirun import Ran, sealtrail
-from tests.monitor.receivers import StreamListener, free_port
+from tests.monitor.receivers import StreamListener
+from tests.ports import free_port
 
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
 

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.server.app import ServiceConfig, create_app
 from sealtrail.server.serving import build_server
-from tests.client.service import Service, free_port, make_service
+from tests.client.service import Service, make_service
+from tests.ports import free_port
 from tests.server.test_mtls import _context, _issue
 
 HEADER_TIMEOUT = 0.5

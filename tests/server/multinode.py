@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,19 +41,12 @@ from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import ConsistencyProof
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.pg_leader import lock_key
+from tests.ports import free_port
 
 SEALTRAIL: Final = [sys.executable, "-m", "sealtrail.cli"]
 START_TIMEOUT: Final = 60.0  # seconds for a (re)started node to answer /healthz (busy machine)
 ACTION: Final = "multinode.step"
 PG_PORT: Final = 5432
-
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def sealtrail(data: Path, store: str, *args: str,

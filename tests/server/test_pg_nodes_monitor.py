@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from tests.monitor.receivers import wait_until
-from tests.server.test_serve_cli import SEALTRAIL, free_port
+from tests.ports import free_port
+from tests.server.test_serve_cli import SEALTRAIL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

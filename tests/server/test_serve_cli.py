@@ -11,7 +11,6 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sealtrail.log.auditlog import AuditLog
+from tests.ports import free_port
 from tests.server.conftest import seed_event
 
 # ``python -m sealtrail`` has no __main__ module; the CLI package has one.
@@ -41,14 +41,6 @@ def run(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SEALTRAIL, "--data", str(data), *args], capture_output=True,
                           text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
                           env={**os.environ, "COLUMNS": "200"})
-
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def create_key(data: Path, *args: str) -> str:

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from sealtrail.server.serving import ListenError, listen
-from tests.server.test_serve_cli import SEALTRAIL, free_port, run
+from tests.ports import free_port
+from tests.server.test_serve_cli import SEALTRAIL, run
 
 CLEAN_STOP = (0, 130)  # SIGINT handled: 0, or 128 + 2 as shells report it
 

@@ -32,8 +32,9 @@ from sealtrail.monitor.sinks import verify_signature
 from sealtrail.server.config import ServiceConfig
 from sealtrail.server.leader import LOCK_NAME, POLL_INTERVAL, Leadership
 from tests.monitor.receivers import WebhookReceiver, wait_until
+from tests.ports import free_port
 from tests.server.conftest import seed_event
-from tests.server.test_serve_cli import SEALTRAIL, create_key, free_port, run
+from tests.server.test_serve_cli import SEALTRAIL, create_key, run
 
 SECRET = "whsec-workers-test-0123456789"
 START_TIMEOUT = 60.0  # seconds for every worker to answer (two interpreters on a busy machine)

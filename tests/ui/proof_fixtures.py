@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -68,15 +67,6 @@ def tlog_page(browser: Any, static_url: str) -> Iterator[Any]:
     finally:
         context.close()
     assert errors == [], errors
-
-
-def free_port() -> int:
-    """A loopback port free now (services started one after another reuse it: the browser's
-    origin, and so its localStorage, stays the same)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

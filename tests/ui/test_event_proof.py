@@ -25,6 +25,7 @@ import pytest
 from sealtrail.core import note
 from sealtrail.core.merkle.hashing import leaf_hash
 from sealtrail.log.auditlog import AuditLog
+from tests.ports import free_port
 from tests.ui.conftest import (
     USERS,
     Console,
@@ -33,7 +34,7 @@ from tests.ui.conftest import (
     sign_in,
     watch_errors,
 )
-from tests.ui.proof_fixtures import free_port, serve_console
+from tests.ui.proof_fixtures import serve_console
 
 pytestmark = pytest.mark.browser
 

@@ -35,6 +35,7 @@ from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.witness import WitnessState
 from sealtrail.server.app import ServiceConfig
 from sealtrail.server.witness_app import create_witness_app
+from tests.ports import free_port
 from tests.server.conftest import running
 from tests.ui.conftest import (
     USERS,
@@ -46,7 +47,7 @@ from tests.ui.conftest import (
     sign_in,
     watch_errors,
 )
-from tests.ui.proof_fixtures import free_port, static_url, tlog_page
+from tests.ui.proof_fixtures import static_url, tlog_page
 
 __all__ = ["static_url", "tlog_page"]  # fixtures used by name
 

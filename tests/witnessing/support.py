@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sealtrail.log import witnesses
 from sealtrail.log.witness import WitnessState
 from sealtrail.server.witness_app import create_witness_app
+from tests.ports import free_port
 
 # ``python -m sealtrail`` has no __main__ module; the CLI package has one.
 SEALTRAIL = [sys.executable, "-m", "sealtrail.cli"]
@@ -130,13 +131,6 @@ class Recorder:
 
 
 # -- witness servers ------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A port that was free on loopback a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class ThreadWitness:
