@@ -106,7 +106,15 @@ def test_the_cli_contract_end_to_end(tmp_path: Path) -> None:
         assert listed["quorum"] == 2
         assert [(w["name"], w["url"], w["vkey"]) for w in listed["witnesses"]] == [
             (n1, witness.url, v1), (n2, w2_url, v2)]
+        # witnesses round, for logs used as a library (cron): w2 is down, so 2 of 2 is not
+        # met (exit 1, w1's cosignature kept, w2's problem named); 1 of 2 is (exit 0).
+        unmet = inproc(data, "witnesses", "round")
+        assert unmet.returncode == 1, (unmet.stdout, unmet.stderr)
+        out = json.loads(unmet.stdout)
+        assert (out["witnessed"], out["cosigned"], list(out["problems"])) == (False, [n1], [n2])
         assert json.loads(ok(run(data, "witnesses", "policy", "1")))["quorum"] == 1
+        met = json.loads(ok(inproc(data, "witnesses", "round")))
+        assert (met["witnessed"], met["cosigned"]) == (True, [n1])
         removed = json.loads(ok(run(data, "witnesses", "remove", n2)))
         assert removed == {"witnesses": [n1], "quorum": 1}
         policy = ok(run(data, "witnesses", "list", "--policy"))
@@ -295,6 +303,15 @@ def test_witnesses_work_when_the_policy_seals_target_id(tmp_path: Path) -> None:
     assert listed.stdout.startswith(f"witness {vkey} ")
     verified = inproc(data, "verify")
     assert verified.returncode == 0, verified.stdout
+
+
+def test_a_round_without_witnesses_says_how_to_add_one(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ok(run(data, "init", "--origin", ORIGIN))
+    done = inproc(data, "witnesses", "round")
+    assert done.returncode != 0
+    assert "no witnesses" in done.stderr
+    assert "witnesses add" in done.stderr
 
 
 def test_the_witness_commands_refuse_bad_input(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import typer
 
 from sealtrail.cli.common import DataOpt, LogOpt, errors, open_log, operator
 from sealtrail.cli.output import dumps
+from sealtrail.core.errors import ConfigError
 from sealtrail.log import witnesses
 
 witnesses_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -75,14 +76,22 @@ def policy(quorum: Annotated[int, typer.Argument(help="How many witnesses must c
 
 @witnesses_app.command("round")
 def round_(data: DataOpt = None, log: LogOpt = None) -> None:
-    """Submit the latest checkpoint to the witnesses now and keep their cosignatures."""
+    """Submit the latest checkpoint to the witnesses now and keep their cosignatures.
+
+    Exit 1 when the policy is not met (a witness down or refusing), so that a cron job
+    running it for a log used as a library notices; the JSON says which witness and why.
+    """
     with errors(), open_log(data, log, need_keys=True) as alog, httpx.Client(
             timeout=witnesses.TIMEOUT_S) as client:
-        result = witnesses.run_round(alog, witnesses.load(alog), datetime.now(UTC),
+        policy = witnesses.load(alog)
+        if policy is None:
+            raise ConfigError("this log has no witnesses: add one with 'sealtrail witnesses "
+                              "add URL --vkey VKEY'")
+        result = witnesses.run_round(alog, policy, datetime.now(UTC),
                                      witnesses.httpx_post(client))
         typer.echo(dumps({"size": result.size, "cosigned": list(result.cosigned),
                           "witnessed": result.met, "problems": result.problems,
                           "refusals": [{"witness": r.witness, "size": r.size,
                                         "problem": r.problem} for r in result.refusals]}))
-        if result.refusals:
+        if result.refusals or not result.met:
             raise typer.Exit(1)
