@@ -33,10 +33,10 @@ from tests.monitor.receivers import (
     StreamListener,
     UdpListener,
     WebhookReceiver,
-    free_port,
     parse_rfc5424,
     wait_until,
 )
+from tests.ports import free_port
 
 SECRET = "publish-test-secret"
 

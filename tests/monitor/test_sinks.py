@@ -39,11 +39,11 @@ from tests.monitor.receivers import (
     StreamListener,
     UdpListener,
     WebhookReceiver,
-    free_port,
     make_pki,
     parse_rfc5424,
     wait_until,
 )
+from tests.ports import free_port
 
 SECRET = "whsec_test_only_not_a_real_secret"
 

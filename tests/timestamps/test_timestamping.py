@@ -127,12 +127,25 @@ def test_bad_settings_name_the_field(authority: Authority) -> None:
         TsaConfig("http://tsa.example", "not pem")
 
 
-def test_a_log_that_seals_the_token_fields_refuses_timestamps(
+def test_a_log_that_seals_the_token_fields_still_keeps_stamps_readable(
         tmp_path: Path, responder: Responder, authority: Authority) -> None:
-    log = AuditLog.open(tmp_path, "sealed", policy=FieldPolicy.parse(["reason", "metadata"]))
+    """The policy seals reason and the target, where a stamp keeps its token and head: those
+    of sealtrail's own stamp entries stay clear (core/reserved.py), a client's are sealed."""
+    policy = FieldPolicy.parse(["reason", "metadata", "target.id", "target.type"])
+    log = AuditLog.open(tmp_path, "sealed", policy=policy)
     try:
-        with pytest.raises(ConfigError, match="seals reason"):
-            configure(log, responder, authority)
+        client = log.append({**event(1), "reason": "private reason"})
+        configure(log, responder, authority)
+        done = stamp(log, datetime.now(UTC))
+        raw = log.entry(done.index).event()
+        assert "sealed" not in raw
+        assert raw["target"]["type"] == "checkpoint"
+        assert base64.b64decode(raw["reason"])[:1] == b"\x30"
+        assert set(log.entry(client.index).event()["sealed"]["fields"]) == {
+            "reason", "target.id"}
+        assert load_config(log) is not None
+        checked = verify_timestamps(log, load_anchors(authority.pem()))
+        assert [(r.ok, r.index) for r in checked] == [(True, done.index)], checked
     finally:
         log.close()
 

@@ -19,11 +19,11 @@ from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.witness import WitnessState
 from tests.clirun import Ran, sealtrail
+from tests.ports import free_port
 from tests.server.conftest import seed_event
 from tests.witnessing.support import (
     RefKey,
     check_cosigned,
-    free_port,
     last_line,
     note_size,
     read_meta,

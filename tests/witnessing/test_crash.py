@@ -31,13 +31,13 @@ from sealtrail.log import witnesses
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.witness import WitnessState
+from tests.ports import free_port
 from tests.server.conftest import seed_event
 from tests.witnessing.support import (
     Proc,
     Recorder,
     ThreadWitness,
     check_cosigned,
-    free_port,
     note_size,
     request_body,
     start_serve,

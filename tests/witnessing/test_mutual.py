@@ -17,13 +17,13 @@ from sealtrail.log import witnesses
 from sealtrail.log.apikeys import ApiKeys
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.server.logs import Logs
+from tests.ports import free_port
 from tests.server.conftest import seed_event
 from tests.witness.test_witness import OtherLog
 from tests.witnessing.support import (
     Proc,
     ThreadWitness,
     check_cosigned,
-    free_port,
     last_line,
     note_root,
     note_size,

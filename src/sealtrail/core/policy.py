@@ -92,6 +92,11 @@ class FieldPolicy:
         return (replace(ev, **changes) if changes else ev), found
 
 
+    def without(self, paths: Iterable[str]) -> FieldPolicy:
+        """This policy with ``paths`` left clear (for sealtrail's own reference records)."""
+        drop = set(paths)
+        return FieldPolicy(tuple(p for p in self.paths if p not in drop))
+
     def take(self, obj: dict[str, Any]) -> list[tuple[str, Any]]:
         """Remove the personal values from an event *object* (in place); return them.
 

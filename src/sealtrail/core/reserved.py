@@ -12,6 +12,7 @@ from a client that uses one (or claims sealtrail as its ``source.service``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 # Whole families: anything under these prefixes is sealtrail's.
@@ -22,6 +23,29 @@ RESERVED_EXACT: Final = frozenset({
     "report.generate"})
 # The ``source.service`` of every record the engine writes.
 OWN_SERVICE: Final = "sealtrail"
+
+# The fields sealtrail's own records keep clear whatever the log's field policy seals, by
+# action. The engine reads these back without keys: the settings checks of ``verify``,
+# erasure (which checks holds), retention, witnessing, sealing, timestamps, the review. Each
+# is one of sealtrail's own references (a digest, a subject pseudonym, a key id, an entry
+# range, a checkpoint, an alert or review id; a timestamp token), never a person: sealing them
+# made a log that seals ``target.id`` report itself tampered after its first legal hold or
+# key rotation. ``source.service`` is ``sealtrail`` in every record of the engine's (it is how
+# readers tell them from a client's), so it stays clear in all of them. The service's own
+# records (``sealtrail.users.*``, sign-ins) are not listed: their target can be a person.
+_REFERENCE: Final = ("target.id", "target.type", "source.service")
+OWN_CLEAR_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    **dict.fromkeys((
+        "subject.erase", "subject.hold.add", "subject.hold.release", "keys.rotate",
+        "report.generate", "retention.policy.set", "retention.purge", "retention.archive",
+        "retention.restore", "alert.open", "alert.acknowledge", "alert.resolve",
+        "sealtrail.settings.adopt", "sealtrail.head.accept", "sealtrail.witnesses.set",
+        "sealtrail.timestamps.set", "sealtrail.seal", "sealtrail.review.sign_off",
+        "sealtrail.review.exception.benign", "sealtrail.review.assign",
+        "sealtrail.review.close"), _REFERENCE),
+    # A stamp's reason is part of the TSA's token.
+    "sealtrail.timestamp": (*_REFERENCE, "reason")}
+OWN_SERVICE_FIELD: Final = "source.service"
 
 
 def is_reserved_action(action: str) -> bool:

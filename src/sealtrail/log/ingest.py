@@ -113,7 +113,7 @@ def prepare(events: Iterable[Event | Mapping[str, Any]], gate: Gate, now_ms: int
                 raise at(i, exc.field, exc.message) from exc
         if locked and protector is not None:
             try:
-                protector.check_sealable(ev, gate.locked_reason)
+                protector.check_sealable(ev, gate.locked_reason, own)
             except ValidationError as exc:
                 raise at(i, exc.field, exc.message) from exc
         prepared.append(ev)
@@ -189,7 +189,7 @@ def _leaf(req: Request, pos: int, ev: Event, protector: Protector | None, *,
           sealing: Sealing | None, claimed: NewKeys | None) -> bytes:
     try:
         if sealing is not None and protector is not None:
-            leaf = protector.seal(ev, pos, sealing, claimed)
+            leaf = protector.seal(ev, pos, sealing, claimed, own=req.own)
             if sealing.growth:
                 check_unsealed_size(len(leaf) - sealing.growth)
             return leaf

@@ -47,6 +47,7 @@ from sealtrail.core.errors import (
 )
 from sealtrail.core.event import Event
 from sealtrail.core.policy import FieldPolicy, restore
+from sealtrail.core.reserved import OWN_CLEAR_FIELDS, OWN_SERVICE_FIELD
 from sealtrail.log.blindindex import BlindIndex
 from sealtrail.log.keyring import Keyring
 from sealtrail.store.protocol import Store, SubjectKey
@@ -139,6 +140,11 @@ class Protector:
                  store: Store) -> None:
         self.origin = origin
         self.policy = policy
+        # sealtrail's own records: source.service ("sealtrail") stays clear in all of them,
+        # and the target too in those whose target is a reference of its own (reserved.py).
+        self._own_policy = policy.without((OWN_SERVICE_FIELD,))
+        self._own_policies = {action: policy.without(fields)
+                              for action, fields in OWN_CLEAR_FIELDS.items()}
         self.keyring = keyring
         self._store = store
         self.index = BlindIndex(store)
@@ -208,9 +214,16 @@ class Protector:
 
     # -- sealing ----------------------------------------------------------------------------
 
-    def check_sealable(self, ev: Event, locked_reason: str) -> None:
+    def policy_for(self, ev: Event, own: bool) -> FieldPolicy:
+        """The fields sealed in ``ev``: the log's policy, less what sealtrail's own records
+        keep clear (:data:`sealtrail.core.reserved.OWN_CLEAR_FIELDS`) when ``own``."""
+        if not own:
+            return self.policy
+        return self._own_policies.get(ev.action, self._own_policy)
+
+    def check_sealable(self, ev: Event, locked_reason: str, own: bool = False) -> None:
         """With the keyring locked, only events without personal fields can be appended."""
-        if self.policy.extract(ev)[1]:
+        if self.policy_for(ev, own).extract(ev)[1]:
             raise KeyringError(locked_reason or "the keyring is locked")
 
     @property
@@ -243,7 +256,8 @@ class Protector:
             self._reader = self._store.reader()
         return self._reader
 
-    def seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None = None) -> bytes:
+    def seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None = None, *,
+             own: bool = False) -> bytes:
         """The leaf of a sequenced event (``id`` and times set), personal fields sealed; its
         blind tokens go to ``out.tokens`` under ``pos`` and, in ``out.growth``, how much
         sealing grew it. ``claimed``: subject keys this commit already holds (a re-seal
@@ -253,7 +267,7 @@ class Protector:
         the leaf encoder does, so the request fails naming the event.
         """
         try:
-            return self._seal(ev, pos, out, claimed)
+            return self._seal(ev, pos, out, claimed, self.policy_for(ev, own))
         except UnicodeEncodeError as exc:
             raise ValidationError("event", "contains a lone surrogate (not valid Unicode)"
                                   ) from exc
@@ -268,14 +282,15 @@ class Protector:
             tok = self._tokens[key] = blind.token(field, value)
         return tok
 
-    def _seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None) -> bytes:
+    def _seal(self, ev: Event, pos: int, out: Sealing, claimed: NewKeys | None,
+              policy: FieldPolicy) -> bytes:
         keyring = self.keyring
         blind = self._blind
         out.growth = 0
         if keyring is None or blind is None:
             # Locked: append_many let through only events with nothing to seal; the index
             # step indexes them once a process with the keyring open runs it.
-            if self.policy.extract(ev)[1]:
+            if policy.extract(ev)[1]:
                 raise KeyringError("the keyring is locked")
             return canonical.encode_leaf(ev)
         rows = out.tokens
@@ -286,7 +301,7 @@ class Protector:
         if ev.target is not None and ev.target.id is not None:
             rows.append((pos, token(blind, "target.id", ev.target.id)))
         obj: dict[str, Any] = msgspec.to_builtins(ev)
-        found = self.policy.take(obj)
+        found = policy.take(obj)
         if not found:
             return canonical.encode_leaf(ev)
         if ev.subjects:

@@ -292,13 +292,6 @@ def _is_held(alog: AuditLog, entry: Entry, head: _Head, refs: set[bytes]) -> boo
     return any(alog.subject_ref(s) in refs for s in ev["subjects"])
 
 
-def _check_policy_fields(alog: AuditLog) -> None:
-    sealed = {"target.id", "target.type"} & set(alog.sealed_paths)
-    if sealed:
-        raise ConfigError(f"this log seals {', '.join(sorted(sealed))}: retention receipts "
-                          "must stay readable without keys, so retention cannot run here")
-
-
 def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
            actor: Mapping[str, Any], reason: str, holds: tuple[int, ...] = (),
            replaces_archive: bool = False) -> Receipt:
@@ -308,7 +301,6 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
     ``replaces_archive``: the ranges are archived segments being purged (their files are
     deleted by the caller after the commit); their archive rows give way to purge rows.
     """
-    _check_policy_fields(alog)
     if not ranges:
         raise ConfigError("nothing to retire")
     root = range_root(alog.store, ranges)
@@ -324,7 +316,6 @@ def retire(alog: AuditLog, ranges: list[tuple[int, int]], *, kind: str,
 def apply_purge(alog: AuditLog, policy: RetentionPolicy, *, actor: Mapping[str, Any],
                 plan: Plan | None = None) -> tuple[Plan, Receipt | None]:
     """Purge what the plan (made now when not given) says; None receipt when nothing is due."""
-    _check_policy_fields(alog)
     plan = plan if plan is not None else plan_purge(alog, policy)
     if not plan.ranges:
         return plan, None

@@ -325,15 +325,11 @@ def init_sealing(alog: AuditLog, *, now: datetime, seconds: int = core.DEFAULT_S
     """Make the log's sealing key and record the epoch-0 anchor seal; return the seal key.
 
     Epoch 0 begins at ``now`` (whole seconds). ``seed`` is for tests (default: 32 random
-    bytes). Refused (ConfigError) when the log already has a sealing key, and when the log's
-    policy seals ``target.id`` or ``target.type`` (where the recorded seals must stay clear).
+    bytes). Refused (ConfigError) when the log already has a sealing key. The recorded
+    seals' targets stay clear whatever the log's field policy seals
+    (:data:`sealtrail.core.reserved.OWN_CLEAR_FIELDS`).
     """
     directory = alog.directory
-    sealed = {"target.id", "target.type"} & set(alog.sealed_paths)
-    if sealed:
-        raise ConfigError(f"this log's policy seals {', '.join(sorted(sealed))}, where the "
-                          "recorded seals must stay readable without keys: sealing cannot "
-                          "be set up on it")
     if alog.locked_reason:
         raise ConfigError(alog.locked_reason)
     seed0 = os.urandom(core.SEED_SIZE) if seed is None else seed

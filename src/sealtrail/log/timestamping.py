@@ -18,8 +18,8 @@ checkpoints elsewhere or make stamps look trusted).
 
 **A stamp** is one or more entries ``sealtrail.timestamp`` (reserved: only the engine writes
 them) appended with ``append_own`` after the token verified. Everything verify needs stays in
-clear in an encrypted log (core/policy.py keeps ``target`` and ``reason`` clear unless the log
-chose to seal them, which :func:`check_clear_fields` refuses):
+clear in an encrypted log, whatever its field policy seals (``OWN_CLEAR_FIELDS`` in
+core/reserved.py):
 
 - ``target.type`` ``checkpoint``; ``target.id`` ``<size> <base64 root> <k>/<n> sha256:<hex>``:
   the stamped tree head, which part of the token this entry holds, and the token's digest;
@@ -84,7 +84,6 @@ MAX_PARTS: Final = 8
 MAX_RESPONSE: Final = 64 * 1024     # bytes read from a TSA at most (a token is a few KiB)
 TIMEOUT: Final = 10.0               # seconds, for each of connect / read / write
 MAX_SKEW: Final = timedelta(hours=1)
-CLEAR_FIELDS: Final = ("reason", "target.id", "target.type")
 _MARK: Final = b"sealtrail.timestamp"  # in every timestamp entry's leaf (action is clear)
 _TARGET = re.compile(r"(0|[1-9]\d{0,19}) ([A-Za-z0-9+/]{43}=) ([1-9])/([1-9]) "
                      r"sha256:([0-9a-f]{64})\Z")
@@ -155,20 +154,9 @@ class TsaConfig:
                 for c in self.anchors()]
 
 
-def check_clear_fields(alog: AuditLog) -> None:
-    """ConfigError when the log seals a field a stamp must keep in clear (see the module
-    docstring): verify must read the tokens without the keyring."""
-    sealed = set(CLEAR_FIELDS) & set(alog.sealed_paths)
-    if sealed:
-        raise ConfigError(f"this log seals {', '.join(sorted(sealed))}: timestamp tokens "
-                          "must stay readable without keys, so timestamps cannot be recorded "
-                          "here")
-
-
 def set_config(alog: AuditLog, config: TsaConfig, *, actor: Mapping[str, Any]) -> Receipt:
     """Store the TSA setting; the change is an entry (``sealtrail.timestamps.set``) in the same
     commit, naming the stored text's digest (:func:`load_config` checks it)."""
-    check_clear_fields(alog)
     text = canonical.compact_json(config.to_json(), ascii=True)
     event = {"actor": dict(actor), "action": ACTION_SET, "outcome": "success",
              "category": "configuration",
@@ -379,7 +367,6 @@ def stamp(alog: AuditLog, now: datetime, *, config: TsaConfig | None = None,
     if config is None:
         raise ConfigError("this log has no timestamp authority: set one with 'sealtrail "
                           "timestamps set URL --ca-cert FILE'")
-    check_clear_fields(alog)
     cp = alog.checkpoint().checkpoint
     imprint = checkpoint_imprint(head_body(cp.origin, cp.size, cp.root))
     nonce = secrets.randbits(64) | 1 << 63  # 64 random bits, never 0
@@ -496,5 +483,5 @@ def verify_timestamps(alog: AuditLog, anchors: Iterable[x509.Certificate]) -> li
 
 __all__ = ["ACTION_SET", "ACTION_STAMP", "CONFIG_AT_META", "CONFIG_META",
            "Checked", "Stamp", "Stamped", "Tracker", "TsaConfig", "TsaError",
-           "check_clear_fields", "fetch", "load_config", "recorded", "remove_config",
+           "fetch", "load_config", "recorded", "remove_config",
            "set_config", "stamp", "stamp_events", "verify_timestamps"]

@@ -152,13 +152,8 @@ def save(alog: AuditLog, policy: WitnessPolicy | None, *, actor: Mapping[str, An
          reason: str) -> Receipt:
     """Store the witnesses (None: none); the change is an entry in the same commit.
 
-    Refused on a log whose field policy seals ``target.id`` or ``target.type``: the entry's
-    target must stay in clear for ``verify`` (and :func:`load`) to read the digest."""
-    sealed = {"target.id", "target.type"} & set(alog.sealed_paths)
-    if sealed:
-        raise ConfigError(f"this log seals {', '.join(sorted(sealed))} (its field policy): "
-                          "the witness configuration's entry must keep its target in clear; "
-                          "witnesses cannot be configured on it")
+    The entry's target (the digest ``verify`` and :func:`load` read) stays clear whatever
+    the log's field policy seals (:data:`sealtrail.core.reserved.OWN_CLEAR_FIELDS`)."""
     text = policy.format() if policy is not None else ""
     if policy is not None and WitnessPolicy.parse(text) != policy:
         raise ValidationError("witness", "the configuration does not read back as written")
