@@ -130,3 +130,51 @@ def test_witnessed_proofs_name_what_is_not_yet_witnessed(
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert "--witness-policy" in res.stderr
     assert "line 1" in res.stderr
+
+
+def test_a_witnessed_tlog_proof_carries_the_cosignatures(
+        tmp_path: Path, witnessed: tuple[Path, list[ThreadWitness], str]) -> None:
+    """``prove inclusion --witnessed --format tlog-proof``: the C2SP receipt's checkpoint is
+    the witnessed one with its cosignature lines; ``verify-proof`` checks it with the entry's
+    bytes and the auditor's policy."""
+    data, ws, vkey = witnessed
+    policy = tmp_path / "policy.txt"
+    policy.write_text(cli("--data", data, "witnesses", "list", "--policy").stdout)
+    proved = cli("--data", data, "prove", "inclusion", "3", "--witnessed",
+                 "--format", "tlog-proof")
+    assert proved.returncode == 0, proved.stderr
+    head, _, note = proved.stdout.partition("\n\n")
+    assert head.split("\n")[:2] == ["c2sp.org/tlog-proof@v1", "index 3"]
+    with AuditLog.open(data, create=False) as alog:
+        assert note_size(note) == alog.size - 5  # the witnessed size, not the latest
+    assert check_cosigned(note, [w.vkey for w in ws]).keys() == {w.name for w in ws}
+    receipt = tmp_path / "receipt.tlog"
+    receipt.write_text(proved.stdout)
+    entry = tmp_path / "entry.json"
+    listed = cli("--data", data, "entries", "--start", "3", "--end", "4")
+    assert listed.returncode == 0, listed.stderr
+    entry.write_text(listed.stdout)
+    checked = run(tmp_path / "nowhere", "verify-proof", str(receipt), "--vkey", vkey,
+                  "--entry", str(entry), "--witness-policy", str(policy))
+    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    assert "OK: entry 3" in checked.stdout
+    assert "NOT" not in checked.stdout
+    # A tlog-proof proves bytes: without --entry it is a usage error.
+    res = cli("verify-proof", receipt, "--vkey", vkey)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "--entry" in res.stderr
+    # Another entry's bytes: not verified.
+    other = json.loads(listed.stdout)
+    other["leaf"] = base64.b64encode(b"{}").decode()
+    entry.write_text(json.dumps(other) + "\n")
+    res = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry)
+    assert res.returncode != 0
+    assert "OK" not in res.stdout
+    # Cosignatures stripped: the proof holds, the policy is not met.
+    entry.write_text(listed.stdout)
+    body, lines = split_note(note)
+    receipt.write_text(head + "\n\n" + body + "\n" + lines[0] + "\n")
+    res = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry,
+              "--witness-policy", policy)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "NOT witnessed" in res.stdout

@@ -34,6 +34,7 @@ from sealtrail.cli.output import dumps
 from sealtrail.core.errors import VerificationError
 from sealtrail.core.note import Verifier
 from sealtrail.core.proofs import ConsistencyProof, InclusionProof
+from sealtrail.core.tlogproof import HEADER as TLOG_PROOF_HEADER
 from sealtrail.core.tlogproof import TlogProof
 from sealtrail.log import witnesses
 
@@ -51,20 +52,26 @@ def prove_inclusion(index: Annotated[int, typer.Argument(min=0)],  # noqa: PLR09
                         "at the latest checkpoint).")] = "json",
                     witnessed: Annotated[bool, typer.Option(
                         "--witnessed", help="Prove against the latest checkpoint that met "
-                        "the witness quorum; the proof carries it with its cosignatures.")
+                        "the witness quorum; the proof (JSON or tlog-proof) carries it with "
+                        "its cosignatures.")
                     ] = False,
                     data: DataOpt = None, log: LogOpt = None) -> None:
     """Inclusion proof of entry INDEX (JSON; carries the signed checkpoint at the latest size)."""
     if fmt not in ("json", "tlog-proof"):
         fail("--format: use json or tlog-proof")
-    if fmt == "tlog-proof" and (size is not None or witnessed):
-        fail("--format tlog-proof proves against the latest checkpoint: leave out --size "
-             "and --witnessed")
+    if fmt == "tlog-proof" and size is not None:
+        fail("--format tlog-proof proves against the latest (or the latest witnessed) "
+             "checkpoint: leave out --size")
     if witnessed and size is not None:
         fail("--witnessed picks the size: leave out --size")
     with errors(), open_log(data, log) as alog:
         if witnessed:
-            typer.echo(dumps(witnesses.witnessed_inclusion(alog, index).to_json(), indent=2))
+            found = witnesses.witnessed_inclusion(alog, index)
+            if fmt == "json":
+                typer.echo(dumps(found.to_json(), indent=2))
+            else:
+                typer.echo(TlogProof(index, found.audit_path, found.checkpoint or "").format(),
+                           nl=False)
             return
         proof = alog.prove_inclusion(index, size)
         if fmt == "json":
@@ -87,7 +94,8 @@ def prove_consistency(first: Annotated[int, typer.Argument(min=0)],
 
 @commands.command("verify-proof")
 def verify_proof(proof: Annotated[Path, typer.Argument(  # noqa: PLR0917 - CLI options
-                     help="Proof JSON from 'sealtrail prove' ('-' for standard input).")],
+                     help="A proof from 'sealtrail prove': JSON, or a C2SP tlog-proof "
+                          "(which needs --entry) ('-' for standard input).")],
                  vkey: Annotated[str, typer.Option(
                      "--vkey", help="The log's verifier key you trust: its text or a file "
                      "holding it. A key for another origin than the proof's: NOT VERIFIED, "
@@ -134,26 +142,42 @@ def verify_proof(proof: Annotated[Path, typer.Argument(  # noqa: PLR0917 - CLI o
         if policy is not None:
             note = (read_text(second, "--second") if second is not None and isinstance(
                 doc, dict) and "consistency" in doc
-                else doc.get("checkpoint") if isinstance(doc, dict) else None)
+                else doc.get("checkpoint") if isinstance(doc, dict)
+                else TlogProof.parse(text).checkpoint)
             if not isinstance(note, str):
                 fail("--witness-policy: the proof carries no checkpoint to check", 1)
             if not witnessed_line(policy, note, "witnesses").met:
                 raise typer.Exit(1)
 
 
+def _entry_leaf(entry: Path) -> tuple[int, bytes]:
+    """The index and leaf of ``--entry`` (a line of ``sealtrail entries``)."""
+    try:
+        line = json.loads(read_text(entry, "--entry"))
+        return int(line["index"]), base64.b64decode(line["leaf"], validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
+
+
 def _check_proof(doc: Any, text: str, verifier: Verifier, *, entry: Path | None,
                  first: Path | None, second: Path | None) -> None:
     """Verify an inclusion or consistency proof (raises VerificationError) and say so."""
-    if isinstance(doc, dict) and "leaf_index" in doc:
+    if doc is None and text.startswith(TLOG_PROOF_HEADER):
+        receipt = TlogProof.parse(text)
+        if entry is None:
+            fail("a tlog-proof proves an entry's bytes: give the entry with --entry (a line "
+                 "of 'sealtrail entries')")
+        index, leaf = _entry_leaf(entry)
+        if index != receipt.index:
+            fail(f"--entry is index {index}, the proof is for {receipt.index}", 1)
+        cp = receipt.verify(verifier, leaf)
+        typer.echo(f"OK: entry {receipt.index} is in {cp.origin} at size {cp.size}, "
+                   f"signed by {verifier.name} and the entry's bytes match")
+    elif isinstance(doc, dict) and "leaf_index" in doc:
         inc = InclusionProof.parse(text)
         leaf = None
         if entry is not None:
-            try:
-                line = json.loads(read_text(entry, "--entry"))
-                leaf = base64.b64decode(line["leaf"], validate=True)
-                index = line["index"]
-            except (ValueError, KeyError, TypeError) as exc:
-                fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
+            index, leaf = _entry_leaf(entry)
             if index != inc.leaf_index:
                 fail(f"--entry is index {index}, the proof is for {inc.leaf_index}", 1)
         cp = inc.verify_signed(verifier, leaf)
