@@ -20,6 +20,7 @@ from tests.sealing.attack import leaves
 
 from sealtrail.core.policy import SEALABLE
 from sealtrail.log.auditlog import AuditLog
+from sealtrail.log.protect import Protector
 from sealtrail.log.witness import WitnessState
 
 SECRET = "doc-of-alice-smith"
@@ -105,3 +106,30 @@ def test_a_client_cannot_borrow_a_reference_action_to_stay_clear(data: Path) -> 
     assert done.returncode != 0
     assert "reserved" in done.stderr
     assert not any(b"leak-me" in leaf for leaf in leaves(data))
+
+
+def test_a_hold_an_older_version_sealed_still_checks_with_the_keyring(
+        data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log that sealed its own records' targets (what versions before OWN_CLEAR_FIELDS
+    wrote) verifies with its keyring open, and erasure works once the hold is released;
+    without the keyring, verify says it needs it instead of calling the log tampered."""
+    with monkeypatch.context() as old:
+        # An older version: own records sealed under the log's whole policy.
+        old.setattr(Protector, "policy_for", lambda self, ev, own: self.policy)
+        with AuditLog.open(data, create=False) as alog:
+            alog.hold_subject("alice", reason="case 7", actor={"id": "ops"})
+            hold = alog.entry(alog.size - 1).event()
+    assert "target.id" in hold["sealed"]["fields"]
+    verified(data)
+    locked = sealtrail("--data", str(data), "verify", env={"SEALTRAIL_PASSPHRASE": None},
+                       text=True)
+    assert locked.returncode != 0
+    assert "TAMPERED" not in locked.stdout + locked.stderr
+    assert "keyring" in locked.stderr
+    refused = sealtrail("--data", str(data), "erase", "--subject", "alice", "--reason", "gdpr",
+                        text=True)
+    assert refused.returncode != 0
+    assert "legal hold" in refused.stderr
+    run(data, "hold", "release", "--subject", "alice", "--reason", "case closed")
+    assert json.loads(run(data, "erase", "--subject", "alice", "--reason", "gdpr"))["erased"]
+    verified(data)

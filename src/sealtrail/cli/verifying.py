@@ -155,7 +155,8 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
         try:
             result = copy.verify(
                 trusted_checkpoint=trusted, progress=bar.update if bar.shown else None,
-                workers=workers, size=bar.start)
+                workers=workers, size=bar.start,
+                open_target=lambda index: _sealed_target(d, name, index))
             if sealed_by is not None:
                 seal_report = _verify_seals(copy, sealed_by, result.report.size)
             derived_report = _verify_derived(d, name, derived)
@@ -283,6 +284,14 @@ def _verify_seals(copy: LogCopy, key: SealKey, size: int) -> SealReport:
                             now=datetime.now(UTC))
     finally:
         store.close()
+
+
+def _sealed_target(data: str, name: str, index: int) -> str | None:
+    """A setting entry's target that an older version sealed, opened with the keyring when it
+    opens without a prompt (None otherwise: verify then says it needs the keyring)."""
+    with AuditLog.open(data, name, create=False, passphrase=passphrase(prompt=False),
+                       store=store_url()) as alog:
+        return None if alog.locked_reason else alog.setting_target(index)
 
 
 def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport | None:

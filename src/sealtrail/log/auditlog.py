@@ -937,8 +937,19 @@ class AuditLog:
             if key == self._settings_checked:
                 return
             check_stored(meta, holds, self._setting_records(state.size), self.verifier,
-                         self.origin)
+                         self.origin, open_target=self.setting_target)
         self._settings_checked = key
+
+    def setting_target(self, index: int) -> str | None:
+        """Entry ``index``'s target id opened with the keyring ("" when it has none, None
+        while it stays sealed): for setting entries an older version sealed."""
+        obj = self.read(self.entry(index))
+        sealed = obj.get("sealed")
+        if isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
+            return None
+        target = obj.get("target")
+        found = target.get("id") if isinstance(target, dict) else None
+        return found if isinstance(found, str) else ""
 
     def _setting_records(self, size: int) -> list[SettingRecord]:
         """:func:`setting_records` of the first ``size`` entries, read incrementally: the
@@ -1028,7 +1039,8 @@ class AuditLog:
             report = verify_log(store, self.verifier, self.origin,
                                 trusted_checkpoint=trusted_checkpoint, progress=progress,
                                 opener=self._store.opener(), workers=workers,
-                                remembered=remembered.note if remembered is not None else None)
+                                remembered=remembered.note if remembered is not None else None,
+                                open_target=self.setting_target)
         except TamperError:
             self._note_verification("verify_failed_at", None)
             raise

@@ -71,8 +71,12 @@ class LogCopy:
 
     def verify(self, *, trusted_checkpoint: str | None = None,
                progress: Progress | None = None, workers: int | None = None,
-               size: Callable[[int], None] | None = None) -> CopyReport:
+               size: Callable[[int], None] | None = None,
+               open_target: Callable[[int], str | None] | None = None) -> CopyReport:
         """Verify the copy (read-only) and remember its verified head.
+
+        ``open_target`` opens a setting entry's target an older version sealed (see
+        :func:`sealtrail.log.settings.check_stored`); without it such an entry is tampering.
 
         ``size`` is told the log's size before the work starts (to size a progress bar);
         ``progress`` is then told how far it got. Raises :class:`KeyMismatchError` when the
@@ -94,7 +98,8 @@ class LogCopy:
             report = verify_log(
                 store, self.verifier, self.verifier.name, trusted_checkpoint=trusted_checkpoint,
                 progress=progress, opener=store.opener(), workers=workers,
-                remembered=remembered.note if remembered is not None else None)
+                remembered=remembered.note if remembered is not None else None,
+                open_target=open_target)
             if report.head is not None:
                 with contextlib.suppress(StorageError):  # a read-only copy remembers nothing
                     memory.remember(report.head, report.size, now=True)

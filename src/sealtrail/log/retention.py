@@ -165,7 +165,7 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
         return None
     try:
         at = int(meta.get(POLICY_AT_META, ""))
-        event = alog.entry(at).event()
+        event = alog.read(alog.entry(at))  # opened: an older version sealed own targets
     except (ValueError, ConfigError, TamperError):
         event = {}
     target = event.get("target") or {}

@@ -22,12 +22,12 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Final
 
 from sealtrail.core import canonical
-from sealtrail.core.errors import FormatError, TamperError, VerificationError
+from sealtrail.core.errors import FormatError, KeyringError, TamperError, VerificationError
 from sealtrail.core.note import Signer, Verifier, open_note
 from sealtrail.core.timefmt import parse_time
 
@@ -156,14 +156,21 @@ class SettingRecord:
 
 def check_stored(meta: Mapping[str, str],
                  holds: Iterable[tuple[int, bytes, str, str | None]],
-                 records: Iterable[SettingRecord], verifier: Verifier, origin: str) -> None:
+                 records: Iterable[SettingRecord], verifier: Verifier, origin: str, *,
+                 open_target: Callable[[int], str | None] | None = None) -> None:
     """Compare every stored setting with what the log's key and entries say; raise
     TamperError naming the setting (and the entry, when one is involved).
 
     ``holds`` are the stored legal holds as (number, subject ref, created-at, released-at or
     None);
     ``records`` the setting entries in log order.
+    ``open_target``: the target id of entry ``i`` read with the log's keyring ("" when it
+    has none; None when it stays sealed), for entries whose target is not in clear. Versions
+    before sealtrail kept its own records' targets clear sealed them when the log's policy
+    seals ``target.id``; without it such an entry reads as having no target (TamperError).
     """
+    if open_target is not None:
+        records = [_opened(r, open_target) for r in records]
     # 1. Fixed settings: the meta rows must equal the signed statement.
     fixed = signed_fixed(meta, verifier, origin)
     for name, want in fixed.as_meta().items():
@@ -186,6 +193,17 @@ def check_stored(meta: Mapping[str, str],
         where = rotations[-1].index if rotations else 0
         raise TamperError("settings", where, f"the recorded active data key is {have_key!r}; "
                           f"the log's last rotation entry says {want_key!r}")
+
+
+def _opened(rec: SettingRecord, open_target: Callable[[int], str | None]) -> SettingRecord:
+    if rec.target_id:
+        return rec
+    target = open_target(rec.index)
+    if target is None:
+        raise KeyringError(f"entry {rec.index} ({rec.action}) has its target sealed (written "
+                           "by a version that sealed sealtrail's own targets): open the "
+                           "keyring to check it (SEALTRAIL_PASSPHRASE or --passphrase-file)")
+    return replace(rec, target_id=target)
 
 
 def _check_digested(meta: Mapping[str, str], kind: Digested,

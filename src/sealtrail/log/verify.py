@@ -350,7 +350,8 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                trusted_checkpoint: str | None = None,
                progress: Callable[[int, int], None] | None = None,
                opener: Callable[[], Store] | None = None, workers: int | None = None,
-               remembered: str | None = None) -> VerifyReport:
+               remembered: str | None = None,
+               open_target: Callable[[int], str | None] | None = None) -> VerifyReport:
     """Verify everything stored for one log; raise TamperError naming the first problem.
 
     With ``opener`` (``Store.opener()``: opens the store in another process) and more than
@@ -358,6 +359,9 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
     ``PARALLEL_MIN`` entries are verified by worker processes, one aligned 2**16-leaf subtree
     at a time; the subtrees' roots are then combined and checked here exactly as one pass
     would (``tests/faults`` run every tampering both ways).
+
+    ``open_target`` reads a setting entry's sealed target with the log's keyring (see
+    :func:`sealtrail.log.settings.check_stored`).
     """
     with store.snapshot():
         state = store.state()
@@ -494,7 +498,8 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
         # 6b. The id index is exactly what the entries' ids make (exactly-once rests on it).
         check_id_index(store, ids, size, late_ms)
         # 7. Every stored setting is what the log's key signed and its entries set.
-        check_stored(store.meta(), stored_holds(store), settings, verifier, origin)
+        check_stored(store.meta(), stored_holds(store), settings, verifier, origin,
+                     open_target=open_target)
         return VerifyReport(size, root, len(heads), trusted.size if trusted else None, retired,
                             state.checkpoint)
 
