@@ -31,10 +31,11 @@ def _ephemeral_low() -> int:
 def free_port() -> int:
     """A loopback port nothing listens on now, outside the ephemeral range, new to this process."""
     high = min(_HIGH, _ephemeral_low() - 1)
+    low = _LOW if high - _LOW >= 1000 else 1024  # a host whose ephemeral range starts low
     rng = random.Random()
     with _lock:
         for _ in range(1000):
-            port = rng.randint(_LOW, high)
+            port = rng.randint(low, max(high, low + 1000))
             if port in _given:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

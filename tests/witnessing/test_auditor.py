@@ -178,3 +178,39 @@ def test_a_witnessed_tlog_proof_carries_the_cosignatures(
               "--witness-policy", policy)
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "NOT witnessed" in res.stdout
+
+
+def test_verify_proof_reads_tlog_proofs_strictly(
+        tmp_path: Path, witnessed: tuple[Path, list[ThreadWitness], str]) -> None:
+    """Another log's key: NOT VERIFIED (exit 3), as for JSON proofs. A byte-order mark is
+    read past; an oversized receipt or a non-integer entry index is refused, not guessed."""
+    data, _, vkey = witnessed
+    proved = cli("--data", data, "prove", "inclusion", "2", "--format", "tlog-proof")
+    assert proved.returncode == 0, proved.stderr
+    receipt, entry = tmp_path / "r.tlog", tmp_path / "e.json"
+    receipt.write_text("\ufeff" + proved.stdout)
+    listed = cli("--data", data, "entries", "--start", "2", "--end", "3").stdout
+    entry.write_text(listed)
+    ok = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry)
+    assert ok.returncode == 0, (ok.stdout, ok.stderr)
+    other = AuditLog.open(tmp_path / "other", origin="example.org/other", encryption=False)
+    other_vkey = other.vkey()
+    other.close()
+    res = cli("verify-proof", receipt, "--vkey", other_vkey, "--entry", entry)
+    assert res.returncode == 3, (res.stdout, res.stderr)
+    assert "NOT VERIFIED" in res.stdout + res.stderr
+    doc = json.loads(listed)
+    entry.write_text(json.dumps({**doc, "index": float(doc["index"])}) + "\n")
+    res = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "index is not an integer" in res.stderr
+    entry.write_text(listed)
+    head, _, note = proved.stdout.partition("\n\n")
+    receipt.write_text(head + "\n" + "\n".join(["A" * 43 + "="] * 65) + "\n\n" + note)
+    res = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "at most 64" in res.stdout + res.stderr
+    receipt.write_text(proved.stdout + "x" * (64 * 1024))
+    res = cli("verify-proof", receipt, "--vkey", vkey, "--entry", entry)
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "64 KiB" in res.stdout + res.stderr

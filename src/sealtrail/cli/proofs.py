@@ -113,10 +113,11 @@ def verify_proof(proof: Annotated[Path, typer.Argument(  # noqa: PLR0917 - CLI o
                  ) -> None:
     """Check a proof offline with only the verifier key: no data directory, no network.
 
-    Exit 0 when it holds, 1 when it does not (saying why), 2 on usage errors.
+    Exit 0 when it holds, 1 when it does not (saying why), 2 on usage errors, 3 when the key
+    given is for another log than the proof's checkpoint names.
     """
     with errors():
-        text = read_text(proof, "PROOF")
+        text = read_text(proof, "PROOF").removeprefix("\ufeff")
         verifier = trusted_verifier(vkey)
         policy = None if witness_policy is None else trusted_witness_policy(witness_policy)
         try:
@@ -124,6 +125,10 @@ def verify_proof(proof: Annotated[Path, typer.Argument(  # noqa: PLR0917 - CLI o
         except ValueError as exc:
             fail(f"PROOF {proof}: not JSON ({exc})")
         other_origin = None  # a hint only, read from unverified notes: used after a failure
+        if doc is None and text.startswith(TLOG_PROOF_HEADER):
+            origin = note_origin(text.partition("\n\n")[2])
+            if origin is not None and origin != verifier.name:
+                other_origin = origin
         if isinstance(doc, dict):
             notes = [doc.get("checkpoint")]
             notes += [read_text(p, o) for p, o in ((first, "--first"), (second, "--second"))
@@ -154,9 +159,12 @@ def _entry_leaf(entry: Path) -> tuple[int, bytes]:
     """The index and leaf of ``--entry`` (a line of ``sealtrail entries``)."""
     try:
         line = json.loads(read_text(entry, "--entry"))
-        return int(line["index"]), base64.b64decode(line["leaf"], validate=True)
+        index, leaf = line["index"], base64.b64decode(line["leaf"], validate=True)
     except (ValueError, KeyError, TypeError) as exc:
         fail(f"--entry: not a line of 'sealtrail entries' ({exc})")
+    if type(index) is not int:
+        fail("--entry: not a line of 'sealtrail entries' (its index is not an integer)")
+    return index, leaf
 
 
 def _check_proof(doc: Any, text: str, verifier: Verifier, *, entry: Path | None,

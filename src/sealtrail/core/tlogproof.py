@@ -54,13 +54,16 @@ class TlogProof:
     @classmethod
     def parse(cls, text: str | bytes) -> TlogProof:
         """Parse a proof; anything malformed is a FormatError naming the line."""
-        if isinstance(text, bytes):
-            if len(text) > MAX_BYTES:
+        if isinstance(text, str):
+            if len(text) > MAX_BYTES:  # each character is at least one byte
                 raise FormatError("the tlog-proof is larger than 64 KiB")
-            try:
-                text = text.decode()
-            except UnicodeDecodeError as exc:
-                raise FormatError("the tlog-proof is not UTF-8") from exc
+            text = text.encode(errors="surrogatepass")
+        if len(text) > MAX_BYTES:
+            raise FormatError("the tlog-proof is larger than 64 KiB")
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as exc:
+            raise FormatError("the tlog-proof is not UTF-8") from exc
         head, sep, note = text.partition("\n\n")
         if not sep:
             raise FormatError("the tlog-proof has no empty line before its checkpoint")
@@ -78,6 +81,8 @@ class TlogProof:
         if len(lines) <= pos or not (m := _INDEX.match(lines[pos])):
             raise FormatError(f"line {pos + 1} must be 'index <decimal>'")
         index = int(m.group(1))
+        if len(lines) - pos - 1 > 64:
+            raise FormatError("the audit path must be at most 64 SHA-256 hashes")
         path = tuple(b64.decode(line, f"line {pos + 2 + k}")
                      for k, line in enumerate(lines[pos + 1:]))
         if len(path) > 64 or any(len(h) != 32 for h in path):
