@@ -21,7 +21,7 @@ import base64
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -44,7 +44,7 @@ from sealtrail.cli.common import (
 from sealtrail.cli.keyarg import WITNESS_POLICY_HELP, trusted_verifier, trusted_witness_policy
 from sealtrail.cli.output import dumps, printable
 from sealtrail.core.errors import TamperError, VerificationError
-from sealtrail.core.seal import VERSION, SealKey
+from sealtrail.core.seal import VERSION, SealKey, find_seal_line
 from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.copyverify import KeyMismatchError, LogCopy, find_copy, open_copy
@@ -157,8 +157,11 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                 trusted_checkpoint=trusted, progress=bar.update if bar.shown else None,
                 workers=workers, size=bar.start,
                 open_target=lambda index: _sealed_target(d, name, index))
+            line_seal: dict[str, Any] | None = None
             if sealed_by is not None:
                 seal_report = _verify_seals(copy, sealed_by, result.report.size)
+                if trusted is not None:
+                    line_seal = _checkpoint_seal(trusted, sealed_by)
             derived_report = _verify_derived(d, name, derived)
             witnessed = None if policy is None or trusted is None else policy.check(trusted)
         except KeyMismatchError as exc:
@@ -200,11 +203,16 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
                               "trusted_size": report.trusted_size,
                               "derived": derived_report.summary() if derived_report else None,
                               "seal": seal_report.to_json() if seal_report else None,
+                              "checkpoint_seal": line_seal,
                               "witnessed": wit_json}))
         else:
             typer.echo(report.summary())
             if seal_report is not None:
                 typer.echo(seal_report.summary())
+            if line_seal is not None:
+                typer.echo(f"SEALED CHECKPOINT: the checkpoint given (size {line_seal['size']}) "
+                           f"carries a seal of epoch {line_seal['epoch']}, which ended "
+                           f"{line_seal['epoch_end']}: the host held that state by then")
             if policy is not None and witnessed is None:
                 typer.echo("NOT WITNESSED: the log keeps no witnessed checkpoint (no round "
                            "has met its quorum yet, or it has no witnesses); give one you "
@@ -261,6 +269,23 @@ def _seal_key(value: str) -> SealKey:
         return SealKey.parse(text)
     except VerificationError as exc:
         fail(f"--seal-key: {exc}")
+
+
+def _checkpoint_seal(note: str, key: SealKey) -> dict[str, Any] | None:
+    """The seal line of the checkpoint given (``--checkpoint``, or the kept witnessed one),
+    verified with the seal key alone: its size, epoch and when that epoch ended; None when
+    it carries none. A line that does not verify is tampering (the tree already matched the
+    checkpoint, so the line was forged or altered)."""
+    try:
+        line = find_seal_line(note, key)
+    except VerificationError as exc:
+        raise TamperError("checkpoint", 0, "the checkpoint given carries a seal line that "
+                          f"does not verify with the seal key: {exc}") from exc
+    if line is None:
+        return None
+    end = key.start + (line.seal.epoch + 1) * key.seconds
+    return {"size": line.checkpoint.size, "epoch": line.seal.epoch,
+            "epoch_end": datetime.fromtimestamp(end, UTC).isoformat().replace("+00:00", "Z")}
 
 
 def _seal_not_verified(message: str, *, as_json: bool) -> NoReturn:

@@ -401,7 +401,19 @@ def open_seal_line(note: str, key: SealKey) -> LineSeal:
     return LineSeal(cp, seal)
 
 
+def find_seal_line(note: str, key: SealKey) -> LineSeal | None:
+    """:func:`open_seal_line` for a note that may carry no seal: None when it has no line by
+    this seal key (a checkpoint saved before sealing began, or from another server), else
+    the verified seal (SignatureError / FormatError when that line does not verify)."""
+    parsed = parse_note(note)
+    kid = key.key_id()
+    if not any(s.name == key.origin and hmac.compare_digest(s.key_id, kid)
+               for s in parsed.signatures):
+        return None
+    return open_seal_line(note, key)
+
+
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_SECONDS", "NO_LINK", "STATEMENT", "VERSION", "KeyTree",
-           "LineSeal", "Recorded", "Seal", "SealKey", "epoch_key", "evolve", "link", "make_seal",
-           "open_seal_line", "public_key", "public_keys", "seal_line", "statement",
-           "unix_seconds"]
+           "LineSeal", "Recorded", "Seal", "SealKey", "epoch_key", "evolve", "find_seal_line",
+           "link", "make_seal", "open_seal_line", "public_key", "public_keys", "seal_line",
+           "statement", "unix_seconds"]
