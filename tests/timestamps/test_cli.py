@@ -7,10 +7,13 @@ import base64
 import json
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.timestamping import ACTION_SET, ACTION_STAMP, load_config, set_config
@@ -111,6 +114,33 @@ def test_verify_against_another_ca_fails(data: Path, responder: Responder, ca_fi
     assert ran.returncode == 1
     assert "not issued by a trusted CA" in ran.stderr
     assert lines(ran.stdout)[0]["ok"] is False
+
+
+def test_verify_with_the_auditors_crls(data: Path, responder: Responder, ca_file: Path,
+                                       authority: Authority, tmp_path: Path) -> None:
+    """``timestamps verify --crl``: a fresh CRL of the CA that does not list the TSA passes;
+    one that revoked the TSA for a key compromise fails (exit 1, named); junk is exit 2."""
+    stamped(data, responder, ca_file)
+    good = tmp_path / "good.crl"
+    good.write_bytes(authority.crl().public_bytes(Encoding.DER))
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file,
+                    "--crl", good, text=True)
+    assert ran.returncode == 0, ran.stderr
+    revoked = tmp_path / "revoked.crl"
+    revoked.write_bytes(authority.crl([(responder.cert.serial_number, datetime.now(UTC),
+                                        x509.ReasonFlags.key_compromise)]
+                                      ).public_bytes(Encoding.PEM))
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file,
+                    "--crl", good, "--crl", revoked, text=True)
+    assert ran.returncode == 1, ran.stderr
+    assert "keyCompromise" in ran.stderr
+    assert lines(ran.stdout)[0]["ok"] is False
+    junk = tmp_path / "junk.crl"
+    junk.write_text("not a crl\n")
+    ran = sealtrail("--data", data, "timestamps", "verify", "--ca-cert", ca_file,
+                    "--crl", junk, text=True)
+    assert ran.returncode == 2
+    assert "--crl" in ran.stderr
 
 
 def test_usage_errors_exit_2(data: Path, tmp_path: Path, responder: Responder) -> None:

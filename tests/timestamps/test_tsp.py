@@ -289,3 +289,77 @@ def test_the_signature_and_signer_forms_tsas_use_verify(authority: Authority,
     altered = token[:-3] + bytes([token[-3] ^ 0x01]) + token[-2:]
     with pytest.raises(TimestampError):
         ours.verify_token(altered, IMPRINT, anchors(authority))
+
+
+# -- revocation (step 8: the auditor's CRLs) -------------------------------------------------------
+
+def _revocation(authority: Authority) -> tuple[Responder, bytes, datetime]:
+    tsa = tsa_for(authority)
+    token = token_from(tsa)
+    gen_time = ours.verify_token(token, IMPRINT, anchors(authority)).gen_time
+    return tsa, token, gen_time
+
+
+def test_a_crl_that_does_not_revoke_the_tsa_passes(authority: Authority) -> None:
+    tsa, token, _ = _revocation(authority)
+    other = x509.random_serial_number()
+    crl = authority.crl([(other, datetime.now(UTC), x509.ReasonFlags.key_compromise)])
+    info = ours.verify_token(token, IMPRINT, anchors(authority), crls=[crl])
+    assert info.serial == tsa.serial
+
+
+@pytest.mark.parametrize(("offset", "reason", "ok"), [
+    (timedelta(days=-1), x509.ReasonFlags.superseded, False),      # before genTime
+    (timedelta(days=1), x509.ReasonFlags.superseded, True),        # after, harmless
+    (timedelta(days=1), x509.ReasonFlags.cessation_of_operation, True),
+    (timedelta(days=1), x509.ReasonFlags.key_compromise, False),   # after, but a compromise
+    (timedelta(days=1), None, False),                              # no reason: the worst
+])
+def test_revocation_reaches_the_token_by_date_or_compromise(
+        authority: Authority, offset: timedelta, reason: x509.ReasonFlags | None,
+        ok: bool) -> None:
+    tsa, token, gen_time = _revocation(authority)
+    crl = authority.crl([(tsa.cert.serial_number, gen_time + offset, reason)],
+                        last_update=gen_time + timedelta(days=2))
+    if ok:
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[crl])
+        return
+    with pytest.raises(TimestampError, match=r"revocation of certificate .*revoked by"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[crl])
+
+
+def test_a_crl_older_than_the_token_or_forged_or_missing_covers_nothing(
+        authority: Authority) -> None:
+    _, token, gen_time = _revocation(authority)
+    stale = authority.crl(last_update=gen_time - timedelta(hours=1))
+    with pytest.raises(TimestampError, match="issued before genTime"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[stale])
+    forged = authority.crl(key=ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(TimestampError, match="no CRL given is signed by its issuer"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[forged])
+    with pytest.raises(TimestampError, match="no CRL given"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[])
+
+
+def test_every_certificate_below_the_anchor_needs_its_issuers_crl(authority: Authority) -> None:
+    middle = authority.issue_ca()
+    key, cert = middle.issue_tsa()
+    tsa = Responder(key, cert, chain=[middle.cert])
+    token = token_from(tsa)
+    with pytest.raises(TimestampError, match="intermediate"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[middle.crl()])
+    ours.verify_token(token, IMPRINT, anchors(authority), crls=[middle.crl(), authority.crl()])
+    revoked_middle = authority.crl([(middle.cert.serial_number, datetime.now(UTC),
+                                     x509.ReasonFlags.ca_compromise)])
+    with pytest.raises(TimestampError, match=r"intermediate.*cACompromise"):
+        ours.verify_token(token, IMPRINT, anchors(authority),
+                          crls=[middle.crl(), revoked_middle])
+
+
+def test_crls_load_from_pem_and_der(authority: Authority) -> None:
+    one, two = authority.crl(), authority.crl()
+    pem = one.public_bytes(Encoding.PEM) + two.public_bytes(Encoding.PEM)
+    assert len(ours.load_crls(pem)) == 2
+    assert len(ours.load_crls(one.public_bytes(Encoding.DER))) == 1
+    with pytest.raises(TimestampError, match="CRL"):
+        ours.load_crls(b"not a crl")

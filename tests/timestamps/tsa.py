@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,6 +88,22 @@ class Authority:
                                critical=True)
                 .sign(self.key, hashes.SHA256()))
         return Authority(key, cert)
+
+    def crl(self, revoked: Sequence[tuple[int, datetime, x509.ReasonFlags | None]] = (),
+            *, last_update: datetime | None = None,
+            key: ec.EllipticCurvePrivateKey | None = None) -> x509.CertificateRevocationList:
+        """A CRL this CA issues (``key``: signed by another key, a forgery), revoking each
+        (serial, date, reason or None), issued ``last_update`` (default now)."""
+        now = last_update or datetime.now(UTC)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+                   .last_update(now).next_update(now + timedelta(days=7)))
+        for serial, when, reason in revoked:
+            entry = (x509.RevokedCertificateBuilder().serial_number(serial)
+                     .revocation_date(when))
+            if reason is not None:
+                entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        return builder.sign(key or self.key, hashes.SHA256())
 
     def pem(self) -> bytes:
         """The CA certificate as PEM (what ``--ca-cert`` is given)."""

@@ -6,7 +6,8 @@ checkpoint at most every SECONDS when the log changed. ``now`` stamps the curren
 once; ``list`` prints the recorded tokens (JSON Lines, the token in base64 DER, so an auditor can
 also check one with ``openssl ts -verify``); ``verify --ca-cert FILE`` checks every recorded
 token offline against the CA the auditor trusts (not the log's stored setting) and the log's
-tree: exit 0 all verify, 1 one does not (tampered or invalid), 2 usage.
+tree: exit 0 all verify, 1 one does not (tampered or invalid), 2 usage; with ``--crl FILE``
+(repeatable) the TSA's chain must also be covered by those revocation lists and not revoked.
 """
 
 from __future__ import annotations
@@ -119,17 +120,32 @@ def tsa_list(data: DataOpt = None, log: LogOpt = None) -> None:
 
 
 @tsa_app.command("verify")
-def tsa_verify(ca_cert: CaOpt, data: DataOpt = None, log: LogOpt = None) -> None:
+def tsa_verify(ca_cert: CaOpt, crl: Annotated[list[Path] | None, typer.Option(
+                   "--crl", help="A certificate revocation list (PEM or DER) of a CA of the "
+                   "TSA's chain, fetched after the stamps were made; repeat for each CA. "
+                   "Given, every certificate below the anchor must be covered and not "
+                   "revoked.")] = None,
+               data: DataOpt = None, log: LogOpt = None) -> None:
     """Check every recorded stamp offline: the token against --ca-cert (chain, EKU, validity
-    at genTime, signature, imprint) and the tree at the stamped size against the stamped
-    root. JSON Lines, one per stamp; exit 0 all verify, 1 one does not (or there are none),
-    2 usage."""
-    from sealtrail.core.tsp import load_anchors  # noqa: PLC0415
+    at genTime, signature, imprint; revocation with --crl) and the tree at the stamped size
+    against the stamped root. JSON Lines, one per stamp; exit 0 all verify, 1 one does not
+    (or there are none), 2 usage."""
+    from sealtrail.core.tsp import TimestampError, load_anchors, load_crls  # noqa: PLC0415
     from sealtrail.log.timestamping import load_config, verify_timestamps  # noqa: PLC0415
 
     anchors = load_anchors(_pem(ca_cert).encode())
+    crls = None
+    if crl:
+        crls = []
+        for path in crl:
+            try:
+                crls.extend(load_crls(path.read_bytes()))
+            except OSError as exc:
+                fail(f"--crl {path}: {exc.strerror or exc}")
+            except TimestampError as exc:
+                fail(f"--crl {path}: {exc}")
     with errors(), open_log(data, log) as alog:
-        results = verify_timestamps(alog, anchors)
+        results = verify_timestamps(alog, anchors, crls)
         configured = load_config(alog) is not None
     for result in results:
         typer.echo(dumps(result.to_json()))

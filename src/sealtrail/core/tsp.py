@@ -35,8 +35,17 @@ What :func:`verify_token` checks, each failure a :class:`TimestampError` naming 
    extension rules) and reports a failed path without saying which rule failed, where an
    auditor needs to read which certificate and which rule.
 
-Revocation (CRL, OCSP) is not checked: the check is offline by design, and RFC 3161 timestamps
-are usually kept for longer than the TSA's certificate status is served.
+8. with certificate revocation lists given (``crls``: the auditor's, fetched from the CAs'
+   distribution points, never the log's), every certificate of the chain below the anchor is
+   covered by a CRL its issuer signed, issued after ``genTime`` (an older list cannot show the
+   certificate was still good then), that does not revoke it in a way that reaches the token:
+   revoked at or before ``genTime``, or for a key compromise (``keyCompromise``,
+   ``cACompromise`` or no reason given) whenever it was revoked, since a stolen key could have
+   back-dated the token. Revoked after ``genTime`` for another reason (superseded, cessation of
+   operation), the token stays good: it was made while the certificate was.
+
+OCSP is not asked: the check is offline by design, and RFC 3161 timestamps are usually kept for
+longer than the TSA's certificate status is served; keep the CRLs with the evidence.
 
 Pure: no I/O and no clock. The caller gives the nonce (random) and the trust anchors.
 """
@@ -45,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,14 +163,32 @@ def load_anchors(pem: bytes) -> list[x509.Certificate]:
     return certs
 
 
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Certificate revocation lists from PEM (one or more) or DER (one); TimestampError when
+    there is none or one is malformed."""
+    try:
+        if b"-----BEGIN X509 CRL-----" in data:
+            crls = []
+            for part in data.split(b"-----END X509 CRL-----")[:-1]:
+                crls.append(x509.load_pem_x509_crl(part + b"-----END X509 CRL-----\n"))
+            return crls
+        return [x509.load_der_x509_crl(data)]
+    except ValueError as exc:
+        raise TimestampError(f"CRL: not a PEM or DER certificate revocation list ({exc})"
+                             ) from exc
+
+
 def verify_token(token: bytes, imprint: bytes, anchors: Sequence[x509.Certificate], *,
-                 nonce: int | None = None) -> TimestampInfo:
+                 nonce: int | None = None,
+                 crls: Sequence[x509.CertificateRevocationList] | None = None
+                 ) -> TimestampInfo:
     """Check a TimeStampToken fully (the numbered steps of the module docstring) and return
-    what it says; TimestampError names the first check that fails."""
+    what it says; TimestampError names the first check that fails. ``crls``: check
+    revocation too (step 8); None skips it."""
     if not anchors:
         raise TimestampError("trust anchors: none given")
     try:
-        return _verify(token, imprint, anchors, nonce)
+        return _verify(token, imprint, anchors, nonce, crls)
     except TimestampError:
         raise
     except Exception as exc:  # malformed input is a verification failure, whatever its kind
@@ -170,7 +198,8 @@ def verify_token(token: bytes, imprint: bytes, anchors: Sequence[x509.Certificat
 
 
 def _verify(token: bytes, imprint: bytes, anchors: Sequence[x509.Certificate],
-            nonce: int | None) -> TimestampInfo:
+            nonce: int | None,
+            crls: Sequence[x509.CertificateRevocationList] | None) -> TimestampInfo:
     # 1. ContentInfo / SignedData / id-ct-TSTInfo, one signer.
     info = cms.ContentInfo.load(token, strict=True)
     if info["content_type"].dotted != ID_SIGNED_DATA:
@@ -244,6 +273,9 @@ def _verify(token: bytes, imprint: bytes, anchors: Sequence[x509.Certificate],
     _check_eku(cert)
     # 7. The chain to an anchor, valid at genTime.
     chain = _chain(cert, certs, anchors, gen_time)
+    # 8. Revocation, when the caller gave CRLs.
+    if crls is not None:
+        _check_revocation(chain, crls, gen_time)
     return TimestampInfo(gen_time, int(tst["serial_number"].native),
                          str(tst["policy"].dotted), stamped,
                          None if got_nonce is None else int(got_nonce),
@@ -468,5 +500,53 @@ def _chain(leaf: x509.Certificate, pool: list[tuple[bytes, x509.Certificate]],
     raise TimestampError(f"certificate chain: longer than {MAX_CHAIN} certificates")
 
 
+# Reasons for which a revocation reaches back before its date: the key may have been used by
+# someone else earlier (RFC 5280 5.3.1; no reason given is read as the worst).
+_COMPROMISE: Final = frozenset({x509.ReasonFlags.key_compromise, x509.ReasonFlags.ca_compromise,
+                                x509.ReasonFlags.unspecified})
+
+
+def _check_revocation(chain: list[x509.Certificate],
+                      crls: Sequence[x509.CertificateRevocationList], at: datetime) -> None:
+    """Step 8 of the module docstring for each certificate below the chain's anchor."""
+    for cert, issuer in itertools.pairwise(chain):
+        name = cert.subject.rfc4514_string()
+        by = issuer.subject.rfc4514_string()
+        signed = [c for c in crls if c.issuer == issuer.subject
+                  and _crl_signed_by(c, issuer)]
+        fresh = [c for c in signed if c.last_update_utc >= at]
+        if not fresh:
+            why = (f"the CRLs of {by} given were all issued before genTime {at.isoformat()}, "
+                   "so they cannot show it was still good then" if signed else
+                   f"no CRL given is signed by its issuer {by}")
+            raise TimestampError(f"revocation of certificate {name}: {why}")
+        for crl in fresh:
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is None:
+                continue
+            try:
+                reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            except x509.ExtensionNotFound:
+                reason = x509.ReasonFlags.unspecified
+            when = revoked.revocation_date_utc
+            if when <= at or reason in _COMPROMISE:
+                raise TimestampError(f"revocation of certificate {name}: revoked by {by} on "
+                                     f"{when.isoformat()} ({reason.value}), "
+                                     + ("before genTime" if when <= at else "a compromise, "
+                                        "which reaches back before genTime"))
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey,
+                            ed25519.Ed25519PublicKey)):
+        return False
+    try:
+        return crl.is_signature_valid(key)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
 __all__ = ["ID_CT_TSTINFO", "TimestampError", "TimestampInfo", "build_request",
-           "checkpoint_imprint", "load_anchors", "parse_response", "verify_token"]
+           "checkpoint_imprint", "load_anchors", "load_crls", "parse_response",
+           "verify_token"]

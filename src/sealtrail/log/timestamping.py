@@ -42,7 +42,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -441,14 +441,15 @@ class Checked:
                 **({"problem": self.problem} if self.problem else {})}
 
 
-def check_stamp(alog: AuditLog, item: Stamp, anchors: Iterable[x509.Certificate]) -> Checked:
+def check_stamp(alog: AuditLog, item: Stamp, anchors: Iterable[x509.Certificate],
+                crls: Sequence[x509.CertificateRevocationList] | None = None) -> Checked:
     """One stamp against the trust anchors and the log's tree (see :func:`verify_timestamps`)."""
     base = Checked(item.index, item.size, item.root)
     if item.token is None:
         return replace(base, problem=item.problem)
     try:
         info = verify_token(item.token, checkpoint_imprint(
-            head_body(alog.origin, item.size, item.root)), list(anchors))
+            head_body(alog.origin, item.size, item.root)), list(anchors), crls=crls)
     except TimestampError as exc:
         return replace(base, problem=f"entry {item.index}: {exc}")
     done = replace(base, gen_time=info.gen_time, tsa=info.tsa, serial=info.serial)
@@ -468,17 +469,23 @@ def check_stamp(alog: AuditLog, item: Stamp, anchors: Iterable[x509.Certificate]
     return done
 
 
-def verify_timestamps(alog: AuditLog, anchors: Iterable[x509.Certificate]) -> list[Checked]:
+def verify_timestamps(alog: AuditLog, anchors: Iterable[x509.Certificate],
+                      crls: Sequence[x509.CertificateRevocationList] | None = None
+                      ) -> list[Checked]:
     """Check every recorded stamp: the token verifies fully (:func:`sealtrail.core.tsp.
     verify_token`) against ``anchors`` (the auditor's, never the log's stored setting) over
     the body of (origin, size, root) it records, and the log's tree at that size still has
     that root. One result per stamp, in log order; none raises for a bad stamp.
 
+    ``crls``: the auditor's certificate revocation lists; each token's chain must then be
+    covered by them and not revoked in a way that reaches it (step 8 of
+    :mod:`sealtrail.core.tsp`).
+
     The tree is read from its stored nodes: ``sealtrail verify`` checks that the entries
     match them, so run both.
     """
     trusted = list(anchors)
-    return [check_stamp(alog, item, trusted) for item in recorded(alog)]
+    return [check_stamp(alog, item, trusted, crls) for item in recorded(alog)]
 
 
 __all__ = ["ACTION_SET", "ACTION_STAMP", "CONFIG_AT_META", "CONFIG_META",
