@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asn1crypto import tsp  # type: ignore[import-untyped]
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -332,7 +333,7 @@ def test_a_crl_older_than_the_token_or_forged_or_missing_covers_nothing(
         authority: Authority) -> None:
     _, token, gen_time = _revocation(authority)
     stale = authority.crl(last_update=gen_time - timedelta(hours=1))
-    with pytest.raises(TimestampError, match="issued before genTime"):
+    with pytest.raises(TimestampError, match=r"no complete CRL .* issued after genTime"):
         ours.verify_token(token, IMPRINT, anchors(authority), crls=[stale])
     forged = authority.crl(key=ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(TimestampError, match="no CRL given is signed by its issuer"):
@@ -363,3 +364,59 @@ def test_crls_load_from_pem_and_der(authority: Authority) -> None:
     assert len(ours.load_crls(one.public_bytes(Encoding.DER))) == 1
     with pytest.raises(TimestampError, match="CRL"):
         ours.load_crls(b"not a crl")
+
+
+def _with_extension(authority: Authority, extension: x509.ExtensionType, *,
+                    critical: bool) -> x509.CertificateRevocationList:
+    """A complete-looking CRL of ``authority`` that does not name the TSA, plus one
+    extension (a delta indicator, an issuing distribution point, or an unknown one)."""
+    now = datetime.now(UTC)
+    return (x509.CertificateRevocationListBuilder().issuer_name(authority.cert.subject)
+            .last_update(now).next_update(now + timedelta(days=7))
+            .add_extension(extension, critical=critical).sign(authority.key, hashes.SHA256()))
+
+
+@pytest.mark.parametrize("extension", [
+    x509.DeltaCRLIndicator(7),
+    x509.IssuingDistributionPoint(None, None, only_contains_user_certs=False,
+                                  only_contains_ca_certs=True, only_some_reasons=None,
+                                  indirect_crl=False, only_contains_attribute_certs=False),
+    x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.9"), b"\x05\x00"),
+])
+def test_a_delta_partial_or_unreadable_list_never_vouches(
+        authority: Authority, extension: x509.ExtensionType) -> None:
+    """RFC 5280 5.2: a certificate missing from a delta or a partitioned list, or from one
+    with a critical extension we do not process, may still be revoked."""
+    _, token, _ = _revocation(authority)
+    crl = _with_extension(authority, extension, critical=True)
+    with pytest.raises(TimestampError, match="no complete CRL"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[crl])
+
+
+def test_every_signed_list_is_evidence_and_the_invalidity_date_counts(
+        authority: Authority) -> None:
+    """An older list that revoked the TSA before genTime fails the token even beside a fresh
+    one that forgot it; a revocation dated after genTime but invalid since before it too."""
+    tsa, token, gen_time = _revocation(authority)
+    old = authority.crl([(tsa.cert.serial_number, gen_time - timedelta(days=1),
+                          x509.ReasonFlags.superseded)], last_update=gen_time - timedelta(hours=1))
+    with pytest.raises(TimestampError, match="before genTime"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[old, authority.crl()])
+    now = datetime.now(UTC)
+    entry = (x509.RevokedCertificateBuilder().serial_number(tsa.cert.serial_number)
+             .revocation_date(gen_time + timedelta(days=1))
+             .add_extension(x509.CRLReason(x509.ReasonFlags.superseded), critical=False)
+             .add_extension(x509.InvalidityDate(
+                 (gen_time - timedelta(days=1)).replace(tzinfo=None)), critical=False)
+             .build())
+    invalid = (x509.CertificateRevocationListBuilder().issuer_name(authority.cert.subject)
+               .last_update(now).next_update(now + timedelta(days=7))
+               .add_revoked_certificate(entry).sign(authority.key, hashes.SHA256()))
+    with pytest.raises(TimestampError, match="before genTime"):
+        ours.verify_token(token, IMPRINT, anchors(authority), crls=[invalid])
+
+
+def test_a_cut_pem_crl_is_refused(authority: Authority) -> None:
+    pem = authority.crl().public_bytes(Encoding.PEM)
+    with pytest.raises(TimestampError, match="cut short"):
+        ours.load_crls(pem + pem[: len(pem) // 2])

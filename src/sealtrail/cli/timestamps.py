@@ -24,6 +24,8 @@ from sealtrail.cli.output import dumps
 tsa_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                       help="RFC 3161 trusted timestamps on checkpoints.")
 
+MAX_CRL_BYTES = 64 << 20  # a CA's full CRL is at most some megabytes; never read unbounded
+
 CaOpt = Annotated[Path, typer.Option("--ca-cert", help="PEM file of the CA certificate(s) that "
                                      "anchor the TSA's certificate chain.")]
 
@@ -139,7 +141,11 @@ def tsa_verify(ca_cert: CaOpt, crl: Annotated[list[Path] | None, typer.Option(
         crls = []
         for path in crl:
             try:
-                crls.extend(load_crls(path.read_bytes()))
+                with path.open("rb") as handle:
+                    data = handle.read(MAX_CRL_BYTES + 1)
+                if len(data) > MAX_CRL_BYTES:
+                    fail(f"--crl {path}: larger than {MAX_CRL_BYTES >> 20} MiB")
+                crls.extend(load_crls(data))
             except OSError as exc:
                 fail(f"--crl {path}: {exc.strerror or exc}")
             except TimestampError as exc:

@@ -36,13 +36,17 @@ What :func:`verify_token` checks, each failure a :class:`TimestampError` naming 
    auditor needs to read which certificate and which rule.
 
 8. with certificate revocation lists given (``crls``: the auditor's, fetched from the CAs'
-   distribution points, never the log's), every certificate of the chain below the anchor is
-   covered by a CRL its issuer signed, issued after ``genTime`` (an older list cannot show the
-   certificate was still good then), that does not revoke it in a way that reaches the token:
-   revoked at or before ``genTime``, or for a key compromise (``keyCompromise``,
-   ``cACompromise`` or no reason given) whenever it was revoked, since a stolen key could have
-   back-dated the token. Revoked after ``genTime`` for another reason (superseded, cessation of
-   operation), the token stays good: it was made while the certificate was.
+   distribution points, never the log's), for every certificate of the chain below the
+   anchor: no list its issuer signed (the issuer allowed to sign lists) revokes it in a way
+   that reaches the token, that is as of (revocation or invalidity date) ``genTime`` or
+   before, or for a compromise (``keyCompromise``, ``cACompromise``, ``aACompromise``, or no
+   reason given) whenever, since a stolen key could have back-dated the token; and a
+   *complete* list of that issuer (not a delta, not partitioned by an issuing distribution
+   point, no critical extension left unprocessed) issued after ``genTime`` vouches for it
+   (an older list cannot show it was still good then; one issued after the certificate
+   expired only if it keeps expired certificates). Revoked after ``genTime`` for another
+   reason (superseded, cessation of operation, a hold), the token stays good: it was made
+   while the certificate was.
 
 OCSP is not asked: the check is offline by design, and RFC 3161 timestamps are usually kept for
 longer than the TSA's certificate status is served; keep the CRLs with the evidence.
@@ -65,7 +69,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, ExtensionOID
 
 from sealtrail.core.errors import VerificationError
 
@@ -166,8 +170,11 @@ def load_anchors(pem: bytes) -> list[x509.Certificate]:
 def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
     """Certificate revocation lists from PEM (one or more) or DER (one); TimestampError when
     there is none or one is malformed."""
+    pem = b"-----BEGIN X509 CRL-----" in data
+    if pem and data.count(b"-----BEGIN X509 CRL-----") != data.count(b"-----END X509 CRL-----"):
+        raise TimestampError("CRL: a PEM block is cut short")
     try:
-        if b"-----BEGIN X509 CRL-----" in data:
+        if pem:
             crls = []
             for part in data.split(b"-----END X509 CRL-----")[:-1]:
                 crls.append(x509.load_pem_x509_crl(part + b"-----END X509 CRL-----\n"))
@@ -503,40 +510,98 @@ def _chain(leaf: x509.Certificate, pool: list[tuple[bytes, x509.Certificate]],
 # Reasons for which a revocation reaches back before its date: the key may have been used by
 # someone else earlier (RFC 5280 5.3.1; no reason given is read as the worst).
 _COMPROMISE: Final = frozenset({x509.ReasonFlags.key_compromise, x509.ReasonFlags.ca_compromise,
-                                x509.ReasonFlags.unspecified})
+                                x509.ReasonFlags.aa_compromise, x509.ReasonFlags.unspecified})
+# CRL extensions that leave a list complete (RFC 5280 5.2): anything else that is critical, a
+# delta indicator or an issuing distribution point (a partitioned list) means a certificate
+# missing from it may still be revoked, so such a list never vouches for one.
+_PLAIN_CRL_EXTENSIONS: Final = frozenset({
+    ExtensionOID.CRL_NUMBER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    ExtensionOID.ISSUER_ALTERNATIVE_NAME, ExtensionOID.FRESHEST_CRL,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS})
+_ENTRY_EXTENSIONS: Final = frozenset({CRLEntryExtensionOID.CRL_REASON,
+                                      CRLEntryExtensionOID.INVALIDITY_DATE})
+# id-ce-expiredCertsOnCRL (RFC 5280 5.2.7 via X.509): the list keeps expired certificates.
+_EXPIRED_CERTS_ON_CRL: Final = x509.ObjectIdentifier("2.5.29.60")
 
 
 def _check_revocation(chain: list[x509.Certificate],
                       crls: Sequence[x509.CertificateRevocationList], at: datetime) -> None:
-    """Step 8 of the module docstring for each certificate below the chain's anchor."""
+    """Step 8 of the module docstring for each certificate below the chain's anchor.
+
+    Every list its issuer signed is evidence of a revocation, whenever it was issued (a
+    delta or a partial list too); only a *complete* list issued after ``at`` vouches that a
+    certificate it does not name was good then, and, issued after the certificate expired,
+    only if it says it keeps expired certificates (RFC 5280 3.3: entries may leave a list
+    once their certificate expires).
+    """
     for cert, issuer in itertools.pairwise(chain):
         name = cert.subject.rfc4514_string()
         by = issuer.subject.rfc4514_string()
-        signed = [c for c in crls if c.issuer == issuer.subject
-                  and _crl_signed_by(c, issuer)]
-        fresh = [c for c in signed if c.last_update_utc >= at]
-        if not fresh:
-            why = (f"the CRLs of {by} given were all issued before genTime {at.isoformat()}, "
-                   "so they cannot show it was still good then" if signed else
-                   f"no CRL given is signed by its issuer {by}")
-            raise TimestampError(f"revocation of certificate {name}: {why}")
-        for crl in fresh:
-            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is None:
-                continue
-            try:
-                reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
-            except x509.ExtensionNotFound:
-                reason = x509.ReasonFlags.unspecified
-            when = revoked.revocation_date_utc
-            if when <= at or reason in _COMPROMISE:
-                raise TimestampError(f"revocation of certificate {name}: revoked by {by} on "
-                                     f"{when.isoformat()} ({reason.value}), "
-                                     + ("before genTime" if when <= at else "a compromise, "
-                                        "which reaches back before genTime"))
+        signed = [c for c in crls if c.issuer == issuer.subject and _crl_signed_by(c, issuer)]
+        for crl in signed:
+            _not_revoked(crl, cert, at, name, by)
+        if not signed:
+            raise TimestampError(f"revocation of certificate {name}: no CRL given is signed by "
+                                 f"its issuer {by} (with cRLSign)")
+        vouching = [c for c in signed if c.last_update_utc >= at and _complete(c)
+                    and (c.last_update_utc <= cert.not_valid_after_utc
+                         or _keeps_expired(c))]
+        if not vouching:
+            raise TimestampError(
+                f"revocation of certificate {name}: no complete CRL of {by} given was issued "
+                f"after genTime {at.isoformat()} (and, if after the certificate expired, "
+                "keeps expired certificates); a delta, a partitioned or an older list cannot "
+                "show it was still good then")
+
+
+def _not_revoked(crl: x509.CertificateRevocationList, cert: x509.Certificate, at: datetime,
+                 name: str, by: str) -> None:
+    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if revoked is None:
+        return
+    try:
+        reason = revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        reason = x509.ReasonFlags.unspecified
+    if reason == x509.ReasonFlags.remove_from_crl:
+        return  # a delta list lifting a hold
+    when = revoked.revocation_date_utc
+    try:
+        invalid = revoked.extensions.get_extension_for_class(x509.InvalidityDate).value
+        when = min(when, invalid.invalidity_date_utc)
+    except x509.ExtensionNotFound:
+        pass
+    if when <= at or reason in _COMPROMISE:
+        raise TimestampError(f"revocation of certificate {name}: revoked by {by} as of "
+                             f"{when.isoformat()} ({reason.value}), "
+                             + ("before genTime" if when <= at else "a compromise, which "
+                                "reaches back before genTime"))
+
+
+def _complete(crl: x509.CertificateRevocationList) -> bool:
+    """Whether the list claims to name every revoked certificate of its issuer."""
+    for ext in crl.extensions:
+        if ext.oid in (ExtensionOID.DELTA_CRL_INDICATOR,
+                       ExtensionOID.ISSUING_DISTRIBUTION_POINT):
+            return False
+        if ext.critical and ext.oid not in _PLAIN_CRL_EXTENSIONS:
+            return False
+    return not any(ext.critical and ext.oid not in _ENTRY_EXTENSIONS
+                   for entry in crl for ext in entry.extensions)
+
+
+def _keeps_expired(crl: x509.CertificateRevocationList) -> bool:
+    return any(ext.oid == _EXPIRED_CERTS_ON_CRL for ext in crl.extensions)
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """The issuer signed the list and may sign lists (keyUsage cRLSign when it has one)."""
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.crl_sign:
+            return False
+    except x509.ExtensionNotFound:
+        pass
     key = issuer.public_key()
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey,
                             ed25519.Ed25519PublicKey)):
