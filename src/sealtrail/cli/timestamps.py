@@ -142,10 +142,10 @@ def tsa_verify(ca_cert: CaOpt, crl: Annotated[list[Path] | None, typer.Option(
         for path in crl:
             try:
                 with path.open("rb") as handle:
-                    data = handle.read(MAX_CRL_BYTES + 1)
-                if len(data) > MAX_CRL_BYTES:
+                    raw = handle.read(MAX_CRL_BYTES + 1)
+                if len(raw) > MAX_CRL_BYTES:
                     fail(f"--crl {path}: larger than {MAX_CRL_BYTES >> 20} MiB")
-                crls.extend(load_crls(data))
+                crls.extend(load_crls(raw))
             except OSError as exc:
                 fail(f"--crl {path}: {exc.strerror or exc}")
             except TimestampError as exc:
