@@ -12,6 +12,7 @@ event, and the service's own records about people, keep the policy.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,12 @@ def test_a_hold_an_older_version_sealed_still_checks_with_the_keyring(
     assert locked.returncode != 0
     assert "TAMPERED" not in locked.stdout + locked.stderr
     assert "keyring" in locked.stderr
+    # An auditor's copy (no signing key), verified read-only with the keyring: OK as well.
+    copy = data.parent / "copy"
+    shutil.copytree(data, copy)
+    (copy / "default" / "signing.key").unlink()
+    vkey = run(data, "vkey").strip()
+    assert run(copy, "verify", "--vkey", vkey, "--no-derived").startswith("OK")
     refused = sealtrail("--data", str(data), "erase", "--subject", "alice", "--reason", "gdpr",
                         text=True)
     assert refused.returncode != 0

@@ -80,6 +80,7 @@ def test_verify_checks_the_seal_line_of_a_checkpoint_kept(tmp_path: Path) -> Non
                     "--seal-key", key.format(), env=env, text=True)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "SEALED CHECKPOINT" not in ran.stdout
+    assert "carries no seal line" in ran.stdout
     # A seal line altered (one byte of its signature): tampering, exit 1.
     name, blob = lines[seal_at].removeprefix("\u2014 ").split(" ")
     raw = bytearray(base64.b64decode(blob))
@@ -89,4 +90,4 @@ def test_verify_checks_the_seal_line_of_a_checkpoint_kept(tmp_path: Path) -> Non
     ran = sealtrail("--data", data, "verify", "--no-derived", "--checkpoint", kept,
                     "--seal-key", key.format(), env=env, text=True)
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert "seal line that does not verify" in ran.stdout
+    assert "FAILED: the checkpoint given carries a seal line that does not verify" in ran.stdout

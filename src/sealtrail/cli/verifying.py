@@ -6,7 +6,9 @@ given verifies nothing in the log (:func:`~sealtrail.cli.common.not_verified`).
 ``--seal-key`` adds the forward-secure seals (:func:`sealtrail.log.sealing.verify_seals`), once
 the tree itself verified: a recorded seal that fails, a broken chain or a tree that contradicts
 a seal is tampering (exit 1, the seal's entry index named); a seal key that is not this log's
-(another origin, or other public keys in ``seal.pub``) verifies nothing (exit 3).
+(another origin, or other public keys in ``seal.pub``) verifies nothing (exit 3). With
+``--checkpoint`` too, that checkpoint's seal line is checked: which epoch sealed it, or that it
+carries none; a line that does not verify is exit 1 (FAILED: the file, not the log).
 
 ``verify`` works on a copy an auditor was given (the database and the verifier key, no signing
 key), read-only and writing nothing to it, with a key the auditor trusts rather than the stored
@@ -47,7 +49,13 @@ from sealtrail.core.errors import TamperError, VerificationError
 from sealtrail.core.seal import VERSION, SealKey, find_seal_line
 from sealtrail.log import witnesses
 from sealtrail.log.auditlog import AuditLog
-from sealtrail.log.copyverify import KeyMismatchError, LogCopy, find_copy, open_copy
+from sealtrail.log.copyverify import (
+    KeyMismatchError,
+    LogCopy,
+    copy_target_opener,
+    find_copy,
+    open_copy,
+)
 from sealtrail.log.datadir import open_store_readonly
 from sealtrail.log.derived import DerivedReport
 from sealtrail.log.sealing import (
@@ -156,7 +164,7 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             result = copy.verify(
                 trusted_checkpoint=trusted, progress=bar.update if bar.shown else None,
                 workers=workers, size=bar.start,
-                open_target=lambda index: _sealed_target(d, name, index))
+                open_target=copy_target_opener(copy, passphrase(prompt=False)))
             line_seal: dict[str, Any] | None = None
             if sealed_by is not None:
                 seal_report = _verify_seals(copy, sealed_by, result.report.size)
@@ -209,7 +217,10 @@ def verify(checkpoint: Annotated[Path | None, typer.Option(  # noqa: PLR0917 - C
             typer.echo(report.summary())
             if seal_report is not None:
                 typer.echo(seal_report.summary())
-            if line_seal is not None:
+            if line_seal is not None and line_seal["epoch"] is None:
+                typer.echo("the checkpoint given carries no seal line (saved before sealing "
+                           "began, or not from the log's own server)")
+            elif line_seal is not None:
                 typer.echo(f"SEALED CHECKPOINT: the checkpoint given (size {line_seal['size']}) "
                            f"carries a seal of epoch {line_seal['epoch']}, which ended "
                            f"{line_seal['epoch_end']}: the host held that state by then")
@@ -279,10 +290,11 @@ def _checkpoint_seal(note: str, key: SealKey) -> dict[str, Any] | None:
     try:
         line = find_seal_line(note, key)
     except VerificationError as exc:
-        raise TamperError("checkpoint", 0, "the checkpoint given carries a seal line that "
-                          f"does not verify with the seal key: {exc}") from exc
+        # The log itself matched the checkpoint: what is wrong is the file's unsigned line.
+        raise VerificationError("the checkpoint given carries a seal line that does not "
+                                f"verify with the seal key: {exc}") from exc
     if line is None:
-        return None
+        return {"size": None, "epoch": None, "epoch_end": None}
     end = key.start + (line.seal.epoch + 1) * key.seconds
     return {"size": line.checkpoint.size, "epoch": line.seal.epoch,
             "epoch_end": datetime.fromtimestamp(end, UTC).isoformat().replace("+00:00", "Z")}
@@ -309,14 +321,6 @@ def _verify_seals(copy: LogCopy, key: SealKey, size: int) -> SealReport:
                             now=datetime.now(UTC))
     finally:
         store.close()
-
-
-def _sealed_target(data: str, name: str, index: int) -> str | None:
-    """A setting entry's target that an older version sealed, opened with the keyring when it
-    opens without a prompt (None otherwise: verify then says it needs the keyring)."""
-    with AuditLog.open(data, name, create=False, passphrase=passphrase(prompt=False),
-                       store=store_url()) as alog:
-        return None if alog.locked_reason else alog.setting_target(index)
 
 
 def _verify_derived(data: str, name: str, wanted: bool | None) -> DerivedReport | None:

@@ -63,7 +63,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sealtrail.core import b64
 from sealtrail.core.checkpoint import Checkpoint
-from sealtrail.core.errors import FormatError, InclusionError, SignatureError
+from sealtrail.core.errors import (
+    FormatError,
+    InclusionError,
+    SignatureError,
+    VerificationError,
+)
 from sealtrail.core.merkle.hashing import HASH_SIZE, fold_right, leaf_hashes, pair_hashes
 from sealtrail.core.merkle.nodes import range_nodes
 from sealtrail.core.merkle.proof import plan_inclusion
@@ -386,7 +391,17 @@ def open_seal_line(note: str, key: SealKey) -> LineSeal:
              if s.name == key.origin and hmac.compare_digest(s.key_id, kid)]
     if not lines:
         raise SignatureError("the checkpoint carries no seal by this seal key")
-    raw = lines[0].signature
+    # Another line may share the origin and the 4-byte key id by chance: one must verify.
+    problems: list[VerificationError] = []
+    for line in lines:
+        try:
+            return _open_line(cp, line.signature, key)
+        except VerificationError as exc:
+            problems.append(exc)
+    raise problems[0]
+
+
+def _open_line(cp: Checkpoint, raw: bytes, key: SealKey) -> LineSeal:
     fixed = 8 + HASH_SIZE + 32 + _SIG
     if len(raw) < fixed or (len(raw) - fixed) % HASH_SIZE:
         raise FormatError("seal line: wrong length")

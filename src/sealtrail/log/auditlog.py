@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hmac
+import json
 import logging
 import os
 import socket
@@ -940,10 +941,12 @@ class AuditLog:
                          self.origin, open_target=self.setting_target)
         self._settings_checked = key
 
-    def setting_target(self, index: int) -> str | None:
-        """Entry ``index``'s target id opened with the keyring ("" when it has none, None
-        while it stays sealed): for setting entries an older version sealed."""
-        obj = self.read(self.entry(index))
+    def setting_target(self, record: SettingRecord) -> str | None:
+        """The target id of a setting entry an older version sealed, opened from its verified
+        bytes with the keyring ("" when it has none, None while it stays sealed)."""
+        if self._protector is None:
+            return None
+        obj = self._protector.reveal(record.index, json.loads(record.leaf))
         sealed = obj.get("sealed")
         if isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
             return None

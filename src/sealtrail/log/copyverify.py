@@ -24,6 +24,7 @@ is opened, the log's size given for a progress bar, the log verified).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +33,23 @@ from pathlib import Path
 from sealtrail.core.errors import ConfigError, StorageError, VerificationError
 from sealtrail.core.note import Verifier, open_note
 from sealtrail.core.note import parse as parse_note
+from sealtrail.core.policy import FieldPolicy
 from sealtrail.log import keys
-from sealtrail.log.datadir import log_dir, log_exists, open_store_readonly
+from sealtrail.log.datadir import (
+    OpenSettings,
+    log_dir,
+    log_exists,
+    open_keyring,
+    open_store_readonly,
+)
 from sealtrail.log.headmemory import HeadMemory, memory_path
+from sealtrail.log.protect import Protector
+from sealtrail.log.settings import SettingRecord
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Store
 
-__all__ = ["CopyReport", "KeyMismatchError", "LogCopy", "find_copy", "key_mismatch",
-           "open_copy", "verify_copy"]
+__all__ = ["CopyReport", "KeyMismatchError", "LogCopy", "copy_target_opener", "find_copy",
+           "key_mismatch", "open_copy", "verify_copy"]
 
 Progress = Callable[[int, int], None]  # (entries done, entries in all)
 
@@ -72,11 +82,13 @@ class LogCopy:
     def verify(self, *, trusted_checkpoint: str | None = None,
                progress: Progress | None = None, workers: int | None = None,
                size: Callable[[int], None] | None = None,
-               open_target: Callable[[int], str | None] | None = None) -> CopyReport:
+               open_target: Callable[[SettingRecord], str | None] | None = None
+               ) -> CopyReport:
         """Verify the copy (read-only) and remember its verified head.
 
         ``open_target`` opens a setting entry's target an older version sealed (see
-        :func:`sealtrail.log.settings.check_stored`); without it such an entry is tampering.
+        :func:`sealtrail.log.settings.check_stored`; :meth:`target_opener` makes one);
+        without it such an entry cannot be checked (KeyringError).
 
         ``size`` is told the log's size before the work starts (to size a progress bar);
         ``progress`` is then told how far it got. Raises :class:`KeyMismatchError` when the
@@ -136,6 +148,44 @@ def open_copy(directory: Path, *, verifier: Verifier | None = None,
     except ConfigError:  # no stored key to compare with: the signatures decide
         stored = None
     return LogCopy(directory, verifier, stored, store_url)
+
+
+def copy_target_opener(copy: LogCopy, passphrase: str | None
+                       ) -> Callable[[SettingRecord], str | None]:
+    """For :meth:`LogCopy.verify`: opens the target of a setting entry an older version sealed,
+    from the entry's verified bytes, with the copy's keyring (``passphrase``, else the
+    environment) on a read-only store; None when the keyring stays locked. Nothing is opened
+    until such an entry is met, and nothing is written."""
+    opened: list[Protector | None] = []
+
+    def open_target(record: SettingRecord) -> str | None:
+        if not opened:
+            opened.append(_read_only_protector(copy, passphrase))
+        protector = opened[0]
+        if protector is None:
+            return None
+        obj = protector.reveal(record.index, json.loads(record.leaf))
+        sealed = obj.get("sealed")
+        if isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
+            return None
+        target = obj.get("target")
+        found = target.get("id") if isinstance(target, dict) else None
+        return found if isinstance(found, str) else ""
+
+    return open_target
+
+
+def _read_only_protector(copy: LogCopy, passphrase: str | None) -> Protector | None:
+    store = open_store_readonly(copy.directory, copy.store_url)
+    meta = store.meta()
+    origin = meta.get("origin", copy.verifier.name)
+    policy = FieldPolicy.parse((meta.get("policy") or "").split(","))
+    keyring, _ = open_keyring(copy.directory, origin, OpenSettings(
+        passphrase, None, True, policy, ""), copy.store_url)
+    if keyring is None:
+        store.close()
+        return None
+    return Protector(origin, policy, keyring, store)
 
 
 def verify_copy(data_dir: str | os.PathLike[str], log: str = "default", *,

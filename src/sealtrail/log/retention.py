@@ -26,7 +26,13 @@ from typing import Any, Final
 import msgspec
 
 from sealtrail.core import canonical
-from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
+from sealtrail.core.errors import (
+    ConfigError,
+    KeyringError,
+    PolicyError,
+    TamperError,
+    ValidationError,
+)
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.changes import Retire, SetSettings
@@ -169,6 +175,11 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
     except (ValueError, ConfigError, TamperError):
         event = {}
     target = event.get("target") or {}
+    sealed = event.get("sealed")
+    if not target and isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
+        raise KeyringError(f"entry {at} (the retention policy's) has its target sealed "
+                           "(written by a version that sealed sealtrail's own targets): open "
+                           "the keyring to use it (SEALTRAIL_PASSPHRASE or --passphrase-file)")
     if (event.get("action") != "retention.policy.set"
             or target.get("id", "").rpartition("@")[2] != digest(text)):
         raise TamperError("settings", 0, "the stored retention policy was not set by an entry "

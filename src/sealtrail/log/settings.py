@@ -152,25 +152,25 @@ class SettingRecord:
     action: str
     target_id: str
     time: str = ""
+    leaf: bytes = b""  # the entry's verified bytes, kept only when its target is not clear
 
 
 def check_stored(meta: Mapping[str, str],
                  holds: Iterable[tuple[int, bytes, str, str | None]],
                  records: Iterable[SettingRecord], verifier: Verifier, origin: str, *,
-                 open_target: Callable[[int], str | None] | None = None) -> None:
+                 open_target: Callable[[SettingRecord], str | None] | None = None) -> None:
     """Compare every stored setting with what the log's key and entries say; raise
     TamperError naming the setting (and the entry, when one is involved).
 
     ``holds`` are the stored legal holds as (number, subject ref, created-at, released-at or
     None);
     ``records`` the setting entries in log order.
-    ``open_target``: the target id of entry ``i`` read with the log's keyring ("" when it
-    has none; None when it stays sealed), for entries whose target is not in clear. Versions
-    before sealtrail kept its own records' targets clear sealed them when the log's policy
-    seals ``target.id``; without it such an entry reads as having no target (TamperError).
+    ``open_target``: the target id of a record whose target is sealed in its verified bytes
+    (``leaf``), opened with the log's keyring (None while it stays locked). Versions before
+    sealtrail kept its own records' targets clear sealed them when the log's policy seals
+    ``target.id``; without a keyring such a record is KeyringError (it cannot be checked),
+    not tampering. A record with no target at all stays tampering.
     """
-    if open_target is not None:
-        records = [_opened(r, open_target) for r in records]
     # 1. Fixed settings: the meta rows must equal the signed statement.
     fixed = signed_fixed(meta, verifier, origin)
     for name, want in fixed.as_meta().items():
@@ -178,7 +178,9 @@ def check_stored(meta: Mapping[str, str],
             raise TamperError("settings", 0, f"the stored setting {name!r} is "
                               f"{meta.get(name)!r} but the log was created with {want!r} "
                               "(the settings table was edited)")
-    ordered = sorted(records, key=lambda r: r.index)
+    # Records whose target an older version sealed, opened (after the signed settings: an
+    # edited settings row is tampering, whether or not the keyring is at hand).
+    ordered = sorted((_opened(r, open_target) for r in records), key=lambda r: r.index)
     # 2. Digested settings (the retention policy, the witnesses): the stored text is the one
     #    the latest entry of its action names.
     for kind in DIGESTED:
@@ -195,15 +197,25 @@ def check_stored(meta: Mapping[str, str],
                           f"the log's last rotation entry says {want_key!r}")
 
 
-def _opened(rec: SettingRecord, open_target: Callable[[int], str | None]) -> SettingRecord:
-    if rec.target_id:
+def _opened(rec: SettingRecord,
+            open_target: Callable[[SettingRecord], str | None] | None) -> SettingRecord:
+    if rec.target_id or not _target_sealed(rec.leaf):
         return rec
-    target = open_target(rec.index)
+    target = open_target(rec) if open_target is not None else None
     if target is None:
         raise KeyringError(f"entry {rec.index} ({rec.action}) has its target sealed (written "
                            "by a version that sealed sealtrail's own targets): open the "
                            "keyring to check it (SEALTRAIL_PASSPHRASE or --passphrase-file)")
     return replace(rec, target_id=target)
+
+
+def _target_sealed(leaf: bytes) -> bool:
+    """Whether an entry's bytes seal its ``target.id``."""
+    try:
+        sealed = json.loads(leaf).get("sealed") if leaf else None
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(sealed, dict) and "target.id" in (sealed.get("fields") or ())
 
 
 def _check_digested(meta: Mapping[str, str], kind: Digested,

@@ -133,11 +133,13 @@ class _LeafId(msgspec.Struct):
 _ids_decoder = msgspec.json.Decoder(list[_LeafId])
 
 
-def _setting_record(index: int, x: _LeafId) -> SettingRecord | None:
-    """The settings-check record of an entry, when it is one that changed a setting."""
+def _setting_record(index: int, x: _LeafId, leaf: bytes) -> SettingRecord | None:
+    """The settings-check record of an entry, when it is one that changed a setting (with
+    its bytes when its target is not clear: an older version may have sealed it)."""
     if x.action not in SETTING_ACTIONS:
         return None
-    return SettingRecord(index, x.action, x.target.id if x.target is not None else "", x.time)
+    target = x.target.id if x.target is not None else ""
+    return SettingRecord(index, x.action, target, x.time, b"" if target else leaf)
 
 
 def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
@@ -167,8 +169,8 @@ def _check_ids(chunk: Chunk, leaves: list[bytes], size: int,
         ok = False
     if ok and records is not None:
         # Entries that changed a stored setting, for the settings check (step 7).
-        records.extend(r for k, x in zip(positions, ids, strict=True)
-                       if (r := _setting_record(chunk.start + k, x)) is not None)
+        records.extend(r for k, x, leaf in zip(positions, ids, leaves, strict=True)
+                       if (r := _setting_record(chunk.start + k, x, leaf)) is not None)
     if not ok:
         # Name the first entry whose stored id differs (the leaf hashes are checked later).
         for k, leaf in enumerate(leaves):
@@ -351,7 +353,8 @@ def verify_log(store: Store, verifier: Verifier, origin: str, *,
                progress: Callable[[int, int], None] | None = None,
                opener: Callable[[], Store] | None = None, workers: int | None = None,
                remembered: str | None = None,
-               open_target: Callable[[int], str | None] | None = None) -> VerifyReport:
+               open_target: Callable[[SettingRecord], str | None] | None = None
+               ) -> VerifyReport:
     """Verify everything stored for one log; raise TamperError naming the first problem.
 
     With ``opener`` (``Store.opener()``: opens the store in another process) and more than
@@ -537,7 +540,7 @@ def setting_records(store: Store, size: int, start: int = 0) -> list[SettingReco
                 x = _one_decoder.decode(leaf)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise TamperError("changed", chunk.start + k, "an entry is not an event") from exc
-            record = _setting_record(chunk.start + k, x)
+            record = _setting_record(chunk.start + k, x, leaf)
             if record is not None:
                 out.append(record)
     return out
