@@ -282,11 +282,12 @@ def _seal_key(value: str) -> SealKey:
         fail(f"--seal-key: {exc}")
 
 
-def _checkpoint_seal(note: str, key: SealKey) -> dict[str, Any] | None:
+def _checkpoint_seal(note: str, key: SealKey) -> dict[str, Any]:
     """The seal line of the checkpoint given (``--checkpoint``, or the kept witnessed one),
-    verified with the seal key alone: its size, epoch and when that epoch ended; None when
-    it carries none. A line that does not verify is tampering (the tree already matched the
-    checkpoint, so the line was forged or altered)."""
+    verified with the seal key alone: its size, epoch and when that epoch ended (all None
+    when it carries no line). A line that does not verify is a VerificationError about the
+    file (the log's tree already matched the checkpoint, so the line was forged or
+    altered)."""
     try:
         line = find_seal_line(note, key)
     except VerificationError as exc:

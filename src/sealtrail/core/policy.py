@@ -91,7 +91,6 @@ class FieldPolicy:
             changes[SUBJECTS] = None
         return (replace(ev, **changes) if changes else ev), found
 
-
     def without(self, paths: Iterable[str]) -> FieldPolicy:
         """This policy with ``paths`` left clear (for sealtrail's own reference records)."""
         drop = set(paths)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hmac
-import json
 import logging
 import os
 import socket
@@ -103,6 +102,7 @@ from sealtrail.log.settings import (
     digest,
     fixed_from_meta,
     signed_fixed,
+    target_opener,
 )
 from sealtrail.log.tree import (
     TreeEdge,
@@ -946,13 +946,7 @@ class AuditLog:
         bytes with the keyring ("" when it has none, None while it stays sealed)."""
         if self._protector is None:
             return None
-        obj = self._protector.reveal(record.index, json.loads(record.leaf))
-        sealed = obj.get("sealed")
-        if isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
-            return None
-        target = obj.get("target")
-        found = target.get("id") if isinstance(target, dict) else None
-        return found if isinstance(found, str) else ""
+        return target_opener(self._protector.reveal)(record)
 
     def _setting_records(self, size: int) -> list[SettingRecord]:
         """:func:`setting_records` of the first ``size`` entries, read incrementally: the

@@ -24,11 +24,11 @@ is opened, the log's size given for a progress bar, the log verified).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sealtrail.core.errors import ConfigError, StorageError, VerificationError
 from sealtrail.core.note import Verifier, open_note
@@ -44,7 +44,7 @@ from sealtrail.log.datadir import (
 )
 from sealtrail.log.headmemory import HeadMemory, memory_path
 from sealtrail.log.protect import Protector
-from sealtrail.log.settings import SettingRecord
+from sealtrail.log.settings import SettingRecord, target_opener
 from sealtrail.log.verify import VerifyReport, verify_log
 from sealtrail.store.protocol import Store
 
@@ -87,7 +87,7 @@ class LogCopy:
         """Verify the copy (read-only) and remember its verified head.
 
         ``open_target`` opens a setting entry's target an older version sealed (see
-        :func:`sealtrail.log.settings.check_stored`; :meth:`target_opener` makes one);
+        :func:`sealtrail.log.settings.check_stored`; :func:`copy_target_opener` makes one);
         without it such an entry cannot be checked (KeyringError).
 
         ``size`` is told the log's size before the work starts (to size a progress bar);
@@ -158,21 +158,13 @@ def copy_target_opener(copy: LogCopy, passphrase: str | None
     until such an entry is met, and nothing is written."""
     opened: list[Protector | None] = []
 
-    def open_target(record: SettingRecord) -> str | None:
+    def reveal(index: int, obj: dict[str, Any]) -> dict[str, Any]:
         if not opened:
             opened.append(_read_only_protector(copy, passphrase))
         protector = opened[0]
-        if protector is None:
-            return None
-        obj = protector.reveal(record.index, json.loads(record.leaf))
-        sealed = obj.get("sealed")
-        if isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
-            return None
-        target = obj.get("target")
-        found = target.get("id") if isinstance(target, dict) else None
-        return found if isinstance(found, str) else ""
+        return obj if protector is None else protector.reveal(index, obj)
 
-    return open_target
+    return target_opener(reveal)
 
 
 def _read_only_protector(copy: LogCopy, passphrase: str | None) -> Protector | None:

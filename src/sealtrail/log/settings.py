@@ -24,7 +24,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Any, Final
 
 from sealtrail.core import canonical
 from sealtrail.core.errors import FormatError, KeyringError, TamperError, VerificationError
@@ -212,10 +212,31 @@ def _opened(rec: SettingRecord,
 def _target_sealed(leaf: bytes) -> bool:
     """Whether an entry's bytes seal its ``target.id``."""
     try:
-        sealed = json.loads(leaf).get("sealed") if leaf else None
-    except (ValueError, AttributeError):
+        obj = json.loads(leaf) if leaf else None
+    except ValueError:
         return False
+    return isinstance(obj, dict) and _seals_target(obj)
+
+
+def _seals_target(obj: Mapping[str, Any]) -> bool:
+    sealed = obj.get("sealed")
     return isinstance(sealed, dict) and "target.id" in (sealed.get("fields") or ())
+
+
+def target_opener(reveal: Callable[[int, dict[str, Any]], dict[str, Any]]
+                  ) -> Callable[[SettingRecord], str | None]:
+    """An ``open_target`` for :func:`check_stored` from a way to open an entry's sealed
+    fields (``Protector.reveal``: the entry as given while the keyring is locked): the target
+    id of the record's verified bytes, "" when it has none, None while it stays sealed."""
+    def open_target(record: SettingRecord) -> str | None:
+        obj = reveal(record.index, json.loads(record.leaf))
+        if _seals_target(obj):
+            return None
+        target = obj.get("target")
+        found = target.get("id") if isinstance(target, dict) else None
+        return found if isinstance(found, str) else ""
+
+    return open_target
 
 
 def _check_digested(meta: Mapping[str, str], kind: Digested,
@@ -292,4 +313,4 @@ def _same_time(stored: str, recorded: str) -> bool:
 __all__ = ["ACTIVE_KEY_META", "DIGESTED", "FIXED", "POLICY_AT_META", "POLICY_META",
            "SETTINGS_META", "SETTING_ACTIONS", "STATEMENT", "WITNESSES_AT_META",
            "WITNESSES_META", "Digested", "Fixed", "SettingRecord", "check_stored", "digest",
-           "fixed_from_meta", "policy_target", "signed_fixed"]
+           "fixed_from_meta", "policy_target", "signed_fixed", "target_opener"]
