@@ -21,6 +21,10 @@ from sealtrail.core.policy import FieldPolicy
 from sealtrail.log import sealing
 from sealtrail.log.datadir import open_store_readonly
 from sealtrail.log.headmemory import STATE_DIR_ENV
+from sealtrail.monitor.alerts import AlertStore, monitor_db_path
+from sealtrail.monitor.runner import Monitor
+from sealtrail.server.logs import Logs
+from sealtrail.server.witnessing_job import SEAL_RULE, WitnessingJob
 from tests.clirun import sealtrail
 from tests.compliance.conftest import Clock
 from tests.sealing.attack import EPOCH_S, LOG, build, edit, leaves, open_log
@@ -292,3 +296,32 @@ def test_a_log_never_sealed_fails_with_a_seal_key(tmp_path: Path) -> None:
     code, out = verify(tmp_path / "fresh", "--seal-key", key.format())
     assert code == 1, out
     assert "no recorded seal" in out
+
+
+def test_a_node_without_the_sealing_key_alerts_instead_of_serving_unsealed(
+        tmp_path: Path) -> None:
+    """The log is sealed (its recorded seals are in the shared store) but this node holds no
+    seal.key: another node ran 'seal init', or the file was lost. The served checkpoint
+    cannot carry a seal, and the leader's job says so with builtin.seal_failing rather than
+    serving unsealed checkpoints in silence. A log never sealed stays quiet."""
+    clock = Clock()
+    data = tmp_path / "data"
+    with open_log(data, clock) as log:
+        sealing.init_sealing(log, now=clock.now, seconds=EPOCH_S, epochs=8)
+        (log.directory / sealing.SEAL_KEY_FILE).unlink()
+        with pytest.raises(ConfigError, match="this node holds no sealing key"):
+            sealing.seal_line(log, log.checkpoint(), clock.now)
+    logs = Logs(data)
+    store = AlertStore(monitor_db_path(data))
+    monitor = Monitor(data, lambda: [(n, logs.get(n)) for n in logs.names()], [], store,
+                      clock=clock)
+    job = WitnessingJob(logs, monitor, clock, delay=0, interval=0)
+    try:
+        job.run_one(LOG)
+        alerts = store.list(LOG, rule=SEAL_RULE)
+        assert [a.severity for a in alerts] == ["high"]
+        assert "no sealing key" in alerts[0].message
+    finally:
+        logs.close()
+    with open_log(tmp_path / "plain", clock) as plain:
+        assert sealing.seal_line(plain, plain.checkpoint(), clock.now) is None

@@ -412,6 +412,13 @@ def seal_line(alog: AuditLog, signed: SignedCheckpoint, now: datetime) -> str | 
     """
     directory = alog.directory
     if not has_sealing(directory):
+        if alog.store.meta().get(LAST_META) is not None:
+            # Sealed, but not from here: another node of a shared store ran 'seal init' (the
+            # key stays on its disk), or this node's key file was lost. Say so: serving
+            # checkpoints without their seal must not pass unnoticed.
+            raise ConfigError("this log is sealed, but this node holds no sealing key "
+                              f"({SEAL_KEY_FILE} stays on the node that ran 'seal init'): "
+                              "checkpoints served from here are not sealed")
         return None
     with _locked(directory):
         step = _advance(alog, directory, now)
