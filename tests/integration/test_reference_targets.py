@@ -22,6 +22,7 @@ from tests.sealing.attack import leaves
 from sealtrail.core.policy import SEALABLE
 from sealtrail.log.auditlog import AuditLog
 from sealtrail.log.protect import Protector
+from sealtrail.log.retention import RetentionPolicy, set_policy
 from sealtrail.log.witness import WitnessState
 
 SECRET = "doc-of-alice-smith"
@@ -140,3 +141,24 @@ def test_a_hold_an_older_version_sealed_still_checks_with_the_keyring(
     run(data, "hold", "release", "--subject", "alice", "--reason", "case closed")
     assert json.loads(run(data, "erase", "--subject", "alice", "--reason", "gdpr"))["erased"]
     verified(data)
+
+
+def test_a_retention_policy_an_older_version_sealed_still_loads_with_the_keyring(
+        data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy's entry, its target (the digest) sealed by an older version: the policy
+    loads with the keyring and verify passes; without it, both say they need the keyring
+    (neither calls the settings table edited)."""
+    with monkeypatch.context() as old:
+        old.setattr(Protector, "policy_for", lambda self, ev, own: self.policy)
+        with AuditLog.open(data, create=False) as alog:
+            set_policy(alog, RetentionPolicy.preset("gdpr"), actor={"id": "ops"})
+            entry = alog.entry(alog.size - 1).event()
+    assert "target.id" in entry["sealed"]["fields"]
+    assert json.loads(run(data, "retention", "show"))["name"] == "gdpr"
+    verified(data)
+    for args in (("retention", "show"), ("verify",)):
+        locked = sealtrail("--data", str(data), *args, env={"SEALTRAIL_PASSPHRASE": None},
+                           text=True)
+        assert locked.returncode != 0, args
+        assert "keyring" in locked.stderr, (args, locked.stderr)
+        assert "edited" not in locked.stdout + locked.stderr, args

@@ -26,13 +26,7 @@ from typing import Any, Final
 import msgspec
 
 from sealtrail.core import canonical
-from sealtrail.core.errors import (
-    ConfigError,
-    KeyringError,
-    PolicyError,
-    TamperError,
-    ValidationError,
-)
+from sealtrail.core.errors import ConfigError, PolicyError, TamperError, ValidationError
 from sealtrail.core.timefmt import format_time, parse_time
 from sealtrail.log.auditlog import AuditLog, Entry, Receipt
 from sealtrail.log.changes import Retire, SetSettings
@@ -41,7 +35,9 @@ from sealtrail.log.settings import (
     POLICY_AT_META,
     POLICY_META,
     SETTING_ACTIONS,
+    SettingRecord,
     digest,
+    opened_record,
     policy_target,
 )
 
@@ -171,17 +167,18 @@ def load_policy(alog: AuditLog) -> RetentionPolicy | None:
         return None
     try:
         at = int(meta.get(POLICY_AT_META, ""))
-        event = alog.read(alog.entry(at))  # opened: an older version sealed own targets
+        entry = alog.entry(at)
     except (ValueError, ConfigError, TamperError):
-        event = {}
+        entry = None
+    event = entry.event() if entry is not None else {}
     target = event.get("target") or {}
-    sealed = event.get("sealed")
-    if not target and isinstance(sealed, dict) and "target.id" in sealed.get("fields", ()):
-        raise KeyringError(f"entry {at} (the retention policy's) has its target sealed "
-                           "(written by a version that sealed sealtrail's own targets): open "
-                           "the keyring to use it (SEALTRAIL_PASSPHRASE or --passphrase-file)")
-    if (event.get("action") != "retention.policy.set"
-            or target.get("id", "").rpartition("@")[2] != digest(text)):
+    action = str(event.get("action", ""))
+    target_id = str(target.get("id", ""))
+    if entry is not None and not target_id:
+        # An older version may have sealed it: opened as verify opens it.
+        target_id = opened_record(SettingRecord(at, action, "", leaf=entry.leaf),
+                                  alog.setting_target).target_id
+    if action != "retention.policy.set" or target_id.rpartition("@")[2] != digest(text):
         raise TamperError("settings", 0, "the stored retention policy was not set by an entry "
                           "of the log (the settings table was edited, or it was set by a version "
                           "that did not record its digest: set it again with sealtrail "

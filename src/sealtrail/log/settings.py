@@ -180,7 +180,7 @@ def check_stored(meta: Mapping[str, str],
                               "(the settings table was edited)")
     # Records whose target an older version sealed, opened (after the signed settings: an
     # edited settings row is tampering, whether or not the keyring is at hand).
-    ordered = sorted((_opened(r, open_target) for r in records), key=lambda r: r.index)
+    ordered = sorted((opened_record(r, open_target) for r in records), key=lambda r: r.index)
     # 2. Digested settings (the retention policy, the witnesses): the stored text is the one
     #    the latest entry of its action names.
     for kind in DIGESTED:
@@ -197,8 +197,10 @@ def check_stored(meta: Mapping[str, str],
                           f"the log's last rotation entry says {want_key!r}")
 
 
-def _opened(rec: SettingRecord,
-            open_target: Callable[[SettingRecord], str | None] | None) -> SettingRecord:
+def opened_record(rec: SettingRecord,
+                  open_target: Callable[[SettingRecord], str | None] | None) -> SettingRecord:
+    """``rec`` with its target read through ``open_target`` when an older version sealed it
+    (KeyringError while that cannot be done); any other record as it is."""
     if rec.target_id or not _target_sealed(rec.leaf):
         return rec
     target = open_target(rec) if open_target is not None else None
@@ -313,4 +315,5 @@ def _same_time(stored: str, recorded: str) -> bool:
 __all__ = ["ACTIVE_KEY_META", "DIGESTED", "FIXED", "POLICY_AT_META", "POLICY_META",
            "SETTINGS_META", "SETTING_ACTIONS", "STATEMENT", "WITNESSES_AT_META",
            "WITNESSES_META", "Digested", "Fixed", "SettingRecord", "check_stored", "digest",
-           "fixed_from_meta", "policy_target", "signed_fixed", "target_opener"]
+           "fixed_from_meta", "opened_record", "policy_target", "signed_fixed",
+           "target_opener"]
