@@ -212,39 +212,28 @@ def test_an_exhausted_key_erases_its_last_seed_and_stops_sealing(tmp_path: Path)
         assert sealing.status(log, clock.now)["exhausted"] is True
 
 
-def _sealed_with_one_event(data: Path, clock: Clock) -> None:
-    """A log with sealing set up and one event after the anchor."""
+@pytest.mark.parametrize(("change", "match"), [
+    # The settings' copy of the last recorded seal must be the entry it names: an edited
+    # copy stops the chain from being continued from it.
+    ("UPDATE meta SET value = '1' WHERE key = 'seal_last_at'", "settings table"),
+    # With its rows deleted, the sealer does not start a second chain from nothing: it
+    # refuses (and the service raises its sealing alert).
+    ("DELETE FROM meta WHERE key LIKE 'seal_last%'", "no recorded seal"),
+])
+def test_an_edited_or_deleted_last_seal_copy_is_refused(tmp_path: Path, change: str,
+                                                        match: str) -> None:
+    clock = Clock()
+    data = tmp_path / "data"
     with open_log(data, clock) as log:
         sealing.init_sealing(log, now=clock.now, seconds=EPOCH_S, epochs=8)
         log.append({"actor": {"id": "u"}, "action": "doc.read", "outcome": "success"})
-
-
-def test_an_edited_last_seal_copy_is_refused(tmp_path: Path) -> None:
-    """The settings' copy of the last recorded seal must be the entry it names: an edited
-    copy stops the chain from being continued from it."""
-    clock = Clock()
-    data = tmp_path / "data"
-    _sealed_with_one_event(data, clock)
     with edit(data) as db:
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'seal_last_at'")
-    clock.now += timedelta(seconds=EPOCH_S)
-    with open_log(data, clock) as log, pytest.raises(TamperError, match="settings table"):
-        sealing.run_round(log, clock.now)
-
-
-def test_deleted_last_seal_rows_are_refused(tmp_path: Path) -> None:
-    """With the rows of the last recorded seal deleted, the sealer does not start a second
-    chain from nothing: it refuses (and the service raises its sealing alert)."""
-    clock = Clock()
-    data = tmp_path / "data"
-    _sealed_with_one_event(data, clock)
-    with edit(data) as db:
-        db.execute("DELETE FROM meta WHERE key LIKE 'seal_last%'")
+        db.execute(change)
     clock.now += timedelta(seconds=EPOCH_S)
     with open_log(data, clock) as log:
-        with pytest.raises(TamperError, match="no recorded seal"):
+        with pytest.raises(TamperError, match=match):
             sealing.run_round(log, clock.now)
-        with pytest.raises(TamperError, match="no recorded seal"):
+        with pytest.raises(TamperError, match=match):
             sealing.seal_line(log, log.checkpoint(), clock.now)
 
 
